@@ -1,0 +1,62 @@
+"""Wiring only: settings -> model -> Redis -> window store -> pipeline -> consumer loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+from redis.asyncio import Redis
+
+from worker.clock import Clock, WallClock
+from worker.metrics import Metrics
+from worker.pipeline import Pipeline
+from worker.runtime.loop import ConsumerLoop
+from worker.runtime.retry import retrying
+from worker.runtime.topics import ensure_topics
+from worker.scoring.model import Model, load_model
+from worker.settings import Settings
+from worker.windows.store import WindowStore
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """One scoring worker process: owns its Redis client, pipeline and consumer loop."""
+
+    def __init__(self, settings: Settings, model: Model | None = None,
+                 clock: Clock | None = None, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.model = model or load_model(settings.model_path)
+        self.metrics = metrics or Metrics()
+        self.redis = Redis.from_url(settings.redis_url)
+        store = WindowStore(self.redis, self.model)
+        self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
+        self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
+
+    async def run(self) -> None:
+        try:
+            if self.settings.create_topics:
+                await retrying(lambda: ensure_topics(self.settings), "kafka",
+                               max_backoff=self.settings.retry_backoff_max_seconds,
+                               metrics=self.metrics, stop=self.loop.stop_requested)
+            await self.loop.run()
+        finally:
+            await self.redis.aclose()
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+
+async def serve(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM, then stop cleanly (finish, commit, close)."""
+    worker = Worker(settings)
+    worker.metrics.serve(settings.metrics_port)
+    log.info("model %s, %d components; metrics on :%s", worker.model.version,
+             len(worker.model.components), settings.metrics_port or "off")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, worker.stop)
+    await worker.run()

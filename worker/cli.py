@@ -1,0 +1,128 @@
+"""``healthscore``: worker | dev | simulate | explain | alerts | check-model."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from worker.errors import ConfigError
+from worker.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"healthscore: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiokafka logs every rebalance step at INFO; keep the worker's own lines readable.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+    try:
+        return int(args.run(settings, args) or 0)
+    except ConfigError as exc:
+        print(f"healthscore: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="healthscore",
+        description="Live customer health scores: Kafka events in, tier-change alerts out.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("worker", help="run a scoring worker (HEALTHSCORE_* settings)")
+    p.set_defaults(run=_worker)
+
+    p = sub.add_parser("dev", help="local broker + Redis + worker + simulated traffic")
+    p.add_argument("--no-simulate", action="store_true", help="start without synthetic traffic")
+    _simulation_options(p, rate=200.0, accounts=200)
+    p.set_defaults(run=_dev)
+
+    p = sub.add_parser("simulate", help="produce a synthetic stream of accounts and events")
+    _simulation_options(p, rate=500.0, accounts=500)
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_simulate)
+
+    p = sub.add_parser("explain", help="an account's score, tier and components, now")
+    p.add_argument("account_id")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_explain)
+
+    p = sub.add_parser("alerts", help="print tier-change alerts as they are published")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON alert per line")
+    p.set_defaults(run=_alerts)
+
+    p = sub.add_parser("check-model", help="validate a model file and print its components")
+    p.add_argument("path", nargs="?", default=None, help="model file (default: the setting)")
+    p.set_defaults(run=_check_model)
+    return parser
+
+
+def _simulation_options(p: argparse.ArgumentParser, *, rate: float, accounts: int) -> None:
+    p.add_argument("--rate", type=float, default=rate, help=f"events/s (default {rate:g})")
+    p.add_argument("--accounts", type=int, default=accounts,
+                   help=f"synthetic accounts (default {accounts})")
+    p.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.app import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.devmode import run_dev
+
+    return run_dev(settings, args)
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.simulate.producer import run_simulation
+
+    stats = asyncio.run(run_simulation(
+        settings, accounts=args.accounts, rate=args.rate, duration=args.duration,
+        seed=args.seed, progress=not args.no_progress))
+    print(stats)
+    return 0
+
+
+def _explain(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.commands import explain_command
+
+    return asyncio.run(explain_command(settings, args.account_id, as_json=args.json))
+
+
+def _alerts(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.commands import tail_alerts
+
+    asyncio.run(tail_alerts(settings, from_beginning=args.from_beginning, as_json=args.json))
+    return 0
+
+
+def _check_model(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.scoring.model import load_model
+
+    model = load_model(args.path or settings.model_path)
+    print(f"model {model.version}: bucket {model.bucket_seconds} s, tiers "
+          + ", ".join(f"{t.name} >= {t.min_score:g}" for t in model.tiers)
+          + f" (margin {model.margin:g})")
+    for c in model.components:
+        print(f"  {c.name:<20} {c.signal.name:<24} window {c.window_buckets} buckets"
+              f"  weight {c.weight:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

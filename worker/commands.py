@@ -1,0 +1,94 @@
+"""The read-side commands: ``explain`` and ``alerts``. Thin: format what others compute."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from worker.clock import WallClock
+from worker.explain import explain
+from worker.scoring.model import load_model
+from worker.settings import Settings
+from worker.windows.store import WindowStore
+
+TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red"}
+
+
+async def explain_command(settings: Settings, account_id: str, *, as_json: bool) -> int:
+    model = load_model(settings.model_path)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        result = await explain(WindowStore(redis, model), model, account_id, WallClock())
+    finally:
+        await redis.aclose()
+    data = result.as_dict()
+    if as_json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        _print_explanation(data)
+    return 0 if result.known else 1
+
+
+def _print_explanation(data: dict[str, Any]) -> None:
+    console = Console()
+    if data["score"] is None:
+        console.print(f"[bold]{data['account_id']}[/]: no data in any window (unknown account?)")
+        return
+    tier = data["tier"]
+    console.print(f"[bold]{data['account_id']}[/] ({data['segment'] or 'no segment'}): "
+                  f"score [bold]{data['score']:.1f}[/], tier [{TIER_STYLE.get(tier, '')}]"
+                  f"{tier}[/] (last published: {data['published_tier']}), "
+                  f"model {data['model_version']}, at {data['at']}")
+    table = Table("component", "value", "sub-score", "weight", "contribution")
+    for c in data["components"]:
+        if c["value"] is None:
+            table.add_row(c["name"], "no data", "-", f"{c['weight']:g}", "-", style="dim")
+        else:
+            table.add_row(c["name"], f"{c['value']:.3g}", f"{c['subscore']:.1f}",
+                          f"{c['weight']:g}", f"{c['contribution']:.1f}")
+    console.print(table)
+
+
+def alert_line(alert: dict[str, Any]) -> str:
+    """One human line per alert, for terminals and logs."""
+    trigger = alert["triggering_component"]
+    why = "" if trigger is None else (
+        f" trigger {trigger['name']} ({trigger['contribution_change']:+.1f} pts)")
+    cause = alert["cause"]
+    what = cause["event_type"] or cause["kind"]
+    previous = alert["previous_tier"] or "new"
+    before = "" if alert["previous_score"] is None else f"{alert['previous_score']:.1f} -> "
+    return (f"{alert['account_id']}: {previous} -> {alert['tier']} "
+            f"(score {before}{alert['score']:.1f}){why} after {what}")
+
+
+async def tail_alerts(settings: Settings, *, from_beginning: bool, as_json: bool,
+                      stop: asyncio.Event | None = None) -> None:
+    consumer = AIOKafkaConsumer(settings.topic_alerts, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest" if from_beginning else "latest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        while stop is None or not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    _print_alert(record.value, as_json)
+    finally:
+        await consumer.stop()
+
+
+def _print_alert(value: bytes, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(value.decode() + "\n")
+        return
+    alert = orjson.loads(value)
+    style = TIER_STYLE.get(alert["tier"], "")
+    Console().print(f"[{style}]{alert_line(alert)}[/]", highlight=False)

@@ -1,0 +1,78 @@
+"""``healthscore dev``: a whole local setup in one command.
+
+Starts the embedded broker and Redis, a worker, a simulated customer base and
+an alert printer, all in this process; Ctrl-C stops everything and removes the
+local backends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from rich.console import Console
+
+from worker.app import Worker
+from worker.commands import tail_alerts
+from worker.embedded import EmbeddedStack
+from worker.settings import Settings
+
+
+def run_dev(settings: Settings, args: argparse.Namespace) -> int:
+    console = Console()
+    console.print("starting the embedded broker and Redis ...")
+    with EmbeddedStack() as stack:
+        settings = settings.replace(kafka_bootstrap=stack.bootstrap, redis_url=stack.url)
+        console.print(f"  broker   {stack.bootstrap}   (HEALTHSCORE_KAFKA_BOOTSTRAP)")
+        console.print(f"  redis    {stack.url}   (HEALTHSCORE_REDIS_URL)")
+        if settings.metrics_port:
+            console.print(f"  metrics  http://127.0.0.1:{settings.metrics_port}/metrics")
+        asyncio.run(_run(settings, args, console))
+    console.print("stopped; local broker and Redis removed")
+    return 0
+
+
+async def _run(settings: Settings, args: argparse.Namespace, console: Console) -> None:
+    worker = Worker(settings)
+    worker.metrics.serve(settings.metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    worker_task = asyncio.create_task(worker.run())
+    stopped = asyncio.create_task(stop.wait())
+    ready = asyncio.create_task(worker.loop.ready.wait())
+    await asyncio.wait({ready, stopped, worker_task}, return_when=asyncio.FIRST_COMPLETED)
+    helpers: list[asyncio.Task[None]] = []
+    if ready.done() and not stop.is_set():
+        console.print(f"[bold green]ready[/]: scoring {', '.join(settings.input_topics)}; "
+                      f"alerts on {settings.topic_alerts} (Ctrl-C to stop)")
+        helpers.append(asyncio.create_task(
+            tail_alerts(settings, from_beginning=True, as_json=False, stop=stop)))
+        if not args.no_simulate:
+            helpers.append(asyncio.create_task(_simulate(settings, args)))
+        await asyncio.wait({stopped, worker_task}, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    stopped.cancel()
+    await _shutdown(worker, worker_task, helpers)
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
+    from worker.simulate.producer import run_simulation
+
+    await run_simulation(settings, accounts=args.accounts, rate=args.rate, duration=None,
+                         seed=args.seed, progress=False)
+
+
+async def _shutdown(worker: Worker, worker_task: asyncio.Task[None],
+                    helpers: list[asyncio.Task[None]]) -> None:
+    for task in helpers:
+        task.cancel()
+    worker.stop()
+    for task in helpers:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await worker_task  # re-raises what stopped the worker, if anything did

@@ -1,0 +1,71 @@
+"""The one error hierarchy, and the one place that decides what an error means.
+
+Two families:
+
+* ``BadInput`` -- the message itself is wrong. Retrying can never help, so the
+  record goes to the dead-letter topic with a machine-readable ``reason`` and the
+  worker commits past it.
+* ``Retriable`` -- the world is wrong for now (Redis or the broker is away). The
+  worker backs off and tries the same batch again; nothing is skipped.
+
+Anything else is a bug: it propagates and stops the worker rather than silently
+dropping data.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class HealthscoreError(Exception):
+    """Base of every error the worker raises on purpose."""
+
+
+class ConfigError(HealthscoreError):
+    """Settings or the model file are invalid; raised at start-up only."""
+
+
+class Reason(StrEnum):
+    """Machine-readable dead-letter reasons (the ``reason`` field of a dead-letter record)."""
+
+    OVERSIZE = "oversize"
+    INVALID_JSON = "invalid_json"
+    SCHEMA_VIOLATION = "schema_violation"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    BAD_KEY = "bad_key"
+    UNKNOWN_TOPIC = "unknown_topic"
+
+
+class BadInput(HealthscoreError):
+    """A message that can never be processed: it is dead-lettered, not retried."""
+
+    def __init__(self, reason: Reason, detail: str, field: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.field = field
+
+
+class Retriable(HealthscoreError):
+    """A dependency is unavailable; the same work is retried after a back-off."""
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Decide, in one place, whether an exception from an I/O edge is worth retrying."""
+    if isinstance(exc, Retriable):
+        return True
+    # Imported lazily: the error module must stay importable without the I/O stacks.
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+    if isinstance(exc, ConnectionError | TimeoutError | BusyLoadingError | OSError):
+        return True
+    if isinstance(exc, KafkaError):
+        return bool(getattr(exc, "retriable", False)) or _is_transport_error(exc)
+    return False
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+
+    return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)

@@ -1,0 +1,1 @@
+"""Decode and validate input records; everything that fails becomes a dead letter."""

@@ -1,0 +1,38 @@
+"""Prometheus metrics, on a registry of the worker's own (no import-time globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("healthscore_events_total", "Events scored, by type.",
+                              ["type"], registry=r)
+        self.account_updates = Counter("healthscore_account_updates_total",
+                                       "Account attribute records applied.", registry=r)
+        self.dead_letters = Counter("healthscore_dead_letters_total",
+                                    "Records sent to the dead-letter topic, by reason.",
+                                    ["reason"], registry=r)
+        self.too_old = Counter("healthscore_events_too_old_total",
+                               "Events older than every window: counted and dropped.", registry=r)
+        self.alerts = Counter("healthscore_alerts_total", "Tier-change alerts published, by tier.",
+                              ["tier"], registry=r)
+        self.retries = Counter("healthscore_retries_total",
+                               "Batches retried because a dependency was away, by dependency.",
+                               ["dependency"], registry=r)
+        self.batch_seconds = Histogram(
+            "healthscore_batch_seconds", "Time to process one batch, commit included.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r)
+        self.batch_size = Histogram("healthscore_batch_records", "Records per batch.",
+                                    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+                                    registry=r)
+        self.assigned_partitions = Gauge("healthscore_assigned_partitions",
+                                         "Input partitions this worker owns.", registry=r)
+
+    def serve(self, port: int) -> None:
+        if port:
+            start_http_server(port, registry=self.registry)

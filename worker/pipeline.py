@@ -1,0 +1,124 @@
+"""One batch through the whole flow: decode -> window -> score -> alert.
+
+Kafka-agnostic: records in, an ``Outcome`` out (alerts and dead letters to
+publish, state to save). The runtime publishes, saves and commits, in that
+order, so a crash at any point re-delivers the batch rather than losing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from worker.alerts import Cause, build_alert
+from worker.clock import Clock
+from worker.errors import BadInput
+from worker.events.deadletter import dead_letter
+from worker.events.decode import Decoder
+from worker.events.types import AccountUpdate, Event, SourceRef
+from worker.metrics import Metrics
+from worker.scoring.evaluate import component_values
+from worker.scoring.model import Model
+from worker.scoring.rollup import score_components
+from worker.scoring.signals import ATTRIBUTE_SIGNALS
+from worker.scoring.tierchange import TierChange, decide, snapshot
+from worker.settings import Settings
+from worker.windows.plan import AccountPlan, Planner
+from worker.windows.store import AccountState, StateWrite, WindowStore
+
+
+class RawRecord(Protocol):
+    """The fields of a Kafka record the pipeline reads (aiokafka's ConsumerRecord fits)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+
+
+@dataclass(slots=True)
+class Outcome:
+    alerts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (key, alert)
+    dead_letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
+    writes: list[StateWrite] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, model: Model, store: WindowStore, clock: Clock,
+                 metrics: Metrics) -> None:
+        self.model = model
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._planner = Planner(model)
+        self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
+                                settings.max_message_bytes, settings.max_future_skew_seconds)
+
+    async def process(self, records: Sequence[RawRecord]) -> Outcome:
+        now = self._clock.now()
+        outcome = Outcome()
+        by_account = self._decode(records, now, outcome)
+        now_bucket = self._store.now_bucket(now)
+        plans = [self._planner.plan(a, recs, now_bucket) for a, recs in by_account.items()]
+        for plan in plans:
+            if plan.too_old:
+                self._metrics.too_old.inc(plan.too_old)
+        states = await self._store.apply(plans, now)
+        for plan, state in zip(plans, states, strict=True):
+            self._score(plan, state, by_account[plan.account_id], now, outcome)
+        return outcome
+
+    async def save(self, outcome: Outcome) -> None:
+        await self._store.save(outcome.writes)
+
+    def _decode(self, records: Sequence[RawRecord], now: float,
+                outcome: Outcome) -> dict[str, list[Event | AccountUpdate]]:
+        by_account: dict[str, list[Event | AccountUpdate]] = {}
+        for raw in records:
+            source = SourceRef(raw.topic, raw.partition, raw.offset)
+            try:
+                record = self._decoder.decode(source, raw.key, raw.value, now)
+            except BadInput as error:
+                self._metrics.dead_letters.labels(str(error.reason)).inc()
+                outcome.dead_letters.append(
+                    (raw.key, dead_letter(error, source, raw.key, raw.value, raw.timestamp, now)))
+                continue
+            if isinstance(record, Event):
+                self._metrics.events.labels(record.type).inc()
+            else:
+                self._metrics.account_updates.inc()
+            by_account.setdefault(record.account_id, []).append(record)
+        return by_account
+
+    def _score(self, plan: AccountPlan, state: AccountState,
+               records: list[Event | AccountUpdate], now: float, outcome: Outcome) -> None:
+        refresh = plan.touched if state.cache_valid else None
+        values = component_values(self.model, state.windows, state.attrs, state.seen,
+                                  state.cached_values, refresh)
+        card = score_components(self.model, values)
+        change = decide(self.model, card, state.published)
+        write = StateWrite(plan.account_id, values, self._store.stamp(state.now_bucket))
+        if change is not None:
+            cause = _cause(self.model, change, records)
+            alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
+                                change, cause, now)
+            outcome.alerts.append((plan.account_id, alert))
+            self._metrics.alerts.labels(change.tier).inc()
+            write = StateWrite(write.account_id, write.values, write.stamp, snapshot(change))
+        outcome.writes.append(write)
+
+
+def _cause(model: Model, change: TierChange,
+           records: list[Event | AccountUpdate]) -> Cause:
+    """The batch's last record that fed the triggering component, else its last record."""
+    if change.trigger is not None:
+        signal = model.component(change.trigger.name).signal
+        for record in reversed(records):
+            if isinstance(record, Event) and record.type in signal.sources:
+                return Cause.of(record)
+            if isinstance(record, AccountUpdate) and signal.name in ATTRIBUTE_SIGNALS:
+                return Cause.of(record)
+    return Cause.of(records[-1])

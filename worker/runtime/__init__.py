@@ -1,0 +1,1 @@
+"""The Kafka edge: topics, the consume-process-publish-commit loop, retries."""

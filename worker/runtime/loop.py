@@ -1,0 +1,133 @@
+"""The consume -> process -> publish -> save -> commit loop.
+
+Offsets are committed only after the batch's alerts and dead letters are
+acknowledged by the broker and its state is written to Redis, so a crash
+anywhere re-delivers the batch instead of losing it. A rebalance waits for the
+batch in flight (``_in_flight``) before giving partitions away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from worker.metrics import Metrics
+from worker.pipeline import Outcome, Pipeline, RawRecord
+from worker.runtime.retry import Stopping, retrying
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Let the batch in flight finish and commit before its partitions move.
+        async with self._loop.in_flight:
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._loop.metrics.assigned_partitions.set(len(assigned))
+        log.info("assigned %d partitions", len(assigned))
+
+
+class ConsumerLoop:
+    def __init__(self, settings: Settings, pipeline: Pipeline, metrics: Metrics) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.in_flight = asyncio.Lock()
+        self.stop_requested = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.group_id,
+            client_id="healthscore-worker",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.batch_max_records,
+            max_partition_fetch_bytes=max(1048576, settings.max_message_bytes * 4),
+        )
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="healthscore-worker",
+            acks="all",
+            linger_ms=5,
+        )
+
+    async def run(self) -> None:
+        """Run until ``stop()``; retriable failures are waited out, never skipped."""
+        try:
+            await self._retry(self._start, "kafka")
+            self._consumer.subscribe(self.settings.input_topics, listener=_Rebalance(self))
+            self.ready.set()
+            log.info("consuming %s", ", ".join(self.settings.input_topics))
+            while not self.stop_requested.is_set():
+                batches = await self._consumer.getmany(
+                    timeout_ms=self.settings.batch_timeout_ms,
+                    max_records=self.settings.batch_max_records)
+                if batches:
+                    async with self.in_flight:
+                        await self._handle(batches)
+        except Stopping:
+            log.info("stopped while waiting for %s", "a dependency")
+        finally:
+            await self._close()
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    async def _start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+
+    async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        records: list[RawRecord] = [r for tp in sorted(batches) for r in batches[tp]]
+        with self.metrics.batch_seconds.time():
+            self.metrics.batch_size.observe(len(records))
+            outcome = await self._retry(lambda: self.pipeline.process(records), "redis")
+            await self._retry(lambda: self._publish(outcome), "kafka")
+            await self._retry(lambda: self.pipeline.save(outcome), "redis")
+            await self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+
+    async def _publish(self, outcome: Outcome) -> None:
+        send = self._producer.send
+        futures = [
+            await send(self.settings.topic_alerts, orjson.dumps(alert), key=key.encode())
+            for key, alert in outcome.alerts
+        ]
+        futures += [
+            await send(self.settings.topic_deadletter, orjson.dumps(record), key=key)
+            for key, record in outcome.dead_letters
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partitions moved to another worker, which re-reads from the
+            # last committed offset; nothing is lost.
+            log.warning("commit skipped after rebalance: %s", exc)
+
+    async def _retry(self, operation: Callable[[], Awaitable[T]], dependency: str) -> T:
+        return await retrying(operation, dependency,
+                              max_backoff=self.settings.retry_backoff_max_seconds,
+                              metrics=self.metrics, stop=self.stop_requested)
+
+    async def _close(self) -> None:
+        for client in (self._consumer, self._producer):
+            try:
+                await client.stop()
+            except Exception:  # closing a half-started client must not mask the real error
+                log.debug("error closing %s", type(client).__name__, exc_info=True)

@@ -1,0 +1,43 @@
+"""Curves turn a component's raw value into a 0-100 sub-score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Linear:
+    """0 at ``bad``, 100 at ``good``, straight in between, clamped outside.
+
+    Either direction works: ``good < bad`` means fewer is better.
+    """
+
+    bad: float
+    good: float
+
+    def __call__(self, value: float) -> float:
+        fraction = (value - self.bad) / (self.good - self.bad)
+        return 100.0 * min(1.0, max(0.0, fraction))
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    upto: float | None  # inclusive upper bound; None = everything above the previous band
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bands:
+    """Fixed steps: the first band whose ``upto`` is at least the value gives the score."""
+
+    bands: tuple[Band, ...]
+
+    def __call__(self, value: float) -> float:
+        for band in self.bands:
+            if band.upto is None or value <= band.upto:
+                return band.score
+        # The model loader guarantees a final open band; this line only satisfies the checker.
+        return self.bands[-1].score
+
+
+Curve = Linear | Bands

@@ -1,0 +1,42 @@
+"""Incremental evaluation: recompute only the components a batch touched.
+
+The values of the other components come from the account's cache, which is
+valid for one model version and one bucket: once the clock enters a new
+bucket, old buckets may have left a window, so everything is recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from worker.scoring.model import Model
+from worker.scoring.signals import WindowView
+
+
+def component_values(
+    model: Model,
+    windows: Mapping[int, WindowView],
+    attrs: Mapping[str, Any],
+    seen: Collection[str],
+    cached: Mapping[str, float],
+    refresh: Collection[str] | None,
+) -> dict[str, float]:
+    """Raw value of every component with data; ``refresh=None`` recomputes all.
+
+    A component has no data (and is left out) when the account never sent any
+    of its source events, or when its signal is undefined (an average of
+    nothing); it is never scored as zero for lack of data.
+    """
+    values: dict[str, float] = {}
+    for component in model.components:
+        if refresh is not None and component.name not in refresh:
+            if component.name in cached:
+                values[component.name] = cached[component.name]
+            continue
+        if component.signal.sources.isdisjoint(seen):
+            continue
+        value = component.signal.compute(windows[component.window_buckets], attrs)
+        if value is not None:
+            values[component.name] = value
+    return values

@@ -1,0 +1,77 @@
+"""Deciding that an account changed tier, and what moved it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from worker.scoring.attribution import (
+    ComponentChange,
+    contribution_changes,
+    triggering_component,
+)
+from worker.scoring.model import Model
+from worker.scoring.rollup import ComponentScore, Scorecard
+from worker.scoring.tiers import next_tier, rank
+
+
+@dataclass(frozen=True, slots=True)
+class TierChange:
+    previous_tier: str | None
+    tier: str
+    previous_score: float | None
+    score: float
+    seq: int
+    scorecard: Scorecard
+    changes: dict[str, ComponentChange]
+    trigger: ComponentChange | None
+
+
+def decide(model: Model, card: Scorecard, published: dict[str, Any] | None) -> TierChange | None:
+    """A ``TierChange`` when the account's tier differs from its last published one.
+
+    ``published`` is the snapshot stored with the last alert (see ``snapshot``);
+    the first scoring of an account always publishes its initial tier.
+    """
+    score = card.score
+    if score is None:
+        return None
+    previous_tier = published["tier"] if published else None
+    tier = next_tier(model, score, previous_tier).name
+    if tier == previous_tier:
+        return None
+    before = scorecard_of(published) if published else None
+    changes = contribution_changes(before, card)
+    if previous_tier is None or previous_tier not in {t.name for t in model.tiers}:
+        moved_down = rank(model, tier) > 0
+    else:
+        moved_down = rank(model, tier) > rank(model, previous_tier)
+    return TierChange(
+        previous_tier=previous_tier,
+        tier=tier,
+        previous_score=published["score"] if published else None,
+        score=score,
+        seq=(published["seq"] if published else 0) + 1,
+        scorecard=card,
+        changes=changes,
+        trigger=triggering_component(changes, moved_down),
+    )
+
+
+def snapshot(change: TierChange) -> dict[str, Any]:
+    """What is remembered of a published tier: the baseline of the next change."""
+    return {
+        "tier": change.tier,
+        "score": change.score,
+        "seq": change.seq,
+        "components": {
+            name: [c.value, c.subscore, c.weight] for name, c in change.scorecard.components.items()
+        },
+    }
+
+
+def scorecard_of(published: dict[str, Any]) -> Scorecard:
+    return Scorecard({
+        name: ComponentScore(value, subscore, weight)
+        for name, (value, subscore, weight) in published["components"].items()
+    })

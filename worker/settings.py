@@ -1,0 +1,117 @@
+"""All configuration, read once at start-up from ``HEALTHSCORE_*`` environment variables.
+
+Every field documents itself (``help``); the README's configuration table is
+checked against this list by a test, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.errors import ConfigError
+
+PREFIX = "HEALTHSCORE_"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated.")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL for the window store.")
+    group_id: str = _setting("healthscore", "Kafka consumer group of the scoring workers.")
+    topic_login: str = _setting("events.login", "Topic of login events.")
+    topic_feature_use: str = _setting("events.feature_use", "Topic of feature-use events.")
+    topic_ticket: str = _setting("events.ticket", "Topic of support-ticket events.")
+    topic_survey: str = _setting("events.survey", "Topic of NPS/CSAT survey events.")
+    topic_accounts: str = _setting("accounts", "Compacted topic of account attributes.")
+    topic_alerts: str = _setting("health.alerts", "Topic the tier-change alerts go to.")
+    topic_deadletter: str = _setting("health.deadletter", "Topic of rejected input records.")
+    topic_partitions: int = _setting(6, "Partitions for topics the worker creates.")
+    topic_replication: int = _setting(1, "Replication factor for topics the worker creates.")
+    create_topics: bool = _setting(True, "Create missing topics at start-up.")
+    model_path: str = _setting("", "Scoring model file (YAML); empty = the packaged default.")
+    max_message_bytes: int = _setting(65536, "Larger messages are dead-lettered unread.")
+    max_future_skew_seconds: float = _setting(
+        300.0, "Events stamped further ahead of the clock are dead-lettered."
+    )
+    batch_max_records: int = _setting(2000, "Most records taken from Kafka in one batch.")
+    batch_timeout_ms: int = _setting(50, "Longest wait to fill a batch.")
+    retry_backoff_max_seconds: float = _setting(
+        30.0, "Ceiling of the exponential back-off while Redis or Kafka is away."
+    )
+    metrics_port: int = _setting(9464, "Port of the Prometheus /metrics endpoint; 0 turns it off.")
+    log_level: str = _setting("INFO", "Log level (DEBUG, INFO, WARNING, ERROR).")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build the settings from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(env_name(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, f.default, raw)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for name in ("topic_partitions", "topic_replication", "max_message_bytes",
+                     "batch_max_records", "batch_timeout_ms"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{env_name(name)} must be at least 1")
+        if self.model_path and not Path(self.model_path).is_file():
+            raise ConfigError(f"{env_name('model_path')}: no file at {self.model_path!r}")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def event_topics(self) -> dict[str, str]:
+        """Topic name -> event type, for the four event streams."""
+        return {
+            self.topic_login: "login",
+            self.topic_feature_use: "feature_use",
+            self.topic_ticket: "ticket",
+            self.topic_survey: "survey",
+        }
+
+    @property
+    def input_topics(self) -> list[str]:
+        return [*self.event_topics, self.topic_accounts]
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(env var, default, help) for every setting: the README table's source."""
+    return [
+        (env_name(f.name), str(f.default), f.metadata["help"]) for f in dataclasses.fields(Settings)
+    ]
+
+
+def _parse(name: str, default: Any, raw: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{env_name(name)}={raw!r}: {exc}") from None
+    return raw

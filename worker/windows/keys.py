@@ -1,0 +1,38 @@
+"""Redis key layout. Every key of an account carries the ``{account_id}`` hash tag,
+so all of them live in one Redis Cluster slot and one script can touch them all.
+
+==================  =====  ==================================================  =========
+key                 type   content                                             expiry
+==================  =====  ==================================================  =========
+hs:{A}:c            hash   ``<bucket>|<counter>`` -> sum, e.g. ``20414|login``  idle TTL
+hs:{A}:u            zset   active user -> last-seen epoch seconds              idle TTL
+hs:{A}:f            zset   feature -> last-seen epoch seconds                  idle TTL
+hs:{A}:s            hash   attrs, seen:<type>, cached component values,        none
+                           stamp of that cache, last published tier (pub)
+==================  =====  ==================================================  =========
+
+The state hash has no TTL: it holds the account's attributes (from a compacted
+topic that is not re-read) and the last published tier, whose ``seq`` must keep
+counting up for consumers to de-duplicate.
+"""
+
+from __future__ import annotations
+
+PREFIX = "hs"
+
+
+def account_keys(account_id: str) -> list[str]:
+    tag = f"{PREFIX}:{{{account_id}}}"
+    return [f"{tag}:c", f"{tag}:u", f"{tag}:f", f"{tag}:s"]
+
+
+def state_key(account_id: str) -> str:
+    return f"{PREFIX}:{{{account_id}}}:s"
+
+
+# Fields of the state hash.
+ATTRS = "attrs"
+VALUES = "values"
+STAMP = "stamp"
+PUBLISHED = "pub"
+SEEN_PREFIX = "seen:"

@@ -1,0 +1,126 @@
+"""What one batch does to one account's windows: pure, so it is tested without Redis.
+
+Each event adds to counters in the bucket of its own timestamp (late events
+land where they belong) and refreshes the last-seen time of its user and
+feature in the distinct sets. Events older than the longest window cannot
+change any score: they are counted and dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.events.types import AccountUpdate, Event
+from worker.scoring.model import Model
+from worker.scoring.signals import ATTRIBUTE_SIGNALS
+from worker.windows.buckets import bucket_of, oldest_bucket
+
+Increments = list[tuple[str, float]]
+
+def _login(body: dict[str, Any]) -> Increments:
+    incs: Increments = [("login", 1.0)]
+    seconds = body.get("session_seconds")
+    if seconds is not None:
+        incs += [("sess_n", 1.0), ("sess_sum", float(seconds))]
+    return incs
+
+
+def _feature_use(body: dict[str, Any]) -> Increments:
+    return [("feat", float(body.get("count", 1)))]
+
+
+_TICKET_COUNTERS = {
+    "opened": "tk_open", "reopened": "tk_reopen", "escalated": "tk_esc",
+    "resolved": "tk_res", "closed": "tk_close",
+}
+
+
+def _ticket(body: dict[str, Any]) -> Increments:
+    return [(_TICKET_COUNTERS[body["status"]], 1.0)]
+
+
+def _survey(body: dict[str, Any]) -> Increments:
+    score = body["score"]
+    if body["kind"] == "nps":
+        incs: Increments = [("nps_n", 1.0)]
+        if score >= 9:
+            incs.append(("nps_pro", 1.0))
+        elif score <= 6:
+            incs.append(("nps_det", 1.0))
+        return incs
+    return [("csat_n", 1.0), ("csat_sum", float(score))]
+
+
+COUNTERS_OF: dict[str, Callable[[dict[str, Any]], Increments]] = {
+    "login": _login, "feature_use": _feature_use, "ticket": _ticket, "survey": _survey,
+}
+# Which event types feed the distinct sets, and from which field.
+DISTINCT_FIELDS: dict[str, dict[str, str]] = {
+    "users": {"login": "user_id", "feature_use": "user_id"},
+    "features": {"feature_use": "feature"},
+}
+
+
+@dataclass(slots=True)
+class AccountPlan:
+    """The writes of one batch to one account, and what needs rescoring after."""
+
+    account_id: str
+    increments: dict[tuple[int, str], float] = field(default_factory=dict)
+    distinct: dict[str, dict[str, float]] = field(default_factory=dict)  # set -> member -> ts
+    seen: set[str] = field(default_factory=set)
+    attrs: dict[str, Any] | None = None
+    attrs_changed: bool = False
+    touched: set[str] = field(default_factory=set)  # component names
+    too_old: int = 0
+
+
+class Planner:
+    """Built once per model: knows which counters matter and what each event touches."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._used_counters = frozenset(
+            name for c in model.components for name in c.signal.counters
+        )
+        self._used_distinct = frozenset(d for c in model.components for d in c.signal.distinct)
+        self._touches = {
+            event_type: frozenset(c.name for c in model.components if event_type in c.signal.sources)
+            for event_type in COUNTERS_OF
+        }
+        self._attribute_components = frozenset(
+            c.name for c in model.components if c.signal.name in ATTRIBUTE_SIGNALS
+        )
+
+    def plan(self, account_id: str, records: Iterable[Event | AccountUpdate],
+             now_bucket: int) -> AccountPlan:
+        plan = AccountPlan(account_id)
+        keep_from = oldest_bucket(now_bucket, self.model.max_window_buckets)
+        for record in records:
+            if isinstance(record, AccountUpdate):
+                plan.attrs, plan.attrs_changed = record.attrs, True
+                plan.touched |= self._attribute_components
+            else:
+                self._add_event(plan, record, keep_from)
+        return plan
+
+    def _add_event(self, plan: AccountPlan, event: Event, keep_from: int) -> None:
+        bucket = bucket_of(event.ts, self.model.bucket_seconds)
+        if bucket < keep_from:
+            plan.too_old += 1
+            return
+        plan.seen.add(event.type)
+        plan.touched |= self._touches[event.type]
+        for counter, delta in COUNTERS_OF[event.type](event.body):
+            if counter in self._used_counters:
+                key = (bucket, counter)
+                plan.increments[key] = plan.increments.get(key, 0.0) + delta
+        for name in self._used_distinct:
+            source_field = DISTINCT_FIELDS[name].get(event.type)
+            member = event.body.get(source_field) if source_field else None
+            if member is not None:
+                members = plan.distinct.setdefault(name, {})
+                members[member] = max(members.get(member, event.ts), event.ts)
+

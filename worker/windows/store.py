@@ -1,0 +1,154 @@
+"""The Redis edge of the window store: one pipelined script call per batch.
+
+Everything here is translation between plain data (``AccountPlan`` in,
+``AccountState`` out) and the script's flat argument list; the decisions are
+made in ``plan`` (what to write) and ``worker.scoring`` (what it means).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from worker.scoring.model import Model
+from worker.scoring.signals import WindowView
+from worker.windows import keys
+from worker.windows.buckets import bucket_of, oldest_bucket, state_ttl_seconds
+from worker.windows.plan import AccountPlan
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """An account as Redis knows it after the batch's writes."""
+
+    account_id: str
+    now_bucket: int
+    cache_valid: bool
+    windows: dict[int, WindowView]  # window length in buckets -> view
+    attrs: dict[str, Any]
+    cached_values: dict[str, float]
+    published: dict[str, Any] | None
+    seen: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """What scoring decided to remember about an account."""
+
+    account_id: str
+    values: dict[str, float]
+    stamp: str
+    published: dict[str, Any] | None = None  # set only when a new tier was published
+
+
+class WindowStore:
+    def __init__(self, redis: Redis, model: Model) -> None:
+        self._redis = redis
+        self._model = model
+        self._script = redis.register_script(
+            resources.files("worker").joinpath("windows", "apply.lua").read_text("utf-8")
+        )
+        self._all_windows = sorted({c.window_buckets for c in model.components})
+        self._window_of = {c.name: c.window_buckets for c in model.components}
+        self._ttl = state_ttl_seconds(model.max_window_buckets, model.bucket_seconds)
+
+    def stamp(self, now_bucket: int) -> str:
+        """Cached component values are only valid for this model and this bucket."""
+        return f"{self._model.version}|{now_bucket}"
+
+    def now_bucket(self, now: float) -> int:
+        return bucket_of(now, self._model.bucket_seconds)
+
+    async def apply(self, plans: Sequence[AccountPlan], now: float,
+                    *, read_all: bool = False) -> list[AccountState]:
+        """Write each plan; read back what rescoring needs (every window if ``read_all``)."""
+        now_bucket = self.now_bucket(now)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for plan in plans:
+                await self._script(keys.account_keys(plan.account_id),
+                                   self._args(plan, now_bucket, read_all), client=pipe)
+            replies = await pipe.execute()
+        return [_state(p.account_id, now_bucket, r) for p, r in zip(plans, replies, strict=True)]
+
+    async def read(self, account_id: str, now: float) -> AccountState:
+        """The account's current state without writing anything (for ``explain``)."""
+        [state] = await self.apply([AccountPlan(account_id)], now, read_all=True)
+        return state
+
+    async def save(self, writes: Sequence[StateWrite]) -> None:
+        if not writes:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for w in writes:
+                fields = {keys.VALUES: orjson.dumps(w.values), keys.STAMP: w.stamp}
+                if w.published is not None:
+                    fields[keys.PUBLISHED] = orjson.dumps(w.published)
+                pipe.hset(keys.state_key(w.account_id), mapping=fields)  # type: ignore[arg-type]
+            await pipe.execute()
+
+    def _args(self, plan: AccountPlan, now_bucket: int, read_all: bool) -> list[Any]:
+        model = self._model
+        # No cache stamp matches "", so the script reads every window.
+        stamp = "" if read_all else self.stamp(now_bucket)
+        args: list[Any] = [
+            now_bucket, oldest_bucket(now_bucket, model.max_window_buckets),
+            model.bucket_seconds, self._ttl, stamp,
+        ]
+        args.append(len(plan.increments))
+        for (bucket, counter), delta in plan.increments.items():
+            args += [f"{bucket}|{counter}", repr(delta)]
+        for name in ("users", "features"):
+            members = plan.distinct.get(name, {})
+            args.append(len(members))
+            for member, ts in members.items():
+                args += [repr(ts), member]
+        sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen)]
+        deletes = []
+        if plan.attrs_changed:
+            if plan.attrs is None:
+                deletes.append(keys.ATTRS)
+            else:
+                sets.append((keys.ATTRS, orjson.dumps(plan.attrs).decode()))
+        args.append(len(sets))
+        for field, value in sets:
+            args += [field, value]
+        args += [len(deletes), *deletes]
+        touched = sorted({self._window_of[name] for name in plan.touched})
+        args += [len(touched), *touched, len(self._all_windows), *self._all_windows]
+        return args
+
+
+def _state(account_id: str, now_bucket: int, reply: list[Any]) -> AccountState:
+    cache_valid = reply[0] == 1
+    windows = {}
+    for window, flat, users, features in reply[1:-1]:
+        sums = {_text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
+        windows[int(window)] = WindowView(sums, int(users), int(features))
+    raw = reply[-1]
+    state = {_text(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
+    seen = frozenset(
+        name[len(keys.SEEN_PREFIX):] for name in state if name.startswith(keys.SEEN_PREFIX)
+    )
+    return AccountState(
+        account_id=account_id,
+        now_bucket=now_bucket,
+        cache_valid=cache_valid,
+        windows=windows,
+        attrs=_json(state.get(keys.ATTRS)) or {},
+        cached_values=(_json(state.get(keys.VALUES)) or {}) if cache_valid else {},
+        published=_json(state.get(keys.PUBLISHED)),
+        seen=seen,
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _json(value: bytes | str | None) -> Any:
+    return None if value is None else orjson.loads(value)
