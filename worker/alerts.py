@@ -1,6 +1,6 @@
 """Tier-change alerts: the record (pure) that goes to the alerts topic.
 
-``alert_id`` is derived from the account and its per-account ``seq``, so an
+``alert_id`` is derived from the account, its per-account ``seq`` and the tiers, so an
 alert that is published twice (after a crash, or a replay) carries the same id
 and consumers can de-duplicate.
 """
@@ -42,8 +42,11 @@ class Cause:
         }
 
 
-def alert_id(account_id: str, seq: int) -> str:
-    return hashlib.blake2b(f"{account_id}\x00{seq}".encode(), digest_size=16).hexdigest()
+def alert_id(account_id: str, seq: int, previous_tier: str | None, tier: str) -> str:
+    # The tiers are part of the id so that, should an account's state ever be
+    # lost and its seq restart, a different change does not reuse an old id.
+    key = f"{account_id}\x00{seq}\x00{previous_tier or ''}\x00{tier}"
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 def build_alert(
@@ -56,7 +59,7 @@ def build_alert(
 ) -> dict[str, Any]:
     card = change.scorecard
     return {
-        "alert_id": alert_id(account_id, change.seq),
+        "alert_id": alert_id(account_id, change.seq, change.previous_tier, change.tier),
         "account_id": account_id,
         "segment": segment,
         "previous_tier": change.previous_tier,

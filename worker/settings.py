@@ -7,6 +7,7 @@ checked against this list by a test, so the two cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class Settings:
     )
     batch_max_records: int = _setting(2000, "Most records taken from Kafka in one batch.")
     batch_timeout_ms: int = _setting(50, "Longest wait to fill a batch.")
+    session_timeout_ms: int = _setting(
+        10000, "Consumer-group session timeout: how soon a dead worker's partitions move."
+    )
     retry_backoff_max_seconds: float = _setting(
         30.0, "Ceiling of the exponential back-off while Redis or Kafka is away."
     )
@@ -65,9 +69,17 @@ class Settings:
 
     def validate(self) -> None:
         for name in ("topic_partitions", "topic_replication", "max_message_bytes",
-                     "batch_max_records", "batch_timeout_ms"):
+                     "batch_max_records", "batch_timeout_ms", "session_timeout_ms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
+        for name in ("max_future_skew_seconds", "retry_backoff_max_seconds"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"{env_name('metrics_port')} must be a port (0-65535)")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"{env_name('log_level')}: unknown level {self.log_level!r}")
         if self.model_path and not Path(self.model_path).is_file():
             raise ConfigError(f"{env_name('model_path')}: no file at {self.model_path!r}")
 

@@ -75,14 +75,14 @@ async def read_until(
     settings: Settings,
     topic: str,
     done: Callable[[list[dict[str, Any]]], bool],
-    timeout: float = 30.0,
+    within: float = 30.0,
 ) -> list[dict[str, Any]]:
     """Every JSON record on ``topic`` from the beginning, until ``done(records)`` holds."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     records: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     try:
         while not done(records):
             if time.monotonic() > deadline:

@@ -55,6 +55,8 @@ class ConsumerLoop:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_max_records,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
             max_partition_fetch_bytes=max(1048576, settings.max_message_bytes * 4),
         )
         self._producer = AIOKafkaProducer(

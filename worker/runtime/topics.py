@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from contextlib import suppress
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from worker.settings import Settings
 
@@ -36,8 +36,17 @@ async def ensure_topics(settings: Settings) -> None:
         missing = [t for t in wanted_topics(settings) if t.name not in existing]
         if not missing:
             return
-        with suppress(TopicAlreadyExistsError):  # another worker won the race
-            await admin.create_topics(missing)
+        response = await admin.create_topics(missing)
+        _raise_for_errors(response.topic_errors)
         log.info("created topics: %s", ", ".join(t.name for t in missing))
     finally:
         await admin.close()
+
+
+def _raise_for_errors(topic_errors: list[tuple[Any, ...]]) -> None:
+    """The response carries one error code per topic; the call itself never raises."""
+    for name, code, *rest in topic_errors:
+        if code == 0 or code == TopicAlreadyExistsError.errno:  # another worker won the race
+            continue
+        message = rest[0] if rest else ""
+        raise for_code(code)(f"creating topic {name}: {message}")

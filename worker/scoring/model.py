@@ -114,8 +114,9 @@ def _compile(raw: dict[str, Any], source: str) -> Model:
         for name, spec in raw["components"].items()
     )
     tiers = tuple(Tier(t["name"], t["label"], float(t["min_score"])) for t in raw["tiers"]["levels"])
-    _check_tiers(tiers, f"{source}: tiers.levels")
-    return Model(str(raw["version"]), bucket, tiers, float(raw["tiers"]["margin"]), components)
+    margin = float(raw["tiers"]["margin"])
+    _check_tiers(tiers, margin, f"{source}: tiers")
+    return Model(str(raw["version"]), bucket, tiers, margin, components)
 
 
 def _component(name: str, spec: dict[str, Any], bucket: int, where: str) -> Component:
@@ -150,14 +151,20 @@ def _curve(spec: dict[str, Any], where: str) -> Curve:
     return Bands(bands)
 
 
-def _check_tiers(tiers: tuple[Tier, ...], where: str) -> None:
+def _check_tiers(tiers: tuple[Tier, ...], margin: float, where: str) -> None:
     scores = [t.min_score for t in tiers]
     if any(a <= b for a, b in itertools.pairwise(scores)):
-        raise ConfigError(f"{where}: min_score must fall from the best tier to the worst")
+        raise ConfigError(f"{where}.levels: min_score must fall from the best tier to the worst")
     if scores[-1] != 0:
-        raise ConfigError(f"{where}: the worst tier must have min_score 0")
+        raise ConfigError(f"{where}.levels: the worst tier must have min_score 0")
     if len({t.name for t in tiers}) != len(tiers):
-        raise ConfigError(f"{where}: tier names must be unique")
+        raise ConfigError(f"{where}.levels: tier names must be unique")
+    # Every tier must stay reachable: entering it takes min_score + margin, and
+    # the best one's bar must still be a possible score.
+    narrowest = min(a - b for a, b in itertools.pairwise([100.0, *scores]))
+    if margin * 2 >= narrowest and len(tiers) > 1:
+        raise ConfigError(f"{where}.margin: {margin:g} is too wide for tiers "
+                          f"{narrowest:g} points apart (must be under half of that)")
 
 
 def _dotted(pointer: str) -> str:
