@@ -18,7 +18,7 @@ from tests.integration.harness import (
     valid_alert,
 )
 from worker.contracts import validator
-from worker.scoring.model import load_model
+from worker.scoring.model import load_model, parse_model
 from worker.settings import Settings
 from worker.windows.buckets import bucket_of
 
@@ -140,3 +140,48 @@ async def _wait_for_field(redis: Redis, key: str, suffix: str) -> dict[bytes, by
             return fields  # type: ignore[no-any-return]
         await asyncio.sleep(0.1)
     raise AssertionError(f"{key} never got a {suffix} field")
+
+
+SHORT_WINDOWS = """
+version: short-windows-test
+bucket: 1s
+tiers:
+  margin: 3
+  levels:
+    - {name: green, label: Doing well, min_score: 70}
+    - {name: yellow, label: Take notice, min_score: 40}
+    - {name: red, label: Requires attention, min_score: 0}
+components:
+  login_frequency:
+    signal: logins_per_active_user
+    window: 3s
+    weight: 1.0
+    curve: {linear: {bad: 0, good: 2}}
+  support_tickets:
+    signal: tickets_opened
+    window: 60s
+    weight: 1.0
+    curve: {linear: {bad: 5, good: 0}}
+"""
+
+
+async def test_second_scale_windows_roll_with_the_clock(settings: Settings) -> None:
+    model = parse_model(SHORT_WINDOWS, source="test")
+    async with running_worker(settings, model), Producer(settings) as p:
+        for _ in range(3):
+            await p.send("login", event("login", "wayne", user_id="u1"))
+        await p.send("ticket", event("ticket", "wayne", ticket_id="T", status="opened",
+                                     priority="low"))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: any(a["tier"] == "green" for a in alerts_for(rs, "wayne")))
+        await asyncio.sleep(4)  # the logins leave their 3 s window
+        await p.send("ticket", event("ticket", "wayne", ticket_id="T", status="resolved",
+                                     priority="low"))
+        alerts = await read_until(
+            settings, settings.topic_alerts,
+            lambda rs: any(a["tier"] != "green" for a in alerts_for(rs, "wayne")))
+    change = alerts_for(alerts, "wayne")[-1]
+    assert change["previous_tier"] == "green"
+    assert change["components"]["login_frequency"]["value"] == 0.0
+    assert change["triggering_component"]["name"] == "login_frequency"
+    assert change["model_version"] == "short-windows-test"
