@@ -8,7 +8,14 @@ import time
 import orjson
 from redis.asyncio import Redis
 
-from tests.integration.harness import Producer, alerts_for, event, read_until, running_worker, valid_alert
+from tests.integration.harness import (
+    Producer,
+    alerts_for,
+    event,
+    read_until,
+    running_worker,
+    valid_alert,
+)
 from worker.embedded import EmbeddedRedis
 from worker.settings import Settings
 
