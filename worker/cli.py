@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -73,6 +74,8 @@ def _simulation_options(p: argparse.ArgumentParser, *, rate: float, accounts: in
     p.add_argument("--accounts", type=int, default=accounts,
                    help=f"synthetic accounts (default {accounts})")
     p.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
+    p.add_argument("--history-days", type=float, default=14.0,
+                   help="days of past usage sent first, so 30-day windows are not empty")
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -91,10 +94,18 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from worker.simulate.producer import run_simulation
 
-    stats = asyncio.run(run_simulation(
-        settings, accounts=args.accounts, rate=args.rate, duration=args.duration,
-        seed=args.seed, progress=not args.no_progress))
-    print(stats)
+    async def run() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        stats = await run_simulation(
+            settings, accounts=args.accounts, rate=args.rate, duration=args.duration,
+            seed=args.seed, progress=not args.no_progress, history_days=args.history_days,
+            stop=stop)
+        sent = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.sent.items()))
+        print(f"sent {stats.total} records in {stats.elapsed:.1f} s ({sent})")
+
+    asyncio.run(run())
     return 0
 
 

@@ -91,4 +91,5 @@ def _print_alert(value: bytes, as_json: bool) -> None:
         return
     alert = orjson.loads(value)
     style = TIER_STYLE.get(alert["tier"], "")
-    Console().print(f"[{style}]{alert_line(alert)}[/]", highlight=False)
+    # soft_wrap: one alert, one line, also when piped into a file or grep.
+    Console(soft_wrap=True).print(f"[{style}]{alert_line(alert)}[/]", highlight=False)

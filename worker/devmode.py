@@ -21,7 +21,7 @@ from worker.settings import Settings
 
 
 def run_dev(settings: Settings, args: argparse.Namespace) -> int:
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print("starting the embedded broker and Redis ...")
     with EmbeddedStack() as stack:
         settings = settings.replace(kafka_bootstrap=stack.bootstrap, redis_url=stack.url)
@@ -64,7 +64,7 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
     from worker.simulate.producer import run_simulation
 
     await run_simulation(settings, accounts=args.accounts, rate=args.rate, duration=None,
-                         seed=args.seed, progress=False)
+                         seed=args.seed, progress=False, history_days=args.history_days)
 
 
 async def _shutdown(worker: Worker, worker_task: asyncio.Task[None],

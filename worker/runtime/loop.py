@@ -38,6 +38,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._loop.metrics.assigned_partitions.set(len(assigned))
         log.info("assigned %d partitions", len(assigned))
+        self._loop.ready.set()
 
 
 class ConsumerLoop:
@@ -47,7 +48,7 @@ class ConsumerLoop:
         self.metrics = metrics
         self.in_flight = asyncio.Lock()
         self.stop_requested = asyncio.Event()
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the group has assigned partitions
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.group_id,
@@ -71,7 +72,6 @@ class ConsumerLoop:
         try:
             await self._retry(self._start, "kafka")
             self._consumer.subscribe(self.settings.input_topics, listener=_Rebalance(self))
-            self.ready.set()
             log.info("consuming %s", ", ".join(self.settings.input_topics))
             while not self.stop_requested.is_set():
                 batches = await self._consumer.getmany(
