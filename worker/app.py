@@ -31,16 +31,17 @@ class Worker:
         self.model = model or load_model(settings.model_path)
         self.metrics = metrics or Metrics()
         self.redis = Redis.from_url(settings.redis_url)
-        store = WindowStore(self.redis, self.model)
+        store = WindowStore(self.redis, self.model,
+                            dedup_horizon_seconds=settings.dedup_horizon_seconds,
+                            dedup_max_ids=settings.dedup_max_ids)
         self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
 
     async def run(self) -> None:
         try:
-            if self.settings.create_topics:
-                await retrying(lambda: ensure_topics(self.settings), "kafka",
-                               max_backoff=self.settings.retry_backoff_max_seconds,
-                               metrics=self.metrics, stop=self.loop.stop_requested)
+            await retrying(lambda: ensure_topics(self.settings), "kafka",
+                           max_backoff=self.settings.retry_backoff_max_seconds,
+                           metrics=self.metrics, stop=self.loop.stop_requested)
             await self.loop.run()
         finally:
             await self.redis.aclose()

@@ -16,6 +16,12 @@ class Metrics:
         self.dead_letters = Counter("healthscore_dead_letters_total",
                                     "Records sent to the dead-letter topic, by reason.",
                                     ["reason"], registry=r)
+        self.replayed = Counter("healthscore_events_replayed_total",
+                                "Re-delivered events skipped: already applied (offset fence).",
+                                registry=r)
+        self.duplicates = Counter("healthscore_events_duplicate_total",
+                                  "Producer duplicates skipped: event id seen at another offset.",
+                                  registry=r)
         self.too_old = Counter("healthscore_events_too_old_total",
                                "Events older than every window: counted and dropped.", registry=r)
         self.alerts = Counter("healthscore_alerts_total", "Tier-change alerts published, by tier.",

@@ -52,7 +52,7 @@ class Pipeline:
         self.model = model
         self._store = store
         self._clock = clock
-        self._metrics = metrics
+        self.metrics = metrics
         self._planner = Planner(model)
         self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
                                 settings.max_message_bytes, settings.max_future_skew_seconds)
@@ -65,11 +65,18 @@ class Pipeline:
         plans = [self._planner.plan(a, recs, now_bucket) for a, recs in by_account.items()]
         for plan in plans:
             if plan.too_old:
-                self._metrics.too_old.inc(plan.too_old)
+                self.metrics.too_old.inc(plan.too_old)
         states = await self._store.apply(plans, now)
         for plan, state in zip(plans, states, strict=True):
+            self._count_skipped(state)
             self._score(plan, state, by_account[plan.account_id], now, outcome)
         return outcome
+
+    def _count_skipped(self, state: AccountState) -> None:
+        if state.replayed:
+            self.metrics.replayed.inc(state.replayed)
+        if state.duplicates:
+            self.metrics.duplicates.inc(state.duplicates)
 
     async def save(self, outcome: Outcome) -> None:
         await self._store.save(outcome.writes)
@@ -82,14 +89,14 @@ class Pipeline:
             try:
                 record = self._decoder.decode(source, raw.key, raw.value, now)
             except BadInput as error:
-                self._metrics.dead_letters.labels(str(error.reason)).inc()
+                self.metrics.dead_letters.labels(str(error.reason)).inc()
                 outcome.dead_letters.append(
                     (raw.key, dead_letter(error, source, raw.key, raw.value, raw.timestamp, now)))
                 continue
             if isinstance(record, Event):
-                self._metrics.events.labels(record.type).inc()
+                self.metrics.events.labels(record.type).inc()
             else:
-                self._metrics.account_updates.inc()
+                self.metrics.account_updates.inc()
             by_account.setdefault(record.account_id, []).append(record)
         return by_account
 
@@ -106,7 +113,7 @@ class Pipeline:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
                                 change, cause, now)
             outcome.alerts.append((plan.account_id, alert))
-            self._metrics.alerts.labels(change.tier).inc()
+            self.metrics.alerts.labels(change.tier).inc()
             write = StateWrite(write.account_id, write.values, write.stamp, snapshot(change))
         outcome.writes.append(write)
 

@@ -43,6 +43,10 @@ class Settings:
     max_future_skew_seconds: float = _setting(
         300.0, "Events stamped further ahead of the clock are dead-lettered."
     )
+    dedup_horizon_seconds: float = _setting(
+        86400.0, "How long an event id is remembered to drop producer duplicates."
+    )
+    dedup_max_ids: int = _setting(5000, "Most event ids remembered per account.")
     batch_max_records: int = _setting(2000, "Most records taken from Kafka in one batch.")
     batch_timeout_ms: int = _setting(50, "Longest wait to fill a batch.")
     session_timeout_ms: int = _setting(
@@ -69,10 +73,12 @@ class Settings:
 
     def validate(self) -> None:
         for name in ("topic_partitions", "topic_replication", "max_message_bytes",
-                     "batch_max_records", "batch_timeout_ms", "session_timeout_ms"):
+                     "batch_max_records", "batch_timeout_ms", "session_timeout_ms",
+                     "dedup_max_ids"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
-        for name in ("max_future_skew_seconds", "retry_backoff_max_seconds"):
+        for name in ("max_future_skew_seconds", "retry_backoff_max_seconds",
+                     "dedup_horizon_seconds"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")

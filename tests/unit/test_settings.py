@@ -270,3 +270,11 @@ def test_each_setting_is_documented(env: str, default: str, help_text: str) -> N
 def test_documented_defaults_parse_back_to_the_defaults() -> None:
     env = {name: default for name, default, _ in documented_settings()}
     assert Settings.from_env(env) == Settings()
+
+
+def test_input_topics_must_be_copartitioned() -> None:
+    from worker.runtime.topics import check_copartitioned
+
+    check_copartitioned({"events.login": 6, "events.ticket": 6, "accounts": 6})
+    with pytest.raises(ConfigError, match="same number of partitions"):
+        check_copartitioned({"events.login": 6, "events.ticket": 4})

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from worker.metrics import Metrics
@@ -54,6 +55,9 @@ class ConsumerLoop:
             group_id=settings.group_id,
             client_id="healthscore-worker",
             enable_auto_commit=False,
+            # Range, not round-robin: equal partition numbers of all input topics
+            # go to one worker, so each account has exactly one owner.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_max_records,
             session_timeout_ms=settings.session_timeout_ms,

@@ -8,6 +8,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from worker.errors import ConfigError
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,39 @@ def wanted_topics(settings: Settings) -> list[NewTopic]:
 
 
 async def ensure_topics(settings: Settings) -> None:
+    """Create missing topics (when asked to), then check the inputs are co-partitioned."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 client_id="healthscore-admin")
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in wanted_topics(settings) if t.name not in existing]
-        if not missing:
-            return
+        if settings.create_topics:
+            await _create_missing(admin, settings)
+        counts = {t["topic"]: len(t["partitions"])
+                  for t in await admin.describe_topics(settings.input_topics)}
+    finally:
+        await admin.close()
+    check_copartitioned(counts)
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    existing = set(await admin.list_topics())
+    missing = [t for t in wanted_topics(settings) if t.name not in existing]
+    if missing:
         response = await admin.create_topics(missing)
         _raise_for_errors(response.topic_errors)
         log.info("created topics: %s", ", ".join(t.name for t in missing))
-    finally:
-        await admin.close()
+
+
+def check_copartitioned(partition_counts: dict[str, int]) -> None:
+    """One partition count for every input topic, or accounts get two owners.
+
+    The key (account_id) picks the same partition number in topics with the
+    same count, and the range assignor hands equal partition numbers of all
+    input topics to the same worker: so exactly one worker scores an account.
+    """
+    if len(set(partition_counts.values())) > 1:
+        found = ", ".join(f"{t}: {n}" for t, n in sorted(partition_counts.items()))
+        raise ConfigError(f"input topics must have the same number of partitions ({found})")
 
 
 def _raise_for_errors(topic_errors: list[tuple[Any, ...]]) -> None:

@@ -1,43 +1,85 @@
--- Apply one batch of one account's window writes, then read back what scoring needs.
--- Atomic per account: a crash leaves either all of a batch's writes or none.
+-- Apply one batch of one account's events, each at most once, then read back
+-- what scoring needs. Atomic per account: a crash leaves all of it or none.
 --
--- KEYS: 1 counters hash, 2 users zset, 3 features zset, 4 state hash
--- ARGV: now_bucket, keep_from_bucket, bucket_seconds, ttl_seconds, cache_stamp, then
---   n, (field, delta) * n        counter increments
---   n, (ts, user) * n            users last seen
---   n, (ts, feature) * n         features last seen
+-- Exactly-once: every event carries its source ("topic:partition") and offset.
+-- The state hash keeps the last applied offset per source (off:<source>); an
+-- event at or below it was applied before (a re-delivery after a crash or a
+-- rebalance) and is skipped. An event whose id digest is in the recent-ids set
+-- is a producer duplicate (same event, another offset) and is skipped too.
+--
+-- KEYS: 1 counters hash, 2 users zset, 3 features zset, 4 state hash, 5 recent event ids zset
+-- ARGV: now, now_bucket, keep_from_bucket, bucket_seconds, ttl_seconds, cache_stamp,
+--       dedup_horizon_seconds, dedup_max_ids, then
+--   n, events * n: source, offset, id_digest, ts, k, (field, delta) * k, d, (set, member) * d
 --   n, (field, value) * n        state hash fields to set
 --   n, field * n                 state hash fields to delete
 --   n, window * n                windows (in buckets) to read when the cache is valid
 --   n, window * n                windows to read when it is not (all of the model's)
--- Returns: {cache_valid, {window, {counter, sum, ...}, users, features} ..., state hash}
+-- Returns: {{cache_valid, applied, replayed, duplicates},
+--           {window, {counter, sum, ...}, users, features} ..., state hash}
 
-local now_b = tonumber(ARGV[1])
-local keep_from = tonumber(ARGV[2])
-local bucket_s = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
-local stamp = ARGV[5]
-local i = 6
+local now = tonumber(ARGV[1])
+local now_b = tonumber(ARGV[2])
+local keep_from = tonumber(ARGV[3])
+local bucket_s = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local stamp = ARGV[6]
+local dedup_horizon = tonumber(ARGV[7])
+local dedup_max = tonumber(ARGV[8])
+local i = 9
 local function take()
   local v = ARGV[i]
   i = i + 1
   return v
 end
 
-local wrote = false
+local SETS = {users = KEYS[2], features = KEYS[3]}
+local fences = {}
+local applied, replayed, duplicates = 0, 0, 0
+
 local n = tonumber(take())
 for _ = 1, n do
-  redis.call('HINCRBYFLOAT', KEYS[1], take(), take())
-  wrote = true
-end
-for k = 2, 3 do
-  n = tonumber(take())
-  for _ = 1, n do
-    -- GT: a late event never moves a last-seen time backwards.
-    redis.call('ZADD', KEYS[k], 'GT', take(), take())
-    wrote = true
+  local source, offset, digest, ts = take(), tonumber(take()), take(), take()
+  local fence = fences[source]
+  if fence == nil then
+    fence = tonumber(redis.call('HGET', KEYS[4], 'off:' .. source) or '-1')
+  end
+  local incs = tonumber(take())
+  local fresh = offset > fence
+  if not fresh then
+    replayed = replayed + 1
+  elseif redis.call('ZSCORE', KEYS[5], digest) then
+    duplicates = duplicates + 1
+    fresh = false
+  end
+  for _ = 1, incs do
+    local field, delta = take(), take()
+    if fresh then
+      redis.call('HINCRBYFLOAT', KEYS[1], field, delta)
+    end
+  end
+  local dists = tonumber(take())
+  for _ = 1, dists do
+    local set, member = take(), take()
+    if fresh then
+      -- GT: a late event never moves a last-seen time backwards.
+      redis.call('ZADD', SETS[set], 'GT', ts, member)
+    end
+  end
+  if fresh then
+    applied = applied + 1
+    redis.call('ZADD', KEYS[5], now, digest)
+  end
+  if offset > fence then
+    fences[source] = offset
+  else
+    fences[source] = fence
   end
 end
+for source, offset in pairs(fences) do
+  redis.call('HSET', KEYS[4], 'off:' .. source, offset)
+end
+
 n = tonumber(take())
 for _ = 1, n do
   redis.call('HSET', KEYS[4], take(), take())
@@ -63,6 +105,7 @@ if cache_valid then
   wanted = touched
 end
 
+local wrote = applied > 0
 local sums = {}
 for w = 1, #wanted do
   sums[w] = {}
@@ -92,9 +135,12 @@ if wrote then
   for k = 1, 3 do
     redis.call('EXPIRE', KEYS[k], ttl)
   end
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. (now - dedup_horizon))
+  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(dedup_max + 1))
+  redis.call('EXPIRE', KEYS[5], math.ceil(dedup_horizon))
 end
 
-local out = {cache_valid and 1 or 0}
+local out = {{cache_valid and 1 or 0, applied, replayed, duplicates}}
 for w = 1, #wanted do
   local flat = {}
   for name, value in pairs(sums[w]) do

@@ -7,11 +7,13 @@ key                 type   content                                             e
 hs:{A}:c            hash   ``<bucket>|<counter>`` -> sum, e.g. ``20414|login``  idle TTL
 hs:{A}:u            zset   active user -> last-seen epoch seconds              idle TTL
 hs:{A}:f            zset   feature -> last-seen epoch seconds                  idle TTL
+hs:{A}:e            zset   digests of recent event ids -> time applied         dedup horizon
 hs:{A}:s            hash   attrs, seen:<type>, cached component values,        none
-                           stamp of that cache, last published tier (pub)
+                           stamp of that cache, last published tier (pub),
+                           off:<topic>:<partition> -> last applied offset
 ==================  =====  ==================================================  =========
 
-The state hash has no TTL: it holds the account's attributes (from a compacted
+The state hash has no TTL: besides the offsets that fence re-deliveries, it holds the account's attributes (from a compacted
 topic that is not re-read) and the last published tier, whose ``seq`` must keep
 counting up for consumers to de-duplicate.
 """
@@ -23,7 +25,7 @@ PREFIX = "hs"
 
 def account_keys(account_id: str) -> list[str]:
     tag = f"{PREFIX}:{{{account_id}}}"
-    return [f"{tag}:c", f"{tag}:u", f"{tag}:f", f"{tag}:s"]
+    return [f"{tag}:c", f"{tag}:u", f"{tag}:f", f"{tag}:s", f"{tag}:e"]
 
 
 def state_key(account_id: str) -> str:

@@ -8,6 +8,7 @@ change any score: they are counted and dropped.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,18 +64,54 @@ DISTINCT_FIELDS: dict[str, dict[str, str]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    """One event's writes, applied at most once (fenced by its source offset and id)."""
+
+    source: str  # "topic:partition": whose applied offset fences this event
+    offset: int
+    event_key: str  # short digest of event_id, for producer-duplicate detection
+    ts: float
+    bucket: int  # of the event's own ts
+    increments: tuple[tuple[str, float], ...]  # (counter, delta)
+    distinct: tuple[tuple[str, str], ...]  # (set name, member), last seen at ts
+
+
 @dataclass(slots=True)
 class AccountPlan:
     """The writes of one batch to one account, and what needs rescoring after."""
 
     account_id: str
-    increments: dict[tuple[int, str], float] = field(default_factory=dict)
-    distinct: dict[str, dict[str, float]] = field(default_factory=dict)  # set -> member -> ts
+    writes: list[EventWrite] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     attrs: dict[str, Any] | None = None
     attrs_changed: bool = False
     touched: set[str] = field(default_factory=set)  # component names
     too_old: int = 0
+
+    @property
+    def increments(self) -> dict[tuple[int, str], float]:
+        """(bucket, counter) -> the batch's summed increments (for inspection and tests)."""
+        totals: dict[tuple[int, str], float] = {}
+        for write in self.writes:
+            for counter, delta in write.increments:
+                key = (write.bucket, counter)
+                totals[key] = totals.get(key, 0.0) + delta
+        return totals
+
+    @property
+    def distinct(self) -> dict[str, dict[str, float]]:
+        """Set -> member -> latest ts of the batch (for inspection and tests)."""
+        latest: dict[str, dict[str, float]] = {}
+        for write in self.writes:
+            for name, member in write.distinct:
+                members = latest.setdefault(name, {})
+                members[member] = max(members.get(member, write.ts), write.ts)
+        return latest
+
+
+def event_key(event_id: str) -> str:
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
 class Planner:
@@ -113,14 +150,18 @@ class Planner:
             return
         plan.seen.add(event.type)
         plan.touched |= self._touches[event.type]
-        for counter, delta in COUNTERS_OF[event.type](event.body):
-            if counter in self._used_counters:
-                key = (bucket, counter)
-                plan.increments[key] = plan.increments.get(key, 0.0) + delta
+        increments = tuple(
+            (counter, delta)
+            for counter, delta in COUNTERS_OF[event.type](event.body)
+            if counter in self._used_counters
+        )
+        distinct = []
         for name in self._used_distinct:
             source_field = DISTINCT_FIELDS[name].get(event.type)
             member = event.body.get(source_field) if source_field else None
             if member is not None:
-                members = plan.distinct.setdefault(name, {})
-                members[member] = max(members.get(member, event.ts), event.ts)
-
+                distinct.append((name, member))
+        source = event.source
+        plan.writes.append(EventWrite(f"{source.topic}:{source.partition}", source.offset,
+                                      event_key(event.event_id), event.ts, bucket,
+                                      increments, tuple(distinct)))

@@ -29,6 +29,9 @@ class AccountState:
     account_id: str
     now_bucket: int
     cache_valid: bool
+    applied: int  # events applied now
+    replayed: int  # events skipped: at or below their source's applied offset
+    duplicates: int  # events skipped: same event id seen recently at another offset
     windows: dict[int, WindowView]  # window length in buckets -> view
     attrs: dict[str, Any]
     cached_values: dict[str, float]
@@ -47,9 +50,11 @@ class StateWrite:
 
 
 class WindowStore:
-    def __init__(self, redis: Redis, model: Model) -> None:
+    def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
+                 dedup_max_ids: int = 5000) -> None:
         self._redis = redis
         self._model = model
+        self._dedup = (dedup_horizon_seconds, dedup_max_ids)
         self._script = redis.register_script(
             resources.files("worker").joinpath("windows", "apply.lua").read_text("utf-8")
         )
@@ -71,7 +76,7 @@ class WindowStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for plan in plans:
                 await self._script(keys.account_keys(plan.account_id),
-                                   self._args(plan, now_bucket, read_all), client=pipe)
+                                   self._args(plan, now, now_bucket, read_all), client=pipe)
             replies = await pipe.execute()
         return [_state(p.account_id, now_bucket, r) for p, r in zip(plans, replies, strict=True)]
 
@@ -91,22 +96,22 @@ class WindowStore:
                 pipe.hset(keys.state_key(w.account_id), mapping=fields)  # type: ignore[arg-type]
             await pipe.execute()
 
-    def _args(self, plan: AccountPlan, now_bucket: int, read_all: bool) -> list[Any]:
+    def _args(self, plan: AccountPlan, now: float, now_bucket: int,
+              read_all: bool) -> list[Any]:
         model = self._model
         # No cache stamp matches "", so the script reads every window.
         stamp = "" if read_all else self.stamp(now_bucket)
         args: list[Any] = [
-            now_bucket, oldest_bucket(now_bucket, model.max_window_buckets),
-            model.bucket_seconds, self._ttl, stamp,
+            repr(now), now_bucket, oldest_bucket(now_bucket, model.max_window_buckets),
+            model.bucket_seconds, self._ttl, stamp, *self._dedup, len(plan.writes),
         ]
-        args.append(len(plan.increments))
-        for (bucket, counter), delta in plan.increments.items():
-            args += [f"{bucket}|{counter}", repr(delta)]
-        for name in ("users", "features"):
-            members = plan.distinct.get(name, {})
-            args.append(len(members))
-            for member, ts in members.items():
-                args += [repr(ts), member]
+        for w in plan.writes:
+            args += [w.source, w.offset, w.event_key, repr(w.ts), len(w.increments)]
+            for counter, delta in w.increments:
+                args += [f"{w.bucket}|{counter}", repr(delta)]
+            args.append(len(w.distinct))
+            for name, member in w.distinct:
+                args += [name, member]
         sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen)]
         deletes = []
         if plan.attrs_changed:
@@ -124,7 +129,7 @@ class WindowStore:
 
 
 def _state(account_id: str, now_bucket: int, reply: list[Any]) -> AccountState:
-    cache_valid = reply[0] == 1
+    cache_valid, applied, replayed, duplicates = (int(x) for x in reply[0])
     windows = {}
     for window, flat, users, features in reply[1:-1]:
         sums = {_text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
@@ -137,7 +142,10 @@ def _state(account_id: str, now_bucket: int, reply: list[Any]) -> AccountState:
     return AccountState(
         account_id=account_id,
         now_bucket=now_bucket,
-        cache_valid=cache_valid,
+        cache_valid=bool(cache_valid),
+        applied=applied,
+        replayed=replayed,
+        duplicates=duplicates,
         windows=windows,
         attrs=_json(state.get(keys.ATTRS)) or {},
         cached_values=(_json(state.get(keys.VALUES)) or {}) if cache_valid else {},
