@@ -22,6 +22,9 @@ class Metrics:
         self.duplicates = Counter("healthscore_events_duplicate_total",
                                   "Producer duplicates skipped: event id seen at another offset.",
                                   registry=r)
+        self.expiry_rescored = Counter("healthscore_expiry_rescored_total",
+                                       "Silent accounts rescored because their windows rolled.",
+                                       registry=r)
         self.too_old = Counter("healthscore_events_too_old_total",
                                "Events older than every window: counted and dropped.", registry=r)
         self.alerts = Counter("healthscore_alerts_total", "Tier-change alerts published, by tier.",

@@ -7,8 +7,9 @@ order, so a crash at any point re-delivers the batch rather than losing it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from worker.alerts import Cause, build_alert
@@ -69,7 +70,22 @@ class Pipeline:
         states = await self._store.apply(plans, now)
         for plan, state in zip(plans, states, strict=True):
             self._count_skipped(state)
-            self._score(plan, state, by_account[plan.account_id], now, outcome)
+            self._score(plan, state, now, outcome,
+                        partial(_cause, self.model, by_account[plan.account_id]))
+        return outcome
+
+    async def due(self, partitions: Collection[int], limit: int) -> list[tuple[int, str]]:
+        return await self._store.due(partitions, self._clock.now(), limit)
+
+    async def expire(self, due: Sequence[tuple[int, str]]) -> Outcome:
+        """Rescore silent accounts whose windows rolled: no event, only the clock moved."""
+        now = self._clock.now()
+        outcome = Outcome()
+        plans = [AccountPlan(account, partition) for partition, account in due]
+        states = await self._store.apply(plans, now, read_all=True)
+        for plan, state in zip(plans, states, strict=True):
+            self._score(plan, state, now, outcome, lambda _: Cause("window_expiry"))
+        self.metrics.expiry_rescored.inc(len(plans))
         return outcome
 
     def _count_skipped(self, state: AccountState) -> None:
@@ -100,26 +116,27 @@ class Pipeline:
             by_account.setdefault(record.account_id, []).append(record)
         return by_account
 
-    def _score(self, plan: AccountPlan, state: AccountState,
-               records: list[Event | AccountUpdate], now: float, outcome: Outcome) -> None:
+    def _score(self, plan: AccountPlan, state: AccountState, now: float, outcome: Outcome,
+               cause_of: Callable[[TierChange], Cause]) -> None:
         refresh = plan.touched if state.cache_valid else None
         values = component_values(self.model, state.windows, state.attrs, state.seen,
                                   state.cached_values, refresh)
         card = score_components(self.model, values)
         change = decide(self.model, card, state.published)
-        write = StateWrite(plan.account_id, values, self._store.stamp(state.now_bucket))
+        published = None
         if change is not None:
-            cause = _cause(self.model, change, records)
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
-                                change, cause, now)
+                                change, cause_of(change), now)
             outcome.alerts.append((plan.account_id, alert))
             self.metrics.alerts.labels(change.tier).inc()
-            write = StateWrite(write.account_id, write.values, write.stamp, snapshot(change))
-        outcome.writes.append(write)
+            published = snapshot(change)
+        outcome.writes.append(StateWrite(
+            plan.account_id, values, self._store.stamp(state.now_bucket),
+            partition=plan.partition, next_change=state.next_change, published=published))
 
 
-def _cause(model: Model, change: TierChange,
-           records: list[Event | AccountUpdate]) -> Cause:
+def _cause(model: Model, records: list[Event | AccountUpdate],
+           change: TierChange) -> Cause:
     """The batch's last record that fed the triggering component, else its last record."""
     if change.trigger is not None:
         signal = model.component(change.trigger.name).signal

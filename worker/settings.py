@@ -47,6 +47,9 @@ class Settings:
         86400.0, "How long an event id is remembered to drop producer duplicates."
     )
     dedup_max_ids: int = _setting(5000, "Most event ids remembered per account.")
+    expiry_check_seconds: float = _setting(
+        1.0, "How often the worker looks for silent accounts whose windows rolled."
+    )
     batch_max_records: int = _setting(2000, "Most records taken from Kafka in one batch.")
     batch_timeout_ms: int = _setting(50, "Longest wait to fill a batch.")
     session_timeout_ms: int = _setting(
@@ -78,7 +81,7 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
         for name in ("max_future_skew_seconds", "retry_backoff_max_seconds",
-                     "dedup_horizon_seconds"):
+                     "dedup_horizon_seconds", "expiry_check_seconds"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")

@@ -18,6 +18,29 @@ from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.timefmt import rfc3339
 
+# A model whose windows are seconds long, so tests can watch them roll.
+SHORT_WINDOWS = """
+version: short-windows-test
+bucket: 1s
+tiers:
+  margin: 3
+  levels:
+    - {name: green, label: Doing well, min_score: 70}
+    - {name: yellow, label: Take notice, min_score: 40}
+    - {name: red, label: Requires attention, min_score: 0}
+components:
+  login_frequency:
+    signal: logins_per_active_user
+    window: 3s
+    weight: 1.0
+    curve: {linear: {bad: 0, good: 2}}
+  support_tickets:
+    signal: tickets_opened
+    window: 60s
+    weight: 1.0
+    curve: {linear: {bad: 5, good: 0}}
+"""
+
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, model: Model | None = None) -> AsyncIterator[Worker]:

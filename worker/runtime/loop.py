@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -77,6 +79,7 @@ class ConsumerLoop:
             await self._retry(self._start, "kafka")
             self._consumer.subscribe(self.settings.input_topics, listener=_Rebalance(self))
             log.info("consuming %s", ", ".join(self.settings.input_topics))
+            next_expiry_check = time.monotonic()
             while not self.stop_requested.is_set():
                 batches = await self._consumer.getmany(
                     timeout_ms=self.settings.batch_timeout_ms,
@@ -84,6 +87,9 @@ class ConsumerLoop:
                 if batches:
                     async with self.in_flight:
                         await self._handle(batches)
+                if time.monotonic() >= next_expiry_check:
+                    await self._rescore_silent()
+                    next_expiry_check = time.monotonic() + self.settings.expiry_check_seconds
         except Stopping:
             log.info("stopped while waiting for %s", "a dependency")
         finally:
@@ -100,10 +106,32 @@ class ConsumerLoop:
         records: list[RawRecord] = [r for tp in sorted(batches) for r in batches[tp]]
         with self.metrics.batch_seconds.time():
             self.metrics.batch_size.observe(len(records))
-            outcome = await self._retry(lambda: self.pipeline.process(records), "redis")
-            await self._retry(lambda: self._publish(outcome), "kafka")
-            await self._retry(lambda: self.pipeline.save(outcome), "redis")
+            outcome = await self._retry(partial(self.pipeline.process, records), "redis")
+            await self._deliver(outcome)
             await self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+
+    async def _deliver(self, outcome: Outcome) -> None:
+        """Alerts and dead letters first, state second: a crash in between re-delivers
+        the batch, which re-publishes the same alerts (same ids) instead of losing them."""
+        await self._retry(partial(self._publish, outcome), "kafka")
+        await self._retry(partial(self.pipeline.save, outcome), "redis")
+
+    async def _rescore_silent(self) -> None:
+        """Rescore the accounts of this worker's partitions whose windows have rolled.
+
+        In chunks, each under the in-flight lock, so events are never held up
+        for longer than one chunk and no account is scored twice at once.
+        """
+        partitions = {tp.partition for tp in self._consumer.assignment()}
+        limit = self.settings.batch_max_records
+        while partitions and not self.stop_requested.is_set():
+            async with self.in_flight:
+                due = await self._retry(partial(self.pipeline.due, partitions, limit), "redis")
+                if due:
+                    await self._deliver(
+                        await self._retry(partial(self.pipeline.expire, due), "redis"))
+            if len(due) < limit:
+                return
 
     async def _publish(self, outcome: Outcome) -> None:
         send = self._producer.send

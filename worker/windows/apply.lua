@@ -15,7 +15,7 @@
 --   n, field * n                 state hash fields to delete
 --   n, window * n                windows (in buckets) to read when the cache is valid
 --   n, window * n                windows to read when it is not (all of the model's)
--- Returns: {{cache_valid, applied, replayed, duplicates},
+-- Returns: {{cache_valid, applied, replayed, duplicates, next_change_bucket},
 --           {window, {counter, sum, ...}, users, features} ..., state hash}
 
 local now = tonumber(ARGV[1])
@@ -106,6 +106,20 @@ if cache_valid then
 end
 
 local wrote = applied > 0
+-- The first bucket in which some data leaves one of the model's windows: the
+-- account's score can change then without any event (silence is a signal).
+local next_change = -1
+local function leaves(b)
+  for w = 1, #all do
+    if b > now_b - all[w] then
+      local at = b + all[w]
+      if next_change < 0 or at < next_change then
+        next_change = at
+      end
+    end
+  end
+end
+
 local sums = {}
 for w = 1, #wanted do
   sums[w] = {}
@@ -119,11 +133,21 @@ for j = 1, #fields, 2 do
       redis.call('HDEL', KEYS[1], fields[j])
     end
   else
+    leaves(b)
     local value = tonumber(fields[j + 1])
     for w = 1, #wanted do
       if b > now_b - wanted[w] then
         sums[w][name] = (sums[w][name] or 0) + value
       end
+    end
+  end
+end
+for k = 2, 3 do
+  for w = 1, #all do
+    local oldest = redis.call('ZRANGEBYSCORE', KEYS[k], (now_b - all[w] + 1) * bucket_s, '+inf',
+                              'WITHSCORES', 'LIMIT', 0, 1)
+    if #oldest > 0 then
+      leaves(math.floor(tonumber(oldest[2]) / bucket_s))
     end
   end
 end
@@ -140,7 +164,7 @@ if wrote then
   redis.call('EXPIRE', KEYS[5], math.ceil(dedup_horizon))
 end
 
-local out = {{cache_valid and 1 or 0, applied, replayed, duplicates}}
+local out = {{cache_valid and 1 or 0, applied, replayed, duplicates, next_change}}
 for w = 1, #wanted do
   local flat = {}
   for name, value in pairs(sums[w]) do

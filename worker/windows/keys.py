@@ -13,6 +13,16 @@ hs:{A}:s            hash   attrs, seen:<type>, cached component values,        n
                            off:<topic>:<partition> -> last applied offset
 ==================  =====  ==================================================  =========
 
+Per partition number P (input topics are co-partitioned, so an account has one):
+
+==================  =====  ==================================================  =========
+hs:due:{P}          zset   account -> when data next leaves one of its windows  none
+==================  =====  ==================================================  =========
+
+The schedule lets the owner of partition P rescore silent accounts when their
+windows roll, without scanning all accounts; it lives in Redis, so it survives
+restarts and moves with the partition on a rebalance.
+
 The state hash has no TTL: besides the offsets that fence re-deliveries, it holds the account's attributes (from a compacted
 topic that is not re-read) and the last published tier, whose ``seq`` must keep
 counting up for consumers to de-duplicate.
@@ -38,3 +48,7 @@ VALUES = "values"
 STAMP = "stamp"
 PUBLISHED = "pub"
 SEEN_PREFIX = "seen:"
+
+
+def due_key(partition: int) -> str:
+    return f"{PREFIX}:due:{{{partition}}}"

@@ -82,6 +82,7 @@ class AccountPlan:
     """The writes of one batch to one account, and what needs rescoring after."""
 
     account_id: str
+    partition: int | None = None  # of its records; co-partitioning makes it one number
     writes: list[EventWrite] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     attrs: dict[str, Any] | None = None
@@ -136,6 +137,7 @@ class Planner:
         plan = AccountPlan(account_id)
         keep_from = oldest_bucket(now_bucket, self.model.max_window_buckets)
         for record in records:
+            plan.partition = record.source.partition
             if isinstance(record, AccountUpdate):
                 plan.attrs, plan.attrs_changed = record.attrs, True
                 plan.touched |= self._attribute_components

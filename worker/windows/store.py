@@ -7,7 +7,7 @@ made in ``plan`` (what to write) and ``worker.scoring`` (what it means).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -32,6 +32,7 @@ class AccountState:
     applied: int  # events applied now
     replayed: int  # events skipped: at or below their source's applied offset
     duplicates: int  # events skipped: same event id seen recently at another offset
+    next_change: float | None  # when data next leaves a window (epoch s); None: nothing to leave
     windows: dict[int, WindowView]  # window length in buckets -> view
     attrs: dict[str, Any]
     cached_values: dict[str, float]
@@ -46,6 +47,8 @@ class StateWrite:
     account_id: str
     values: dict[str, float]
     stamp: str
+    partition: int | None = None
+    next_change: float | None = None  # when to rescore the account if it stays silent
     published: dict[str, Any] | None = None  # set only when a new tier was published
 
 
@@ -78,7 +81,9 @@ class WindowStore:
                 await self._script(keys.account_keys(plan.account_id),
                                    self._args(plan, now, now_bucket, read_all), client=pipe)
             replies = await pipe.execute()
-        return [_state(p.account_id, now_bucket, r) for p, r in zip(plans, replies, strict=True)]
+        bucket_seconds = self._model.bucket_seconds
+        return [_state(p.account_id, now_bucket, bucket_seconds, r)
+                for p, r in zip(plans, replies, strict=True)]
 
     async def read(self, account_id: str, now: float) -> AccountState:
         """The account's current state without writing anything (for ``explain``)."""
@@ -94,7 +99,23 @@ class WindowStore:
                 if w.published is not None:
                     fields[keys.PUBLISHED] = orjson.dumps(w.published)
                 pipe.hset(keys.state_key(w.account_id), mapping=fields)  # type: ignore[arg-type]
+                if w.partition is not None:
+                    due = keys.due_key(w.partition)
+                    if w.next_change is None:
+                        pipe.zrem(due, w.account_id)
+                    else:
+                        pipe.zadd(due, {w.account_id: w.next_change})
             await pipe.execute()
+
+    async def due(self, partitions: Collection[int], now: float,
+                  limit: int) -> list[tuple[int, str]]:
+        """(partition, account) pairs whose windows have rolled since they were scored."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in sorted(partitions):
+                pipe.zrangebyscore(keys.due_key(partition), "-inf", now, start=0, num=limit)
+            replies = await pipe.execute()
+        return [(p, _text(account)) for p, accounts in zip(sorted(partitions), replies, strict=True)
+                for account in accounts]
 
     def _args(self, plan: AccountPlan, now: float, now_bucket: int,
               read_all: bool) -> list[Any]:
@@ -128,8 +149,9 @@ class WindowStore:
         return args
 
 
-def _state(account_id: str, now_bucket: int, reply: list[Any]) -> AccountState:
-    cache_valid, applied, replayed, duplicates = (int(x) for x in reply[0])
+def _state(account_id: str, now_bucket: int, bucket_seconds: int,
+           reply: list[Any]) -> AccountState:
+    cache_valid, applied, replayed, duplicates, next_change = (int(x) for x in reply[0])
     windows = {}
     for window, flat, users, features in reply[1:-1]:
         sums = {_text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
@@ -146,6 +168,7 @@ def _state(account_id: str, now_bucket: int, reply: list[Any]) -> AccountState:
         applied=applied,
         replayed=replayed,
         duplicates=duplicates,
+        next_change=None if next_change < 0 else next_change * bucket_seconds,
         windows=windows,
         attrs=_json(state.get(keys.ATTRS)) or {},
         cached_values=(_json(state.get(keys.VALUES)) or {}) if cache_valid else {},

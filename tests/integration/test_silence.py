@@ -1,0 +1,42 @@
+"""Silence is a signal: an account that stops sending events is rescored when its
+windows roll, by the worker that owns its partition, with no event to trigger it."""
+
+from __future__ import annotations
+
+import time
+
+from tests.integration.harness import (
+    SHORT_WINDOWS,
+    Producer,
+    alerts_for,
+    event,
+    read_until,
+    running_worker,
+    valid_alert,
+)
+from worker.scoring.model import parse_model
+from worker.settings import Settings
+
+
+async def test_a_silent_account_drops_tier_when_its_windows_roll(settings: Settings) -> None:
+    model = parse_model(SHORT_WINDOWS, source="test")
+    async with running_worker(settings, model), Producer(settings) as p:
+        for _ in range(3):
+            await p.send("login", event("login", "quiet", user_id="u1"))
+        await p.send("ticket", event("ticket", "quiet", ticket_id="T", status="opened",
+                                     priority="low"))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: any(a["tier"] == "green" for a in alerts_for(rs, "quiet")))
+        last_event = time.monotonic()
+        alerts = await read_until(
+            settings, settings.topic_alerts,
+            lambda rs: any(a["tier"] != "green" for a in alerts_for(rs, "quiet")), within=20)
+        delay = time.monotonic() - last_event
+    decayed = alerts_for(alerts, "quiet")[-1]
+    assert valid_alert(decayed)
+    assert decayed["cause"] == {"kind": "window_expiry", "event_id": None, "event_type": None,
+                                "topic": None, "partition": None, "offset": None}
+    assert decayed["triggering_component"]["name"] == "login_frequency"
+    assert decayed["components"]["login_frequency"]["value"] == 0.0
+    # 3 s window + 1 s bucket + 1 s timer, with room for a loaded CI machine.
+    assert delay < 10
