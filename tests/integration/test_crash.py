@@ -1,108 +1,29 @@
-"""Never wrong after a crash: a worker SIGKILLed again and again mid-stream ends with
-exactly the window state a pure in-memory computation of the same events gives."""
+"""Never wrong after a crash: workers SIGKILLed mid-stream, a rebalance, a Redis crash;
+each run ends with exactly the window state a pure computation of the same events gives."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 import random
 import signal
-import subprocess
-import sys
-import time
-from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from tests.integration.harness import event
+from tests.integration import chaos
+from worker.embedded import EmbeddedRedis
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import load_model
-from worker.settings import Settings, env_name
-from worker.windows.buckets import bucket_of
-from worker.windows.plan import COUNTERS_OF
+from worker.settings import Settings
 
-DAY = 86400.0
-ACCOUNTS = 300
-EVENTS = 50_000
 KILLS = 4
 
 
-def _stream(rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
-    """Events over the last 20 days in random order, 2% of them sent twice."""
-    now = time.time()
-    out: list[tuple[str, dict[str, Any]]] = []
-    for n in range(EVENTS):
-        account = f"acct-{rng.randrange(ACCOUNTS):04d}"
-        ts = now - rng.uniform(0, 20 * DAY)
-        roll = rng.random()
-        if roll < 0.5:
-            out.append(("login", event("login", account, ts, user_id=f"u{n % 13}",
-                                       session_seconds=rng.randint(10, 3000))))
-        elif roll < 0.85:
-            out.append(("feature_use", event("feature_use", account, ts, user_id=f"u{n % 11}",
-                                             feature=f"f{rng.randrange(15)}")))
-        elif roll < 0.95:
-            out.append(("ticket", event("ticket", account, ts, ticket_id=f"t{n}",
-                                        status=rng.choice(["opened", "escalated", "closed"]),
-                                        priority="normal")))
-        else:
-            out.append(("survey", event("survey", account, ts, kind="nps",
-                                        score=rng.randint(0, 10))))
-        if rng.random() < 0.02:
-            out.append(out[-1])  # a producer retry: same event, another offset
-    return out
-
-
-def _reference(stream: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Counters per account, each distinct event once: what Redis must hold."""
-    model = load_model()
-    stored = {name for c in model.components for name in c.signal.counters}
-    seen: set[str] = set()
-    counters: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for event_type, body in stream:
-        if body["event_id"] in seen:
-            continue
-        seen.add(body["event_id"])
-        bucket = bucket_of(datetime.fromisoformat(body["ts"]).timestamp(), model.bucket_seconds)
-        for counter, delta in COUNTERS_OF[event_type](body):
-            if counter in stored:  # counters no component reads are not kept
-                counters[body["account_id"]][f"{bucket}|{counter}"] += delta
-    return {a: dict(c) for a, c in counters.items()}
-
-
-async def _produce(settings: Settings, stream: list[tuple[str, dict[str, Any]]]) -> None:
-    topic_of = {t: name for name, t in settings.event_topics.items()}
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic_of[t], orjson.dumps(b), key=b["account_id"].encode())
-                   for t, b in stream]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-async def _stored(redis: Redis) -> dict[str, dict[str, float]]:
-    stored = {}
-    async for key in redis.scan_iter(match="hs:{*}:c", count=1000):
-        account = key.decode()[len("hs:{"):-len("}:c")]
-        stored[account] = {k.decode(): float(v) for k, v in (await redis.hgetall(key)).items()}
-    return stored
-
-
-def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    env.update({env_name(f.name): str(getattr(settings, f.name))
-                for f in dataclasses.fields(Settings)})
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+async def _prepared(settings: Settings, rng: random.Random,
+                    events: int = chaos.EVENTS) -> dict[str, dict[str, float]]:
+    stream = chaos.stream(rng, events)
+    await ensure_topics(settings)
+    await chaos.produce(settings, stream)
+    return chaos.reference(stream)
 
 
 async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
@@ -111,43 +32,65 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     log = tmp_path / "workers.log"
     settings = settings.replace(batch_max_records=500)  # more batches, more places to die in
     rng = random.Random(20261122)
-    stream = _stream(rng)
-    expected = _reference(stream)
-    await ensure_topics(settings)
-    await _produce(settings, stream)
-
+    expected = await _prepared(settings, rng)
     redis = Redis.from_url(settings.redis_url)
-    kills = 0
-    worker = _start_worker(settings, log)
+    worker = chaos.start_worker(settings, log)
     try:
-        while kills < KILLS:
-            before = await redis.dbsize()
-            deadline = time.monotonic() + 60
-            while await redis.dbsize() <= before:  # wait until it makes progress
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                await asyncio.sleep(0.05)
+        for _ in range(KILLS):
+            await chaos.wait_for_progress(redis, log)
             await asyncio.sleep(rng.uniform(0.0, 1.0))
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-            kills += 1
-            worker = _start_worker(settings, log)
-
-        deadline = time.monotonic() + 180
-        while (stored := await _stored(redis)) != expected:
-            assert worker.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, _difference(stored, expected)
-            await asyncio.sleep(0.5)
+            worker = chaos.start_worker(settings, log)
+        await chaos.wait_for_state(redis, expected, [worker], log)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
         await redis.aclose()
-    assert kills == KILLS
-    assert len(stored) == ACCOUNTS
+    assert len(expected) == chaos.ACCOUNTS
 
 
-def _difference(stored: dict[str, dict[str, float]], expected: dict[str, dict[str, float]]
-                ) -> str:
-    wrong = [a for a in expected if stored.get(a) != expected[a]]
-    sample = wrong[0] if wrong else None
-    return (f"{len(wrong)} of {len(expected)} accounts differ; e.g. {sample}: "
-            f"stored {stored.get(sample or '')} expected {expected.get(sample or '')}")
+async def test_a_worker_killed_mid_stream_hands_its_partitions_over_exactly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    log = tmp_path / "workers.log"
+    settings = settings.replace(batch_max_records=500)
+    rng = random.Random(7)
+    redis = Redis.from_url(settings.redis_url)
+    await ensure_topics(settings)
+    workers = [chaos.start_worker(settings, log) for _ in range(3)]
+    try:
+        expected = await _prepared(settings, rng, events=30_000)
+        await chaos.wait_for_progress(redis, log)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+        await chaos.wait_for_state(redis, expected, workers[1:], log)
+    finally:
+        for worker in workers[1:]:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+        await redis.aclose()
+    assert "assigned" in log.read_text()
+
+
+async def test_a_redis_crash_mid_stream_loses_and_doubles_nothing(
+    settings: Settings, tmp_path: Path, restartable_redis: EmbeddedRedis
+) -> None:
+    log = tmp_path / "workers.log"
+    settings = settings.replace(redis_url=restartable_redis.url, batch_max_records=500,
+                                retry_backoff_max_seconds=0.5)
+    rng = random.Random(11)
+    expected = await _prepared(settings, rng, events=30_000)
+    worker = chaos.start_worker(settings, log)
+    try:
+        async with Redis.from_url(settings.redis_url) as redis:
+            await chaos.wait_for_progress(redis, log)
+        restartable_redis.kill()  # every acknowledged write is already fsynced
+        await asyncio.sleep(1.0)
+        restartable_redis.start()
+        async with Redis.from_url(settings.redis_url) as redis:
+            await chaos.wait_for_state(redis, expected, [worker], log)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert "redis unavailable" in log.read_text()
