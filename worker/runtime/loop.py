@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline, RawRecord
+from worker.runtime.publish import new_producer, publish
 from worker.runtime.retry import Stopping, retrying
 from worker.settings import Settings
 
@@ -66,12 +66,7 @@ class ConsumerLoop:
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
             max_partition_fetch_bytes=max(1048576, settings.max_message_bytes * 4),
         )
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id="healthscore-worker",
-            acks="all",
-            linger_ms=5,
-        )
+        self._producer = new_producer(settings, "healthscore-worker")
 
     async def run(self) -> None:
         """Run until ``stop()``; retriable failures are waited out, never skipped."""
@@ -134,17 +129,8 @@ class ConsumerLoop:
                 return
 
     async def _publish(self, outcome: Outcome) -> None:
-        send = self._producer.send
-        futures = [
-            await send(self.settings.topic_alerts, orjson.dumps(alert), key=key.encode())
-            for key, alert in outcome.alerts
-        ]
-        futures += [
-            await send(self.settings.topic_deadletter, orjson.dumps(record), key=key)
-            for key, record in outcome.dead_letters
-        ]
-        if futures:
-            await asyncio.gather(*futures)
+        await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,
+                      deadletter_topic=self.settings.topic_deadletter)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
