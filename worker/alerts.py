@@ -21,7 +21,7 @@ from worker.timefmt import rfc3339
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    kind: str  # "event" | "account_update" | "window_expiry"
+    kind: str  # "event" | "account_update" | "window_expiry" | "replay"
     event_id: str | None = None
     event_type: str | None = None
     topic: str | None = None
@@ -40,6 +40,11 @@ class Cause:
             "kind": self.kind, "event_id": self.event_id, "event_type": self.event_type,
             "topic": self.topic, "partition": self.partition, "offset": self.offset,
         }
+
+
+WINDOW_EXPIRY = Cause("window_expiry")
+# A tier found when a replay's rebuilt state is compared with the last published one.
+REPLAY = Cause("replay")
 
 
 def alert_id(account_id: str, seq: int, previous_tier: str | None, tier: str) -> str:

@@ -1,4 +1,4 @@
-"""``healthscore``: worker | dev | simulate | explain | alerts | check-model."""
+"""``healthscore``: worker | dev | simulate | explain | alerts | replay | check-model."""
 
 from __future__ import annotations
 
@@ -63,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON alert per line")
     p.set_defaults(run=_alerts)
 
+    p = sub.add_parser("replay", help="rebuild Redis state and scores from the event topics")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from-beginning", action="store_true",
+                       help="from the earliest retained offset of every input partition")
+    p.add_argument("--alerts-topic", default=None, metavar="TOPIC",
+                   help="publish the tier changes found on the way here (default: nowhere)")
+    p.add_argument("--force", action="store_true",
+                   help="run even though the consumer group still lists workers")
+    p.set_defaults(run=_replay)
+
     p = sub.add_parser("check-model", help="validate a model file and print its components")
     p.add_argument("path", nargs="?", default=None, help="model file (default: the setting)")
     p.set_defaults(run=_check_model)
@@ -119,6 +129,14 @@ def _alerts(settings: Settings, args: argparse.Namespace) -> int:
     from worker.commands import tail_alerts
 
     asyncio.run(tail_alerts(settings, from_beginning=args.from_beginning, as_json=args.json))
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.replay import Replay
+
+    report = asyncio.run(Replay(settings, alerts_topic=args.alerts_topic, force=args.force).run())
+    print(report.summary())
     return 0
 
 

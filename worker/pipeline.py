@@ -7,12 +7,14 @@ order, so a crash at any point re-delivers the batch rather than losing it.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from worker.alerts import Cause, build_alert
+from worker.alerts import WINDOW_EXPIRY, Cause, build_alert
 from worker.clock import Clock
 from worker.errors import BadInput
 from worker.events.deadletter import dead_letter
@@ -59,9 +61,9 @@ class Pipeline:
                                 settings.max_message_bytes, settings.max_future_skew_seconds)
 
     async def process(self, records: Sequence[RawRecord]) -> Outcome:
-        now = self._clock.now()
         outcome = Outcome()
-        by_account = self._decode(records, now, outcome)
+        by_account = self._decode(records, outcome)
+        now = self._clock.now()
         now_bucket = self._store.now_bucket(now)
         plans = [self._planner.plan(a, recs, now_bucket) for a, recs in by_account.items()]
         for plan in plans:
@@ -77,15 +79,18 @@ class Pipeline:
     async def due(self, partitions: Collection[int], limit: int) -> list[tuple[int, str]]:
         return await self._store.due(partitions, self._clock.now(), limit)
 
-    async def expire(self, due: Sequence[tuple[int, str]]) -> Outcome:
-        """Rescore silent accounts whose windows rolled: no event, only the clock moved."""
+    async def expire(self, due: Sequence[tuple[int | None, str]],
+                     cause: Cause = WINDOW_EXPIRY) -> Outcome:
+        """Rescore accounts from their windows alone: no event, only the clock (or, for
+        ``cause.kind == "replay"``, the rebuilt state) moved."""
         now = self._clock.now()
         outcome = Outcome()
         plans = [AccountPlan(account, partition) for partition, account in due]
         states = await self._store.apply(plans, now, read_all=True)
         for plan, state in zip(plans, states, strict=True):
-            self._score(plan, state, now, outcome, lambda _: Cause("window_expiry"))
-        self.metrics.expiry_rescored.inc(len(plans))
+            self._score(plan, state, now, outcome, lambda _: cause)
+        if cause is WINDOW_EXPIRY:
+            self.metrics.expiry_rescored.inc(len(plans))
         return outcome
 
     def _count_skipped(self, state: AccountState) -> None:
@@ -97,23 +102,31 @@ class Pipeline:
     async def save(self, outcome: Outcome) -> None:
         await self._store.save(outcome.writes)
 
-    def _decode(self, records: Sequence[RawRecord], now: float,
+    def _decode(self, records: Sequence[RawRecord],
                 outcome: Outcome) -> dict[str, list[Event | AccountUpdate]]:
+        # Future skew is judged against the real present whatever the scoring clock
+        # (an event-time clock trails it during a replay).
+        present = max(self._clock.now(), time.time())
         by_account: dict[str, list[Event | AccountUpdate]] = {}
+        latest = -math.inf
         for raw in records:
             source = SourceRef(raw.topic, raw.partition, raw.offset)
             try:
-                record = self._decoder.decode(source, raw.key, raw.value, now)
+                record = self._decoder.decode(source, raw.key, raw.value, present)
             except BadInput as error:
                 self.metrics.dead_letters.labels(str(error.reason)).inc()
                 outcome.dead_letters.append(
-                    (raw.key, dead_letter(error, source, raw.key, raw.value, raw.timestamp, now)))
+                    (raw.key, dead_letter(error, source, raw.key, raw.value, raw.timestamp,
+                                          present)))
                 continue
             if isinstance(record, Event):
                 self.metrics.events.labels(record.type).inc()
+                latest = max(latest, record.ts)
             else:
                 self.metrics.account_updates.inc()
             by_account.setdefault(record.account_id, []).append(record)
+        if latest > -math.inf:
+            self._clock.observe(latest)
         return by_account
 
     def _score(self, plan: AccountPlan, state: AccountState, now: float, outcome: Outcome,

@@ -10,7 +10,8 @@ hs:{A}:f            zset   feature -> last-seen epoch seconds                  i
 hs:{A}:e            zset   digests of recent event ids -> time applied         dedup horizon
 hs:{A}:s            hash   attrs, seen:<type>, cached component values,        none
                            stamp of that cache, last published tier (pub),
-                           off:<topic>:<partition> -> last applied offset
+                           off:<topic>:<partition> -> last applied offset,
+                           a running replay's own tier chain (pub:replay)
 ==================  =====  ==================================================  =========
 
 Per partition number P (input topics are co-partitioned, so an account has one):
@@ -52,3 +53,26 @@ SEEN_PREFIX = "seen:"
 
 def due_key(partition: int) -> str:
     return f"{PREFIX}:due:{{{partition}}}"
+
+
+# A replay's own trail of tier changes, kept apart from the live chain (PUBLISHED).
+REPLAY_PUBLISHED = "pub:replay"
+OFFSET_PREFIX = "off:"
+ALL_KEYS = f"{PREFIX}:*"
+
+
+def account_of_state_key(key: str) -> str | None:
+    """The account whose state hash ``key`` is, or None for any other key."""
+    head, tail = f"{PREFIX}:{{", "}:s"
+    if key.startswith(head) and key.endswith(tail):
+        return key[len(head):-len(tail)]
+    return None
+
+
+def partition_of(state_fields: list[str]) -> int | None:
+    """The input partition an account's events come from, from its offset fences
+    (``off:<topic>:<partition>``); None for an account that never sent an event."""
+    for name in state_fields:
+        if name.startswith(OFFSET_PREFIX):
+            return int(name.rsplit(":", 1)[1])
+    return None

@@ -54,8 +54,11 @@ class StateWrite:
 
 class WindowStore:
     def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
-                 dedup_max_ids: int = 5000) -> None:
+                 dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED) -> None:
+        """``published_field``: where the last published tier is kept; a replay that
+        publishes its own trail keeps its chain apart from the live one."""
         self._redis = redis
+        self._published_field = published_field
         self._model = model
         self._dedup = (dedup_horizon_seconds, dedup_max_ids)
         self._script = redis.register_script(
@@ -82,7 +85,7 @@ class WindowStore:
                                    self._args(plan, now, now_bucket, read_all), client=pipe)
             replies = await pipe.execute()
         bucket_seconds = self._model.bucket_seconds
-        return [_state(p.account_id, now_bucket, bucket_seconds, r)
+        return [_state(p.account_id, now_bucket, bucket_seconds, self._published_field, r)
                 for p, r in zip(plans, replies, strict=True)]
 
     async def read(self, account_id: str, now: float) -> AccountState:
@@ -97,7 +100,7 @@ class WindowStore:
             for w in writes:
                 fields = {keys.VALUES: orjson.dumps(w.values), keys.STAMP: w.stamp}
                 if w.published is not None:
-                    fields[keys.PUBLISHED] = orjson.dumps(w.published)
+                    fields[self._published_field] = orjson.dumps(w.published)
                 pipe.hset(keys.state_key(w.account_id), mapping=fields)  # type: ignore[arg-type]
                 if w.partition is not None:
                     due = keys.due_key(w.partition)
@@ -149,7 +152,7 @@ class WindowStore:
         return args
 
 
-def _state(account_id: str, now_bucket: int, bucket_seconds: int,
+def _state(account_id: str, now_bucket: int, bucket_seconds: int, published_field: str,
            reply: list[Any]) -> AccountState:
     cache_valid, applied, replayed, duplicates, next_change = (int(x) for x in reply[0])
     windows = {}
@@ -172,7 +175,7 @@ def _state(account_id: str, now_bucket: int, bucket_seconds: int,
         windows=windows,
         attrs=_json(state.get(keys.ATTRS)) or {},
         cached_values=(_json(state.get(keys.VALUES)) or {}) if cache_valid else {},
-        published=_json(state.get(keys.PUBLISHED)),
+        published=_json(state.get(published_field)),
         seen=seen,
     )
 

@@ -1,0 +1,107 @@
+"""Redis side of a replay: wipe derived state, keep what consumers were told, and walk
+every known account. Each step goes in chunks over SCAN, never one huge reply.
+
+What survives a reset is the last published tier (``pub``) of each account: the
+alert chain (``seq``) consumers de-duplicate on must go on where it stopped.
+Everything else (windows, offset fences, event ids, attributes, caches, the
+expiry schedule) is rebuilt from the topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from worker.windows import keys
+
+SCAN_COUNT = 1000
+
+# Keep the published tier with the higher seq: an alert read back from the topic
+# must never roll the chain back behind what Redis already holds.
+_KEEP_NEWER = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and cjson.decode(current)['seq'] >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+
+async def _chunks(redis: Redis, match: str) -> AsyncIterator[list[str]]:
+    chunk: list[str] = []
+    async for key in redis.scan_iter(match=match, count=SCAN_COUNT):
+        chunk.append(key.decode() if isinstance(key, bytes) else key)
+        if len(chunk) >= SCAN_COUNT:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def reset(redis: Redis) -> int:
+    """Delete every healthscore key but the published tiers; returns accounts kept."""
+    kept = 0
+    async for chunk in _chunks(redis, keys.ALL_KEYS):
+        accounts = [a for k in chunk if (a := keys.account_of_state_key(k)) is not None]
+        async with redis.pipeline(transaction=False) as pipe:
+            for account in accounts:
+                pipe.hget(keys.state_key(account), keys.PUBLISHED)
+            published = await pipe.execute()
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.unlink(*chunk)
+            for account, pub in zip(accounts, published, strict=True):
+                if pub is not None:
+                    pipe.hset(keys.state_key(account), keys.PUBLISHED, pub)
+                    kept += 1
+            await pipe.execute()
+    return kept
+
+
+async def seed_published(redis: Redis, alerts: Iterable[dict[str, Any]]) -> int:
+    """Remember each account's newest alert as its published tier, unless Redis knows a
+    newer one: a rebuild into an empty Redis then continues the chain consumers saw."""
+    newest: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        account = alert["account_id"]
+        if account not in newest or alert["seq"] > newest[account]["seq"]:
+            newest[account] = alert
+    if not newest:
+        return 0
+    keep_newer = redis.register_script(_KEEP_NEWER)
+    async with redis.pipeline(transaction=False) as pipe:
+        for account, alert in newest.items():
+            await keep_newer([keys.state_key(account)],
+                             [keys.PUBLISHED, alert["seq"], orjson.dumps(_snapshot(alert))],
+                             client=pipe)
+        written = await pipe.execute()
+    return sum(int(w) for w in written)
+
+
+def _snapshot(alert: dict[str, Any]) -> dict[str, Any]:
+    """The published-tier snapshot (see ``scoring.tierchange.snapshot``) an alert carries."""
+    return {
+        "tier": alert["tier"], "score": alert["score"], "seq": alert["seq"],
+        "components": {name: [c["value"], c["subscore"], c["weight"]]
+                       for name, c in alert["components"].items()},
+    }
+
+
+async def accounts(redis: Redis, *, forget: str | None = None
+                   ) -> AsyncIterator[list[tuple[int | None, str]]]:
+    """Every account with a state hash, in chunks of (input partition, account);
+    ``forget`` names a state field to drop on the way (a finished replay's trail)."""
+    async for chunk in _chunks(redis, keys.state_key("*")):
+        names = [a for k in chunk if (a := keys.account_of_state_key(k)) is not None]
+        async with redis.pipeline(transaction=False) as pipe:
+            for account in names:
+                pipe.hkeys(keys.state_key(account))
+                if forget is not None:
+                    pipe.hdel(keys.state_key(account), forget)
+            replies = await pipe.execute()
+        fields = replies[::2] if forget is not None else replies
+        yield [(keys.partition_of([f.decode() for f in names_of]), account)
+               for account, names_of in zip(names, fields, strict=True)]
