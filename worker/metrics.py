@@ -41,6 +41,10 @@ class Metrics:
                                     registry=r)
         self.assigned_partitions = Gauge("healthscore_assigned_partitions",
                                          "Input partitions this worker owns.", registry=r)
+        self.consumption_paused = Gauge(
+            "healthscore_consumption_paused",
+            "1 while consumption is paused to wait out an outage (the partitions stay).",
+            registry=r)
 
     def serve(self, port: int) -> None:
         if port:

@@ -55,6 +55,12 @@ class Settings:
     session_timeout_ms: int = _setting(
         10000, "Consumer-group session timeout: how soon a dead worker's partitions move."
     )
+    max_poll_interval_ms: int = _setting(
+        300000, "Longest a stuck worker keeps its partitions; an outage it waits out never counts."
+    )
+    broker_timeout_ms: int = _setting(
+        40000, "Longest wait for the broker to acknowledge a publish or a commit; then it is retried."
+    )
     retry_backoff_max_seconds: float = _setting(
         30.0, "Ceiling of the exponential back-off while Redis or Kafka is away."
     )
@@ -77,7 +83,7 @@ class Settings:
     def validate(self) -> None:
         for name in ("topic_partitions", "topic_replication", "max_message_bytes",
                      "batch_max_records", "batch_timeout_ms", "session_timeout_ms",
-                     "dedup_max_ids"):
+                     "max_poll_interval_ms", "broker_timeout_ms", "dedup_max_ids"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
         for name in ("max_future_skew_seconds", "retry_backoff_max_seconds",

@@ -1,13 +1,23 @@
-"""The worker rides out a Redis outage and keeps every event; external clients work."""
+"""The worker rides out Redis and broker outages and keeps every event; external clients work."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import signal
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from tests.integration import chaos
+from tests.integration.cable import Cable
 from tests.integration.harness import (
     Producer,
     alerts_for,
@@ -16,7 +26,8 @@ from tests.integration.harness import (
     running_worker,
     valid_alert,
 )
-from worker.embedded import EmbeddedRedis
+from worker.embedded import EmbeddedBroker, EmbeddedRedis, free_port
+from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
 
 
@@ -50,6 +61,110 @@ async def test_redis_outage_pauses_the_worker_and_loses_nothing(
         await redis.aclose()
     assert sum(float(v) for k, v in counters.items() if k.endswith(b"|login")) == 5
     assert users == 5
+
+
+async def test_a_redis_outage_longer_than_max_poll_interval_keeps_the_partitions(
+    settings: Settings, restartable_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Idle longer than max_poll_interval, aiokafka leaves the group: the worker must keep
+    # polling (paused) through the outage, or its partitions bounce when Redis is back.
+    settings = settings.replace(redis_url=restartable_redis.url, retry_backoff_max_seconds=0.5,
+                                max_poll_interval_ms=2000)
+    caplog.set_level(logging.INFO, logger="worker.runtime.loop")
+    async with running_worker(settings) as worker, Producer(settings) as p:
+        await p.send("login", event("login", "before", user_id="u1"))
+        await read_until(settings, settings.topic_alerts, lambda rs: bool(alerts_for(rs, "before")))
+
+        restartable_redis.kill()
+        for n in range(5):
+            await p.send("login", event("login", "during", user_id=f"u{n}", session_seconds=600))
+        await _until_retried(worker.metrics.registry, "redis")
+        await asyncio.sleep(3 * settings.max_poll_interval_ms / 1000)
+        assert worker.metrics.registry.get_sample_value("healthscore_consumption_paused") == 1
+        restartable_redis.start()
+
+        await _until_committed(settings, settings.topic_login, 6)
+        assert worker.metrics.registry.get_sample_value("healthscore_consumption_paused") == 0
+    redis = Redis.from_url(restartable_redis.url)
+    try:
+        counters = await redis.hgetall("hs:{during}:c")
+    finally:
+        await redis.aclose()
+    assert sum(float(v) for k, v in counters.items() if k.endswith(b"|login")) == 5
+    loop_lines = [r.getMessage() for r in caplog.records if r.name == "worker.runtime.loop"]
+    assert sum(line.startswith("assigned") for line in loop_lines) == 1, loop_lines
+    assert not [line for line in loop_lines if "commit skipped" in line]
+    assert sum("consumption paused" in line for line in loop_lines) == 1
+    assert sum("consumption resumed" in line for line in loop_lines) == 1
+
+
+async def _until_retried(registry: CollectorRegistry, dependency: str) -> None:
+    deadline = time.monotonic() + 30
+    while not registry.get_sample_value("healthscore_retries_total", {"dependency": dependency}):
+        assert time.monotonic() < deadline, f"the worker never noticed {dependency} was gone"
+        await asyncio.sleep(0.1)
+
+
+async def _until_committed(settings: Settings, topic: str, offsets: int) -> None:
+    """Until the group has committed ``offsets`` records of ``topic`` in all."""
+    # A consumer that never subscribes reads the group's offsets without joining it.
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                              group_id=settings.group_id, enable_auto_commit=False)
+    await reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            committed = [await reader.committed(TopicPartition(topic, n))
+                         for n in range(settings.topic_partitions)]
+            total = sum(offset or 0 for offset in committed)
+            if total >= offsets:
+                return
+            assert time.monotonic() < deadline, f"committed {total} of {offsets} on {topic}"
+            await asyncio.sleep(0.2)
+    finally:
+        await reader.stop()
+
+
+# Longer than the worker's session timeout (6 s in tests): its membership lapses too.
+OUTAGE_SECONDS = 7.0
+
+
+@pytest.fixture
+def cabled_broker() -> Iterator[Cable]:
+    """A private broker that clients reach only through a ``Cable`` (it advertises the
+    cable's port): cutting the cable is a broker outage that keeps every topic."""
+    port = free_port()
+    with Cable(port) as cable, EmbeddedBroker(port, advertised_port=cable.port):
+        yield cable
+
+
+async def test_a_broker_outage_mid_stream_loses_nothing(
+    settings: Settings, cabled_broker: Cable, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    # Publishes and commits give up on the broker after 2 s instead of 40: the worker
+    # retries them (logged, counted) several times within the outage.
+    settings = settings.replace(kafka_bootstrap=cabled_broker.address, batch_max_records=500,
+                                retry_backoff_max_seconds=0.5, broker_timeout_ms=2000)
+    stream = chaos.stream(random.Random(5), 15_000)
+    expected = chaos.reference(stream)
+    await ensure_topics(settings)
+    await chaos.produce(settings, stream)
+    worker = chaos.start_worker(settings, log)
+    try:
+        async with Redis.from_url(settings.redis_url) as redis:
+            await chaos.wait_for_progress(redis, log)
+            cabled_broker.cut()
+            assert await chaos.stored_counters(redis) != expected, "done before the cut"
+            await asyncio.sleep(OUTAGE_SECONDS)
+            assert worker.poll() is None, chaos.tail(log)
+            cabled_broker.mend()
+            await chaos.wait_for_state(redis, expected, [worker], log, within=40)
+        assert worker.poll() is None, chaos.tail(log)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert "kafka unavailable" in log.read_text(), chaos.tail(log)
 
 
 def test_an_external_confluent_kafka_producer_gets_schema_valid_alerts(settings: Settings) -> None:

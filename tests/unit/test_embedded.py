@@ -31,6 +31,12 @@ def test_broker_command_listens_and_advertises_the_same_local_address() -> None:
     assert broker.cluster_id != EmbeddedBroker().cluster_id
 
 
+def test_broker_can_advertise_another_port_for_a_proxy_in_front() -> None:
+    cmd = EmbeddedBroker(19092, advertised_port=19093).command()
+    assert cmd[cmd.index("--listener-url") + 1] == "tcp://127.0.0.1:19092"
+    assert cmd[cmd.index("--advertised-listener-url") + 1] == "tcp://127.0.0.1:19093"
+
+
 @pytest.fixture
 def fake_redis_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("worker.embedded.shutil.which", lambda name: f"/opt/bin/{name}")

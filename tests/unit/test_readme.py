@@ -26,6 +26,16 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
 
 def test_every_documented_command_exists() -> None:
     subcommands = set(_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    for name in ("worker", "dev", "simulate", "explain", "alerts", "check-model"):
+    for name in ("worker", "dev", "simulate", "explain", "alerts", "replay", "check-model"):
         assert name in subcommands
         assert f"`{name}" in README or f"healthscore {name}" in README
+
+
+def test_every_metric_is_documented() -> None:
+    from worker.metrics import Metrics
+
+    names = {metric.name for metric in Metrics().registry.collect()}
+    assert names, "the registry is empty"
+    for name in names:
+        # Counters are collected without their _total suffix.
+        assert f"`{name}" in README, name

@@ -48,6 +48,8 @@ def test_empty_environment_gives_the_defaults() -> None:
         ("batch_max_records", 2000),
         ("batch_timeout_ms", 50),
         ("session_timeout_ms", 10000),
+        ("max_poll_interval_ms", 300000),
+        ("broker_timeout_ms", 40000),
         ("retry_backoff_max_seconds", 30.0),
         ("metrics_port", 9464),
         ("log_level", "INFO"),
@@ -176,7 +178,8 @@ def test_bad_bool_names_the_variable(raw: str) -> None:
 
 @pytest.mark.parametrize(
     "name", ["topic_partitions", "topic_replication", "max_message_bytes", "batch_max_records",
-             "batch_timeout_ms", "session_timeout_ms"],
+             "batch_timeout_ms", "session_timeout_ms", "max_poll_interval_ms",
+             "broker_timeout_ms"],
 )
 @pytest.mark.parametrize("raw", ["0", "-1"])
 def test_counts_below_one_are_rejected(name: str, raw: str) -> None:

@@ -4,6 +4,10 @@ Offsets are committed only after the batch's alerts and dead letters are
 acknowledged by the broker and its state is written to Redis, so a crash
 anywhere re-delivers the batch instead of losing it. A rebalance waits for the
 batch in flight (``_in_flight``) before giving partitions away.
+
+While a retry waits out an outage, every partition is paused and the loop keeps
+polling: aiokafka leaves the group once it has not been polled for
+``max_poll_interval_ms``, and an outage must not bounce the partitions.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from worker.errors import Retriable
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline, RawRecord
 from worker.runtime.publish import new_producer, publish
@@ -27,6 +32,8 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How much longer than its timeout a poll during a back-off may take before it is given up.
+POLL_GRACE_SECONDS = 1.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -35,8 +42,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # Let the batch in flight finish and commit before its partitions move.
-        async with self._loop.in_flight:
-            pass
+        self._loop.revoking.set()
+        try:
+            async with self._loop.in_flight:
+                pass
+        finally:
+            self._loop.revoking.clear()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._loop.metrics.assigned_partitions.set(len(assigned))
@@ -52,6 +63,8 @@ class ConsumerLoop:
         self.in_flight = asyncio.Lock()
         self.stop_requested = asyncio.Event()
         self.ready = asyncio.Event()  # set once the group has assigned partitions
+        self.revoking = asyncio.Event()  # set while a rebalance waits for the batch in flight
+        self._paused: set[TopicPartition] | None = None  # paused by a retry, to resume
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.group_id,
@@ -64,6 +77,7 @@ class ConsumerLoop:
             max_poll_records=settings.batch_max_records,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
+            max_poll_interval_ms=settings.max_poll_interval_ms,
             max_partition_fetch_bytes=max(1048576, settings.max_message_bytes * 4),
         )
         self._producer = new_producer(settings, "healthscore-worker")
@@ -71,7 +85,7 @@ class ConsumerLoop:
     async def run(self) -> None:
         """Run until ``stop()``; retriable failures are waited out, never skipped."""
         try:
-            await self._retry(self._start, "kafka")
+            await self._retry(self._start, "kafka", in_group=False)
             self._consumer.subscribe(self.settings.input_topics, listener=_Rebalance(self))
             log.info("consuming %s", ", ".join(self.settings.input_topics))
             next_expiry_check = time.monotonic()
@@ -85,8 +99,8 @@ class ConsumerLoop:
                 if time.monotonic() >= next_expiry_check:
                     await self._rescore_silent()
                     next_expiry_check = time.monotonic() + self.settings.expiry_check_seconds
-        except Stopping:
-            log.info("stopped while waiting for %s", "a dependency")
+        except Stopping as stopping:
+            log.info("stopped while waiting for %s", stopping)
         finally:
             await self._close()
 
@@ -134,16 +148,75 @@ class ConsumerLoop:
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await self._consumer.commit(offsets)
+            await self._retry(partial(self._commit_once, offsets), "kafka")
         except (CommitFailedError, IllegalStateError) as exc:
             # The partitions moved to another worker, which re-reads from the
             # last committed offset; nothing is lost.
             log.warning("commit skipped after rebalance: %s", exc)
 
-    async def _retry(self, operation: Callable[[], Awaitable[T]], dependency: str) -> T:
-        return await retrying(operation, dependency,
-                              max_backoff=self.settings.retry_backoff_max_seconds,
-                              metrics=self.metrics, stop=self.stop_requested)
+    async def _commit_once(self, offsets: dict[TopicPartition, int]) -> None:
+        # aiokafka retries a commit by itself for as long as the broker is away: silently,
+        # and without a poll. Bounded, that wait becomes a counted retry with paused polling.
+        # Giving up is safe: the request itself is shielded, and committing twice is harmless.
+        try:
+            await asyncio.wait_for(self._consumer.commit(offsets),
+                                   self.settings.broker_timeout_ms / 1000)
+        except TimeoutError:
+            raise Retriable("the broker did not acknowledge the commit") from None
+
+    async def _retry(self, operation: Callable[[], Awaitable[T]], dependency: str, *,
+                     in_group: bool = True) -> T:
+        # Before the consumer has joined there is no membership to keep: a plain sleep.
+        wait = partial(self._poll_paused, dependency) if in_group else None
+        try:
+            return await retrying(operation, dependency,
+                                  max_backoff=self.settings.retry_backoff_max_seconds,
+                                  metrics=self.metrics, stop=self.stop_requested, wait=wait)
+        finally:
+            self._resume()
+
+    async def _poll_paused(self, dependency: str, seconds: float) -> None:
+        """Wait out a back-off in the group: poll, with every partition paused."""
+        if self.revoking.is_set():
+            # A rebalance waits for this batch, and getmany would wait for the rebalance.
+            await asyncio.sleep(seconds)
+            return
+        self._pause(dependency)
+        poll = self._consumer.getmany(timeout_ms=round(seconds * 1000))
+        try:
+            # getmany returns after its timeout unless a rebalance begins mid-poll; then
+            # it waits for the new assignment, which waits for this batch: give up on it.
+            # (Cancelled, it leaves aiokafka's idle clock stopped -- its fetch_context is
+            # not exception-safe -- which only turns the max_poll_interval check off.)
+            self._rewind(await asyncio.wait_for(poll, seconds + POLL_GRACE_SECONDS))
+        except TimeoutError:
+            log.debug("a rebalance began while consumption was paused")
+
+    def _pause(self, dependency: str) -> None:
+        if self._paused is not None:
+            return
+        # Only the ones not paused yet, so resuming gives back exactly what was taken.
+        self._paused = self._consumer.assignment() - self._consumer.paused()
+        self._consumer.pause(*self._paused)
+        self.metrics.consumption_paused.set(1)
+        log.warning("consumption paused on %d partitions until %s is back",
+                    len(self._paused), dependency)
+
+    def _resume(self) -> None:
+        if self._paused is None:
+            return
+        # The assignment cannot change under a retry (a rebalance waits for the batch in
+        # flight), but a partition no longer assigned must not be resumed.
+        self._consumer.resume(*(self._paused & self._consumer.assignment()))
+        self._paused = None
+        self.metrics.consumption_paused.set(0)
+        log.info("consumption resumed")
+
+    def _rewind(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        # Paused partitions return nothing; should one ever return records anyway, they
+        # are read again after the resume rather than skipped.
+        for tp, records in batches.items():
+            self._consumer.seek(tp, records[0].offset)
 
     async def _close(self) -> None:
         for client in (self._consumer, self._producer):
