@@ -1,5 +1,6 @@
-"""Chaos helpers: a reproducible event stream, its pure expected window state, and
-worker processes to kill."""
+"""Chaos helpers: a reproducible event stream, worker processes to kill, and the
+final check that what they leave behind (windows, scores, alerts) is what the pure
+reference (``tests.integration.reference``) computes for a single clean run."""
 
 from __future__ import annotations
 
@@ -10,20 +11,24 @@ import random
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
+from tests.integration import reference as ref
 from tests.integration.harness import event
-from worker.scoring.model import load_model
+from worker.scoring.evaluate import component_values
+from worker.scoring.model import Model, load_model
+from worker.scoring.rollup import Scorecard, score_components
 from worker.settings import Settings, env_name
+from worker.windows import keys
 from worker.windows.buckets import bucket_of
-from worker.windows.plan import COUNTERS_OF
+from worker.windows.store import WindowStore
 
 DAY = 86400.0
 ACCOUNTS = 300
@@ -59,31 +64,31 @@ def stream(rng: random.Random, events: int = EVENTS) -> list[tuple[str, dict[str
 
 def reference(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
     """Counters per account, each distinct event once: what Redis must hold."""
-    model = load_model()
-    stored = {name for c in model.components for name in c.signal.counters}
-    seen: set[str] = set()
-    counters: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for event_type, body in events:
-        if body["event_id"] in seen:
-            continue
-        seen.add(body["event_id"])
-        bucket = bucket_of(datetime.fromisoformat(body["ts"]).timestamp(), model.bucket_seconds)
-        for counter, delta in COUNTERS_OF[event_type](body):
-            if counter in stored:  # counters no component reads are not kept
-                counters[body["account_id"]][f"{bucket}|{counter}"] += delta
-    return {a: dict(c) for a, c in counters.items()}
+    return ref.counters(events, load_model())
 
 
 async def produce(settings: Settings, events: list[tuple[str, dict[str, Any]]]) -> None:
+    await produce_to(settings, events)
+
+
+async def produce_to(settings: Settings, events: list[tuple[str, dict[str, Any]]]
+                     ) -> dict[TopicPartition, int]:
+    """Send ``events``; returns where each partition written to ends (last offset + 1),
+    from the broker's own acknowledgements."""
     topic_of = {t: name for name, t in settings.event_topics.items()}
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
     await producer.start()
     try:
         futures = [await producer.send(topic_of[t], orjson.dumps(b), key=b["account_id"].encode())
                    for t, b in events]
-        await asyncio.gather(*futures)
+        acks = await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    ends: dict[TopicPartition, int] = {}
+    for ack in acks:
+        tp = TopicPartition(ack.topic, ack.partition)
+        ends[tp] = max(ends.get(tp, 0), ack.offset + 1)
+    return ends
 
 
 async def stored_counters(redis: Redis) -> dict[str, dict[str, float]]:
@@ -128,9 +133,178 @@ async def wait_for_state(redis: Redis, expected: dict[str, dict[str, float]],
         await asyncio.sleep(0.5)
 
 
-def difference(stored: dict[str, dict[str, float]], expected: dict[str, dict[str, float]]
-                ) -> str:
-    wrong = [a for a in expected if stored.get(a) != expected[a]]
+def difference(stored: dict[str, Any], expected: dict[str, Any]) -> str:
+    wrong = [a for a in sorted(expected.keys() | stored.keys()) if stored.get(a) != expected.get(a)]
     sample = wrong[0] if wrong else None
     return (f"{len(wrong)} of {len(expected)} accounts differ; e.g. {sample}: "
             f"stored {stored.get(sample or '')} expected {expected.get(sample or '')}")
+
+
+async def stored_distinct(redis: Redis) -> dict[str, dict[str, dict[str, float]]]:
+    """Account -> distinct set ("users", "features") -> member -> last-seen ts."""
+    stored: dict[str, dict[str, dict[str, float]]] = {}
+    for name, suffix in (("users", "u"), ("features", "f")):
+        async for key in redis.scan_iter(match=f"hs:{{*}}:{suffix}", count=1000):
+            account = key.decode()[len("hs:{"):-len(f"}}:{suffix}")]
+            members = await redis.zrange(key, 0, -1, withscores=True)
+            stored.setdefault(account, {})[name] = {m.decode(): s for m, s in members}
+    return stored
+
+
+def stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM the live ones: each finishes, saves and commits its batch in flight."""
+    live = [w for w in workers if w.poll() is None]
+    for worker in live:
+        worker.terminate()
+    for worker in live:
+        worker.wait(timeout=30)
+
+
+async def wait_for_commits(settings: Settings, ends: dict[TopicPartition, int], log: Path,
+                           within: float = 60.0) -> None:
+    """Until the group has committed every input record (``ends``, from ``produce_to``).
+
+    Each batch is saved before it is committed, so only then do the cached scores and
+    ``pub`` reflect every record: the counters can be complete earlier, when a
+    re-delivered batch is cut shorter than the one that died and the rest is still
+    to be re-read.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + within
+        while True:
+            committed = await admin.list_consumer_group_offsets(settings.group_id,
+                                                                partitions=list(ends))
+            behind = {tp: end for tp, end in ends.items()
+                      if tp not in committed or committed[tp].offset < end}
+            if not behind:
+                return
+            assert time.monotonic() < deadline, f"uncommitted: {behind}\n{tail(log)}"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def read_topic(settings: Settings, topic: str, within: float = 30.0) -> list[dict[str, Any]]:
+    """Every JSON record on ``topic`` (written to no more), partition by partition in order.
+
+    Read up to each partition's high watermark as fetches report it: Tansu answers
+    ListOffsets(latest), hence ``end_offsets``, with an offset short of the last
+    record, so that would silently miss the newest records.
+    """
+    tps = await _partitions(settings, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    records: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + within
+        while unread := [tp for tp in tps if (high := consumer.highwater(tp)) is None
+                         or await consumer.position(tp) < high]:
+            assert time.monotonic() < deadline, f"{topic}: {unread} not read to the end"
+            for tp, batch in (await consumer.getmany(timeout_ms=200)).items():
+                records[tp] += batch
+    finally:
+        await consumer.stop()
+    return [orjson.loads(r.value) for tp in tps for r in records[tp]]
+
+
+async def _partitions(settings: Settings, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Figures:
+    events: int  # produced, producer retries included
+    distinct_events: int
+    accounts: int  # whose windows, scores and alerts were checked
+    alerts: ref.AlertCount
+
+    def report(self, survived: str) -> str:
+        a = self.alerts
+        return (f"{self.events} events produced ({self.distinct_events} distinct), "
+                f"{self.accounts} accounts checked, survived {survived}; {a.read} alerts read, "
+                f"{a.distinct} distinct, {a.duplicates} duplicates "
+                f"({a.republished} alerts published more than once)")
+
+
+async def verify(settings: Settings, redis: Redis, events: list[tuple[str, dict[str, Any]]]
+                 ) -> Figures:
+    """Everything a single clean run leaves behind, exactly: windows, scores, alerts.
+
+    Call once the workers are done (``wait_for_commits``, then ``stop``), so that no
+    batch is half saved.
+    """
+    model = load_model()
+    accounts = ref.accounts(events, model)
+    expected = {a: dict(r.counters) for a, r in accounts.items()}
+    assert (stored := await stored_counters(redis)) == expected, difference(stored, expected)
+    await check_distinct(redis, accounts)
+    states = {a: await state_hash(redis, a) for a in accounts}
+    newest = max(datetime.fromisoformat(b["ts"]).timestamp() for _, b in events)
+    cards = await check_scores(redis, model, accounts, states,
+                               bucket_of(newest, model.bucket_seconds))
+    published = {a: orjson.loads(state[keys.PUBLISHED]) if keys.PUBLISHED in state else None
+                 for a, state in states.items()}
+    count = ref.check_alerts(await read_topic(settings, settings.topic_alerts), published,
+                             cards, model)
+    return Figures(len(events), len({b["event_id"] for _, b in events}), len(accounts), count)
+
+
+async def check_distinct(redis: Redis, accounts: dict[str, ref.Account]) -> None:
+    # Compared exactly: a ts goes to Redis as repr(float), which parses back to the
+    # same double, and Redis replies with enough digits to round-trip it, so both
+    # sides hold the very float the decoder parsed from the same RFC 3339 text.
+    expected = {a: r.distinct for a, r in accounts.items() if r.distinct}
+    stored = await stored_distinct(redis)
+    assert stored == expected, difference(stored, expected)
+
+
+async def state_hash(redis: Redis, account: str) -> dict[str, Any]:
+    raw = await redis.hgetall(keys.state_key(account))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def check_scores(redis: Redis, model: Model, accounts: dict[str, ref.Account],
+                       states: dict[str, dict[str, Any]], first_bucket: int
+                       ) -> dict[str, Scorecard]:
+    """Component values and score from (a) the windows in Redis and (b) the worker's
+    incrementally kept cache equal the reference's; returns, per account, the
+    reference scorecard at the bucket the worker last scored it in.
+
+    Compared exactly: every counter delta is a whole number, so every sum on either
+    side is exact, and the same functions then compute the same floats.
+    """
+    now = time.time()
+    now_bucket = bucket_of(now, model.bucket_seconds)
+    store = WindowStore(redis, model)
+    cards = {}
+    for account, expected in accounts.items():
+        want = ref.scorecard(expected, model, now_bucket)
+        state = await store.read(account, now)
+        got = score_components(model, component_values(model, state.windows, state.attrs,
+                                                       state.seen, {}, None))
+        assert (got, got.score, state.seen) == (want, want.score, frozenset(expected.seen)), (
+            f"{account}: Redis gives {got} from {state.seen}, reference {want}")
+        # The cache holds values of its batch's time: a UTC midnight may have passed
+        # since, so the reference is taken at the bucket its stamp names.
+        stamp = states[account][keys.STAMP]
+        version, bucket = stamp.rsplit("|", 1)
+        assert version == model.version, f"{account}: cache stamped {stamp}"
+        assert first_bucket <= int(bucket) <= now_bucket, (
+            f"{account}: cache stamped {stamp}, not in this run's {first_bucket}..{now_bucket}")
+        card = ref.scorecard(expected, model, int(bucket))
+        cached = orjson.loads(states[account][keys.VALUES])
+        assert score_components(model, cached) == card, (
+            f"{account}: worker cached {cached}, reference {card}")
+        cards[account] = card
+    return cards
