@@ -1,8 +1,9 @@
 """One batch through the whole flow: decode -> window -> score -> alert.
 
 Kafka-agnostic: records in, an ``Outcome`` out (alerts and dead letters to
-publish, state to save). The runtime publishes, saves and commits, in that
-order, so a crash at any point re-delivers the batch rather than losing it.
+publish, state to save). The runtime saves (alerts into an outbox), publishes,
+clears the outbox and commits, in that order, so a crash at any point
+re-delivers the batch, or re-sends a saved alert, rather than losing either.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, snapshot
 from worker.settings import Settings
 from worker.windows.plan import AccountPlan, Planner
-from worker.windows.store import AccountState, StateWrite, WindowStore
+from worker.windows.store import AccountState, OutboxEntry, StateWrite, WindowStore
 
 
 class RawRecord(Protocol):
@@ -47,6 +48,7 @@ class Outcome:
     alerts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (key, alert)
     dead_letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
     writes: list[StateWrite] = field(default_factory=list)
+    outbox: list[OutboxEntry] = field(default_factory=list)  # the alerts, to clear once sent
 
 
 class Pipeline:
@@ -100,7 +102,17 @@ class Pipeline:
             self.metrics.duplicates.inc(state.duplicates)
 
     async def save(self, outcome: Outcome) -> None:
+        """State and the alerts' outbox, before anything is published."""
         await self._store.save(outcome.writes)
+
+    async def sent(self, outcome: Outcome) -> None:
+        await self._store.sent(outcome.outbox)
+
+    async def unsent(self, partitions: Collection[int]) -> Outcome:
+        """Alerts an earlier owner of these partitions saved but may not have sent."""
+        found = await self._store.unsent(partitions)
+        return Outcome(alerts=[(entry.account_id, alert) for entry, alert in found],
+                       outbox=[entry for entry, _ in found])
 
     def _decode(self, records: Sequence[RawRecord],
                 outcome: Outcome) -> dict[str, list[Event | AccountUpdate]]:
@@ -136,16 +148,18 @@ class Pipeline:
                                   state.cached_values, refresh)
         card = score_components(self.model, values)
         change = decide(self.model, card, state.published)
-        published = None
+        published = alert = None
         if change is not None:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
                                 change, cause_of(change), now)
             outcome.alerts.append((plan.account_id, alert))
+            outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             self.metrics.alerts.labels(change.tier).inc()
             published = snapshot(change)
         outcome.writes.append(StateWrite(
             plan.account_id, values, self._store.stamp(state.now_bucket),
-            partition=plan.partition, next_change=state.next_change, published=published))
+            partition=plan.partition, next_change=state.next_change, published=published,
+            alert=alert))
 
 
 def _cause(model: Model, records: list[Event | AccountUpdate],

@@ -84,7 +84,8 @@ class Replay:
         store = WindowStore(self._redis, self.model,
                             dedup_horizon_seconds=self.settings.dedup_horizon_seconds,
                             dedup_max_ids=self.settings.dedup_max_ids,
-                            published_field=published_field)
+                            published_field=published_field,
+                            outbox=published_field == keys.PUBLISHED)
         return Pipeline(self.settings, self.model, store, clock, self.metrics)
 
     async def run(self) -> ReplayReport:
@@ -140,9 +141,10 @@ class Replay:
         pipeline = self._pipeline(WallClock(), keys.PUBLISHED)
         async for chunk in rebuild.accounts(self._redis, forget=keys.REPLAY_PUBLISHED):
             outcome = await pipeline.expire(chunk, REPLAY)
+            await pipeline.save(outcome)
             await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,
                           deadletter_topic=self.settings.topic_deadletter)
-            await pipeline.save(outcome)
+            await pipeline.sent(outcome)
             self.report.accounts += len(chunk)
             self.report.alerts += [alert for _, alert in outcome.alerts]
 

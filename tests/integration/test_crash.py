@@ -10,17 +10,24 @@ import asyncio
 import random
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
 from tests.integration import chaos
+from tests.integration.harness import running_worker
+from worker.app import Worker
 from worker.embedded import EmbeddedRedis
+from worker.pipeline import Outcome, Pipeline
+from worker.runtime.loop import ConsumerLoop
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
+from worker.windows import keys
 
 KILLS = 4
 
@@ -121,3 +128,47 @@ async def test_a_redis_crash_mid_stream_loses_and_doubles_nothing(
         chaos.stop([worker])
     assert "redis unavailable" in log.read_text()
     print(figures.report("1 Redis SIGKILL and restart"))
+
+
+class _Crash(Exception):
+    """Stands in for a SIGKILL at one exact point of delivering a batch."""
+
+
+@pytest.mark.parametrize("dies_in", ["publish", "sent"])
+async def test_a_crash_between_saving_and_clearing_an_outbox_loses_and_confuses_no_alert(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dies_in: str
+) -> None:
+    """A random SIGKILL rarely lands between saving a batch's alerts and clearing its
+    outbox; here the worker dies exactly there, once: before publishing (the next
+    owner must send the saved alerts) or after (they arrive twice, same alert_id).
+    The restarted worker cuts its batches differently, which must not make any seq
+    mean two things."""
+    settings = settings.replace(batch_max_records=500)
+    produced = await _prepared(settings, random.Random(13), events=20_000)
+    target: Any = ConsumerLoop if dies_in == "publish" else Pipeline
+    method = "_publish" if dies_in == "publish" else "sent"
+    original = getattr(target, method)
+
+    async def dying(self: Any, outcome: Outcome) -> None:
+        if sum(a["seq"] > 1 for _, a in outcome.alerts) >= 5:  # changes, not first tiers
+            raise _Crash(dies_in)  # instead of publishing, or instead of clearing
+        await original(self, outcome)
+
+    monkeypatch.setattr(target, method, dying)
+    with pytest.raises(_Crash):
+        await Worker(settings).run()
+    monkeypatch.setattr(target, method, original)
+
+    async with running_worker(settings.replace(batch_max_records=2000)):
+        async with Redis.from_url(settings.redis_url) as redis:
+            deadline = time.monotonic() + 120
+            while (stored := await chaos.stored_counters(redis)) != produced.expected:
+                assert time.monotonic() < deadline, chaos.difference(stored, produced.expected)
+                await asyncio.sleep(0.5)
+        await chaos.wait_for_commits(settings, produced.ends, tmp_path / "no-log")
+    async with Redis.from_url(settings.redis_url) as redis:
+        figures = await chaos.verify(settings, redis, produced.stream)
+        assert [k async for k in redis.scan_iter(match=keys.pending_key("*"))] == []
+    if dies_in == "sent":
+        assert figures.alerts.duplicates >= 5
+    print(figures.report(f"a crash at {dies_in}"))

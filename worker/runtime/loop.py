@@ -1,8 +1,8 @@
 """The consume -> process -> publish -> save -> commit loop.
 
-Offsets are committed only after the batch's alerts and dead letters are
-acknowledged by the broker and its state is written to Redis, so a crash
-anywhere re-delivers the batch instead of losing it. A rebalance waits for the
+Offsets are committed only after the batch's state (with its alerts in an
+outbox) is written to Redis and its alerts and dead letters are acknowledged by
+the broker, so a crash anywhere re-delivers the batch instead of losing it. A rebalance waits for the
 batch in flight (``_in_flight``) before giving partitions away.
 
 While a retry waits out an outage, every partition is paused and the loop keeps
@@ -50,6 +50,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self._loop.revoking.clear()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._loop.unsent_partitions |= {tp.partition for tp in assigned}
         self._loop.metrics.assigned_partitions.set(len(assigned))
         log.info("assigned %d partitions", len(assigned))
         self._loop.ready.set()
@@ -64,6 +65,7 @@ class ConsumerLoop:
         self.stop_requested = asyncio.Event()
         self.ready = asyncio.Event()  # set once the group has assigned partitions
         self.revoking = asyncio.Event()  # set while a rebalance waits for the batch in flight
+        self.unsent_partitions: set[int] = set()  # assigned, outboxes not yet sent
         self._paused: set[TopicPartition] | None = None  # paused by a retry, to resume
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -93,8 +95,10 @@ class ConsumerLoop:
                 batches = await self._consumer.getmany(
                     timeout_ms=self.settings.batch_timeout_ms,
                     max_records=self.settings.batch_max_records)
-                if batches:
-                    async with self.in_flight:
+                async with self.in_flight:
+                    if self.unsent_partitions:  # newly assigned: their outboxes go first
+                        await self._send_unsent()
+                    if batches:
                         await self._handle(batches)
                 if time.monotonic() >= next_expiry_check:
                     await self._rescore_silent()
@@ -120,10 +124,21 @@ class ConsumerLoop:
             await self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
 
     async def _deliver(self, outcome: Outcome) -> None:
-        """Alerts and dead letters first, state second: a crash in between re-delivers
-        the batch, which re-publishes the same alerts (same ids) instead of losing them."""
-        await self._retry(partial(self._publish, outcome), "kafka")
+        """State first, each alert in its account's outbox; then publish; then clear the
+        outbox. After a crash anywhere in between, the next owner of the partition sends
+        exactly the saved alerts again (``_send_unsent``) before it scores anything:
+        an alert can arrive twice, never go missing, and no seq means two things."""
         await self._retry(partial(self.pipeline.save, outcome), "redis")
+        await self._retry(partial(self._publish, outcome), "kafka")
+        await self._retry(partial(self.pipeline.sent, outcome), "redis")
+
+    async def _send_unsent(self) -> None:
+        partitions, self.unsent_partitions = self.unsent_partitions, set()
+        outcome = await self._retry(partial(self.pipeline.unsent, partitions), "redis")
+        if outcome.alerts:
+            log.info("sending %d alerts saved but maybe not sent before", len(outcome.alerts))
+        await self._retry(partial(self._publish, outcome), "kafka")
+        await self._retry(partial(self.pipeline.sent, outcome), "redis")
 
     async def _rescore_silent(self) -> None:
         """Rescore the accounts of this worker's partitions whose windows have rolled.

@@ -11,14 +11,21 @@ hs:{A}:e            zset   digests of recent event ids -> time applied         d
 hs:{A}:s            hash   attrs, seen:<type>, cached component values,        none
                            stamp of that cache, last published tier (pub),
                            off:<topic>:<partition> -> last applied offset,
-                           a running replay's own tier chain (pub:replay)
+                           a running replay's own tier chain (pub:replay),
+                           outbox:<seq> -> an alert saved but not yet known sent
 ==================  =====  ==================================================  =========
 
 Per partition number P (input topics are co-partitioned, so an account has one):
 
 ==================  =====  ==================================================  =========
 hs:due:{P}          zset   account -> when data next leaves one of its windows  none
+hs:pending:{P}      set    accounts with an alert in their outbox               none
 ==================  =====  ==================================================  =========
+
+The outbox makes alerts at-least-once: an alert is saved with the tier it
+publishes, before it is sent, and cleared once the broker has it. Whoever owns
+partition P next (the same worker after a restart, or another after a
+rebalance) sends what ``hs:pending:{P}`` still names before anything else.
 
 The schedule lets the owner of partition P rescore silent accounts when their
 windows roll, without scanning all accounts; it lives in Redis, so it survives
@@ -51,8 +58,23 @@ PUBLISHED = "pub"
 SEEN_PREFIX = "seen:"
 
 
+OUTBOX_PREFIX = "outbox:"
+
+
 def due_key(partition: int) -> str:
     return f"{PREFIX}:due:{{{partition}}}"
+
+
+def pending_key(partition: int) -> str:
+    return f"{PREFIX}:pending:{{{partition}}}"
+
+
+def is_pending_key(key: str) -> bool:
+    return key.startswith(f"{PREFIX}:pending:{{")
+
+
+def outbox_field(seq: int) -> str:
+    return f"{OUTBOX_PREFIX}{seq}"
 
 
 # A replay's own trail of tier changes, kept apart from the live chain (PUBLISHED).

@@ -1,8 +1,10 @@
 """Redis side of a replay: wipe derived state, keep what consumers were told, and walk
 every known account. Each step goes in chunks over SCAN, never one huge reply.
 
-What survives a reset is the last published tier (``pub``) of each account: the
-alert chain (``seq``) consumers de-duplicate on must go on where it stopped.
+What survives a reset is what consumers were told or promised: each account's
+last published tier (``pub``), so the alert chain (``seq``) they de-duplicate on
+goes on where it stopped, and its outbox of alerts not yet known sent, with the
+index of those (the next live owner sends them).
 Everything else (windows, offset fences, event ids, attributes, caches, the
 expiry schedule) is rebuilt from the topics.
 """
@@ -43,22 +45,31 @@ async def _chunks(redis: Redis, match: str) -> AsyncIterator[list[str]]:
 
 
 async def reset(redis: Redis) -> int:
-    """Delete every healthscore key but the published tiers; returns accounts kept."""
+    """Delete every healthscore key but published tiers and outboxes; returns accounts
+    whose published tier was kept."""
     kept = 0
     async for chunk in _chunks(redis, keys.ALL_KEYS):
-        accounts = [a for k in chunk if (a := keys.account_of_state_key(k)) is not None]
+        doomed = [k for k in chunk if not keys.is_pending_key(k)]
+        accounts = [a for k in doomed if (a := keys.account_of_state_key(k)) is not None]
         async with redis.pipeline(transaction=False) as pipe:
             for account in accounts:
-                pipe.hget(keys.state_key(account), keys.PUBLISHED)
-            published = await pipe.execute()
+                pipe.hgetall(keys.state_key(account))
+            states = await pipe.execute()
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.unlink(*chunk)
-            for account, pub in zip(accounts, published, strict=True):
-                if pub is not None:
-                    pipe.hset(keys.state_key(account), keys.PUBLISHED, pub)
-                    kept += 1
+            if doomed:
+                pipe.unlink(*doomed)
+            for account, state in zip(accounts, states, strict=True):
+                promised = {name: value for name, value in state.items() if _promised(name)}
+                if promised:
+                    pipe.hset(keys.state_key(account), mapping=promised)
+                kept += keys.PUBLISHED.encode() in promised
             await pipe.execute()
     return kept
+
+
+def _promised(field: bytes) -> bool:
+    name = field.decode()
+    return name == keys.PUBLISHED or name.startswith(keys.OUTBOX_PREFIX)
 
 
 async def seed_published(redis: Redis, alerts: Iterable[dict[str, Any]]) -> int:

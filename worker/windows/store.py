@@ -50,14 +50,27 @@ class StateWrite:
     partition: int | None = None
     next_change: float | None = None  # when to rescore the account if it stays silent
     published: dict[str, Any] | None = None  # set only when a new tier was published
+    alert: dict[str, Any] | None = None  # the alert that publishes it: into the outbox
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """An alert saved in an account's outbox: cleared once the broker has it."""
+
+    partition: int | None
+    account_id: str
+    seq: int
 
 
 class WindowStore:
     def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
-                 dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED) -> None:
+                 dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
+                 outbox: bool = True) -> None:
         """``published_field``: where the last published tier is kept; a replay that
-        publishes its own trail keeps its chain apart from the live one."""
+        publishes its own trail keeps its chain apart from the live one, and needs no
+        ``outbox`` (a trail is history, not a promise to consumers)."""
         self._redis = redis
+        self._outbox = outbox
         self._published_field = published_field
         self._model = model
         self._dedup = (dedup_horizon_seconds, dedup_max_ids)
@@ -101,6 +114,12 @@ class WindowStore:
                 fields = {keys.VALUES: orjson.dumps(w.values), keys.STAMP: w.stamp}
                 if w.published is not None:
                     fields[self._published_field] = orjson.dumps(w.published)
+                if self._outbox and w.alert is not None:
+                    # Indexed first: a crash between the two leaves an index entry with
+                    # nothing behind it (harmless), never an alert nobody will find.
+                    if w.partition is not None:
+                        pipe.sadd(keys.pending_key(w.partition), w.account_id)
+                    fields[keys.outbox_field(w.alert["seq"])] = orjson.dumps(w.alert)
                 pipe.hset(keys.state_key(w.account_id), mapping=fields)  # type: ignore[arg-type]
                 if w.partition is not None:
                     due = keys.due_key(w.partition)
@@ -109,6 +128,44 @@ class WindowStore:
                     else:
                         pipe.zadd(due, {w.account_id: w.next_change})
             await pipe.execute()
+
+    async def sent(self, entries: Sequence[OutboxEntry]) -> None:
+        """The broker has these alerts: clear them from their outboxes."""
+        if not entries or not self._outbox:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for e in entries:
+                pipe.hdel(keys.state_key(e.account_id), keys.outbox_field(e.seq))
+                if e.partition is not None:
+                    pipe.srem(keys.pending_key(e.partition), e.account_id)
+            await pipe.execute()
+
+    async def unsent(self, partitions: Collection[int]
+                     ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
+        """Alerts saved on these partitions but not known to be sent, oldest first."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in sorted(partitions):
+                pipe.smembers(keys.pending_key(partition))
+            members = await pipe.execute()
+        owners = [(p, _text(a)) for p, accounts in zip(sorted(partitions), members, strict=True)
+                  for a in sorted(accounts)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for _, account in owners:
+                pipe.hgetall(keys.state_key(account))
+            states = await pipe.execute()
+        found, stale = [], []
+        for (partition, account), state in zip(owners, states, strict=True):
+            alerts = [orjson.loads(v) for n, v in state.items()
+                      if _text(n).startswith(keys.OUTBOX_PREFIX)]
+            found += [(OutboxEntry(partition, account, a["seq"]), a) for a in alerts]
+            if not alerts:
+                stale.append((partition, account))
+        if stale:  # a crash between indexing and saving: nothing was promised
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for partition, account in stale:
+                    pipe.srem(keys.pending_key(partition), account)
+                await pipe.execute()
+        return sorted(found, key=lambda item: (item[0].account_id, item[0].seq))
 
     async def due(self, partitions: Collection[int], now: float,
                   limit: int) -> list[tuple[int, str]]:
