@@ -73,19 +73,22 @@ def test_an_alert_gives_back_the_snapshot_it_was_published_from(model: Model) ->
     assert decide(model, card, taken) is None
 
 
-async def test_reset_keeps_only_the_published_tiers() -> None:
+async def test_reset_keeps_only_published_tiers_and_unsent_alerts() -> None:
     redis = fakeredis.FakeAsyncRedis()
     await redis.hset(keys.state_key("a"), mapping={keys.PUBLISHED: b'{"seq": 2}',
+                                                  keys.outbox_field(2): b'{"seq": 2}',
                                                   "off:events.login:1": 7, "attrs": "{}"})
     await redis.hset(keys.state_key("b"), mapping={"off:events.login:0": 3})
     await redis.hset("hs:{a}:c", "20000|login", 1)
     await redis.zadd("hs:due:{1}", {"a": 5.0})
+    await redis.sadd(keys.pending_key(1), "a")
     await redis.set("unrelated", 1)
 
     assert await rebuild.reset(redis) == 1
 
-    assert await redis.hgetall(keys.state_key("a")) == {b"pub": b'{"seq": 2}'}
-    assert sorted(await redis.keys("*")) == [b"hs:{a}:s", b"unrelated"]
+    assert await redis.hgetall(keys.state_key("a")) == {b"pub": b'{"seq": 2}',
+                                                       b"outbox:2": b'{"seq": 2}'}
+    assert sorted(await redis.keys("*")) == [b"hs:pending:{1}", b"hs:{a}:s", b"unrelated"]
     await redis.aclose()
 
 
