@@ -133,7 +133,8 @@ class Pipeline:
                 continue
             if isinstance(record, Event):
                 self.metrics.events.labels(record.type).inc()
-                latest = max(latest, record.ts)
+                if record.ts > latest:  # not max(): this runs once per event
+                    latest = record.ts
             else:
                 self.metrics.account_updates.inc()
             by_account.setdefault(record.account_id, []).append(record)

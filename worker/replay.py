@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from redis.asyncio import Redis
 
 from worker.alerts import REPLAY
 from worker.clock import EventTimeClock, WallClock
+from worker.contracts import validator
 from worker.errors import ConfigError
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline
@@ -56,6 +58,7 @@ class ReplayReport:
     dead_letters: int = 0
     accounts: int = 0
     trail_alerts: int = 0
+    unreadable_alerts: int = 0  # on the alerts topic, not JSON or not an alert: skipped
     alerts: list[dict[str, Any]] = field(default_factory=list)  # published live at the end
     seconds: float = 0.0
 
@@ -63,7 +66,9 @@ class ReplayReport:
         return (f"replayed {self.records} records ({self.dead_letters} dead letters skipped) "
                 f"into {self.accounts} accounts in {self.seconds:.1f} s; "
                 f"{self.trail_alerts} tier changes on the way, "
-                f"{len(self.alerts)} published now")
+                f"{len(self.alerts)} published now"
+                + (f"; {self.unreadable_alerts} unreadable records on the alerts topic skipped"
+                   if self.unreadable_alerts else ""))
 
 
 class Replay:
@@ -71,6 +76,9 @@ class Replay:
                  *, alerts_topic: str | None = None, force: bool = False) -> None:
         """``force``: skip the check for live workers (some brokers, the embedded one
         among them, keep listing members that left until the group rebalances)."""
+        if alerts_topic == settings.topic_alerts:
+            raise ConfigError("--alerts-topic must not be the live alerts topic: consumers "
+                              "would get the replayed history as new tier changes")
         self.settings = settings
         self.force = force
         self.model = model or load_model(settings.model_path)
@@ -91,7 +99,8 @@ class Replay:
     async def run(self) -> ReplayReport:
         started = time.monotonic()
         try:
-            await ensure_topics(self.settings)
+            await ensure_topics(self.settings, extra=[self.alerts_topic] if self.alerts_topic
+                                else [])
             if not self.force:
                 await _refuse_while_workers_run(self.settings)
             await self._producer.start()
@@ -111,9 +120,24 @@ class Replay:
         seeded = 0
         async for records in read_to_end(self.settings, [self.settings.topic_alerts],
                                          self.settings.batch_max_records):
-            seeded += await rebuild.seed_published(
-                self._redis, (orjson.loads(r.value) for r in records if r.value))
+            seeded += await rebuild.seed_published(self._redis, self._readable(records))
         return seeded
+
+    def _readable(self, records: list[Any]) -> Iterator[dict[str, Any]]:
+        """The alerts among ``records``; anything else another producer wrote there is
+        counted and skipped, not trusted as what consumers were told."""
+        is_alert = validator("alert").is_valid
+        for record in records:
+            try:
+                alert = orjson.loads(record.value or b"")
+            except orjson.JSONDecodeError:
+                alert = None
+            if is_alert(alert):
+                yield alert
+            else:
+                self.report.unreadable_alerts += 1
+                log.warning("skipped a record that is not an alert at %s[%d]@%d",
+                            record.topic, record.partition, record.offset)
 
     async def _rebuild(self) -> None:
         pipeline = self._pipeline(EventTimeClock(), keys.REPLAY_PUBLISHED)

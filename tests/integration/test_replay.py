@@ -85,9 +85,10 @@ def _same(rebuilt: dict[str, Any], live: dict[str, Any]) -> None:
 
 
 async def _alerts(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    """Every alert on ``topic`` now."""
-    return [orjson.loads(r.value) async for batch in read_to_end(settings, [topic], 1000)
-            for r in batch]
+    """Every alert on ``topic`` now (records that are not alerts left out)."""
+    records = [r async for batch in read_to_end(settings, [topic], 1000) for r in batch]
+    return [a for r in records if r.value.startswith(b"{")
+            and valid_alert(a := orjson.loads(r.value))]
 
 
 async def test_a_replay_into_an_empty_redis_reproduces_the_live_state_and_publishes_nothing(
@@ -149,10 +150,14 @@ async def test_a_replay_under_a_new_model_alerts_only_where_tiers_now_differ(
     for alert in live_alerts:
         last_seq[alert["account_id"]] = max(alert["seq"], last_seq.get(alert["account_id"], 0))
     trail_topic = settings.topic_alerts + ".trail"
+    async with Producer(settings) as producer:  # someone else's junk on the alerts topic
+        await producer.raw(settings.topic_alerts, b"acct-0001", b"not an alert")
+        await producer.raw(settings.topic_alerts, b"acct-0002", b'{"account_id": "acct-0002"}')
 
     report = await Replay(settings, parse_model(STRICT, source="test"),
                           alerts_topic=trail_topic, force=True).run()
 
+    assert report.unreadable_alerts == 2
     assert report.alerts, "a much stricter model must move some accounts"
     for alert in report.alerts:
         assert valid_alert(alert)

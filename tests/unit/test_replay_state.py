@@ -107,3 +107,13 @@ async def test_accounts_walks_every_state_hash_with_its_partition() -> None:
     assert (None, "attrs-only") in seen
     assert not await redis.hexists(keys.state_key("acct-7"), keys.REPLAY_PUBLISHED)
     await redis.aclose()
+
+
+def test_a_replay_trail_never_goes_to_the_live_alerts_topic() -> None:
+    from worker.errors import ConfigError
+    from worker.replay import Replay
+    from worker.settings import Settings
+
+    settings = Settings()
+    with pytest.raises(ConfigError, match="live alerts topic"):
+        Replay(settings, alerts_topic=settings.topic_alerts)

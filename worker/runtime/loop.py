@@ -129,14 +129,16 @@ class ConsumerLoop:
         exactly the saved alerts again (``_send_unsent``) before it scores anything:
         an alert can arrive twice, never go missing, and no seq means two things."""
         await self._retry(partial(self.pipeline.save, outcome), "redis")
-        await self._retry(partial(self._publish, outcome), "kafka")
-        await self._retry(partial(self.pipeline.sent, outcome), "redis")
+        await self._send(outcome)
 
     async def _send_unsent(self) -> None:
         partitions, self.unsent_partitions = self.unsent_partitions, set()
         outcome = await self._retry(partial(self.pipeline.unsent, partitions), "redis")
         if outcome.alerts:
             log.info("sending %d alerts saved but maybe not sent before", len(outcome.alerts))
+        await self._send(outcome)
+
+    async def _send(self, outcome: Outcome) -> None:
         await self._retry(partial(self._publish, outcome), "kafka")
         await self._retry(partial(self.pipeline.sent, outcome), "redis")
 

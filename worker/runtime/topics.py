@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -14,7 +15,7 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def wanted_topics(settings: Settings) -> list[NewTopic]:
+def wanted_topics(settings: Settings, extra: Sequence[str] = ()) -> list[NewTopic]:
     def topic(name: str, **configs: str) -> NewTopic:
         return NewTopic(name, settings.topic_partitions, settings.topic_replication,
                         topic_configs=configs or None)
@@ -25,17 +26,19 @@ def wanted_topics(settings: Settings) -> list[NewTopic]:
         topic(settings.topic_accounts, **{"cleanup.policy": "compact"}),
         topic(settings.topic_alerts),
         topic(settings.topic_deadletter),
+        *(topic(name) for name in extra),
     ]
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create missing topics (when asked to), then check the inputs are co-partitioned."""
+async def ensure_topics(settings: Settings, extra: Sequence[str] = ()) -> None:
+    """Create missing topics (when asked to; ``extra`` are more topics like the alerts
+    topic), then check the inputs are co-partitioned."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 client_id="healthscore-admin")
     await admin.start()
     try:
         if settings.create_topics:
-            await _create_missing(admin, settings)
+            await _create_missing(admin, settings, extra)
         counts = {t["topic"]: len(t["partitions"])
                   for t in await admin.describe_topics(settings.input_topics)}
     finally:
@@ -43,9 +46,10 @@ async def ensure_topics(settings: Settings) -> None:
     check_copartitioned(counts)
 
 
-async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings,
+                          extra: Sequence[str]) -> None:
     existing = set(await admin.list_topics())
-    missing = [t for t in wanted_topics(settings) if t.name not in existing]
+    missing = [t for t in wanted_topics(settings, extra) if t.name not in existing]
     if missing:
         response = await admin.create_topics(missing)
         _raise_for_errors(response.topic_errors)
