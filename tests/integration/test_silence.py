@@ -4,6 +4,7 @@ windows roll, by the worker that owns its partition, with no event to trigger it
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tests.integration.harness import (
     SHORT_WINDOWS,
@@ -28,11 +29,14 @@ async def test_a_silent_account_drops_tier_when_its_windows_roll(settings: Setti
         await read_until(settings, settings.topic_alerts,
                          lambda rs: any(a["tier"] == "green" for a in alerts_for(rs, "quiet")))
         last_event = time.monotonic()
+        # The events may be scored over several batches, so alerts below green can come
+        # before the green one; only a drop after green is the silence under test.
         alerts = await read_until(
             settings, settings.topic_alerts,
-            lambda rs: any(a["tier"] != "green" for a in alerts_for(rs, "quiet")), within=20)
+            lambda rs: _dropped_after_green(alerts_for(rs, "quiet")) is not None, within=20)
         delay = time.monotonic() - last_event
-    decayed = alerts_for(alerts, "quiet")[-1]
+    decayed = _dropped_after_green(alerts_for(alerts, "quiet"))
+    assert decayed is not None
     assert valid_alert(decayed)
     assert decayed["cause"] == {"kind": "window_expiry", "event_id": None, "event_type": None,
                                 "topic": None, "partition": None, "offset": None}
@@ -40,3 +44,11 @@ async def test_a_silent_account_drops_tier_when_its_windows_roll(settings: Setti
     assert decayed["components"]["login_frequency"]["value"] == 0.0
     # 3 s window + 1 s bucket + 1 s timer, with room for a loaded CI machine.
     assert delay < 10
+
+
+def _dropped_after_green(alerts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    tiers = [a["tier"] for a in alerts]
+    if "green" not in tiers:
+        return None
+    later = alerts[tiers.index("green") + 1:]
+    return next((a for a in later if a["tier"] != "green"), None)
