@@ -33,7 +33,8 @@ class Worker:
         self.redis = Redis.from_url(settings.redis_url)
         store = WindowStore(self.redis, self.model,
                             dedup_horizon_seconds=settings.dedup_horizon_seconds,
-                            dedup_max_ids=settings.dedup_max_ids)
+                            dedup_max_ids=settings.dedup_max_ids,
+                            timeout=settings.redis_timeout_seconds)
         self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
 

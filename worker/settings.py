@@ -61,6 +61,9 @@ class Settings:
     broker_timeout_ms: int = _setting(
         40000, "Longest wait for the broker to acknowledge a publish or a commit; then it is retried."
     )
+    redis_timeout_seconds: float = _setting(
+        10.0, "Longest wait for Redis to answer one batch's commands; then they are retried."
+    )
     retry_backoff_max_seconds: float = _setting(
         30.0, "Ceiling of the exponential back-off while Redis or Kafka is away."
     )
@@ -91,6 +94,8 @@ class Settings:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")
+        if not math.isfinite(self.redis_timeout_seconds) or self.redis_timeout_seconds <= 0:
+            raise ConfigError(f"{env_name('redis_timeout_seconds')} must be a finite number > 0")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{env_name('metrics_port')} must be a port (0-65535)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

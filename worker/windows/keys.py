@@ -9,7 +9,8 @@ hs:{A}:u            zset   active user -> last-seen epoch seconds              i
 hs:{A}:f            zset   feature -> last-seen epoch seconds                  idle TTL
 hs:{A}:e            zset   digests of recent event ids -> time applied         dedup horizon
 hs:{A}:s            hash   attrs, seen:<type>, cached component values,        none
-                           stamp of that cache, last published tier (pub),
+                           stamp of that cache, cached window sums (sums),
+                           last published tier (pub),
                            off:<topic>:<partition> -> last applied offset,
                            a running replay's own tier chain (pub:replay),
                            outbox:<seq> -> an alert saved but not yet known sent

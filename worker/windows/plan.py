@@ -128,6 +128,7 @@ class Planner:
             event_type: frozenset(c.name for c in model.components if event_type in c.signal.sources)
             for event_type in COUNTERS_OF
         }
+        self._max_window_buckets = model.max_window_buckets
         self._attribute_components = frozenset(
             c.name for c in model.components if c.signal.name in ATTRIBUTE_SIGNALS
         )
@@ -135,7 +136,7 @@ class Planner:
     def plan(self, account_id: str, records: Iterable[Event | AccountUpdate],
              now_bucket: int) -> AccountPlan:
         plan = AccountPlan(account_id)
-        keep_from = oldest_bucket(now_bucket, self.model.max_window_buckets)
+        keep_from = oldest_bucket(now_bucket, self._max_window_buckets)
         for record in records:
             plan.partition = record.source.partition
             if isinstance(record, AccountUpdate):

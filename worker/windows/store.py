@@ -7,6 +7,7 @@ made in ``plan`` (what to write) and ``worker.scoring`` (what it means).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -14,12 +15,15 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
-from worker.windows import keys
+from worker.windows import keys, wire
 from worker.windows.buckets import bucket_of, oldest_bucket, state_ttl_seconds
-from worker.windows.plan import AccountPlan
+from worker.windows.plan import COUNTERS_OF, AccountPlan
+
+EVENT_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +69,25 @@ class OutboxEntry:
 class WindowStore:
     def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
                  dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
-                 outbox: bool = True) -> None:
+                 outbox: bool = True, timeout: float = 10.0) -> None:
         """``published_field``: where the last published tier is kept; a replay that
         publishes its own trail keeps its chain apart from the live one, and needs no
-        ``outbox`` (a trail is history, not a promise to consumers)."""
+        ``outbox`` (a trail is history, not a promise to consumers). ``timeout``: the
+        longest wait for one batch's replies."""
+        self._timeout = timeout
         self._redis = redis
         self._outbox = outbox
         self._published_field = published_field
         self._model = model
         self._dedup = (dedup_horizon_seconds, dedup_max_ids)
-        self._script = redis.register_script(
-            resources.files("worker").joinpath("windows", "apply.lua").read_text("utf-8")
-        )
+        self._script_text = resources.files("worker").joinpath("windows", "apply.lua").read_text(
+            "utf-8")
+        self._script_sha = hashlib.sha1(self._script_text.encode()).hexdigest()
         self._all_windows = sorted({c.window_buckets for c in model.components})
         self._window_of = {c.name: c.window_buckets for c in model.components}
         self._ttl = state_ttl_seconds(model.max_window_buckets, model.bucket_seconds)
+        self._fields = [keys.ATTRS, keys.VALUES, published_field,
+                        *(keys.SEEN_PREFIX + t for t in EVENT_TYPES)]
 
     def stamp(self, now_bucket: int) -> str:
         """Cached component values are only valid for this model and this bucket."""
@@ -91,15 +99,27 @@ class WindowStore:
     async def apply(self, plans: Sequence[AccountPlan], now: float,
                     *, read_all: bool = False) -> list[AccountState]:
         """Write each plan; read back what rescoring needs (every window if ``read_all``)."""
+        if not plans:
+            return []
         now_bucket = self.now_bucket(now)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for plan in plans:
-                await self._script(keys.account_keys(plan.account_id),
-                                   self._args(plan, now, now_bucket, read_all), client=pipe)
-            replies = await pipe.execute()
+        context = self._context(now, now_bucket)
+        calls = [(keys.account_keys(plan.account_id), self._batch(plan, read_all))
+                 for plan in plans]
+        try:
+            replies = await self._run_script(calls, context)
+        except NoScriptError:  # a restarted or flushed Redis: load the script, go again
+            await self._redis.script_load(self._script_text)
+            replies = await self._run_script(calls, context)
         bucket_seconds = self._model.bucket_seconds
         return [_state(p.account_id, now_bucket, bucket_seconds, self._published_field, r)
                 for p, r in zip(plans, replies, strict=True)]
+
+    async def _run_script(self, calls: list[tuple[list[str], bytes]],
+                          context: list[bytes]) -> list[Any]:
+        return await wire.execute(self._redis, [
+            ("EVALSHA", self._script_sha, len(account_keys), *account_keys, *context, batch)
+            for account_keys, batch in calls
+        ], self._timeout)
 
     async def read(self, account_id: str, now: float) -> AccountState:
         """The account's current state without writing anything (for ``explain``)."""
@@ -107,38 +127,36 @@ class WindowStore:
         return state
 
     async def save(self, writes: Sequence[StateWrite]) -> None:
-        if not writes:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for w in writes:
-                fields = {keys.VALUES: orjson.dumps(w.values), keys.STAMP: w.stamp}
-                if w.published is not None:
-                    fields[self._published_field] = orjson.dumps(w.published)
-                if self._outbox and w.alert is not None:
-                    # Indexed first: a crash between the two leaves an index entry with
-                    # nothing behind it (harmless), never an alert nobody will find.
-                    if w.partition is not None:
-                        pipe.sadd(keys.pending_key(w.partition), w.account_id)
-                    fields[keys.outbox_field(w.alert["seq"])] = orjson.dumps(w.alert)
-                pipe.hset(keys.state_key(w.account_id), mapping=fields)  # type: ignore[arg-type]
+        commands: list[wire.Command] = []
+        for w in writes:
+            fields: list[wire.Arg] = [keys.VALUES, orjson.dumps(w.values), keys.STAMP, w.stamp]
+            if w.published is not None:
+                fields += [self._published_field, orjson.dumps(w.published)]
+            if self._outbox and w.alert is not None:
+                # Indexed first: a crash between the two leaves an index entry with
+                # nothing behind it (harmless), never an alert nobody will find.
                 if w.partition is not None:
-                    due = keys.due_key(w.partition)
-                    if w.next_change is None:
-                        pipe.zrem(due, w.account_id)
-                    else:
-                        pipe.zadd(due, {w.account_id: w.next_change})
-            await pipe.execute()
+                    commands.append(("SADD", keys.pending_key(w.partition), w.account_id))
+                fields += [keys.outbox_field(w.alert["seq"]), orjson.dumps(w.alert)]
+            commands.append(("HSET", keys.state_key(w.account_id), *fields))
+            if w.partition is not None:
+                due = keys.due_key(w.partition)
+                if w.next_change is None:
+                    commands.append(("ZREM", due, w.account_id))
+                else:
+                    commands.append(("ZADD", due, repr(w.next_change), w.account_id))
+        await wire.execute(self._redis, commands, self._timeout)
 
     async def sent(self, entries: Sequence[OutboxEntry]) -> None:
         """The broker has these alerts: clear them from their outboxes."""
-        if not entries or not self._outbox:
+        if not self._outbox:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for e in entries:
-                pipe.hdel(keys.state_key(e.account_id), keys.outbox_field(e.seq))
-                if e.partition is not None:
-                    pipe.srem(keys.pending_key(e.partition), e.account_id)
-            await pipe.execute()
+        commands: list[wire.Command] = []
+        for e in entries:
+            commands.append(("HDEL", keys.state_key(e.account_id), keys.outbox_field(e.seq)))
+            if e.partition is not None:
+                commands.append(("SREM", keys.pending_key(e.partition), e.account_id))
+        await wire.execute(self._redis, commands, self._timeout)
 
     async def unsent(self, partitions: Collection[int]
                      ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
@@ -177,63 +195,54 @@ class WindowStore:
         return [(p, _text(account)) for p, accounts in zip(sorted(partitions), replies, strict=True)
                 for account in accounts]
 
-    def _args(self, plan: AccountPlan, now: float, now_bucket: int,
-              read_all: bool) -> list[Any]:
+    def _context(self, now: float, now_bucket: int) -> list[bytes]:
+        """What every account's call of one batch shares, encoded once."""
         model = self._model
-        # No cache stamp matches "", so the script reads every window.
-        stamp = "" if read_all else self.stamp(now_bucket)
-        args: list[Any] = [
+        horizon, max_ids = self._dedup
+        context = [
             repr(now), now_bucket, oldest_bucket(now_bucket, model.max_window_buckets),
-            model.bucket_seconds, self._ttl, stamp, *self._dedup, len(plan.writes),
+            model.bucket_seconds, self._ttl, self.stamp(now_bucket), repr(horizon), max_ids,
+            ",".join(map(str, self._all_windows)), ",".join(self._fields),
         ]
-        for w in plan.writes:
-            args += [w.source, w.offset, w.event_key, repr(w.ts), len(w.increments)]
-            for counter, delta in w.increments:
-                args += [f"{w.bucket}|{counter}", repr(delta)]
-            args.append(len(w.distinct))
-            for name, member in w.distinct:
-                args += [name, member]
-        sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen)]
+        return [str(x).encode() for x in context]
+
+    def _batch(self, plan: AccountPlan, force: bool) -> bytes:
+        # Timestamps and deltas travel as text: Lua's numbers would round them to 14 digits.
+        events = [
+            [w.source, w.offset, w.event_key, repr(w.ts), w.bucket,
+             [x for counter, delta in w.increments for x in (counter, repr(delta))],
+             [x for pair in w.distinct for x in pair]]
+            for w in plan.writes
+        ]
+        sets = [x for t in sorted(plan.seen) for x in (keys.SEEN_PREFIX + t, "1")]
         deletes = []
         if plan.attrs_changed:
             if plan.attrs is None:
                 deletes.append(keys.ATTRS)
             else:
-                sets.append((keys.ATTRS, orjson.dumps(plan.attrs).decode()))
-        args.append(len(sets))
-        for field, value in sets:
-            args += [field, value]
-        args += [len(deletes), *deletes]
-        touched = sorted({self._window_of[name] for name in plan.touched})
-        args += [len(touched), *touched, len(self._all_windows), *self._all_windows]
-        return args
+                sets += [keys.ATTRS, orjson.dumps(plan.attrs).decode()]
+        touched = {str(self._window_of[name]): 1 for name in plan.touched}
+        return orjson.dumps([events, sets, deletes, touched, force])
 
 
 def _state(account_id: str, now_bucket: int, bucket_seconds: int, published_field: str,
-           reply: list[Any]) -> AccountState:
-    cache_valid, applied, replayed, duplicates, next_change = (int(x) for x in reply[0])
-    windows = {}
-    for window, flat, users, features in reply[1:-1]:
-        sums = {_text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
-        windows[int(window)] = WindowView(sums, int(users), int(features))
-    raw = reply[-1]
-    state = {_text(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
-    seen = frozenset(
-        name[len(keys.SEEN_PREFIX):] for name in state if name.startswith(keys.SEEN_PREFIX)
-    )
+           reply: bytes) -> AccountState:
+    cache_valid, applied, replayed, duplicates, next_change, windows, fields = orjson.loads(reply)
+    attrs, values, published, *seen_flags = (f or None for f in fields)
     return AccountState(
         account_id=account_id,
         now_bucket=now_bucket,
-        cache_valid=bool(cache_valid),
+        cache_valid=cache_valid,
         applied=applied,
         replayed=replayed,
         duplicates=duplicates,
         next_change=None if next_change < 0 else next_change * bucket_seconds,
-        windows=windows,
-        attrs=_json(state.get(keys.ATTRS)) or {},
-        cached_values=(_json(state.get(keys.VALUES)) or {}) if cache_valid else {},
-        published=_json(state.get(published_field)),
-        seen=seen,
+        windows={window: WindowView({k: float(v) for k, v in sums.items()}, users, features)
+                 for window, sums, users, features in windows},
+        attrs=_json(attrs) or {},
+        cached_values=(_json(values) or {}) if cache_valid else {},
+        published=_json(published),
+        seen=frozenset(t for t, flag in zip(EVENT_TYPES, seen_flags, strict=True) if flag),
     )
 
 
