@@ -86,7 +86,8 @@ async def _measure(settings: Settings, total: int) -> tuple[float, int]:
 async def main(args: argparse.Namespace) -> None:
     with EmbeddedStack() as stack:
         settings = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.url,
-                            metrics_port=0, session_timeout_ms=6000)
+                            metrics_port=0, session_timeout_ms=6000,
+                            batch_max_records=args.batch)
         await ensure_topics(settings)
         events = _events(args.events, args.accounts, random.Random(7))
         t0 = time.perf_counter()
@@ -102,4 +103,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=10000)
     asyncio.run(main(parser.parse_args()))

@@ -29,9 +29,13 @@ from worker.scoring.rollup import score_components
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, snapshot
 from worker.settings import Settings
+from worker.windows import wire
 from worker.windows.plan import AccountPlan, Planner
 from worker.windows.store import AccountState, OutboxEntry, StateWrite, WindowStore
 
+# Accounts per Redis exchange: enough to amortise a round trip, few enough that
+# scoring one chunk overlaps Redis running the next.
+CHUNK_ACCOUNTS = 250
 ACCOUNT_UPDATE = ""  # counted apart from the event types
 
 
@@ -74,11 +78,9 @@ class Pipeline:
         for plan in plans:
             if plan.too_old:
                 self.metrics.too_old.inc(plan.too_old)
-        states = await self._store.apply(plans, now)
-        for plan, state in zip(plans, states, strict=True):
-            self._count_skipped(state)
-            self._score(plan, state, now, outcome,
-                        partial(_cause, self.model, by_account[plan.account_id]))
+        await self._apply_and_score(plans, now, outcome,
+                                    lambda plan: partial(_cause, self.model,
+                                                         by_account[plan.account_id]))
         return outcome
 
     async def due(self, partitions: Collection[int], limit: int) -> list[tuple[int, str]]:
@@ -91,12 +93,23 @@ class Pipeline:
         now = self._clock.now()
         outcome = Outcome()
         plans = [AccountPlan(account, partition) for partition, account in due]
-        states = await self._store.apply(plans, now, read_all=True)
-        for plan, state in zip(plans, states, strict=True):
-            self._score(plan, state, now, outcome, lambda _: cause)
+        await self._apply_and_score(plans, now, outcome, lambda _: lambda _: cause,
+                                    read_all=True)
         if cause is WINDOW_EXPIRY:
             self.metrics.expiry_rescored.inc(len(plans))
         return outcome
+
+    async def _apply_and_score(self, plans: Sequence[AccountPlan], now: float, outcome: Outcome,
+                               cause_of: Callable[[AccountPlan], Callable[[TierChange], Cause]],
+                               *, read_all: bool = False) -> None:
+        async def chunk(part: Sequence[AccountPlan]) -> list[None]:
+            states = await self._store.apply(part, now, read_all=read_all)
+            for plan, state in zip(part, states, strict=True):
+                self._count_skipped(state)
+                self._score(plan, state, now, outcome, cause_of(plan))
+            return []
+
+        await wire.concurrently(plans, CHUNK_ACCOUNTS, chunk)
 
     def _count_skipped(self, state: AccountState) -> None:
         if state.replayed:

@@ -15,31 +15,51 @@
 -- also when expired buckets and set members are pruned.
 --
 -- KEYS: 1 counters hash, 2 users zset, 3 features zset, 4 state hash, 5 recent event ids zset
--- ARGV 1-10: the batch context: now, now_b, keep_from, bucket_s, ttl, stamp,
---   dedup_horizon, dedup_max, the model's windows (in buckets, comma-separated),
---   the state hash fields to return (comma-separated)
--- ARGV[11]: the account's batch, JSON: [events, sets, deletes, touched windows, force]
---   events: [source, offset, id_digest, ts, bucket, [counter, delta, ...], [set, member, ...]]
---   sets: [field, value, ...] and deletes: [field, ...] of the state hash
---   force: sum the windows again (and return all of them) whatever the stamp
--- Returns JSON: [cache_valid, applied, replayed, duplicates, next_change_bucket,
---                [[window, {counter: sum}, users, features], ...], [field values]]
+-- ARGV, flat (Lua reads them for free; a JSON argument costs a decode per call):
+--   now, now_b, keep_from, bucket_s, ttl_seconds, stamp, dedup_horizon, dedup_max,
+--   force (1: sum the windows again and return all of them, whatever the stamp),
+--   n, window * n                the model's windows, in buckets
+--   n, field * n                 state hash fields to return
+--   n, window * n                windows the batch touched
+--   n, source * n                the sources ("topic:partition") of the events
+--   n, events * n: source, offset, id_digest, ts, bucket, k, (counter, delta) * k,
+--                  d, (set, member) * d
+--   n, (field, value) * n        state hash fields to set
+--   n, field * n                 state hash fields to delete
+-- Returns: {header, field values...}, header a JSON array:
+--   [values_valid, applied, replayed, duplicates, next_change_bucket,
+--    [[window, {counter: sum}, users, features], ...]]
 
--- Scalars, not JSON: decoding a JSON context costs more than all of this parsing.
+local i = 1
+local function take()
+  local v = ARGV[i]
+  i = i + 1
+  return v
+end
+local function list()
+  local out = {}
+  for j = 1, tonumber(take()) do
+    out[j] = take()
+  end
+  return out
+end
+
 local ctx = {
-  now = tonumber(ARGV[1]), now_b = tonumber(ARGV[2]), keep_from = tonumber(ARGV[3]),
-  bucket_s = tonumber(ARGV[4]), ttl = tonumber(ARGV[5]), stamp = ARGV[6],
-  dedup_horizon = tonumber(ARGV[7]), dedup_max = tonumber(ARGV[8]), windows = {}, fields = {},
+  now_text = ARGV[1], now = tonumber(take()), now_b = tonumber(take()), keep_from = tonumber(take()),
+  bucket_s = tonumber(take()), ttl = tonumber(take()), stamp = take(),
+  dedup_horizon = tonumber(take()), dedup_max = tonumber(take()),
 }
-for w in string.gmatch(ARGV[9], '[^,]+') do
-  ctx.windows[#ctx.windows + 1] = tonumber(w)
+local force = take() == '1'
+local all = list()
+for w = 1, #all do
+  all[w] = tonumber(all[w])
 end
-for field in string.gmatch(ARGV[10], '[^,]+') do
-  ctx.fields[#ctx.fields + 1] = field
+ctx.fields = list()
+local touched = {}
+for _, w in ipairs(list()) do
+  touched[tonumber(w)] = true
 end
-local batch = cjson.decode(ARGV[11])
-local events, sets, deletes, touched, force = batch[1], batch[2], batch[3], batch[4], batch[5]
-local now_b, bucket_s, all = ctx.now_b, ctx.bucket_s, ctx.windows
+local now_b, bucket_s = ctx.now_b, ctx.bucket_s
 
 -- Every state-hash field the call reads, in one HMGET: the fields scoring needs,
 -- the cache and its stamps, and the fences of the batch's sources.
@@ -48,11 +68,9 @@ for _, field in ipairs(ctx.fields) do
   names[#names + 1] = field
 end
 local fence_at = {}
-for _, e in ipairs(events) do
-  if fence_at[e[1]] == nil then
-    names[#names + 1] = 'off:' .. e[1]
-    fence_at[e[1]] = #names
-  end
+for _, source in ipairs(list()) do
+  names[#names + 1] = 'off:' .. source
+  fence_at[source] = #names
 end
 local got = redis.call('HMGET', KEYS[4], unpack(names))
 local state = {}
@@ -66,29 +84,42 @@ local writes = {} -- state hash fields to set, as HSET arguments
 local applied, replayed, duplicates = 0, 0, 0
 local added = {} -- what was applied: {bucket, counter, delta} or {bucket} for a set member
 
-for _, e in ipairs(events) do
-  local source, offset, digest, ts, bucket = e[1], e[2], e[3], e[4], e[5]
+for _ = 1, tonumber(take()) do
+  local source, offset, digest, ts, bucket = take(), tonumber(take()), take(), take(), take()
   local fence = fences[source] or tonumber(got[fence_at[source]] or '-1')
-  if offset <= fence then
+  local fresh = offset > fence
+  if not fresh then
     replayed = replayed + 1
   -- NX: a digest already there is a producer duplicate, and keeps its first time.
-  elseif redis.call('ZADD', KEYS[5], 'NX', ctx.now, digest) == 0 then
+  elseif redis.call('ZADD', KEYS[5], 'NX', ctx.now_text, digest) == 0 then
     duplicates = duplicates + 1
-  else
-    local incs, dists = e[6], e[7]
-    for j = 1, #incs, 2 do
-      redis.call('HINCRBYFLOAT', KEYS[1], bucket .. '|' .. incs[j], incs[j + 1])
-      added[#added + 1] = {bucket, incs[j], incs[j + 1]}
+    fresh = false
+  end
+  for _ = 1, tonumber(take()) do
+    local counter, delta = take(), take()
+    if fresh then
+      redis.call('HINCRBYFLOAT', KEYS[1], bucket .. '|' .. counter, delta)
+      added[#added + 1] = {tonumber(bucket), counter, delta}
     end
-    for j = 1, #dists, 2 do
+  end
+  for _ = 1, tonumber(take()) do
+    local set, member = take(), take()
+    if fresh then
       -- GT: a late event never moves a last-seen time backwards.
-      redis.call('ZADD', SETS[dists[j]], 'GT', ts, dists[j + 1])
+      redis.call('ZADD', SETS[set], 'GT', ts, member)
       added[#added + 1] = {math.floor(ts / bucket_s)}
     end
+  end
+  if fresh then
     applied = applied + 1
   end
   fences[source] = math.max(offset, fence)
 end
+local sets = {}
+for j = 1, 2 * tonumber(take()) do
+  sets[j] = take()
+end
+local deletes = list()
 for source, offset in pairs(fences) do
   writes[#writes + 1] = 'off:' .. source
   writes[#writes + 1] = string.format('%d', offset)
@@ -206,7 +237,7 @@ end
 local values_valid = state.stamp == ctx.stamp and not force
 local out = {}
 for w = 1, #all do
-  if not values_valid or touched[tostring(all[w])] then
+  if not values_valid or touched[all[w]] then
     local since = (now_b - all[w] + 1) * bucket_s
     out[#out + 1] = {
       all[w], cache.sums[w],
@@ -215,8 +246,9 @@ for w = 1, #all do
     }
   end
 end
-local fields = {}
+-- The fields hold JSON of their own: returned as they are, not escaped into the header.
+local reply = {cjson.encode({values_valid, applied, replayed, duplicates, cache.next, out})}
 for j, field in ipairs(ctx.fields) do
-  fields[j] = state[field]
+  reply[j + 1] = state[field]
 end
-return cjson.encode({values_valid, applied, replayed, duplicates, cache.next, out, fields})
+return reply

@@ -24,6 +24,7 @@ from worker.windows.buckets import bucket_of, oldest_bucket, state_ttl_seconds
 from worker.windows.plan import COUNTERS_OF, AccountPlan
 
 EVENT_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag
+SAVE_CHUNK = 500  # accounts per exchange of a save
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +103,8 @@ class WindowStore:
         if not plans:
             return []
         now_bucket = self.now_bucket(now)
-        context = self._context(now, now_bucket)
-        calls = [(keys.account_keys(plan.account_id), self._batch(plan, read_all))
-                 for plan in plans]
+        context = self._context(now, now_bucket, read_all)
+        calls = [(keys.account_keys(plan.account_id), self._args(plan)) for plan in plans]
         try:
             replies = await self._run_script(calls, context)
         except NoScriptError:  # a restarted or flushed Redis: load the script, go again
@@ -114,11 +114,11 @@ class WindowStore:
         return [_state(p.account_id, now_bucket, bucket_seconds, self._published_field, r)
                 for p, r in zip(plans, replies, strict=True)]
 
-    async def _run_script(self, calls: list[tuple[list[str], bytes]],
-                          context: list[bytes]) -> list[Any]:
+    async def _run_script(self, calls: list[tuple[list[str], list[wire.Arg]]],
+                          context: list[wire.Arg]) -> list[Any]:
         return await wire.execute(self._redis, [
-            ("EVALSHA", self._script_sha, len(account_keys), *account_keys, *context, batch)
-            for account_keys, batch in calls
+            ("EVALSHA", self._script_sha, len(account_keys), *account_keys, *context, *args)
+            for account_keys, args in calls
         ], self._timeout)
 
     async def read(self, account_id: str, now: float) -> AccountState:
@@ -127,8 +127,11 @@ class WindowStore:
         return state
 
     async def save(self, writes: Sequence[StateWrite]) -> None:
+        await wire.concurrently(writes, SAVE_CHUNK, self._save)
+
+    async def _save(self, writes: Sequence[StateWrite]) -> list[Any]:
         commands: list[wire.Command] = []
-        for w in writes:
+        for w in writes:  # an account's commands stay in order, in one chunk
             fields: list[wire.Arg] = [keys.VALUES, orjson.dumps(w.values), keys.STAMP, w.stamp]
             if w.published is not None:
                 fields += [self._published_field, orjson.dumps(w.published)]
@@ -145,7 +148,7 @@ class WindowStore:
                     commands.append(("ZREM", due, w.account_id))
                 else:
                     commands.append(("ZADD", due, repr(w.next_change), w.account_id))
-        await wire.execute(self._redis, commands, self._timeout)
+        return await wire.execute(self._redis, commands, self._timeout)
 
     async def sent(self, entries: Sequence[OutboxEntry]) -> None:
         """The broker has these alerts: clear them from their outboxes."""
@@ -195,40 +198,47 @@ class WindowStore:
         return [(p, _text(account)) for p, accounts in zip(sorted(partitions), replies, strict=True)
                 for account in accounts]
 
-    def _context(self, now: float, now_bucket: int) -> list[bytes]:
-        """What every account's call of one batch shares, encoded once."""
+    def _context(self, now: float, now_bucket: int, force: bool) -> list[wire.Arg]:
+        """The arguments every account's call of one batch starts with."""
         model = self._model
         horizon, max_ids = self._dedup
-        context = [
+        return [
             repr(now), now_bucket, oldest_bucket(now_bucket, model.max_window_buckets),
             model.bucket_seconds, self._ttl, self.stamp(now_bucket), repr(horizon), max_ids,
-            ",".join(map(str, self._all_windows)), ",".join(self._fields),
+            int(force), len(self._all_windows), *self._all_windows,
+            len(self._fields), *self._fields,
         ]
-        return [str(x).encode() for x in context]
 
-    def _batch(self, plan: AccountPlan, force: bool) -> bytes:
-        # Timestamps and deltas travel as text: Lua's numbers would round them to 14 digits.
-        events = [
-            [w.source, w.offset, w.event_key, repr(w.ts), w.bucket,
-             [x for counter, delta in w.increments for x in (counter, repr(delta))],
-             [x for pair in w.distinct for x in pair]]
-            for w in plan.writes
-        ]
-        sets = [x for t in sorted(plan.seen) for x in (keys.SEEN_PREFIX + t, "1")]
+    def _args(self, plan: AccountPlan) -> list[wire.Arg]:
+        touched = {self._window_of[name] for name in plan.touched}
+        sources = {w.source for w in plan.writes}
+        args: list[wire.Arg] = [len(touched), *touched, len(sources), *sources, len(plan.writes)]
+        for w in plan.writes:
+            # Timestamps and deltas as repr: exact, where Lua numbers keep 14 digits.
+            args += [w.source, w.offset, w.event_key, repr(w.ts), w.bucket, len(w.increments)]
+            for counter, delta in w.increments:
+                args += [counter, repr(delta)]
+            args.append(len(w.distinct))
+            for pair in w.distinct:
+                args += pair
+        sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen)]
         deletes = []
         if plan.attrs_changed:
             if plan.attrs is None:
                 deletes.append(keys.ATTRS)
             else:
-                sets += [keys.ATTRS, orjson.dumps(plan.attrs).decode()]
-        touched = {str(self._window_of[name]): 1 for name in plan.touched}
-        return orjson.dumps([events, sets, deletes, touched, force])
+                sets.append((keys.ATTRS, orjson.dumps(plan.attrs).decode()))
+        args.append(len(sets))
+        for pair in sets:
+            args += pair
+        args += [len(deletes), *deletes]
+        return args
 
 
 def _state(account_id: str, now_bucket: int, bucket_seconds: int, published_field: str,
-           reply: bytes) -> AccountState:
-    cache_valid, applied, replayed, duplicates, next_change, windows, fields = orjson.loads(reply)
-    attrs, values, published, *seen_flags = (f or None for f in fields)
+           reply: list[bytes | None]) -> AccountState:
+    header, attrs, values, published, *seen_flags = reply
+    cache_valid, applied, replayed, duplicates, next_change, windows = orjson.loads(header or b"")
     return AccountState(
         account_id=account_id,
         now_bucket=now_bucket,
@@ -237,8 +247,10 @@ def _state(account_id: str, now_bucket: int, bucket_seconds: int, published_fiel
         replayed=replayed,
         duplicates=duplicates,
         next_change=None if next_change < 0 else next_change * bucket_seconds,
-        windows={window: WindowView({k: float(v) for k, v in sums.items()}, users, features)
-                 for window, sums, users, features in windows},
+        # An empty Lua table comes back as {} or [], whichever cjson guesses.
+        windows={window: WindowView({k: float(v) for k, v in (sums or {}).items()}, users,
+                                    features)
+                 for window, sums, users, features in windows or ()},
         attrs=_json(attrs) or {},
         cached_values=(_json(values) or {}) if cache_valid else {},
         published=_json(published),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import hiredis
 from redis.asyncio import Redis
@@ -19,12 +19,35 @@ from redis.exceptions import ResponseError
 
 Arg = str | bytes | int | float
 Command = Sequence[Arg]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-async def execute(redis: Redis, commands: Sequence[Command], timeout: float) -> list[Any]:
+async def concurrently(items: Sequence[T], size: int,
+                       work: Callable[[Sequence[T]], Coroutine[Any, Any, list[R]]]) -> list[R]:
+    """``work`` on chunks of ``items``, each chunk an exchange of its own, results in order.
+
+    While Redis runs one chunk's commands the worker packs the next and reads the
+    replies of the one before: on two cores the two halves overlap instead of
+    waiting for each other. Callers keep what must stay ordered (an account's
+    commands) within one chunk. The first failure cancels the other chunks and is
+    raised as itself, so the one place that decides about retries sees it.
+    """
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    if len(chunks) <= 1:
+        return await work(items)
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(work(chunk)) for chunk in chunks]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [result for task in tasks for result in task.result()]
+
+
+async def execute(redis: Redis, commands: Sequence[Command], deadline: float) -> list[Any]:
     """Send ``commands`` in one write, read every reply; raise the first error reply.
 
-    Past ``timeout`` a ``TimeoutError`` (retriable) is raised and the connection
+    Past ``deadline`` seconds a ``TimeoutError`` (retriable) is raised and the connection
     dropped: replies still due on it would answer the next exchange's commands.
     """
     if not commands:
@@ -32,7 +55,7 @@ async def execute(redis: Redis, commands: Sequence[Command], timeout: float) -> 
     pool = redis.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(deadline):
             packed = b"".join([hiredis.pack_command(tuple(c))  # type: ignore[arg-type]
                                for c in commands])
             await connection.send_packed_command(packed, check_health=False)
