@@ -35,13 +35,17 @@ def account_name(index: int) -> str:
     return f"acct-{index:07d}"
 
 
-def events(n: int, accounts: int, seed: int = 7, *, spread_days: float = 20.0,
-           now: float | None = None) -> Iterator[Record]:
+def events(n: int, accounts: int, seed: int = 7, *, spread_days: float = 30.0,
+           each_once: bool = False, now: float | None = None) -> Iterator[Record]:
+    """``n`` events over ``accounts`` accounts, drawn at random, or with ``each_once``
+    every account in turn (in a shuffled order) so ``n`` events reach min(n, accounts)."""
     rng = random.Random(seed)
     now = time.time() if now is None else now
+    order = list(range(accounts))
+    rng.shuffle(order)
     for i in range(n):
-        account = account_name(rng.randrange(accounts))
-        yield _record(i, account, now - rng.uniform(0, spread_days * DAY), rng)
+        index = order[i % accounts] if each_once else rng.randrange(accounts)
+        yield _record(i, account_name(index), now - rng.uniform(0, spread_days * DAY), rng)
 
 
 def _record(i: int, account: str, ts: float, rng: random.Random) -> Record:

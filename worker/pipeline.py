@@ -55,7 +55,8 @@ class Outcome:
     alerts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (key, alert)
     dead_letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
     writes: list[StateWrite] = field(default_factory=list)
-    outbox: list[OutboxEntry] = field(default_factory=list)  # the alerts, to clear once sent
+    # outbox[i] is the entry of alerts[i] (and names its partition), cleared once sent
+    outbox: list[OutboxEntry] = field(default_factory=list)
 
 
 class Pipeline:

@@ -157,7 +157,7 @@ class Replay:
         self.report.dead_letters += len(outcome.dead_letters)
         self.report.trail_alerts += len(outcome.alerts)
         if self.alerts_topic is not None:
-            await publish(self._producer, Outcome(alerts=outcome.alerts),
+            await publish(self._producer, Outcome(alerts=outcome.alerts, outbox=outcome.outbox),
                           alerts_topic=self.alerts_topic,
                           deadletter_topic=self.settings.topic_deadletter)
         await pipeline.save(outcome)

@@ -7,6 +7,8 @@ import base64
 import time
 
 import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
 from tests.integration.harness import (
@@ -165,3 +167,28 @@ async def test_second_scale_windows_roll_with_the_clock(settings: Settings) -> N
     assert change["components"]["login_frequency"]["value"] == 0.0
     assert change["triggering_component"]["name"] == "login_frequency"
     assert change["model_version"] == "short-windows-test"
+
+
+async def test_alerts_land_where_the_default_partitioner_puts_their_account(
+        settings: Settings) -> None:
+    # Sent in batches to the account's input partition (the topics are co-partitioned):
+    # consumers must find them exactly where a keyed send would have put them.
+    accounts = [f"part-{i}" for i in range(12)]
+    async with running_worker(settings), Producer(settings) as p:
+        for account in accounts:
+            await p.send("login", event("login", account, user_id="u1"))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: {a["account_id"] for a in rs} >= set(accounts))
+    consumer = AIOKafkaConsumer(settings.topic_alerts, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        found: dict[str, int] = {}
+        while set(found) < set(accounts):
+            for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
+                found.update({r.key.decode(): tp.partition for r in batch if r.key})
+    finally:
+        await consumer.stop()
+    every = list(range(settings.topic_partitions))
+    assert {a: found[a] for a in accounts} == {
+        a: DefaultPartitioner()(a.encode(), every, every) for a in accounts}

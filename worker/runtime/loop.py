@@ -26,7 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from worker.errors import Retriable
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline, RawRecord
-from worker.runtime.publish import new_producer, publish
+from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.retry import Stopping, retrying
 from worker.settings import Settings
 
@@ -67,6 +67,7 @@ class ConsumerLoop:
         self.revoking = asyncio.Event()  # set while a rebalance waits for the batch in flight
         self.unsent_partitions: set[int] = set()  # assigned, outboxes not yet sent
         self._paused: set[TopicPartition] | None = None  # paused by a retry, to resume
+        self._co_partitioned = False  # alerts go to their input partition's number
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.group_id,
@@ -114,6 +115,8 @@ class ConsumerLoop:
     async def _start(self) -> None:
         await self._producer.start()
         await self._consumer.start()
+        self._co_partitioned = await co_partitioned(
+            self._producer, self.settings.topic_alerts, self.settings.input_topics)
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         records: list[RawRecord] = [r for tp in sorted(batches) for r in batches[tp]]
@@ -161,7 +164,8 @@ class ConsumerLoop:
 
     async def _publish(self, outcome: Outcome) -> None:
         await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,
-                      deadletter_topic=self.settings.topic_deadletter)
+                      deadletter_topic=self.settings.topic_deadletter,
+                      co_partitioned=self._co_partitioned)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -1,0 +1,36 @@
+"""The ceiling: what the client library allows on this broker. Consume every event
+with aiokafka and decode it with orjson, nothing else."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from worker.settings import Settings
+
+
+async def consume_and_decode(settings: Settings, total: int, batch: int = 10_000) -> float:
+    """Seconds from the first record to the ``total``-th, all partitions assigned by hand."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 << 20)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in settings.event_topics
+                      for p in range(settings.topic_partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen, started = 0, None
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            if started is None and batches:
+                started = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    orjson.loads(record.value)
+                seen += len(records)
+        return time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await consumer.stop()

@@ -1,0 +1,101 @@
+"""Produce-to-alert latency at a steady offered load.
+
+Events go out paced to the target rate; the alerts topic is read as it is
+written. An alert names the event that caused it (``cause.event_id``), so its
+latency is the time from handing that event to the producer to reading the alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.data import Record, topic_of
+from worker.settings import Settings
+
+TICK = 0.005  # seconds between paced sends
+
+
+@dataclass
+class Latency:
+    offered_per_s: float
+    achieved_per_s: float  # what the producer managed to send
+    events: int
+    alerts: int  # alerts matched to an event of this run
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+async def produce_to_alert(settings: Settings, records: list[Record], rate: float) -> Latency:
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    alerts = await _alerts_consumer(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=1)
+    await producer.start()
+    reading = asyncio.create_task(_read_alerts(alerts, sent_at, latencies))
+    try:
+        started = time.perf_counter()
+        await _paced(producer, settings, records, rate, sent_at)
+        sending = time.perf_counter() - started
+        await producer.flush()
+        await asyncio.sleep(3.0)  # the last alerts
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await producer.stop()
+        await alerts.stop()
+    ordered = sorted(latencies)
+    return Latency(
+        offered_per_s=rate, achieved_per_s=len(records) / sending, events=len(records),
+        alerts=len(ordered),
+        p50_ms=1000 * statistics.median(ordered) if ordered else float("nan"),
+        p99_ms=1000 * ordered[int(0.99 * (len(ordered) - 1))] if ordered else float("nan"),
+        max_ms=1000 * ordered[-1] if ordered else float("nan"),
+    )
+
+
+async def _paced(producer: AIOKafkaProducer, settings: Settings, records: list[Record],
+                 rate: float, sent_at: dict[str, float]) -> None:
+    topics = topic_of(settings)
+    ids = [orjson.loads(r.value)["event_id"] for r in records]
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < len(records):
+        due = min(len(records), int((time.perf_counter() - t0) * rate) + 1)
+        for i in range(sent, due):
+            record = records[i]
+            sent_at[ids[i]] = time.perf_counter()
+            await producer.send(topics[record.event_type], record.value,
+                                key=record.account_id.encode())
+        sent = due
+        await asyncio.sleep(TICK)
+
+
+async def _alerts_consumer(settings: Settings) -> AIOKafkaConsumer:
+    # A short fetch wait: the consumer's own polling must not be what is measured.
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, fetch_max_wait_ms=5)
+    await consumer.start()
+    partitions = [TopicPartition(settings.topic_alerts, p)
+                  for p in range(settings.topic_partitions)]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    return consumer
+
+
+async def _read_alerts(consumer: AIOKafkaConsumer, sent_at: dict[str, float],
+                       latencies: list[float]) -> None:
+    while True:
+        batches = await consumer.getmany(timeout_ms=100)
+        now = time.perf_counter()
+        for records in batches.values():
+            for record in records:
+                event_id = (orjson.loads(record.value).get("cause") or {}).get("event_id")
+                if event_id in sent_at:
+                    latencies.append(now - sent_at[event_id])

@@ -1,0 +1,91 @@
+"""The benchmark's verdicts against the targets, and its table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name, target, how it compares, what it is
+TARGETS = [
+    ("events_per_s_10k", 50_000, ">=", "end-to-end events/s, 10k accounts"),
+    ("events_per_s_1m", 35_000, ">=", "end-to-end events/s, 1M accounts"),
+    ("x_naive_faust", 25, ">=", "healthscore / naive faust"),
+    ("x_quix", 2, ">=", "healthscore / Quix Streams"),
+    ("latency_p99_ms", 100, "<=", "p99 produce-to-alert ms at 5k events/s"),
+    ("bytes_per_account", 4096, "<=", "Redis bytes per active account, 30-day windows"),
+    ("silent_1m_seconds", 60, "<=", "seconds to rescore 1M silent accounts"),
+]
+
+
+def figures(r: dict[str, Any]) -> dict[str, float | None]:
+    hs = r["healthscore_10k"]["events_per_s"]
+    peers = r.get("peers", {})
+
+    def ratio(name: str) -> float | None:
+        rate = peers.get(name, {}).get("events_per_s")
+        return hs / rate if rate else None
+
+    silent = r["silent"]
+    return {
+        "events_per_s_10k": hs,
+        "events_per_s_1m": r["healthscore_1m"]["events_per_s"],
+        "x_ceiling": hs / r["ceiling"]["events_per_s"],
+        "x_naive_faust": ratio("naive-faust"),
+        "x_quix": ratio("quix"),
+        "latency_p50_ms": r["latency"]["p50_ms"],
+        "latency_p99_ms": r["latency"]["p99_ms"],
+        "bytes_per_account": r["memory"]["mean_bytes"],
+        # Scaled to 1M when the run had fewer (--quick): the rate is what was measured.
+        "silent_1m_seconds": 1_000_000 / silent["accounts"] * silent["seconds"]
+        if silent["accounts"] else None,
+    }
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    values = figures(r)
+    verdicts = []
+    for name, target, op, label in TARGETS:
+        value = values[name]
+        met = None if value is None else (value >= target if op == ">=" else value <= target)
+        verdicts.append({"name": name, "label": label, "value": value, "target": target,
+                         "op": op, "met": met})
+    return verdicts
+
+
+def print_table(r: dict[str, Any]) -> None:
+    hs10, hs1m, ceil = r["healthscore_10k"], r["healthscore_1m"], r["ceiling"]
+    rows = [
+        ("ceiling: aiokafka consume + orjson decode", f"{ceil['events_per_s']:,.0f} ev/s", ""),
+        ("healthscore, 10k accounts", f"{hs10['events_per_s']:,.0f} ev/s",
+         f"{hs10['events_per_s'] / ceil['events_per_s']:.2f} x ceiling"),
+    ]
+    for name, peer in r.get("peers", {}).items():
+        rows.append((f"peer: {name} ({peer['events']:,} events)",
+                     f"{peer['events_per_s']:,.0f} ev/s",
+                     f"healthscore {hs10['events_per_s'] / peer['events_per_s']:.1f} x"
+                     if peer["events_per_s"] else "n/a"))
+    lat, mem, silent = r["latency"], r["memory"], r["silent"]
+    rows += [
+        ("healthscore, 1M accounts", f"{hs1m['events_per_s']:,.0f} ev/s", ""),
+        (f"latency at {lat['offered_per_s']:,.0f} ev/s offered",
+         f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms",
+         f"{lat['alerts']:,} alerts timed"),
+        ("Redis per active account", f"{mem['mean_bytes']:,.0f} B",
+         f"p95 {mem['p95_bytes']:,.0f} B; {mem['mean_without_dedup_bytes']:,.0f} B once the "
+         "dedup horizon passed"),
+        ("worker RSS, 10k run", _mb(hs10["rss_start_bytes"], hs10["rss_end_bytes"]), ""),
+        ("worker RSS, 1M run", _mb(hs1m["rss_start_bytes"], hs1m["rss_end_bytes"]), ""),
+        (f"rescore {silent['accounts']:,} silent accounts", f"{silent['seconds']:.1f} s",
+         f"{silent['accounts'] / silent['seconds']:,.0f} accounts/s" if silent["seconds"] else ""),
+    ]
+    width = max(len(row[0]) for row in rows)
+    for label, value, note in rows:
+        print(f"{label:<{width}}  {value:>22}  {note}")
+    print("\ntargets:")
+    for t in r["targets"]:
+        mark = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        value = "n/a" if t["value"] is None else f"{t['value']:,.1f}"
+        print(f"  {t['label']:<48} {value:>12}  target {t['op']} {t['target']:,}  {mark}")
+
+
+def _mb(start: int, end: int) -> str:
+    return f"{start / 2**20:.0f} -> {end / 2**20:.0f} MiB"

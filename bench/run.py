@@ -1,0 +1,167 @@
+"""The benchmark: healthscore against the client library's limit and against its
+peers, on one embedded broker and one local Redis, in one run.
+
+    python -m bench.run            # the full run (about 15 minutes here)
+    python -m bench.run --quick    # small sizes, to check the benchmark itself
+
+Prints a table and writes the figures to bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bench import ceiling, latency, memory, silent
+from bench.contender import WorkerProcess, run_to_end
+from bench.data import account_name, events, preload
+from bench.report import print_table, targets
+from worker.embedded import EmbeddedStack
+from worker.runtime.topics import ensure_topics
+from worker.settings import Settings
+
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    events_10k: int  # events over 10k accounts (throughput, ceiling, peers, memory)
+    accounts_10k: int
+    naive_events: int  # the naive peer reads this many of them (it is slow)
+    accounts_1m: int  # events at 1M accounts: each account once
+    latency_seconds: float
+    latency_rate: float
+
+
+FULL = Sizes(300_000, 10_000, 20_000, 1_000_000, 30.0, 5000.0)
+QUICK = Sizes(20_000, 2_000, 3_000, 20_000, 5.0, 1000.0)
+
+
+def scenario(base: Settings, name: str) -> Settings:
+    """Topics and a group of the scenario's own, on the shared broker and Redis."""
+    return dataclasses.replace(
+        base, group_id=f"healthscore-{name}",
+        **{f: f"{name}.{getattr(base, f)}" for f in (
+            "topic_login", "topic_feature_use", "topic_ticket", "topic_survey",
+            "topic_accounts", "topic_alerts", "topic_deadletter")})
+
+
+async def throughput(settings: Settings, total: int, logs: Path, label: str,
+                     profile: Path | None) -> dict[str, Any]:
+    with WorkerProcess(settings, logs / f"worker-{label}.log",
+                       profile / f"worker-{label}.txt" if profile else None) as worker:
+        await worker.wait_ready()
+        seconds, start, end = await run_to_end(worker, total, within=max(600.0, total / 500))
+    return {"events": end.committed, "seconds": seconds,
+            "events_per_s": end.committed / seconds if seconds else 0.0,
+            "alerts": end.alerts, "rss_start_bytes": start.rss_bytes,
+            "rss_end_bytes": end.rss_bytes}
+
+
+async def run(sizes: Sizes, peers: bool, logs: Path, profile: Path | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"sizes": dataclasses.asdict(sizes)}
+    with EmbeddedStack() as stack:
+        base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.url, metrics_port=0,
+                        session_timeout_ms=6000)
+        redis = Redis.from_url(stack.url)
+
+        small = scenario(base, "s10k")
+        await ensure_topics(small)
+        n = await _timed(out, "preload_10k", preload(small, events(sizes.events_10k,
+                                                                    sizes.accounts_10k)))
+        out["ceiling"] = {"events": n, "seconds": await ceiling.consume_and_decode(small, n)}
+        out["ceiling"]["events_per_s"] = n / out["ceiling"]["seconds"]
+        out["healthscore_10k"] = await throughput(small, n, logs, "10k", profile)
+        out["memory"] = dataclasses.asdict(await memory.per_account(
+            redis, [account_name(i) for i in range(sizes.accounts_10k)], base.topic_partitions))
+        if peers:
+            out["peers"] = await asyncio.to_thread(_peers, small, stack.url, n, sizes)
+
+        large = scenario(base, "s1m")
+        await ensure_topics(large)
+        n = await _timed(out, "preload_1m", preload(large, events(
+            sizes.accounts_1m, sizes.accounts_1m, seed=8, each_once=True)))
+        out["healthscore_1m"] = await throughput(large, n, logs, "1m", profile)
+        out["silent"] = dataclasses.asdict(await silent.rescore_all(large, redis, days_later=91))
+
+        live = scenario(base, "live")
+        await ensure_topics(live)
+        records = list(events(int(sizes.latency_rate * sizes.latency_seconds),
+                              sizes.accounts_10k, seed=9, spread_days=1))
+        with WorkerProcess(live, logs / "worker-latency.log") as worker:
+            await worker.wait_ready()
+            out["latency"] = dataclasses.asdict(
+                await latency.produce_to_alert(live, records, sizes.latency_rate))
+        await redis.aclose()
+    return out
+
+
+def _peers(settings: Settings, redis_url: str, total: int, sizes: Sizes) -> dict[str, Any]:
+    from bench.peers.run import run_peer  # the bench extra: faust-streaming, quixstreams
+
+    results = {}
+    for name, events_read in (("naive-faust", sizes.naive_events), ("quix", total)):
+        result = run_peer(name, bootstrap=settings.kafka_bootstrap, redis_url=redis_url,
+                          settings=settings, total_events=events_read,
+                          timeout_s=max(300.0, events_read / 200),
+                          output_topic=f"{name}.alerts")
+        results[name] = dataclasses.asdict(result)
+    return results
+
+
+async def _timed(out: dict[str, Any], name: str, work: Any) -> int:
+    started = time.perf_counter()
+    result: int = await work
+    out.setdefault("setup_seconds", {})[name] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def _machine() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": git("rev-parse", "--short",
+                                                                          "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--", "worker")),
+            "python": platform.python_version(), "cpus": os.cpu_count(),
+            "platform": platform.platform()}
+
+
+def main(argv: list[str] | None = None,
+         write: Callable[[Path, str], None] = lambda p, t: p.write_text(t)) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the benchmark")
+    parser.add_argument("--no-peers", action="store_true", help="skip naive faust and Quix")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record the workers with py-spy into DIR (collapsed stacks)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="healthscore-bench-") as tmp:
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        results = asyncio.run(run(sizes, not args.no_peers, Path(tmp), args.profile))
+    results["machine"] = _machine()
+    results["targets"] = targets(results)
+    print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write(args.out, json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
