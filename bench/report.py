@@ -72,8 +72,8 @@ def print_table(r: dict[str, Any]) -> None:
         ("Redis per active account", f"{mem['mean_bytes']:,.0f} B",
          f"p95 {mem['p95_bytes']:,.0f} B; {mem['mean_without_dedup_bytes']:,.0f} B once the "
          "dedup horizon passed"),
-        ("worker RSS, 10k run", _mb(hs10["rss_start_bytes"], hs10["rss_end_bytes"]), ""),
-        ("worker RSS, 1M run", _mb(hs1m["rss_start_bytes"], hs1m["rss_end_bytes"]), ""),
+        ("worker RSS, 10k run: start, 1/4, end", _mb(hs10), ""),
+        ("worker RSS, 1M run: start, 1/4, end", _mb(hs1m), ""),
         (f"rescore {silent['accounts']:,} silent accounts", f"{silent['seconds']:.1f} s",
          f"{silent['accounts'] / silent['seconds']:,.0f} accounts/s" if silent["seconds"] else ""),
     ]
@@ -87,5 +87,6 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"  {t['label']:<48} {value:>12}  target {t['op']} {t['target']:,}  {mark}")
 
 
-def _mb(start: int, end: int) -> str:
-    return f"{start / 2**20:.0f} -> {end / 2**20:.0f} MiB"
+def _mb(run: dict[str, Any]) -> str:
+    sizes = (run["rss_start_bytes"], run.get("rss_quarter_bytes", 0), run["rss_end_bytes"])
+    return " -> ".join(f"{size / 2**20:.0f}" for size in sizes) + " MiB"

@@ -18,7 +18,6 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +62,17 @@ async def throughput(settings: Settings, total: int, logs: Path, label: str,
     with WorkerProcess(settings, logs / f"worker-{label}.log",
                        profile / f"worker-{label}.txt" if profile else None) as worker:
         await worker.wait_ready()
-        seconds, start, end = await run_to_end(worker, total, within=max(600.0, total / 500))
+        seconds, start, end, quarter_rss = await run_to_end(worker, total, within=max(600.0, total / 500))
     return {"events": end.committed, "seconds": seconds,
             "events_per_s": end.committed / seconds if seconds else 0.0,
             "alerts": end.alerts, "rss_start_bytes": start.rss_bytes,
-            "rss_end_bytes": end.rss_bytes}
+            "rss_quarter_bytes": quarter_rss, "rss_end_bytes": end.rss_bytes}
 
 
-async def run(sizes: Sizes, peers: bool, logs: Path, profile: Path | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"sizes": dataclasses.asdict(sizes)}
+async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
+              profile: Path | None) -> None:
+    """Fills ``out`` as it goes: what was measured survives a failure further on."""
+    out["sizes"] = dataclasses.asdict(sizes)
     with EmbeddedStack() as stack:
         base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.url, metrics_port=0,
                         session_timeout_ms=6000)
@@ -105,7 +106,6 @@ async def run(sizes: Sizes, peers: bool, logs: Path, profile: Path | None) -> di
             out["latency"] = dataclasses.asdict(
                 await latency.produce_to_alert(live, records, sizes.latency_rate))
         await redis.aclose()
-    return out
 
 
 def _peers(settings: Settings, redis_url: str, total: int, sizes: Sizes) -> dict[str, Any]:
@@ -140,8 +140,7 @@ def _machine() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def main(argv: list[str] | None = None,
-         write: Callable[[Path, str], None] = lambda p, t: p.write_text(t)) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the benchmark")
     parser.add_argument("--no-peers", action="store_true", help="skip naive faust and Quix")
@@ -150,15 +149,20 @@ def main(argv: list[str] | None = None,
                         help="record the workers with py-spy into DIR (collapsed stacks)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    results: dict[str, Any] = {"machine": _machine()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="healthscore-bench-") as tmp:
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
-        results = asyncio.run(run(sizes, not args.no_peers, Path(tmp), args.profile))
-    results["machine"] = _machine()
+        try:
+            asyncio.run(run(results, sizes, not args.no_peers, Path(tmp), args.profile))
+        except BaseException:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+            print(f"failed; what was measured is in {args.out}")
+            raise
     results["targets"] = targets(results)
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write(args.out, json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
     return results
 

@@ -63,6 +63,7 @@ def build_alert(
     now: float,
 ) -> dict[str, Any]:
     card = change.scorecard
+    contributions = card.contributions()
     return {
         "alert_id": alert_id(account_id, change.seq, change.previous_tier, change.tier),
         "account_id": account_id,
@@ -78,7 +79,7 @@ def build_alert(
                 "subscore": rounded(c.subscore),
                 "value": c.value,
                 "weight": c.weight,
-                "contribution": rounded(card.contribution(name)),
+                "contribution": rounded(contributions[name]),
             }
             for name, c in card.components.items()
         },

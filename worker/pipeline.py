@@ -111,6 +111,11 @@ class Pipeline:
             return []
 
         await wire.concurrently(plans, CHUNK_ACCOUNTS, chunk)
+        self._count_alerts(outcome)
+
+    def _count_alerts(self, outcome: Outcome) -> None:
+        for tier, count in Counter(alert["tier"] for _, alert in outcome.alerts).items():
+            self.metrics.alerts.labels(tier).inc(count)
 
     def _count_skipped(self, state: AccountState) -> None:
         if state.replayed:
@@ -183,7 +188,6 @@ class Pipeline:
                                 change, cause_of(change), now)
             outcome.alerts.append((plan.account_id, alert))
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
-            self.metrics.alerts.labels(change.tier).inc()
             published = snapshot(change)
         outcome.writes.append(StateWrite(
             plan.account_id, values, self._store.stamp(state.now_bucket),

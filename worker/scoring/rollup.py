@@ -36,6 +36,11 @@ class Scorecard:
             return None
         return sum(c.weight * c.subscore for c in self.components.values()) / total
 
+    def contributions(self) -> dict[str, float]:
+        """Every component's points of the score, in model order."""
+        total = self.total_weight
+        return {name: c.weight * c.subscore / total for name, c in self.components.items()}
+
     def contribution(self, name: str) -> float:
         """Points of the score this component provides (they add up to the score)."""
         c = self.components[name]

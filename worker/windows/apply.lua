@@ -78,6 +78,11 @@ for j, field in ipairs(names) do
   state[field] = got[j]
 end
 
+-- An account with no windows yet (a new one, or one whose keys expired after a
+-- long silence) needs no summing: its sums are exactly what this call adds.
+local unwindowed = not force and not state.sums
+  and redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) == 0
+
 local SETS = {users = KEYS[2], features = KEYS[3]}
 local fences = {}
 local writes = {} -- state hash fields to set, as HSET arguments
@@ -204,12 +209,7 @@ local function summed()
   return cache
 end
 
-local cache = nil
-if state.sums then
-  cache = cjson.decode(state.sums)
-end
-local cache_valid = cache ~= nil and cache.stamp == ctx.stamp and not force
-if cache_valid then
+local function add_applied(cache)
   for _, a in ipairs(added) do
     local b = a[1]
     leaves(cache, b)
@@ -221,6 +221,27 @@ if cache_valid then
         end
       end
     end
+  end
+end
+
+local cache = nil
+if state.sums then
+  cache = cjson.decode(state.sums)
+end
+local cache_valid = cache ~= nil and cache.stamp == ctx.stamp and not force
+if cache_valid then
+  add_applied(cache)
+elseif unwindowed then
+  cache = {stamp = ctx.stamp, next = -1, sums = {}}
+  for w = 1, #all do
+    cache.sums[w] = {}
+  end
+  add_applied(cache)
+  if wrote then
+    for k = 1, 3 do
+      redis.call('EXPIRE', KEYS[k], ctx.ttl)
+    end
+    redis.call('EXPIRE', KEYS[5], math.ceil(ctx.dedup_horizon + bucket_s))
   end
 else
   cache = summed()

@@ -24,21 +24,29 @@ R = TypeVar("R")
 
 
 async def concurrently(items: Sequence[T], size: int,
-                       work: Callable[[Sequence[T]], Coroutine[Any, Any, list[R]]]) -> list[R]:
+                       work: Callable[[Sequence[T]], Coroutine[Any, Any, list[R]]],
+                       parallel: int = 4) -> list[R]:
     """``work`` on chunks of ``items``, each chunk an exchange of its own, results in order.
 
     While Redis runs one chunk's commands the worker packs the next and reads the
     replies of the one before: on two cores the two halves overlap instead of
-    waiting for each other. Callers keep what must stay ordered (an account's
-    commands) within one chunk. The first failure cancels the other chunks and is
+    waiting for each other. At most ``parallel`` chunks are in flight (each holds
+    a connection). Callers keep what must stay ordered (an account's commands)
+    within one chunk. The first failure cancels the other chunks and is
     raised as itself, so the one place that decides about retries sees it.
     """
     chunks = [items[i:i + size] for i in range(0, len(items), size)]
     if len(chunks) <= 1:
         return await work(items)
+    slots = asyncio.Semaphore(parallel)
+
+    async def bounded(chunk: Sequence[T]) -> list[R]:
+        async with slots:
+            return await work(chunk)
+
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(work(chunk)) for chunk in chunks]
+            tasks = [group.create_task(bounded(chunk)) for chunk in chunks]
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
     return [result for task in tasks for result in task.result()]
