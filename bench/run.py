@@ -87,6 +87,16 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
         out["healthscore_10k"] = await throughput(small, n, logs, "10k", profile)
         out["memory"] = dataclasses.asdict(await memory.per_account(
             redis, [account_name(i) for i in range(sizes.accounts_10k)], base.topic_partitions))
+
+        # The same accounts, warm, live at a steady offered rate.
+        live = scenario(base, "live")
+        await ensure_topics(live)
+        records = list(events(int(sizes.latency_rate * sizes.latency_seconds),
+                              sizes.accounts_10k, seed=9, spread_days=1))
+        with WorkerProcess(live, logs / "worker-latency.log") as worker:
+            await worker.wait_ready()
+            out["latency"] = dataclasses.asdict(
+                await latency.produce_to_alert(live, records, sizes.latency_rate))
         if peers:
             out["peers"] = await asyncio.to_thread(_peers, small, stack.url, n, sizes)
 
@@ -97,14 +107,6 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
         out["healthscore_1m"] = await throughput(large, n, logs, "1m", profile)
         out["silent"] = dataclasses.asdict(await silent.rescore_all(large, redis, days_later=91))
 
-        live = scenario(base, "live")
-        await ensure_topics(live)
-        records = list(events(int(sizes.latency_rate * sizes.latency_seconds),
-                              sizes.accounts_10k, seed=9, spread_days=1))
-        with WorkerProcess(live, logs / "worker-latency.log") as worker:
-            await worker.wait_ready()
-            out["latency"] = dataclasses.asdict(
-                await latency.produce_to_alert(live, records, sizes.latency_rate))
         await redis.aclose()
 
 
