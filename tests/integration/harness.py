@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -40,6 +41,18 @@ components:
     weight: 1.0
     curve: {linear: {bad: 5, good: 0}}
 """
+
+
+@dataclass(frozen=True)
+class Record:
+    """A Kafka record as the pipeline reads it, for feeding it without a broker."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int = 0
 
 
 @contextlib.asynccontextmanager

@@ -5,29 +5,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.harness import event
+from tests.integration.harness import Record, event
 from worker.clock import FixedClock
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
 from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows.store import WindowStore
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int = 0
 
 
 @pytest.fixture

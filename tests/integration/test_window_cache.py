@@ -7,13 +7,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.harness import event
+from tests.integration.harness import Record, event
 from worker.clock import FixedClock
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
@@ -24,16 +23,6 @@ from worker.windows.store import WindowStore
 
 DAY = 86400.0
 ACCOUNTS = [f"cache-{i}" for i in range(30)]
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int = 0
 
 
 @pytest.fixture

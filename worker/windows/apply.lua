@@ -45,11 +45,14 @@ local function list()
 end
 
 local ctx = {
-  now_text = ARGV[1], now = tonumber(take()), now_b = tonumber(take()), keep_from = tonumber(take()),
+  now = tonumber(take()), now_b = tonumber(take()), keep_from = tonumber(take()),
   bucket_s = tonumber(take()), ttl = tonumber(take()), stamp = take(),
   dedup_horizon = tonumber(take()), dedup_max = tonumber(take()),
 }
 local force = take() == '1'
+-- Whole seconds for the recent ids' times: the horizon needs no more, and Redis
+-- stores an integral score in a few bytes where a fraction takes twenty.
+ctx.now_s = string.format('%d', math.floor(ctx.now))
 local all = list()
 for w = 1, #all do
   all[w] = tonumber(all[w])
@@ -96,7 +99,7 @@ for _ = 1, tonumber(take()) do
   if not fresh then
     replayed = replayed + 1
   -- NX: a digest already there is a producer duplicate, and keeps its first time.
-  elseif redis.call('ZADD', KEYS[5], 'NX', ctx.now_text, digest) == 0 then
+  elseif redis.call('ZADD', KEYS[5], 'NX', ctx.now_s, digest) == 0 then
     duplicates = duplicates + 1
     fresh = false
   end
