@@ -15,6 +15,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import BinaryIO
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -51,11 +52,12 @@ class WorkerProcess:
         self._profile = profile
         self._proc: subprocess.Popen[bytes] | None = None
         self._profiler: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
         self._partitions = [TopicPartition(t, p) for t in self.settings.event_topics
                             for p in range(self.settings.topic_partitions)]
 
     def __enter__(self) -> WorkerProcess:
-        log = self._log_path.open("ab")
+        self._log = log = self._log_path.open("ab")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "worker"], env=settings_env(self.settings),
             stdout=log, stderr=subprocess.STDOUT)
@@ -79,6 +81,8 @@ class WorkerProcess:
                 self._proc.wait()
         if self._profiler is not None:
             self._profiler.wait(30)  # it writes its file when the process is gone
+        if self._log is not None:
+            self._log.close()
 
     @property
     def pid(self) -> int:

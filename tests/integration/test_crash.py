@@ -66,9 +66,11 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     redis = Redis.from_url(settings.redis_url)
     worker = chaos.start_worker(settings, log)
     try:
-        for _ in range(KILLS):
-            await chaos.wait_for_progress(redis, log)
-            await asyncio.sleep(rng.uniform(0.0, 1.0))
+        for kill in range(1, KILLS + 1):
+            # Spread over the stream, however fast the worker gets through it.
+            await chaos.wait_for_commits(settings, produced.ends, log,
+                                         share=kill / (KILLS + 1))
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             worker = chaos.start_worker(settings, log)
