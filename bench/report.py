@@ -63,12 +63,13 @@ def print_table(r: dict[str, Any]) -> None:
                      f"{peer['events_per_s']:,.0f} ev/s",
                      f"healthscore {hs10['events_per_s'] / peer['events_per_s']:.1f} x"
                      if peer["events_per_s"] else "n/a"))
-    lat, mem, silent = r["latency"], r["memory"], r["silent"]
+    mem, silent = r["memory"], r["silent"]
+    rows.append(("healthscore, 1M accounts", f"{hs1m['events_per_s']:,.0f} ev/s", ""))
+    rows += [(f"latency at {lat['offered_per_s']:,.0f} ev/s offered",
+              f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms",
+              f"{lat['alerts']:,} alerts timed")
+             for lat in (r["latency"], r.get("latency_light")) if lat]
     rows += [
-        ("healthscore, 1M accounts", f"{hs1m['events_per_s']:,.0f} ev/s", ""),
-        (f"latency at {lat['offered_per_s']:,.0f} ev/s offered",
-         f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms",
-         f"{lat['alerts']:,} alerts timed"),
         ("Redis per active account", f"{mem['mean_bytes']:,.0f} B",
          f"p95 {mem['p95_bytes']:,.0f} B; {mem['mean_without_dedup_bytes']:,.0f} B once the "
          "dedup horizon passed"),
@@ -90,3 +91,60 @@ def print_table(r: dict[str, Any]) -> None:
 def _mb(run: dict[str, Any]) -> str:
     sizes = (run["rss_start_bytes"], run.get("rss_quarter_bytes", 0), run["rss_end_bytes"])
     return " -> ".join(f"{size / 2**20:.0f}" for size in sizes) + " MiB"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The README's table of the latest figures (``python -m bench.report``)."""
+    verdict = {t["name"]: t for t in r["targets"]}
+
+    def target(name: str) -> str:
+        t = verdict[name]
+        mark = {True: "met", False: "**missed**", None: "n/a"}[t["met"]]
+        return f"{t['op']} {t['target']:,}: {mark}"
+
+    hs10, hs1m, ceil = r["healthscore_10k"], r["healthscore_1m"], r["ceiling"]
+    mem, silent, peers = r["memory"], r["silent"], r.get("peers", {})
+    sizes = r["sizes"]
+    values = figures(r)
+    rows = [
+        (f"healthscore end to end, {hs10['events']:,} events over {sizes['accounts_10k']:,} "
+         "accounts", f"{hs10['events_per_s']:,.0f} events/s", target("events_per_s_10k")),
+        ("ceiling: aiokafka consume + orjson decode, same events",
+         f"{ceil['events_per_s']:,.0f} events/s (healthscore {100 * values['x_ceiling']:.1f}%)",
+         ""),
+    ]
+    for name, key in (("naive-faust", "x_naive_faust"), ("quix", "x_quix")):
+        if name in peers:
+            peer = peers[name]
+            rows.append((f"peer {name}, {peer['events']:,} of the same events",
+                         f"{peer['events_per_s']:,.0f} events/s (healthscore "
+                         f"{values[key]:.1f}x)", target(key)))
+    rows += [
+        (f"end to end, {hs1m['events']:,} accounts each once (a backfill: every event a "
+         "first score and an alert)", f"{hs1m['events_per_s']:,.0f} events/s",
+         target("events_per_s_1m")),
+        *((f"produce-to-alert latency, {lat['offered_per_s']:,.0f} events/s offered, "
+           f"{lat['alerts']:,} alerts timed",
+           f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms",
+           target("latency_p99_ms") if lat is r["latency"] else "")
+          for lat in (r["latency"], r.get("latency_light")) if lat),
+        ("Redis per account after the 10k run (MEMORY USAGE, 2,000 sampled)",
+         f"{mem['mean_bytes']:,.0f} B (p95 {mem['p95_bytes']:,.0f}); "
+         f"{mem['mean_without_dedup_bytes']:,.0f} B once the dedup horizon passed",
+         target("bytes_per_account")),
+        ("worker RSS at start, a quarter in, end: 10k run / 1M run",
+         f"{_mb(hs10)} / {_mb(hs1m)}", "flat after warm-up"),
+        (f"rescoring {silent['accounts']:,} silent accounts (windows rolled)",
+         f"{silent['seconds']:,.0f} s ({silent['accounts'] / silent['seconds']:,.0f}/s)",
+         target("silent_1m_seconds")),
+    ]
+    lines = ["| measured | result | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    from pathlib import Path
+
+    print(markdown(json.loads((Path(__file__).parent / "results" / "latest.json").read_text())))

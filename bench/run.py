@@ -42,10 +42,11 @@ class Sizes:
     accounts_1m: int  # events at 1M accounts: each account once
     latency_seconds: float
     latency_rate: float
+    light_rate: float
 
 
-FULL = Sizes(300_000, 10_000, 20_000, 1_000_000, 30.0, 5000.0)
-QUICK = Sizes(20_000, 2_000, 3_000, 20_000, 5.0, 1000.0)
+FULL = Sizes(300_000, 10_000, 20_000, 1_000_000, 30.0, 5000.0, 1000.0)
+QUICK = Sizes(20_000, 2_000, 3_000, 20_000, 5.0, 1000.0, 200.0)
 
 
 def scenario(base: Settings, name: str) -> Settings:
@@ -88,15 +89,19 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
         out["memory"] = dataclasses.asdict(await memory.per_account(
             redis, [account_name(i) for i in range(sizes.accounts_10k)], base.topic_partitions))
 
-        # The same accounts, warm, live at a steady offered rate.
-        live = scenario(base, "live")
-        await ensure_topics(live)
-        records = list(events(int(sizes.latency_rate * sizes.latency_seconds),
-                              sizes.accounts_10k, seed=9, spread_days=1))
-        with WorkerProcess(live, logs / "worker-latency.log") as worker:
-            await worker.wait_ready()
-            out["latency"] = dataclasses.asdict(
-                await latency.produce_to_alert(live, records, sizes.latency_rate))
+        # The same accounts, warm, live at a steady offered rate (the target's), and at
+        # one the worker sustains with room to spare on this machine.
+        # Seeds of their own: the same event ids again would be dropped as duplicates.
+        for key, rate, seed in (("latency", sizes.latency_rate, 9),
+                                ("latency_light", sizes.light_rate, 10)):
+            live = scenario(base, key.replace("_", "-"))
+            await ensure_topics(live)
+            records = list(events(int(rate * sizes.latency_seconds), sizes.accounts_10k,
+                                  seed=seed, spread_days=1))
+            with WorkerProcess(live, logs / f"worker-{key}.log") as worker:
+                await worker.wait_ready()
+                out[key] = dataclasses.asdict(
+                    await latency.produce_to_alert(live, records, rate))
         if peers:
             out["peers"] = await asyncio.to_thread(_peers, small, stack.url, n, sizes)
 

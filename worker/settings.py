@@ -55,6 +55,10 @@ class Settings:
         " smaller ones after HEALTHSCORE_BATCH_TIMEOUT_MS)."
     )
     batch_timeout_ms: int = _setting(50, "Longest wait to fill a batch.")
+    fetch_max_wait_ms: int = _setting(
+        50, "Longest the broker may hold a fetch that found nothing (a broker that does not"
+        " answer as soon as records arrive adds up to this much latency)."
+    )
     session_timeout_ms: int = _setting(
         10000, "Consumer-group session timeout: how soon a dead worker's partitions move."
     )
@@ -88,7 +92,8 @@ class Settings:
 
     def validate(self) -> None:
         for name in ("topic_partitions", "topic_replication", "max_message_bytes",
-                     "batch_max_records", "batch_timeout_ms", "session_timeout_ms",
+                     "batch_max_records", "batch_timeout_ms", "fetch_max_wait_ms",
+                     "session_timeout_ms",
                      "max_poll_interval_ms", "broker_timeout_ms", "dedup_max_ids"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")

@@ -82,6 +82,7 @@ class ConsumerLoop:
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
             max_poll_interval_ms=settings.max_poll_interval_ms,
             max_partition_fetch_bytes=max(1048576, settings.max_message_bytes * 4),
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         self._producer = new_producer(settings, "healthscore-worker")
 
