@@ -43,15 +43,17 @@ async def test_healthy_account_goes_green(settings: Settings) -> None:
     async with running_worker(settings), Producer(settings) as p:
         await p.account("acme", segment="enterprise", seats_purchased=5, plan="pro")
         await _healthy_usage(p, "acme")
-        alerts = await read_until(settings, settings.topic_alerts,
-                                  lambda rs: bool(alerts_for(rs, "acme")))
-    [first, *_] = alerts_for(alerts, "acme")
-    assert valid_alert(first)
-    assert first["previous_tier"] is None
-    assert first["tier"] == "green"
-    assert first["seq"] == 1
-    assert first["segment"] == "enterprise"
-    assert first["components"]["license_utilization"]["value"] == 0.8
+        # The history may be scored over several batches, the first on part of it.
+        alerts = await read_until(
+            settings, settings.topic_alerts,
+            lambda rs: any(a["tier"] == "green" for a in alerts_for(rs, "acme")))
+    first, *_ = chain = alerts_for(alerts, "acme")
+    assert all(valid_alert(a) for a in chain)
+    assert (first["previous_tier"], first["seq"]) == (None, 1)
+    green = chain[-1]
+    assert green["tier"] == "green"
+    assert green["segment"] == "enterprise"
+    assert green["components"]["license_utilization"]["value"] == 0.8
 
 
 async def test_escalations_and_detractor_nps_turn_an_account_red(settings: Settings) -> None:
