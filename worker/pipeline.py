@@ -36,7 +36,6 @@ from worker.windows.store import AccountState, OutboxEntry, StateWrite, WindowSt
 # Accounts per Redis exchange: enough to amortise a round trip, few enough that
 # scoring one chunk overlaps Redis running the next.
 CHUNK_ACCOUNTS = 250
-ACCOUNT_UPDATE = ""  # counted apart from the event types
 
 
 class RawRecord(Protocol):
@@ -79,9 +78,9 @@ class Pipeline:
         for plan in plans:
             if plan.too_old:
                 self.metrics.too_old.inc(plan.too_old)
-        await self._apply_and_score(plans, now, outcome,
-                                    lambda plan: partial(_cause, self.model,
-                                                         by_account[plan.account_id]))
+        await self._apply_and_score(
+            plans, now, outcome,
+            lambda plan, change: _cause(self.model, by_account[plan.account_id], change))
         return outcome
 
     async def due(self, partitions: Collection[int], limit: int) -> list[tuple[int, str]]:
@@ -94,20 +93,20 @@ class Pipeline:
         now = self._clock.now()
         outcome = Outcome()
         plans = [AccountPlan(account, partition) for partition, account in due]
-        await self._apply_and_score(plans, now, outcome, lambda _: lambda _: cause,
+        await self._apply_and_score(plans, now, outcome, lambda _plan, _change: cause,
                                     read_all=True)
         if cause is WINDOW_EXPIRY:
             self.metrics.expiry_rescored.inc(len(plans))
         return outcome
 
     async def _apply_and_score(self, plans: Sequence[AccountPlan], now: float, outcome: Outcome,
-                               cause_of: Callable[[AccountPlan], Callable[[TierChange], Cause]],
+                               cause_of: Callable[[AccountPlan, TierChange], Cause],
                                *, read_all: bool = False) -> None:
         async def chunk(part: Sequence[AccountPlan]) -> list[None]:
             states = await self._store.apply(part, now, read_all=read_all)
             for plan, state in zip(part, states, strict=True):
                 self._count_skipped(state)
-                self._score(plan, state, now, outcome, cause_of(plan))
+                self._score(plan, state, now, outcome, partial(cause_of, plan))
             return []
 
         await wire.concurrently(plans, CHUNK_ACCOUNTS, chunk)
@@ -144,6 +143,7 @@ class Pipeline:
         by_account: dict[str, list[Event | AccountUpdate]] = {}
         latest = -math.inf
         per_type: Counter[str] = Counter()
+        updates = 0
         decode = self._decoder.decode
         for raw in records:
             source = SourceRef(raw.topic, raw.partition, raw.offset)
@@ -160,20 +160,19 @@ class Pipeline:
                 if record.ts > latest:  # not max(): this runs once per event
                     latest = record.ts
             else:
-                per_type[ACCOUNT_UPDATE] += 1
+                updates += 1
             by_account.setdefault(record.account_id, []).append(record)
-        self._count_decoded(per_type)
+        self._count_decoded(per_type, updates)
         if latest > -math.inf:
             self._clock.observe(latest)
         return by_account
 
-    def _count_decoded(self, per_type: Counter[str]) -> None:
+    def _count_decoded(self, per_type: Counter[str], updates: int) -> None:
         # Once per batch, not per event: a labelled counter takes a lock on every inc().
         for event_type, count in per_type.items():
-            if event_type == ACCOUNT_UPDATE:
-                self.metrics.account_updates.inc(count)
-            else:
-                self.metrics.events.labels(event_type).inc(count)
+            self.metrics.events.labels(event_type).inc(count)
+        if updates:
+            self.metrics.account_updates.inc(updates)
 
     def _score(self, plan: AccountPlan, state: AccountState, now: float, outcome: Outcome,
                cause_of: Callable[[TierChange], Cause]) -> None:

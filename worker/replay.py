@@ -41,7 +41,7 @@ from worker.contracts import validator
 from worker.errors import ConfigError
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline
-from worker.runtime.publish import new_producer, publish
+from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model, load_model
@@ -157,18 +157,22 @@ class Replay:
         self.report.dead_letters += len(outcome.dead_letters)
         self.report.trail_alerts += len(outcome.alerts)
         if self.alerts_topic is not None:
-            await publish(self._producer, Outcome(alerts=outcome.alerts, outbox=outcome.outbox),
+            await publish(self._producer, Outcome(alerts=outcome.alerts),
                           alerts_topic=self.alerts_topic,
                           deadletter_topic=self.settings.topic_deadletter)
         await pipeline.save(outcome)
 
     async def _catch_up(self) -> None:
         pipeline = self._pipeline(WallClock(), keys.PUBLISHED)
+        # As the live workers place them: an account's alerts stay on one partition.
+        same_partitions = await co_partitioned(self._producer, self.settings.topic_alerts,
+                                               self.settings.input_topics)
         async for chunk in rebuild.accounts(self._redis, forget=keys.REPLAY_PUBLISHED):
             outcome = await pipeline.expire(chunk, REPLAY)
             await pipeline.save(outcome)
             await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,
-                          deadletter_topic=self.settings.topic_deadletter)
+                          deadletter_topic=self.settings.topic_deadletter,
+                          co_partitioned=same_partitions)
             await pipeline.sent(outcome)
             self.report.accounts += len(chunk)
             self.report.alerts += [alert for _, alert in outcome.alerts]

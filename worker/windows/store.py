@@ -84,6 +84,7 @@ class WindowStore:
         self._script_text = resources.files("worker").joinpath("windows", "apply.lua").read_text(
             "utf-8")
         self._script_sha = hashlib.sha1(self._script_text.encode()).hexdigest()
+        self._script_loaded = False
         self._all_windows = sorted({c.window_buckets for c in model.components})
         self._window_of = {c.name: c.window_buckets for c in model.components}
         self._ttl = state_ttl_seconds(model.max_window_buckets, model.bucket_seconds)
@@ -105,6 +106,9 @@ class WindowStore:
         now_bucket = self.now_bucket(now)
         context = self._context(now, now_bucket, read_all)
         calls = [(keys.account_keys(plan.account_id), self._args(plan)) for plan in plans]
+        if not self._script_loaded:  # else every chunk of the first batch fails on it
+            await self._redis.script_load(self._script_text)
+            self._script_loaded = True
         try:
             replies = await self._run_script(calls, context)
         except NoScriptError:  # a restarted or flushed Redis: load the script, go again
@@ -122,7 +126,8 @@ class WindowStore:
         ], self._timeout)
 
     async def read(self, account_id: str, now: float) -> AccountState:
-        """The account's current state without writing anything (for ``explain``)."""
+        """The account's current state (for ``explain``). Nothing it means changes; the
+        script may refresh the account's kept window sums and prune expired buckets."""
         [state] = await self.apply([AccountPlan(account_id)], now, read_all=True)
         return state
 
