@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the benchmark")
     parser.add_argument("--no-peers", action="store_true", help="skip naive faust and Quix")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument("--logs", type=Path, metavar="DIR",
+                        help="keep the workers' logs in DIR (else a temporary directory)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record the workers with py-spy into DIR (collapsed stacks)")
     args = parser.parse_args(argv)
@@ -159,10 +161,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": _machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="healthscore-bench-") as tmp:
-        if args.profile:
-            args.profile.mkdir(parents=True, exist_ok=True)
+        for folder in (args.profile, args.logs):
+            if folder:
+                folder.mkdir(parents=True, exist_ok=True)
         try:
-            asyncio.run(run(results, sizes, not args.no_peers, Path(tmp), args.profile))
+            asyncio.run(run(results, sizes, not args.no_peers, args.logs or Path(tmp),
+                            args.profile))
         except BaseException:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
             print(f"failed; what was measured is in {args.out}")

@@ -34,7 +34,8 @@ class Worker:
         store = WindowStore(self.redis, self.model,
                             dedup_horizon_seconds=settings.dedup_horizon_seconds,
                             dedup_max_ids=settings.dedup_max_ids,
-                            timeout=settings.redis_timeout_seconds)
+                            timeout=settings.redis_timeout_seconds,
+                            resident_accounts=settings.resident_accounts)
         self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
 

@@ -122,6 +122,10 @@ class Pipeline:
         if state.duplicates:
             self.metrics.duplicates.inc(state.duplicates)
 
+    def forget(self, partitions: Collection[int]) -> None:
+        """These partitions moved to another worker: drop what is held of their accounts."""
+        self._store.forget(partitions)
+
     async def save(self, outcome: Outcome) -> None:
         """State and the alerts' outbox, before anything is published."""
         await self._store.save(outcome.writes)

@@ -47,6 +47,10 @@ class Settings:
         86400.0, "How long an event id is remembered to drop producer duplicates."
     )
     dedup_max_ids: int = _setting(5000, "Most event ids remembered per account.")
+    resident_accounts: int = _setting(
+        100000, "Most accounts whose windows a worker holds in memory (about 2 KB each);"
+        " others are read from Redis when their events come."
+    )
     expiry_check_seconds: float = _setting(
         1.0, "How often the worker looks for silent accounts whose windows rolled."
     )
@@ -94,7 +98,8 @@ class Settings:
         for name in ("topic_partitions", "topic_replication", "max_message_bytes",
                      "batch_max_records", "batch_timeout_ms", "fetch_max_wait_ms",
                      "session_timeout_ms",
-                     "max_poll_interval_ms", "broker_timeout_ms", "dedup_max_ids"):
+                     "max_poll_interval_ms", "broker_timeout_ms", "dedup_max_ids",
+                     "resident_accounts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
         for name in ("max_future_skew_seconds", "retry_backoff_max_seconds",

@@ -45,7 +45,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop.revoking.set()
         try:
             async with self._loop.in_flight:
-                pass
+                self._loop.pipeline.forget({tp.partition for tp in revoked})
         finally:
             self._loop.revoking.clear()
 

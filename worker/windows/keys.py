@@ -9,7 +9,7 @@ hs:{A}:u            zset   active user -> last-seen epoch seconds              i
 hs:{A}:f            zset   feature -> last-seen epoch seconds                  idle TTL
 hs:{A}:e            zset   digests of recent event ids -> time applied         dedup horizon
 hs:{A}:s            hash   attrs, seen:<type>, cached component values,        none
-                           stamp of that cache, cached window sums (sums),
+                           stamp of that cache, write count (ver),
                            last published tier (pub),
                            off:<topic>:<partition> -> last applied offset,
                            a running replay's own tier chain (pub:replay),
@@ -57,6 +57,7 @@ VALUES = "values"
 STAMP = "stamp"
 PUBLISHED = "pub"
 SEEN_PREFIX = "seen:"
+VERSION = "ver"  # counted up by every script call: a worker's copy knows when it is stale
 
 
 OUTBOX_PREFIX = "outbox:"

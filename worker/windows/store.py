@@ -1,14 +1,17 @@
-"""The Redis edge of the window store: one pipelined script call per batch.
+"""The Redis edge of the window store: one pipelined script call per account and batch.
 
-Everything here is translation between plain data (``AccountPlan`` in,
-``AccountState`` out) and the script's flat argument list; the decisions are
-made in ``plan`` (what to write) and ``worker.scoring`` (what it means).
+The script writes and fences; what scoring reads comes from the accounts held
+in memory (``resident``), loaded from Redis when they are not held or not
+current. Everything here is translation between plain data (``AccountPlan``
+in, ``AccountState`` out) and Redis commands; the decisions are made in
+``plan`` (what to write) and ``worker.scoring`` (what it means).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+import math
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -21,9 +24,9 @@ from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
 from worker.windows import keys, wire
 from worker.windows.buckets import bucket_of, oldest_bucket, state_ttl_seconds
-from worker.windows.plan import COUNTERS_OF, AccountPlan
+from worker.windows.plan import AccountPlan
+from worker.windows.resident import NO_CHANGE, SEEN_TYPES, Resident, Residents, load
 
-EVENT_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag
 SAVE_CHUNK = 500  # accounts per exchange of a save
 
 
@@ -70,11 +73,13 @@ class OutboxEntry:
 class WindowStore:
     def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
                  dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
-                 outbox: bool = True, timeout: float = 10.0) -> None:
+                 outbox: bool = True, timeout: float = 10.0,
+                 resident_accounts: int = 100_000) -> None:
         """``published_field``: where the last published tier is kept; a replay that
         publishes its own trail keeps its chain apart from the live one, and needs no
         ``outbox`` (a trail is history, not a promise to consumers). ``timeout``: the
-        longest wait for one batch's replies."""
+        longest wait for one batch's replies. ``resident_accounts``: how many accounts
+        are held in memory at most."""
         self._timeout = timeout
         self._redis = redis
         self._outbox = outbox
@@ -86,10 +91,11 @@ class WindowStore:
         self._script_sha = hashlib.sha1(self._script_text.encode()).hexdigest()
         self._script_loaded = False
         self._all_windows = sorted({c.window_buckets for c in model.components})
-        self._window_of = {c.name: c.window_buckets for c in model.components}
         self._ttl = state_ttl_seconds(model.max_window_buckets, model.bucket_seconds)
-        self._fields = [keys.ATTRS, keys.VALUES, published_field,
-                        *(keys.SEEN_PREFIX + t for t in EVENT_TYPES)]
+        # In the order ``resident.load`` reads them.
+        self._fields = [keys.VERSION, keys.STAMP, keys.VALUES, keys.ATTRS, published_field,
+                        *(keys.SEEN_PREFIX + t for t in SEEN_TYPES)]
+        self._residents = Residents(resident_accounts)
 
     def stamp(self, now_bucket: int) -> str:
         """Cached component values are only valid for this model and this bucket."""
@@ -100,39 +106,118 @@ class WindowStore:
 
     async def apply(self, plans: Sequence[AccountPlan], now: float,
                     *, read_all: bool = False) -> list[AccountState]:
-        """Write each plan; read back what rescoring needs (every window if ``read_all``)."""
+        """Write each plan; what rescoring needs comes from the accounts held in memory
+        (loaded first if they are not). ``read_all``: every component is recomputed."""
         if not plans:
             return []
         now_bucket = self.now_bucket(now)
-        context = self._context(now, now_bucket, read_all)
-        calls = [(keys.account_keys(plan.account_id), self._args(plan)) for plan in plans]
+        try:
+            residents = await self._residents_of([p.account_id for p in plans], now_bucket)
+            replies = await self._run_script(plans, residents, now)
+        except BaseException:  # whether the scripts ran is unknown: load these again
+            self._residents.drop(p.account_id for p in plans)
+            raise
+        stale = [r.account_id for r, (version, _) in zip(residents, replies, strict=True)
+                 if version != r.version + 1]
+        fresh = dict(zip(stale, await self._load(stale, now_bucket), strict=True))
+        states = []
+        for plan, resident, (version, status) in zip(plans, residents, replies, strict=True):
+            if resident.account_id in fresh:  # someone else wrote too: Redis has it all
+                resident = fresh[resident.account_id]
+            else:
+                _applied(resident, plan, status, version)
+            if plan.partition is not None:
+                resident.partition = plan.partition
+            self._residents.put(resident)
+            states.append(self._state(resident, status, read_all))
+        return states
+
+    async def _residents_of(self, account_ids: Sequence[str], now_bucket: int) -> list[Resident]:
+        held = [self._residents.get(a, now_bucket) for a in account_ids]
+        missing = [a for a, r in zip(account_ids, held, strict=True) if r is None]
+        loaded = iter(await self._load(missing, now_bucket))
+        return [r if r is not None else next(loaded) for r in held]
+
+    async def _load(self, account_ids: Sequence[str], now_bucket: int) -> list[Resident]:
+        if not account_ids:
+            return []
+        commands: list[wire.Command] = []
+        for account_id in account_ids:
+            counters, users, features, state, _ = keys.account_keys(account_id)
+            commands += [("HGETALL", counters), ("ZRANGE", users, 0, -1, "WITHSCORES"),
+                         ("ZRANGE", features, 0, -1, "WITHSCORES"),
+                         ("HMGET", state, *self._fields)]
+        replies = await wire.execute(self._redis, commands, self._timeout)
+        keep_from = oldest_bucket(now_bucket, self._model.max_window_buckets)
+        return [load(account_id, now_bucket, keep_from, self._all_windows,
+                     self._model.bucket_seconds, _pairs(counters), _pairs(users),
+                     _pairs(features), state)
+                for account_id, (counters, users, features, state)
+                in zip(account_ids, _fours(replies), strict=True)]
+
+    async def _run_script(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
+                          now: float) -> list[tuple[int, str]]:
+        context = self._context(now)
+        calls = [("EVALSHA", self._script_sha, 5, *keys.account_keys(plan.account_id),
+                  *context, *self._args(plan, resident, now))
+                 for plan, resident in zip(plans, residents, strict=True)]
         if not self._script_loaded:  # else every chunk of the first batch fails on it
             await self._redis.script_load(self._script_text)
             self._script_loaded = True
         try:
-            replies = await self._run_script(calls, context)
+            replies = await wire.execute(self._redis, calls, self._timeout)
         except NoScriptError:  # a restarted or flushed Redis: load the script, go again
             await self._redis.script_load(self._script_text)
-            replies = await self._run_script(calls, context)
-        bucket_seconds = self._model.bucket_seconds
-        return [_state(p.account_id, now_bucket, bucket_seconds, self._published_field, r)
-                for p, r in zip(plans, replies, strict=True)]
+            replies = await wire.execute(self._redis, calls, self._timeout)
+        return [(version, status.decode()) for version, status in replies]
 
-    async def _run_script(self, calls: list[tuple[list[str], list[wire.Arg]]],
-                          context: list[wire.Arg]) -> list[Any]:
-        return await wire.execute(self._redis, [
-            ("EVALSHA", self._script_sha, len(account_keys), *account_keys, *context, *args)
-            for account_keys, args in calls
-        ], self._timeout)
+    def _state(self, resident: Resident, status: str, read_all: bool) -> AccountState:
+        cache_valid = not read_all and resident.values_stamp == self.stamp(resident.bucket)
+        return AccountState(
+            account_id=resident.account_id,
+            now_bucket=resident.bucket,
+            cache_valid=cache_valid,
+            applied=status.count("a"),
+            replayed=status.count("r"),
+            duplicates=status.count("d"),
+            next_change=(None if resident.next_change == NO_CHANGE
+                         else resident.next_change * self._model.bucket_seconds),
+            windows=resident.view(),
+            attrs=resident.attrs,
+            cached_values=resident.values if cache_valid else {},
+            published=resident.published,
+            seen=frozenset(resident.seen),
+        )
 
     async def read(self, account_id: str, now: float) -> AccountState:
-        """The account's current state (for ``explain``). Nothing it means changes; the
-        script may refresh the account's kept window sums and prune expired buckets."""
-        [state] = await self.apply([AccountPlan(account_id)], now, read_all=True)
-        return state
+        """The account's current state as Redis has it (for ``explain``); writes nothing."""
+        [resident] = await self._load([account_id], self.now_bucket(now))
+        return self._state(resident, "", read_all=True)
+
+    def held(self, account_id: str, now: float) -> AccountState | None:
+        """The account as held in memory, if it is (for inspection and tests)."""
+        resident = self._residents.get(account_id, self.now_bucket(now))
+        return None if resident is None else self._state(resident, "", read_all=True)
+
+    def forget(self, partitions: Collection[int] | None = None) -> None:
+        """Drop the accounts held for ``partitions`` (all if None): they moved away."""
+        if partitions is None:
+            self._residents.clear()
+        else:
+            self._residents.drop_partitions(partitions)
 
     async def save(self, writes: Sequence[StateWrite]) -> None:
-        await wire.concurrently(writes, SAVE_CHUNK, self._save)
+        try:
+            await wire.concurrently(writes, SAVE_CHUNK, self._save)
+        except BaseException:  # some chunks may be saved: load these again
+            self._residents.drop(w.account_id for w in writes)
+            raise
+        for w in writes:
+            resident = self._residents.peek(w.account_id)
+            if resident is not None:
+                resident.values, resident.values_stamp = w.values, w.stamp
+                if w.published is not None:
+                    resident.published = w.published
 
     async def _save(self, writes: Sequence[StateWrite]) -> list[Any]:
         commands: list[wire.Command] = []
@@ -203,21 +288,25 @@ class WindowStore:
         return [(p, _text(account)) for p, accounts in zip(sorted(partitions), replies, strict=True)
                 for account in accounts]
 
-    def _context(self, now: float, now_bucket: int, force: bool) -> list[wire.Arg]:
+    def _context(self, now: float) -> list[wire.Arg]:
         """The arguments every account's call of one batch starts with."""
-        model = self._model
         horizon, max_ids = self._dedup
-        return [
-            repr(now), now_bucket, oldest_bucket(now_bucket, model.max_window_buckets),
-            model.bucket_seconds, self._ttl, self.stamp(now_bucket), repr(horizon), max_ids,
-            int(force), len(self._all_windows), *self._all_windows,
-            len(self._fields), *self._fields,
-        ]
+        # Whole seconds for the recent ids' times: the horizon needs no more, and Redis
+        # stores an integral score in a few bytes where a fraction takes twenty.
+        return [math.floor(now), self._ttl, math.ceil(horizon + self._model.bucket_seconds),
+                max_ids]
 
-    def _args(self, plan: AccountPlan) -> list[wire.Arg]:
-        touched = {self._window_of[name] for name in plan.touched}
+    def _args(self, plan: AccountPlan, resident: Resident, now: float) -> list[wire.Arg]:
+        args: list[wire.Arg] = []
+        if resident.maintained:
+            args += [0, 0, 0, 0]
+        else:
+            keep_from = oldest_bucket(resident.bucket, self._model.max_window_buckets)
+            args += [1, keep_from * self._model.bucket_seconds,
+                     repr(now - self._dedup[0]), len(resident.expired),
+                     *resident.expired]
         sources = {w.source for w in plan.writes}
-        args: list[wire.Arg] = [len(touched), *touched, len(sources), *sources, len(plan.writes)]
+        args += [len(sources), *sources, len(plan.writes)]
         for w in plan.writes:
             # Timestamps and deltas as repr: exact, where Lua numbers keep 14 digits.
             args += [w.source, w.offset, w.event_key, repr(w.ts), w.bucket, len(w.increments)]
@@ -226,7 +315,7 @@ class WindowStore:
             args.append(len(w.distinct))
             for pair in w.distinct:
                 args += pair
-        sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen)]
+        sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen - resident.seen)]
         deletes = []
         if plan.attrs_changed:
             if plan.attrs is None:
@@ -240,32 +329,33 @@ class WindowStore:
         return args
 
 
-def _state(account_id: str, now_bucket: int, bucket_seconds: int, published_field: str,
-           reply: list[bytes | None]) -> AccountState:
-    header, attrs, values, published, *seen_flags = reply
-    cache_valid, applied, replayed, duplicates, next_change, windows = orjson.loads(header or b"")
-    return AccountState(
-        account_id=account_id,
-        now_bucket=now_bucket,
-        cache_valid=cache_valid,
-        applied=applied,
-        replayed=replayed,
-        duplicates=duplicates,
-        next_change=None if next_change < 0 else next_change * bucket_seconds,
-        # An empty Lua table comes back as {} or [], whichever cjson guesses.
-        windows={window: WindowView({k: float(v) for k, v in (sums or {}).items()}, users,
-                                    features)
-                 for window, sums, users, features in windows or ()},
-        attrs=_json(attrs) or {},
-        cached_values=(_json(values) or {}) if cache_valid else {},
-        published=_json(published),
-        seen=frozenset(t for t, flag in zip(EVENT_TYPES, seen_flags, strict=True) if flag),
-    )
+def _applied(resident: Resident, plan: AccountPlan, status: str, version: int) -> None:
+    """What the script did, done to the copy in memory."""
+    resident.version = version
+    resident.maintained, resident.expired = True, []
+    for write, letter in zip(plan.writes, status, strict=True):
+        if letter == "a":
+            resident.add(write)
+    resident.seen |= plan.seen
+    if plan.attrs_changed:
+        resident.attrs = plan.attrs or {}
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _json(value: bytes | str | None) -> Any:
-    return None if value is None else orjson.loads(value)
+def _fours(replies: list[Any]) -> Iterator[tuple[Any, Any, Any, Any]]:
+    it = iter(replies)
+    return zip(it, it, it, it, strict=True)
+
+
+def _pairs(reply: Any) -> Iterable[tuple[bytes, bytes | float]]:
+    """A hash's or a sorted set's (name, value) pairs, whichever protocol answered: RESP3
+    gives a map or [member, score] pairs, RESP2 one flat list."""
+    if isinstance(reply, dict):
+        return reply.items()
+    if reply and isinstance(reply[0], list):
+        return [(name, value) for name, value in reply]
+    it = iter(reply)
+    return zip(it, it, strict=True)

@@ -1,0 +1,190 @@
+"""Accounts held in worker memory: what scoring reads, without reading Redis back.
+
+Redis stays the truth. A resident account is a copy of what scoring needs from
+it (each window's counter sums and distinct counts, attributes, the cached
+component values, the last published tier), loaded once and then kept equal
+to Redis by applying to it exactly the events the apply script reports as
+applied. The copy is only trusted while three things hold:
+
+- its ``version`` is one behind what the script returns (every script call
+  counts the account's state hash up), so any write by someone else (another
+  owner of the partition, a Redis that lost data) is noticed and the account
+  loaded again;
+- its ``bucket`` is the current one (window sums are per bucket: when the clock
+  enters a new one, data may have left a window, so the account is loaded
+  again, which sums its counters afresh);
+- nothing failed half-way: a failed exchange drops the accounts it touched.
+
+Loading is a pure function of the raw replies (``load``), so it is tested
+without Redis.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from worker.scoring.signals import WindowView
+from worker.windows.plan import COUNTERS_OF, EventWrite
+
+SEEN_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag in the state hash
+SETS = ("users", "features")
+NO_CHANGE = -1  # next_change when no data will ever leave a window
+
+
+@dataclass(slots=True)
+class Resident:
+    account_id: str
+    bucket: int  # the now-bucket the window sums are for
+    windows: tuple[int, ...]  # window lengths in buckets, the model's, ascending
+    bucket_seconds: int
+    version: int = 0
+    partition: int | None = None
+    sums: list[dict[str, float]] = field(default_factory=list)  # per window
+    # Per set: member -> last-seen epoch seconds, and per window how many are inside it.
+    last_seen: dict[str, dict[str, float]] = field(default_factory=dict)
+    counts: dict[str, list[int]] = field(default_factory=dict)
+    next_change: int = NO_CHANGE  # first bucket in which data leaves a window
+    attrs: dict[str, Any] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    values: dict[str, float] = field(default_factory=dict)
+    values_stamp: str | None = None
+    published: dict[str, Any] | None = None
+    # Counter fields found expired by the load: deleted by the next maintenance.
+    expired: list[str] = field(default_factory=list)
+    maintained: bool = False  # pruned and expiries refreshed in this bucket
+
+    def view(self) -> dict[int, WindowView]:
+        users, features = self.counts["users"], self.counts["features"]
+        return {w: WindowView(self.sums[i], users[i], features[i])
+                for i, w in enumerate(self.windows)}
+
+    def add(self, write: EventWrite) -> None:
+        """An event the script applied: add it as the script added it to Redis."""
+        if write.increments or write.distinct:
+            self.leaves(write.bucket)
+        if write.increments:
+            oldest = self.bucket - self.windows[-1]
+            if write.bucket > oldest:
+                for i, w in enumerate(self.windows):
+                    if write.bucket > self.bucket - w:
+                        sums = self.sums[i]
+                        for counter, delta in write.increments:
+                            sums[counter] = sums.get(counter, 0.0) + delta
+        for name, member in write.distinct:
+            self.see(name, member, write.ts)
+
+    def see(self, name: str, member: str, ts: float) -> None:
+        """A member of a distinct set (users, features) active at ``ts``."""
+        members = self.last_seen[name]
+        before = members.get(member)
+        if before is not None and before >= ts:
+            return  # ZADD GT: a late event never moves a last-seen time back
+        members[member] = ts
+        counts = self.counts[name]
+        for i, w in enumerate(self.windows):
+            since = (self.bucket - w + 1) * self.bucket_seconds
+            if ts >= since and (before is None or before < since):
+                counts[i] += 1
+
+    def leaves(self, bucket: int) -> None:
+        """Data in ``bucket``: the score may change without any event once it leaves a
+        window (silence is a signal), so the account is due for a rescore then."""
+        for w in self.windows:
+            if bucket > self.bucket - w:
+                at = bucket + w
+                if self.next_change == NO_CHANGE or at < self.next_change:
+                    self.next_change = at
+
+
+Pairs = Iterable[tuple[bytes, bytes | float]]
+
+
+def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int],
+         bucket_seconds: int, counters: Pairs, users: Pairs, features: Pairs,
+         state: Sequence[bytes | None]) -> Resident:
+    """An account from what Redis holds: its counters (field, sum), its distinct sets'
+    (member, last seen) and its state fields: ver, stamp, values, attrs, the
+    published tier, then the seen flags of ``SEEN_TYPES``."""
+    resident = Resident(account_id, now_bucket, tuple(windows), bucket_seconds,
+                        sums=[{} for _ in windows],
+                        last_seen={name: {} for name in SETS},
+                        counts={name: [0] * len(windows) for name in SETS})
+    _sum_counters(resident, counters, keep_from)
+    cutoff = keep_from * bucket_seconds
+    for name, members in zip(SETS, (users, features), strict=True):
+        for member, score in members:
+            ts = float(score)
+            if ts >= cutoff:
+                resident.see(name, member.decode(), ts)
+                resident.leaves(int(ts // bucket_seconds))
+    version, stamp, values, attrs, published, *seen = state
+    resident.version = int(version or 0)
+    resident.values_stamp = stamp.decode() if stamp is not None else None
+    resident.values = orjson.loads(values) if values is not None else {}
+    resident.attrs = orjson.loads(attrs) if attrs is not None else {}
+    resident.published = orjson.loads(published) if published is not None else None
+    resident.seen = {flag for flag, value in zip(SEEN_TYPES, seen, strict=True) if value}
+    return resident
+
+
+def _sum_counters(resident: Resident, counters: Pairs, keep_from: int) -> None:
+    now_bucket, windows, sums = resident.bucket, resident.windows, resident.sums
+    for field_name, total in counters:
+        name = field_name.decode()
+        head, _, counter = name.partition("|")
+        bucket = int(head)
+        if bucket < keep_from:
+            resident.expired.append(name)
+            continue
+        resident.leaves(bucket)
+        value = float(total)
+        for i, w in enumerate(windows):
+            if bucket > now_bucket - w:
+                sums[i][counter] = sums[i].get(counter, 0.0) + value
+
+
+class Residents:
+    """The accounts held in memory, least recently used dropped first past ``capacity``."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._accounts: OrderedDict[str, Resident] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+    def get(self, account_id: str, now_bucket: int) -> Resident | None:
+        """The account if it is held and current for ``now_bucket``."""
+        resident = self._accounts.get(account_id)
+        if resident is None:
+            return None
+        if resident.bucket != now_bucket:
+            del self._accounts[account_id]
+            return None
+        self._accounts.move_to_end(account_id)
+        return resident
+
+    def peek(self, account_id: str) -> Resident | None:
+        return self._accounts.get(account_id)
+
+    def put(self, resident: Resident) -> None:
+        self._accounts[resident.account_id] = resident
+        self._accounts.move_to_end(resident.account_id)
+        while len(self._accounts) > self._capacity:
+            self._accounts.popitem(last=False)
+
+    def drop(self, account_ids: Iterable[str]) -> None:
+        for account_id in account_ids:
+            self._accounts.pop(account_id, None)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        self.drop([a for a, r in self._accounts.items() if r.partition in gone])
+
+    def clear(self) -> None:
+        self._accounts.clear()
