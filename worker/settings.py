@@ -55,7 +55,7 @@ class Settings:
         1.0, "How often the worker looks for silent accounts whose windows rolled."
     )
     batch_max_records: int = _setting(
-        10000, "Most records taken from Kafka in one batch (under a backlog; a quiet stream sends"
+        30000, "Most records taken from Kafka in one batch (under a backlog; a quiet stream sends"
         " smaller ones after HEALTHSCORE_BATCH_TIMEOUT_MS)."
     )
     batch_timeout_ms: int = _setting(50, "Longest wait to fill a batch.")

@@ -45,7 +45,7 @@ def test_empty_environment_gives_the_defaults() -> None:
         ("model_path", ""),
         ("max_message_bytes", 65536),
         ("max_future_skew_seconds", 300.0),
-        ("batch_max_records", 10000),
+        ("batch_max_records", 30000),
         ("batch_timeout_ms", 50),
         ("session_timeout_ms", 10000),
         ("max_poll_interval_ms", 300000),
