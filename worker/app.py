@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from contextlib import suppress
@@ -52,9 +53,24 @@ class Worker:
         self.loop.stop()
 
 
+# The hot path allocates many short-lived objects per batch (records, plans, alerts)
+# while the worker holds up to HEALTHSCORE_RESIDENT_ACCOUNTS accounts. With CPython's
+# default gen-0 threshold (700) the collector runs every few hundred allocations and
+# its older generations keep walking the held accounts: about a fifth of the CPU at
+# 10k accounts. Reference cycles are rare here, so collecting less often costs
+# little memory.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    gc.freeze()  # what start-up built (modules, the model) is never garbage
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then stop cleanly (finish, commit, close)."""
     worker = Worker(settings)
+    tune_gc()
     worker.metrics.serve(settings.metrics_port)
     log.info("model %s, %d components; metrics on :%s", worker.model.version,
              len(worker.model.components), settings.metrics_port or "off")

@@ -48,7 +48,7 @@ class Settings:
     )
     dedup_max_ids: int = _setting(5000, "Most event ids remembered per account.")
     resident_accounts: int = _setting(
-        100000, "Most accounts whose windows a worker holds in memory (about 2 KB each);"
+        50000, "Most accounts whose windows a worker holds in memory (about 7 KB each);"
         " others are read from Redis when their events come."
     )
     expiry_check_seconds: float = _setting(

@@ -74,7 +74,7 @@ class WindowStore:
     def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
                  dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
                  outbox: bool = True, timeout: float = 10.0,
-                 resident_accounts: int = 100_000) -> None:
+                 resident_accounts: int = 50_000) -> None:
         """``published_field``: where the last published tier is kept; a replay that
         publishes its own trail keeps its chain apart from the live one, and needs no
         ``outbox`` (a trail is history, not a promise to consumers). ``timeout``: the
