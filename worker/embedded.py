@@ -120,6 +120,11 @@ class _ChildProcess:
             self.log_path.unlink(missing_ok=True)
         self.log_path = None
 
+    @property
+    def pid(self) -> int | None:
+        """The running process' id (None when stopped): to read its CPU time."""
+        return None if self._proc is None else self._proc.pid
+
     def kill(self) -> None:
         """Simulate a crash: no chance to flush. ``start()`` brings it back on the same port."""
         self.stop(crash=True)

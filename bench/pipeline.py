@@ -1,0 +1,91 @@
+"""The pipeline alone, in-process, on a local Redis and no broker: where a batch's time
+goes between the worker's Python and Redis. For profiling changes to the hot path.
+
+    python -m bench.pipeline                       # 100k events over 10k accounts
+    python -m bench.pipeline --accounts 100000     # every event a new account
+    python -m bench.pipeline --batch 10000
+
+Prints events/s, the CPU seconds of this process and of redis-server, and Redis'
+own time per script call (``INFO commandstats``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import zlib
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from bench.data import events, topic_of
+from worker.app import tune_gc
+from worker.clock import WallClock
+from worker.embedded import EmbeddedRedis
+from worker.metrics import Metrics
+from worker.pipeline import Pipeline
+from worker.scoring.model import load_model
+from worker.settings import Settings
+from worker.windows.store import WindowStore
+
+
+@dataclass(slots=True)  # not frozen: the pipeline's RawRecord protocol has plain attributes
+class _Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+
+
+def _records(settings: Settings, total: int, accounts: int) -> list[_Record]:
+    topics = topic_of(settings)
+    return [_Record(topics[r.event_type], zlib.crc32(r.account_id.encode()) % 12, offset,
+                    r.account_id.encode(), r.value, 0)
+            for offset, r in enumerate(events(total, accounts, each_once=accounts >= total))]
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(total: int, accounts: int, batch: int) -> None:
+    settings = Settings()
+    records = _records(settings, total, accounts)
+    with EmbeddedRedis() as embedded:
+        redis = Redis.from_url(embedded.url)
+        model = load_model()
+        pipeline = Pipeline(settings, model, WindowStore(redis, model), WallClock(), Metrics())
+        redis_pid = embedded.pid
+        assert redis_pid is not None, "started by the with block"
+        redis_cpu, own_cpu = _cpu_seconds(redis_pid), time.process_time()
+        started = time.perf_counter()
+        for start in range(0, total, batch):
+            await pipeline.save(await pipeline.process(records[start:start + batch]))
+        seconds = time.perf_counter() - started
+        own_cpu, redis_cpu = time.process_time() - own_cpu, _cpu_seconds(redis_pid) - redis_cpu
+        script = (await redis.info("commandstats")).get("cmdstat_evalsha", {})
+        await redis.aclose()
+    print(f"{total:,} events over {accounts:,} accounts in batches of {batch:,}: "
+          f"{total / seconds:,.0f} events/s")
+    print(f"CPU: worker {own_cpu:.2f} s ({1e6 * own_cpu / total:.0f} us/event), "
+          f"redis-server {redis_cpu:.2f} s; script {script.get('usec_per_call', 0):.1f} us/call")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=Settings().batch_max_records)
+    args = parser.parse_args()
+    tune_gc()  # as the worker does
+    asyncio.run(run(args.events, args.accounts, args.batch))
+
+
+if __name__ == "__main__":
+    main()
