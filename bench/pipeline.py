@@ -16,8 +16,8 @@ import asyncio
 import os
 import time
 import zlib
-from dataclasses import dataclass
 
+from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
 from bench.data import events, topic_of
@@ -31,21 +31,16 @@ from worker.settings import Settings
 from worker.windows.store import WindowStore
 
 
-@dataclass(slots=True)  # not frozen: the pipeline's RawRecord protocol has plain attributes
-class _Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
-
-
-def _records(settings: Settings, total: int, accounts: int) -> list[_Record]:
+def _records(settings: Settings, total: int,
+             accounts: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """The records as the consumer would hand them over."""
     topics = topic_of(settings)
-    return [_Record(topics[r.event_type], zlib.crc32(r.account_id.encode()) % 12, offset,
-                    r.account_id.encode(), r.value, 0)
-            for offset, r in enumerate(events(total, accounts, each_once=accounts >= total))]
+    out = []
+    for offset, r in enumerate(events(total, accounts, each_once=accounts >= total)):
+        key = r.account_id.encode()
+        out.append(ConsumerRecord(topics[r.event_type], zlib.crc32(key) % 12, offset, 0, 0, key,
+                                  r.value, None, len(key), len(r.value), ()))
+    return out
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -114,12 +114,12 @@ class WindowStore:
         try:
             residents = await self._residents_of([p.account_id for p in plans], now_bucket)
             replies = await self._run_script(plans, residents, now)
+            stale = [r.account_id for r, (version, _) in zip(residents, replies, strict=True)
+                     if version != r.version + 1]
+            fresh = dict(zip(stale, await self._load(stale, now_bucket), strict=True))
         except BaseException:  # whether the scripts ran is unknown: load these again
             self._residents.drop(p.account_id for p in plans)
             raise
-        stale = [r.account_id for r, (version, _) in zip(residents, replies, strict=True)
-                 if version != r.version + 1]
-        fresh = dict(zip(stale, await self._load(stale, now_bucket), strict=True))
         states = []
         for plan, resident, (version, status) in zip(plans, residents, replies, strict=True):
             if resident.account_id in fresh:  # someone else wrote too: Redis has it all
