@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from worker.scoring.model import Model
 
 
-@dataclass(frozen=True, slots=True)
-class ComponentScore:
+class ComponentScore(NamedTuple):
     value: float
     subscore: float
     weight: float

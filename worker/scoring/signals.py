@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Sums = Mapping[str, float]
 Attrs = Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class WindowView:
+class WindowView(NamedTuple):
     """What one component sees: its window's counter sums and distinct counts."""
 
     sums: Sums
