@@ -3,7 +3,7 @@ goes between the worker's Python and Redis. For profiling changes to the hot pat
 
     python -m bench.pipeline                       # 100k events over 10k accounts
     python -m bench.pipeline --accounts 100000     # every event a new account
-    python -m bench.pipeline --batch 10000
+    python -m bench.pipeline --batch 1000 --commands
 
 Prints events/s, the CPU seconds of this process and of redis-server, and Redis'
 own time per script call (``INFO commandstats``).
@@ -49,7 +49,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(total: int, accounts: int, batch: int) -> None:
+async def run(total: int, accounts: int, batch: int, commands: bool = False) -> None:
     settings = Settings()
     records = _records(settings, total, accounts)
     with EmbeddedRedis() as embedded:
@@ -64,8 +64,13 @@ async def run(total: int, accounts: int, batch: int) -> None:
             await pipeline.save(await pipeline.process(records[start:start + batch]))
         seconds = time.perf_counter() - started
         own_cpu, redis_cpu = time.process_time() - own_cpu, _cpu_seconds(redis_pid) - redis_cpu
-        script = (await redis.info("commandstats")).get("cmdstat_evalsha", {})
+        stats = await redis.info("commandstats")
+        script = stats.get("cmdstat_evalsha", {})
         await redis.aclose()
+    if commands:  # scripts' own commands are counted too
+        for name, stat in sorted(stats.items(), key=lambda item: -item[1]["usec"]):
+            print(f"{name.removeprefix('cmdstat_'):>20} {stat['calls']:>9,} calls "
+                  f"{stat['usec'] / 1e6:6.2f} s {stat['usec_per_call']:6.1f} us/call")
     print(f"{total:,} events over {accounts:,} accounts in batches of {batch:,}: "
           f"{total / seconds:,.0f} events/s")
     print(f"CPU: worker {own_cpu:.2f} s ({1e6 * own_cpu / total:.0f} us/event), "
@@ -77,9 +82,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=Settings().batch_max_records)
+    parser.add_argument("--commands", action="store_true",
+                        help="also print Redis' time per command")
     args = parser.parse_args()
     tune_gc()  # as the worker does
-    asyncio.run(run(args.events, args.accounts, args.batch))
+    asyncio.run(run(args.events, args.accounts, args.batch, args.commands))
 
 
 if __name__ == "__main__":
