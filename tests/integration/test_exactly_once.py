@@ -87,6 +87,22 @@ async def test_producer_duplicates_at_other_offsets_count_once(settings: Setting
     assert skipped(pipeline, "duplicate") == 2
 
 
+async def test_one_account_s_huge_batch_is_applied_whole(settings: Settings,
+                                                         pipeline: Pipeline) -> None:
+    """More events, ids and users than one Redis command of the script takes at once."""
+    batch = logins(settings, "hot", range(0, 9000))
+    batch += [Record(r.topic, 0, 9000 + r.offset, r.key, r.value) for r in batch[:500]]
+    await run(pipeline, batch)
+    assert await counters(settings, "hot") == {"login": 9000, "sess_n": 9000,
+                                               "sess_sum": 540000}
+    assert skipped(pipeline, "duplicate") == 500
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        assert await redis.zcard("hs:{hot}:u") == 9000
+    finally:
+        await redis.aclose()
+
+
 async def test_a_crash_between_saving_and_sending_resends_exactly_the_saved_alert(
     settings: Settings, pipeline: Pipeline
 ) -> None:

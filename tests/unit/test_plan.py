@@ -71,18 +71,18 @@ def test_empty_batch_plans_nothing(planner: Planner) -> None:
 
 def test_logins_count_in_the_bucket_of_their_own_ts(planner: Planner) -> None:
     plan = plan_of(planner, ev("login"), ev("login"), ev("login", days_ago(3)))
-    assert plan.increments == {(TODAY, "login"): 2.0, (TODAY - 3, "login"): 1.0}
+    assert plan.totals().counters == {(TODAY, "login"): 2.0, (TODAY - 3, "login"): 1.0}
 
 
 def test_late_events_land_in_their_bucket_not_today(planner: Planner) -> None:
     plan = plan_of(planner, ev("ticket", days_ago(40), status="escalated"))
-    assert plan.increments == {(TODAY - 40, "tk_esc"): 1.0}
+    assert plan.totals().counters == {(TODAY - 40, "tk_esc"): 1.0}
     assert plan.too_old == 0
 
 
 def test_events_ahead_of_the_clock_land_in_their_future_bucket(planner: Planner) -> None:
     plan = plan_of(planner, ev("login", NOW + DAY))
-    assert plan.increments == {(TODAY + 1, "login"): 1.0}
+    assert plan.totals().counters == {(TODAY + 1, "login"): 1.0}
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_events_older_than_the_longest_window_are_dropped(
     # Today is bucket 0 of the 90-day window, so 89 full days back is its oldest bucket.
     plan = plan_of(planner, ev("ticket", days_ago(age_days), status="escalated"))
     assert plan.too_old == (0 if kept else 1)
-    assert bool(plan.increments) is kept
+    assert bool(plan.totals().counters) is kept
     assert bool(plan.seen) is kept
     assert bool(plan.touched) is kept
 
@@ -114,7 +114,7 @@ def test_too_old_depends_on_the_longest_window_of_the_model(
     planner = Planner(model_of(raw_model))
     plan = plan_of(planner, ev("login", days_ago(6)), ev("login", days_ago(7)))
     assert plan.too_old == 1
-    assert plan.increments == {(TODAY - 6, "login"): 1.0}
+    assert plan.totals().counters == {(TODAY - 6, "login"): 1.0}
 
 
 @pytest.mark.parametrize(
@@ -130,13 +130,13 @@ def test_session_counters_only_when_the_login_reports_one(
     planner: Planner, fields: dict[str, Any], expected: dict[str, float]
 ) -> None:
     plan = plan_of(planner, ev("login", **fields))
-    assert plan.increments == {(TODAY, c): v for c, v in expected.items()}
+    assert plan.totals().counters == {(TODAY, c): v for c, v in expected.items()}
 
 
 def test_sessions_add_up(planner: Planner) -> None:
     plan = plan_of(planner, ev("login", session_seconds=600), ev("login"),
                    ev("login", session_seconds=300))
-    assert plan.increments == {(TODAY, "login"): 3.0, (TODAY, "sess_n"): 2.0,
+    assert plan.totals().counters == {(TODAY, "login"): 3.0, (TODAY, "sess_n"): 2.0,
                                (TODAY, "sess_sum"): 900.0}
 
 
@@ -156,20 +156,20 @@ def test_nps_promoters_detractors_passives(
     planner: Planner, score: int, counters: dict[str, float]
 ) -> None:
     plan = plan_of(planner, ev("survey", kind="nps", score=score))
-    assert plan.increments == {(TODAY, c): v for c, v in counters.items()}
+    assert plan.totals().counters == {(TODAY, c): v for c, v in counters.items()}
 
 
 def test_nps_mix(planner: Planner) -> None:
     scores = [10, 9, 8, 7, 6, 0, 10]
     plan = plan_of(planner, *(ev("survey", kind="nps", score=s) for s in scores))
-    assert plan.increments == {(TODAY, "nps_n"): 7.0, (TODAY, "nps_pro"): 3.0,
+    assert plan.totals().counters == {(TODAY, "nps_n"): 7.0, (TODAY, "nps_pro"): 3.0,
                                (TODAY, "nps_det"): 2.0}
 
 
 def test_csat_counts_and_sums(planner: Planner) -> None:
     plan = plan_of(planner, *(ev("survey", kind="csat", score=s) for s in (5, 3, 1)),
                    ev("survey", days_ago(1), kind="csat", score=4))
-    assert plan.increments == {
+    assert plan.totals().counters == {
         (TODAY, "csat_n"): 3.0, (TODAY, "csat_sum"): 9.0,
         (TODAY - 1, "csat_n"): 1.0, (TODAY - 1, "csat_sum"): 4.0,
     }
@@ -180,7 +180,7 @@ def test_csat_counts_and_sums(planner: Planner) -> None:
     [("opened", "tk_open"), ("reopened", "tk_reopen"), ("escalated", "tk_esc")],
 )
 def test_ticket_counters(planner: Planner, status: str, counter: str) -> None:
-    assert plan_of(planner, ev("ticket", status=status)).increments == {(TODAY, counter): 1.0}
+    assert plan_of(planner, ev("ticket", status=status)).totals().counters == {(TODAY, counter): 1.0}
 
 
 @pytest.mark.parametrize("status", ["resolved", "closed"])
@@ -188,15 +188,15 @@ def test_ticket_counters_the_model_does_not_read_are_not_written(
     planner: Planner, status: str
 ) -> None:
     plan = plan_of(planner, ev("ticket", status=status))
-    assert plan.increments == {}
+    assert plan.totals().counters == {}
     assert plan.seen == {"ticket"}  # the account did send tickets, though
 
 
 def test_feature_use_count_is_not_written_by_the_default_model(planner: Planner) -> None:
     # No default signal reads the "feat" counter; features count as a distinct set.
     plan = plan_of(planner, ev("feature_use", count=5))
-    assert plan.increments == {}
-    assert plan.distinct == {"users": {"u1": NOW}, "features": {"reports": NOW}}
+    assert plan.totals().counters == {}
+    assert plan.totals().members == {"users": {"u1": NOW}, "features": {"reports": NOW}}
 
 
 def test_counters_of_components_not_in_the_model_are_not_written(
@@ -208,8 +208,8 @@ def test_counters_of_components_not_in_the_model_are_not_written(
         planner, ev("login", session_seconds=60), ev("feature_use"), ev("ticket"),
         ev("survey", kind="csat", score=5), ev("survey", kind="nps", score=10),
     )
-    assert plan.increments == {(TODAY, "nps_n"): 1.0, (TODAY, "nps_pro"): 1.0}
-    assert plan.distinct == {}
+    assert plan.totals().counters == {(TODAY, "nps_n"): 1.0, (TODAY, "nps_pro"): 1.0}
+    assert plan.totals().members == {}
     assert plan.touched == {"nps"}
 
 
@@ -225,7 +225,7 @@ def test_distinct_users_and_features_keep_the_latest_ts(planner: Planner) -> Non
         ev("feature_use", days_ago(3), user_id="bob", feature="export"),
         ev("feature_use", days_ago(0.5), user_id="cy", feature="reports"),
     )
-    assert plan.distinct == {
+    assert plan.totals().members == {
         "users": {"ann": days_ago(1), "bob": days_ago(2), "cy": days_ago(0.5)},
         "features": {"export": days_ago(2), "reports": days_ago(0.5)},
     }
@@ -235,18 +235,18 @@ def test_distinct_keeps_max_ts_whatever_the_order(planner: Planner) -> None:
     stamps = [days_ago(d) for d in (3, 1, 7, 2)]
     for order in itertools.permutations(stamps):
         plan = plan_of(planner, *(ev("login", ts) for ts in order))
-        assert plan.distinct == {"users": {"u1": days_ago(1)}}
+        assert plan.totals().members == {"users": {"u1": days_ago(1)}}
 
 
 @pytest.mark.parametrize("event_type", ["ticket", "survey"])
 def test_only_usage_events_feed_the_distinct_sets(planner: Planner, event_type: str) -> None:
     plan = plan_of(planner, ev(event_type, user_id="someone"))
-    assert plan.distinct == {}
+    assert plan.totals().members == {}
 
 
 def test_too_old_events_do_not_refresh_distinct_members(planner: Planner) -> None:
     plan = plan_of(planner, ev("login", days_ago(1)), ev("login", days_ago(120)))
-    assert plan.distinct == {"users": {"u1": days_ago(1)}}
+    assert plan.totals().members == {"users": {"u1": days_ago(1)}}
 
 
 # --------------------------------------------------------------------------- touched, seen, attrs
@@ -284,7 +284,7 @@ def test_account_update_touches_license_utilization_only(planner: Planner) -> No
     assert plan.attrs == attrs
     assert plan.attrs_changed is True
     assert plan.seen == set()
-    assert plan.increments == {}
+    assert plan.totals().counters == {}
 
 
 def test_tombstone_clears_the_attributes(planner: Planner) -> None:
@@ -333,12 +333,12 @@ def test_a_mixed_batch(planner: Planner) -> None:
         ev("login", days_ago(95)),
         AccountUpdate("acme", {"seats_purchased": 5}, SRC),
     )
-    assert plan.increments == {
+    assert plan.totals().counters == {
         (TODAY, "login"): 1.0, (TODAY, "sess_n"): 1.0, (TODAY, "sess_sum"): 1200.0,
         (TODAY - 1, "tk_reopen"): 1.0,
         (TODAY - 30, "nps_n"): 1.0, (TODAY - 30, "nps_det"): 1.0,
     }
-    assert plan.distinct == {"users": {"ann": NOW, "bob": days_ago(2)},
+    assert plan.totals().members == {"users": {"ann": NOW, "bob": days_ago(2)},
                              "features": {"export": days_ago(2)}}
     assert plan.seen == {"login", "feature_use", "ticket", "survey"}
     assert plan.too_old == 1
@@ -347,3 +347,23 @@ def test_a_mixed_batch(planner: Planner) -> None:
         "login_frequency", "feature_adoption", "session_duration", "license_utilization",
         "support_tickets", "escalations", "nps", "csat",
     }
+
+
+# --------------------------------------------------------------------------- totals
+
+
+def test_totals_cover_only_the_events_the_status_applies(planner: Planner) -> None:
+    plan = plan_of(planner, ev("login", user_id="u1", session_seconds=60),
+                   ev("login", days_ago(1), user_id="u2", session_seconds=30),
+                   ev("login", user_id="u1", session_seconds=90))
+    assert plan.totals("ara") == ((
+        {(TODAY, "login"): 2.0, (TODAY, "sess_n"): 2.0, (TODAY, "sess_sum"): 150.0}),
+        {"users": {"u1": NOW}})
+    assert plan.totals("rdr") == ({}, {})
+    assert plan.totals() == plan.totals("aaa")
+    assert plan.totals()[1] == {"users": {"u1": NOW, "u2": days_ago(1)}}
+
+
+def test_a_member_keeps_its_latest_time_whatever_the_order(planner: Planner) -> None:
+    plan = plan_of(planner, ev("login", NOW, user_id="u1"), ev("login", days_ago(2), user_id="u1"))
+    assert plan.totals().members == {"users": {"u1": NOW}}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from worker.windows.plan import EventWrite
-from worker.windows.resident import NO_CHANGE, Resident, Residents, load
+from worker.windows.plan import AccountPlan, EventWrite, Totals
+from worker.windows.resident import NO_CHANGE, UNKNOWN, Resident, Residents, load
 
 DAY = 86400
 NOW_BUCKET = 20_000
@@ -23,13 +23,15 @@ def _load(counters: dict[str, float] | None = None,
                 [(k.encode(), str(v).encode()) for k, v in (counters or {}).items()],
                 [(m.encode(), ts) for m, ts in (users or {}).items()],
                 [(m.encode(), ts) for m, ts in (features or {}).items()],
-                state or [None] * 9)
+                state or [None] * 7)
 
 
 def _write(bucket: int, increments: tuple[tuple[str, float], ...] = (),
-           distinct: tuple[tuple[str, str], ...] = (), ts: float | None = None) -> EventWrite:
-    return EventWrite("login:0", 1, b"12345678", bucket * DAY + 10 if ts is None else ts,
-                      bucket, increments, distinct)
+           distinct: tuple[tuple[str, str], ...] = ()) -> Totals:
+    """What one event at ``bucket`` adds."""
+    plan = AccountPlan("acme", writes=[
+        EventWrite("login:0", 1, b"12345678", bucket * DAY + 10, bucket, increments, distinct)])
+    return plan.totals()
 
 
 def test_an_account_redis_never_saw_is_empty() -> None:
@@ -75,12 +77,11 @@ def test_members_count_in_the_windows_their_last_seen_time_is_in() -> None:
 
 def test_state_fields_are_read() -> None:
     published = {"tier": "green", "score": 80.0, "seq": 3, "components": {}}
-    resident = _load(state=[b"7", b"v|20000", orjson.dumps({"nps": 10.0}),
-                            orjson.dumps({"seats_purchased": 5}), orjson.dumps(published),
-                            b"1", None, b"1", None])
+    resident = _load(state=[b"7", orjson.dumps({"seats_purchased": 5}),
+                            orjson.dumps(published), b"1", None, b"1", None])
     assert resident.version == 7
-    assert resident.values_stamp == "v|20000"
-    assert resident.values == {"nps": 10.0}
+    assert resident.values_stamp is None  # component values are computed again after a load
+    assert resident.scheduled is UNKNOWN  # and the due index written again
     assert resident.attrs == {"seats_purchased": 5}
     assert resident.published == published
     assert resident.seen == {"login", "ticket"}

@@ -53,8 +53,6 @@ def state_key(account_id: str) -> str:
 
 # Fields of the state hash.
 ATTRS = "attrs"
-VALUES = "values"
-STAMP = "stamp"
 PUBLISHED = "pub"
 SEEN_PREFIX = "seen:"
 VERSION = "ver"  # counted up by every script call: a worker's copy knows when it is stale

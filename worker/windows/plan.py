@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker.events.types import AccountUpdate, Event
 from worker.scoring.model import Model
@@ -64,8 +64,7 @@ DISTINCT_FIELDS: dict[str, dict[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class EventWrite:
+class EventWrite(NamedTuple):
     """One event's writes, applied at most once (fenced by its source offset and id)."""
 
     source: str  # "topic:partition": whose applied offset fences this event
@@ -75,6 +74,14 @@ class EventWrite:
     bucket: int  # of the event's own ts
     increments: tuple[tuple[str, float], ...]  # (counter, delta)
     distinct: tuple[tuple[str, str], ...]  # (set name, member), last seen at ts
+
+
+class Totals(NamedTuple):
+    """What some events add up to, as Redis and the held account take them: summed
+    counter deltas per (bucket, counter), and each distinct-set member's latest time."""
+
+    counters: dict[tuple[int, str], float]
+    members: dict[str, dict[str, float]]  # set -> member -> latest ts
 
 
 @dataclass(slots=True)
@@ -90,25 +97,25 @@ class AccountPlan:
     touched: set[str] = field(default_factory=set)  # component names
     too_old: int = 0
 
-    @property
-    def increments(self) -> dict[tuple[int, str], float]:
-        """(bucket, counter) -> the batch's summed increments (for inspection and tests)."""
-        totals: dict[tuple[int, str], float] = {}
-        for write in self.writes:
+    def totals(self, status: str | None = None) -> Totals:
+        """The sum of the writes whose ``status`` letter is "a" (applied); all if None."""
+        counters: dict[tuple[int, str], float] = {}
+        members: dict[str, dict[str, float]] = {}
+        for i, write in enumerate(self.writes):
+            if status is not None and status[i] != "a":
+                continue
+            bucket = write.bucket
             for counter, delta in write.increments:
-                key = (write.bucket, counter)
-                totals[key] = totals.get(key, 0.0) + delta
-        return totals
-
-    @property
-    def distinct(self) -> dict[str, dict[str, float]]:
-        """Set -> member -> latest ts of the batch (for inspection and tests)."""
-        latest: dict[str, dict[str, float]] = {}
-        for write in self.writes:
+                key = (bucket, counter)
+                counters[key] = counters.get(key, 0.0) + delta
+            ts = write.ts
             for name, member in write.distinct:
-                members = latest.setdefault(name, {})
-                members[member] = max(members.get(member, write.ts), write.ts)
-        return latest
+                latest = members.get(name)
+                if latest is None:
+                    members[name] = {member: ts}
+                elif ts > latest.get(member, ts - 1):
+                    latest[member] = ts
+        return Totals(counters, members)
 
 
 def event_key(event_id: str) -> bytes:

@@ -24,16 +24,25 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import orjson
 
 from worker.scoring.signals import WindowView
-from worker.windows.plan import COUNTERS_OF, EventWrite
+from worker.windows.buckets import bucket_of
+from worker.windows.plan import COUNTERS_OF, Totals
 
 SEEN_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag in the state hash
 SETS = ("users", "features")
 NO_CHANGE = -1  # next_change when no data will ever leave a window
+
+
+class Unknown(Enum):
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = Unknown.UNKNOWN
 
 
 @dataclass(slots=True)
@@ -51,8 +60,12 @@ class Resident:
     next_change: int = NO_CHANGE  # first bucket in which data leaves a window
     attrs: dict[str, Any] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    # Component values and the model and bucket they are for: kept in memory only.
     values: dict[str, float] = field(default_factory=dict)
     values_stamp: str | None = None
+    # The rescore time last written to the due index (epoch s, None: not due); unknown
+    # after a load, so written with the next save.
+    scheduled: float | Unknown | None = UNKNOWN
     published: dict[str, Any] | None = None
     # Counter fields found expired by the load: deleted by the next maintenance.
     expired: list[str] = field(default_factory=list)
@@ -63,20 +76,21 @@ class Resident:
         return {w: WindowView(self.sums[i], users[i], features[i])
                 for i, w in enumerate(self.windows)}
 
-    def add(self, write: EventWrite) -> None:
-        """An event the script applied: add it as the script added it to Redis."""
-        if write.increments or write.distinct:
-            self.leaves(write.bucket)
-        if write.increments:
-            oldest = self.bucket - self.windows[-1]
-            if write.bucket > oldest:
-                for i, w in enumerate(self.windows):
-                    if write.bucket > self.bucket - w:
-                        sums = self.sums[i]
-                        for counter, delta in write.increments:
-                            sums[counter] = sums.get(counter, 0.0) + delta
-        for name, member in write.distinct:
-            self.see(name, member, write.ts)
+    def add(self, totals: Totals) -> None:
+        """Events the script applied: add them as the script added them to Redis."""
+        for (bucket, counter), delta in totals.counters.items():
+            self.count(bucket, counter, delta)
+        for name, latest in totals.members.items():
+            for member, ts in latest.items():
+                self.leaves(bucket_of(ts, self.bucket_seconds))
+                self.see(name, member, ts)
+
+    def count(self, bucket: int, counter: str, delta: float) -> None:
+        """``delta`` more of ``counter`` in ``bucket``, in every window that holds it."""
+        shortest = self.leaves(bucket)
+        if shortest is not None:
+            for sums in self.sums[shortest:]:  # a longer window holds it too
+                sums[counter] = sums.get(counter, 0.0) + delta
 
     def see(self, name: str, member: str, ts: float) -> None:
         """A member of a distinct set (users, features) active at ``ts``."""
@@ -91,14 +105,18 @@ class Resident:
             if ts >= since and (before is None or before < since):
                 counts[i] += 1
 
-    def leaves(self, bucket: int) -> None:
+    def leaves(self, bucket: int) -> int | None:
         """Data in ``bucket``: the score may change without any event once it leaves a
-        window (silence is a signal), so the account is due for a rescore then."""
-        for w in self.windows:
-            if bucket > self.bucket - w:
+        window (silence is a signal), so the account is due for a rescore then.
+        Returns the index of the shortest window holding the bucket, if any does."""
+        age = self.bucket - bucket
+        for i, w in enumerate(self.windows):
+            if age < w:  # the shortest window that holds it lets it go first
                 at = bucket + w
                 if self.next_change == NO_CHANGE or at < self.next_change:
                     self.next_change = at
+                return i
+        return None
 
 
 Pairs = Iterable[tuple[bytes, bytes | float]]
@@ -108,7 +126,7 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
          bucket_seconds: int, counters: Pairs, users: Pairs, features: Pairs,
          state: Sequence[bytes | None]) -> Resident:
     """An account from what Redis holds: its counters (field, sum), its distinct sets'
-    (member, last seen) and its state fields: ver, stamp, values, attrs, the
+    (member, last seen) and its state fields: ver, attrs, the
     published tier, then the seen flags of ``SEEN_TYPES``."""
     resident = Resident(account_id, now_bucket, tuple(windows), bucket_seconds,
                         sums=[{} for _ in windows],
@@ -122,10 +140,8 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
             if ts >= cutoff:
                 resident.see(name, member.decode(), ts)
                 resident.leaves(int(ts // bucket_seconds))
-    version, stamp, values, attrs, published, *seen = state
+    version, attrs, published, *seen = state
     resident.version = int(version or 0)
-    resident.values_stamp = stamp.decode() if stamp is not None else None
-    resident.values = orjson.loads(values) if values is not None else {}
     resident.attrs = orjson.loads(attrs) if attrs is not None else {}
     resident.published = orjson.loads(published) if published is not None else None
     resident.seen = {flag for flag, value in zip(SEEN_TYPES, seen, strict=True) if value}
@@ -133,19 +149,14 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
 
 
 def _sum_counters(resident: Resident, counters: Pairs, keep_from: int) -> None:
-    now_bucket, windows, sums = resident.bucket, resident.windows, resident.sums
     for field_name, total in counters:
         name = field_name.decode()
         head, _, counter = name.partition("|")
         bucket = int(head)
         if bucket < keep_from:
             resident.expired.append(name)
-            continue
-        resident.leaves(bucket)
-        value = float(total)
-        for i, w in enumerate(windows):
-            if bucket > now_bucket - w:
-                sums[i][counter] = sums[i].get(counter, 0.0) + value
+        else:
+            resident.count(bucket, counter, float(total))
 
 
 class Residents:

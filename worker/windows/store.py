@@ -12,26 +12,28 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from worker.errors import Retriable
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
 from worker.windows import keys, wire
 from worker.windows.buckets import bucket_of, oldest_bucket, state_ttl_seconds
-from worker.windows.plan import AccountPlan
-from worker.windows.resident import NO_CHANGE, SEEN_TYPES, Resident, Residents, load
+from worker.windows.plan import AccountPlan, Totals
+from worker.windows.resident import NO_CHANGE, SEEN_TYPES, SETS, Resident, Residents, load
 
 SAVE_CHUNK = 500  # accounts per exchange of a save
+# Calls of one account in one batch, each expecting what the one before found; more
+# means the account keeps changing under the batch (another writer): retried later.
+MAX_EXPECTATIONS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class AccountState:
+class AccountState(NamedTuple):
     """An account as Redis knows it after the batch's writes."""
 
     account_id: str
@@ -48,8 +50,7 @@ class AccountState:
     seen: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
-class StateWrite:
+class StateWrite(NamedTuple):
     """What scoring decided to remember about an account."""
 
     account_id: str
@@ -61,8 +62,7 @@ class StateWrite:
     alert: dict[str, Any] | None = None  # the alert that publishes it: into the outbox
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
+class OutboxEntry(NamedTuple):
     """An alert saved in an account's outbox: cleared once the broker has it."""
 
     partition: int | None
@@ -93,12 +93,13 @@ class WindowStore:
         self._all_windows = sorted({c.window_buckets for c in model.components})
         self._ttl = state_ttl_seconds(model.max_window_buckets, model.bucket_seconds)
         # In the order ``resident.load`` reads them.
-        self._fields = [keys.VERSION, keys.STAMP, keys.VALUES, keys.ATTRS, published_field,
+        self._fields = [keys.VERSION, keys.ATTRS, published_field,
                         *(keys.SEEN_PREFIX + t for t in SEEN_TYPES)]
         self._residents = Residents(resident_accounts)
 
     def stamp(self, now_bucket: int) -> str:
-        """Cached component values are only valid for this model and this bucket."""
+        """Component values kept with a held account are only valid for this model and
+        this bucket."""
         return f"{self._model.version}|{now_bucket}"
 
     def now_bucket(self, now: float) -> int:
@@ -114,18 +115,19 @@ class WindowStore:
         try:
             residents = await self._residents_of([p.account_id for p in plans], now_bucket)
             replies = await self._run_script(plans, residents, now)
-            stale = [r.account_id for r, (version, _) in zip(residents, replies, strict=True)
+            stale = [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
                      if version != r.version + 1]
             fresh = dict(zip(stale, await self._load(stale, now_bucket), strict=True))
         except BaseException:  # whether the scripts ran is unknown: load these again
             self._residents.drop(p.account_id for p in plans)
             raise
         states = []
-        for plan, resident, (version, status) in zip(plans, residents, replies, strict=True):
+        for plan, resident, (version, status, totals) in zip(plans, residents, replies,
+                                                            strict=True):
             if resident.account_id in fresh:  # someone else wrote too: Redis has it all
                 resident = fresh[resident.account_id]
             else:
-                _applied(resident, plan, status, version)
+                _applied(resident, plan, totals, version)
             if plan.partition is not None:
                 resident.partition = plan.partition
             self._residents.put(resident)
@@ -156,20 +158,39 @@ class WindowStore:
                 in zip(account_ids, _fours(replies), strict=True)]
 
     async def _run_script(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
-                          now: float) -> list[tuple[int, str]]:
+                          now: float) -> list[tuple[int, str, Totals]]:
+        """(version, status, what was applied) per plan. Each call first expects all its
+        events applied; the few that find replays or duplicates go again, expecting those."""
         context = self._context(now)
-        calls = [("EVALSHA", self._script_sha, 5, *keys.account_keys(plan.account_id),
-                  *context, *self._args(plan, resident, now))
-                 for plan, resident in zip(plans, residents, strict=True)]
+        expected: list[str | None] = [None] * len(plans)
+        replies: list[tuple[int, str, Totals] | None] = [None] * len(plans)
+        todo: Sequence[int] = range(len(plans))
+        for _ in range(MAX_EXPECTATIONS):
+            totals = [plans[k].totals(expected[k]) for k in todo]
+            calls = [self._call(plans[k], residents[k], now, context, expected[k], t)
+                     for k, t in zip(todo, totals, strict=True)]
+            again = []
+            for k, t, (version, status) in zip(todo, totals, await self._execute(calls),
+                                               strict=True):
+                if version == -1:
+                    expected[k] = status.decode()
+                    again.append(k)
+                else:
+                    replies[k] = (version, status.decode(), t)
+            if not again:
+                return [reply for reply in replies if reply is not None]
+            todo = again
+        raise Retriable(f"{len(todo)} accounts changed under every try to write them")
+
+    async def _execute(self, calls: Sequence[wire.Command]) -> list[Any]:
         if not self._script_loaded:  # else every chunk of the first batch fails on it
             await self._redis.script_load(self._script_text)
             self._script_loaded = True
         try:
-            replies = await wire.execute(self._redis, calls, self._timeout)
+            return await wire.execute(self._redis, calls, self._timeout)
         except NoScriptError:  # a restarted or flushed Redis: load the script, go again
             await self._redis.script_load(self._script_text)
-            replies = await wire.execute(self._redis, calls, self._timeout)
-        return [(version, status.decode()) for version, status in replies]
+            return await wire.execute(self._redis, calls, self._timeout)
 
     def _state(self, resident: Resident, status: str, read_all: bool) -> AccountState:
         cache_valid = not read_all and resident.values_stamp == self.stamp(resident.bucket)
@@ -216,29 +237,37 @@ class WindowStore:
             resident = self._residents.peek(w.account_id)
             if resident is not None:
                 resident.values, resident.values_stamp = w.values, w.stamp
+                resident.scheduled = w.next_change
                 if w.published is not None:
                     resident.published = w.published
 
     async def _save(self, writes: Sequence[StateWrite]) -> list[Any]:
+        """Only what changed: a new tier (with its alert in the outbox), a new time to
+        rescore. Component values stay in memory, recomputed after a load: writing them
+        every batch cost more than computing them again."""
         commands: list[wire.Command] = []
         for w in writes:  # an account's commands stay in order, in one chunk
-            fields: list[wire.Arg] = [keys.VALUES, orjson.dumps(w.values), keys.STAMP, w.stamp]
             if w.published is not None:
-                fields += [self._published_field, orjson.dumps(w.published)]
-            if self._outbox and w.alert is not None:
-                # Indexed first: a crash between the two leaves an index entry with
-                # nothing behind it (harmless), never an alert nobody will find.
-                if w.partition is not None:
-                    commands.append(("SADD", keys.pending_key(w.partition), w.account_id))
-                fields += [keys.outbox_field(w.alert["seq"]), orjson.dumps(w.alert)]
-            commands.append(("HSET", keys.state_key(w.account_id), *fields))
-            if w.partition is not None:
+                fields: list[wire.Arg] = [self._published_field, orjson.dumps(w.published)]
+                if self._outbox and w.alert is not None:
+                    # Indexed first: a crash between the two leaves an index entry with
+                    # nothing behind it (harmless), never an alert nobody will find.
+                    if w.partition is not None:
+                        commands.append(("SADD", keys.pending_key(w.partition), w.account_id))
+                    fields += [keys.outbox_field(w.alert["seq"]), orjson.dumps(w.alert)]
+                commands.append(("HSET", keys.state_key(w.account_id), *fields))
+            if w.partition is not None and not self._scheduled(w):
                 due = keys.due_key(w.partition)
                 if w.next_change is None:
                     commands.append(("ZREM", due, w.account_id))
                 else:
                     commands.append(("ZADD", due, repr(w.next_change), w.account_id))
         return await wire.execute(self._redis, commands, self._timeout)
+
+    def _scheduled(self, write: StateWrite) -> bool:
+        """The due index already has the account at ``write.next_change``."""
+        resident = self._residents.peek(write.account_id)
+        return resident is not None and resident.scheduled == write.next_change
 
     async def sent(self, entries: Sequence[OutboxEntry]) -> None:
         """The broker has these alerts: clear them from their outboxes."""
@@ -296,8 +325,10 @@ class WindowStore:
         return [math.floor(now), self._ttl, math.ceil(horizon + self._model.bucket_seconds),
                 max_ids]
 
-    def _args(self, plan: AccountPlan, resident: Resident, now: float) -> list[wire.Arg]:
-        args: list[wire.Arg] = []
+    def _call(self, plan: AccountPlan, resident: Resident, now: float, context: list[wire.Arg],
+              expected: str | None, totals: Totals) -> wire.Command:
+        args: list[wire.Arg] = ["EVALSHA", self._script_sha, 5,
+                                *keys.account_keys(plan.account_id), *context]
         if resident.maintained:
             args += [0, 0, 0, 0]
         else:
@@ -305,16 +336,22 @@ class WindowStore:
             args += [1, keep_from * self._model.bucket_seconds,
                      repr(now - self._dedup[0]), len(resident.expired),
                      *resident.expired]
-        sources = {w.source for w in plan.writes}
-        args += [len(sources), *sources, len(plan.writes)]
+        sources: dict[str, int] = {}
         for w in plan.writes:
-            # Timestamps and deltas as repr: exact, where Lua numbers keep 14 digits.
-            args += [w.source, w.offset, w.event_key, repr(w.ts), w.bucket, len(w.increments)]
-            for counter, delta in w.increments:
-                args += [counter, repr(delta)]
-            args.append(len(w.distinct))
-            for pair in w.distinct:
-                args += pair
+            sources.setdefault(w.source, len(sources) + 1)  # Lua counts from 1
+        args += [len(sources), *sources,
+                 "a" * len(plan.writes) if expected is None else expected, len(plan.writes)]
+        for w in plan.writes:
+            args += [sources[w.source], w.offset, w.event_key]
+        args.append(len(totals.counters))
+        for (bucket, counter), delta in totals.counters.items():
+            # As repr: exact, where Lua numbers keep 14 digits.
+            args += [f"{bucket}|{counter}", repr(delta)]
+        for name in SETS:
+            latest = totals.members.get(name, {})
+            args.append(len(latest))
+            for member, ts in latest.items():
+                args += [repr(ts), member]
         sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen - resident.seen)]
         deletes = []
         if plan.attrs_changed:
@@ -329,13 +366,11 @@ class WindowStore:
         return args
 
 
-def _applied(resident: Resident, plan: AccountPlan, status: str, version: int) -> None:
+def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int) -> None:
     """What the script did, done to the copy in memory."""
     resident.version = version
     resident.maintained, resident.expired = True, []
-    for write, letter in zip(plan.writes, status, strict=True):
-        if letter == "a":
-            resident.add(write)
+    resident.add(totals)
     resident.seen |= plan.seen
     if plan.attrs_changed:
         resident.attrs = plan.attrs or {}
