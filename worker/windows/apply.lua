@@ -31,88 +31,93 @@
 --   n, source * n                    the sources of the events
 --   expect                           one letter per event
 --   n, (source index, offset, id_digest) * n
---   n, (counter field, delta) * n    the applied events' sum, "bucket|counter"
+--   n, field * n, delta * n          the applied events' sum per "bucket|counter"
 --   n, (ts, member) * n              users: each one's latest time
 --   n, (ts, member) * n              features: the same
 --   n, (field, value) * n            state hash fields to set
 --   n, field * n                     state hash fields to delete
 -- Returns: {ver, status}; ver = -1: status is not what was expected, nothing written.
+--
+-- Written for speed: the script runs once per account and batch, and Lua's own
+-- work (allocations above all) costs more than the commands. Lists are read in
+-- place from ARGV and handed to commands as ranges of it, not copied into tables.
 
-local i = 1
-local function take()
-  local v = ARGV[i]
-  i = i + 1
-  return v
-end
-local function list(width)
-  local out = {}
-  for j = 1, tonumber(take()) * width do
-    out[j] = take()
-  end
-  return out
-end
-
--- Lua's unpack() takes some thousands of values: longer lists go in parts (even-sized,
+local argv = ARGV
+-- Lua's unpack() takes some thousands of values: longer ranges go in parts (even-sized,
 -- so pairs stay whole).
 local PART = 4000
-local function call_in_parts(command, key, option, values)
-  for first = 1, #values, PART do
-    local last = math.min(first + PART - 1, #values)
+
+-- A list in ARGV at ``at``: its count, then ``width`` values per item. Returns the
+-- index of its first value, its count, and the index after it.
+local function list(at, width)
+  local n = tonumber(argv[at])
+  return at + 1, n, at + 1 + n * width
+end
+
+-- command key [option] argv[first..last], in parts
+local function call_range(command, key, option, first, last)
+  for from = first, last, PART do
+    local to = math.min(from + PART - 1, last)
     if option then
-      redis.call(command, key, option, unpack(values, first, last))
+      redis.call(command, key, option, unpack(argv, from, to))
     else
-      redis.call(command, key, unpack(values, first, last))
+      redis.call(command, key, unpack(argv, from, to))
     end
   end
 end
 
-local now_s, ttl, ids_ttl, ids_max = take(), take(), take(), tonumber(take())
-local maintain = take() == '1'
-local members_before, ids_before = take(), take()
-local expired = list(1)
-local sources = list(1)
-local expect = take()
-local events = list(3)
-local counters = list(2)
-local users = list(2)
-local features = list(2)
-local sets = list(2)
-local deletes = list(1)
+local now_s, ids_max = argv[1], tonumber(argv[4])
+local maintain = argv[5] == '1'
+local expired_at, n_expired, at = list(8, 1)
+local sources_at, n_sources
+sources_at, n_sources, at = list(at, 1)
+local expect = argv[at]
+local events_at, n_events
+events_at, n_events, at = list(at + 1, 3)
+local counters_at, n_counters
+counters_at, n_counters, at = list(at, 2)
+local users_at, n_users
+users_at, n_users, at = list(at, 2)
+local features_at, n_features
+features_at, n_features, at = list(at, 2)
+local sets_at, n_sets
+sets_at, n_sets, at = list(at, 2)
+local deletes_at, n_deletes = list(at, 1)
 
 -- The letters, from the fences and the recent ids; nothing is written yet.
-local fenced = {}
-if #sources > 0 then
+local fenced, fence_text = {}, {}
+if n_sources > 0 then
   local names = {}
-  for j, source in ipairs(sources) do
-    names[j] = 'off:' .. source
+  for j = 1, n_sources do
+    names[j] = 'off:' .. argv[sources_at + j - 1]
   end
   local got = redis.call('HMGET', KEYS[4], unpack(names))
-  for j = 1, #sources do
+  for j = 1, n_sources do
     fenced[j] = tonumber(got[j] or '-1')
   end
 end
-local status, candidates = {}, {}
-for e = 1, #events / 3 do
-  local source, offset = tonumber(events[3 * e - 2]), tonumber(events[3 * e - 1])
+local status, digests, candidates = {}, {}, {}
+for e = 1, n_events do
+  local base = events_at + 3 * (e - 1)
+  local source, offset = tonumber(argv[base]), tonumber(argv[base + 1])
   if offset <= fenced[source] then
     status[e] = 'r'
   else
     fenced[source] = offset -- a duplicate's offset is done with too
+    fence_text[source] = argv[base + 1]
     status[e] = 'a'
     candidates[#candidates + 1] = e
+    digests[#digests + 1] = argv[base + 2]
   end
 end
 local fresh = {}
-for first = 1, #candidates, PART do
-  local digests = {}
-  for j = first, math.min(first + PART - 1, #candidates) do
-    digests[#digests + 1] = events[3 * candidates[j]]
-  end
-  local scores = redis.call('ZMSCORE', KEYS[5], unpack(digests))
-  for j, digest in ipairs(digests) do
-    local e = candidates[first + j - 1]
-    if scores[j] or fresh[digest] then
-      status[e] = 'd'
+for first = 1, #digests, PART do
+  local last = math.min(first + PART - 1, #digests)
+  local scores = redis.call('ZMSCORE', KEYS[5], unpack(digests, first, last))
+  for j = first, last do
+    local digest = digests[j]
+    if scores[j - first + 1] or fresh[digest] then
+      status[candidates[j]] = 'd'
     else
       fresh[digest] = true
     end
@@ -130,58 +135,57 @@ for digest in pairs(fresh) do
   ids[#ids + 1] = digest
 end
 if #ids > 0 then
-  -- NX: a digest already there keeps its first time.
-  call_in_parts('ZADD', KEYS[5], 'NX', ids)
+  for first = 1, #ids, PART do
+    -- NX: a digest already there keeps its first time.
+    redis.call('ZADD', KEYS[5], 'NX', unpack(ids, first, math.min(first + PART - 1, #ids)))
+  end
   if redis.call('ZCARD', KEYS[5]) > ids_max then
     redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(ids_max + 1))
   end
 end
-if #counters > 0 then
-  -- One read and one write for all of them, instead of an HINCRBYFLOAT each.
-  local names = {}
-  for j = 1, #counters / 2 do
-    names[j] = counters[2 * j - 1]
-  end
+-- One read and one write for all counters, instead of an HINCRBYFLOAT each.
+local deltas_at = counters_at + n_counters
+for first = 0, n_counters - 1, PART / 2 do
+  local last = math.min(first + PART / 2, n_counters) - 1
+  local got = redis.call('HMGET', KEYS[1],
+                         unpack(argv, counters_at + first, counters_at + last))
   local totals = {}
-  for first = 1, #names, PART do
-    local last = math.min(first + PART - 1, #names)
-    local got = redis.call('HMGET', KEYS[1], unpack(names, first, last))
-    for j = first, last do
-      local sum = tonumber(got[j - first + 1] or '0') + tonumber(counters[2 * j])
-      totals[#totals + 1] = names[j]
-      -- 17 significant digits: the double exactly, where tostring keeps 14.
-      totals[#totals + 1] = string.format('%.17g', sum)
-    end
+  for j = first, last do
+    totals[#totals + 1] = argv[counters_at + j]
+    -- A number, not a string: redis.call writes it with 17 significant digits (the
+    -- double exactly), in C.
+    totals[#totals + 1] = tonumber(got[j - first + 1] or '0') + tonumber(argv[deltas_at + j])
   end
-  call_in_parts('HSET', KEYS[1], nil, totals)
+  redis.call('HSET', KEYS[1], unpack(totals))
 end
 -- GT: a late event never moves a last-seen time backwards.
-if #users > 0 then
-  call_in_parts('ZADD', KEYS[2], 'GT', users)
+if n_users > 0 then
+  call_range('ZADD', KEYS[2], 'GT', users_at, users_at + 2 * n_users - 1)
 end
-if #features > 0 then
-  call_in_parts('ZADD', KEYS[3], 'GT', features)
+if n_features > 0 then
+  call_range('ZADD', KEYS[3], 'GT', features_at, features_at + 2 * n_features - 1)
 end
 
 local writes = {}
-for j, source in ipairs(sources) do
-  writes[#writes + 1] = 'off:' .. source
-  writes[#writes + 1] = string.format('%d', fenced[j])
+for j, text in pairs(fence_text) do
+  writes[#writes + 1] = 'off:' .. argv[sources_at + j - 1]
+  writes[#writes + 1] = text
 end
-for _, value in ipairs(sets) do
-  writes[#writes + 1] = value
+for j = sets_at, sets_at + 2 * n_sets - 1 do
+  writes[#writes + 1] = argv[j]
 end
 if #writes > 0 then
   redis.call('HSET', KEYS[4], unpack(writes))
 end
-if #deletes > 0 then
-  redis.call('HDEL', KEYS[4], unpack(deletes))
+if n_deletes > 0 then
+  redis.call('HDEL', KEYS[4], unpack(argv, deletes_at, deletes_at + n_deletes - 1))
 end
 
 if maintain then
-  if #expired > 0 then
-    call_in_parts('HDEL', KEYS[1], nil, expired)
+  if n_expired > 0 then
+    call_range('HDEL', KEYS[1], nil, expired_at, expired_at + n_expired - 1)
   end
+  local members_before, ids_before = argv[6], argv[7]
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. members_before)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. members_before)
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ids_before)
@@ -193,8 +197,8 @@ if maintain then
   -- and an account with data in a window is due for a call when it leaves it, so
   -- a key created later in a bucket gets its expiry at the latest then.
   for k = 1, 3 do
-    redis.call('EXPIRE', KEYS[k], ttl)
+    redis.call('EXPIRE', KEYS[k], argv[2])
   end
-  redis.call('EXPIRE', KEYS[5], ids_ttl)
+  redis.call('EXPIRE', KEYS[5], argv[3])
 end
 return {redis.call('HINCRBY', KEYS[4], 'ver', 1), status}

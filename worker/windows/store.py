@@ -344,9 +344,9 @@ class WindowStore:
         for w in plan.writes:
             args += [sources[w.source], w.offset, w.event_key]
         args.append(len(totals.counters))
-        for (bucket, counter), delta in totals.counters.items():
-            # As repr: exact, where Lua numbers keep 14 digits.
-            args += [f"{bucket}|{counter}", repr(delta)]
+        args += [f"{bucket}|{counter}" for bucket, counter in totals.counters]
+        # As repr: exact, where Lua numbers keep 14 digits.
+        args += [repr(delta) for delta in totals.counters.values()]
         for name in SETS:
             latest = totals.members.get(name, {})
             args.append(len(latest))
