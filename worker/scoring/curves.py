@@ -17,7 +17,10 @@ class Linear:
 
     def __call__(self, value: float) -> float:
         fraction = (value - self.bad) / (self.good - self.bad)
-        return 100.0 * min(1.0, max(0.0, fraction))
+        # Comparisons, not min(max()): this runs for every component of every rescore.
+        if not fraction > 0.0:  # NaN too, as max(0.0, nan) gave
+            return 0.0
+        return 100.0 if fraction >= 1.0 else 100.0 * fraction
 
 
 @dataclass(frozen=True, slots=True)

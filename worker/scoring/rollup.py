@@ -54,7 +54,7 @@ def score_components(model: Model, values: Mapping[str, float]) -> Scorecard:
         value = values.get(component.name)
         if value is not None:
             scored[component.name] = ComponentScore(
-                value, component.subscore(value), component.weight
+                value, component.curve(value), component.weight
             )
     return Scorecard(scored)
 

@@ -96,11 +96,14 @@ class WindowStore:
         self._fields = [keys.VERSION, keys.ATTRS, published_field,
                         *(keys.SEEN_PREFIX + t for t in SEEN_TYPES)]
         self._residents = Residents(resident_accounts)
+        self._stamp = (-1, "")
 
     def stamp(self, now_bucket: int) -> str:
         """Component values kept with a held account are only valid for this model and
         this bucket."""
-        return f"{self._model.version}|{now_bucket}"
+        if self._stamp[0] != now_bucket:  # asked twice per account and batch: kept
+            self._stamp = (now_bucket, f"{self._model.version}|{now_bucket}")
+        return self._stamp[1]
 
     def now_bucket(self, now: float) -> int:
         return bucket_of(now, self._model.bucket_seconds)
