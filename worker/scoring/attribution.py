@@ -16,13 +16,12 @@ spread over the others by the renormalisation.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from worker.scoring.rollup import ComponentScore, Scorecard
 
 
-@dataclass(frozen=True, slots=True)
-class ComponentChange:
+class ComponentChange(NamedTuple):
     name: str
     previous: ComponentScore | None
     current: ComponentScore | None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker.scoring.attribution import (
     ComponentChange,
@@ -15,8 +14,7 @@ from worker.scoring.rollup import ComponentScore, Scorecard
 from worker.scoring.tiers import next_tier, rank
 
 
-@dataclass(frozen=True, slots=True)
-class TierChange:
+class TierChange(NamedTuple):
     previous_tier: str | None
     tier: str
     previous_score: float | None

@@ -39,4 +39,7 @@ def next_tier(model: Model, score: float, previous: str | None) -> Tier:
 
 def rank(model: Model, tier_name: str) -> int:
     """0 for the best tier; larger is worse."""
-    return next(i for i, t in enumerate(model.tiers) if t.name == tier_name)
+    for i, tier in enumerate(model.tiers):
+        if tier.name == tier_name:
+            return i
+    raise KeyError(tier_name)

@@ -91,7 +91,8 @@ class WindowStore:
         self._script_sha = hashlib.sha1(self._script_text.encode()).hexdigest()
         self._script_loaded = False
         self._all_windows = sorted({c.window_buckets for c in model.components})
-        self._ttl = state_ttl_seconds(model.max_window_buckets, model.bucket_seconds)
+        self._max_window = model.max_window_buckets  # a max() over the model's components
+        self._ttl = state_ttl_seconds(self._max_window, model.bucket_seconds)
         # In the order ``resident.load`` reads them.
         self._fields = [keys.VERSION, keys.ATTRS, published_field,
                         *(keys.SEEN_PREFIX + t for t in SEEN_TYPES)]
@@ -153,7 +154,7 @@ class WindowStore:
                          ("ZRANGE", features, 0, -1, "WITHSCORES"),
                          ("HMGET", state, *self._fields)]
         replies = await wire.execute(self._redis, commands, self._timeout)
-        keep_from = oldest_bucket(now_bucket, self._model.max_window_buckets)
+        keep_from = oldest_bucket(now_bucket, self._max_window)
         return [load(account_id, now_bucket, keep_from, self._all_windows,
                      self._model.bucket_seconds, _pairs(counters), _pairs(users),
                      _pairs(features), state)
@@ -335,7 +336,7 @@ class WindowStore:
         if resident.maintained:
             args += [0, 0, 0, 0]
         else:
-            keep_from = oldest_bucket(resident.bucket, self._model.max_window_buckets)
+            keep_from = oldest_bucket(resident.bucket, self._max_window)
             args += [1, keep_from * self._model.bucket_seconds,
                      repr(now - self._dedup[0]), len(resident.expired),
                      *resident.expired]
