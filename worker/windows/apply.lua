@@ -110,21 +110,34 @@ for e = 1, n_events do
     digests[#digests + 1] = argv[base + 2]
   end
 end
-local fresh = {}
-for first = 1, #digests, PART do
-  local last = math.min(first + PART - 1, #digests)
-  local scores = redis.call('ZMSCORE', KEYS[5], unpack(digests, first, last))
-  for j = first, last do
-    local digest = digests[j]
-    if scores[j - first + 1] or fresh[digest] then
-      status[candidates[j]] = 'd'
-    else
-      fresh[digest] = true
+local fresh, added = {}, nil
+if #digests == 1 then
+  -- One id, a live stream's usual call: ZADD NX asks and adds at once (NX: a digest
+  -- already there is a duplicate and keeps its first time).
+  if redis.call('ZADD', KEYS[5], 'NX', now_s, digests[1]) == 0 then
+    status[candidates[1]] = 'd'
+  else
+    added = digests[1]
+  end
+else
+  for first = 1, #digests, PART do
+    local last = math.min(first + PART - 1, #digests)
+    local scores = redis.call('ZMSCORE', KEYS[5], unpack(digests, first, last))
+    for j = first, last do
+      local digest = digests[j]
+      if scores[j - first + 1] or fresh[digest] then
+        status[candidates[j]] = 'd'
+      else
+        fresh[digest] = true
+      end
     end
   end
 end
 status = table.concat(status)
 if status ~= expect then
+  if added then
+    redis.call('ZREM', KEYS[5], added) -- nothing at all written
+  end
   return {-1, status}
 end
 
@@ -134,11 +147,10 @@ for digest in pairs(fresh) do
   ids[#ids + 1] = now_s
   ids[#ids + 1] = digest
 end
-if #ids > 0 then
-  for first = 1, #ids, PART do
-    -- NX: a digest already there keeps its first time.
-    redis.call('ZADD', KEYS[5], 'NX', unpack(ids, first, math.min(first + PART - 1, #ids)))
-  end
+for first = 1, #ids, PART do
+  redis.call('ZADD', KEYS[5], 'NX', unpack(ids, first, math.min(first + PART - 1, #ids)))
+end
+if added or #ids > 0 then
   if redis.call('ZCARD', KEYS[5]) > ids_max then
     redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(ids_max + 1))
   end
