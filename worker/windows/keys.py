@@ -8,8 +8,7 @@ hs:{A}:c            hash   ``<bucket>|<counter>`` -> sum, e.g. ``20414|login``  
 hs:{A}:u            zset   active user -> last-seen epoch seconds              idle TTL
 hs:{A}:f            zset   feature -> last-seen epoch seconds                  idle TTL
 hs:{A}:e            zset   digests of recent event ids -> time applied         dedup horizon
-hs:{A}:s            hash   attrs, seen:<type>, cached component values,        none
-                           stamp of that cache, write count (ver),
+hs:{A}:s            hash   attrs, seen:<type>, write count (ver),             none
                            last published tier (pub),
                            off:<topic>:<partition> -> last applied offset,
                            a running replay's own tier chain (pub:replay),
