@@ -19,6 +19,7 @@ from worker.metrics import Metrics
 from worker.pipeline import Pipeline
 from worker.scoring.model import Model, load_model
 from worker.settings import Settings
+from worker.windows import keys
 from worker.windows.store import AccountState, WindowStore
 
 DAY = 86400.0
@@ -89,7 +90,19 @@ async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis
             clock.advance(DAY)  # the next batch starts a new bucket: everything reloads
         compared += await _assert_held_equal_redis(store, redis, model, clock.now(), ACCOUNTS,
                                                    round_)
+        await _assert_due_index_current(store, redis, clock.now(), round_)
     assert compared >= 100  # accounts were held often enough to mean something
+
+
+async def _assert_due_index_current(store: WindowStore, redis: Redis, now: float,
+                                    label: object) -> None:
+    """The due index has every held account at its next change, though a save writes it
+    only when that moved."""
+    for account in ACCOUNTS:
+        held = store.held(account, now)
+        if held is not None:
+            due = await redis.zscore(keys.due_key(0), account)
+            assert due == held.next_change, (account, label)
 
 
 async def test_a_write_by_someone_else_is_noticed(settings: Settings, redis: Redis) -> None:
