@@ -123,35 +123,3 @@ async def test_a_write_by_someone_else_is_noticed(settings: Settings, redis: Red
         touched = {r.key.decode() for r in records if r.key}
         assert await _assert_held_equal_redis(stores[round_ % 2], redis, model, clock.now(),
                                               touched, round_) > 0
-
-
-async def _script_calls(redis: Redis) -> int:
-    stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
-
-async def test_a_rescore_that_writes_nothing_runs_a_script_only_for_held_copies(
-        settings: Settings, redis: Redis) -> None:
-    """Loaded just now, the account is what Redis has: nothing to write, nothing to run.
-    Held, its copy may be stale (someone else wrote), which only the script tells."""
-    model = load_model()
-    clock = FixedClock(time.time())
-    store = WindowStore(redis, model)
-    pipeline = Pipeline(settings, model, store, clock, Metrics())
-    records = _batch(settings, random.Random(7), clock.now(), 0, 40)
-    await pipeline.save(await pipeline.process(records))
-    accounts = sorted({r.key.decode() for r in records if r.key})
-    due = [(0, account) for account in accounts]
-
-    before = await _script_calls(redis)
-    await pipeline.save(await pipeline.expire(due))  # all held: each checked by a call
-    assert await _script_calls(redis) == before + len(accounts)
-
-    clock.advance(DAY)  # a new bucket: every account is loaded again
-    before = await _script_calls(redis)
-    outcome = await pipeline.expire(due)
-    await pipeline.save(outcome)
-    assert await _script_calls(redis) == before
-    assert len(outcome.writes) == len(accounts)
-    assert await _assert_held_equal_redis(store, redis, model, clock.now(), accounts,
-                                          "rescored") == len(accounts)

@@ -112,35 +112,25 @@ class WindowStore:
     async def apply(self, plans: Sequence[AccountPlan], now: float,
                     *, read_all: bool = False) -> list[AccountState]:
         """Write each plan; what rescoring needs comes from the accounts held in memory
-        (loaded first if they are not). ``read_all``: every component is recomputed.
-
-        An account loaded just now whose plan writes nothing (a silent account's
-        rescore, a batch of only too-old events) needs no script call: what was read
-        is current, and pruning can wait for its next event (the keys' expiry bounds
-        what is left meanwhile)."""
+        (loaded first if they are not). ``read_all``: every component is recomputed."""
         if not plans:
             return []
         now_bucket = self.now_bucket(now)
         try:
-            residents, loaded = await self._residents_of([p.account_id for p in plans],
-                                                         now_bucket)
-            scripted = [k for k, (plan, resident) in enumerate(zip(plans, residents, strict=True))
-                        if not (resident.account_id in loaded and _writes_nothing(plan, resident))]
-            replies = dict(zip(scripted, await self._run_script(
-                [plans[k] for k in scripted], [residents[k] for k in scripted], now),
-                strict=True))
-            stale = [residents[k].account_id for k, (version, _, _) in replies.items()
-                     if version != residents[k].version + 1]
+            residents = await self._residents_of([p.account_id for p in plans], now_bucket)
+            replies = await self._run_script(plans, residents, now)
+            stale = [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
+                     if version != r.version + 1]
             fresh = dict(zip(stale, await self._load(stale, now_bucket), strict=True))
         except BaseException:  # whether the scripts ran is unknown: load these again
             self._residents.drop(p.account_id for p in plans)
             raise
         states = []
-        for k, (plan, resident) in enumerate(zip(plans, residents, strict=True)):
-            version, status, totals = replies.get(k, (resident.version, "", None))
+        for plan, resident, (version, status, totals) in zip(plans, residents, replies,
+                                                            strict=True):
             if resident.account_id in fresh:  # someone else wrote too: Redis has it all
                 resident = fresh[resident.account_id]
-            elif totals is not None:
+            else:
                 _applied(resident, plan, totals, version)
             if plan.partition is not None:
                 resident.partition = plan.partition
@@ -148,13 +138,11 @@ class WindowStore:
             states.append(self._state(resident, status, read_all))
         return states
 
-    async def _residents_of(self, account_ids: Sequence[str],
-                            now_bucket: int) -> tuple[list[Resident], set[str]]:
-        """The accounts, held or loaded; and which of them were loaded."""
+    async def _residents_of(self, account_ids: Sequence[str], now_bucket: int) -> list[Resident]:
         held = [self._residents.get(a, now_bucket) for a in account_ids]
         missing = [a for a, r in zip(account_ids, held, strict=True) if r is None]
         loaded = iter(await self._load(missing, now_bucket))
-        return [r if r is not None else next(loaded) for r in held], set(missing)
+        return [r if r is not None else next(loaded) for r in held]
 
     async def _load(self, account_ids: Sequence[str], now_bucket: int) -> list[Resident]:
         if not account_ids:
@@ -380,10 +368,6 @@ class WindowStore:
             args += pair
         args += [len(deletes), *deletes]
         return args
-
-
-def _writes_nothing(plan: AccountPlan, resident: Resident) -> bool:
-    return not plan.writes and not plan.attrs_changed and plan.seen <= resident.seen
 
 
 def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int) -> None:
