@@ -82,7 +82,6 @@ class Resident:
             self.count(bucket, counter, delta)
         for name, latest in totals.members.items():
             for member, ts in latest.items():
-                self.leaves(bucket_of(ts, self.bucket_seconds))
                 self.see(name, member, ts)
 
     def count(self, bucket: int, counter: str, delta: float) -> None:
@@ -93,12 +92,14 @@ class Resident:
                 sums[counter] = sums.get(counter, 0.0) + delta
 
     def see(self, name: str, member: str, ts: float) -> None:
-        """A member of a distinct set (users, features) active at ``ts``."""
+        """A member of a distinct set (users, features) active at ``ts``: due for a
+        rescore when that time leaves a window."""
         members = self.last_seen[name]
         before = members.get(member)
         if before is not None and before >= ts:
             return  # ZADD GT: a late event never moves a last-seen time back
         members[member] = ts
+        self.leaves(bucket_of(ts, self.bucket_seconds))
         counts = self.counts[name]
         for i, w in enumerate(self.windows):
             since = (self.bucket - w + 1) * self.bucket_seconds
@@ -139,7 +140,6 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
             ts = float(score)
             if ts >= cutoff:
                 resident.see(name, member.decode(), ts)
-                resident.leaves(int(ts // bucket_seconds))
     version, attrs, published, *seen = state
     resident.version = int(version or 0)
     resident.attrs = orjson.loads(attrs) if attrs is not None else {}
