@@ -193,9 +193,8 @@ class Pipeline:
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             published = snapshot(change)
         outcome.writes.append(StateWrite(
-            plan.account_id, values, self._store.stamp(state.now_bucket),
-            partition=plan.partition, next_change=state.next_change, published=published,
-            alert=alert))
+            plan.account_id, values, partition=plan.partition, next_change=state.next_change,
+            published=published, alert=alert))
 
 
 def _cause(model: Model, records: list[Event | AccountUpdate],

@@ -80,7 +80,7 @@ def test_state_fields_are_read() -> None:
     resident = _load(state=[b"7", orjson.dumps({"seats_purchased": 5}),
                             orjson.dumps(published), b"1", None, b"1", None])
     assert resident.version == 7
-    assert resident.values_stamp is None  # component values are computed again after a load
+    assert resident.values is None  # component values are computed again after a load
     assert resident.scheduled is UNKNOWN  # and the due index written again
     assert resident.attrs == {"seats_purchased": 5}
     assert resident.published == published

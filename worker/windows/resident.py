@@ -60,9 +60,10 @@ class Resident:
     next_change: int = NO_CHANGE  # first bucket in which data leaves a window
     attrs: dict[str, Any] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
-    # Component values and the model and bucket they are for: kept in memory only.
-    values: dict[str, float] = field(default_factory=dict)
-    values_stamp: str | None = None
+    # Component values as last scored, kept in memory only; None until scored after the
+    # load. Valid for as long as the account is held: for this bucket (a new one reloads
+    # it) and the store's model.
+    values: dict[str, float] | None = None
     # The rescore time last written to the due index (epoch s, None: not due); unknown
     # after a load, so written with the next save.
     scheduled: float | Unknown | None = UNKNOWN

@@ -55,7 +55,6 @@ class StateWrite(NamedTuple):
 
     account_id: str
     values: dict[str, float]
-    stamp: str
     partition: int | None = None
     next_change: float | None = None  # when to rescore the account if it stays silent
     published: dict[str, Any] | None = None  # set only when a new tier was published
@@ -97,14 +96,6 @@ class WindowStore:
         self._fields = [keys.VERSION, keys.ATTRS, published_field,
                         *(keys.SEEN_PREFIX + t for t in SEEN_TYPES)]
         self._residents = Residents(resident_accounts)
-        self._stamp = (-1, "")
-
-    def stamp(self, now_bucket: int) -> str:
-        """Component values kept with a held account are only valid for this model and
-        this bucket."""
-        if self._stamp[0] != now_bucket:  # asked twice per account and batch: kept
-            self._stamp = (now_bucket, f"{self._model.version}|{now_bucket}")
-        return self._stamp[1]
 
     def now_bucket(self, now: float) -> int:
         return bucket_of(now, self._model.bucket_seconds)
@@ -197,11 +188,11 @@ class WindowStore:
             return await wire.execute(self._redis, calls, self._timeout)
 
     def _state(self, resident: Resident, status: str, read_all: bool) -> AccountState:
-        cache_valid = not read_all and resident.values_stamp == self.stamp(resident.bucket)
+        cached = None if read_all else resident.values
         return AccountState(
             account_id=resident.account_id,
             now_bucket=resident.bucket,
-            cache_valid=cache_valid,
+            cache_valid=cached is not None,
             applied=status.count("a"),
             replayed=status.count("r"),
             duplicates=status.count("d"),
@@ -209,7 +200,7 @@ class WindowStore:
                          else resident.next_change * self._model.bucket_seconds),
             windows=resident.view(),
             attrs=resident.attrs,
-            cached_values=resident.values if cache_valid else {},
+            cached_values=cached or {},
             published=resident.published,
             seen=frozenset(resident.seen),
         )
@@ -240,7 +231,7 @@ class WindowStore:
         for w in writes:
             resident = self._residents.peek(w.account_id)
             if resident is not None:
-                resident.values, resident.values_stamp = w.values, w.stamp
+                resident.values = w.values
                 resident.scheduled = w.next_change
                 if w.published is not None:
                     resident.published = w.published
