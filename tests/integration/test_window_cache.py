@@ -17,6 +17,7 @@ from tests.integration.harness import Record, event
 from worker.clock import FixedClock
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
+from worker.scoring.evaluate import component_values
 from worker.scoring.model import Model, load_model
 from worker.settings import Settings
 from worker.windows import keys
@@ -66,6 +67,11 @@ async def _assert_held_equal_redis(store: WindowStore, redis: Redis, model: Mode
             continue
         fresh = await WindowStore(redis, model).read(account, now)
         assert _view(held) == _view(fresh), (account, label)
+        # Values kept from the last scoring, refreshed only where its events touched,
+        # equal all of them computed afresh from the same windows.
+        if held.cache_valid:
+            assert held.cached_values == component_values(
+                model, held.windows, held.attrs, held.seen, {}, None), (account, label)
         # Held, the next change may come early (a member seen again has left its old
         # bucket), never late: a silent account is rescored in time.
         assert held.next_change == fresh.next_change or (

@@ -211,9 +211,10 @@ class WindowStore:
         return self._state(resident, "", read_all=True)
 
     def held(self, account_id: str, now: float) -> AccountState | None:
-        """The account as held in memory, if it is (for inspection and tests)."""
+        """The account as held in memory, if it is, with its component values as last
+        scored (for inspection and tests)."""
         resident = self._residents.get(account_id, self.now_bucket(now))
-        return None if resident is None else self._state(resident, "", read_all=True)
+        return None if resident is None else self._state(resident, "", read_all=False)
 
     def forget(self, partitions: Collection[int] | None = None) -> None:
         """Drop the accounts held for ``partitions`` (all if None): they moved away."""
