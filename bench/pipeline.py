@@ -6,7 +6,7 @@ goes between the worker's Python and Redis. For profiling changes to the hot pat
     python -m bench.pipeline --batch 1000 --commands
 
 Prints events/s, the CPU seconds of this process and of redis-server, and Redis'
-own time per script call (``INFO commandstats``).
+own time in the apply script per event (``INFO commandstats``).
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ async def run(total: int, accounts: int, batch: int, commands: bool = False) -> 
     print(f"{total:,} events over {accounts:,} accounts in batches of {batch:,}: "
           f"{total / seconds:,.0f} events/s")
     print(f"CPU: worker {own_cpu:.2f} s ({1e6 * own_cpu / total:.0f} us/event), "
-          f"redis-server {redis_cpu:.2f} s; script {script.get('usec_per_call', 0):.1f} us/call")
+          f"redis-server {redis_cpu:.2f} s; script {script.get('usec', 0) / 1e6:.2f} s "
+          f"({script.get('usec', 0) / total:.1f} us/event)")
 
 
 def main() -> None:

@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from tests.integration.harness import Producer, alerts_for, event, read_until, running_worker
+from worker.scoring.model import load_model
 from worker.settings import Settings
+from worker.windows.store import WindowStore
 
 HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
 
@@ -66,6 +69,17 @@ async def _score_stark(settings: Settings) -> None:
             await p.send("login", event("login", "stark", user_id=f"u{n}", session_seconds=900))
         await read_until(settings, settings.topic_alerts, lambda rs: any(
             "license_utilization" in a["components"] for a in alerts_for(rs, "stark")))
+        # The alert may come from the first login's batch: wait for the second one too.
+        redis = Redis.from_url(settings.redis_url)
+        store = WindowStore(redis, load_model())
+        try:
+            for _ in range(100):
+                state = await store.read("stark", time.time())
+                if max(w.active_users for w in state.windows.values()) == 2:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await redis.aclose()
 
 
 def test_explain_reports_score_tier_and_components(settings: Settings) -> None:

@@ -1,7 +1,7 @@
--- Apply one batch of one account's events, each at most once. Atomic per
--- account: a crash leaves all of it or none. Reads nothing back for scoring:
--- the worker keeps the account's windows in memory and adds to them what this
--- script reports as applied.
+-- Apply one batch of events to each of some accounts, each event at most once.
+-- Atomic: a crash leaves all of it or none. Reads nothing back for scoring: the
+-- worker keeps the accounts' windows in memory and adds to them what this script
+-- reports as applied.
 --
 -- Exactly-once: every event carries its source ("topic:partition") and offset.
 -- The state hash keeps the last applied offset per source (off:<source>); an
@@ -14,17 +14,23 @@
 -- account and batch instead of a few per event. The sum is only right for the
 -- events it covers, so the call also names them: ``expect`` has the letter the
 -- worker expects for each event, a(pplied), r(eplayed) or d(uplicate). When
--- the letters found here differ, nothing at all is written and they are
--- returned with ver = -1: the worker sums the events these letters apply and
--- calls again. (It expects all applied first: replays and duplicates are rare.)
+-- the letters found here differ, nothing at all is written for that account and
+-- they are returned with ver = -1: the worker sums the events these letters apply
+-- and calls again for it. (It expects all applied first: replays and duplicates
+-- are rare.)
 --
--- Every call that writes counts the state hash's "ver" up and returns it: a
+-- Every account written counts its state hash's "ver" up and returns it: a
 -- worker whose copy of the account is not exactly one behind knows someone else
 -- wrote (or Redis lost writes) and loads the account again.
 --
--- KEYS: 1 counters hash, 2 users zset, 3 features zset, 4 state hash, 5 recent event ids zset
+-- One call takes many accounts: the call's own cost (about a quarter of a
+-- one-event account's) is paid once. Their keys span as many cluster slots as
+-- accounts; on Redis Cluster, call it with one account at a time.
+--
+-- KEYS, 5 per account: counters hash, users zset, features zset, state hash,
+--   recent event ids zset
 -- ARGV, flat (Lua reads them for free; a JSON argument costs a decode per call):
---   now_s, ttl_seconds, ids_ttl_seconds, ids_max,
+--   now_s, ttl_seconds, ids_ttl_seconds, ids_max, n_accounts, then per account:
 --   maintain (1: prune what no window reaches and refresh every key's expiry),
 --   members_before, ids_before       pruning cut-offs (epoch seconds)
 --   n, field * n                     expired counter fields to delete (when maintaining)
@@ -36,11 +42,12 @@
 --   n, (ts, member) * n              features: the same
 --   n, (field, value) * n            state hash fields to set
 --   n, field * n                     state hash fields to delete
--- Returns: {ver, status}; ver = -1: status is not what was expected, nothing written.
+-- Returns, per account: ver, status; ver = -1: status is not what was expected,
+-- nothing written for that account.
 --
--- Written for speed: the script runs once per account and batch, and Lua's own
--- work (allocations above all) costs more than the commands. Lists are read in
--- place from ARGV and handed to commands as ranges of it, not copied into tables.
+-- Written for speed: Lua's own work (allocations above all) costs more than the
+-- commands. Lists are read in place from ARGV and handed to commands as ranges
+-- of it, not copied into tables.
 
 local argv = ARGV
 -- Lua's unpack() takes some thousands of values: longer ranges go in parts (even-sized,
@@ -66,151 +73,181 @@ local function call_range(command, key, option, first, last)
   end
 end
 
-local now_s, ids_max = argv[1], tonumber(argv[4])
-local maintain = argv[5] == '1'
-local expired_at, n_expired, at = list(8, 1)
-local sources_at, n_sources
-sources_at, n_sources, at = list(at, 1)
-local expect = argv[at]
-local events_at, n_events
-events_at, n_events, at = list(at + 1, 3)
-local counters_at, n_counters
-counters_at, n_counters, at = list(at, 2)
-local users_at, n_users
-users_at, n_users, at = list(at, 2)
-local features_at, n_features
-features_at, n_features, at = list(at, 2)
-local sets_at, n_sets
-sets_at, n_sets, at = list(at, 2)
-local deletes_at, n_deletes = list(at, 1)
+local now_s, ttl_seconds, ids_ttl_seconds = argv[1], argv[2], argv[3]
+local ids_max = tonumber(argv[4])
 
--- The letters, from the fences and the recent ids; nothing is written yet.
-local fenced, fence_text = {}, {}
-if n_sources > 0 then
-  local names = {}
-  for j = 1, n_sources do
-    names[j] = 'off:' .. argv[sources_at + j - 1]
+-- The account whose keys are KEYS[k + 1 .. k + 5] and whose arguments start at
+-- argv[at]. Returns the index after its arguments, its ver and its status.
+local function apply(k, at)
+  local counters_key, users_key, features_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local state_key, ids_key = KEYS[k + 4], KEYS[k + 5]
+  local maintain = argv[at] == '1'
+  local members_before, ids_before = argv[at + 1], argv[at + 2]
+  local expired_at, n_expired
+  expired_at, n_expired, at = list(at + 3, 1)
+  local sources_at, n_sources
+  sources_at, n_sources, at = list(at, 1)
+  local expect = argv[at]
+  local events_at, n_events
+  events_at, n_events, at = list(at + 1, 3)
+  local counters_at, n_counters
+  counters_at, n_counters, at = list(at, 2)
+  local users_at, n_users
+  users_at, n_users, at = list(at, 2)
+  local features_at, n_features
+  features_at, n_features, at = list(at, 2)
+  local sets_at, n_sets
+  sets_at, n_sets, at = list(at, 2)
+  local deletes_at, n_deletes
+  deletes_at, n_deletes, at = list(at, 1)
+
+  -- The letters, from the fences and the recent ids; nothing is written yet.
+  local fenced, fence_text, ver = {}, {}, nil
+  if n_sources > 0 then
+    -- The fences and the write count in one read; the write count is then set with
+    -- the fences instead of counted up by a command of its own.
+    local names = {}
+    for j = 1, n_sources do
+      names[j] = 'off:' .. argv[sources_at + j - 1]
+    end
+    names[n_sources + 1] = 'ver'
+    local got = redis.call('HMGET', state_key, unpack(names))
+    for j = 1, n_sources do
+      fenced[j] = tonumber(got[j] or '-1')
+    end
+    ver = tonumber(got[n_sources + 1] or '0') + 1
   end
-  local got = redis.call('HMGET', KEYS[4], unpack(names))
-  for j = 1, n_sources do
-    fenced[j] = tonumber(got[j] or '-1')
+  local status, digests, candidates = {}, {}, {}
+  for e = 1, n_events do
+    local base = events_at + 3 * (e - 1)
+    local source, offset = tonumber(argv[base]), tonumber(argv[base + 1])
+    if offset <= fenced[source] then
+      status[e] = 'r'
+    else
+      fenced[source] = offset -- a duplicate's offset is done with too
+      fence_text[source] = argv[base + 1]
+      status[e] = 'a'
+      candidates[#candidates + 1] = e
+      digests[#digests + 1] = argv[base + 2]
+    end
   end
-end
-local status, digests, candidates = {}, {}, {}
-for e = 1, n_events do
-  local base = events_at + 3 * (e - 1)
-  local source, offset = tonumber(argv[base]), tonumber(argv[base + 1])
-  if offset <= fenced[source] then
-    status[e] = 'r'
+  local fresh, added = {}, nil
+  if #digests == 1 then
+    -- One id, a live stream's usual call: ZADD NX asks and adds at once (NX: a digest
+    -- already there is a duplicate and keeps its first time).
+    if redis.call('ZADD', ids_key, 'NX', now_s, digests[1]) == 0 then
+      status[candidates[1]] = 'd'
+    else
+      added = digests[1]
+    end
   else
-    fenced[source] = offset -- a duplicate's offset is done with too
-    fence_text[source] = argv[base + 1]
-    status[e] = 'a'
-    candidates[#candidates + 1] = e
-    digests[#digests + 1] = argv[base + 2]
-  end
-end
-local fresh, added = {}, nil
-if #digests == 1 then
-  -- One id, a live stream's usual call: ZADD NX asks and adds at once (NX: a digest
-  -- already there is a duplicate and keeps its first time).
-  if redis.call('ZADD', KEYS[5], 'NX', now_s, digests[1]) == 0 then
-    status[candidates[1]] = 'd'
-  else
-    added = digests[1]
-  end
-else
-  for first = 1, #digests, PART do
-    local last = math.min(first + PART - 1, #digests)
-    local scores = redis.call('ZMSCORE', KEYS[5], unpack(digests, first, last))
-    for j = first, last do
-      local digest = digests[j]
-      if scores[j - first + 1] or fresh[digest] then
-        status[candidates[j]] = 'd'
-      else
-        fresh[digest] = true
+    for first = 1, #digests, PART do
+      local last = math.min(first + PART - 1, #digests)
+      local scores = redis.call('ZMSCORE', ids_key, unpack(digests, first, last))
+      for j = first, last do
+        local digest = digests[j]
+        if scores[j - first + 1] or fresh[digest] then
+          status[candidates[j]] = 'd'
+        else
+          fresh[digest] = true
+        end
       end
     end
   end
-end
-status = table.concat(status)
-if status ~= expect then
-  if added then
-    redis.call('ZREM', KEYS[5], added) -- nothing at all written
+  status = table.concat(status)
+  if status ~= expect then
+    if added then
+      redis.call('ZREM', ids_key, added) -- nothing at all written
+    end
+    return at, -1, status
   end
-  return {-1, status}
+
+  -- As expected: write it all.
+  local ids = {}
+  for digest in pairs(fresh) do
+    ids[#ids + 1] = now_s
+    ids[#ids + 1] = digest
+  end
+  for first = 1, #ids, PART do
+    redis.call('ZADD', ids_key, 'NX', unpack(ids, first, math.min(first + PART - 1, #ids)))
+  end
+  if added or #ids > 0 then
+    if redis.call('ZCARD', ids_key) > ids_max then
+      redis.call('ZREMRANGEBYRANK', ids_key, 0, -(ids_max + 1))
+    end
+  end
+  -- One read and one write for all counters, instead of an HINCRBYFLOAT each.
+  local deltas_at = counters_at + n_counters
+  for first = 0, n_counters - 1, PART / 2 do
+    local last = math.min(first + PART / 2, n_counters) - 1
+    local got = redis.call('HMGET', counters_key,
+                           unpack(argv, counters_at + first, counters_at + last))
+    local totals = {}
+    for j = first, last do
+      totals[#totals + 1] = argv[counters_at + j]
+      -- A number, not a string: redis.call writes it with 17 significant digits (the
+      -- double exactly), in C.
+      totals[#totals + 1] = tonumber(got[j - first + 1] or '0') + tonumber(argv[deltas_at + j])
+    end
+    redis.call('HSET', counters_key, unpack(totals))
+  end
+  -- GT: a late event never moves a last-seen time backwards.
+  if n_users > 0 then
+    call_range('ZADD', users_key, 'GT', users_at, users_at + 2 * n_users - 1)
+  end
+  if n_features > 0 then
+    call_range('ZADD', features_key, 'GT', features_at, features_at + 2 * n_features - 1)
+  end
+
+  local writes = {}
+  for j, text in pairs(fence_text) do
+    writes[#writes + 1] = 'off:' .. argv[sources_at + j - 1]
+    writes[#writes + 1] = text
+  end
+  for j = sets_at, sets_at + 2 * n_sets - 1 do
+    writes[#writes + 1] = argv[j]
+  end
+  if ver then
+    writes[#writes + 1] = 'ver'
+    writes[#writes + 1] = ver
+  end
+  if #writes > 0 then
+    redis.call('HSET', state_key, unpack(writes))
+  end
+  if n_deletes > 0 then
+    redis.call('HDEL', state_key, unpack(argv, deletes_at, deletes_at + n_deletes - 1))
+  end
+
+  if maintain then
+    if n_expired > 0 then
+      call_range('HDEL', counters_key, nil, expired_at, expired_at + n_expired - 1)
+    end
+    redis.call('ZREMRANGEBYSCORE', users_key, '-inf', '(' .. members_before)
+    redis.call('ZREMRANGEBYSCORE', features_key, '-inf', '(' .. members_before)
+    redis.call('ZREMRANGEBYSCORE', ids_key, '-inf', '(' .. ids_before)
+    -- Window sums and component values earlier versions kept: the worker keeps them now.
+    redis.call('HDEL', state_key, 'sums', 'values', 'stamp')
+    -- A window key outlives the account's last maintenance by the longest window:
+    -- nothing still inside a window expires, a silent account's keys go by
+    -- themselves. Maintenance comes with the account's first call in every bucket,
+    -- and an account with data in a window is due for a call when it leaves it, so
+    -- a key created later in a bucket gets its expiry at the latest then.
+    redis.call('EXPIRE', counters_key, ttl_seconds)
+    redis.call('EXPIRE', users_key, ttl_seconds)
+    redis.call('EXPIRE', features_key, ttl_seconds)
+    redis.call('EXPIRE', ids_key, ids_ttl_seconds)
+  end
+  if not ver then
+    ver = redis.call('HINCRBY', state_key, 'ver', 1)
+  end
+  return at, ver, status
 end
 
--- As expected: write it all.
-local ids = {}
-for digest in pairs(fresh) do
-  ids[#ids + 1] = now_s
-  ids[#ids + 1] = digest
+local replies, at = {}, 6
+for a = 0, tonumber(argv[5]) - 1 do
+  local ver, status
+  at, ver, status = apply(5 * a, at)
+  replies[2 * a + 1] = ver
+  replies[2 * a + 2] = status
 end
-for first = 1, #ids, PART do
-  redis.call('ZADD', KEYS[5], 'NX', unpack(ids, first, math.min(first + PART - 1, #ids)))
-end
-if added or #ids > 0 then
-  if redis.call('ZCARD', KEYS[5]) > ids_max then
-    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(ids_max + 1))
-  end
-end
--- One read and one write for all counters, instead of an HINCRBYFLOAT each.
-local deltas_at = counters_at + n_counters
-for first = 0, n_counters - 1, PART / 2 do
-  local last = math.min(first + PART / 2, n_counters) - 1
-  local got = redis.call('HMGET', KEYS[1],
-                         unpack(argv, counters_at + first, counters_at + last))
-  local totals = {}
-  for j = first, last do
-    totals[#totals + 1] = argv[counters_at + j]
-    -- A number, not a string: redis.call writes it with 17 significant digits (the
-    -- double exactly), in C.
-    totals[#totals + 1] = tonumber(got[j - first + 1] or '0') + tonumber(argv[deltas_at + j])
-  end
-  redis.call('HSET', KEYS[1], unpack(totals))
-end
--- GT: a late event never moves a last-seen time backwards.
-if n_users > 0 then
-  call_range('ZADD', KEYS[2], 'GT', users_at, users_at + 2 * n_users - 1)
-end
-if n_features > 0 then
-  call_range('ZADD', KEYS[3], 'GT', features_at, features_at + 2 * n_features - 1)
-end
-
-local writes = {}
-for j, text in pairs(fence_text) do
-  writes[#writes + 1] = 'off:' .. argv[sources_at + j - 1]
-  writes[#writes + 1] = text
-end
-for j = sets_at, sets_at + 2 * n_sets - 1 do
-  writes[#writes + 1] = argv[j]
-end
-if #writes > 0 then
-  redis.call('HSET', KEYS[4], unpack(writes))
-end
-if n_deletes > 0 then
-  redis.call('HDEL', KEYS[4], unpack(argv, deletes_at, deletes_at + n_deletes - 1))
-end
-
-if maintain then
-  if n_expired > 0 then
-    call_range('HDEL', KEYS[1], nil, expired_at, expired_at + n_expired - 1)
-  end
-  local members_before, ids_before = argv[6], argv[7]
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. members_before)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. members_before)
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ids_before)
-  -- Window sums and component values earlier versions kept: the worker keeps them now.
-  redis.call('HDEL', KEYS[4], 'sums', 'values', 'stamp')
-  -- A window key outlives the account's last maintenance by the longest window:
-  -- nothing still inside a window expires, a silent account's keys go by
-  -- themselves. Maintenance comes with the account's first call in every bucket,
-  -- and an account with data in a window is due for a call when it leaves it, so
-  -- a key created later in a bucket gets its expiry at the latest then.
-  for k = 1, 3 do
-    redis.call('EXPIRE', KEYS[k], argv[2])
-  end
-  redis.call('EXPIRE', KEYS[5], argv[3])
-end
-return {redis.call('HINCRBY', KEYS[4], 'ver', 1), status}
+return replies

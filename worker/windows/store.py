@@ -1,4 +1,4 @@
-"""The Redis edge of the window store: one pipelined script call per account and batch.
+"""The Redis edge of the window store: one pipelined script call per chunk of accounts.
 
 The script writes and fences; what scoring reads comes from the accounts held
 in memory (``resident``), loaded from Redis when they are not held or not
@@ -156,17 +156,23 @@ class WindowStore:
                           now: float) -> list[tuple[int, str, Totals]]:
         """(version, status, what was applied) per plan. Each call first expects all its
         events applied; the few that find replays or duplicates go again, expecting those."""
-        context = self._context(now)
         expected: list[str | None] = [None] * len(plans)
         replies: list[tuple[int, str, Totals] | None] = [None] * len(plans)
         todo: Sequence[int] = range(len(plans))
         for _ in range(MAX_EXPECTATIONS):
             totals = [plans[k].totals(expected[k]) for k in todo]
-            calls = [self._call(plans[k], residents[k], now, context, expected[k], t)
-                     for k, t in zip(todo, totals, strict=True)]
+            args: list[wire.Arg] = []
+            for k, t in zip(todo, totals, strict=True):
+                self._add_args(args, plans[k], residents[k], now, expected[k], t)
+            call: list[wire.Arg] = ["EVALSHA", self._script_sha, 5 * len(todo)]
+            for k in todo:
+                call += keys.account_keys(plans[k].account_id)
+            call += self._context(now)
+            call.append(len(todo))
+            call += args
+            [flat] = await self._execute([call])
             again = []
-            for k, t, (version, status) in zip(todo, totals, await self._execute(calls),
-                                               strict=True):
+            for k, t, version, status in zip(todo, totals, flat[::2], flat[1::2], strict=True):
                 if version == -1:
                     expected[k] = status.decode()
                     again.append(k)
@@ -314,17 +320,16 @@ class WindowStore:
                 for account in accounts]
 
     def _context(self, now: float) -> list[wire.Arg]:
-        """The arguments every account's call of one batch starts with."""
+        """The arguments of a call before its accounts'."""
         horizon, max_ids = self._dedup
         # Whole seconds for the recent ids' times: the horizon needs no more, and Redis
         # stores an integral score in a few bytes where a fraction takes twenty.
         return [math.floor(now), self._ttl, math.ceil(horizon + self._model.bucket_seconds),
                 max_ids]
 
-    def _call(self, plan: AccountPlan, resident: Resident, now: float, context: list[wire.Arg],
-              expected: str | None, totals: Totals) -> wire.Command:
-        args: list[wire.Arg] = ["EVALSHA", self._script_sha, 5,
-                                *keys.account_keys(plan.account_id), *context]
+    def _add_args(self, args: list[wire.Arg], plan: AccountPlan, resident: Resident, now: float,
+                  expected: str | None, totals: Totals) -> None:
+        """One account's part of the script's arguments, added to ``args``."""
         if resident.maintained:
             args += [0, 0, 0, 0]
         else:
@@ -359,7 +364,6 @@ class WindowStore:
         for pair in sets:
             args += pair
         args += [len(deletes), *deletes]
-        return args
 
 
 def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int) -> None:
