@@ -9,10 +9,7 @@ in, ``AccountState`` out) and Redis commands; the decisions are made in
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from importlib import resources
 from typing import Any, NamedTuple
 
 import orjson
@@ -23,9 +20,10 @@ from worker.errors import Retriable
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
 from worker.windows import keys, wire
-from worker.windows.buckets import bucket_of, oldest_bucket, state_ttl_seconds
+from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.plan import AccountPlan, Totals
-from worker.windows.resident import NO_CHANGE, SEEN_TYPES, SETS, Resident, Residents, load
+from worker.windows.resident import NO_CHANGE, SEEN_TYPES, Resident, Residents, load
+from worker.windows.script import ApplyScript
 
 SAVE_CHUNK = 500  # accounts per exchange of a save
 # Calls of one account in one batch, each expecting what the one before found; more
@@ -84,14 +82,10 @@ class WindowStore:
         self._outbox = outbox
         self._published_field = published_field
         self._model = model
-        self._dedup = (dedup_horizon_seconds, dedup_max_ids)
-        self._script_text = resources.files("worker").joinpath("windows", "apply.lua").read_text(
-            "utf-8")
-        self._script_sha = hashlib.sha1(self._script_text.encode()).hexdigest()
+        self._script = ApplyScript(model, dedup_horizon_seconds, dedup_max_ids)
         self._script_loaded = False
         self._all_windows = sorted({c.window_buckets for c in model.components})
         self._max_window = model.max_window_buckets  # a max() over the model's components
-        self._ttl = state_ttl_seconds(self._max_window, model.bucket_seconds)
         # In the order ``resident.load`` reads them.
         self._fields = [keys.VERSION, keys.ATTRS, published_field,
                         *(keys.SEEN_PREFIX + t for t in SEEN_TYPES)]
@@ -161,15 +155,8 @@ class WindowStore:
         todo: Sequence[int] = range(len(plans))
         for _ in range(MAX_EXPECTATIONS):
             totals = [plans[k].totals(expected[k]) for k in todo]
-            args: list[wire.Arg] = []
-            for k, t in zip(todo, totals, strict=True):
-                self._add_args(args, plans[k], residents[k], now, expected[k], t)
-            call: list[wire.Arg] = ["EVALSHA", self._script_sha, 5 * len(todo)]
-            for k in todo:
-                call += keys.account_keys(plans[k].account_id)
-            call += self._context(now)
-            call.append(len(todo))
-            call += args
+            call = self._script.call([plans[k] for k in todo], [residents[k] for k in todo],
+                                     [expected[k] for k in todo], totals, now)
             [flat] = await self._execute([call])
             again = []
             for k, t, version, status in zip(todo, totals, flat[::2], flat[1::2], strict=True):
@@ -185,12 +172,12 @@ class WindowStore:
 
     async def _execute(self, calls: Sequence[wire.Command]) -> list[Any]:
         if not self._script_loaded:  # else every chunk of the first batch fails on it
-            await self._redis.script_load(self._script_text)
+            await self._redis.script_load(self._script.text)
             self._script_loaded = True
         try:
             return await wire.execute(self._redis, calls, self._timeout)
         except NoScriptError:  # a restarted or flushed Redis: load the script, go again
-            await self._redis.script_load(self._script_text)
+            await self._redis.script_load(self._script.text)
             return await wire.execute(self._redis, calls, self._timeout)
 
     def _state(self, resident: Resident, status: str, read_all: bool) -> AccountState:
@@ -318,52 +305,6 @@ class WindowStore:
             replies = await pipe.execute()
         return [(p, _text(account)) for p, accounts in zip(sorted(partitions), replies, strict=True)
                 for account in accounts]
-
-    def _context(self, now: float) -> list[wire.Arg]:
-        """The arguments of a call before its accounts'."""
-        horizon, max_ids = self._dedup
-        # Whole seconds for the recent ids' times: the horizon needs no more, and Redis
-        # stores an integral score in a few bytes where a fraction takes twenty.
-        return [math.floor(now), self._ttl, math.ceil(horizon + self._model.bucket_seconds),
-                max_ids]
-
-    def _add_args(self, args: list[wire.Arg], plan: AccountPlan, resident: Resident, now: float,
-                  expected: str | None, totals: Totals) -> None:
-        """One account's part of the script's arguments, added to ``args``."""
-        if resident.maintained:
-            args += [0, 0, 0, 0]
-        else:
-            keep_from = oldest_bucket(resident.bucket, self._max_window)
-            args += [1, keep_from * self._model.bucket_seconds,
-                     repr(now - self._dedup[0]), len(resident.expired),
-                     *resident.expired]
-        sources: dict[str, int] = {}
-        for w in plan.writes:
-            sources.setdefault(w.source, len(sources) + 1)  # Lua counts from 1
-        args += [len(sources), *sources,
-                 "a" * len(plan.writes) if expected is None else expected, len(plan.writes)]
-        for w in plan.writes:
-            args += [sources[w.source], w.offset, w.event_key]
-        args.append(len(totals.counters))
-        args += [f"{bucket}|{counter}" for bucket, counter in totals.counters]
-        # As repr: exact, where Lua numbers keep 14 digits.
-        args += [repr(delta) for delta in totals.counters.values()]
-        for name in SETS:
-            latest = totals.members.get(name, {})
-            args.append(len(latest))
-            for member, ts in latest.items():
-                args += [repr(ts), member]
-        sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen - resident.seen)]
-        deletes = []
-        if plan.attrs_changed:
-            if plan.attrs is None:
-                deletes.append(keys.ATTRS)
-            else:
-                sets.append((keys.ATTRS, orjson.dumps(plan.attrs).decode()))
-        args.append(len(sets))
-        for pair in sets:
-            args += pair
-        args += [len(deletes), *deletes]
 
 
 def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int) -> None:

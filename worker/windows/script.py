@@ -1,0 +1,85 @@
+"""The call that writes accounts' windows (``apply.lua``): pure translation from plans and
+held accounts to the script's arguments; ``store`` sends it and reads the replies."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from importlib import resources
+
+import orjson
+
+from worker.scoring.model import Model
+from worker.windows import keys, wire
+from worker.windows.buckets import oldest_bucket, state_ttl_seconds
+from worker.windows.plan import AccountPlan, Totals
+from worker.windows.resident import SETS, Resident
+
+
+class ApplyScript:
+    def __init__(self, model: Model, dedup_horizon_seconds: float, dedup_max_ids: int) -> None:
+        self.text = resources.files("worker").joinpath("windows", "apply.lua").read_text("utf-8")
+        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+        self._bucket_seconds = model.bucket_seconds
+        self._max_window = model.max_window_buckets  # a max() over the model's components
+        self._ttl = state_ttl_seconds(self._max_window, model.bucket_seconds)
+        self._horizon = dedup_horizon_seconds
+        # Whole seconds: the horizon needs no more, and Redis stores an integral score in
+        # a few bytes where a fraction takes twenty.
+        self._ids_ttl = math.ceil(dedup_horizon_seconds + model.bucket_seconds)
+        self._max_ids = dedup_max_ids
+
+    def call(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
+             expected: Sequence[str | None], totals: Sequence[Totals], now: float) -> wire.Command:
+        """One call for all of ``plans``: each one's keys, then the shared arguments,
+        then each one's own (``apply.lua`` lists them)."""
+        call: list[wire.Arg] = ["EVALSHA", self.sha, 5 * len(plans)]
+        for plan in plans:
+            call += keys.account_keys(plan.account_id)
+        call += [math.floor(now), self._ttl, self._ids_ttl, self._max_ids, len(plans)]
+        for plan, resident, expect, applied in zip(plans, residents, expected, totals,
+                                                   strict=True):
+            self._add_account(call, plan, resident, now, expect, applied)
+        return call
+
+    def _add_account(self, args: list[wire.Arg], plan: AccountPlan, resident: Resident,
+                     now: float, expected: str | None, totals: Totals) -> None:
+        if resident.maintained:
+            args += [0, 0, 0, 0]
+        else:
+            members_before, ids_before = self._cutoffs(resident, now)
+            args += [1, members_before, ids_before, len(resident.expired), *resident.expired]
+        sources: dict[str, int] = {}
+        for w in plan.writes:
+            sources.setdefault(w.source, len(sources) + 1)  # Lua counts from 1
+        args += [len(sources), *sources,
+                 "a" * len(plan.writes) if expected is None else expected, len(plan.writes)]
+        for w in plan.writes:
+            args += [sources[w.source], w.offset, w.event_key]
+        args.append(len(totals.counters))
+        args += [f"{bucket}|{counter}" for bucket, counter in totals.counters]
+        # As repr: exact, where Lua numbers keep 14 digits.
+        args += [repr(delta) for delta in totals.counters.values()]
+        for name in SETS:
+            latest = totals.members.get(name, {})
+            args.append(len(latest))
+            for member, ts in latest.items():
+                args += [repr(ts), member]
+        sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen - resident.seen)]
+        deletes = []
+        if plan.attrs_changed:
+            if plan.attrs is None:
+                deletes.append(keys.ATTRS)
+            else:
+                sets.append((keys.ATTRS, orjson.dumps(plan.attrs).decode()))
+        args.append(len(sets))
+        for pair in sets:
+            args += pair
+        args += [len(deletes), *deletes]
+
+    def _cutoffs(self, resident: Resident, now: float) -> tuple[int, str]:
+        """Distinct-set members last seen before the first, and event ids remembered
+        since before the second, are out of reach: pruned by maintenance."""
+        keep_from = oldest_bucket(resident.bucket, self._max_window)
+        return keep_from * self._bucket_seconds, repr(now - self._horizon)
