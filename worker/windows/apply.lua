@@ -23,9 +23,9 @@
 -- worker whose copy of the account is not exactly one behind knows someone else
 -- wrote (or Redis lost writes) and loads the account again.
 --
--- One call takes many accounts: the call's own cost (about a quarter of a
--- one-event account's) is paid once. Their keys span as many cluster slots as
--- accounts; on Redis Cluster, call it with one account at a time.
+-- One call takes many accounts: the call's own cost (about a tenth of a one-event
+-- account's) is paid once. Their keys span as many cluster slots as accounts; on
+-- Redis Cluster, call it with one account at a time.
 --
 -- KEYS, 5 per account: counters hash, users zset, features zset, state hash,
 --   recent event ids zset
