@@ -7,7 +7,7 @@ renormalised away: missing data never counts as a zero.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from worker.scoring.model import Model
@@ -24,17 +24,17 @@ class Scorecard:
     """An account's present components and the score they roll up to."""
 
     components: Mapping[str, ComponentScore]
+    # Both computed once, with the card: every rescore reads them, most more than once.
+    total_weight: float = field(init=False)
+    score: float | None = field(init=False)  # None: no component has data
 
-    @property
-    def total_weight(self) -> float:
-        return sum(c.weight for c in self.components.values())
-
-    @property
-    def score(self) -> float | None:
-        total = self.total_weight
-        if total == 0:
-            return None
-        return sum(c.weight * c.subscore for c in self.components.values()) / total
+    def __post_init__(self) -> None:
+        total = weighted = 0.0
+        for c in self.components.values():
+            total += c.weight
+            weighted += c.weight * c.subscore
+        object.__setattr__(self, "total_weight", total)
+        object.__setattr__(self, "score", None if total == 0 else weighted / total)
 
     def contributions(self) -> dict[str, float]:
         """Every component's points of the score, in model order."""

@@ -34,7 +34,7 @@ from worker.windows.buckets import bucket_of
 from worker.windows.plan import COUNTERS_OF, Totals
 
 SEEN_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag in the state hash
-SETS = ("users", "features")
+SETS = ("users", "features")  # ``load`` spells them out: it runs for every cold account
 NO_CHANGE = -1  # next_change when no data will ever leave a window
 
 
@@ -59,7 +59,7 @@ class Resident:
     counts: dict[str, list[int]] = field(default_factory=dict)
     next_change: int = NO_CHANGE  # first bucket in which data leaves a window
     attrs: dict[str, Any] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
+    seen: frozenset[str] = frozenset()
     # Component values as last scored, kept in memory only; None until scored after the
     # load. Valid for as long as the account is held: for this bucket (a new one reloads
     # it) and the store's model.
@@ -71,11 +71,17 @@ class Resident:
     # Counter fields found expired by the load: deleted by the next maintenance.
     expired: list[str] = field(default_factory=list)
     maintained: bool = False  # pruned and expiries refreshed in this bucket
+    # The windows as scoring sees them, built again only when a distinct count moves
+    # (the sums are shared, so counters need no rebuild): most batches move none.
+    _view: dict[int, WindowView] | None = field(default=None, init=False, repr=False,
+                                                 compare=False)
 
     def view(self) -> dict[int, WindowView]:
-        users, features = self.counts["users"], self.counts["features"]
-        return {w: WindowView(self.sums[i], users[i], features[i])
-                for i, w in enumerate(self.windows)}
+        if self._view is None:
+            users, features = self.counts["users"], self.counts["features"]
+            self._view = {w: WindowView(self.sums[i], users[i], features[i])
+                          for i, w in enumerate(self.windows)}
+        return self._view
 
     def add(self, totals: Totals) -> None:
         """Events the script applied: add them as the script added them to Redis."""
@@ -106,6 +112,7 @@ class Resident:
             since = (self.bucket - w + 1) * self.bucket_seconds
             if ts >= since and (before is None or before < since):
                 counts[i] += 1
+                self._view = None
 
     def leaves(self, bucket: int) -> int | None:
         """Data in ``bucket``: the score may change without any event once it leaves a
@@ -130,22 +137,26 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
     """An account from what Redis holds: its counters (field, sum), its distinct sets'
     (member, last seen) and its state fields: ver, attrs, the
     published tier, then the seen flags of ``SEEN_TYPES``."""
+    # Literals, not comprehensions over SETS: a cold account (a silent rescore, every
+    # account of a large population) is loaded once per batch it is in.
+    n = len(windows)
+    version, attrs, published, *seen = state
     resident = Resident(account_id, now_bucket, tuple(windows), bucket_seconds,
+                        version=int(version or 0),
                         sums=[{} for _ in windows],
-                        last_seen={name: {} for name in SETS},
-                        counts={name: [0] * len(windows) for name in SETS})
+                        last_seen={"users": {}, "features": {}},
+                        counts={"users": [0] * n, "features": [0] * n},
+                        attrs=orjson.loads(attrs) if attrs is not None else {},
+                        seen=(frozenset(t for t, v in zip(SEEN_TYPES, seen, strict=True) if v)
+                              if any(seen) else frozenset()),
+                        published=orjson.loads(published) if published is not None else None)
     _sum_counters(resident, counters, keep_from)
     cutoff = keep_from * bucket_seconds
-    for name, members in zip(SETS, (users, features), strict=True):
+    for name, members in (("users", users), ("features", features)):
         for member, score in members:
             ts = float(score)
             if ts >= cutoff:
                 resident.see(name, member.decode(), ts)
-    version, attrs, published, *seen = state
-    resident.version = int(version or 0)
-    resident.attrs = orjson.loads(attrs) if attrs is not None else {}
-    resident.published = orjson.loads(published) if published is not None else None
-    resident.seen = {flag for flag, value in zip(SEEN_TYPES, seen, strict=True) if value}
     return resident
 
 

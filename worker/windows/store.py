@@ -195,7 +195,7 @@ class WindowStore:
             attrs=resident.attrs,
             cached_values=cached or {},
             published=resident.published,
-            seen=frozenset(resident.seen),
+            seen=resident.seen,
         )
 
     async def read(self, account_id: str, now: float) -> AccountState:
@@ -312,7 +312,8 @@ def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int
     resident.version = version
     resident.maintained, resident.expired = True, []
     resident.add(totals)
-    resident.seen |= plan.seen
+    if not plan.seen <= resident.seen:
+        resident.seen = resident.seen | plan.seen
     if plan.attrs_changed:
         resident.attrs = plan.attrs or {}
 
