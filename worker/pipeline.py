@@ -25,9 +25,9 @@ from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.metrics import Metrics
 from worker.scoring.evaluate import component_values
 from worker.scoring.model import Model
-from worker.scoring.rollup import score_components
+from worker.scoring.rollup import score_components, score_of
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
-from worker.scoring.tierchange import TierChange, decide, snapshot
+from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
 from worker.settings import Settings
 from worker.windows import wire
 from worker.windows.plan import AccountPlan, Planner
@@ -183,8 +183,9 @@ class Pipeline:
         refresh = plan.touched if state.cache_valid else None
         values = component_values(self.model, state.windows, state.attrs, state.seen,
                                   state.cached_values, refresh)
-        card = score_components(self.model, values)
-        change = decide(self.model, card, state.published)
+        change = None
+        if new_tier(self.model, score_of(self.model, values), state.published) is not None:
+            change = decide(self.model, score_components(self.model, values), state.published)
         published = alert = None
         if change is not None:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),

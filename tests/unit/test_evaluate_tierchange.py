@@ -10,9 +10,9 @@ import pytest
 
 from worker.scoring.evaluate import component_values
 from worker.scoring.model import Model
-from worker.scoring.rollup import Scorecard, score_components
+from worker.scoring.rollup import Scorecard, score_components, score_of
 from worker.scoring.signals import WindowView
-from worker.scoring.tierchange import TierChange, decide, scorecard_of, snapshot
+from worker.scoring.tierchange import TierChange, decide, new_tier, scorecard_of, snapshot
 
 ALL_SOURCES = frozenset({"login", "feature_use", "ticket", "survey"})
 
@@ -308,3 +308,21 @@ def test_snapshot_round_trip(model: Model) -> None:
 def test_snapshot_of_a_component_keeps_value_subscore_weight(model: Model) -> None:
     change = _first(model, {"escalations": 1})
     assert snapshot(change)["components"] == {"escalations": [1, 40, 1.25]}
+
+
+def test_new_tier_on_the_score_alone_agrees_with_decide(model: Model) -> None:
+    # The worker asks new_tier first and builds the scorecard only when it names a tier.
+    cards = [score_components(model, {"login_frequency": v, "escalations": e})
+             for v in (0, 4, 9.5, 10, 11, 12, 15, 16.5, 20) for e in (0, 1, 2)]
+    cards.append(score_components(model, {}))
+    baselines: list[dict[str, Any] | None] = [None]
+    for card in cards[:-1]:
+        change = decide(model, card, None)
+        assert change is not None
+        baselines.append(published(change))
+    for card in cards:
+        for baseline in baselines:
+            change = decide(model, card, baseline)
+            values = {name: c.value for name, c in card.components.items()}
+            tier = new_tier(model, score_of(model, values), baseline)
+            assert tier == (None if change is None else change.tier), (card, baseline)

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from worker.scoring.model import Model
-from worker.scoring.rollup import ComponentScore, Scorecard, rounded, score_components
+from worker.scoring.rollup import (
+    ComponentScore,
+    Scorecard,
+    rounded,
+    score_components,
+    score_of,
+)
 from worker.scoring.tiers import next_tier, plain_tier, rank
 
 
@@ -143,6 +149,17 @@ def test_full_default_scorecard(model: Model) -> None:
     # every sub-score is 50 but escalations (100)
     expected = (50 * (7.45 - 1.25) + 100 * 1.25) / 7.45
     assert score_components(model, values).score == pytest.approx(expected)
+
+
+def test_score_of_is_the_scorecards_score_to_the_last_bit(model: Model) -> None:
+    # The worker decides on score_of and builds the card only for a change: any
+    # difference, however small, could flip a tier between the two.
+    rng = random.Random(5)
+    names = [c.name for c in model.components]
+    for _ in range(2000):
+        values = {n: rng.choice([0.0, rng.uniform(-50, 50), rng.uniform(0, 30), 1e-9])
+                  for n in rng.sample(names, rng.randrange(len(names) + 1))}
+        assert score_of(model, values) == score_components(model, values).score, values
 
 
 @pytest.mark.parametrize(

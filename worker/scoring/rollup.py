@@ -59,6 +59,18 @@ def score_components(model: Model, values: Mapping[str, float]) -> Scorecard:
     return Scorecard(scored)
 
 
+def score_of(model: Model, values: Mapping[str, float]) -> float | None:
+    """``score_components(model, values).score``, to the last bit, without the card: most
+    rescores change no tier, and need nothing else."""
+    total = weighted = 0.0
+    for component in model.components:
+        value = values.get(component.name)
+        if value is not None:
+            total += component.weight
+            weighted += component.weight * component.curve(value)
+    return None if total == 0 else weighted / total
+
+
 def rounded(score: float) -> float:
     """Scores leave the worker with two decimals: more is noise to a reader."""
     return round(score, 2)

@@ -32,12 +32,10 @@ def decide(model: Model, card: Scorecard, published: dict[str, Any] | None) -> T
     the first scoring of an account always publishes its initial tier.
     """
     score = card.score
-    if score is None:
+    tier = new_tier(model, score, published)
+    if score is None or tier is None:
         return None
     previous_tier = published["tier"] if published else None
-    tier = next_tier(model, score, previous_tier).name
-    if tier == previous_tier:
-        return None
     before = scorecard_of(published) if published else None
     changes = contribution_changes(before, card)
     if previous_tier is None or previous_tier not in {t.name for t in model.tiers}:
@@ -54,6 +52,17 @@ def decide(model: Model, card: Scorecard, published: dict[str, Any] | None) -> T
         changes=changes,
         trigger=triggering_component(changes, moved_down),
     )
+
+
+def new_tier(model: Model, score: float | None, published: dict[str, Any] | None) -> str | None:
+    """The tier ``score`` moves the account to from its last published one; None if it
+    stays (or has no score). Checked on the score alone first, so that the scorecard
+    and its attribution are built only for the few rescores that change a tier."""
+    if score is None:
+        return None
+    previous_tier = published["tier"] if published else None
+    tier = next_tier(model, score, previous_tier).name
+    return None if tier == previous_tier else tier
 
 
 def snapshot(change: TierChange) -> dict[str, Any]:
