@@ -184,7 +184,9 @@ class Pipeline:
         values = component_values(self.model, state.windows, state.attrs, state.seen,
                                   state.cached_values, refresh)
         change = None
-        if new_tier(self.model, score_of(self.model, values), state.published) is not None:
+        # A first score always publishes (when there is one): no need to ask first.
+        if (state.published is None
+                or new_tier(self.model, score_of(self.model, values), state.published)):
             change = decide(self.model, score_components(self.model, values), state.published)
         published = alert = None
         if change is not None:

@@ -85,18 +85,23 @@ class Resident:
 
     def add(self, totals: Totals) -> None:
         """Events the script applied: add them as the script added them to Redis."""
-        for (bucket, counter), delta in totals.counters.items():
-            self.count(bucket, counter, delta)
+        self.count(totals.counters.items())
         for name, latest in totals.members.items():
             for member, ts in latest.items():
                 self.see(name, member, ts)
 
-    def count(self, bucket: int, counter: str, delta: float) -> None:
-        """``delta`` more of ``counter`` in ``bucket``, in every window that holds it."""
-        shortest = self.leaves(bucket)
-        if shortest is not None:
-            for sums in self.sums[shortest:]:  # a longer window holds it too
-                sums[counter] = sums.get(counter, 0.0) + delta
+    def count(self, deltas: Iterable[tuple[tuple[int, str], float]]) -> None:
+        """For each ((bucket, counter), delta): ``delta`` more of ``counter`` in every
+        window that holds ``bucket``, asked once for a run of the same bucket (an
+        event's counters are one run)."""
+        last_bucket = shortest = None
+        all_sums = self.sums
+        for (bucket, counter), delta in deltas:
+            if bucket != last_bucket:
+                last_bucket, shortest = bucket, self.leaves(bucket)
+            if shortest is not None:
+                for sums in all_sums[shortest:]:  # a longer window holds it too
+                    sums[counter] = sums.get(counter, 0.0) + delta
 
     def see(self, name: str, member: str, ts: float) -> None:
         """A member of a distinct set (users, features) active at ``ts``: due for a
@@ -161,6 +166,7 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
 
 
 def _sum_counters(resident: Resident, counters: Pairs, keep_from: int) -> None:
+    kept = []
     for field_name, total in counters:
         name = field_name.decode()
         head, _, counter = name.partition("|")
@@ -168,7 +174,13 @@ def _sum_counters(resident: Resident, counters: Pairs, keep_from: int) -> None:
         if bucket < keep_from:
             resident.expired.append(name)
         else:
-            resident.count(bucket, counter, float(total))
+            kept.append(((bucket, counter), float(total)))
+    kept.sort(key=_bucket)  # a hash table returns its fields in no order
+    resident.count(kept)
+
+
+def _bucket(item: tuple[tuple[int, str], float]) -> int:
+    return item[0][0]
 
 
 class Residents:
