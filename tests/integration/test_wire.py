@@ -49,3 +49,14 @@ async def test_an_error_reply_is_raised_after_all_replies_are_read(
     # Every command ran (a pipeline is not a transaction) and nothing is left unread on
     # the connection to answer the next exchange.
     assert await wire.execute(redis_client, [("GET", "n"), ("PING",)], 10) == [b"2", b"PONG"]
+
+
+async def test_floats_reach_redis_exactly(redis_client: redis.asyncio.Redis) -> None:
+    # The apply script's counter deltas and last-seen times go out as floats, packed
+    # as their repr: every digit must arrive, where a Lua tostring would keep 14.
+    values = [0.1, 1763916000.123456, 123456789.12345679, 1e-9, 2.0**60, 3600.0]
+    commands: list[wire.Command] = [("SET", f"f{i}", v) for i, v in enumerate(values)]
+    commands += [("GET", f"f{i}") for i in range(len(values))]
+    replies = await wire.execute(redis_client, commands, deadline=5)
+    assert [float(r) for r in replies[len(values):]] == values
+    assert replies[len(values):] == [repr(v).encode() for v in values]

@@ -59,13 +59,14 @@ class ApplyScript:
             args += [sources[w.source], w.offset, w.event_key]
         args.append(len(totals.counters))
         args += [f"{bucket}|{counter}" for bucket, counter in totals.counters]
-        # As repr: exact, where Lua numbers keep 14 digits.
-        args += [repr(delta) for delta in totals.counters.values()]
+        # Floats as they are: the packer writes their repr, exact (Lua's own tostring
+        # keeps 14 digits), without a Python call per number.
+        args += totals.counters.values()
         for name in SETS:
             latest = totals.members.get(name, {})
             args.append(len(latest))
             for member, ts in latest.items():
-                args += [repr(ts), member]
+                args += [ts, member]
         sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen - resident.seen)]
         deletes = []
         if plan.attrs_changed:

@@ -250,7 +250,7 @@ class WindowStore:
                 if w.next_change is None:
                     commands.append(("ZREM", due, w.account_id))
                 else:
-                    commands.append(("ZADD", due, repr(w.next_change), w.account_id))
+                    commands.append(("ZADD", due, w.next_change, w.account_id))
         return await wire.execute(self._redis, commands, self._timeout)
 
     def _scheduled(self, write: StateWrite) -> bool:
