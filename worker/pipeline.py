@@ -183,11 +183,11 @@ class Pipeline:
         refresh = plan.touched if state.cache_valid else None
         values = component_values(self.model, state.windows, state.attrs, state.seen,
                                   state.cached_values, refresh)
-        change = None
         # A first score always publishes (when there is one): no need to ask first.
-        if (state.published is None
-                or new_tier(self.model, score_of(self.model, values), state.published)):
-            change = decide(self.model, score_components(self.model, values), state.published)
+        moves = (state.published is None
+                 or new_tier(self.model, score_of(self.model, values), state.published) is not None)
+        change = (decide(self.model, score_components(self.model, values), state.published)
+                  if moves else None)
         published = alert = None
         if change is not None:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),

@@ -79,8 +79,8 @@ class ApplyScript:
             args += pair
         args += [len(deletes), *deletes]
 
-    def _cutoffs(self, resident: Resident, now: float) -> tuple[int, str]:
+    def _cutoffs(self, resident: Resident, now: float) -> tuple[int, float]:
         """Distinct-set members last seen before the first, and event ids remembered
         since before the second, are out of reach: pruned by maintenance."""
         keep_from = oldest_bucket(resident.bucket, self._max_window)
-        return keep_from * self._bucket_seconds, repr(now - self._horizon)
+        return keep_from * self._bucket_seconds, now - self._horizon
