@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from worker.alerts import WINDOW_EXPIRY, Cause, build_alert
 from worker.clock import Clock
 from worker.errors import BadInput, internal_error, is_retriable
-from worker.events.deadletter import dead_letter
+from worker.events.deadletter import dead_letter, dead_letter_key
 from worker.events.decode import Decoder
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.metrics import Metrics
@@ -70,6 +70,7 @@ class Pipeline:
         self._planner = Planner(model)
         self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
                                 settings.max_message_bytes, settings.max_future_skew_seconds)
+        self._max_request_bytes = settings.max_request_bytes
         self._logged: set[type[Exception]] = set()  # exception types whose traceback was logged
 
     async def process(self, records: Sequence[RawRecord]) -> Outcome:
@@ -180,8 +181,8 @@ class Pipeline:
     def _reject(self, raw: RawRecord, error: BadInput, now: float, outcome: Outcome) -> None:
         self.metrics.dead_letters.labels(str(error.reason)).inc()
         source = SourceRef(raw.topic, raw.partition, raw.offset)
-        outcome.dead_letters.append(
-            (raw.key, dead_letter(error, source, raw.key, raw.value, raw.timestamp, now)))
+        outcome.dead_letters.append((dead_letter_key(raw.key), dead_letter(
+            error, source, raw.key, raw.value, raw.timestamp, now, self._max_request_bytes)))
 
     def _failed(self, raw: RawRecord, exc: Exception, now: float, outcome: Outcome) -> None:
         """The one rule: a failure while handling one record dead-letters that record
