@@ -111,6 +111,26 @@ async def test_an_account_whose_planning_fails_is_dead_lettered_and_the_rest_sco
     assert dead_letter_count(pipeline, "internal_error") == 2
 
 
+async def test_an_account_whose_scoring_fails_is_dead_lettered_and_the_rest_scored(
+        settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    score = Pipeline._score
+
+    def failing(self: Pipeline, plan: Any, *args: Any) -> None:
+        if plan.account_id == "broken":
+            raise ZeroDivisionError("cannot score this")
+        score(self, plan, *args)
+
+    monkeypatch.setattr(Pipeline, "_score", failing)
+    outcome = await pipeline.process([login(settings, 0), login(settings, 1, "broken"),
+                                      login(settings, 2, "other")])
+    assert reasons(outcome) == [(1, "internal_error")]
+    assert {a for a, _ in outcome.alerts} == {"acme", "other"}
+    assert {w.account_id for w in outcome.writes} == {"acme", "other"}
+    # A silent account whose rescoring fails is skipped, the others rescored.
+    expired = await pipeline.expire([(0, "broken"), (0, "acme")])
+    assert [w.account_id for w in expired.writes] == ["acme"]
+
+
 async def test_a_dependency_outage_is_not_dead_lettered(
         settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     def away(*_: Any) -> Any:
