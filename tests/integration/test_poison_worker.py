@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.integration.harness import event, read_until, running_worker
 from worker.contracts import validator
+from worker.runtime.reader import read_to_end
 from worker.settings import Settings
 
 DEEP = b"[" * 512 + b"]" * 512  # 1 KiB: small, yet past the validator's depth limit
@@ -100,3 +101,14 @@ async def test_poison_records_are_dead_lettered_and_the_worker_moves_on(
     assert again == 0
     assert scored == 1
     assert [a["account_id"] for a in alerts].count("later") == 1
+
+
+async def test_a_replay_reads_records_far_above_the_fetch_size(
+        settings: Settings, producer: AIOKafkaProducer) -> None:
+    """The reader's fetch size is a hint, not a cap: a record above it is still read."""
+    big = b"x" * (4 * 1048576)  # above max_partition_fetch_bytes (1 MiB by default)
+    for value in (b"small", big, b"after"):
+        await _send(producer, settings.topic_login, b"k", value)
+    values = [r.value async for batch in read_to_end(settings, [settings.topic_login], 100)
+              for r in batch]
+    assert values == [b"small", big, b"after"]
