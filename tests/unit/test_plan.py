@@ -11,7 +11,7 @@ import pytest
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.model import Model
 from worker.windows.buckets import bucket_of, oldest_bucket, state_ttl_seconds
-from worker.windows.plan import AccountPlan, Planner
+from worker.windows.plan import AccountPlan, Planner, Totals
 
 DAY = 86400
 NOW = 1768478400.0  # 2026-01-15T12:00:00Z
@@ -356,10 +356,10 @@ def test_totals_cover_only_the_events_the_status_applies(planner: Planner) -> No
     plan = plan_of(planner, ev("login", user_id="u1", session_seconds=60),
                    ev("login", days_ago(1), user_id="u2", session_seconds=30),
                    ev("login", user_id="u1", session_seconds=90))
-    assert plan.totals("ara") == ((
-        {(TODAY, "login"): 2.0, (TODAY, "sess_n"): 2.0, (TODAY, "sess_sum"): 150.0}),
+    assert plan.totals("ara") == Totals(
+        {(TODAY, "login"): 2.0, (TODAY, "sess_n"): 2.0, (TODAY, "sess_sum"): 150.0},
         {"users": {"u1": NOW}})
-    assert plan.totals("rdr") == ({}, {})
+    assert plan.totals("rdr") == Totals({}, {})
     assert plan.totals() == plan.totals("aaa")
     assert plan.totals()[1] == {"users": {"u1": NOW, "u2": days_ago(1)}}
 
