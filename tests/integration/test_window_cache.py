@@ -105,7 +105,8 @@ async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis
             "healthscore_distinct_capped_total", {"set": "users"})
         for account in ACCOUNTS:
             _, users, features, _, _ = keys.account_keys(account)
-            assert await redis.zcard(users) <= bound and await redis.zcard(features) <= bound
+            assert await redis.zcard(users) <= bound
+            assert await redis.zcard(features) <= bound
 
 
 async def _assert_due_index_current(store: WindowStore, redis: Redis, now: float,

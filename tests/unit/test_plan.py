@@ -367,3 +367,12 @@ def test_totals_cover_only_the_events_the_status_applies(planner: Planner) -> No
 def test_a_member_keeps_its_latest_time_whatever_the_order(planner: Planner) -> None:
     plan = plan_of(planner, ev("login", NOW, user_id="u1"), ev("login", days_ago(2), user_id="u1"))
     assert plan.totals().members == {"users": {"u1": NOW}}
+
+
+def test_an_event_id_is_scoped_by_its_type(planner: Planner) -> None:
+    """Producers keep ids unique per event type only: a ticket may reuse a login's id."""
+    same_id = [ev(t, event_id="42") for t in ("login", "ticket")]
+    writes = plan_of(planner, *same_id, same_id[0]).writes
+    assert writes[0].event_key != writes[1].event_key
+    assert writes[0].event_key == writes[2].event_key
+    assert [w.event_type for w in writes] == ["login", "ticket", "login"]
