@@ -6,9 +6,9 @@
 -- Exactly-once: every event carries its source ("topic:partition") and offset.
 -- The state hash keeps the last applied offset per source (off:<source>); an
 -- event at or below it was applied before (a re-delivery after a crash or a
--- rebalance) and is skipped. An event whose id digest is in the recent-ids set
--- (or earlier in this batch) is a producer duplicate (same event, another
--- offset) and is skipped too.
+-- rebalance) and is skipped. An event whose digest (of its type and id) is in the
+-- recent-ids set (or earlier in this batch) is a producer duplicate (same event,
+-- another offset) and is skipped too.
 --
 -- The worker sends the events' sum, not each event's writes: a few commands per
 -- account and batch instead of a few per event. The sum is only right for the
