@@ -6,6 +6,11 @@ Redis, the real pipeline."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -143,3 +148,22 @@ async def test_only_the_windows_that_reach_a_member_left_out_are_flagged(
     await _run(pipeline, feed.logins("old", [("u0", clock.now())]))
     state = await _held_equals_fresh(store, redis, "old", clock.now())
     assert _shape(state)[90][1] == frozenset()
+
+
+async def test_explain_on_the_command_line_says_which_values_are_approximate(
+        settings: Settings, pipeline: Pipeline, clock: FixedClock) -> None:
+    feed, now = Feed(settings), clock.now()
+    await _run(pipeline, feed.logins("big", [(f"u{i}", now - i) for i in range(BOUND + 1)]))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")},
+           "HEALTHSCORE_REDIS_URL": settings.redis_url}
+
+    def explain_cli(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "worker.cli", "explain", "big", *args],
+                              env=env, capture_output=True, text=True, timeout=60,
+                              check=True).stdout
+
+    report = json.loads(await asyncio.to_thread(explain_cli, "--json"))
+    assert {c["name"]: c["capped"] for c in report["components"]}["login_frequency"] == ["users"]
+    text = await asyncio.to_thread(explain_cli)
+    assert "login_frequency: approximate" in text
+    assert "feature_adoption: approximate" not in text
