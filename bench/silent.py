@@ -35,6 +35,7 @@ async def rescore_all(settings: Settings, redis: Redis, days_later: float) -> Si
     clock = FixedClock(time.time() + days_later * 86400)
     store = WindowStore(redis, model, dedup_horizon_seconds=settings.dedup_horizon_seconds,
                         dedup_max_ids=settings.dedup_max_ids,
+                        max_distinct_members=settings.max_distinct_members,
                         timeout=settings.redis_timeout_seconds)
     pipeline = Pipeline(settings, model, store, clock, Metrics())
     producer = new_producer(settings, "bench-silent")

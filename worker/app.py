@@ -35,6 +35,7 @@ class Worker:
         store = WindowStore(self.redis, self.model,
                             dedup_horizon_seconds=settings.dedup_horizon_seconds,
                             dedup_max_ids=settings.dedup_max_ids,
+                            max_distinct_members=settings.max_distinct_members,
                             timeout=settings.redis_timeout_seconds,
                             resident_accounts=settings.resident_accounts)
         self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)

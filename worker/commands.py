@@ -54,6 +54,11 @@ def _print_explanation(data: dict[str, Any]) -> None:
             table.add_row(c["name"], f"{c['value']:.3g}", f"{c['subscore']:.1f}",
                           f"{c['weight']:g}", f"{c['contribution']:.1f}")
     console.print(table)
+    for c in data["components"]:
+        if c["capped"]:
+            console.print(f"{c['name']}: approximate, its window has more distinct "
+                          f"{' and '.join(c['capped'])} than HEALTHSCORE_MAX_DISTINCT_MEMBERS"
+                          " tracks", markup=False, highlight=False)
 
 
 def alert_line(alert: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from worker.clock import Clock
@@ -22,6 +22,9 @@ class Explanation:
     card: Scorecard
     attrs: dict[str, Any]
     published: dict[str, Any] | None
+    # component -> the distinct sets it reads whose count is a lower bound in its window
+    # (the account reached HEALTHSCORE_MAX_DISTINCT_MEMBERS)
+    capped: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def known(self) -> bool:
@@ -54,6 +57,7 @@ class Explanation:
             "subscore": None if present is None else rounded(present.subscore),
             "weight": component.weight,
             "contribution": None if present is None else rounded(self.card.contribution(name)),
+            "capped": self.capped.get(name, []),
         }
 
 
@@ -62,5 +66,8 @@ async def explain(store: WindowStore, model: Model, account_id: str, clock: Cloc
     now = clock.now()
     state = await store.read(account_id, now)
     values = component_values(model, state.windows, state.attrs, state.seen, {}, None)
+    capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)
+              for c in model.components}
     return Explanation(account_id, now, model, score_components(model, values),
-                       state.attrs, state.published)
+                       state.attrs, state.published,
+                       {name: sets for name, sets in capped.items() if sets})

@@ -9,7 +9,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events = Counter("healthscore_events_total", "Events scored, by type.",
+        self.events = Counter("healthscore_events_total",
+                              "Events applied to the windows, by type (not re-deliveries,"
+                              " producer duplicates or events too old for every window).",
                               ["type"], registry=r)
         self.account_updates = Counter("healthscore_account_updates_total",
                                        "Account attribute records applied.", registry=r)
@@ -27,6 +29,10 @@ class Metrics:
                                        registry=r)
         self.too_old = Counter("healthscore_events_too_old_total",
                                "Events older than every window: counted and dropped.", registry=r)
+        self.distinct_capped = Counter(
+            "healthscore_distinct_capped_total",
+            "New distinct-set members not tracked: the account's set (users, features) was"
+            " at HEALTHSCORE_MAX_DISTINCT_MEMBERS.", ["set"], registry=r)
         self.alerts = Counter("healthscore_alerts_total", "Tier-change alerts published, by tier.",
                               ["tier"], registry=r)
         self.retries = Counter("healthscore_retries_total",

@@ -111,10 +111,13 @@ class Pipeline:
                                cause_of: Callable[[AccountPlan, TierChange], Cause],
                                failed: Callable[[AccountPlan, Exception], None],
                                *, read_all: bool = False) -> None:
+        applied: Counter[str] = Counter()
+
         async def chunk(part: Sequence[AccountPlan]) -> list[None]:
             states = await self._store.apply(part, now, read_all=read_all)
             for plan, state in zip(part, states, strict=True):
                 self._count_skipped(state)
+                _count_applied(plan, state, applied)
                 try:
                     self._score(plan, state, now, outcome, partial(cause_of, plan))
                 except Exception as exc:  # one account must not stop the others
@@ -122,6 +125,9 @@ class Pipeline:
             return []
 
         await wire.concurrently(plans, CHUNK_ACCOUNTS, chunk)
+        # Once per batch, not per event: a labelled counter takes a lock on every inc().
+        for event_type, count in applied.items():
+            self.metrics.events.labels(event_type).inc(count)
         self._count_alerts(outcome)
 
     def _count_alerts(self, outcome: Outcome) -> None:
@@ -133,6 +139,9 @@ class Pipeline:
             self.metrics.replayed.inc(state.replayed)
         if state.duplicates:
             self.metrics.duplicates.inc(state.duplicates)
+        if state.left_out:
+            for name, count in state.left_out.items():
+                self.metrics.distinct_capped.labels(name).inc(count)
 
     def forget(self, partitions: Collection[int]) -> None:
         """These partitions moved to another worker: drop what is held of their accounts."""
@@ -158,7 +167,6 @@ class Pipeline:
         present = max(self._clock.now(), time.time())
         by_account: dict[str, list[Event | AccountUpdate]] = {}
         latest = -math.inf
-        per_type: Counter[str] = Counter()
         updates = 0
         decode = self._decoder.decode
         for raw in records:
@@ -172,13 +180,12 @@ class Pipeline:
                 self._failed(raw, exc, present, outcome)
                 continue
             if isinstance(record, Event):
-                per_type[record.type] += 1
                 if record.ts > latest:  # not max(): this runs once per event
                     latest = record.ts
             else:
                 updates += 1
             by_account.setdefault(record.account_id, []).append(record)
-        self._count_decoded(per_type, updates)
+        self._count_decoded(updates)
         if latest > -math.inf:
             self._clock.observe(latest)
         return by_account
@@ -234,10 +241,7 @@ class Pipeline:
                     exc, exc_info=type(exc) not in self._logged)
         self._logged.add(type(exc))
 
-    def _count_decoded(self, per_type: Counter[str], updates: int) -> None:
-        # Once per batch, not per event: a labelled counter takes a lock on every inc().
-        for event_type, count in per_type.items():
-            self.metrics.events.labels(event_type).inc(count)
+    def _count_decoded(self, updates: int) -> None:
         if updates:
             self.metrics.account_updates.inc(updates)
 
@@ -261,6 +265,17 @@ class Pipeline:
         outcome.writes.append(StateWrite(
             plan.account_id, values, partition=plan.partition, next_change=state.next_change,
             published=published, alert=alert))
+
+
+def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -> None:
+    """The plan's events the script applied, by type; too-old ones never reached it."""
+    if state.applied == len(plan.writes):  # the usual case: no replay, no duplicate
+        for write in plan.writes:
+            into[write.event_type] += 1
+    else:
+        for write, letter in zip(plan.writes, state.status, strict=True):
+            if letter == "a":
+                into[write.event_type] += 1
 
 
 def _cause(model: Model, records: list[Event | AccountUpdate],

@@ -92,6 +92,7 @@ class Replay:
         store = WindowStore(self._redis, self.model,
                             dedup_horizon_seconds=self.settings.dedup_horizon_seconds,
                             dedup_max_ids=self.settings.dedup_max_ids,
+                            max_distinct_members=self.settings.max_distinct_members,
                             timeout=self.settings.redis_timeout_seconds,
                             published_field=published_field,
                             outbox=published_field == keys.PUBLISHED)

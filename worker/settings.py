@@ -56,6 +56,11 @@ class Settings:
         50000, "Most accounts whose windows a worker holds in memory (about 7 KB each);"
         " others are read from Redis when their events come."
     )
+    max_distinct_members: int = _setting(
+        25000, "Most members tracked per account in each distinct set (active users,"
+        " features used); beyond it new ones are not tracked and distinct counts are lower"
+        " bounds, flagged in explain."
+    )
     expiry_check_seconds: float = _setting(
         1.0, "How often the worker looks for silent accounts whose windows rolled."
     )
@@ -104,7 +109,7 @@ class Settings:
                      "batch_max_records", "batch_timeout_ms", "fetch_max_wait_ms",
                      "session_timeout_ms",
                      "max_poll_interval_ms", "broker_timeout_ms", "dedup_max_ids",
-                     "resident_accounts"):
+                     "resident_accounts", "max_distinct_members"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
         for name in ("max_future_skew_seconds", "retry_backoff_max_seconds",

@@ -132,3 +132,55 @@ async def test_an_alert_sent_before_the_crash_is_resent_unchanged(
     assert resent.alerts == outcome.alerts
     await pipeline.sent(resent)
     assert (await pipeline.unsent([0])).alerts == []
+
+
+def _record(settings: Settings, event_type: str, offset: int, body: dict[str, object],
+            partition: int = 0) -> Record:
+    topic = settings.event_topics
+    [name] = [t for t, kind in topic.items() if kind == event_type]
+    return Record(name, partition, offset, str(body["account_id"]).encode(), orjson.dumps(body))
+
+
+def _ticket(event_id: str, ts: float | None = None) -> dict[str, object]:
+    body = event("ticket", "acme", ts, ticket_id="T-1", status="opened", priority="high")
+    return {**body, "event_id": event_id}
+
+
+async def test_event_ids_are_unique_per_type_only(settings: Settings,
+                                                  pipeline: Pipeline) -> None:
+    """A ticket reusing a login's id is another event; the same id twice under one type
+    (at another offset) is a producer duplicate."""
+    login = {**event("login", "acme", user_id="u1"), "event_id": "42"}
+    await run(pipeline, [_record(settings, "login", 0, login),
+                         _record(settings, "ticket", 0, _ticket("42"))])
+    await run(pipeline, [_record(settings, "ticket", 5, _ticket("42"))])  # the producer's retry
+    assert await counters(settings, "acme") == {"login": 1, "tk_open": 1}
+    assert skipped(pipeline, "duplicate") == 1
+
+
+def applied(pipeline: Pipeline, event_type: str) -> float:
+    registry = pipeline.metrics.registry
+    return registry.get_sample_value("healthscore_events_total", {"type": event_type}) or 0.0
+
+
+async def test_events_total_counts_only_applied_events_by_type(settings: Settings,
+                                                               pipeline: Pipeline) -> None:
+    first = [_record(settings, "login", 0, event("login", "acme", user_id="u1")),
+             _record(settings, "ticket", 0, _ticket("t-1"))]
+    await run(pipeline, first)
+    assert (applied(pipeline, "login"), applied(pipeline, "ticket")) == (1, 1)
+    too_old = time.time() - 200 * 86400  # before the longest window (90 days)
+    await run(pipeline, [
+        first[1],  # re-delivered: at its source's applied offset
+        _record(settings, "ticket", 1, _ticket("t-1")),  # a producer duplicate
+        _record(settings, "login", 1, event("login", "acme", too_old, user_id="u2")),
+        _record(settings, "login", 2, event("login", "acme", user_id="u3")),
+        _record(settings, "ticket", 2, _ticket("t-2")),
+        _record(settings, "survey", 0, event("survey", "acme", kind="nps", score=9)),
+    ])
+    assert {t: applied(pipeline, t) for t in ("login", "ticket", "survey", "feature_use")} == {
+        "login": 2, "ticket": 2, "survey": 1, "feature_use": 0}
+    assert (skipped(pipeline, "replayed"), skipped(pipeline, "duplicate"),
+            skipped(pipeline, "too_old")) == (1, 1, 1)
+    assert await counters(settings, "acme") == {
+        "login": 2, "tk_open": 2, "nps_n": 1, "nps_pro": 1}

@@ -54,7 +54,7 @@ def _batch(settings: Settings, rng: random.Random, now: float, start: int,
 
 def _view(state: AccountState) -> tuple[object, ...]:
     windows = {w: ({k: round(v, 6) for k, v in view.sums.items() if v}, view.active_users,
-                   view.distinct_features) for w, view in state.windows.items()}
+                   view.distinct_features, view.capped) for w, view in state.windows.items()}
     return (windows, state.attrs, state.seen, state.published)
 
 
@@ -81,10 +81,12 @@ async def _assert_held_equal_redis(store: WindowStore, redis: Redis, model: Mode
     return compared
 
 
-async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis) -> None:
+@pytest.mark.parametrize("bound", [25_000, 3])  # 3: fewer than the users and features sent
+async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis,
+                                                bound: int) -> None:
     model = load_model()
     clock = FixedClock(time.time())
-    store = WindowStore(redis, model)
+    store = WindowStore(redis, model, max_distinct_members=bound)
     pipeline = Pipeline(settings, model, store, clock, Metrics())
     rng = random.Random(5)
     offset = compared = 0
@@ -98,6 +100,13 @@ async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis
                                                    round_)
         await _assert_due_index_current(store, redis, clock.now(), round_)
     assert compared >= 100  # accounts were held often enough to mean something
+    if bound < 6:  # the bound was reached and held: Redis has no more than it allows
+        assert pipeline.metrics.registry.get_sample_value(
+            "healthscore_distinct_capped_total", {"set": "users"})
+        for account in ACCOUNTS:
+            _, users, features, _, _ = keys.account_keys(account)
+            assert await redis.zcard(users) <= bound
+            assert await redis.zcard(features) <= bound
 
 
 async def _assert_due_index_current(store: WindowStore, redis: Redis, now: float,

@@ -11,7 +11,7 @@ import pytest
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.model import Model
 from worker.windows.buckets import bucket_of, oldest_bucket, state_ttl_seconds
-from worker.windows.plan import AccountPlan, Planner
+from worker.windows.plan import AccountPlan, Planner, Totals
 
 DAY = 86400
 NOW = 1768478400.0  # 2026-01-15T12:00:00Z
@@ -356,10 +356,10 @@ def test_totals_cover_only_the_events_the_status_applies(planner: Planner) -> No
     plan = plan_of(planner, ev("login", user_id="u1", session_seconds=60),
                    ev("login", days_ago(1), user_id="u2", session_seconds=30),
                    ev("login", user_id="u1", session_seconds=90))
-    assert plan.totals("ara") == ((
-        {(TODAY, "login"): 2.0, (TODAY, "sess_n"): 2.0, (TODAY, "sess_sum"): 150.0}),
+    assert plan.totals("ara") == Totals(
+        {(TODAY, "login"): 2.0, (TODAY, "sess_n"): 2.0, (TODAY, "sess_sum"): 150.0},
         {"users": {"u1": NOW}})
-    assert plan.totals("rdr") == ({}, {})
+    assert plan.totals("rdr") == Totals({}, {})
     assert plan.totals() == plan.totals("aaa")
     assert plan.totals()[1] == {"users": {"u1": NOW, "u2": days_ago(1)}}
 
@@ -367,3 +367,12 @@ def test_totals_cover_only_the_events_the_status_applies(planner: Planner) -> No
 def test_a_member_keeps_its_latest_time_whatever_the_order(planner: Planner) -> None:
     plan = plan_of(planner, ev("login", NOW, user_id="u1"), ev("login", days_ago(2), user_id="u1"))
     assert plan.totals().members == {"users": {"u1": NOW}}
+
+
+def test_an_event_id_is_scoped_by_its_type(planner: Planner) -> None:
+    """Producers keep ids unique per event type only: a ticket may reuse a login's id."""
+    same_id = [ev(t, event_id="42") for t in ("login", "ticket")]
+    writes = plan_of(planner, *same_id, same_id[0]).writes
+    assert writes[0].event_key != writes[1].event_key
+    assert writes[0].event_key == writes[2].event_key
+    assert [w.event_type for w in writes] == ["login", "ticket", "login"]

@@ -25,6 +25,9 @@ class WindowView(NamedTuple):
     sums: Sums
     active_users: int
     distinct_features: int
+    # Distinct sets ("users", "features") whose count here is a lower bound: the account
+    # reached HEALTHSCORE_MAX_DISTINCT_MEMBERS and a member left out is in this window.
+    capped: frozenset[str] = frozenset()
 
     def get(self, counter: str) -> float:
         return self.sums.get(counter, 0.0)

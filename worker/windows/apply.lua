@@ -6,9 +6,9 @@
 -- Exactly-once: every event carries its source ("topic:partition") and offset.
 -- The state hash keeps the last applied offset per source (off:<source>); an
 -- event at or below it was applied before (a re-delivery after a crash or a
--- rebalance) and is skipped. An event whose id digest is in the recent-ids set
--- (or earlier in this batch) is a producer duplicate (same event, another
--- offset) and is skipped too.
+-- rebalance) and is skipped. An event whose digest (of its type and id) is in the
+-- recent-ids set (or earlier in this batch) is a producer duplicate (same event,
+-- another offset) and is skipped too.
 --
 -- The worker sends the events' sum, not each event's writes: a few commands per
 -- account and batch instead of a few per event. The sum is only right for the
@@ -43,7 +43,8 @@
 --   n, (field, value) * n            state hash fields to set
 --   n, field * n                     state hash fields to delete
 -- Returns, per account: ver, status; ver = -1: status is not what was expected,
--- nothing written for that account.
+-- nothing written for that account; ver = 0: its state hash was deleted (a tombstone
+-- left nothing in it).
 --
 -- Written for speed: Lua's own work (allocations above all) costs more than the
 -- commands. Lists are read in place from ARGV and handed to commands as ranges
@@ -238,6 +239,17 @@ local function apply(k, at)
     redis.call('EXPIRE', ids_key, ids_ttl_seconds)
   end
   if not ver then
+    -- No events. A tombstone that leaves the state hash holding nothing but its write
+    -- count (an account never seen, or one known only by the attributes it deletes)
+    -- deletes the hash: it has no expiry, and counting it up would keep a key forever
+    -- for nothing. ver 0 has the worker load the account again.
+    if n_deletes > 0 then
+      local left = redis.call('HLEN', state_key)
+      if left == 0 or (left == 1 and redis.call('HEXISTS', state_key, 'ver') == 1) then
+        redis.call('DEL', state_key)
+        return at, 0, status
+      end
+    end
     ver = redis.call('HINCRBY', state_key, 'ver', 1)
   end
   return at, ver, status

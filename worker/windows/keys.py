@@ -7,10 +7,12 @@ key                 type   content                                             e
 hs:{A}:c            hash   ``<bucket>|<counter>`` -> sum, e.g. ``20414|login``  idle TTL
 hs:{A}:u            zset   active user -> last-seen epoch seconds              idle TTL
 hs:{A}:f            zset   feature -> last-seen epoch seconds                  idle TTL
-hs:{A}:e            zset   digests of recent event ids -> time applied         dedup horizon
+hs:{A}:e            zset   digests of recent (type, event_id) -> time applied  dedup horizon
 hs:{A}:s            hash   attrs, seen:<type>, write count (ver),             none
                            last published tier (pub),
                            off:<topic>:<partition> -> last applied offset,
+                           capped:<set> -> latest time of a member the
+                           distinct bound left out,
                            a running replay's own tier chain (pub:replay),
                            outbox:<seq> -> an alert saved but not yet known sent
 ==================  =====  ==================================================  =========
@@ -31,7 +33,8 @@ The schedule lets the owner of partition P rescore silent accounts when their
 windows roll, without scanning all accounts; it lives in Redis, so it survives
 restarts and moves with the partition on a rebalance.
 
-The state hash has no TTL: besides the offsets that fence re-deliveries, it holds the account's attributes (from a compacted
+The state hash has no TTL (a tombstone that would leave it holding only its
+write count deletes it instead): besides the offsets that fence re-deliveries, it holds the account's attributes (from a compacted
 topic that is not re-read) and the last published tier, whose ``seq`` must keep
 counting up for consumers to de-duplicate.
 """

@@ -69,11 +69,12 @@ class EventWrite(NamedTuple):
 
     source: str  # "topic:partition": whose applied offset fences this event
     offset: int
-    event_key: bytes  # 64-bit digest of event_id, for producer-duplicate detection
+    event_key: bytes  # 64-bit digest of (type, event_id), for producer-duplicate detection
     ts: float
     bucket: int  # of the event's own ts
     increments: tuple[tuple[str, float], ...]  # (counter, delta)
     distinct: tuple[tuple[str, str], ...]  # (set name, member), last seen at ts
+    event_type: str = ""  # counted as applied (or not) by type once the script has answered
 
 
 class Totals(NamedTuple):
@@ -82,6 +83,9 @@ class Totals(NamedTuple):
 
     counters: dict[tuple[int, str], float]
     members: dict[str, dict[str, float]]  # set -> member -> latest ts
+    # set -> (new members left out, the latest time of one): the set was full
+    # (``distinct.admit``); None when none was
+    dropped: dict[str, tuple[int, float]] | None = None
 
 
 @dataclass(slots=True)
@@ -118,10 +122,13 @@ class AccountPlan:
         return Totals(counters, members)
 
 
-def event_key(event_id: str) -> bytes:
+def event_key(event_type: str, event_id: str) -> bytes:
     # Raw bytes, not hex: an account remembers thousands. 64 bits keep a false
     # "duplicate" (an event dropped) below one in 10^12 per account and horizon.
-    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    # Producers make ids unique per event type only (a ticket may reuse a login's id),
+    # so the type personalises the digest: the same id under two types is two events.
+    return hashlib.blake2b(event_id.encode(), digest_size=8,
+                           person=event_type.encode()).digest()
 
 
 class Planner:
@@ -175,5 +182,5 @@ class Planner:
                 distinct.append((name, member))
         source = event.source
         plan.writes.append(EventWrite(f"{source.topic}:{source.partition}", source.offset,
-                                      event_key(event.event_id), event.ts, bucket,
-                                      increments, tuple(distinct)))
+                                      event_key(event.type, event.event_id), event.ts, bucket,
+                                      increments, tuple(distinct), event.type))

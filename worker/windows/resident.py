@@ -35,6 +35,7 @@ from worker.windows.plan import COUNTERS_OF, Totals
 
 SEEN_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag in the state hash
 SETS = ("users", "features")  # ``load`` spells them out: it runs for every cold account
+CAPPED_PREFIX = "capped:"  # state hash: capped:<set> -> the latest time of a member left out
 NO_CHANGE = -1  # next_change when no data will ever leave a window
 
 
@@ -71,6 +72,9 @@ class Resident:
     # Counter fields found expired by the load: deleted by the next maintenance.
     expired: list[str] = field(default_factory=list)
     maintained: bool = False  # pruned and expiries refreshed in this bucket
+    # Per set that reached the distinct-member bound: the latest time of a member left
+    # out. A window reaching back to it has a count that is a lower bound.
+    capped: dict[str, float] = field(default_factory=dict)
     # The windows as scoring sees them, built again only when a distinct count moves
     # (the sums are shared, so counters need no rebuild): most batches move none.
     _view: dict[int, WindowView] | None = field(default=None, init=False, repr=False,
@@ -79,9 +83,23 @@ class Resident:
     def view(self) -> dict[int, WindowView]:
         if self._view is None:
             users, features = self.counts["users"], self.counts["features"]
-            self._view = {w: WindowView(self.sums[i], users[i], features[i])
+            self._view = {w: WindowView(self.sums[i], users[i], features[i],
+                                        self._capped_since((self.bucket - w + 1)
+                                                           * self.bucket_seconds))
                           for i, w in enumerate(self.windows)}
         return self._view
+
+    def _capped_since(self, since: float) -> frozenset[str]:
+        if not self.capped:
+            return frozenset()
+        return frozenset(name for name, ts in self.capped.items() if ts >= since)
+
+    def left_out(self, dropped: dict[str, tuple[int, float]]) -> None:
+        """New members the bound left out, as ``Totals.dropped`` has them."""
+        for name, (_, ts) in dropped.items():
+            if ts > self.capped.get(name, -1.0):
+                self.capped[name] = ts
+                self._view = None
 
     def add(self, totals: Totals) -> None:
         """Events the script applied: add them as the script added them to Redis."""
@@ -141,11 +159,13 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
          state: Sequence[bytes | None]) -> Resident:
     """An account from what Redis holds: its counters (field, sum), its distinct sets'
     (member, last seen) and its state fields: ver, attrs, the
-    published tier, then the seen flags of ``SEEN_TYPES``."""
+    published tier, the seen flags of ``SEEN_TYPES``, then the ``CAPPED_PREFIX`` fields
+    of ``SETS``."""
     # Literals, not comprehensions over SETS: a cold account (a silent rescore, every
     # account of a large population) is loaded once per batch it is in.
     n = len(windows)
-    version, attrs, published, *seen = state
+    version, attrs, published, *flags = state
+    seen, capped = flags[:len(SEEN_TYPES)], flags[len(SEEN_TYPES):]
     resident = Resident(account_id, now_bucket, tuple(windows), bucket_seconds,
                         version=int(version or 0),
                         sums=[{} for _ in windows],
@@ -155,6 +175,8 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
                         seen=(frozenset(t for t, v in zip(SEEN_TYPES, seen, strict=True) if v)
                               if any(seen) else frozenset()),
                         published=orjson.loads(published) if published is not None else None)
+    if any(capped):
+        resident.capped = {name: float(ts) for name, ts in zip(SETS, capped, strict=True) if ts is not None}
     _sum_counters(resident, counters, keep_from)
     cutoff = keep_from * bucket_seconds
     for name, members in (("users", users), ("features", features)):

@@ -14,7 +14,7 @@ from worker.scoring.model import Model
 from worker.windows import keys, wire
 from worker.windows.buckets import oldest_bucket, state_ttl_seconds
 from worker.windows.plan import AccountPlan, Totals
-from worker.windows.resident import SETS, Resident
+from worker.windows.resident import CAPPED_PREFIX, SETS, Resident
 
 
 class ApplyScript:
@@ -67,7 +67,11 @@ class ApplyScript:
             args.append(len(latest))
             for member, ts in latest.items():
                 args += [ts, member]
-        sets = [(keys.SEEN_PREFIX + t, "1") for t in sorted(plan.seen - resident.seen)]
+        sets: list[tuple[str, wire.Arg]] = [(keys.SEEN_PREFIX + t, "1")
+                                            for t in sorted(plan.seen - resident.seen)]
+        if totals.dropped:  # rare: a set at its bound; the latest time a member was left out
+            for name, (_, ts) in totals.dropped.items():
+                sets.append((CAPPED_PREFIX + name, max(ts, resident.capped.get(name, ts))))
         deletes = []
         if plan.attrs_changed:
             if plan.attrs is None:

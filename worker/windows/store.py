@@ -21,8 +21,17 @@ from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
 from worker.windows import keys, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
+from worker.windows.distinct import admit
 from worker.windows.plan import AccountPlan, Totals
-from worker.windows.resident import NO_CHANGE, SEEN_TYPES, Resident, Residents, load
+from worker.windows.resident import (
+    CAPPED_PREFIX,
+    NO_CHANGE,
+    SEEN_TYPES,
+    SETS,
+    Resident,
+    Residents,
+    load,
+)
 from worker.windows.script import ApplyScript
 
 SAVE_CHUNK = 500  # accounts per exchange of a save
@@ -37,6 +46,7 @@ class AccountState(NamedTuple):
     account_id: str
     now_bucket: int
     cache_valid: bool
+    status: str  # one letter per event of the plan: a(pplied), r(eplayed), d(uplicate)
     applied: int  # events applied now
     replayed: int  # events skipped: at or below their source's applied offset
     duplicates: int  # events skipped: same event id seen recently at another offset
@@ -46,6 +56,7 @@ class AccountState(NamedTuple):
     cached_values: dict[str, float]
     published: dict[str, Any] | None
     seen: frozenset[str]
+    left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
 
 
 class StateWrite(NamedTuple):
@@ -71,12 +82,13 @@ class WindowStore:
     def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
                  dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
                  outbox: bool = True, timeout: float = 10.0,
-                 resident_accounts: int = 50_000) -> None:
+                 resident_accounts: int = 50_000, max_distinct_members: int = 25_000) -> None:
         """``published_field``: where the last published tier is kept; a replay that
         publishes its own trail keeps its chain apart from the live one, and needs no
         ``outbox`` (a trail is history, not a promise to consumers). ``timeout``: the
         longest wait for one batch's replies. ``resident_accounts``: how many accounts
-        are held in memory at most."""
+        are held in memory at most. ``max_distinct_members``: the bound on each distinct
+        set of an account (``distinct``)."""
         self._timeout = timeout
         self._redis = redis
         self._outbox = outbox
@@ -88,7 +100,9 @@ class WindowStore:
         self._max_window = model.max_window_buckets  # a max() over the model's components
         # In the order ``resident.load`` reads them.
         self._fields = [keys.VERSION, keys.ATTRS, published_field,
-                        *(keys.SEEN_PREFIX + t for t in SEEN_TYPES)]
+                        *(keys.SEEN_PREFIX + t for t in SEEN_TYPES),
+                        *(CAPPED_PREFIX + name for name in SETS)]
+        self._max_members = max_distinct_members
         self._residents = Residents(resident_accounts)
 
     def now_bucket(self, now: float) -> int:
@@ -120,7 +134,7 @@ class WindowStore:
             if plan.partition is not None:
                 resident.partition = plan.partition
             self._residents.put(resident)
-            states.append(self._state(resident, status, read_all))
+            states.append(self._state(resident, status, read_all, totals.dropped))
         return states
 
     async def _residents_of(self, account_ids: Sequence[str], now_bucket: int) -> list[Resident]:
@@ -154,7 +168,8 @@ class WindowStore:
         replies: list[tuple[int, str, Totals] | None] = [None] * len(plans)
         todo: Sequence[int] = range(len(plans))
         for _ in range(MAX_EXPECTATIONS):
-            totals = [plans[k].totals(expected[k]) for k in todo]
+            totals = [admit(plans[k].totals(expected[k]), residents[k].last_seen,
+                            self._max_members) for k in todo]
             call = self._script.call([plans[k] for k in todo], [residents[k] for k in todo],
                                      [expected[k] for k in todo], totals, now)
             [flat] = await self._execute([call])
@@ -180,12 +195,14 @@ class WindowStore:
             await self._redis.script_load(self._script.text)
             return await wire.execute(self._redis, calls, self._timeout)
 
-    def _state(self, resident: Resident, status: str, read_all: bool) -> AccountState:
+    def _state(self, resident: Resident, status: str, read_all: bool,
+               dropped: dict[str, tuple[int, float]] | None = None) -> AccountState:
         cached = None if read_all else resident.values
         return AccountState(
             account_id=resident.account_id,
             now_bucket=resident.bucket,
             cache_valid=cached is not None,
+            status=status,
             applied=status.count("a"),
             replayed=status.count("r"),
             duplicates=status.count("d"),
@@ -196,6 +213,7 @@ class WindowStore:
             cached_values=cached or {},
             published=resident.published,
             seen=resident.seen,
+            left_out=None if dropped is None else {n: c for n, (c, _) in dropped.items()},
         )
 
     async def read(self, account_id: str, now: float) -> AccountState:
@@ -312,6 +330,8 @@ def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int
     resident.version = version
     resident.maintained, resident.expired = True, []
     resident.add(totals)
+    if totals.dropped:
+        resident.left_out(totals.dropped)
     if not plan.seen <= resident.seen:
         resident.seen = resident.seen | plan.seen
     if plan.attrs_changed:
