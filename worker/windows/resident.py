@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from worker.scoring.mode import Mode
 from worker.scoring.signals import WindowView
 from worker.windows.buckets import bucket_of
 from worker.windows.plan import COUNTERS_OF, Totals
@@ -36,6 +37,7 @@ from worker.windows.plan import COUNTERS_OF, Totals
 SEEN_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag in the state hash
 SETS = ("users", "features")  # ``load`` spells them out: it runs for every cold account
 NO_CHANGE = -1  # next_change when no data will ever leave a window
+CATCH_UP = Mode.CATCH_UP.value.encode()  # the mode field as Redis returns it
 
 
 class Unknown(Enum):
@@ -68,6 +70,7 @@ class Resident:
     # after a load, so written with the next save.
     scheduled: float | Unknown | None = UNKNOWN
     published: dict[str, Any] | None = None
+    mode: Mode = Mode.LIVE  # of the last evaluation, as saved: hysteresis may need it
     # Counter fields found expired by the load: deleted by the next maintenance.
     expired: list[str] = field(default_factory=list)
     maintained: bool = False  # pruned and expiries refreshed in this bucket
@@ -141,11 +144,11 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
          state: Sequence[bytes | None]) -> Resident:
     """An account from what Redis holds: its counters (field, sum), its distinct sets'
     (member, last seen) and its state fields: ver, attrs, the
-    published tier, then the seen flags of ``SEEN_TYPES``."""
+    published tier, the last evaluation's mode, then the seen flags of ``SEEN_TYPES``."""
     # Literals, not comprehensions over SETS: a cold account (a silent rescore, every
     # account of a large population) is loaded once per batch it is in.
     n = len(windows)
-    version, attrs, published, *seen = state
+    version, attrs, published, mode, *seen = state
     resident = Resident(account_id, now_bucket, tuple(windows), bucket_seconds,
                         version=int(version or 0),
                         sums=[{} for _ in windows],
@@ -154,7 +157,8 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
                         attrs=orjson.loads(attrs) if attrs is not None else {},
                         seen=(frozenset(t for t, v in zip(SEEN_TYPES, seen, strict=True) if v)
                               if any(seen) else frozenset()),
-                        published=orjson.loads(published) if published is not None else None)
+                        published=orjson.loads(published) if published is not None else None,
+                        mode=Mode.CATCH_UP if mode == CATCH_UP else Mode.LIVE)
     _sum_counters(resident, counters, keep_from)
     cutoff = keep_from * bucket_seconds
     for name, members in (("users", users), ("features", features)):
