@@ -132,6 +132,15 @@ class _Worker:
             body = event("survey", account, ts, kind="csat", score=answer)
             records.append(Record(self.settings.topic_survey, 0, next(self.offsets),
                                   account.encode(), orjson.dumps(body)))
+        return await self._run(records)
+
+    async def update(self, account: str, ts: float) -> list[dict[str, Any]]:
+        """New attributes in a record the broker stamped ``ts``: its only time."""
+        body = {"account_id": account, "segment": "smb", "seats_purchased": 10}
+        return await self._run([Record(self.settings.topic_accounts, 0, next(self.offsets),
+                                       account.encode(), orjson.dumps(body), int(ts * 1000))])
+
+    async def _run(self, records: list[Record]) -> list[dict[str, Any]]:
         outcome = await self.pipeline.process(records)
         await self.pipeline.save(outcome)
         return [alert for _, alert in outcome.alerts]
@@ -174,3 +183,15 @@ async def test_the_lag_is_a_setting(settings: Settings, redis: Redis) -> None:
     assert _tiers(await worker.csat("acme", old, 5, 5, 5, 5, 5)) == [(None, "green", 100.0)]
     assert await worker.csat("acme", old, 2, 2, 2) == []  # 68.75: green holds
     assert not await redis.hexists(keys.state_key("acme"), keys.MODE)
+
+
+async def test_an_account_update_is_live_or_caught_up_by_its_record_timestamp(
+        settings: Settings, redis: Redis) -> None:
+    state = keys.state_key("acme")
+    worker = _Worker(settings, redis, itertools.count())
+    await worker.csat("acme", time.time(), 5, 5, 5, 5, 5)
+    assert not await redis.hexists(state, keys.MODE)
+    await worker.update("acme", time.time() - 2 * HOUR)  # a compacted topic read again
+    assert await redis.hget(state, keys.MODE) == b"catch_up"
+    await worker.update("acme", time.time())
+    assert not await redis.hexists(state, keys.MODE)
