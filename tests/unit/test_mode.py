@@ -4,16 +4,21 @@ the first live evaluation after one, is the plain tier of the score."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import pytest
+from redis.asyncio import Redis
 
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import Model
 from worker.scoring.tierchange import new_tier
 from worker.scoring.tiers import plain_tier
+from worker.windows import keys, wire
 from worker.windows.buckets import bucket_of
 from worker.windows.plan import Planner
+from worker.windows.resident import Resident
+from worker.windows.store import StateWrite, WindowStore
 
 PRESENT = 1_800_000_000.0
 LAG = 300.0
@@ -114,3 +119,33 @@ def test_a_too_old_event_does_not_count_as_news(model: Model) -> None:
     plan = planner.plan("acme", [_event(PRESENT, 1)], bucket_of(far_future, 86400))
     assert plan.too_old == 1
     assert plan.newest == -math.inf
+
+
+# --------------------------------------------------------------------------- saving it
+
+
+async def test_the_mode_is_saved_only_when_it_changes(model: Model,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[wire.Command] = []
+
+    async def execute(_redis: object, commands: list[wire.Command], _timeout: float) -> list[None]:
+        sent.extend(commands)
+        return []
+
+    monkeypatch.setattr(wire, "execute", execute)
+    store = WindowStore(cast(Redis, None), model)
+    store._residents.put(Resident("acme", 0, (30, 90), 86400))  # loaded: no mode saved
+    state = keys.state_key("acme")
+
+    async def save(mode: Mode, published: dict[str, object] | None = None) -> list[object]:
+        sent.clear()
+        await store.save([StateWrite("acme", {}, mode=mode, published=published)])
+        return list(sent)
+
+    assert await save(LIVE) == []  # a live stream writes nothing for it
+    assert await save(CATCH_UP) == [("HSET", state, keys.MODE, "catch_up")]
+    assert await save(CATCH_UP) == []
+    assert await save(LIVE) == [("HDEL", state, keys.MODE)]
+    # With a new tier: one command for both.
+    [(command, key, *fields)] = await save(CATCH_UP, _published("green"))
+    assert (command, key, fields[-2:]) == ("HSET", state, [keys.MODE, "catch_up"])
