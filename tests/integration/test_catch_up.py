@@ -19,6 +19,7 @@ from tests.integration.harness import Record, event, running_worker
 from worker.clock import FixedClock
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
+from worker.replay import Replay
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import load_model
 from worker.settings import Settings
@@ -195,3 +196,22 @@ async def test_an_account_update_is_live_or_caught_up_by_its_record_timestamp(
     assert await redis.hget(state, keys.MODE) == b"catch_up"
     await worker.update("acme", time.time())
     assert not await redis.hexists(state, keys.MODE)
+
+
+async def test_a_replay_settles_a_tier_held_by_the_margin_on_the_rebuilt_score(
+        settings: Settings, redis: Redis) -> None:
+    # Scored live (a lag of three hours) in two batches: green, then 68.75 held green.
+    old = time.time() - 2 * HOUR
+    answers = [5, 5, 5, 5, 5, 2, 2, 2]
+    await ensure_topics(settings)
+    await chaos.produce_to(settings, [("survey", event("survey", "acme", old, kind="csat",
+                                                       score=a)) for a in answers])
+    worker = _Worker(settings.replace(catch_up_lag_seconds=3 * HOUR), redis, itertools.count())
+    assert _tiers(await worker.csat("acme", old, *answers[:5])) == [(None, "green", 100.0)]
+    assert await worker.csat("acme", old, *answers[5:]) == []
+
+    # A replay (the default lag) applies that history as history: the rebuilt score's
+    # plain tier is what consumers are told.
+    report = await Replay(settings, force=True).run()
+    assert _tiers(report.alerts) == [("green", "yellow", 68.75)]
+    assert [(a["seq"], a["cause"]["kind"]) for a in report.alerts] == [(2, "replay")]
