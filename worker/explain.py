@@ -7,9 +7,10 @@ from typing import Any
 
 from worker.clock import Clock
 from worker.scoring.evaluate import component_values
+from worker.scoring.mode import Mode, hysteresis_applies
 from worker.scoring.model import Model
 from worker.scoring.rollup import Scorecard, rounded, score_components
-from worker.scoring.tiers import next_tier
+from worker.scoring.tierchange import new_tier
 from worker.timefmt import rfc3339
 from worker.windows.store import WindowStore
 
@@ -22,6 +23,7 @@ class Explanation:
     card: Scorecard
     attrs: dict[str, Any]
     published: dict[str, Any] | None
+    last_mode: Mode = Mode.LIVE  # of the account's last evaluation
     # component -> the distinct sets it reads whose count is a lower bound in its window
     # (the account reached HEALTHSCORE_MAX_DISTINCT_MEMBERS)
     capped: dict[str, list[str]] = field(default_factory=dict)
@@ -39,9 +41,11 @@ class Explanation:
             "model_version": self.model.version,
             "segment": self.attrs.get("segment"),
             "score": None if score is None else rounded(score),
-            # The tier the score maps to now, from the published tier with hysteresis.
-            "tier": None if score is None else next_tier(
-                self.model, score, published.get("tier")).name,
+            # The tier a live rescore now would publish: from the published tier with
+            # hysteresis, or the plain one after a catch-up.
+            "tier": None if score is None else new_tier(
+                self.model, score, self.published,
+                hysteresis=hysteresis_applies(Mode.LIVE, self.last_mode)) or published["tier"],
             "published_tier": published.get("tier"),
             "published_seq": published.get("seq"),
             "components": [self._component(c.name) for c in self.model.components],
@@ -69,5 +73,5 @@ async def explain(store: WindowStore, model: Model, account_id: str, clock: Cloc
     capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)
               for c in model.components}
     return Explanation(account_id, now, model, score_components(model, values),
-                       state.attrs, state.published,
+                       state.attrs, state.published, state.last_mode,
                        {name: sets for name, sets in capped.items() if sets})

@@ -25,6 +25,7 @@ from worker.events.decode import Decoder
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.metrics import Metrics
 from worker.scoring.evaluate import component_values
+from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import Model
 from worker.scoring.rollup import score_components, score_of
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
@@ -68,6 +69,7 @@ class Pipeline:
         self._clock = clock
         self.metrics = metrics
         self._planner = Planner(model)
+        self._lag = settings.catch_up_lag_seconds
         self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
                                 settings.max_message_bytes, settings.max_future_skew_seconds)
         self._max_request_bytes = settings.max_request_bytes
@@ -100,7 +102,9 @@ class Pipeline:
         ``cause.kind == "replay"``, the rebuilt state) moved."""
         now = self._clock.now()
         outcome = Outcome()
-        plans = [AccountPlan(account, partition) for partition, account in due]
+        # Windows that rolled on the wall clock are news (live); on a replay's event-time
+        # clock they are history like the records that moved it there.
+        plans = [AccountPlan(account, partition, newest=now) for partition, account in due]
         await self._apply_and_score(plans, now, outcome, lambda _plan, _change: cause,
                                     self._unscored, read_all=True)
         if cause is WINDOW_EXPIRY:
@@ -112,6 +116,9 @@ class Pipeline:
                                failed: Callable[[AccountPlan, Exception], None],
                                *, read_all: bool = False) -> None:
         applied: Counter[str] = Counter()
+        # The real present, whatever the scoring clock (an event-time clock trails it).
+        present = max(now, time.time())
+        lag = self._lag
 
         async def chunk(part: Sequence[AccountPlan]) -> list[None]:
             states = await self._store.apply(part, now, read_all=read_all)
@@ -119,7 +126,8 @@ class Pipeline:
                 self._count_skipped(state)
                 _count_applied(plan, state, applied)
                 try:
-                    self._score(plan, state, now, outcome, partial(cause_of, plan))
+                    self._score(plan, state, evaluation_mode(plan.newest, present, lag), now,
+                                outcome, partial(cause_of, plan))
                 except Exception as exc:  # one account must not stop the others
                     failed(plan, exc)
             return []
@@ -184,6 +192,7 @@ class Pipeline:
                     latest = record.ts
             else:
                 updates += 1
+                record = record._replace(ts=raw.timestamp / 1000)  # its only clock
             by_account.setdefault(record.account_id, []).append(record)
         self._count_decoded(updates)
         if latest > -math.inf:
@@ -245,15 +254,18 @@ class Pipeline:
         if updates:
             self.metrics.account_updates.inc(updates)
 
-    def _score(self, plan: AccountPlan, state: AccountState, now: float, outcome: Outcome,
-               cause_of: Callable[[TierChange], Cause]) -> None:
+    def _score(self, plan: AccountPlan, state: AccountState, mode: Mode, now: float,
+               outcome: Outcome, cause_of: Callable[[TierChange], Cause]) -> None:
         refresh = plan.touched if state.cache_valid else None
         values = component_values(self.model, state.windows, state.attrs, state.seen,
                                   state.cached_values, refresh)
+        hysteresis = hysteresis_applies(mode, state.last_mode)
         # A first score always publishes (when there is one): no need to ask first.
         moves = (state.published is None
-                 or new_tier(self.model, score_of(self.model, values), state.published) is not None)
-        change = (decide(self.model, score_components(self.model, values), state.published)
+                 or new_tier(self.model, score_of(self.model, values), state.published,
+                             hysteresis=hysteresis) is not None)
+        change = (decide(self.model, score_components(self.model, values), state.published,
+                         hysteresis=hysteresis)
                   if moves else None)
         published = alert = None
         if change is not None:
@@ -264,7 +276,7 @@ class Pipeline:
             published = snapshot(change)
         outcome.writes.append(StateWrite(
             plan.account_id, values, partition=plan.partition, next_change=state.next_change,
-            published=published, alert=alert))
+            published=published, alert=alert, mode=mode))
 
 
 def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -> None:

@@ -64,6 +64,11 @@ class Settings:
     expiry_check_seconds: float = _setting(
         1.0, "How often the worker looks for silent accounts whose windows rolled."
     )
+    catch_up_lag_seconds: float = _setting(
+        300.0, "Records older than this behind the present are history being caught up on"
+        " (a backlog, backfill or replay): an account's tier then follows its score alone,"
+        " with hysteresis only between live evaluations."
+    )
     batch_max_records: int = _setting(
         30000, "Most records taken from Kafka in one batch (under a backlog; a quiet stream sends"
         " smaller ones after HEALTHSCORE_BATCH_TIMEOUT_MS)."
@@ -113,7 +118,7 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
         for name in ("max_future_skew_seconds", "retry_backoff_max_seconds",
-                     "dedup_horizon_seconds", "expiry_check_seconds"):
+                     "dedup_horizon_seconds", "expiry_check_seconds", "catch_up_lag_seconds"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")

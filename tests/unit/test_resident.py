@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from worker.scoring.mode import Mode
 from worker.windows.plan import AccountPlan, EventWrite, Totals
 from worker.windows.resident import NO_CHANGE, UNKNOWN, Resident, Residents, load
 
@@ -23,7 +24,7 @@ def _load(counters: dict[str, float] | None = None,
                 [(k.encode(), str(v).encode()) for k, v in (counters or {}).items()],
                 [(m.encode(), ts) for m, ts in (users or {}).items()],
                 [(m.encode(), ts) for m, ts in (features or {}).items()],
-                state or [None] * 7)
+                state or [None] * 8)
 
 
 def _write(bucket: int, increments: tuple[tuple[str, float], ...] = (),
@@ -39,6 +40,7 @@ def test_an_account_redis_never_saw_is_empty() -> None:
     assert resident.version == 0
     assert resident.next_change == NO_CHANGE
     assert resident.published is None
+    assert resident.mode is Mode.LIVE  # no mode saved: live (a live stream never writes one)
     assert resident.attrs == {}
     assert resident.seen == set()
     view = resident.view()
@@ -78,8 +80,9 @@ def test_members_count_in_the_windows_their_last_seen_time_is_in() -> None:
 def test_state_fields_are_read() -> None:
     published = {"tier": "green", "score": 80.0, "seq": 3, "components": {}}
     resident = _load(state=[b"7", orjson.dumps({"seats_purchased": 5}),
-                            orjson.dumps(published), b"1", None, b"1", None])
+                            orjson.dumps(published), b"catch_up", b"1", None, b"1", None])
     assert resident.version == 7
+    assert resident.mode is Mode.CATCH_UP
     assert resident.values is None  # component values are computed again after a load
     assert resident.scheduled is UNKNOWN  # and the due index written again
     assert resident.attrs == {"seats_purchased": 5}

@@ -31,11 +31,14 @@ class Event(NamedTuple):
 
 
 class AccountUpdate(NamedTuple):
-    """New attributes of an account; ``attrs is None`` is a tombstone (account deleted)."""
+    """New attributes of an account; ``attrs is None`` is a tombstone (account deleted).
+    ``ts`` is the Kafka record's timestamp in epoch seconds (the body has none): it
+    tells a live update from history being caught up on."""
 
     account_id: str
     attrs: dict[str, Any] | None
     source: SourceRef
+    ts: float = 0.0
 
 
 Record = Event | AccountUpdate

@@ -11,7 +11,7 @@ from worker.scoring.attribution import (
 )
 from worker.scoring.model import Model
 from worker.scoring.rollup import ComponentScore, Scorecard
-from worker.scoring.tiers import next_tier, rank
+from worker.scoring.tiers import next_tier, plain_tier, rank
 
 
 class TierChange(NamedTuple):
@@ -25,14 +25,17 @@ class TierChange(NamedTuple):
     trigger: ComponentChange | None
 
 
-def decide(model: Model, card: Scorecard, published: dict[str, Any] | None) -> TierChange | None:
+def decide(model: Model, card: Scorecard, published: dict[str, Any] | None,
+           *, hysteresis: bool = True) -> TierChange | None:
     """A ``TierChange`` when the account's tier differs from its last published one.
 
     ``published`` is the snapshot stored with the last alert (see ``snapshot``);
     the first scoring of an account always publishes its initial tier.
+    ``hysteresis``: keep the published tier within the margin of a boundary (see
+    ``mode.hysteresis_applies``); else the tier is the plain tier of the score.
     """
     score = card.score
-    tier = new_tier(model, score, published)
+    tier = new_tier(model, score, published, hysteresis=hysteresis)
     if score is None or tier is None:
         return None
     previous_tier = published["tier"] if published else None
@@ -54,14 +57,16 @@ def decide(model: Model, card: Scorecard, published: dict[str, Any] | None) -> T
     )
 
 
-def new_tier(model: Model, score: float | None, published: dict[str, Any] | None) -> str | None:
+def new_tier(model: Model, score: float | None, published: dict[str, Any] | None,
+             *, hysteresis: bool = True) -> str | None:
     """The tier ``score`` moves the account to from its last published one; None if it
     stays (or has no score). Checked on the score alone first, so that the scorecard
     and its attribution are built only for the few rescores that change a tier."""
     if score is None:
         return None
     previous_tier = published["tier"] if published else None
-    tier = next_tier(model, score, previous_tier).name
+    tier = (next_tier(model, score, previous_tier) if hysteresis
+            else plain_tier(model, score)).name
     return None if tier == previous_tier else tier
 
 

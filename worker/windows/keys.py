@@ -10,6 +10,8 @@ hs:{A}:f            zset   feature -> last-seen epoch seconds                  i
 hs:{A}:e            zset   digests of recent (type, event_id) -> time applied  dedup horizon
 hs:{A}:s            hash   attrs, seen:<type>, write count (ver),             none
                            last published tier (pub),
+                           mode: catch_up when its last evaluation
+                           caught up on history (absent: live),
                            off:<topic>:<partition> -> last applied offset,
                            capped:<set> -> latest time of a member the
                            distinct bound left out,
@@ -58,6 +60,9 @@ ATTRS = "attrs"
 PUBLISHED = "pub"
 SEEN_PREFIX = "seen:"
 VERSION = "ver"  # counted up by every script call: a worker's copy knows when it is stale
+# The mode of the account's last evaluation (``scoring.mode``), set only while it is
+# catch_up: absent for a live account, so a live stream never writes it.
+MODE = "mode"
 
 
 OUTBOX_PREFIX = "outbox:"

@@ -9,6 +9,7 @@ change any score: they are counted and dropped.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -100,6 +101,9 @@ class AccountPlan:
     attrs_changed: bool = False
     touched: set[str] = field(default_factory=set)  # component names
     too_old: int = 0
+    # The time of its newest record (event ts, account update record timestamp); for a
+    # rescore without records, the time its windows end at. Decides live or catch-up.
+    newest: float = -math.inf
 
     def totals(self, status: str | None = None) -> Totals:
         """The sum of the writes whose ``status`` letter is "a" (applied); all if None."""
@@ -153,20 +157,25 @@ class Planner:
              now_bucket: int) -> AccountPlan:
         plan = AccountPlan(account_id)
         keep_from = oldest_bucket(now_bucket, self._max_window_buckets)
+        newest = -math.inf
         for record in records:
             plan.partition = record.source.partition
             if isinstance(record, AccountUpdate):
                 plan.attrs, plan.attrs_changed = record.attrs, True
                 plan.touched |= self._attribute_components
-            else:
-                self._add_event(plan, record, keep_from)
+            elif not self._add_event(plan, record, keep_from):
+                continue  # too old: leaves no trace, not even in ``newest``
+            if record.ts > newest:  # not max(): this runs once per event
+                newest = record.ts
+        plan.newest = newest
         return plan
 
-    def _add_event(self, plan: AccountPlan, event: Event, keep_from: int) -> None:
+    def _add_event(self, plan: AccountPlan, event: Event, keep_from: int) -> bool:
+        """False for an event too old to change any score (counted, not written)."""
         bucket = bucket_of(event.ts, self.model.bucket_seconds)
         if bucket < keep_from:
             plan.too_old += 1
-            return
+            return False
         plan.seen.add(event.type)
         plan.touched |= self._touches[event.type]
         increments = tuple(
@@ -184,3 +193,4 @@ class Planner:
         plan.writes.append(EventWrite(f"{source.topic}:{source.partition}", source.offset,
                                       event_key(event.type, event.event_id), event.ts, bucket,
                                       increments, tuple(distinct), event.type))
+        return True

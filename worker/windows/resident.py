@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from worker.scoring.mode import Mode
 from worker.scoring.signals import WindowView
 from worker.windows.buckets import bucket_of
 from worker.windows.plan import COUNTERS_OF, Totals
@@ -37,6 +38,7 @@ SEEN_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag in the state hash
 SETS = ("users", "features")  # ``load`` spells them out: it runs for every cold account
 CAPPED_PREFIX = "capped:"  # state hash: capped:<set> -> the latest time of a member left out
 NO_CHANGE = -1  # next_change when no data will ever leave a window
+CATCH_UP = Mode.CATCH_UP.value.encode()  # the mode field as Redis returns it
 
 
 class Unknown(Enum):
@@ -69,6 +71,7 @@ class Resident:
     # after a load, so written with the next save.
     scheduled: float | Unknown | None = UNKNOWN
     published: dict[str, Any] | None = None
+    mode: Mode = Mode.LIVE  # of the last evaluation, as saved: hysteresis may need it
     # Counter fields found expired by the load: deleted by the next maintenance.
     expired: list[str] = field(default_factory=list)
     maintained: bool = False  # pruned and expiries refreshed in this bucket
@@ -159,12 +162,12 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
          state: Sequence[bytes | None]) -> Resident:
     """An account from what Redis holds: its counters (field, sum), its distinct sets'
     (member, last seen) and its state fields: ver, attrs, the
-    published tier, the seen flags of ``SEEN_TYPES``, then the ``CAPPED_PREFIX`` fields
-    of ``SETS``."""
+    published tier, the last evaluation's mode, the seen flags of ``SEEN_TYPES``, then the
+    ``CAPPED_PREFIX`` fields of ``SETS``."""
     # Literals, not comprehensions over SETS: a cold account (a silent rescore, every
     # account of a large population) is loaded once per batch it is in.
     n = len(windows)
-    version, attrs, published, *flags = state
+    version, attrs, published, mode, *flags = state
     seen, capped = flags[:len(SEEN_TYPES)], flags[len(SEEN_TYPES):]
     resident = Resident(account_id, now_bucket, tuple(windows), bucket_seconds,
                         version=int(version or 0),
@@ -174,7 +177,8 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
                         attrs=orjson.loads(attrs) if attrs is not None else {},
                         seen=(frozenset(t for t, v in zip(SEEN_TYPES, seen, strict=True) if v)
                               if any(seen) else frozenset()),
-                        published=orjson.loads(published) if published is not None else None)
+                        published=orjson.loads(published) if published is not None else None,
+                        mode=Mode.CATCH_UP if mode == CATCH_UP else Mode.LIVE)
     if any(capped):
         resident.capped = {name: float(ts) for name, ts in zip(SETS, capped, strict=True) if ts is not None}
     _sum_counters(resident, counters, keep_from)

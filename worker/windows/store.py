@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from worker.errors import Retriable
+from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
 from worker.windows import keys, wire
@@ -56,6 +57,7 @@ class AccountState(NamedTuple):
     cached_values: dict[str, float]
     published: dict[str, Any] | None
     seen: frozenset[str]
+    last_mode: Mode  # of the account's evaluation before this one
     left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
 
 
@@ -68,6 +70,7 @@ class StateWrite(NamedTuple):
     next_change: float | None = None  # when to rescore the account if it stays silent
     published: dict[str, Any] | None = None  # set only when a new tier was published
     alert: dict[str, Any] | None = None  # the alert that publishes it: into the outbox
+    mode: Mode = Mode.LIVE  # of this evaluation: the next one asks it (saved when it changes)
 
 
 class OutboxEntry(NamedTuple):
@@ -99,7 +102,7 @@ class WindowStore:
         self._all_windows = sorted({c.window_buckets for c in model.components})
         self._max_window = model.max_window_buckets  # a max() over the model's components
         # In the order ``resident.load`` reads them.
-        self._fields = [keys.VERSION, keys.ATTRS, published_field,
+        self._fields = [keys.VERSION, keys.ATTRS, published_field, keys.MODE,
                         *(keys.SEEN_PREFIX + t for t in SEEN_TYPES),
                         *(CAPPED_PREFIX + name for name in SETS)]
         self._max_members = max_distinct_members
@@ -213,6 +216,7 @@ class WindowStore:
             cached_values=cached or {},
             published=resident.published,
             seen=resident.seen,
+            last_mode=resident.mode,
             left_out=None if dropped is None else {n: c for n, (c, _) in dropped.items()},
         )
 
@@ -245,17 +249,25 @@ class WindowStore:
             if resident is not None:
                 resident.values = w.values
                 resident.scheduled = w.next_change
+                resident.mode = w.mode
                 if w.published is not None:
                     resident.published = w.published
 
     async def _save(self, writes: Sequence[StateWrite]) -> list[Any]:
         """Only what changed: a new tier (with its alert in the outbox), a new time to
-        rescore. Component values stay in memory, recomputed after a load: writing them
-        every batch cost more than computing them again."""
+        rescore, a new mode. Component values stay in memory, recomputed after a load:
+        writing them every batch cost more than computing them again."""
         commands: list[wire.Command] = []
         for w in writes:  # an account's commands stay in order, in one chunk
+            mode = self._mode_change(w)
+            if mode is Mode.LIVE:
+                commands.append(("HDEL", keys.state_key(w.account_id), keys.MODE))
+            elif mode is Mode.CATCH_UP and w.published is None:
+                commands.append(("HSET", keys.state_key(w.account_id), keys.MODE, mode.value))
             if w.published is not None:
                 fields: list[wire.Arg] = [self._published_field, orjson.dumps(w.published)]
+                if mode is Mode.CATCH_UP:  # a new account in a backfill: one command
+                    fields += [keys.MODE, mode.value]
                 if self._outbox and w.alert is not None:
                     # Indexed first: a crash between the two leaves an index entry with
                     # nothing behind it (harmless), never an alert nobody will find.
@@ -270,6 +282,11 @@ class WindowStore:
                 else:
                     commands.append(("ZADD", due, w.next_change, w.account_id))
         return await wire.execute(self._redis, commands, self._timeout)
+
+    def _mode_change(self, write: StateWrite) -> Mode | None:
+        """The mode to save, or None when Redis has it already."""
+        resident = self._residents.peek(write.account_id)
+        return None if resident is not None and resident.mode is write.mode else write.mode
 
     def _scheduled(self, write: StateWrite) -> bool:
         """The due index already has the account at ``write.next_change``."""
