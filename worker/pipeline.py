@@ -274,6 +274,11 @@ class Pipeline:
             outcome.alerts.append((plan.account_id, alert))
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             published = snapshot(change)
+        if published is None and state.published is None:
+            # Nothing published yet: the first tier never applies hysteresis, so the mode
+            # has nothing to decide, and saving it would give an account with no data at
+            # all (a tombstone of an unknown account) a key.
+            mode = Mode.LIVE
         outcome.writes.append(StateWrite(
             plan.account_id, values, partition=plan.partition, next_change=state.next_change,
             published=published, alert=alert, mode=mode))
