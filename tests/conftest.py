@@ -18,12 +18,14 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import importlib
 import os
 import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
@@ -50,6 +52,19 @@ def _unavailable(what: str, problems: list[str]) -> NoReturn:
     if _in_ci():
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
+
+
+def import_or_fail(module: str, install: str) -> ModuleType:
+    """``pytest.importorskip`` that fails under ``CI=true``: CI installs what every test
+    needs, so a module missing there is a broken install, not a reason to skip.
+    ``install``: what brings the module, for the message."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        reason = f"{module} is not installed ({install}): {exc}"
+        if _in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
 
 
 @functools.cache
