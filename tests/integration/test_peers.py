@@ -19,7 +19,10 @@ from redis.asyncio import Redis
 
 from bench.contender import WorkerProcess, run_to_end
 from bench.data import events, preload
+from bench.peers.progress import read_scores
+from bench.peers.run import run_peer
 from tests.conftest import require_module
+from worker.runtime.topics import ensure_topics
 from worker.scoring.evaluate import component_values
 from worker.scoring.model import Model, load_model
 from worker.scoring.rollup import score_components
@@ -43,10 +46,6 @@ Finals = dict[str, tuple[float | None, str | None]]
 async def test_peer_scores_like_healthscore(peer: str, settings: Settings, redis_client: Redis,
                                             tmp_path: Path) -> None:
     require_module(FRAMEWORK[peer], "the bench extra: pip install -e '.[dev,bench]'")
-    from bench.peers.progress import read_scores
-    from bench.peers.run import run_peer
-    from worker.runtime.topics import ensure_topics
-
     await ensure_topics(settings)
     sent = await preload(settings, events(EVENTS, ACCOUNTS, seed=11, spread_days=SPREAD_DAYS))
     model = load_model()
