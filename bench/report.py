@@ -16,21 +16,36 @@ TARGETS = [
 ]
 
 
+def ratio(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> float | None:
+    """How many times ``theirs`` events/s ``ours`` is, when both measured something."""
+    if not ours or not theirs or not theirs.get("events_per_s"):
+        return None
+    return float(ours["events_per_s"]) / float(theirs["events_per_s"])
+
+
+def alert_share(run: dict[str, Any]) -> str:
+    """Alerts per event: a tier change costs every contender more than an event."""
+    return f"{100 * run['alerts'] / run['events']:.0f}% alerts" if run.get("events") else ""
+
+
+def peer_ratios(r: dict[str, Any]) -> dict[str, float | None]:
+    """healthscore against each peer on the same events: Quix on the whole set, naive
+    faust on the prefix run side by side. Results from before the side-by-side run
+    compared naive faust's prefix with healthscore's whole set."""
+    hs, peers, side = r["healthscore_10k"], r.get("peers", {}), r.get("side_by_side")
+    naive = (ratio(side.get("healthscore"), side.get("naive-faust")) if side
+             else ratio(hs, peers.get("naive-faust")))
+    return {"x_naive_faust": naive, "x_quix": ratio(hs, peers.get("quix"))}
+
+
 def figures(r: dict[str, Any]) -> dict[str, float | None]:
     hs = r["healthscore_10k"]["events_per_s"]
-    peers = r.get("peers", {})
-
-    def ratio(name: str) -> float | None:
-        rate = peers.get(name, {}).get("events_per_s")
-        return hs / rate if rate else None
-
     silent = r["silent"]
     return {
         "events_per_s_10k": hs,
         "events_per_s_1m": r["healthscore_1m"]["events_per_s"],
         "x_ceiling": hs / r["ceiling"]["events_per_s"],
-        "x_naive_faust": ratio("naive-faust"),
-        "x_quix": ratio("quix"),
+        **peer_ratios(r),
         "latency_p50_ms": r["latency"]["p50_ms"],
         "latency_p99_ms": r["latency"]["p99_ms"],
         "bytes_per_account": r["memory"]["mean_bytes"],
@@ -54,15 +69,22 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
 def print_table(r: dict[str, Any]) -> None:
     hs10, hs1m, ceil = r["healthscore_10k"], r["healthscore_1m"], r["ceiling"]
     rows = [
-        ("ceiling: aiokafka consume + orjson decode", f"{ceil['events_per_s']:,.0f} ev/s", ""),
-        ("healthscore, 10k accounts", f"{hs10['events_per_s']:,.0f} ev/s",
-         f"{hs10['events_per_s'] / ceil['events_per_s']:.2f} x ceiling"),
+        (f"ceiling: aiokafka consume + orjson decode{_warm(ceil)}",
+         f"{ceil['events_per_s']:,.0f} ev/s", ""),
+        (f"healthscore, 10k accounts ({hs10['events']:,} events)",
+         f"{hs10['events_per_s']:,.0f} ev/s",
+         f"{hs10['events_per_s'] / ceil['events_per_s']:.2f} x ceiling; {alert_share(hs10)}"),
     ]
     for name, peer in r.get("peers", {}).items():
         rows.append((f"peer: {name} ({peer['events']:,} events)",
-                     f"{peer['events_per_s']:,.0f} ev/s",
-                     f"healthscore {hs10['events_per_s'] / peer['events_per_s']:.1f} x"
-                     if peer["events_per_s"] else "n/a"))
+                     f"{peer['events_per_s']:,.0f} ev/s", _against(hs10, peer)))
+    side = r.get("side_by_side") or {}
+    for name, run in side.items():
+        if isinstance(run, dict):
+            rows.append((f"side by side, first {side['events']:,}: {name} "
+                         f"({run['events']:,} events)", f"{run['events_per_s']:,.0f} ev/s",
+                         alert_share(run) if run is side["healthscore"]
+                         else _against(side["healthscore"], run)))
     mem, silent = r["memory"], r["silent"]
     rows.append(("healthscore, 1M accounts", f"{hs1m['events_per_s']:,.0f} ev/s", ""))
     rows += [(f"latency at {lat['offered_per_s']:,.0f} ev/s offered",
@@ -88,6 +110,17 @@ def print_table(r: dict[str, Any]) -> None:
         print(f"  {t['label']:<48} {value:>12}  target {t['op']} {t['target']:,}  {mark}")
 
 
+def _against(ours: dict[str, Any], peer: dict[str, Any]) -> str:
+    x = ratio(ours, peer)
+    return f"healthscore {x:.1f} x; {alert_share(peer)}" if x else f"n/a; {alert_share(peer)}"
+
+
+def _warm(ceil: dict[str, Any]) -> str:
+    """How the ceiling was read (results from before read it once, cold)."""
+    runs = ceil.get("runs_seconds")
+    return f", median of {len(runs)} warm reads" if runs else ", one cold read"
+
+
 def _mb(run: dict[str, Any]) -> str:
     sizes = (run["rss_start_bytes"], run.get("rss_quarter_bytes", 0), run["rss_end_bytes"])
     return " -> ".join(f"{size / 2**20:.0f}" for size in sizes) + " MiB"
@@ -108,17 +141,27 @@ def markdown(r: dict[str, Any]) -> str:
     values = figures(r)
     rows = [
         (f"healthscore end to end, {hs10['events']:,} events over {sizes['accounts_10k']:,} "
-         "accounts", f"{hs10['events_per_s']:,.0f} events/s", target("events_per_s_10k")),
-        ("ceiling: aiokafka consume + orjson decode, same events",
+         f"accounts ({alert_share(hs10)})", f"{hs10['events_per_s']:,.0f} events/s",
+         target("events_per_s_10k")),
+        (f"ceiling: aiokafka consume + orjson decode, same events{_warm(ceil)}",
          f"{ceil['events_per_s']:,.0f} events/s (healthscore {100 * values['x_ceiling']:.1f}%)",
          ""),
     ]
+    side = r.get("side_by_side") or {}
     for name, key in (("naive-faust", "x_naive_faust"), ("quix", "x_quix")):
         if name in peers:
             peer = peers[name]
-            rows.append((f"peer {name}, {peer['events']:,} of the same events",
-                         f"{peer['events_per_s']:,.0f} events/s (healthscore "
-                         f"{values[key]:.1f}x)", target(key)))
+            rows.append((f"peer {name}, {peer['events']:,} of the same events "
+                         f"({alert_share(peer)})", f"{peer['events_per_s']:,.0f} events/s "
+                         f"(healthscore {_x(ratio(hs10, peer))})",
+                         target(key) if key != "x_naive_faust" or not side else ""))
+    for name, run in side.items():
+        if isinstance(run, dict):
+            rows.append((f"side by side, the first {side['events']:,} of those events: {name} "
+                         f"({alert_share(run)})", f"{run['events_per_s']:,.0f} events/s"
+                         + ("" if name == "healthscore"
+                            else f" (healthscore {_x(ratio(side['healthscore'], run))})"),
+                         target("x_naive_faust") if name == "naive-faust" else ""))
     rows += [
         (f"end to end, {hs1m['events']:,} accounts each once (a backfill: every event a "
          "first score and an alert)", f"{hs1m['events_per_s']:,.0f} events/s",
@@ -141,6 +184,10 @@ def markdown(r: dict[str, Any]) -> str:
     lines = ["| measured | result | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}x"
 
 
 def _steady(lat: dict[str, Any]) -> str:

@@ -36,9 +36,11 @@ RESULTS = Path(__file__).parent / "results" / "latest.json"
 
 @dataclasses.dataclass(frozen=True)
 class Sizes:
-    events_10k: int  # events over 10k accounts (throughput, ceiling, peers, memory)
+    events_10k: int  # events over 10k accounts (throughput, ceiling, Quix, memory)
     accounts_10k: int
-    naive_events: int  # the naive peer reads this many of them (it is slow)
+    # The first of those events, in topics and a Redis database of their own, for every
+    # contender side by side: the naive peer is too slow for the whole set.
+    prefix_events: int
     accounts_1m: int  # events at 1M accounts: each account once
     latency_seconds: float
     latency_rate: float
@@ -72,7 +74,12 @@ async def throughput(settings: Settings, total: int, logs: Path, label: str,
 
 async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
               profile: Path | None) -> None:
-    """Fills ``out`` as it goes: what was measured survives a failure further on."""
+    """Fills ``out`` as it goes: what was measured survives a failure further on.
+
+    Every contender a figure compares reads the same events: the ceiling, healthscore
+    and Quix the whole 10k-account set; healthscore, naive faust and Quix again its
+    first ``prefix_events`` side by side (a prefix is mostly first scores, so it has
+    many more alerts per event than the whole set; each side's share is reported)."""
     out["sizes"] = dataclasses.asdict(sizes)
     with EmbeddedStack() as stack:
         base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.url, metrics_port=0,
@@ -81,10 +88,10 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
 
         small = scenario(base, "s10k")
         await ensure_topics(small)
-        n = await _timed(out, "preload_10k", preload(small, events(sizes.events_10k,
-                                                                    sizes.accounts_10k)))
-        out["ceiling"] = {"events": n, "seconds": await ceiling.consume_and_decode(small, n)}
-        out["ceiling"]["events_per_s"] = n / out["ceiling"]["seconds"]
+        now = time.time()  # one clock for both: the prefix is the set's first events
+        n = await _timed(out, "preload_10k", preload(small, events(
+            sizes.events_10k, sizes.accounts_10k, now=now)))
+        out["ceiling"] = await ceiling.measure(small, n)
         out["healthscore_10k"] = await throughput(small, n, logs, "10k", profile)
         out["memory"] = dataclasses.asdict(await memory.per_account(
             redis, [account_name(i) for i in range(sizes.accounts_10k)], base.topic_partitions))
@@ -103,7 +110,9 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
                 out[key] = dataclasses.asdict(
                     await latency.produce_to_alert(live, records, rate))
         if peers:
-            out["peers"] = await asyncio.to_thread(_peers, small, stack.url, n, sizes)
+            out["peers"] = {"quix": await asyncio.to_thread(_peer, "quix", small, n)}
+
+        await side_by_side(out, base, sizes, now, peers, logs)
 
         large = scenario(base, "s1m")
         await ensure_topics(large)
@@ -115,17 +124,34 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
         await redis.aclose()
 
 
-def _peers(settings: Settings, redis_url: str, total: int, sizes: Sizes) -> dict[str, Any]:
+async def side_by_side(out: dict[str, Any], base: Settings, sizes: Sizes, now: float,
+                       peers: bool, logs: Path) -> None:
+    """healthscore and the peers on the first ``prefix_events`` of the 10k set."""
+    # The same event ids as the whole set: a database of their own, or healthscore
+    # would drop them as duplicates of what it scored before.
+    prefix = scenario(base.replace(redis_url=_database(base.redis_url, 1)), "prefix")
+    await ensure_topics(prefix)
+    n = await _timed(out, "preload_prefix", preload(prefix, events(
+        sizes.prefix_events, sizes.accounts_10k, now=now)))
+    side = out["side_by_side"] = {"events": n}
+    side["healthscore"] = await throughput(prefix, n, logs, "prefix", None)
+    if peers:
+        for name in ("naive-faust", "quix"):
+            side[name] = await asyncio.to_thread(_peer, name, prefix, n)
+
+
+def _peer(name: str, settings: Settings, total: int) -> dict[str, Any]:
     from bench.peers.run import run_peer  # the bench extra: faust-streaming, quixstreams
 
-    results = {}
-    for name, events_read in (("naive-faust", sizes.naive_events), ("quix", total)):
-        result = run_peer(name, bootstrap=settings.kafka_bootstrap, redis_url=redis_url,
-                          settings=settings, total_events=events_read,
-                          timeout_s=max(300.0, events_read / 200),
-                          output_topic=f"{name}.alerts")
-        results[name] = dataclasses.asdict(result)
-    return results
+    result = run_peer(name, bootstrap=settings.kafka_bootstrap, redis_url=settings.redis_url,
+                      settings=settings, total_events=total, timeout_s=max(300.0, total / 200),
+                      output_topic=f"{settings.topic_alerts}.{name}")
+    return dataclasses.asdict(result)
+
+
+def _database(url: str, db: int) -> str:
+    """The same Redis at another database number (``redis://host:port/0`` -> ``/db``)."""
+    return f"{url.rsplit('/', 1)[0]}/{db}"
 
 
 async def _timed(out: dict[str, Any], name: str, work: Any) -> int:

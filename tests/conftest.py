@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import importlib.util
 import os
 import re
 import uuid
@@ -47,6 +48,19 @@ def _in_ci() -> bool:
 
 def _unavailable(what: str, problems: list[str]) -> NoReturn:
     reason = f"no {what} for the integration tests:\n  " + "\n  ".join(problems)
+    if _in_ci():
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def require_module(module: str, install: str) -> None:
+    """Like ``pytest.importorskip``, but a failure under ``CI=true``: CI installs what
+    every test needs, so a module missing there is a broken install, not a reason to
+    skip. Found, not imported: the code under test imports it (some warn on import).
+    ``install``: what brings the module, for the message."""
+    if importlib.util.find_spec(module) is not None:
+        return
+    reason = f"{module} is not installed ({install})"
     if _in_ci():
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)

@@ -20,6 +20,7 @@ class PeerArgs:
     expect: int  # events in the topics: the last one is reported at once
     data_dir: str  # the framework's own files (faust datadir, Quix state dir)
     key_prefix: str  # Redis keys of this run only
+    scores: str | None  # where to write each account's final score and tier (JSON), if set
 
 
 def parse(description: str, argv: Sequence[str] | None = None) -> PeerArgs:
@@ -30,5 +31,7 @@ def parse(description: str, argv: Sequence[str] | None = None) -> PeerArgs:
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--key-prefix", default="peer")
+    parser.add_argument("--scores")
     ns = parser.parse_args(argv)
-    return PeerArgs(ns.result, ns.group, ns.output_topic, ns.expect, ns.data_dir, ns.key_prefix)
+    return PeerArgs(ns.result, ns.group, ns.output_topic, ns.expect, ns.data_dir, ns.key_prefix,
+                    ns.scores)

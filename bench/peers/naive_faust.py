@@ -17,7 +17,7 @@ every window are deleted when a read finds them; set members are not pruned
 ``bench.peers.scoring``).
 
     python -m bench.peers.naive_faust --result R --group G --output-topic T --expect N \
-        --data-dir D [--key-prefix P]    # with HEALTHSCORE_* set as for healthscore
+        --data-dir D [--key-prefix P] [--scores S]    # with HEALTHSCORE_* set as for healthscore
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ from worker.settings import Settings
 class NaiveScorer:
     """The per-event Redis round trips, apart from faust so the agent stays plain."""
 
-    def __init__(self, redis: Redis, scorer: Scorer, key_prefix: str) -> None:
+    def __init__(self, redis: Redis, scorer: Scorer, key_prefix: str,
+                 progress: Progress | None = None) -> None:
         self.redis = redis
         self.scorer = scorer
         self.prefix = key_prefix
+        self.progress = progress
 
     async def handle(self, event: Parsed, source: tuple[str, int, int]) -> dict[str, Any] | None:
         """Apply one event and rescore its account; the alert when its tier changed."""
@@ -82,6 +84,9 @@ class NaiveScorer:
         if scored.published is not None:
             update["pub"] = orjson.dumps(scored.published)
         await r.hset(state, mapping=update)
+        if self.progress is not None:
+            tier = (scored.published or published or {}).get("tier")
+            self.progress.scored(event.account_id, scored.score, tier)
         return scored.alert
 
 
@@ -107,14 +112,14 @@ def build_app(settings: Settings, args: PeerArgs) -> tuple[faust.App, Progress]:
     alerts = app.topic(args.output_topic, key_serializer="raw", value_serializer="raw",
                        partitions=settings.topic_partitions)
     scorer = Scorer()
-    progress = Progress(args.result, args.expect)
+    progress = Progress(args.result, args.expect, args.scores)
 
     @app.agent(events)
     async def score(stream: faust.StreamT[bytes]) -> None:
         # faust declares the topics it consumes, not the ones it only sends to.
         await alerts.maybe_declare()
         redis = Redis.from_url(settings.redis_url, decode_responses=True)
-        naive = NaiveScorer(redis, scorer, args.key_prefix)
+        naive = NaiveScorer(redis, scorer, args.key_prefix, progress)
         try:
             async for event in stream.events():
                 message = event.message

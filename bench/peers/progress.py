@@ -3,6 +3,10 @@
 The peer times itself from its first processed event to its last, so start-up,
 group join and shutdown, which differ a lot between frameworks, stay out of the
 figure.
+
+With a ``scores`` path it also keeps each account's last score and published tier
+and writes them there at the end, for the test that holds the peers' scores equal
+to healthscore's on the same input.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -17,9 +22,11 @@ WRITE_EVERY_S = 0.5
 
 
 class Progress:
-    def __init__(self, path: str | Path, expect: int) -> None:
+    def __init__(self, path: str | Path, expect: int, scores: str | Path | None = None) -> None:
         self._path = Path(path)
         self._expect = expect
+        self._scores_path = None if scores is None else Path(scores)
+        self._finals: dict[str, tuple[float | None, str | None]] = {}
         self.events = 0
         self.alerts = 0
         self.first: float | None = None
@@ -37,6 +44,11 @@ class Progress:
         if now - self._written >= WRITE_EVERY_S or self.events == self._expect:
             self.write()
 
+    def scored(self, account_id: str, score: float | None, tier: str | None) -> None:
+        """The account's score after its latest event and the tier last published for it."""
+        if self._scores_path is not None:
+            self._finals[account_id] = (score, tier)
+
     def write(self, *, final: bool = False) -> None:
         self._written = time.monotonic()
         seconds = 0.0 if self.first is None or self.last is None else self.last - self.first
@@ -45,6 +57,14 @@ class Progress:
         tmp = self._path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(data))
         os.replace(tmp, self._path)
+        if final and self._scores_path is not None:
+            self._scores_path.write_bytes(orjson.dumps(self._finals))
+
+
+def read_scores(path: str | Path) -> dict[str, tuple[float | None, str | None]]:
+    """What ``Progress.write(final=True)`` left at ``scores``: account -> (score, tier)."""
+    data: dict[str, list[Any]] = orjson.loads(Path(path).read_bytes())
+    return {account: (pair[0], pair[1]) for account, pair in data.items()}
 
 
 def read(path: str | Path) -> dict[str, float] | None:

@@ -28,7 +28,7 @@ bench measures processing, not recovery. Events are parsed with orjson, not
 validated (see ``bench.peers.scoring``).
 
     python -m bench.peers.quix_app --result R --group G --output-topic T --expect N \
-        --data-dir D    # with HEALTHSCORE_* set as for healthscore
+        --data-dir D [--scores S]    # with HEALTHSCORE_* set as for healthscore
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ class StateScorer:
         if scored.published is not None:
             doc["pub"] = scored.published
         state.set(ACCOUNT, doc)
+        self.progress.scored(event.account_id, scored.score,
+                             doc["pub"]["tier"] if doc["pub"] else None)
         return scored.alert
 
 
@@ -128,9 +130,18 @@ def build_app(settings: Settings, args: PeerArgs) -> tuple[Application, Progress
         # Quix waits up to this long for a full batch (10k messages). Draining a finite
         # backlog, the default 1 s is spent idle on every last partial batch.
         consumer_poll_timeout=0.1,
-        consumer_extra_config={"session.timeout.ms": settings.session_timeout_ms},
+        consumer_extra_config={
+            "session.timeout.ms": settings.session_timeout_ms,
+            # The embedded broker holds an empty fetch for the whole fetch wait even when
+            # records arrive (see HEALTHSCORE_FETCH_MAX_WAIT_MS), and librdkafka backs off
+            # a partition whose pre-fetch queue is full: with the defaults (500 ms wait,
+            # 1 s back-off, 100k queued) the consumer stalls about a second at a time.
+            "fetch.wait.max.ms": 50,
+            "fetch.queue.backoff.ms": 10,
+            "queued.min.messages": 1_000_000,
+        },
     )
-    progress = Progress(args.result, args.expect)
+    progress = Progress(args.result, args.expect, args.scores)
     frames = [app.dataframe(_input_topic(app, name)) for name in settings.event_topics]
     sdf: StreamingDataFrame = frames[0]
     for other in frames[1:]:

@@ -45,9 +45,11 @@ class PeerResult:
 
 
 def run_peer(name: str, *, bootstrap: str, redis_url: str, settings: Settings,
-             total_events: int, timeout_s: float, output_topic: str) -> PeerResult:
+             total_events: int, timeout_s: float, output_topic: str,
+             scores: Path | None = None) -> PeerResult:
     """Run peer ``name`` until it has processed ``total_events`` or ``timeout_s`` passed
-    (then ``events < total_events``), stop it, and return what it measured."""
+    (then ``events < total_events``), stop it, and return what it measured. ``scores``:
+    where the peer writes each account's final score and tier as it stops."""
     settings = settings.replace(kafka_bootstrap=bootstrap, redis_url=redis_url)
     run_id = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix=f"healthscore-peer-{name}-") as tmp:
@@ -57,7 +59,8 @@ def run_peer(name: str, *, bootstrap: str, redis_url: str, settings: Settings,
         command = [sys.executable, "-m", MODULES[name], "--result", str(result),
                    "--group", f"bench-{name}-{run_id}", "--output-topic", output_topic,
                    "--expect", str(total_events), "--data-dir", str(data_dir),
-                   "--key-prefix", f"peer:{name}:{run_id}"]
+                   "--key-prefix", f"peer:{name}:{run_id}",
+                   *(["--scores", str(scores)] if scores is not None else [])]
         env = {**settings_env(settings),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                            os.environ.get("PYTHONPATH")]))}
