@@ -15,7 +15,13 @@ test could not tell the wait from no wait. A cut link drops what was in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import random
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -33,8 +39,10 @@ from tests.integration.cable import Cable
 from tests.integration.harness import event, running_worker
 from worker.app import Worker
 from worker.embedded import EmbeddedRedis, free_port
+from worker.errors import Retriable
 from worker.runtime.topics import ensure_topics
-from worker.settings import Settings
+from worker.settings import Settings, env_name
+from worker.windows import server
 
 LATE_ACCOUNTS = 30  # first seen in the batch the replica never gets
 
@@ -184,3 +192,45 @@ async def _committed(settings: Settings, ends: dict[TopicPartition, int]
     finally:
         await admin.close()
     return {tp: max(0, offsets[tp].offset) if tp in offsets else 0 for tp in ends}
+
+
+async def test_the_wait_covers_writes_made_on_other_connections(
+    replicated_redis: Replicated
+) -> None:
+    """WAIT counts its own connection's writes only; a batch writes on several. A write
+    on another connection while the replica is frozen (SIGSTOP: connected, but
+    acknowledging nothing) must still hold the wait up until the replica has it."""
+    primary, replica = replicated_redis.primary, replicated_redis.replica
+    durability = server.Durability(replicas=1, timeout=0.5)
+    async with Redis.from_url(primary.url) as waiter, Redis.from_url(primary.url) as writer:
+        await _until_replicated(primary, replica)
+        await server.wait(waiter, durability, 10)  # the replica is there: no wait to speak of
+        assert replica.pid is not None
+        os.kill(replica.pid, signal.SIGSTOP)
+        try:
+            await writer.set("written-elsewhere", 1)
+            with pytest.raises(Retriable, match="0 of 1 replicas"):
+                await server.wait(waiter, durability, 10)
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        await server.wait(waiter, server.Durability(replicas=1, timeout=30), 10)  # thawed: caught up
+    async with Redis.from_url(replica.url) as redis:
+        assert await redis.get("written-elsewhere") == b"1"
+
+
+def test_a_worker_asked_for_waitaof_that_redis_cannot_give_refuses_to_start(
+    settings: Settings
+) -> None:
+    """No quiet fallback to a weaker guarantee: on a Redis without WAITAOF (before 7.2,
+    like the Debian 7.0 here) or without appendonly, the worker exits at start-up and
+    says which setting asks for what."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
+    env.update({env_name(f.name): str(getattr(settings, f.name))
+                for f in dataclasses.fields(Settings)})
+    env[env_name("redis_wait_aof")] = "true"
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "worker"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert re.search(r"HEALTHSCORE_REDIS_WAIT_AOF: this Redis \(\S+\) has no WAITAOF, which needs "
+                     r"Redis 7\.2|HEALTHSCORE_REDIS_WAIT_AOF: this Redis runs without appendonly",
+                     done.stderr), done.stderr[-2000:]
