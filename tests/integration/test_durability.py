@@ -40,6 +40,7 @@ from tests.integration.harness import event, running_worker
 from worker.app import Worker
 from worker.embedded import EmbeddedRedis, free_port
 from worker.errors import Retriable
+from worker.replay import Replay
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings, env_name
 from worker.windows import server
@@ -234,3 +235,14 @@ def test_a_worker_asked_for_waitaof_that_redis_cannot_give_refuses_to_start(
     assert re.search(r"HEALTHSCORE_REDIS_WAIT_AOF: this Redis \(\S+\) has no WAITAOF, which needs "
                      r"Redis 7\.2|HEALTHSCORE_REDIS_WAIT_AOF: this Redis runs without appendonly",
                      done.stderr), done.stderr[-2000:]
+
+
+async def test_a_replay_saves_as_durably_as_the_worker(settings: Settings) -> None:
+    """The replay's saves wait for replicas too: against a Redis with none, a replay
+    asked to wait for one stops with a retriable error (run it again once the replica
+    is back) instead of rebuilding state a failover would lose."""
+    await ensure_topics(settings)
+    await chaos.produce_to(settings, chaos.stream(random.Random(3), 50))
+    waiting = settings.replace(redis_wait_replicas=1, redis_wait_timeout_seconds=0.2)
+    with pytest.raises(Retriable, match="0 of 1 replicas"):
+        await Replay(waiting, force=True).run()
