@@ -227,7 +227,9 @@ class EmbeddedRedis(_ChildProcess):
     def command(self) -> list[str]:
         cmd = [_redis_server_binary(), "--port", str(self.port), "--bind", HOST, "--save", ""]
         if self.replica_of is not None:
-            cmd += ["--replicaof", HOST, str(self.replica_of)]
+            # Loaded straight from the primary's stream: a replica writes no dump.rdb
+            # into whatever directory it was started from.
+            cmd += ["--replicaof", HOST, str(self.replica_of), "--repl-diskless-load", "on-empty-db"]
         if self.persist_dir is None:
             return [*cmd, "--appendonly", "no"]
         self.persist_dir.mkdir(parents=True, exist_ok=True)
