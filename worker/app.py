@@ -7,8 +7,7 @@ import gc
 import logging
 import signal
 from contextlib import suppress
-
-from redis.asyncio import Redis
+from functools import partial
 
 from worker.clock import Clock, WallClock
 from worker.metrics import Metrics
@@ -18,6 +17,7 @@ from worker.runtime.retry import retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model, load_model
 from worker.settings import Settings
+from worker.windows import server
 from worker.windows.store import WindowStore
 
 log = logging.getLogger(__name__)
@@ -31,19 +31,25 @@ class Worker:
         self.settings = settings
         self.model = model or load_model(settings.model_path)
         self.metrics = metrics or Metrics()
-        self.redis = Redis.from_url(settings.redis_url)
+        self.redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
+        self.durability = server.Durability.of(settings)
         store = WindowStore(self.redis, self.model,
                             dedup_horizon_seconds=settings.dedup_horizon_seconds,
                             dedup_max_ids=settings.dedup_max_ids,
                             max_distinct_members=settings.max_distinct_members,
                             timeout=settings.redis_timeout_seconds,
-                            resident_accounts=settings.resident_accounts)
+                            resident_accounts=settings.resident_accounts,
+                            durability=self.durability)
         self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
 
     async def run(self) -> None:
         try:
             await retrying(lambda: ensure_topics(self.settings), "kafka",
+                           max_backoff=self.settings.retry_backoff_max_seconds,
+                           metrics=self.metrics, stop=self.loop.stop_requested)
+            await retrying(partial(server.check, self.redis, self.durability,
+                                   self.settings.redis_timeout_seconds), "redis",
                            max_backoff=self.settings.retry_backoff_max_seconds,
                            metrics=self.metrics, stop=self.loop.stop_requested)
             await self.loop.run()

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
@@ -16,6 +15,7 @@ from worker.clock import WallClock
 from worker.explain import explain
 from worker.scoring.model import load_model
 from worker.settings import Settings
+from worker.windows import server
 from worker.windows.store import WindowStore
 
 TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red"}
@@ -23,7 +23,7 @@ TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red"}
 
 async def explain_command(settings: Settings, account_id: str, *, as_json: bool) -> int:
     model = load_model(settings.model_path)
-    redis = Redis.from_url(settings.redis_url)
+    redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
     try:
         result = await explain(WindowStore(redis, model), model, account_id, WallClock())
     finally:

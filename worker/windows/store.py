@@ -9,6 +9,7 @@ in, ``AccountState`` out) and Redis commands; the decisions are made in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -20,7 +21,7 @@ from worker.errors import Retriable
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
-from worker.windows import keys, wire
+from worker.windows import keys, server, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.distinct import admit
 from worker.windows.plan import AccountPlan, Totals
@@ -85,14 +86,16 @@ class WindowStore:
     def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
                  dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
                  outbox: bool = True, timeout: float = 10.0,
-                 resident_accounts: int = 50_000, max_distinct_members: int = 25_000) -> None:
+                 resident_accounts: int = 50_000, max_distinct_members: int = 25_000,
+                 durability: server.Durability | None = None) -> None:
         """``published_field``: where the last published tier is kept; a replay that
         publishes its own trail keeps its chain apart from the live one, and needs no
         ``outbox`` (a trail is history, not a promise to consumers). ``timeout``: the
         longest wait for one batch's replies. ``resident_accounts``: how many accounts
         are held in memory at most. ``max_distinct_members``: the bound on each distinct
-        set of an account (``distinct``)."""
+        set of an account (``distinct``). ``durability``: what ``durable`` waits for."""
         self._timeout = timeout
+        self._durability = durability or server.Durability()
         self._redis = redis
         self._outbox = outbox
         self._published_field = published_field
@@ -190,13 +193,17 @@ class WindowStore:
 
     async def _execute(self, calls: Sequence[wire.Command]) -> list[Any]:
         if not self._script_loaded:  # else every chunk of the first batch fails on it
-            await self._redis.script_load(self._script.text)
+            await self._load_script()
             self._script_loaded = True
         try:
             return await wire.execute(self._redis, calls, self._timeout)
         except NoScriptError:  # a restarted or flushed Redis: load the script, go again
-            await self._redis.script_load(self._script.text)
+            await self._load_script()
             return await wire.execute(self._redis, calls, self._timeout)
+
+    async def _load_script(self) -> None:
+        async with asyncio.timeout(self._timeout):
+            await self._redis.script_load(self._script.text)
 
     def _state(self, resident: Resident, status: str, read_all: bool,
                dropped: dict[str, tuple[int, float]] | None = None) -> AccountState:
@@ -293,6 +300,10 @@ class WindowStore:
         resident = self._residents.peek(write.account_id)
         return resident is not None and resident.scheduled == write.next_change
 
+    async def durable(self) -> None:
+        """Until what was written so far is as durable as configured (``server.wait``)."""
+        await server.wait(self._redis, self._durability, self._timeout)
+
     async def sent(self, entries: Sequence[OutboxEntry]) -> None:
         """The broker has these alerts: clear them from their outboxes."""
         if not self._outbox:
@@ -307,6 +318,11 @@ class WindowStore:
     async def unsent(self, partitions: Collection[int]
                      ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
         """Alerts saved on these partitions but not known to be sent, oldest first."""
+        async with asyncio.timeout(self._timeout):
+            return await self._unsent(partitions)
+
+    async def _unsent(self, partitions: Collection[int]
+                      ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for partition in sorted(partitions):
                 pipe.smembers(keys.pending_key(partition))
@@ -334,7 +350,7 @@ class WindowStore:
     async def due(self, partitions: Collection[int], now: float,
                   limit: int) -> list[tuple[int, str]]:
         """(partition, account) pairs whose windows have rolled since they were scored."""
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with asyncio.timeout(self._timeout), self._redis.pipeline(transaction=False) as pipe:
             for partition in sorted(partitions):
                 pipe.zrangebyscore(keys.due_key(partition), "-inf", now, start=0, num=limit)
             replies = await pipe.execute()
