@@ -41,8 +41,38 @@ def validator(name: str) -> Any:
     )
 
 
+# jsonschema_rs' error iterator gives up on nesting this deep (its ``is_valid`` does not).
+_TOO_DEEP = "Recursion limit reached"
+
+
 def first_error(name: str, instance: Any) -> tuple[str, str] | None:
     """``(json_pointer, message)`` of the first violation, or None when valid."""
+    try:
+        return _first_error(name, instance)
+    except ValueError as exc:
+        if _TOO_DEEP not in str(exc):
+            raise
+        return _deepest_field(instance), f"nested {_depth(instance)} levels deep, too deep to validate"
+
+
+def _deepest_field(instance: Any) -> str:
+    """Pointer of the top-level field holding the deepest nesting ("" = the whole document)."""
+    if not isinstance(instance, dict) or not instance:
+        return ""
+    name = max(instance, key=lambda k: _depth(instance[k]))
+    return "/" + str(name).replace("~", "~0").replace("/", "~1")
+
+
+def _depth(value: Any) -> int:
+    # A loop, not recursion: the value may be nested deeper than Python's recursion limit.
+    depth, level = 0, [value]
+    while level := [item for item in level if isinstance(item, list | dict)]:
+        depth += 1
+        level = [v for item in level for v in (item.values() if isinstance(item, dict) else item)]
+    return depth
+
+
+def _first_error(name: str, instance: Any) -> tuple[str, str] | None:
     for error in validator(name).iter_errors(instance):
         path = list(error.instance_path)
         # A missing or unexpected property is the field to blame, not its parent.

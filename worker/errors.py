@@ -8,8 +8,10 @@ Two families:
 * ``Retriable`` -- the world is wrong for now (Redis or the broker is away). The
   worker backs off and tries the same batch again; nothing is skipped.
 
-Anything else is a bug: it propagates and stops the worker rather than silently
-dropping data.
+Anything else is a bug. Raised while handling one input record, it becomes that
+record's dead letter (``internal_error``, see ``internal_error``): a record must
+never stop the worker, and set aside it is not lost either. Elsewhere it
+propagates and stops the worker rather than silently dropping data.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class Reason(StrEnum):
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
     BAD_KEY = "bad_key"
     UNKNOWN_TOPIC = "unknown_topic"
+    # Handling the record raised something no check foresaw (a bug, or input no
+    # check knows yet): the record is set aside rather than stopping the worker.
+    INTERNAL_ERROR = "internal_error"
 
 
 class BadInput(HealthscoreError):
@@ -44,6 +49,11 @@ class BadInput(HealthscoreError):
         self.reason = reason
         self.detail = detail
         self.field = field
+
+
+def internal_error(exc: BaseException) -> BadInput:
+    """What an unforeseen failure while handling one record means: a dead letter."""
+    return BadInput(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 class Retriable(HealthscoreError):

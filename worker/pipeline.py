@@ -8,6 +8,7 @@ re-delivers the batch, or re-sends a saved alert, rather than losing either.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import Counter
@@ -18,8 +19,8 @@ from typing import Any, Protocol
 
 from worker.alerts import WINDOW_EXPIRY, Cause, build_alert
 from worker.clock import Clock
-from worker.errors import BadInput
-from worker.events.deadletter import dead_letter
+from worker.errors import BadInput, internal_error, is_retriable
+from worker.events.deadletter import dead_letter, dead_letter_key
 from worker.events.decode import Decoder
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.metrics import Metrics
@@ -33,6 +34,7 @@ from worker.windows import wire
 from worker.windows.plan import AccountPlan, Planner
 from worker.windows.store import AccountState, OutboxEntry, StateWrite, WindowStore
 
+log = logging.getLogger(__name__)
 # Accounts per Redis exchange: enough to amortise a round trip, few enough that
 # scoring one chunk overlaps Redis running the next.
 CHUNK_ACCOUNTS = 250
@@ -68,13 +70,18 @@ class Pipeline:
         self._planner = Planner(model)
         self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
                                 settings.max_message_bytes, settings.max_future_skew_seconds)
+        self._max_request_bytes = settings.max_request_bytes
+        self._logged: set[type[Exception]] = set()  # exception types whose traceback was logged
 
     async def process(self, records: Sequence[RawRecord]) -> Outcome:
         outcome = Outcome()
         by_account = self._decode(records, outcome)
         now = self._clock.now()
         now_bucket = self._store.now_bucket(now)
-        plans = [self._planner.plan(a, recs, now_bucket) for a, recs in by_account.items()]
+        try:
+            plans = [self._planner.plan(a, recs, now_bucket) for a, recs in by_account.items()]
+        except Exception:  # one account's records must not stop the others'
+            plans = self._plan_each(by_account, now_bucket, records, outcome)
         for plan in plans:
             if plan.too_old:
                 self.metrics.too_old.inc(plan.too_old)
@@ -154,10 +161,10 @@ class Pipeline:
             try:
                 record = decode(source, raw.key, raw.value, present)
             except BadInput as error:
-                self.metrics.dead_letters.labels(str(error.reason)).inc()
-                outcome.dead_letters.append(
-                    (raw.key, dead_letter(error, source, raw.key, raw.value, raw.timestamp,
-                                          present)))
+                self._reject(raw, error, present, outcome)
+                continue
+            except Exception as exc:
+                self._failed(raw, exc, present, outcome)
                 continue
             if isinstance(record, Event):
                 per_type[record.type] += 1
@@ -170,6 +177,42 @@ class Pipeline:
         if latest > -math.inf:
             self._clock.observe(latest)
         return by_account
+
+    def _reject(self, raw: RawRecord, error: BadInput, now: float, outcome: Outcome) -> None:
+        self.metrics.dead_letters.labels(str(error.reason)).inc()
+        source = SourceRef(raw.topic, raw.partition, raw.offset)
+        outcome.dead_letters.append((dead_letter_key(raw.key), dead_letter(
+            error, source, raw.key, raw.value, raw.timestamp, now, self._max_request_bytes)))
+
+    def _failed(self, raw: RawRecord, exc: Exception, now: float, outcome: Outcome) -> None:
+        """The one rule: a failure while handling one record dead-letters that record
+        (``internal_error``) and the worker moves on. Only a dependency outage is
+        retried, and a retry is of the whole batch."""
+        if is_retriable(exc):
+            raise exc
+        # One line per record; the traceback once per exception type, so a flood of
+        # one poison kind cannot drown the log, and a new kind still shows its origin.
+        first = type(exc) not in self._logged
+        self._logged.add(type(exc))
+        log.warning("record %s/%d@%d dead-lettered (internal_error): %s: %s", raw.topic,
+                    raw.partition, raw.offset, type(exc).__name__, exc, exc_info=first)
+        self._reject(raw, internal_error(exc), now, outcome)
+
+    def _plan_each(self, by_account: dict[str, list[Event | AccountUpdate]], now_bucket: int,
+                   records: Sequence[RawRecord], outcome: Outcome) -> list[AccountPlan]:
+        """Planning the batch raised: plan account by account, and dead-letter the
+        records of those whose planning fails (planning is pure, so planning again is safe)."""
+        raw_of = {(r.topic, r.partition, r.offset): r for r in records}
+        plans = []
+        present = max(self._clock.now(), time.time())
+        for account_id, account_records in list(by_account.items()):
+            try:
+                plans.append(self._planner.plan(account_id, account_records, now_bucket))
+            except Exception as exc:
+                del by_account[account_id]
+                for record in account_records:
+                    self._failed(raw_of[record.source], exc, present, outcome)
+        return plans
 
     def _count_decoded(self, per_type: Counter[str], updates: int) -> None:
         # Once per batch, not per event: a labelled counter takes a lock on every inc().

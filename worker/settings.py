@@ -17,6 +17,7 @@ from typing import Any
 from worker.errors import ConfigError
 
 PREFIX = "HEALTHSCORE_"
+MIN_REQUEST_BYTES = 65536
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -40,6 +41,10 @@ class Settings:
     create_topics: bool = _setting(True, "Create missing topics at start-up.")
     model_path: str = _setting("", "Scoring model file (YAML); empty = the packaged default.")
     max_message_bytes: int = _setting(65536, "Larger messages are dead-lettered unread.")
+    max_request_bytes: int = _setting(
+        1048576, "Largest produce request the worker sends (the producer's max_request_size);"
+        " a dead letter whose key and value would not fit carries prefixes, lengths and SHA-256."
+    )
     max_future_skew_seconds: float = _setting(
         300.0, "Events stamped further ahead of the clock are dead-lettered."
     )
@@ -109,6 +114,9 @@ class Settings:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")
         if not math.isfinite(self.redis_timeout_seconds) or self.redis_timeout_seconds <= 0:
             raise ConfigError(f"{env_name('redis_timeout_seconds')} must be a finite number > 0")
+        if self.max_request_bytes < MIN_REQUEST_BYTES:
+            raise ConfigError(f"{env_name('max_request_bytes')} must be at least"
+                              f" {MIN_REQUEST_BYTES}: room for a dead letter's envelope")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{env_name('metrics_port')} must be a port (0-65535)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

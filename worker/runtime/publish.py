@@ -23,6 +23,7 @@ def new_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     # after it, the send fails and the caller's retry (logged, counted) takes over.
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, client_id=client_id,
                             acks="all", linger_ms=5, max_batch_size=MAX_BATCH_BYTES,
+                            max_request_size=settings.max_request_bytes,
                             request_timeout_ms=settings.broker_timeout_ms)
 
 
