@@ -1,7 +1,8 @@
 """``healthscore replay`` as an operator runs it: a subprocess, over topics a live worker
 already scored, poison records among the events. It must finish, dead-letter the bad
 records again with the live worker's reasons, leave exactly the live run's state, do
-so again when run twice, and refuse in one line when the broker is not there."""
+so again when run twice, and refuse in one line when the broker is not there. And a
+replay that dies half-way (in-process here, to choose the moment) is simply run again."""
 
 from __future__ import annotations
 
@@ -20,15 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from tests.integration import chaos
 from tests.integration.harness import Producer, event, read_until
-from tests.integration.test_replay import _same, _snapshot
+from tests.integration.test_replay import STRICT, _alerts, _same, _snapshot
+from worker import replay as replay_module
+from worker.pipeline import Outcome, Pipeline
+from worker.replay import Replay
+from worker.runtime.publish import publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import load_model
+from worker.scoring.model import load_model, parse_model
 from worker.settings import Settings, env_name
+from worker.windows import rebuild
 
 HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
 EVENTS = 1500
@@ -154,3 +161,76 @@ def test_replay_without_a_broker_fails_in_one_line_and_changes_nothing(
             return await redis.hgetall("hs:{acme}:s")
 
     assert asyncio.run(stored()) == {k.encode(): v for k, v in state.items()}
+
+
+class _Unplugged(Exception):
+    """The replay process dying at a chosen point, after the reset."""
+
+
+async def test_a_replay_that_dies_half_way_is_simply_run_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    model = load_model()
+    await _live_run_with_poison(settings, tmp_path / "live.log")
+    now = time.time()
+    live = await _snapshot(settings, model, now)
+    small = settings.replace(batch_max_records=200)  # many batches: die in the middle of them
+
+    class DiesOnTheThirdBatch(Replay):
+        batches = 0
+
+        async def _trail(self, pipeline: Pipeline, outcome: Outcome) -> None:
+            self.batches += 1
+            if self.batches == 3:
+                raise _Unplugged
+            await super()._trail(pipeline, outcome)
+
+    with pytest.raises(_Unplugged):
+        await DiesOnTheThirdBatch(small, force=True).run()
+    half = await _snapshot(settings, model, now)
+    assert half != live, "the replay died before its reset: nothing was proven"
+    assert {a: s["published"] for a, s in half.items()} == {
+        a: s["published"] for a, s in live.items()}, "the reset lost a published tier"
+
+    report = await Replay(small, force=True).run()
+
+    _same(await _snapshot(settings, model, now), live)
+    assert report.alerts == []
+
+
+async def test_a_replay_that_dies_after_publishing_some_alerts_does_not_publish_them_again(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _live_run_with_poison(settings, tmp_path / "live.log")
+    strict = parse_model(STRICT, source="test")
+    monkeypatch.setattr(rebuild, "SCAN_COUNT", 40)  # the catch-up in many chunks
+    sends = 0
+
+    async def publish_then_die(*args: Any, **kwargs: Any) -> None:
+        nonlocal sends
+        await publish(*args, **kwargs)
+        if args[1].alerts and kwargs["alerts_topic"] == settings.topic_alerts:
+            sends += 1
+            if sends == 2:  # sent, but the outbox not cleared yet
+                raise _Unplugged
+
+    with monkeypatch.context() as patch:
+        patch.setattr(replay_module, "publish", publish_then_die)
+        with pytest.raises(_Unplugged):
+            await Replay(settings, strict, force=True).run()
+    first = _replayed(await _alerts(settings, settings.topic_alerts))
+    assert first, "the replay died before the catch-up published anything"
+
+    second = await Replay(settings, strict, force=True).run()
+    third = await Replay(settings, strict, force=True).run()
+
+    published = _replayed(await _alerts(settings, settings.topic_alerts))
+    assert second.alerts
+    assert not third.alerts
+    assert len(published) == len(first) + len(second.alerts)
+    by_account = Counter(alert["account_id"] for alert in published)
+    assert max(by_account.values()) == 1, "an account was told the same change twice"
+
+
+def _replayed(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [alert for alert in alerts if alert["cause"]["kind"] == "replay"]
