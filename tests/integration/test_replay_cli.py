@@ -28,6 +28,7 @@ from tests.integration import chaos
 from tests.integration.harness import Producer, event, read_until
 from tests.integration.test_replay import STRICT, _alerts, _same, _snapshot
 from worker import replay as replay_module
+from worker.embedded import EmbeddedRedis
 from worker.pipeline import Outcome, Pipeline
 from worker.replay import Replay
 from worker.runtime.publish import publish
@@ -234,3 +235,39 @@ async def test_a_replay_that_dies_after_publishing_some_alerts_does_not_publish_
 
 def _replayed(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [alert for alert in alerts if alert["cause"]["kind"] == "replay"]
+
+
+async def test_a_replay_waits_out_a_redis_outage_after_its_reset(
+    settings: Settings, tmp_path: Path, restartable_redis: EmbeddedRedis
+) -> None:
+    settings = settings.replace(redis_url=restartable_redis.url)
+    model = load_model()
+    await _live_run_with_poison(settings, tmp_path / "live.log")
+    now = time.time()
+    live = await _snapshot(settings, model, now)
+    small = settings.replace(batch_max_records=200, retry_backoff_max_seconds=0.5)
+
+    async def back_later() -> None:
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(restartable_redis.start)
+
+    restarts: list[asyncio.Task[None]] = []
+
+    class LosesRedisOnTheThirdBatch(Replay):
+        batches = 0
+
+        async def _trail(self, pipeline: Pipeline, outcome: Outcome) -> None:
+            self.batches += 1
+            if self.batches == 3:  # this batch's writes, and the next ones, meet it gone
+                restartable_redis.kill()
+                restarts.append(asyncio.create_task(back_later()))
+            await super()._trail(pipeline, outcome)
+
+    replay = LosesRedisOnTheThirdBatch(small, force=True)
+    report = await replay.run()
+    await restarts[0]
+
+    assert replay.metrics.registry.get_sample_value(
+        "healthscore_retries_total", {"dependency": "redis"}), "Redis was never missed"
+    _same(await _snapshot(settings, model, now), live)
+    assert report.alerts == []
