@@ -134,11 +134,13 @@ class Replay:
         try:
             await self._preflight()
             kept = await self._retry(partial(rebuild.reset, self._redis), "redis")
-            seeded = await self._seed_published()
+            # Both idempotent: a read of the topic or a walk of Redis that breaks off
+            # starts over (each step inside is retried on its own first).
+            seeded = await self._retry(self._seed_published, "kafka")
             log.info("reset; %d published tiers kept, %d taken from %s", kept, seeded,
                      self.settings.topic_alerts)
             await self._rebuild()
-            await self._catch_up()
+            await self._retry(self._catch_up, "redis")
         finally:
             await _close(self._producer)
             await self._redis.aclose()
@@ -163,7 +165,7 @@ class Replay:
                               metrics=self.metrics, stop=self._stop)
 
     async def _seed_published(self) -> int:
-        seeded = 0
+        seeded = self.report.unreadable_alerts = 0
         async for records in read_to_end(self.settings, [self.settings.topic_alerts],
                                          self.settings.batch_max_records):
             alerts = list(self._readable(records))  # a list: a retry reads it again
@@ -219,7 +221,10 @@ class Replay:
         await self._retry(partial(pipeline.save, outcome), "redis")
 
     async def _catch_up(self) -> None:
+        """Run again after a failure, it finds the tiers the first attempt published
+        saved, and publishes only what that attempt had not (``report.alerts`` keeps all)."""
         pipeline = self._pipeline(WallClock(), keys.PUBLISHED)
+        self.report.accounts = 0
         # As the live workers place them: an account's alerts stay on one partition.
         same_partitions = await co_partitioned(self._producer, self.settings.topic_alerts,
                                                self.settings.input_topics)
