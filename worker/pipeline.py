@@ -87,7 +87,8 @@ class Pipeline:
                 self.metrics.too_old.inc(plan.too_old)
         await self._apply_and_score(
             plans, now, outcome,
-            lambda plan, change: _cause(self.model, by_account[plan.account_id], change))
+            lambda plan, change: _cause(self.model, by_account[plan.account_id], change),
+            lambda plan, exc: self._fail_all(by_account[plan.account_id], records, exc, outcome))
         return outcome
 
     async def due(self, partitions: Collection[int], limit: int) -> list[tuple[int, str]]:
@@ -101,19 +102,23 @@ class Pipeline:
         outcome = Outcome()
         plans = [AccountPlan(account, partition) for partition, account in due]
         await self._apply_and_score(plans, now, outcome, lambda _plan, _change: cause,
-                                    read_all=True)
+                                    self._unscored, read_all=True)
         if cause is WINDOW_EXPIRY:
             self.metrics.expiry_rescored.inc(len(plans))
         return outcome
 
     async def _apply_and_score(self, plans: Sequence[AccountPlan], now: float, outcome: Outcome,
                                cause_of: Callable[[AccountPlan, TierChange], Cause],
+                               failed: Callable[[AccountPlan, Exception], None],
                                *, read_all: bool = False) -> None:
         async def chunk(part: Sequence[AccountPlan]) -> list[None]:
             states = await self._store.apply(part, now, read_all=read_all)
             for plan, state in zip(part, states, strict=True):
                 self._count_skipped(state)
-                self._score(plan, state, now, outcome, partial(cause_of, plan))
+                try:
+                    self._score(plan, state, now, outcome, partial(cause_of, plan))
+                except Exception as exc:  # one account must not stop the others
+                    failed(plan, exc)
             return []
 
         await wire.concurrently(plans, CHUNK_ACCOUNTS, chunk)
@@ -202,17 +207,32 @@ class Pipeline:
                    records: Sequence[RawRecord], outcome: Outcome) -> list[AccountPlan]:
         """Planning the batch raised: plan account by account, and dead-letter the
         records of those whose planning fails (planning is pure, so planning again is safe)."""
-        raw_of = {(r.topic, r.partition, r.offset): r for r in records}
         plans = []
-        present = max(self._clock.now(), time.time())
         for account_id, account_records in list(by_account.items()):
             try:
                 plans.append(self._planner.plan(account_id, account_records, now_bucket))
             except Exception as exc:
                 del by_account[account_id]
-                for record in account_records:
-                    self._failed(raw_of[record.source], exc, present, outcome)
+                self._fail_all(account_records, records, exc, outcome)
         return plans
+
+    def _fail_all(self, account_records: Sequence[Event | AccountUpdate],
+                  records: Sequence[RawRecord], exc: Exception, outcome: Outcome) -> None:
+        """Dead-letter one account's records of the batch: planning or scoring them failed.
+        (Scoring fails after Redis applied them: their dead letters say they were not scored.)"""
+        raw_of = {(r.topic, r.partition, r.offset): r for r in records}
+        present = max(self._clock.now(), time.time())
+        for record in account_records:
+            self._failed(raw_of[record.source], exc, present, outcome)
+
+    def _unscored(self, plan: AccountPlan, exc: Exception) -> None:
+        """A silent account's rescoring failed: no record to set aside; it is tried
+        again at its next due time or event."""
+        if is_retriable(exc):
+            raise exc
+        log.warning("account %s not rescored: %s: %s", plan.account_id, type(exc).__name__,
+                    exc, exc_info=type(exc) not in self._logged)
+        self._logged.add(type(exc))
 
     def _count_decoded(self, per_type: Counter[str], updates: int) -> None:
         # Once per batch, not per event: a labelled counter takes a lock on every inc().

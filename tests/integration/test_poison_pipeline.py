@@ -4,14 +4,19 @@ scored. The real pipeline on a real Redis, no broker."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from tests import poison
 from tests.integration.harness import Record, event
 from worker.clock import WallClock
 from worker.contracts import validator
@@ -106,6 +111,26 @@ async def test_an_account_whose_planning_fails_is_dead_lettered_and_the_rest_sco
     assert dead_letter_count(pipeline, "internal_error") == 2
 
 
+async def test_an_account_whose_scoring_fails_is_dead_lettered_and_the_rest_scored(
+        settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    score = Pipeline._score
+
+    def failing(self: Pipeline, plan: Any, *args: Any) -> None:
+        if plan.account_id == "broken":
+            raise ZeroDivisionError("cannot score this")
+        score(self, plan, *args)
+
+    monkeypatch.setattr(Pipeline, "_score", failing)
+    outcome = await pipeline.process([login(settings, 0), login(settings, 1, "broken"),
+                                      login(settings, 2, "other")])
+    assert reasons(outcome) == [(1, "internal_error")]
+    assert {a for a, _ in outcome.alerts} == {"acme", "other"}
+    assert {w.account_id for w in outcome.writes} == {"acme", "other"}
+    # A silent account whose rescoring fails is skipped, the others rescored.
+    expired = await pipeline.expire([(0, "broken"), (0, "acme")])
+    assert [w.account_id for w in expired.writes] == ["acme"]
+
+
 async def test_a_dependency_outage_is_not_dead_lettered(
         settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     def away(*_: Any) -> Any:
@@ -115,3 +140,76 @@ async def test_a_dependency_outage_is_not_dead_lettered(
     pipeline = Pipeline(settings, pipeline.model, pipeline._store, WallClock(), Metrics())
     with pytest.raises(Retriable):
         await pipeline.process([login(settings, 0)])
+
+
+# --------------------------------------------------------------------------- hostile batches
+
+KINDS = ["login", "feature_use", "ticket", "survey", "account"]
+
+
+def _valid(kind: str, account: str) -> dict[str, Any]:
+    fields: dict[str, dict[str, Any]] = {
+        "login": {"user_id": "u1", "session_seconds": 600},
+        "feature_use": {"user_id": "u2", "feature": "reports"},
+        "ticket": {"ticket_id": "T-1", "status": "opened", "priority": "low"},
+        "survey": {"kind": "nps", "score": 3},
+    }
+    if kind == "account":
+        return {"account_id": account, "segment": "smb", "seats_purchased": 4}
+    return event(kind, account, time.time() - 60, **fields[kind])
+
+
+@st.composite
+def hostile_batch(draw: st.DrawFn, settings: Settings) -> list[Record]:
+    topics = {**{kind: topic for topic, kind in settings.event_topics.items()},
+              "account": settings.topic_accounts}
+    records = []
+    for offset in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(KINDS))
+        account = draw(st.sampled_from(["acme", "globex", "initech"]))
+        valid = _valid(kind, account)
+        key, topic, value = account.encode(), topics[kind], orjson.dumps(valid)
+        # About half of them hostile, so the batches hold accounts to score as well.
+        hostile = draw(st.integers(0, 7))
+        if hostile == 1:
+            key = draw(poison.keys)
+        elif hostile == 2:
+            topic = draw(st.sampled_from(settings.input_topics))
+        elif hostile == 3:
+            value = draw(poison.hostile_body(kind, valid))
+        elif hostile == 4:
+            value = draw(st.binary(max_size=300) | poison.deep_nesting())
+        records.append(Record(topic, offset % 2, offset, key, value))
+    return records
+
+
+def test_hostile_batches_score_or_dead_letter_every_record(settings: Settings) -> None:
+    """Each record is applied or scored, or it is exactly one valid dead letter with a
+    reason the checks name; nothing raises, and nothing is an internal error."""
+
+    async def one(records: list[Record]) -> None:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            model = load_model()
+            pipeline = Pipeline(settings, model, WindowStore(redis, model), WallClock(),
+                                Metrics())
+            outcome = await pipeline.process(records)
+            await pipeline.save(outcome)
+        finally:
+            await redis.aclose()
+        dead = reasons(outcome)
+        assert len({offset for offset, _ in dead}) == len(dead), "one dead letter per record"
+        assert "internal_error" not in {reason for _, reason in dead}
+        registry = pipeline.metrics.registry
+        handled = sum(registry.get_sample_value("healthscore_events_total", {"type": t}) or 0
+                      for t in KINDS)
+        handled += registry.get_sample_value("healthscore_account_updates_total") or 0
+        assert handled + len(dead) == len(records)
+
+    @hyp_settings(max_examples=60, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(records=hostile_batch(settings))
+    def check(records: list[Record]) -> None:
+        asyncio.run(one(records))
+
+    check()

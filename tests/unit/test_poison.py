@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 
 from tests import poison
 from worker.contracts import load_schema, validator
-from worker.errors import BadInput, Reason
+from worker.errors import BadInput, ConfigError, Reason
 from worker.events.deadletter import dead_letter, dead_letter_key, payload_budget
 from worker.events.decode import Decoder
 from worker.events.types import SourceRef
 from worker.scoring.model import load_model
+from worker.settings import Settings
 from worker.windows.plan import Planner
 
 NOW = datetime(2026, 1, 15, 12, tzinfo=UTC).timestamp()
@@ -168,3 +169,9 @@ def test_detail_and_field_are_cut_so_the_envelope_stays_bounded() -> None:
     error = BadInput(Reason.SCHEMA_VIOLATION, "\x01" * 100_000, "/" + "\x01" * 100_000)
     letter = dead_letter(error, SourceRef("t" * 249, 0, 1), b"k" * 2_000_000, b"v", None, NOW)
     assert len(orjson.dumps(letter)) + 1024 + 100 <= 1048576
+
+
+def test_the_request_size_leaves_room_for_a_dead_letters_envelope() -> None:
+    assert Settings.from_env({"HEALTHSCORE_MAX_REQUEST_BYTES": "65536"}).max_request_bytes == 65536
+    with pytest.raises(ConfigError, match="HEALTHSCORE_MAX_REQUEST_BYTES"):
+        Settings.from_env({"HEALTHSCORE_MAX_REQUEST_BYTES": "65535"})
