@@ -13,7 +13,7 @@ from worker.clock import Clock, WallClock
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
 from worker.runtime.loop import ConsumerLoop
-from worker.runtime.retry import retrying
+from worker.runtime.retry import Stopping, retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model, load_model
 from worker.settings import Settings
@@ -53,6 +53,8 @@ class Worker:
                            max_backoff=self.settings.retry_backoff_max_seconds,
                            metrics=self.metrics, stop=self.loop.stop_requested)
             await self.loop.run()
+        except Stopping as stopping:  # asked to stop while the broker was still away
+            log.info("stopped while waiting for %s", stopping)
         finally:
             await self.redis.aclose()
 

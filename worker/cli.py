@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.settings import Settings
 
 
@@ -31,6 +31,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Unreachable as exc:
+        print(f"healthscore: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # A command (the worker waits instead) that cannot reach Redis or the broker.
+        if (unreachable := _unreachable(exc)) is None:
+            raise
+        print(f"healthscore: {unreachable}", file=sys.stderr)
+        return 1
+
+
+def _unreachable(exc: Exception) -> Unreachable | None:
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
+    if not is_retriable(exc):
+        return None
+    if isinstance(exc, KafkaError):
+        return Unreachable("the broker", exc)
+    if isinstance(exc, RedisError):
+        return Unreachable("Redis", exc)
+    return None  # an OSError of this host (a port in use, ...) is no unreachable service
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,8 +157,11 @@ def _alerts(settings: Settings, args: argparse.Namespace) -> int:
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from worker.replay import Replay
 
-    report = asyncio.run(Replay(settings, alerts_topic=args.alerts_topic, force=args.force).run())
-    print(report.summary())
+    async def run() -> str:
+        replay = Replay(settings, alerts_topic=args.alerts_topic, force=args.force)
+        return (await replay.run()).summary()
+
+    print(asyncio.run(run()))
     return 0
 
 

@@ -79,8 +79,8 @@ async def tail_alerts(settings: Settings, *, from_beginning: bool, as_json: bool
     consumer = AIOKafkaConsumer(settings.topic_alerts, bootstrap_servers=settings.kafka_bootstrap,
                                 auto_offset_reset="earliest" if from_beginning else "latest",
                                 enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a broker that does not answer leaves it to close
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():

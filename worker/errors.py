@@ -60,6 +60,16 @@ class Retriable(HealthscoreError):
     """A dependency is unavailable; the same work is retried after a back-off."""
 
 
+class Unreachable(HealthscoreError):
+    """A command could not reach Redis or the broker as it started. It exits with this
+    one line rather than a traceback; only the worker waits for its dependencies."""
+
+    def __init__(self, dependency: str, cause: BaseException) -> None:
+        detail = " ".join(str(cause).split()) or type(cause).__name__
+        super().__init__(f"cannot reach {dependency}: {detail}")
+        self.dependency = dependency
+
+
 def is_retriable(exc: BaseException) -> bool:
     """Decide, in one place, whether an exception from an I/O edge is worth retrying."""
     if isinstance(exc, Retriable):

@@ -1,8 +1,9 @@
 """``healthscore replay --from-beginning``: rebuild Redis state and scores from the retained
 event topics under the current model.
 
-1. Refuse while the consumer group lists live workers (unless forced): two
-   writers of one account's state would race.
+1. Check before changing anything: Redis and the broker answer, and the consumer
+   group lists no live workers (unless forced: two writers of one account's state
+   would race). Any of these fails the command with one line, state untouched.
 2. Reset: delete windows, offset fences, attributes and caches; keep each
    account's last published tier, then take the newest alert of each account from
    the alerts topic where Redis has none (a rebuild into an empty Redis).
@@ -11,11 +12,19 @@ event topics under the current model.
    (``EventTimeClock``): windows end at the newest event seen, and silent accounts
    expire as event time passes. The tier changes found on the way happened in the
    past; they go to ``--alerts-topic`` when one is named (a trail of what this model
-   would have said), else nowhere. Dead letters were already sent live: counted only.
+   would have said), else nowhere. A bad record is dead-lettered exactly as the live
+   worker does it, so consumers see it again with the same source topic, partition
+   and offset; it never stops the replay.
 4. Catch up: rescore every account on the wall clock against its last published
    tier. Only where the rebuilt score's tier differs from what consumers were told
    is an alert published on the live alerts topic (``cause.kind = "replay"``), with
    the next ``seq`` of the account's chain: nothing is published twice.
+
+From step 2 on, Redis or broker outages are waited out with the live loop's back-off.
+A replay that stops anyway (killed, Ctrl-C) is simply run again: the reset keeps
+only what consumers were told (published tiers, alerts still in an outbox), and
+what a first run's catch-up published is such a tier, so the second run rebuilds
+the same state and publishes nothing twice.
 
 Live workers started afterwards resume from their committed offsets; the offset
 fences the replay left make them skip what it already applied.
@@ -23,25 +32,30 @@ fences the replay left make them skip what it already applied.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from redis.asyncio import Redis
 
 from worker.alerts import REPLAY
 from worker.clock import EventTimeClock, WallClock
 from worker.contracts import validator
-from worker.errors import ConfigError
+from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline
 from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
+from worker.runtime.retry import retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model, load_model
 from worker.settings import Settings
@@ -49,12 +63,14 @@ from worker.windows import keys, rebuild, server
 from worker.windows.store import WindowStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class ReplayReport:
     records: int = 0
-    dead_letters: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)  # per reason, all published
+    deadletter_topic: str = ""
     accounts: int = 0
     trail_alerts: int = 0
     unreadable_alerts: int = 0  # on the alerts topic, not JSON or not an alert: skipped
@@ -62,19 +78,29 @@ class ReplayReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"replayed {self.records} records ({self.dead_letters} dead letters skipped) "
-                f"into {self.accounts} accounts in {self.seconds:.1f} s; "
+        return (f"replayed {self.records} records into {self.accounts} accounts "
+                f"in {self.seconds:.1f} s; {self._dead_lettered()}; "
                 f"{self.trail_alerts} tier changes on the way, "
                 f"{len(self.alerts)} published now"
                 + (f"; {self.unreadable_alerts} unreadable records on the alerts topic skipped"
                    if self.unreadable_alerts else ""))
+
+    def _dead_lettered(self) -> str:
+        total = sum(self.dead_letters.values())
+        if not total:
+            return "no dead letters"
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.dead_letters.items()))
+        return f"{total} dead letters to {self.deadletter_topic} ({reasons})"
 
 
 class Replay:
     def __init__(self, settings: Settings, model: Model | None = None,
                  *, alerts_topic: str | None = None, force: bool = False) -> None:
         """``force``: skip the check for live workers (some brokers, the embedded one
-        among them, keep listing members that left until the group rebalances)."""
+        among them, keep listing members that left until the group rebalances).
+
+        No client is built here: aiokafka's need the running event loop, so ``run``
+        builds them (a command builds this object before its loop starts)."""
         if alerts_topic == settings.topic_alerts:
             raise ConfigError("--alerts-topic must not be the live alerts topic: consumers "
                               "would get the replayed history as new tier changes")
@@ -83,9 +109,10 @@ class Replay:
         self.model = model or load_model(settings.model_path)
         self.alerts_topic = alerts_topic
         self.metrics = Metrics()
-        self.report = ReplayReport()
-        self._redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
-        self._producer: AIOKafkaProducer = new_producer(settings, "healthscore-replay")
+        self.report = ReplayReport(deadletter_topic=settings.topic_deadletter)
+        self._redis: Redis
+        self._producer: AIOKafkaProducer
+        self._stop: asyncio.Event
 
     def _pipeline(self, clock: EventTimeClock | WallClock, published_field: str) -> Pipeline:
         store = WindowStore(self._redis, self.model,
@@ -99,30 +126,55 @@ class Replay:
         return Pipeline(self.settings, self.model, store, clock, self.metrics)
 
     async def run(self) -> ReplayReport:
+        """Raises ``Unreachable`` (nothing changed yet) when Redis or the broker does not
+        answer at the start; once the reset has begun, outages are waited out."""
         started = time.monotonic()
+        self._redis = server.connect(self.settings.redis_url, self.settings.redis_timeout_seconds)
+        self._producer = new_producer(self.settings, "healthscore-replay")
+        self._stop = asyncio.Event()  # never set: Ctrl-C cancels the run, retries and all
         try:
-            await ensure_topics(self.settings, extra=[self.alerts_topic] if self.alerts_topic
-                                else [])
-            if not self.force:
-                await _refuse_while_workers_run(self.settings)
-            await self._producer.start()
-            kept = await rebuild.reset(self._redis)
-            seeded = await self._seed_published()
+            await self._preflight()
+            kept = await self._retry(partial(rebuild.reset, self._redis), "redis")
+            # Both idempotent: a read of the topic or a walk of Redis that breaks off
+            # starts over (each step inside is retried on its own first).
+            seeded = await self._retry(self._seed_published, "kafka")
             log.info("reset; %d published tiers kept, %d taken from %s", kept, seeded,
                      self.settings.topic_alerts)
             await self._rebuild()
-            await self._catch_up()
+            await self._retry(self._catch_up, "redis")
         finally:
-            await self._producer.stop()
+            await _close(self._producer)
             await self._redis.aclose()
         self.report.seconds = time.monotonic() - started
         return self.report
 
+    async def _preflight(self) -> None:
+        """Every check that can refuse the replay, before anything is changed."""
+        broker = f"the broker at {self.settings.kafka_bootstrap}"
+        await _reaching("Redis", self._redis.ping())
+        # The live worker's start-up check: refuse a durability this Redis cannot give.
+        await _reaching("Redis", server.check(self._redis, server.Durability.of(self.settings),
+                                              self.settings.redis_timeout_seconds))
+        await _reaching(broker, ensure_topics(
+            self.settings, extra=[self.alerts_topic] if self.alerts_topic else []))
+        if not self.force:
+            await _reaching(broker, _refuse_while_workers_run(self.settings))
+        await _reaching(broker, self._producer.start())
+
+    async def _retry(self, operation: Callable[[], Awaitable[T]], dependency: str) -> T:
+        """As the live loop does: the same step again after a back-off, until it succeeds.
+        The state is half rebuilt by then: waiting beats leaving it so."""
+        return await retrying(operation, dependency,
+                              max_backoff=self.settings.retry_backoff_max_seconds,
+                              metrics=self.metrics, stop=self._stop)
+
     async def _seed_published(self) -> int:
-        seeded = 0
+        seeded = self.report.unreadable_alerts = 0
         async for records in read_to_end(self.settings, [self.settings.topic_alerts],
                                          self.settings.batch_max_records):
-            seeded += await rebuild.seed_published(self._redis, self._readable(records))
+            alerts = list(self._readable(records))  # a list: a retry reads it again
+            seeded += await self._retry(partial(rebuild.seed_published, self._redis, alerts),
+                                        "redis")
         return seeded
 
     def _readable(self, records: list[Any]) -> Iterator[dict[str, Any]]:
@@ -148,35 +200,65 @@ class Replay:
         async for records in read_to_end(self.settings, self.settings.input_topics, limit):
             self.report.records += len(records)
             partitions.update(r.partition for r in records)
-            await self._trail(pipeline, await pipeline.process(records))
-            while due := await pipeline.due(partitions, limit):
-                await self._trail(pipeline, await pipeline.expire(due))
+            await self._trail(pipeline, await self._retry(partial(pipeline.process, records),
+                                                          "redis"))
+            while due := await self._retry(partial(pipeline.due, partitions, limit), "redis"):
+                await self._trail(pipeline, await self._retry(partial(pipeline.expire, due),
+                                                              "redis"))
                 if len(due) < limit:
                     break
 
     async def _trail(self, pipeline: Pipeline, outcome: Outcome) -> None:
-        self.report.dead_letters += len(outcome.dead_letters)
+        """Bad records are dead-lettered as the live worker does (again, if it already
+        did: same source topic, partition and offset); the tier changes, history now,
+        go to ``--alerts-topic`` only."""
+        self.report.dead_letters.update(record["reason"] for _, record in outcome.dead_letters)
         self.report.trail_alerts += len(outcome.alerts)
-        if self.alerts_topic is not None:
-            await publish(self._producer, Outcome(alerts=outcome.alerts),
-                          alerts_topic=self.alerts_topic,
-                          deadletter_topic=self.settings.topic_deadletter)
-        await pipeline.save(outcome)
+        sent = Outcome(alerts=outcome.alerts if self.alerts_topic else [],
+                       dead_letters=outcome.dead_letters)
+        if sent.alerts or sent.dead_letters:
+            # Without a trail topic there are no alerts here to send to the live one.
+            await self._retry(partial(
+                publish, self._producer, sent,
+                alerts_topic=self.alerts_topic or self.settings.topic_alerts,
+                deadletter_topic=self.settings.topic_deadletter), "kafka")
+        await self._retry(partial(pipeline.save, outcome), "redis")
 
     async def _catch_up(self) -> None:
+        """Run again after a failure, it finds the tiers the first attempt published
+        saved, and publishes only what that attempt had not (``report.alerts`` keeps all)."""
         pipeline = self._pipeline(WallClock(), keys.PUBLISHED)
+        self.report.accounts = 0
         # As the live workers place them: an account's alerts stay on one partition.
         same_partitions = await co_partitioned(self._producer, self.settings.topic_alerts,
                                                self.settings.input_topics)
         async for chunk in rebuild.accounts(self._redis, forget=keys.REPLAY_PUBLISHED):
-            outcome = await pipeline.expire(chunk, REPLAY)
-            await pipeline.save(outcome)
-            await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,
-                          deadletter_topic=self.settings.topic_deadletter,
-                          co_partitioned=same_partitions)
-            await pipeline.sent(outcome)
+            outcome = await self._retry(partial(pipeline.expire, chunk, REPLAY), "redis")
+            await self._retry(partial(pipeline.save, outcome), "redis")
+            await self._retry(partial(
+                publish, self._producer, outcome, alerts_topic=self.settings.topic_alerts,
+                deadletter_topic=self.settings.topic_deadletter,
+                co_partitioned=same_partitions), "kafka")
+            await self._retry(partial(pipeline.sent, outcome), "redis")
             self.report.accounts += len(chunk)
             self.report.alerts += [alert for _, alert in outcome.alerts]
+
+
+async def _reaching(dependency: str, step: Awaitable[T]) -> T:
+    """A start-up step: a dependency that does not answer ends the command in one line."""
+    try:
+        return await step
+    except Exception as exc:
+        if not is_retriable(exc):
+            raise
+        raise Unreachable(dependency, exc) from exc
+
+
+async def _close(producer: AIOKafkaProducer) -> None:
+    try:
+        await producer.stop()
+    except Exception:  # closing a half-started client must not mask the real error
+        log.debug("error closing the producer", exc_info=True)
 
 
 async def _refuse_while_workers_run(settings: Settings) -> None:

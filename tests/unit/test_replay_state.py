@@ -3,6 +3,8 @@ published-tier snapshot it takes back from an alert; plus the reset, on fakeredi
 
 from __future__ import annotations
 
+import asyncio
+
 import fakeredis
 import orjson
 import pytest
@@ -117,3 +119,17 @@ def test_a_replay_trail_never_goes_to_the_live_alerts_topic() -> None:
     settings = Settings()
     with pytest.raises(ConfigError, match="live alerts topic"):
         Replay(settings, alerts_topic=settings.topic_alerts)
+
+
+def test_the_command_objects_build_outside_an_event_loop() -> None:
+    """The command line builds them before ``asyncio.run``: aiokafka's clients, which
+    need the running loop, must wait for ``run()``."""
+    from worker.app import Worker
+    from worker.replay import Replay
+    from worker.settings import Settings
+
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    settings = Settings()
+    Replay(settings, alerts_topic="trail")
+    Worker(settings)

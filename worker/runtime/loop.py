@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
@@ -68,6 +68,12 @@ class ConsumerLoop:
         self.unsent_partitions: set[int] = set()  # assigned, outboxes not yet sent
         self._paused: set[TopicPartition] | None = None  # paused by a retry, to resume
         self._co_partitioned = False  # alerts go to their input partition's number
+        # Built by run(), not here: aiokafka's clients need the running event loop.
+        self._consumer: AIOKafkaConsumer
+        self._producer: AIOKafkaProducer
+
+    def _build_clients(self) -> None:
+        settings = self.settings
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.group_id,
@@ -88,6 +94,7 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         """Run until ``stop()``; retriable failures are waited out, never skipped."""
+        self._build_clients()
         try:
             await self._retry(self._start, "kafka", in_group=False)
             self._consumer.subscribe(self.settings.input_topics, listener=_Rebalance(self))

@@ -46,23 +46,28 @@ async def _chunks(redis: Redis, match: str) -> AsyncIterator[list[str]]:
 
 async def reset(redis: Redis) -> int:
     """Delete every healthscore key but published tiers and outboxes; returns accounts
-    whose published tier was kept."""
+    whose published tier was kept.
+
+    A state hash loses its other fields by ``HDEL`` rather than being deleted and
+    written back: a reset cut off at any point (a killed replay, a dropped connection
+    mid-pipeline) never leaves an account without the tier consumers were told, and
+    running it again finishes the job."""
     kept = 0
     async for chunk in _chunks(redis, keys.ALL_KEYS):
-        doomed = [k for k in chunk if not keys.is_pending_key(k)]
-        accounts = [a for k in doomed if (a := keys.account_of_state_key(k)) is not None]
+        states = [k for k in chunk if keys.account_of_state_key(k) is not None]
+        others = [k for k in chunk
+                  if keys.account_of_state_key(k) is None and not keys.is_pending_key(k)]
         async with redis.pipeline(transaction=False) as pipe:
-            for account in accounts:
-                pipe.hgetall(keys.state_key(account))
-            states = await pipe.execute()
+            for key in states:
+                pipe.hkeys(key)
+            fields = await pipe.execute()
         async with redis.pipeline(transaction=False) as pipe:
-            if doomed:
-                pipe.unlink(*doomed)
-            for account, state in zip(accounts, states, strict=True):
-                promised = {name: value for name, value in state.items() if _promised(name)}
-                if promised:
-                    pipe.hset(keys.state_key(account), mapping=promised)
-                kept += keys.PUBLISHED.encode() in promised
+            if others:
+                pipe.unlink(*others)
+            for key, names in zip(states, fields, strict=True):
+                if doomed := [name for name in names if not _promised(name)]:
+                    pipe.hdel(key, *doomed)
+                kept += keys.PUBLISHED.encode() in names
             await pipe.execute()
     return kept
 
