@@ -26,9 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
     try:
         return int(args.run(settings, args) or 0)
-    except ConfigError as exc:
+    except ConfigError as exc:  # its subclasses say why by their exit codes (README)
         print(f"healthscore: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 
