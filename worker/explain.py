@@ -35,6 +35,7 @@ class Explanation:
             "at": rfc3339(self.at),
             "model_version": self.model.version,
             "segment": self.attrs.get("segment"),
+            "attributes": self.attrs,
             "score": None if score is None else rounded(score),
             # The tier the score maps to now, from the published tier with hysteresis.
             "tier": None if score is None else next_tier(
