@@ -68,7 +68,8 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
 
 
 def _print_attributes(data: dict[str, Any], console: Console) -> None:
-    others = {k: v for k, v in (data.get("attributes") or {}).items() if k != "segment"}
+    others = {k: v for k, v in (data.get("attributes") or {}).items()
+              if k not in ("account_id", "segment")}
     if others:
         console.print(Text("attributes: " + ", ".join(
             f"{visible(k)}={visible(v)}" for k, v in sorted(others.items()))))
