@@ -91,9 +91,12 @@ def test_exit_codes_are_distinct() -> None:
 
 async def test_a_wrong_password_is_tried_once_an_outage_again() -> None:
     calls = {"denied": 0, "away": 0}
+    stop = asyncio.Event()
 
     async def denied() -> None:
         calls["denied"] += 1
+        if calls["denied"] > 1:  # retried: end it, as Stopping rather than the refusal
+            stop.set()
         raise redis.AuthenticationError("invalid username-password pair")
 
     async def away_once() -> None:
@@ -101,7 +104,6 @@ async def test_a_wrong_password_is_tried_once_an_outage_again() -> None:
         if calls["away"] == 1:
             raise redis.ConnectionError("Connection refused")
 
-    stop = asyncio.Event()
     with pytest.raises(redis.AuthenticationError):
         await retrying(denied, "redis", max_backoff=0.01, metrics=Metrics(), stop=stop)
     await retrying(away_once, "redis", max_backoff=0.01, metrics=Metrics(), stop=stop)
