@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, access_denied
 from worker.settings import Settings
 
 
@@ -31,6 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # every command: Redis or Kafka refusing us is one line too
+        if (denied := access_denied(exc)) is None:
+            raise
+        print(f"healthscore: {denied}", file=sys.stderr)
+        return denied.exit_code
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 
 from rich.console import Console
@@ -21,6 +22,8 @@ from worker.settings import Settings
 
 
 def run_dev(settings: Settings, args: argparse.Namespace) -> int:
+    # The embedded Redis is throwaway by design: its missing persistence is no news.
+    logging.getLogger("worker.startup").setLevel(logging.ERROR)
     console = Console(soft_wrap=True)
     console.print("starting the embedded broker and Redis ...")
     with EmbeddedStack() as stack:

@@ -177,6 +177,15 @@ def test_redis_refusing_the_worker_is_one_line_and_exit_code_4(
     assert "unavailable" not in result.stderr  # not once taken for an outage
 
 
+def test_explain_with_a_wrong_password_is_one_line_and_exit_code_4(
+        protected_redis: _Redis) -> None:
+    url = f"redis://:not-the-password-7f3a@{HOST}:{protected_redis.port}/0"
+    result = subprocess.run([*HEALTHSCORE, "explain", "acme"], capture_output=True, text=True,
+                            env=_env(HEALTHSCORE_REDIS_URL=url), timeout=120)
+    assert result.returncode == 4, result.stderr
+    assert _one_error_line(result).startswith("healthscore: Redis refused the worker (")
+
+
 def test_a_redis_without_config_and_info_is_used_with_a_warning(
         protected_redis: _Redis, tmp_path: Path) -> None:
     url = f"redis://managed:pw@{HOST}:{protected_redis.port}/0"
