@@ -35,11 +35,12 @@ class Worker:
         self.model = model or load_model(settings.model_path)
         self.metrics = metrics or Metrics()
         self.redis = Redis.from_url(settings.redis_url)
-        self.store = store = WindowStore(self.redis, self.model,
+        store = WindowStore(self.redis, self.model,
                             dedup_horizon_seconds=settings.dedup_horizon_seconds,
                             dedup_max_ids=settings.dedup_max_ids,
                             timeout=settings.redis_timeout_seconds,
                             resident_accounts=settings.resident_accounts)
+        self.store = store  # checked at start-up (``check_redis``)
         self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
 

@@ -27,7 +27,8 @@ class HealthscoreError(Exception):
 
 
 class ConfigError(HealthscoreError):
-    """Settings or the model file are invalid; raised at start-up only."""
+    """The worker cannot run as configured: settings or the model file are invalid, or
+    a dependency refuses it (the subclasses). Never retried."""
 
     exit_code = 2  # the process' exit status (README, Operations: exit codes)
 
