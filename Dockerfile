@@ -36,10 +36,13 @@ LABEL org.opencontainers.image.title="healthscore" \
       org.opencontainers.image.description="Live customer health scores: Kafka in, tier-change alerts out." \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# The metrics endpoint binds loopback by default; in a container that cannot be
+# scraped (nor probed by a health check from outside), so the image binds all.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HEALTHSCORE_METRICS_HOST=0.0.0.0
 
 # Fixed uid/gid so volume permissions and runAsNonRoot policies are predictable.
 RUN groupadd --system --gid 10001 healthscore \

@@ -6,10 +6,12 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from functools import partial
 
 from worker.clock import Clock, WallClock
+from worker.errors import access_denied
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
 from worker.runtime.loop import ConsumerLoop
@@ -17,6 +19,7 @@ from worker.runtime.retry import Stopping, retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model, load_model
 from worker.settings import Settings
+from worker.startup import check_redis
 from worker.windows import server
 from worker.windows.store import WindowStore
 
@@ -40,23 +43,33 @@ class Worker:
                             timeout=settings.redis_timeout_seconds,
                             resident_accounts=settings.resident_accounts,
                             durability=self.durability)
+        self.store = store  # checked at start-up (``check_redis``)
         self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
 
     async def run(self) -> None:
+        """Check Redis, create topics, consume until ``stop()``. An outage is waited out;
+        credentials or permissions refused, now or later, raise ``AccessDenied``."""
         try:
-            await retrying(lambda: ensure_topics(self.settings), "kafka",
-                           max_backoff=self.settings.retry_backoff_max_seconds,
-                           metrics=self.metrics, stop=self.loop.stop_requested)
-            await retrying(partial(server.check, self.redis, self.durability,
-                                   self.settings.redis_timeout_seconds), "redis",
-                           max_backoff=self.settings.retry_backoff_max_seconds,
-                           metrics=self.metrics, stop=self.loop.stop_requested)
+            await self._retry(lambda: check_redis(
+                self.redis, self.store,
+                require_persistence=self.settings.require_redis_persistence), "redis")
+            await self._retry(partial(server.check, self.redis, self.durability,
+                                      self.settings.redis_timeout_seconds), "redis")
+            await self._retry(lambda: ensure_topics(self.settings), "kafka")
             await self.loop.run()
-        except Stopping as stopping:  # asked to stop while the broker was still away
+        except Stopping as stopping:  # asked to stop before consuming began
             log.info("stopped while waiting for %s", stopping)
+        except Exception as exc:
+            if (denied := access_denied(exc)) is None:
+                raise
+            raise denied from exc
         finally:
             await self.redis.aclose()
+
+    async def _retry(self, operation: Callable[[], Awaitable[None]], dependency: str) -> None:
+        await retrying(operation, dependency, max_backoff=self.settings.retry_backoff_max_seconds,
+                       metrics=self.metrics, stop=self.loop.stop_requested)
 
     def stop(self) -> None:
         self.loop.stop()
@@ -80,9 +93,11 @@ async def serve(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then stop cleanly (finish, commit, close)."""
     worker = Worker(settings)
     tune_gc()
-    worker.metrics.serve(settings.metrics_port)
-    log.info("model %s, %d components; metrics on :%s", worker.model.version,
-             len(worker.model.components), settings.metrics_port or "off")
+    worker.metrics.serve(settings.metrics_port, settings.metrics_host)
+    log.info("model %s, %d components; metrics on %s", worker.model.version,
+             len(worker.model.components),
+             f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port
+             else "off")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):

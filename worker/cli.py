@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from worker.errors import ConfigError, Unreachable, is_retriable
+from worker.errors import ConfigError, Unreachable, access_denied, is_retriable
 from worker.settings import Settings
 
 
@@ -26,16 +26,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
     try:
         return int(args.run(settings, args) or 0)
-    except ConfigError as exc:
+    except ConfigError as exc:  # its subclasses say why by their exit codes (README)
         print(f"healthscore: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Unreachable as exc:
         print(f"healthscore: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        # A command (the worker waits instead) that cannot reach Redis or the broker.
+        # Every command: Redis or Kafka refusing us is one line, and so is a command (the
+        # worker waits instead) that cannot reach them.
+        if (denied := access_denied(exc)) is not None:
+            print(f"healthscore: {denied}", file=sys.stderr)
+            return denied.exit_code
         if (unreachable := _unreachable(exc)) is None:
             raise
         print(f"healthscore: {unreachable}", file=sys.stderr)

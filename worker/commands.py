@@ -10,11 +10,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from worker.clock import WallClock
 from worker.explain import explain
 from worker.scoring.model import load_model
 from worker.settings import Settings
+from worker.terminal import visible
 from worker.windows import server
 from worker.windows.store import WindowStore
 
@@ -36,22 +38,31 @@ async def explain_command(settings: Settings, account_id: str, *, as_json: bool)
     return 0 if result.known else 1
 
 
-def _print_explanation(data: dict[str, Any]) -> None:
-    console = Console()
+def _print_explanation(data: dict[str, Any], console: Console | None = None) -> None:
+    # Built from Text, never from markup: a value from input is only ever text (rich's
+    # ``escape`` depends on what follows it: a trailing backslash doubles before ")").
+    console = console or Console()
+    account = visible(data["account_id"])
     if data["score"] is None:
-        console.print(f"[bold]{data['account_id']}[/]: no data in any window (unknown account?)")
+        console.print(Text.assemble((account, "bold"),
+                                    ": no data in any window (unknown account?)"))
+        _print_attributes(data, console)
         return
     tier = data["tier"]
-    console.print(f"[bold]{data['account_id']}[/] ({data['segment'] or 'no segment'}): "
-                  f"score [bold]{data['score']:.1f}[/], tier [{TIER_STYLE.get(tier, '')}]"
-                  f"{tier}[/] (last published: {data['published_tier']}), "
-                  f"model {data['model_version']}, at {data['at']}")
+    segment = "no segment" if data["segment"] is None else visible(data["segment"])
+    console.print(Text.assemble(
+        (account, "bold"), f" ({segment}): score ", (f"{data['score']:.1f}", "bold"),
+        ", tier ", (visible(tier), TIER_STYLE.get(tier, "bold")),
+        f" (last published: {visible(data['published_tier'])}), "
+        f"model {visible(data['model_version'])}, at {data['at']}"))
+    _print_attributes(data, console)
     table = Table("component", "value", "sub-score", "weight", "contribution")
     for c in data["components"]:
+        name = Text(visible(c["name"]))
         if c["value"] is None:
-            table.add_row(c["name"], "no data", "-", f"{c['weight']:g}", "-", style="dim")
+            table.add_row(name, "no data", "-", f"{c['weight']:g}", "-", style="dim")
         else:
-            table.add_row(c["name"], f"{c['value']:.3g}", f"{c['subscore']:.1f}",
+            table.add_row(name, f"{c['value']:.3g}", f"{c['subscore']:.1f}",
                           f"{c['weight']:g}", f"{c['contribution']:.1f}")
     console.print(table)
     for c in data["components"]:
@@ -61,16 +72,25 @@ def _print_explanation(data: dict[str, Any]) -> None:
                           " tracks", markup=False, highlight=False)
 
 
+def _print_attributes(data: dict[str, Any], console: Console) -> None:
+    others = {k: v for k, v in (data.get("attributes") or {}).items()
+              if k not in ("account_id", "segment")}
+    if others:
+        console.print(Text("attributes: " + ", ".join(
+            f"{visible(k)}={visible(v)}" for k, v in sorted(others.items()))))
+
+
 def alert_line(alert: dict[str, Any]) -> str:
-    """One human line per alert, for terminals and logs."""
+    """One human line per alert, for terminals and logs: plain text, every value from
+    the record with its control characters written out (``visible``)."""
     trigger = alert["triggering_component"]
     why = "" if trigger is None else (
-        f" trigger {trigger['name']} ({trigger['contribution_change']:+.1f} pts)")
+        f" trigger {visible(trigger['name'])} ({trigger['contribution_change']:+.1f} pts)")
     cause = alert["cause"]
-    what = cause["event_type"] or cause["kind"]
-    previous = alert["previous_tier"] or "new"
+    what = visible(cause["event_type"] or cause["kind"])
+    previous = visible(alert["previous_tier"] or "new")
     before = "" if alert["previous_score"] is None else f"{alert['previous_score']:.1f} -> "
-    return (f"{alert['account_id']}: {previous} -> {alert['tier']} "
+    return (f"{visible(alert['account_id'])}: {previous} -> {visible(alert['tier'])} "
             f"(score {before}{alert['score']:.1f}){why} after {what}")
 
 
@@ -90,11 +110,18 @@ async def tail_alerts(settings: Settings, *, from_beginning: bool, as_json: bool
         await consumer.stop()
 
 
-def _print_alert(value: bytes, as_json: bool) -> None:
+def _print_alert(value: bytes | None, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(value.decode() + "\n")
+        if value is not None:
+            sys.stdout.write(value.decode(errors="replace") + "\n")
         return
-    alert = orjson.loads(value)
-    style = TIER_STYLE.get(alert["tier"], "")
+    try:
+        alert = orjson.loads(value or b"null")
+        line, style = alert_line(alert), TIER_STYLE.get(alert["tier"], "")
+    except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, AttributeError):
+        # Someone else's record on the alerts topic: say so, and keep tailing.
+        sys.stderr.write(f"healthscore: skipped a record that is not an alert: "
+                         f"{visible((value or b'').decode(errors='replace')[:200])}\n")
+        return
     # soft_wrap: one alert, one line, also when piped into a file or grep.
-    Console(soft_wrap=True).print(f"[{style}]{alert_line(alert)}[/]", highlight=False)
+    Console(soft_wrap=True).print(Text(line, style=style), highlight=False)  # no markup

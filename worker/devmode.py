@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 
 from rich.console import Console
@@ -21,6 +22,8 @@ from worker.settings import Settings
 
 
 def run_dev(settings: Settings, args: argparse.Namespace) -> int:
+    # The embedded Redis is throwaway by design: its missing persistence is no news.
+    logging.getLogger("worker.startup").setLevel(logging.ERROR)
     console = Console(soft_wrap=True)
     console.print("starting the embedded broker and Redis ...")
     with EmbeddedStack() as stack:
@@ -28,7 +31,7 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"  broker   {stack.bootstrap}   (HEALTHSCORE_KAFKA_BOOTSTRAP)")
         console.print(f"  redis    {stack.url}   (HEALTHSCORE_REDIS_URL)")
         if settings.metrics_port:
-            console.print(f"  metrics  http://127.0.0.1:{settings.metrics_port}/metrics")
+            console.print(f"  metrics  http://{settings.metrics_host}:{settings.metrics_port}/metrics")
         asyncio.run(_run(settings, args, console))
     console.print("stopped; local broker and Redis removed")
     return 0
@@ -36,7 +39,7 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _run(settings: Settings, args: argparse.Namespace, console: Console) -> None:
     worker = Worker(settings)
-    worker.metrics.serve(settings.metrics_port)
+    worker.metrics.serve(settings.metrics_port, settings.metrics_host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

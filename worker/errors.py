@@ -11,7 +11,13 @@ Two families:
 Anything else is a bug. Raised while handling one input record, it becomes that
 record's dead letter (``internal_error``, see ``internal_error``): a record must
 never stop the worker, and set aside it is not lost either. Elsewhere it
-propagates and stops the worker rather than silently dropping data.
+propagates and stops the worker rather than silently dropping data. One more
+family stops it on purpose:
+
+* ``ConfigError`` -- the worker cannot run as configured (bad settings, the
+  metrics address taken, credentials or permissions refused by Redis or Kafka).
+  Retrying cannot help either; the command line prints its one-line message and
+  exits with its ``exit_code``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,31 @@ class HealthscoreError(Exception):
 
 
 class ConfigError(HealthscoreError):
-    """Settings or the model file are invalid; raised at start-up only."""
+    """The worker cannot run as configured: settings or the model file are invalid, or
+    a dependency refuses it (the subclasses). Never retried."""
+
+    exit_code = 2  # the process' exit status (README, Operations: exit codes)
+
+
+class AddressInUse(ConfigError):
+    """The metrics endpoint's address is taken (another worker on the same host?)."""
+
+    exit_code = 3
+
+
+class AccessDenied(ConfigError):
+    """Redis or Kafka refused the worker's credentials or a permission it needs.
+
+    Not an outage: waiting never makes a wrong password right, so it is not retried.
+    """
+
+    exit_code = 4
+
+
+class PersistenceRequired(ConfigError):
+    """Redis has no persistence (or it could not be checked) and it was required."""
+
+    exit_code = 5
 
 
 class Reason(StrEnum):
@@ -74,6 +104,8 @@ def is_retriable(exc: BaseException) -> bool:
     """Decide, in one place, whether an exception from an I/O edge is worth retrying."""
     if isinstance(exc, Retriable):
         return True
+    if isinstance(exc, HealthscoreError) or access_denied(exc) is not None:
+        return False  # redis-py's AuthenticationError is a ConnectionError: ask first
     # Imported lazily: the error module must stay importable without the I/O stacks.
     from aiokafka.errors import KafkaError
     from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
@@ -89,3 +121,47 @@ def _is_transport_error(exc: BaseException) -> bool:
     from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 
     return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)
+
+
+def access_denied(exc: BaseException) -> AccessDenied | None:
+    """``exc`` as an ``AccessDenied`` with a one-line message naming the setting to
+    check, if Redis or Kafka refused credentials or a permission; else None."""
+    if isinstance(exc, AccessDenied):
+        return exc
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthenticationWrongNumberOfArgsError,
+        AuthorizationError,
+        NoPermissionError,
+        ResponseError,
+    )
+
+    redis_denials = (AuthenticationError, AuthenticationWrongNumberOfArgsError,
+                     AuthorizationError, NoPermissionError)
+    # A command refused inside a script comes back as a script error; its text names it.
+    if isinstance(exc, redis_denials) or (
+            isinstance(exc, ResponseError) and "NOPERM" in str(exc)):
+        return AccessDenied(f"Redis refused the worker ({_one_line(exc)}); check the user,"
+                            " password and ACL permissions of HEALTHSCORE_REDIS_URL")
+    if _is_kafka_denial(exc):
+        return AccessDenied(f"Kafka refused the worker ({_one_line(exc)}); check the"
+                            " broker's ACLs for HEALTHSCORE_GROUP_ID and the topics, and"
+                            " its authentication (HEALTHSCORE_KAFKA_BOOTSTRAP)")
+    return None
+
+
+def _is_kafka_denial(exc: BaseException) -> bool:
+    from aiokafka import errors
+
+    denials = (errors.TopicAuthorizationFailedError, errors.GroupAuthorizationFailedError,
+               errors.ClusterAuthorizationFailedError,
+               errors.TransactionalIdAuthorizationFailed,
+               errors.DelegationTokenAuthorizationFailed, errors.SaslAuthenticationFailed,
+               errors.UnsupportedSaslMechanismError, errors.IllegalSaslStateError,
+               errors.AuthenticationFailedError, errors.AuthenticationMethodNotSupported)
+    return isinstance(exc, denials)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no detail"
+    return f"{type(exc).__name__}: {text}"

@@ -40,6 +40,7 @@ class Explanation:
             "at": rfc3339(self.at),
             "model_version": self.model.version,
             "segment": self.attrs.get("segment"),
+            "attributes": self.attrs,
             "score": None if score is None else rounded(score),
             # The tier a live rescore now would publish: from the published tier with
             # hysteresis, or the plain one after a catch-up.

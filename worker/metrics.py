@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from worker.errors import AddressInUse, ConfigError
 
 
 class Metrics:
@@ -52,6 +56,22 @@ class Metrics:
             "1 while consumption is paused to wait out an outage (the partitions stay).",
             registry=r)
 
-    def serve(self, port: int) -> None:
-        if port:
-            start_http_server(port, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serve /metrics on ``host``:``port`` (0: not at all) from a thread of its own.
+
+        A bind that fails is a ``ConfigError`` naming the settings, not a traceback:
+        the usual cause is a second worker on the same host with the same port."""
+        if not port:
+            return
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            where = f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse(
+                    f"metrics endpoint: {where} is already in use (another worker on this"
+                    " host?); set HEALTHSCORE_METRICS_PORT to a free port, or 0 to turn it"
+                    " off") from None
+            raise ConfigError(f"metrics endpoint: cannot listen on {where} ({exc.strerror or exc});"
+                              " check HEALTHSCORE_METRICS_HOST and HEALTHSCORE_METRICS_PORT"
+                              ) from None

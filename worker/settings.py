@@ -106,6 +106,14 @@ class Settings:
     retry_backoff_max_seconds: float = _setting(
         30.0, "Ceiling of the exponential back-off while Redis or Kafka is away."
     )
+    require_redis_persistence: bool = _setting(
+        False, "Refuse to start when Redis has neither an append-only file nor RDB save points"
+        " (or this cannot be checked); off: a warning only."
+    )
+    metrics_host: str = _setting(
+        "127.0.0.1", "Address the /metrics endpoint binds; 0.0.0.0 for every interface"
+        " (containers, remote scrapers)."
+    )
     metrics_port: int = _setting(9464, "Port of the Prometheus /metrics endpoint; 0 turns it off.")
     log_level: str = _setting("INFO", "Log level (DEBUG, INFO, WARNING, ERROR).")
 
@@ -146,6 +154,8 @@ class Settings:
                               f" {MIN_REQUEST_BYTES}: room for a dead letter's envelope")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{env_name('metrics_port')} must be a port (0-65535)")
+        if not self.metrics_host.strip():
+            raise ConfigError(f"{env_name('metrics_host')} must be an address, e.g. 127.0.0.1")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"{env_name('log_level')}: unknown level {self.log_level!r}")
         if self.model_path and not Path(self.model_path).is_file():

@@ -292,3 +292,14 @@ def test_dockerfile_installs_no_dev_extras() -> None:
     env = " ".join(args for instr, args in final if instr == "ENV")
     assert "PYTHONUNBUFFERED=1" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env
+
+
+def test_containers_serve_metrics_on_every_interface(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    # The setting's default is loopback, which nothing outside a container can scrape.
+    assert Settings().metrics_host == "127.0.0.1"
+    assert environment(services["worker"])["HEALTHSCORE_METRICS_HOST"] == "0.0.0.0"
+    runtime = dockerfile_stages()[-1]
+    env = " ".join(args for instruction, args in runtime if instruction == "ENV")
+    assert re.search(r"\bHEALTHSCORE_METRICS_HOST=0\.0\.0\.0\b", env), env

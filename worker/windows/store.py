@@ -191,6 +191,11 @@ class WindowStore:
             todo = again
         raise Retriable(f"{len(todo)} accounts changed under every try to write them")
 
+    async def load_script(self) -> None:
+        """Load the apply script now: at start-up, a user not allowed to is told at once."""
+        await self._redis.script_load(self._script.text)
+        self._script_loaded = True
+
     async def _execute(self, calls: Sequence[wire.Command]) -> list[Any]:
         if not self._script_loaded:  # else every chunk of the first batch fails on it
             await self._load_script()
