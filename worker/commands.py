@@ -66,10 +66,10 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
                           f"{c['weight']:g}", f"{c['contribution']:.1f}")
     console.print(table)
     for c in data["components"]:
-        if c["capped"]:
-            console.print(f"{c['name']}: approximate, its window has more distinct "
-                          f"{' and '.join(c['capped'])} than HEALTHSCORE_MAX_DISTINCT_MEMBERS"
-                          " tracks", markup=False, highlight=False)
+        if c.get("capped"):
+            console.print(Text(f"{visible(c['name'])}: approximate, its window has more distinct "
+                               f"{' and '.join(c['capped'])} than"
+                               " HEALTHSCORE_MAX_DISTINCT_MEMBERS tracks"), highlight=False)
 
 
 def _print_attributes(data: dict[str, Any], console: Console) -> None:

@@ -46,16 +46,22 @@ def test_a_command_that_cannot_reach_its_backends_says_so_in_one_line(
     assert last.startswith(f"healthscore: cannot reach {unreachable}"), result.stderr
 
 
-def test_a_worker_waiting_for_the_broker_stops_cleanly_on_sigterm() -> None:
-    proc = subprocess.Popen([*HEALTHSCORE, "worker"], env=_env(), stdout=subprocess.PIPE,
+@pytest.mark.parametrize("waiting_for", ["redis", "kafka"])
+def test_a_worker_waiting_for_a_backend_stops_cleanly_on_sigterm(
+    waiting_for: str, request: pytest.FixtureRequest
+) -> None:
+    env = _env()
+    if waiting_for == "kafka":  # Redis is checked first: give it one that answers
+        env["HEALTHSCORE_REDIS_URL"] = request.getfixturevalue("redis_url")
+    proc = subprocess.Popen([*HEALTHSCORE, "worker"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     try:
         deadline = time.monotonic() + 60
         for line in proc.stdout:  # waits, retrying, rather than giving up
-            if "kafka unavailable" in line:
+            if f"{waiting_for} unavailable" in line:
                 break
-            assert time.monotonic() < deadline, "the worker never reported the broker away"
+            assert time.monotonic() < deadline, f"the worker never reported {waiting_for} away"
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
     finally:
@@ -63,4 +69,4 @@ def test_a_worker_waiting_for_the_broker_stops_cleanly_on_sigterm() -> None:
         proc.wait()
     assert proc.returncode == 0, output
     assert "Traceback" not in output, output
-    assert "stopped while waiting for kafka" in output
+    assert f"stopped while waiting for {waiting_for}" in output
