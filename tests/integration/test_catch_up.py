@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from redis.asyncio import Redis
 
 from tests.integration import chaos
@@ -107,12 +106,6 @@ async def test_one_input_gives_the_same_tiers_whatever_the_batch_sizes(
 
 # ----------------------------------------------------------------- one account, restarts
 
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
-    yield client
-    await client.aclose()
 
 
 class _Worker:

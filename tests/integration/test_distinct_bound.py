@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -31,12 +30,6 @@ from worker.windows.store import AccountState, WindowStore
 DAY = 86400.0
 BOUND = 5
 
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

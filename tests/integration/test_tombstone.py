@@ -5,7 +5,6 @@ at all. Real Redis, the real pipeline."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -19,13 +18,6 @@ from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import WindowStore
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 
 import orjson
 import pytest
@@ -26,12 +26,6 @@ from worker.windows.store import AccountState, WindowStore
 DAY = 86400.0
 ACCOUNTS = [f"cache-{i}" for i in range(30)]
 
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(settings.redis_url)
-    yield client
-    await client.aclose()
 
 
 def _batch(settings: Settings, rng: random.Random, now: float, start: int,
