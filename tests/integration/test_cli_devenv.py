@@ -91,7 +91,8 @@ def test_commands_in_a_second_terminal_use_the_running_dev(tmp_path: Path) -> No
                                 env=_clean_env(), capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["account_id"] == account
-        assert f"from {DEV_FILE}" in result.stderr and f"pid {proc.pid}" in result.stderr
+        assert f"from {DEV_FILE}" in result.stderr
+        assert f"pid {proc.pid}" in result.stderr
 
         line, err = _first_line(["alerts", "--from-beginning", "--json"], tmp_path, within=60)
         assert json.loads(line)["tier"] in ("green", "yellow", "red")
