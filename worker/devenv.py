@@ -114,6 +114,7 @@ def published(settings: Settings) -> Iterator[Path | None]:
     if other_owner(path) is not None:
         yield None
         return
+    created = not path.parent.exists()
     write(path, settings)
     try:
         yield path
@@ -121,3 +122,5 @@ def published(settings: Settings) -> Iterator[Path | None]:
         with contextlib.suppress(OSError, UnicodeError, ValueError):
             if read(path).pid == os.getpid():
                 path.unlink()
+            if created:
+                path.parent.rmdir()  # only if empty, and only the directory made for it

@@ -110,7 +110,7 @@ def test_dev_removes_its_file_on_ctrl_c(tmp_path: Path) -> None:
         assert f"HEALTHSCORE_DEV_PID={proc.pid}" in text
     finally:
         _stop(proc, signal.SIGINT, log)
-    assert not (tmp_path / DEV_FILE).exists()
+    assert not (tmp_path / DEV_FILE).parent.exists()
 
 
 def _explain_error(cwd: Path, *flags: str, **env: str) -> str:

@@ -149,6 +149,7 @@ def test_published_writes_atomically_and_removes_only_its_own(tmp_path: Path) ->
         assert found.pid == os.getpid()
         assert [p.name for p in path.parent.iterdir()] == ["dev.env"]  # no temporary left
     assert not path.exists()
+    assert not path.parent.exists()  # made for the file, removed with it
 
     other = _dev_file(tmp_path, 1)  # pid 1 is alive and not us
     with devenv.published(settings.replace(dev_env=str(other))) as path:
