@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from worker.errors import ConfigError, Unreachable, access_denied, is_retriable
-from worker.settings import Settings
+from worker.settings import Settings, env_name
+
+# Flag -> setting, on every command but dev (which starts its own broker and Redis).
+CONNECTION_FLAGS = {"bootstrap": "kafka_bootstrap", "redis_url": "redis_url"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = load_settings(args)
     except ConfigError as exc:
         print(f"healthscore: {exc}", file=sys.stderr)
         return 2
@@ -46,6 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def load_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults < the dev file (``healthscore dev``'s addresses) < environment < flags."""
+    from worker import devenv
+
+    flags = {env_name(setting): value for flag, setting in CONNECTION_FLAGS.items()
+             if (value := getattr(args, flag, None)) is not None}
+    values, note = devenv.layered_environ(os.environ if environ is None else environ, flags,
+                                          use_file=not getattr(args, "own_backends", False))
+    if note is not None:
+        print(f"healthscore: {note}", file=sys.stderr)
+    return Settings.from_env(values)
+
+
 def _unreachable(exc: Exception) -> Unreachable | None:
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError
@@ -71,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dev", help="local broker + Redis + worker + simulated traffic")
     p.add_argument("--no-simulate", action="store_true", help="start without synthetic traffic")
     _simulation_options(p, rate=200.0, accounts=200)
-    p.set_defaults(run=_dev)
+    p.set_defaults(run=_dev, own_backends=True)
 
     p = sub.add_parser("simulate", help="produce a synthetic stream of accounts and events")
     _simulation_options(p, rate=500.0, accounts=500)
@@ -102,7 +119,32 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-model", help="validate a model file and print its components")
     p.add_argument("path", nargs="?", default=None, help="model file (default: the setting)")
     p.set_defaults(run=_check_model)
+    _connection_flags(parser)
     return parser
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap`` and ``--redis-url`` on every command, nested ones included, added
+    here once rather than by each command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # aliases: once
+                _connection_flags(command)
+            return
+    if parser.get_default("own_backends"):
+        return
+    group = parser.add_argument_group("connection (default: HEALTHSCORE_* environment,"
+                                      " else the file of a running healthscore dev)")
+    group.add_argument("--bootstrap", type=_address, metavar="HOST:PORT[,...]",
+                       help="Kafka bootstrap servers (HEALTHSCORE_KAFKA_BOOTSTRAP)")
+    group.add_argument("--redis-url", type=_address, metavar="URL",
+                       help="Redis URL, e.g. redis://127.0.0.1:6379/0 (HEALTHSCORE_REDIS_URL)")
+
+
+def _address(raw: str) -> str:
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return raw.strip()
 
 
 def _simulation_options(p: argparse.ArgumentParser, *, rate: float, accounts: int) -> None:

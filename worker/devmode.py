@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 
 from rich.console import Console
 
+from worker import devenv
 from worker.app import Worker
 from worker.commands import tail_alerts
 from worker.embedded import EmbeddedStack
@@ -32,9 +34,20 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"  redis    {stack.url}   (HEALTHSCORE_REDIS_URL)")
         if settings.metrics_port:
             console.print(f"  metrics  http://{settings.metrics_host}:{settings.metrics_port}/metrics")
-        asyncio.run(_run(settings, args, console))
+        with devenv.published(settings) as written:
+            _say_where(console, settings, written)
+            asyncio.run(_run(settings, args, console))
     console.print("stopped; local broker and Redis removed")
     return 0
+
+
+def _say_where(console: Console, settings: Settings, written: Path | None) -> None:
+    if written is None:
+        console.print(f"  {settings.dev_env} belongs to another healthscore dev that is still"
+                      " running: left as it is", highlight=False, markup=False)
+    else:
+        console.print(f"  addresses in {written} (other commands read them when nothing"
+                      " else is set)", highlight=False, markup=False)
 
 
 async def _run(settings: Settings, args: argparse.Namespace, console: Console) -> None:

@@ -110,6 +110,11 @@ class Settings:
         False, "Refuse to start when Redis has neither an append-only file nor RDB save points"
         " (or this cannot be checked); off: a warning only."
     )
+    dev_env: str = _setting(
+        ".healthscore/dev.env", "File where healthscore dev writes the broker and Redis addresses"
+        " it started (relative: to the current directory); other commands take them from it"
+        " when neither a flag nor the environment sets them."
+    )
     metrics_host: str = _setting(
         "127.0.0.1", "Address the /metrics endpoint binds; 0.0.0.0 for every interface"
         " (containers, remote scrapers)."
@@ -154,6 +159,9 @@ class Settings:
                               f" {MIN_REQUEST_BYTES}: room for a dead letter's envelope")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{env_name('metrics_port')} must be a port (0-65535)")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"{env_name('redis_url')}: {self.redis_url!r} is no Redis URL"
+                              " (redis://, rediss:// or unix://)")
         if not self.metrics_host.strip():
             raise ConfigError(f"{env_name('metrics_host')} must be an address, e.g. 127.0.0.1")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -32,8 +32,9 @@ def _env(**extra: str) -> dict[str, str]:
 def test_dev_shows_alerts_from_the_simulation_and_cleans_up(tmp_path: Path) -> None:
     log = tmp_path / "dev.log"
     with log.open("wb") as out:
+        # In its own directory: dev writes its address file there, not into the checkout.
         proc = subprocess.Popen([*HEALTHSCORE, "dev", "--accounts", "40", "--rate", "300"],
-                                stdout=out, stderr=subprocess.STDOUT, env=_env())
+                                stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
     try:
         text = _wait_for(log, proc, r"(?m)^\S+: new -> (green|yellow|red)", within=90)
         assert "ready" in text

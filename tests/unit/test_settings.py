@@ -109,6 +109,8 @@ def test_false_words(raw: str) -> None:
 @pytest.mark.parametrize("name", [n for n in typed(str) if n != "log_level"])
 def test_string_settings_are_taken_verbatim(name: str, tmp_path: Path) -> None:
     raw = str(tmp_path / "model.yaml") if name == "model_path" else " some value "
+    if name == "redis_url":  # must be a Redis URL (tested below), taken as it is
+        raw = "redis://some value:6379/3 "
     if name == "model_path":
         Path(raw).write_text("x", "utf-8")
     assert getattr(Settings.from_env({env_name(name): raw}), name) == raw
@@ -128,6 +130,7 @@ def test_log_levels(level: str) -> None:
         ("HEALTHSCORE_MAX_FUTURE_SKEW_SECONDS", "nan"),
         ("HEALTHSCORE_MAX_FUTURE_SKEW_SECONDS", "-5"),
         ("HEALTHSCORE_RETRY_BACKOFF_MAX_SECONDS", "inf"),
+        ("HEALTHSCORE_REDIS_URL", "127.0.0.1:6379"),  # redis-py's ValueError, a traceback
     ],
 )
 def test_out_of_range_values_are_refused_by_name(name: str, raw: str) -> None:
