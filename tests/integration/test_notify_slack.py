@@ -143,6 +143,7 @@ async def test_each_alert_is_posted_once_through_429_500_and_a_slow_answer(
     assert len(requests) == 4 + 3, [r.text for r in requests]  # each refusal retried once
     assert requests[1].at - requests[0].at >= 0.9, "Retry-After: 1 was not honoured"
     assert all("acct-smb" not in r.text for r in requests)
+    assert slack.url not in notifier.log.read_text(), "the webhook URL (a secret) was logged"
     first = next(r for r in slack.acknowledged() if r.text.startswith("acct-0"))
     blocks = first.payload["attachments"][0]["blocks"]
     assert "escalations rose from 0 to 3 in 90 days" in str(blocks)
