@@ -1,4 +1,4 @@
-"""``healthscore``: worker | dev | simulate | explain | alerts | replay | check-model."""
+"""``healthscore``: worker | dev | simulate | explain | alerts | replay | notify | check-model."""
 
 from __future__ import annotations
 
@@ -116,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="run even though the consumer group still lists workers")
     p.set_defaults(run=_replay)
 
+    p = sub.add_parser("notify", help="send tier-change alerts to people")
+    channels = p.add_subparsers(required=True, metavar="CHANNEL")
+    p = channels.add_parser("slack", help="post alerts to a Slack incoming webhook")
+    _notify_options(p)
+    p.set_defaults(run=_notify_slack)
+
     p = sub.add_parser("check-model", help="validate a model file and print its components")
     p.add_argument("path", nargs="?", default=None, help="model file (default: the setting)")
     p.set_defaults(run=_check_model)
@@ -145,6 +151,21 @@ def _address(raw: str) -> str:
     if not raw.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return raw.strip()
+
+
+def _notify_options(p: argparse.ArgumentParser) -> None:
+    # Each flag overrides the setting of the same name (README, Notifying people).
+    flags = [("--webhook-url", "slack_webhook_url", "URL", str),
+             ("--webhook-file", "slack_webhook_file", "FILE", str),
+             ("--link-template", "slack_link_template", "URL", str),
+             ("--group-id", "notify_group_id", "GROUP", str),
+             ("--tiers", "notify_tiers", "TIERS", str),
+             ("--direction", "notify_direction", "any|down|up", str),
+             ("--segments", "notify_segments", "SEGMENTS", str),
+             ("--digest-minutes", "notify_digest_minutes", "N", float)]
+    for flag, dest, metavar, kind in flags:
+        p.add_argument(flag, dest=dest, metavar=metavar, type=kind, default=None,
+                       help=f"overrides HEALTHSCORE_{dest.upper()}")
 
 
 def _simulation_options(p: argparse.ArgumentParser, *, rate: float, accounts: int) -> None:
@@ -209,6 +230,12 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
     print(asyncio.run(run()))
     return 0
+
+
+def _notify_slack(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.notify.run import notify_slack
+
+    return notify_slack(settings, args)
 
 
 def _check_model(settings: Settings, args: argparse.Namespace) -> int:

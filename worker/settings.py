@@ -115,6 +115,30 @@ class Settings:
         " it started (relative: to the current directory); other commands take them from it"
         " when neither a flag nor the environment sets them."
     )
+    # `healthscore notify slack`: the Slack notifier (worker/notify/).
+    slack_webhook_url: str = field(default="", repr=False, metadata={"help": (
+        "Slack incoming-webhook URL of the notifier (a secret: never logged); or use"
+        " HEALTHSCORE_SLACK_WEBHOOK_FILE.")})
+    slack_webhook_file: str = _setting(
+        "", "File holding the Slack webhook URL (a mounted secret), read at start-up.")
+    slack_link_template: str = _setting(
+        "", "Link from a Slack message to the account in the CSM's tool, with {account_id},"
+        " e.g. https://crm.example.com/accounts/{account_id}; empty: no link.")
+    slack_timeout_seconds: float = _setting(
+        10.0, "Longest wait for Slack to answer one post; then it is retried.")
+    notify_group_id: str = _setting(
+        "healthscore-notify-slack", "Kafka consumer group of the Slack notifier on the alerts"
+        " topic (its own offsets, apart from other consumers).")
+    notify_tiers: str = _setting(
+        "", "Tiers whose alerts are posted, comma-separated (the new tier); empty: all.")
+    notify_direction: str = _setting(
+        "any", "Which tier changes are posted: any, down (worse tiers, and first scores below"
+        " the best) or up.")
+    notify_segments: str = _setting(
+        "", "Account segments whose alerts are posted, comma-separated; empty: all.")
+    notify_digest_minutes: float = _setting(
+        10.0, "Catch-up alerts (a backlog, a replay) and first scores are posted as one digest"
+        " per this many minutes (fractions allowed) instead of one message each.")
     metrics_host: str = _setting(
         "127.0.0.1", "Address the /metrics endpoint binds; 0.0.0.0 for every interface"
         " (containers, remote scrapers)."

@@ -1,0 +1,70 @@
+"""The alert ids Slack acknowledged, kept in Redis: an alert is posted at most once per
+webhook, across restarts and across copies of it at other offsets (the worker re-sends
+an outbox alert after a crash: the same id at a new offset).
+
+One sorted set per webhook (``hs:notify:slack:<webhook id>:posted``), member the
+alert id, score the time it was acknowledged; ids older than ``KEEP_SECONDS`` are
+pruned (a re-sent copy comes within minutes, a replay's alerts have new ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from redis.asyncio import Redis
+
+from worker.errors import is_retriable
+from worker.notify.slack import Stopped
+
+log = logging.getLogger(__name__)
+KEEP_SECONDS = 30 * 86400.0
+PRUNE_EVERY = 3600.0
+T = TypeVar("T")
+
+
+class Ledger:
+    def __init__(self, redis: Redis, webhook_id: str, *, max_backoff: float,
+                 stop: asyncio.Event) -> None:
+        self._redis, self._max_backoff, self._stop = redis, max_backoff, stop
+        self.key = f"hs:notify:slack:{webhook_id}:posted"
+        self._pruned = 0.0
+
+    async def posted(self, alert_ids: Sequence[str]) -> set[str]:
+        """Which of ``alert_ids`` Slack has acknowledged already."""
+        if not alert_ids:
+            return set()
+        scores = await self._retrying(lambda: self._redis.zmscore(self.key, list(alert_ids)))
+        return {a for a, score in zip(alert_ids, scores, strict=True) if score is not None}
+
+    async def record(self, alert_ids: Sequence[str]) -> None:
+        """Remember ``alert_ids`` as acknowledged: before their offsets are committed."""
+        if not alert_ids:
+            return
+        now = time.time()
+        await self._retrying(lambda: self._redis.zadd(self.key, dict.fromkeys(alert_ids, now)))
+        if now - self._pruned > PRUNE_EVERY:
+            self._pruned = now
+            await self._retrying(
+                lambda: self._redis.zremrangebyscore(self.key, "-inf", now - KEEP_SECONDS))
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
+                log.warning("Redis unavailable (%s: %s); retrying in %.1f s",
+                            type(exc).__name__, exc, delay)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=delay * random.uniform(0.8, 1.2))
+            except TimeoutError:
+                delay = min(delay * 2, self._max_backoff)
+                continue
+            raise Stopped()
