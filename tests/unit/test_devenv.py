@@ -123,9 +123,19 @@ def test_an_unreadable_file_is_ignored_with_one_line(
     assert "ignoring" in err
 
 
+def _leaves(parser: argparse.ArgumentParser, name: str = "") -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every runnable command, nested ones (``notify slack``) by their full name."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        return [(name, parser)]
+    return [leaf for sub, command in groups[0].choices.items()
+            for leaf in _leaves(command, f"{name} {sub}".strip())]
+
+
 def test_every_command_but_dev_takes_the_flags() -> None:
-    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    for name, command in commands.items():
+    leaves = _leaves(_parser())
+    assert "notify slack" in dict(leaves)
+    for name, command in leaves:
         flags = {o for a in command._actions for o in a.option_strings}
         assert ({"--bootstrap", "--redis-url"} <= flags) is (name != "dev"), name
 
