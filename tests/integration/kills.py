@@ -7,6 +7,7 @@ import asyncio
 import random
 import signal
 import subprocess
+import time
 import urllib.request
 from collections import defaultdict
 
@@ -89,5 +90,18 @@ def metric(port: int, name: str) -> float:
 
 
 async def replayed(port: int) -> float:
-    """Re-delivered events the worker skipped by their offset fence."""
-    return await asyncio.to_thread(metric, port, "healthscore_events_replayed_total")
+    """Re-delivered events the worker skipped by their offset fence (0 until it serves)."""
+    try:
+        return await asyncio.to_thread(metric, port, "healthscore_events_replayed_total")
+    except OSError:  # not listening yet
+        return 0.0
+
+
+async def wait_for_replayed(port: int, more_than: float = 0.0, within: float = 90.0) -> float:
+    """Until the worker has skipped more than ``more_than`` re-delivered events."""
+    deadline = time.monotonic() + within
+    while (count := await replayed(port)) <= more_than:
+        assert time.monotonic() < deadline, (
+            f"no re-delivered event skipped in {within} s (the kill interrupted nothing?)")
+        await asyncio.sleep(0.2)
+    return count

@@ -74,14 +74,13 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
             # Spread over the stream, however fast the worker gets through it.
             await chaos.wait_for_commits(settings, produced.ends, log,
                                          share=kill / (KILLS + 1))
-            if kill > 1:
-                skipped.append(await kills.replayed(port))
             await kills.kill_mid_batch(worker, settings, redis, rng)
             port = free_port()
             worker = chaos.start_worker(settings.replace(metrics_port=port), log)
+            # The kill interrupted a batch: its successor skips what was applied of it.
+            skipped.append(await kills.wait_for_replayed(port))
         await chaos.wait_for_state(redis, produced.expected, [worker], log)
         await chaos.wait_for_commits(settings, produced.ends, log)
-        skipped.append(await kills.replayed(port))
         chaos.stop([worker])
         figures = await chaos.verify(settings, redis, produced.stream)
     finally:
@@ -89,9 +88,7 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
         await redis.aclose()
     assert len(produced.expected) == chaos.ACCOUNTS
     assert figures.accounts == chaos.ACCOUNTS
-    # Every kill interrupted a batch, and its successor skipped what was applied of it.
     assert len(skipped) == KILLS
-    assert all(n > 0 for n in skipped), skipped
     print(figures.report(f"{KILLS} worker SIGKILLs mid-batch ({skipped} re-deliveries "
                          "skipped after each)"))
 
