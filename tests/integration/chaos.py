@@ -36,6 +36,8 @@ DAY = 86400.0
 ACCOUNTS = 300
 EVENTS = 50_000
 KILLS = 4
+# Counters unchanged this long, and wrong: the workers have nothing left to write.
+STALLED = 30.0
 
 
 def stream(rng: random.Random, events: int = EVENTS) -> list[tuple[str, dict[str, Any]]]:
@@ -132,11 +134,17 @@ async def _writes(redis: Redis) -> int:
 async def wait_for_state(redis: Redis, expected: dict[str, dict[str, float]],
                          workers: list[subprocess.Popen[bytes]], log: Path,
                          within: float = 180.0) -> None:
-    """Until Redis holds exactly ``expected``; fails early if every worker died."""
+    """Until Redis holds exactly ``expected``; fails early if every worker died, or if
+    the counters stay wrong and unchanged for ``STALLED`` seconds (the workers are done:
+    what they hold is all they will)."""
     deadline = time.monotonic() + within
+    last, since = None, time.monotonic()
     while (stored := await stored_counters(redis)) != expected:
         assert any(w.poll() is None for w in workers), tail(log)
         assert time.monotonic() < deadline, difference(stored, expected)
+        if stored != last:
+            last, since = stored, time.monotonic()
+        assert time.monotonic() - since < STALLED, difference(stored, expected)
         await asyncio.sleep(0.5)
 
 

@@ -10,12 +10,14 @@ import subprocess
 import time
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from tests.integration.chaos import tail
 from worker.settings import Settings
 from worker.windows import keys
 
@@ -25,7 +27,8 @@ WATCH_SECONDS = 0.3
 
 
 async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, redis: Redis,
-                         rng: random.Random, attempts: int = 40) -> set[TopicPartition]:
+                         rng: random.Random, log: Path, attempts: int = 40
+                         ) -> set[TopicPartition]:
     """SIGKILL ``worker`` at a moment when some records it applied to Redis are not
     committed: whoever reads those partitions next gets them again, and only the offset
     fences keep them from counting twice. Returns the partitions found so.
@@ -34,7 +37,9 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
     tried again a little later. A partition counts only if it stays so for a while,
     so that another live worker's batch in flight is not mistaken for this one's.
     """
+    seen: dict[TopicPartition, tuple[int, int]] = {}
     for _ in range(attempts):
+        assert worker.poll() is None, f"the worker exited before the kill:\n{tail(log)}"
         worker.send_signal(signal.SIGSTOP)
         try:
             await asyncio.sleep(WATCH_SECONDS)
@@ -42,6 +47,7 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
             await asyncio.sleep(WATCH_SECONDS)
             second = await applied_uncommitted(settings, redis)
             stuck = {tp for tp, offsets in first.items() if second.get(tp) == offsets}
+            seen = second
             if stuck:
                 worker.send_signal(signal.SIGKILL)
                 worker.wait()
@@ -50,8 +56,8 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
             if worker.poll() is None:
                 worker.send_signal(signal.SIGCONT)
         await asyncio.sleep(rng.uniform(0.05, 0.3))
-    raise AssertionError(f"never caught the worker with applied, uncommitted records "
-                         f"in {attempts} tries")
+    raise AssertionError(f"never caught the worker with applied, uncommitted records in "
+                         f"{attempts} tries; last seen (committed, applied) {seen}\n{tail(log)}")
 
 
 async def applied_uncommitted(settings: Settings, redis: Redis
@@ -102,6 +108,7 @@ async def wait_for_replayed(port: int, more_than: float = 0.0, within: float = 9
     deadline = time.monotonic() + within
     while (count := await replayed(port)) <= more_than:
         assert time.monotonic() < deadline, (
-            f"no re-delivered event skipped in {within} s (the kill interrupted nothing?)")
+            f"no re-delivered event skipped in {within} s: the kill interrupted nothing, "
+            "or the offset fences did not skip what was applied")
         await asyncio.sleep(0.2)
     return count

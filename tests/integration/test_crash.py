@@ -74,7 +74,7 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
             # Spread over the stream, however fast the worker gets through it.
             await chaos.wait_for_commits(settings, produced.ends, log,
                                          share=kill / (KILLS + 1))
-            await kills.kill_mid_batch(worker, settings, redis, rng)
+            await kills.kill_mid_batch(worker, settings, redis, rng, log)
             port = free_port()
             worker = chaos.start_worker(settings.replace(metrics_port=port), log)
             # The kill interrupted a batch: its successor skips what was applied of it.
@@ -107,7 +107,7 @@ async def test_a_worker_killed_mid_stream_hands_its_partitions_over_exactly(
         produced = await _prepared(settings, rng, events=30_000)
         await chaos.wait_for_progress(redis, log)
         before = [await kills.replayed(p) for p in ports[1:]]
-        interrupted = await kills.kill_mid_batch(workers[0], settings, redis, rng)
+        interrupted = await kills.kill_mid_batch(workers[0], settings, redis, rng, log)
         await chaos.wait_for_state(redis, produced.expected, workers[1:], log)
         await chaos.wait_for_commits(settings, produced.ends, log)
         after = [await kills.replayed(p) for p in ports[1:]]
