@@ -23,7 +23,7 @@ from worker.windows import keys
 
 # How long a frozen worker is watched: long enough for a commit already on its way to
 # land, short of the session timeout, so a worker let go keeps its partitions.
-WATCH_SECONDS = 0.3
+WATCH_SECONDS = 0.2
 
 
 async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, redis: Redis,

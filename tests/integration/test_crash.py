@@ -71,9 +71,10 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     skipped = []  # by each worker started after a kill: records its predecessor applied
     try:
         for kill in range(1, KILLS + 1):
-            # Spread over the stream, however fast the worker gets through it.
+            # Spread over the stream, however fast the worker gets through it, with a
+            # third of it left after the last: enough for the kill to find a batch.
             await chaos.wait_for_commits(settings, produced.ends, log,
-                                         share=kill / (KILLS + 1))
+                                         share=kill / (KILLS + 2))
             await kills.kill_mid_batch(worker, settings, redis, rng, log)
             port = free_port()
             worker = chaos.start_worker(settings.replace(metrics_port=port), log)
