@@ -27,58 +27,77 @@ WATCH_SECONDS = 0.2
 
 
 async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, redis: Redis,
-                         rng: random.Random, log: Path, attempts: int = 40
-                         ) -> set[TopicPartition]:
+                         log: Path, rng: random.Random, *, others: bool = False,
+                         within: float = 60.0) -> set[TopicPartition]:
     """SIGKILL ``worker`` at a moment when some records it applied to Redis are not
     committed: whoever reads those partitions next gets them again, and only the offset
     fences keep them from counting twice. Returns the partitions found so.
 
-    The worker is frozen (SIGSTOP) to look; if it is between batches it is let go and
-    tried again a little later. A partition counts only if it stays so for a while,
-    so that another live worker's batch in flight is not mistaken for this one's.
+    The worker is frozen (SIGSTOP) at a random moment and looked at: long enough for a
+    commit already on its way to land, and, with ``others`` (more workers running),
+    twice, so that another worker's batch in flight is not taken for this one's. If it
+    was between batches, it is let go for a moment and frozen again. (Watching Redis
+    without freezing the worker misses the moment: applying to committing takes a few
+    milliseconds, about as long as one look.)
     """
-    seen: dict[TopicPartition, tuple[int, int]] = {}
-    for _ in range(attempts):
-        assert worker.poll() is None, f"the worker exited before the kill:\n{tail(log)}"
-        worker.send_signal(signal.SIGSTOP)
-        try:
-            await asyncio.sleep(WATCH_SECONDS)
-            first = await applied_uncommitted(settings, redis)
-            await asyncio.sleep(WATCH_SECONDS)
-            second = await applied_uncommitted(settings, redis)
-            stuck = {tp for tp, offsets in first.items() if second.get(tp) == offsets}
-            seen = second
-            if stuck:
-                worker.send_signal(signal.SIGKILL)
-                worker.wait()
-                return stuck
-        finally:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGCONT)
-        await asyncio.sleep(rng.uniform(0.05, 0.3))
-    raise AssertionError(f"never caught the worker with applied, uncommitted records in "
-                         f"{attempts} tries; last seen (committed, applied) {seen}\n{tail(log)}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    tries = 0
+    try:
+        deadline = time.monotonic() + within
+        while True:
+            assert worker.poll() is None, f"the worker exited before the kill:\n{tail(log)}"
+            assert time.monotonic() < deadline, (
+                f"never caught the worker with applied, uncommitted records in {tries} "
+                f"tries\n{tail(log)}")
+            tries += 1
+            worker.send_signal(signal.SIGSTOP)
+            try:
+                stuck = await _frozen(admin, settings, redis, others)
+                if stuck:
+                    worker.send_signal(signal.SIGKILL)
+                    worker.wait()
+                    return set(stuck)
+            finally:
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGCONT)
+            await asyncio.sleep(rng.uniform(0.02, 0.15))
+    finally:
+        await admin.close()
 
 
-async def applied_uncommitted(settings: Settings, redis: Redis
+async def _frozen(admin: AIOKafkaAdminClient, settings: Settings, redis: Redis, others: bool
+                  ) -> dict[TopicPartition, tuple[int, int]]:
+    await asyncio.sleep(WATCH_SECONDS)
+    found = await applied_uncommitted(admin, settings, redis)
+    if others and found:
+        await asyncio.sleep(WATCH_SECONDS)
+        again = await applied_uncommitted(admin, settings, redis)
+        found = {tp: offsets for tp, offsets in found.items() if again.get(tp) == offsets}
+    return found
+
+
+async def applied_uncommitted(admin: AIOKafkaAdminClient, settings: Settings, redis: Redis
                               ) -> dict[TopicPartition, tuple[int, int]]:
     """Input partitions whose highest applied offset (the fences in Redis) is at or past
     the group's committed position: (committed, applied) for each."""
+    states = [key async for key in redis.scan_iter(match=keys.state_key("*"), count=1000)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in states:
+            pipe.hgetall(key)
+        hashes = await pipe.execute()
     applied: dict[TopicPartition, int] = defaultdict(lambda: -1)
-    async for key in redis.scan_iter(match=keys.state_key("*"), count=1000):
-        for name, value in (await redis.hgetall(key)).items():
+    for fields in hashes:
+        for name, value in fields.items():
             field = name.decode()
             if field.startswith(keys.OFFSET_PREFIX):
                 topic, partition = field[len(keys.OFFSET_PREFIX):].rsplit(":", 1)
                 tp = TopicPartition(topic, int(partition))
                 applied[tp] = max(applied[tp], int(value))
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.group_id,
-                                                            partitions=list(applied))
-    finally:
-        await admin.close()
+    if not applied:
+        return {}
+    committed = await admin.list_consumer_group_offsets(settings.group_id,
+                                                        partitions=list(applied))
     found = {}
     for tp, last in applied.items():
         position = committed[tp].offset if tp in committed else -1

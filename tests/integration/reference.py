@@ -254,8 +254,6 @@ def tier_after(score: float, previous: str | None) -> str:
     The hysteresis: the boundaries around the current tier move away from it by the
     margin, so a move up needs the bar plus 3 (73 for green) and a move down a score
     below the bar minus 3 (67 for green). Without a previous tier, the plain bars.
-    (Under the catch-up rule of another change this is where a lagging account's tier
-    would follow its score alone.)
     """
     plain = _plain(score)
     if previous is None:
