@@ -1,11 +1,13 @@
 """Chaos helpers: a reproducible event stream, worker processes to kill, and the
-final check that what they leave behind (windows, scores, alerts) is what the pure
-reference (``tests.integration.reference``) computes for a single clean run."""
+final check that what they leave behind (windows, scores, alerts) is what the
+independent reference (``tests.integration.reference``) computes for a single clean
+run."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 import random
 import subprocess
@@ -20,21 +22,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
+from tests.integration import alertcheck
 from tests.integration import reference as ref
 from tests.integration.harness import event
 from worker.scoring.evaluate import component_values
-from worker.scoring.model import Model, load_model
-from worker.scoring.rollup import Scorecard, score_components
-from worker.scoring.tierchange import decide
+from worker.scoring.model import load_model
+from worker.scoring.rollup import score_components
 from worker.settings import Settings, env_name
 from worker.windows import keys
-from worker.windows.buckets import bucket_of
 from worker.windows.store import WindowStore
 
 DAY = 86400.0
 ACCOUNTS = 300
 EVENTS = 50_000
 KILLS = 4
+# Counters unchanged this long, and wrong: the workers have nothing left to write.
+STALLED = 30.0
 
 
 def stream(rng: random.Random, events: int = EVENTS) -> list[tuple[str, dict[str, Any]]]:
@@ -65,7 +68,7 @@ def stream(rng: random.Random, events: int = EVENTS) -> list[tuple[str, dict[str
 
 def reference(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
     """Counters per account, each distinct event once: what Redis must hold."""
-    return ref.counters(events, load_model())
+    return {a: ref.counters(account) for a, account in ref.accounts(events).items()}
 
 
 async def produce(settings: Settings, events: list[tuple[str, dict[str, Any]]]) -> None:
@@ -131,11 +134,17 @@ async def _writes(redis: Redis) -> int:
 async def wait_for_state(redis: Redis, expected: dict[str, dict[str, float]],
                          workers: list[subprocess.Popen[bytes]], log: Path,
                          within: float = 180.0) -> None:
-    """Until Redis holds exactly ``expected``; fails early if every worker died."""
+    """Until Redis holds exactly ``expected``; fails early if every worker died, or if
+    the counters stay wrong and unchanged for ``STALLED`` seconds (the workers are done:
+    what they hold is all they will)."""
     deadline = time.monotonic() + within
+    last, since = None, time.monotonic()
     while (stored := await stored_counters(redis)) != expected:
         assert any(w.poll() is None for w in workers), tail(log)
         assert time.monotonic() < deadline, difference(stored, expected)
+        if stored != last:
+            last, since = stored, time.monotonic()
+        assert time.monotonic() - since < STALLED, difference(stored, expected)
         await asyncio.sleep(0.5)
 
 
@@ -235,7 +244,7 @@ class Figures:
     events: int  # produced, producer retries included
     distinct_events: int
     accounts: int  # whose windows, scores and alerts were checked
-    alerts: ref.AlertCount
+    alerts: alertcheck.AlertCount
 
     def report(self, survived: str) -> str:
         a = self.alerts
@@ -245,34 +254,33 @@ class Figures:
                 f"({a.republished} alerts published more than once)")
 
 
-async def verify(settings: Settings, redis: Redis, events: list[tuple[str, dict[str, Any]]]
-                 ) -> Figures:
-    """Everything a single clean run leaves behind, exactly: windows, scores, alerts.
+async def verify(settings: Settings, redis: Redis, events: list[tuple[str, dict[str, Any]]],
+                 attrs: dict[str, dict[str, Any]] | None = None) -> Figures:
+    """Everything a single clean run leaves behind: windows and distinct sets exactly,
+    component values and scores, the published tiers and every alert.
 
     Call once the workers are done (``wait_for_commits``, then ``stop``), so that no
-    batch is half saved.
+    batch is half saved. ``attrs``: the account records sent, the last of each.
     """
-    model = load_model()
-    accounts = ref.accounts(events, model)
-    expected = {a: dict(r.counters) for a, r in accounts.items()}
+    accounts = ref.accounts(events, attrs)
+    expected = {a: ref.counters(r) for a, r in accounts.items()}
     assert (stored := await stored_counters(redis)) == expected, difference(stored, expected)
     await check_distinct(redis, accounts)
     states = {a: await state_hash(redis, a) for a in accounts}
     newest = max(datetime.fromisoformat(b["ts"]).timestamp() for _, b in events)
-    cards = await check_scores(redis, model, accounts, states,
-                               bucket_of(newest, model.bucket_seconds))
+    finals = await check_scores(redis, accounts, states, math.floor(newest / ref.DAY))
     published = {a: orjson.loads(state[keys.PUBLISHED]) if keys.PUBLISHED in state else None
                  for a, state in states.items()}
-    count = ref.check_alerts(await read_topic(settings, settings.topic_alerts), published,
-                             cards, model)
+    count = alertcheck.check_alerts(await read_topic(settings, settings.topic_alerts),
+                                    published, accounts, finals)
     return Figures(len(events), len({b["event_id"] for _, b in events}), len(accounts), count)
 
 
 async def check_distinct(redis: Redis, accounts: dict[str, ref.Account]) -> None:
     # Compared exactly: a ts goes to Redis as repr(float), which parses back to the
     # same double, and Redis replies with enough digits to round-trip it, so both
-    # sides hold the very float the decoder parsed from the same RFC 3339 text.
-    expected = {a: r.distinct for a, r in accounts.items() if r.distinct}
+    # sides hold the very float parsed from the same RFC 3339 text.
+    expected = {a: d for a, r in accounts.items() if (d := ref.distinct(r))}
     stored = await stored_distinct(redis)
     assert stored == expected, difference(stored, expected)
 
@@ -282,40 +290,40 @@ async def state_hash(redis: Redis, account: str) -> dict[str, Any]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-async def check_scores(redis: Redis, model: Model, accounts: dict[str, ref.Account],
-                       states: dict[str, dict[str, Any]], first_bucket: int
-                       ) -> dict[str, Scorecard]:
-    """Component values and score from the windows in Redis equal the reference's;
-    returns, per account, the reference scorecard at the bucket the worker last
-    scored it in.
-
-    Compared exactly: every counter delta is a whole number, so every sum on either
-    side is exact, and the same functions then compute the same floats.
-    """
+async def check_scores(redis: Redis, accounts: dict[str, ref.Account],
+                       states: dict[str, dict[str, Any]], first_day: int) -> dict[str, ref.Card]:
+    """What the worker computes from the windows in Redis (its own loading and
+    signals) equals the reference's component values and score; returns, per
+    account, the reference's scores at the bucket the worker last scored it in."""
     now = time.time()
-    now_bucket = bucket_of(now, model.bucket_seconds)
+    today = math.floor(now / ref.DAY)
+    model = load_model()
     store = WindowStore(redis, model)
-    cards = {}
+    finals = {}
     for account, expected in accounts.items():
-        want = ref.scorecard(expected, model, now_bucket)
+        want = ref.card(expected, today)
         state = await store.read(account, now)
-        got = score_components(model, component_values(model, state.windows, state.attrs,
-                                                       state.seen, {}, None))
-        assert (got, got.score, state.seen) == (want, want.score, frozenset(expected.seen)), (
-            f"{account}: Redis gives {got} from {state.seen}, reference {want}")
-        cards[account] = _last_scored(model, expected, states[account], first_bucket, now_bucket)
-    return cards
+        got = component_values(model, state.windows, state.attrs, state.seen, {}, None)
+        assert got.keys() == want.values.keys(), f"{account}: Redis gives {got}, reference {want}"
+        assert all(ref.close(got[n], v) for n, v in want.values.items()), (
+            f"{account}: Redis gives {got}, reference {want}")
+        worker_score = score_components(model, got).score
+        assert ref.close(worker_score, want.score), (account, worker_score, want)
+        assert state.seen == expected.seen, (account, state.seen, expected.seen)
+        finals[account] = _last_scored(expected, states[account], first_day, today)
+    return finals
 
 
-def _last_scored(model: Model, account: ref.Account, state: dict[str, Any], first_bucket: int,
-                 now_bucket: int) -> Scorecard:
-    """The reference scorecard of the bucket the worker last scored the account in: a
+def _last_scored(account: ref.Account, state: dict[str, Any], first_day: int,
+                 today: int) -> ref.Card:
+    """The reference's scores in the bucket the worker last scored the account in: a
     UTC midnight may have passed during the run, so the latest bucket of the run whose
-    score leaves the published tier as it is (else now's, which ``check_alerts`` fails)."""
-    cards = [ref.scorecard(account, model, b) for b in range(now_bucket, first_bucket - 1, -1)]
+    score leaves the published tier as it is (else today's, which the alert check fails)."""
+    cards = [ref.card(account, day) for day in range(today, first_day - 1, -1)]
     if keys.PUBLISHED in state:
         published = orjson.loads(state[keys.PUBLISHED])
         for card in cards:
-            if decide(model, card, published) is None:
+            if card.score is not None and ref.tier_after(card.score, published["tier"]) == (
+                    published["tier"]):
                 return card
     return cards[0]

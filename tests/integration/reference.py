@@ -1,11 +1,17 @@
-"""A pure, in-memory computation of what a single clean run must leave behind, and
-the pure checks of a run's alerts against it.
+"""An independent reference for the crash, rebalance and replay tests: what a single
+clean run of the default model must leave behind, and the checks of a run's alerts.
 
-It replays the same events through nothing but dictionaries: each distinct event
-(by ``event_id``) once, in any order, into the same model's counters and distinct
-sets, then scores the windows with the worker's own pure scoring functions. What
-it gives is what Redis and the worker's cached scores must equal, however many
-times the worker died on the way.
+Written from the README's definitions (Key concepts: windows by event time in 1-day
+buckets, the default model's table, the score, the tiers and their margin, the
+attribution), not from the worker: it imports nothing of ``worker.windows`` or
+``worker.scoring``, and the model is restated here rather than read from
+``worker/models/default.yaml``, so a changed constant, curve or rule on either side
+makes the two disagree. Raw values are computed from the events themselves (each
+distinct event once per account, in any order), not from counters.
+
+The one piece of the worker's storage layout it knows is what the counters hash of
+an account (``hs:{A}:c``, ``<bucket>|<counter>`` -> sum) and its distinct sets must
+hold, so that the tests can compare Redis exactly.
 
 It ignores the worker's trimming of data older than the longest window: the chaos
 stream spans 20 days, far inside the model's 30- and 90-day windows.
@@ -13,192 +19,275 @@ stream spans 20 days, far inside the model's 30- and 90-day windows.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from tests.integration.harness import valid_alert
-from worker.scoring.evaluate import component_values
-from worker.scoring.model import Model
-from worker.scoring.rollup import Scorecard, rounded, score_components
-from worker.scoring.signals import WindowView
-from worker.scoring.tierchange import decide
-from worker.windows.buckets import bucket_of, oldest_bucket
-from worker.windows.plan import COUNTERS_OF, DISTINCT_FIELDS
+from typing import Any, NamedTuple
 
 Events = Iterable[tuple[str, dict[str, Any]]]
+Attrs = Mapping[str, Any]
+DAY = 86400  # the default model's bucket
+MODEL_VERSION = "default-2026.11"
+# (name, label, lowest score of the tier), best first; the margin of the hysteresis.
+TIERS = (("green", "Doing well", 70.0), ("yellow", "Take notice", 40.0),
+         ("red", "Requires attention", 0.0))
+MARGIN = 3.0
+ROUNDING = 0.005 + 1e-9  # scores and sub-scores leave the worker with two decimals
+
+
+class Event(NamedTuple):
+    type: str
+    body: dict[str, Any]
+    ts: float  # epoch seconds of the event's own ``ts``
+    day: int  # its bucket
 
 
 @dataclass(slots=True)
 class Account:
-    """One account's windows as a clean run stores them (``hs:{A}:c``, ``:u``, ``:f``)."""
+    events: list[Event] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
 
-    counters: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    distinct: dict[str, dict[str, float]] = field(default_factory=dict)  # set -> member -> ts
-    seen: set[str] = field(default_factory=set)  # event types, the ``seen:<type>`` fields
+    @property
+    def seen(self) -> frozenset[str]:
+        return frozenset(e.type for e in self.events)
 
 
-def accounts(events: Events, model: Model) -> dict[str, Account]:
-    """Every account's reference windows; producer duplicates (same event_id) count once."""
-    used_counters = {name for c in model.components for name in c.signal.counters}
-    # Sets no component reads are never written, like counters no component reads.
-    used_sets = {name for c in model.components for name in c.signal.distinct}
-    seen_ids: set[str] = set()
+def accounts(events: Events, attrs: Mapping[str, Attrs] | None = None) -> dict[str, Account]:
+    """Every account's distinct events (a producer's duplicate, same ``event_id``, counts
+    once per account) and attributes (``attrs``: the last account record of each)."""
     out: dict[str, Account] = defaultdict(Account)
+    ids: dict[str, set[str]] = defaultdict(set)
     for event_type, body in events:
-        if body["event_id"] in seen_ids:
+        account_id = body["account_id"]
+        if body["event_id"] in ids[account_id]:
             continue
-        seen_ids.add(body["event_id"])
-        account = out[body["account_id"]]
-        _add(account, event_type, body, model, used_counters, used_sets)
+        ids[account_id].add(body["event_id"])
+        ts = datetime.fromisoformat(body["ts"]).timestamp()
+        out[account_id].events.append(Event(event_type, body, ts, math.floor(ts / DAY)))
+    for account_id, values in (attrs or {}).items():
+        if account_id in out:
+            out[account_id].attrs = dict(values)
     return dict(out)
 
 
-def _add(account: Account, event_type: str, body: dict[str, Any], model: Model,
-         used_counters: set[str], used_sets: set[str]) -> None:
-    # Parsed as the worker's decoder parses it, so both sides hold the same float.
-    ts = datetime.fromisoformat(body["ts"]).timestamp()
-    bucket = bucket_of(ts, model.bucket_seconds)
-    account.seen.add(event_type)
-    for counter, delta in COUNTERS_OF[event_type](body):
-        if counter in used_counters:
-            account.counters[f"{bucket}|{counter}"] += delta
-    for name in used_sets:
-        source_field = DISTINCT_FIELDS[name].get(event_type)
-        member = body.get(source_field) if source_field else None
-        if member is not None:
-            members = account.distinct.setdefault(name, {})
-            members[member] = max(members.get(member, ts), ts)  # last seen, as ZADD GT keeps
+# What the worker's Redis holds: the counters the default model's components read,
+# per bucket (event types and fields no component reads are not stored).
+def _counters(e: Event) -> list[tuple[str, float]]:
+    body = e.body
+    if e.type == "login":
+        seconds = body.get("session_seconds")
+        return [("login", 1.0)] + ([] if seconds is None else [("sess_n", 1.0),
+                                                                ("sess_sum", float(seconds))])
+    if e.type == "ticket":
+        name = {"opened": "tk_open", "reopened": "tk_reopen", "escalated": "tk_esc"}
+        return [(name[body["status"]], 1.0)] if body["status"] in name else []
+    if e.type == "survey" and body["kind"] == "nps":
+        score = body["score"]
+        return [("nps_n", 1.0)] + [("nps_pro", 1.0)] * (score >= 9) + [("nps_det", 1.0)] * (score <= 6)
+    if e.type == "survey":
+        return [("csat_n", 1.0), ("csat_sum", float(body["score"]))]
+    return []
 
 
-def counters(events: Events, model: Model) -> dict[str, dict[str, float]]:
-    """Counter hash per account: ``<bucket>|<counter>`` -> sum."""
-    return {a: dict(account.counters) for a, account in accounts(events, model).items()}
+def counters(account: Account) -> dict[str, float]:
+    """``<bucket>|<counter>`` -> sum, as ``hs:{A}:c`` must hold it."""
+    out: dict[str, float] = defaultdict(float)
+    for e in account.events:
+        for name, delta in _counters(e):
+            out[f"{e.day}|{name}"] += delta
+    return dict(out)
 
 
-def windows(account: Account, model: Model, now_bucket: int) -> dict[int, WindowView]:
-    """What the worker's read gives for each of the model's windows ending in ``now_bucket``."""
-    views = {}
-    for window in {c.window_buckets for c in model.components}:
-        first = oldest_bucket(now_bucket, window)
-        sums: dict[str, float] = defaultdict(float)
-        for key, value in account.counters.items():
-            bucket, counter = key.split("|", 1)
-            if int(bucket) >= first:
-                sums[counter] += value
-        since = first * model.bucket_seconds
-        views[window] = WindowView(dict(sums), _count_since(account, "users", since),
-                                   _count_since(account, "features", since))
-    return views
+def distinct(account: Account) -> dict[str, dict[str, float]]:
+    """Set -> member -> last-seen time: active users (of logins and feature uses) and
+    features used, as ``hs:{A}:u`` and ``:f`` must hold them."""
+    out: dict[str, dict[str, float]] = {}
+    for e in account.events:
+        members = [("users", e.body.get("user_id"))] if e.type in _USAGE else []
+        if e.type == "feature_use":
+            members.append(("features", e.body["feature"]))
+        for name, member in members:
+            if member is not None:
+                last = out.setdefault(name, {})
+                last[member] = max(last.get(member, e.ts), e.ts)
+    return out
 
 
-def _count_since(account: Account, name: str, since: float) -> int:
-    return sum(1 for ts in account.distinct.get(name, {}).values() if ts >= since)
+# The default model's components, from the README's table. A raw value reads the
+# account's events in the window; None is "no data" (an average of nothing).
+_USAGE = frozenset({"login", "feature_use"})
+Window = list[Event]
 
 
-def values(account: Account, model: Model, now_bucket: int) -> dict[str, float]:
-    """Every component's value from scratch: no cache, nothing touched incrementally.
+def _of(window: Window, *types: str) -> list[dict[str, Any]]:
+    return [e.body for e in window if e.type in types]
 
-    The chaos stream sends no account updates, so there are no attributes.
+
+def _users(window: Window) -> int:
+    return len({b["user_id"] for b in _of(window, *_USAGE) if b.get("user_id") is not None})
+
+
+def _logins_per_active_user(window: Window, _: Attrs) -> float | None:
+    users = _users(window)
+    return 0.0 if users == 0 else len(_of(window, "login")) / users
+
+
+def _average(values: list[float]) -> float | None:
+    return None if not values else sum(values) / len(values)
+
+
+def _session_minutes(window: Window, _: Attrs) -> float | None:
+    seconds = [b["session_seconds"] for b in _of(window, "login") if "session_seconds" in b]
+    average = _average(seconds)
+    return None if average is None else average / 60.0
+
+
+def _license(window: Window, attrs: Attrs) -> float | None:
+    seats = attrs.get("seats_purchased")
+    return _users(window) / seats if seats else None
+
+
+def _tickets(status: tuple[str, ...]) -> Callable[[Window, Attrs], float | None]:
+    return lambda window, _: float(sum(b["status"] in status for b in _of(window, "ticket")))
+
+
+def _answers(window: Window, kind: str) -> list[int]:
+    return [b["score"] for b in _of(window, "survey") if b["kind"] == kind]
+
+
+def _nps(window: Window, _: Attrs) -> float | None:
+    answers = _answers(window, "nps")
+    if not answers:
+        return None
+    promoters = sum(a >= 9 for a in answers)
+    detractors = sum(a <= 6 for a in answers)
+    return 100.0 * (promoters - detractors) / len(answers)
+
+
+def _csat(window: Window, _: Attrs) -> float | None:
+    return _average([float(a) for a in _answers(window, "csat")])
+
+
+def linear(bad: float, good: float) -> Callable[[float], float]:
+    """0 at ``bad``, 100 at ``good``, a straight line between, flat outside."""
+    def curve(value: float) -> float:
+        return 100.0 * min(1.0, max(0.0, (value - bad) / (good - bad)))
+    return curve
+
+
+def _escalation_bands(value: float) -> float:
+    return 100.0 if value <= 0 else 40.0 if value <= 1 else 0.0
+
+
+class Component(NamedTuple):
+    name: str
+    raw: Callable[[Window, Attrs], float | None]
+    sources: frozenset[str]  # the events its raw value reads: once seen, it has data
+    days: int
+    weight: float
+    curve: Callable[[float], float]
+
+
+COMPONENTS = (
+    Component("login_frequency", _logins_per_active_user, _USAGE, 30, 1.0, linear(4, 20)),
+    Component("feature_adoption", lambda w, _: float(len({b["feature"] for b in _of(
+        w, "feature_use")})), frozenset({"feature_use"}), 30, 1.0, linear(2, 8)),
+    Component("session_duration", _session_minutes, frozenset({"login"}), 30, 0.75,
+              linear(2, 15)),
+    Component("license_utilization", _license, _USAGE, 30, 1.0, linear(0.3, 0.8)),
+    Component("support_tickets", _tickets(("opened", "reopened")), frozenset({"ticket"}), 30,
+              0.75, linear(8, 1)),
+    Component("escalations", _tickets(("escalated",)), frozenset({"ticket"}), 90, 1.25,
+              _escalation_bands),
+    Component("nps", _nps, frozenset({"survey"}), 90, 0.85, linear(-20, 50)),
+    Component("csat", _csat, frozenset({"survey"}), 90, 0.85, linear(2.5, 4.5)),
+)
+BY_NAME = {c.name: c for c in COMPONENTS}
+
+
+class Card(NamedTuple):
+    values: dict[str, float]  # components with data only
+    score: float | None
+
+
+def values(account: Account, today: int) -> dict[str, float]:
+    """Every component's raw value with the windows ending in bucket ``today``; a
+    component whose events the account never sent, or whose value is undefined, has
+    none (left out, never a zero)."""
+    out = {}
+    for c in COMPONENTS:
+        if c.sources.isdisjoint(account.seen):
+            continue
+        window = [e for e in account.events if today - c.days < e.day <= today]
+        value = c.raw(window, account.attrs)
+        if value is not None:
+            out[c.name] = value
+    return out
+
+
+def score(components: Mapping[str, float]) -> float | None:
+    """The weighted mean of the sub-scores of the components with data."""
+    weights = sum(BY_NAME[n].weight for n in components)
+    if not weights:
+        return None
+    return sum(BY_NAME[n].weight * BY_NAME[n].curve(v) for n, v in components.items()) / weights
+
+
+def card(account: Account, today: int) -> Card:
+    found = values(account, today)
+    return Card(found, score(found))
+
+
+def rank(tier: str) -> int:
+    return [name for name, _, _ in TIERS].index(tier)
+
+
+def _plain(score: float) -> str:
+    return next((name for name, _, low in TIERS if score >= low), TIERS[-1][0])
+
+
+def tier_after(score: float, previous: str | None) -> str:
+    """The tier of ``score`` for an account last published in ``previous``.
+
+    The hysteresis: the boundaries around the current tier move away from it by the
+    margin, so a move up needs the bar plus 3 (73 for green) and a move down a score
+    below the bar minus 3 (67 for green). Without a previous tier, the plain bars.
     """
-    return component_values(model, windows(account, model, now_bucket), {}, account.seen,
-                            {}, None)
+    plain = _plain(score)
+    if previous is None:
+        return plain
+    if rank(plain) < rank(previous):
+        up = _plain(score - MARGIN)
+        return up if rank(up) < rank(previous) else previous
+    if rank(plain) > rank(previous):
+        down = _plain(score + MARGIN)
+        return down if rank(down) > rank(previous) else previous
+    return previous
 
 
-def scorecard(account: Account, model: Model, now_bucket: int) -> Scorecard:
-    return score_components(model, values(account, model, now_bucket))
+def close(got: float | None, want: float | None, within: float = 1e-9) -> bool:
+    if got is None or want is None:
+        return got is want
+    return abs(got - want) <= within * max(1.0, abs(want))
 
 
-@dataclass(slots=True)
-class AlertCount:
-    read: int = 0  # records on the topic
-    distinct: int = 0  # distinct alert_ids
-    republished: int = 0  # alert_ids on the topic more than once
+def attribution(before: Mapping[str, float] | None, after: Mapping[str, float]
+                ) -> dict[str, float]:
+    """Each component's share of the score change: ``(w'(s' - S) - w(s - S)) / W'``, a
+    missing component with no weight; with no earlier score, ``S`` is the new one."""
+    base = score(before) if before is not None else None
+    base = score(after) if base is None else base
+    assert base is not None
+    total = sum(BY_NAME[n].weight for n in after)
 
-    @property
-    def duplicates(self) -> int:
-        return self.read - self.distinct
+    def pull(components: Mapping[str, float] | None, name: str) -> float:
+        if components is None or name not in components:
+            return 0.0
+        c = BY_NAME[name]
+        return c.weight * (c.curve(components[name]) - base)
 
+    return {n: (pull(after, n) - pull(before, n)) / total
+            for n in sorted((before or {}).keys() | after.keys())}
 
-def alert_chains(alerts: Iterable[dict[str, Any]]
-                 ) -> tuple[dict[str, list[dict[str, Any]]], AlertCount]:
-    """Each account's alerts in publishing order, every alert_id once.
-
-    ``alerts`` come in topic order: keyed by account, one account's alerts sit in
-    one partition in the order they were published. A re-published alert (a batch
-    re-delivered after a crash publishes its alerts again) must repeat its change
-    exactly; its score may differ (the re-delivered batch may reach further), and
-    the last copy is kept, as the one whose state the worker went on to save.
-    """
-    latest: dict[str, dict[str, Any]] = {}
-    times: Counter[str] = Counter()
-    order: dict[str, list[str]] = defaultdict(list)
-    for alert in alerts:
-        alert_id = alert["alert_id"]
-        times[alert_id] += 1
-        known = latest.get(alert_id)
-        if known is None:
-            order[alert["account_id"]].append(alert_id)
-        else:
-            assert _identity(known) == _identity(alert), f"one alert_id, two alerts: {known} {alert}"
-        latest[alert_id] = alert
-    count = AlertCount(sum(times.values()), len(latest), sum(1 for n in times.values() if n > 1))
-    return {a: [latest[i] for i in ids] for a, ids in order.items()}, count
-
-
-def _identity(alert: dict[str, Any]) -> tuple[Any, ...]:
-    return alert["account_id"], alert["seq"], alert["previous_tier"], alert["tier"]
-
-
-def check_chain(account: str, chain: list[dict[str, Any]], published: dict[str, Any] | None,
-                card: Scorecard, model: Model) -> None:
-    """Every tier change of a clean run is on the topic, once de-duplicated by alert_id.
-
-    Which intermediate tiers an account passes through depends on where batches
-    end (it is rescored once per batch, and batches are cut differently after a
-    kill), so no fixed list of changes can be expected. What a clean run does
-    guarantee, and this checks: the changes form one unbroken chain (seq 1..n,
-    each starting from the tier the one before ended in, the first from none);
-    the last is the tier the worker remembers publishing (``pub``); and from that
-    tier the model, hysteresis included, sees no change to publish for the
-    reference's final score. So no change was lost, neither in between (a gap)
-    nor at the end (a final tier left unpublished).
-    """
-    shown = [(a["seq"], a["previous_tier"], a["tier"], a["score"]) for a in chain]
-    assert [a["seq"] for a in chain] == list(range(1, len(chain) + 1)), (
-        f"{account}: seqs not 1..n in (seq, from, to, score) {shown}")
-    froms = [a["previous_tier"] for a in chain]
-    assert froms == [None, *(a["tier"] for a in chain[:-1])], f"{account}: broken chain {shown}"
-    assert published is not None, f"{account}: alerts {shown} but no published tier saved"
-    last = chain[-1]
-    assert (last["seq"], last["tier"], last["score"]) == (
-        published["seq"], published["tier"], rounded(published["score"])), (
-        f"{account}: alerts {shown} but saved seq {published['seq']} {published['tier']} "
-        f"{published['score']}")
-    change = decide(model, card, published)
-    assert change is None, (f"{account}: final score {card.score} should move it from "
-                            f"{published['tier']} to {change and change.tier}")
-
-
-def check_alerts(alerts: list[dict[str, Any]], published: dict[str, dict[str, Any] | None],
-                 cards: dict[str, Scorecard], model: Model) -> AlertCount:
-    """Every tier change on the topic, at least once (see ``check_chain``).
-
-    ``published``: each account's last published tier as the worker saved it;
-    ``cards``: each account's reference scorecard.
-    """
-    assert all(valid_alert(a) for a in alerts), [a for a in alerts if not valid_alert(a)][:3]
-    chains, count = alert_chains(alerts)
-    assert set(chains) <= set(cards), f"alerts for unknown accounts {set(chains) - set(cards)}"
-    failures = []
-    for account, card in cards.items():
-        try:
-            assert account in chains, f"{account}: has events but no alert"
-            check_chain(account, chains[account], published[account], card, model)
-        except AssertionError as failure:
-            failures.append(str(failure))
-    assert not failures, (f"{len(failures)} of {len(cards)} accounts' alerts are wrong "
-                          f"({count}); e.g. {failures[0]}")
-    return count

@@ -4,7 +4,8 @@ skipped. Real Redis, the real pipeline; records are fed directly (no broker need
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -16,15 +17,29 @@ from worker.metrics import Metrics
 from worker.pipeline import Pipeline
 from worker.scoring.model import load_model
 from worker.settings import Settings
+from worker.windows import keys
 from worker.windows.store import WindowStore
 
 
 @pytest.fixture
-async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
-    redis = Redis.from_url(settings.redis_url)
-    model = load_model()
-    yield Pipeline(settings, model, WindowStore(redis, model), FixedClock(time.time()), Metrics())
-    await redis.aclose()
+async def restarted(settings: Settings) -> AsyncIterator[Callable[[], Pipeline]]:
+    """A new pipeline on each call, holding nothing: a worker process started afresh."""
+    clients: list[Redis] = []
+
+    def start() -> Pipeline:
+        clients.append(redis := Redis.from_url(settings.redis_url))
+        model = load_model()
+        return Pipeline(settings, model, WindowStore(redis, model), FixedClock(time.time()),
+                        Metrics())
+
+    yield start
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+def pipeline(restarted: Callable[[], Pipeline]) -> Pipeline:
+    return restarted()
 
 
 def logins(settings: Settings, account: str, offsets: range, partition: int = 0) -> list[Record]:
@@ -103,35 +118,63 @@ async def test_one_account_s_huge_batch_is_applied_whole(settings: Settings,
         await redis.aclose()
 
 
+def sessions(settings: Settings, account: str) -> list[Record]:
+    """20 logins of one user with 15-minute sessions (green), then 40 users with one
+    1-minute session each: all 60 together score red."""
+    bodies = [event("login", account, user_id="u0", session_seconds=900) for _ in range(20)]
+    bodies += [event("login", account, user_id=f"u{n}", session_seconds=60)
+               for n in range(1, 41)]
+    return [Record(settings.topic_login, 0, o, account.encode(), orjson.dumps(b))
+            for o, b in enumerate(bodies)]
+
+
+async def published(settings: Settings, account: str) -> dict[str, Any] | None:
+    async with Redis.from_url(settings.redis_url) as redis:
+        raw = await redis.hget(keys.state_key(account), keys.PUBLISHED)
+    return None if raw is None else dict(orjson.loads(raw))
+
+
 async def test_a_crash_between_saving_and_sending_resends_exactly_the_saved_alert(
-    settings: Settings, pipeline: Pipeline
+    settings: Settings, pipeline: Pipeline, restarted: Callable[[], Pipeline]
 ) -> None:
-    records = logins(settings, "acme", range(0, 40))
-    first = await pipeline.process(records[:3])
+    records = sessions(settings, "acme")
+    first = await pipeline.process(records[:20])
     await pipeline.save(first)  # crash here: saved with its outbox, never sent
     [(_, alert)] = first.alerts
+    assert (alert["seq"], alert["tier"]) == (1, "green")
+    saved = await published(settings, "acme")
+    assert saved is not None
+    assert (saved["seq"], saved["tier"], round(saved["score"], 2)) == (1, "green", alert["score"])
 
-    restarted = await pipeline.unsent([0])
-    assert [a for _, a in restarted.alerts] == [alert]  # the very same record
+    after = restarted()  # a new process: nothing held, all it knows is in Redis
+    unsent = await after.unsent([0])
+    assert [a for _, a in unsent.alerts] == [alert]  # the very same record
     # The re-delivery is cut differently (more events in one batch): it is decided
     # against the saved tier, so seq 1 can never come out as a second, other change.
-    again = await pipeline.process(records)
-    assert all(a["seq"] > alert["seq"] for _, a in again.alerts)
+    again = await after.process(records)
+    assert [(a["seq"], a["previous_tier"], a["tier"]) for _, a in again.alerts] == [
+        (2, "green", "red")]
+    assert skipped(after, "replayed") == 20
 
-    await pipeline.sent(restarted)
-    assert (await pipeline.unsent([0])).alerts == []
+    await after.sent(unsent)
+    assert (await after.unsent([0])).alerts == []
 
 
 async def test_an_alert_sent_before_the_crash_is_resent_unchanged(
-    settings: Settings, pipeline: Pipeline
+    settings: Settings, pipeline: Pipeline, restarted: Callable[[], Pipeline]
 ) -> None:
-    outcome = await pipeline.process(logins(settings, "acme", range(0, 3)))
+    outcome = await pipeline.process(sessions(settings, "acme")[:20])
     await pipeline.save(outcome)
     # sent, then the crash: the outbox was not cleared
-    resent = await pipeline.unsent([0, 1, 2])
+    after = restarted()
+    resent = await after.unsent([0, 1, 2])
+    assert resent.alerts, "nothing was saved to send again"
     assert resent.alerts == outcome.alerts
-    await pipeline.sent(resent)
-    assert (await pipeline.unsent([0])).alerts == []
+    await after.sent(resent)
+    assert (await after.unsent([0])).alerts == []
+    saved = await published(settings, "acme")
+    assert saved is not None
+    assert (saved["seq"], saved["tier"]) == (1, "green")
 
 
 def _record(settings: Settings, event_type: str, offset: int, body: dict[str, object],

@@ -30,24 +30,31 @@ from worker.windows.store import WindowStore
 EVENTS = 8000
 
 
-async def _live_run(settings: Settings, log: Path) -> int:
+def _attrs() -> dict[str, dict[str, Any]]:
+    """The account records of the live run: every third account has some."""
+    return {f"acct-{n:04d}": {"segment": "smb", "seats_purchased": 20}
+            for n in range(0, chaos.ACCOUNTS, 3)}
+
+
+async def _live_run(settings: Settings, log: Path) -> list[tuple[str, dict[str, Any]]]:
     """Produce a stream with account attributes, let one worker score all of it, stop it;
-    returns how many event records were produced."""
+    returns the event records produced."""
     stream = chaos.stream(random.Random(31), EVENTS)
     await ensure_topics(settings)
     async with Producer(settings) as producer:
-        for n in range(0, chaos.ACCOUNTS, 3):
-            await producer.account(f"acct-{n:04d}", segment="smb", seats_purchased=20)
-    await chaos.produce(settings, stream)
+        for account, attrs in _attrs().items():
+            await producer.account(account, **attrs)
+    ends = await chaos.produce_to(settings, stream)
     expected = chaos.reference(stream)
     worker = chaos.start_worker(settings, log)
     try:
         async with Redis.from_url(settings.redis_url) as redis:
             await chaos.wait_for_state(redis, expected, [worker], log)
+        await chaos.wait_for_commits(settings, ends, log)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
-    return len(stream)
+    return stream
 
 
 async def _snapshot(settings: Settings, model: Model, now: float) -> dict[str, Any]:
@@ -95,7 +102,10 @@ async def test_a_replay_into_an_empty_redis_reproduces_the_live_state_and_publis
     settings: Settings, tmp_path: Path
 ) -> None:
     model = load_model()
-    events = await _live_run(settings, tmp_path / "live.log")
+    stream = await _live_run(settings, tmp_path / "live.log")
+    events = len(stream)
+    async with Redis.from_url(settings.redis_url) as redis:
+        await chaos.verify(settings, redis, stream, _attrs())  # the live run was right
     now = time.time()
     live = await _snapshot(settings, model, now)
     live_alerts = await _alerts(settings, settings.topic_alerts)
@@ -105,6 +115,8 @@ async def test_a_replay_into_an_empty_redis_reproduces_the_live_state_and_publis
     report = await Replay(settings, force=True).run()  # the broker lists departed members
 
     _same(await _snapshot(settings, model, now), live)
+    async with Redis.from_url(settings.redis_url) as redis:
+        await chaos.verify(settings, redis, stream, _attrs())
     assert report.alerts == []
     assert report.records >= EVENTS
     assert report.accounts == len(live)

@@ -141,7 +141,7 @@ async def test_a_broker_outage_mid_stream_loses_nothing(
     stream = chaos.stream(random.Random(5), 15_000)
     expected = chaos.reference(stream)
     await ensure_topics(settings)
-    await chaos.produce(settings, stream)
+    ends = await chaos.produce_to(settings, stream)
     worker = chaos.start_worker(settings, log)
     try:
         async with Redis.from_url(settings.redis_url) as redis:
@@ -152,7 +152,11 @@ async def test_a_broker_outage_mid_stream_loses_nothing(
             assert worker.poll() is None, chaos.tail(log)
             cabled_broker.mend()
             await chaos.wait_for_state(redis, expected, [worker], log, within=40)
-        assert worker.poll() is None, chaos.tail(log)
+            await chaos.wait_for_commits(settings, ends, log)
+            assert worker.poll() is None, chaos.tail(log)
+            chaos.stop([worker])
+            # Scores, published tiers and every alert too, not only the windows.
+            await chaos.verify(settings, redis, stream)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
