@@ -13,6 +13,7 @@ from typing import Any
 
 from worker.events.types import AccountUpdate, Event
 from worker.scoring.attribution import ComponentChange
+from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import rounded
 from worker.scoring.tierchange import TierChange
@@ -61,7 +62,11 @@ def build_alert(
     change: TierChange,
     cause: Cause,
     now: float,
+    *,
+    mode: Mode,
 ) -> dict[str, Any]:
+    """``mode``: how the evaluation that found the change was made (``evaluation_mode``):
+    a catch-up's alert reports history, which consumers may batch rather than page on."""
     card = change.scorecard
     contributions = card.contributions()
     return {
@@ -84,10 +89,18 @@ def build_alert(
             for name, c in card.components.items()
         },
         "cause": cause.as_dict(),
+        "delivery": _delivery(cause, mode),
         "model_version": model.version,
         "ts": rfc3339(now),
         "seq": change.seq,
     }
+
+
+def _delivery(cause: Cause, mode: Mode) -> str:
+    # A replay's final rescore runs on the wall clock, so its evaluations count as live
+    # for hysteresis; but what it publishes is a rebuild's result, not news from the
+    # stream, and a new model moves many accounts at once: history for consumers.
+    return Mode.CATCH_UP.value if cause.kind == REPLAY.kind else mode.value
 
 
 def _component_change(change: ComponentChange) -> dict[str, Any]:

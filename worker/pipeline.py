@@ -276,7 +276,7 @@ class Pipeline:
         published = alert = None
         if change is not None:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
-                                change, cause_of(change), now)
+                                change, cause_of(change), now, mode=mode)
             outcome.alerts.append((plan.account_id, alert))
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             published = snapshot(change)

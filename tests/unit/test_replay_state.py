@@ -11,6 +11,7 @@ import pytest
 
 from worker.alerts import Cause, build_alert
 from worker.clock import EventTimeClock, FixedClock, WallClock
+from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import ComponentScore, Scorecard
 from worker.scoring.tierchange import decide, scorecard_of, snapshot
@@ -65,7 +66,7 @@ def test_an_alert_gives_back_the_snapshot_it_was_published_from(model: Model) ->
     change = decide(model, card, None)
     assert change is not None
     alert = orjson.loads(orjson.dumps(
-        build_alert(model, "acme", None, change, Cause("event"), 0.0)))
+        build_alert(model, "acme", None, change, Cause("event"), 0.0, mode=Mode.LIVE)))
     taken = rebuild._snapshot(alert)
     expected = snapshot(change)
     assert taken["tier"] == expected["tier"]

@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from worker.commands import _print_alert, _print_explanation, alert_line
+from worker.commands import _print_explanation, alert_line, print_alert
 from worker.terminal import visible
 
 HOSTILE = ["[/]", "[link=http://x]click[/link]", "\x1b[31m", "a\nb", "\r", ":smile:",
@@ -97,7 +97,7 @@ def test_alert_lines_are_one_line_of_text(account: str, trigger: str) -> None:
 @pytest.mark.parametrize("account", HOSTILE)
 def test_alerts_command_prints_an_alert_literally(account: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    _print_alert(orjson.dumps(_alert(account, tier="at_risk")), as_json=False)
+    print_alert(orjson.dumps(_alert(account, tier="at_risk")), as_json=False)
     out = capsys.readouterr().out
     assert out == alert_line(_alert(account, tier="at_risk")) + "\n"
     assert "\x1b" not in out
@@ -106,7 +106,7 @@ def test_alerts_command_prints_an_alert_literally(account: str,
 @pytest.mark.parametrize("value", [b"not json", b"[1]", b'{"tier": "red"}', None])
 def test_alerts_command_skips_what_is_not_an_alert(value: bytes | None,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    _print_alert(value, as_json=False)
+    print_alert(value, as_json=False)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("healthscore: skipped a record that is not an alert")
