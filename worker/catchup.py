@@ -36,6 +36,7 @@ class CatchUpSummary:
         self._latest: dict[str, str] = {}  # account -> tier of its latest catch-up alert
         self._pending = False
         self._last = -float("inf")
+        self._printed = ""
 
     def show(self, value: bytes | None) -> None:
         alert = _catch_up(value)
@@ -65,7 +66,10 @@ class CatchUpSummary:
         return text
 
     def _print(self) -> None:
-        self._console.print(self.line(), highlight=False)
+        line = self.line()
+        if line.plain != self._printed:  # accounts that swapped tiers: no news
+            self._console.print(line, highlight=False)
+            self._printed = line.plain
         self._pending = False
         self._last = self._clock()
 
