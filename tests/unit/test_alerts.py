@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from worker.alerts import Cause, alert_id, build_alert
+from worker.alerts import REPLAY, WINDOW_EXPIRY, Cause, alert_id, build_alert
 from worker.contracts import validator
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.attribution import ComponentChange
@@ -276,3 +276,32 @@ def test_window_expiry_cause_has_no_source() -> None:
         "kind": "window_expiry", "event_id": None, "event_type": None,
         "topic": None, "partition": None, "offset": None,
     }
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+@pytest.mark.parametrize(("mode", "delivery"), [(Mode.LIVE, "live"),
+                                                (Mode.CATCH_UP, "catch_up")])
+@pytest.mark.parametrize("cause", [Cause.of(EVENT), Cause.of(UPDATE), WINDOW_EXPIRY])
+def test_delivery_is_the_mode_of_the_evaluation(model: Model, mode: Mode, delivery: str,
+                                                cause: Cause) -> None:
+    for change in (first(model, GREEN), then(model, first(model, GREEN), RED)):
+        alert = build_alert(model, "acme", None, change, cause, NOW, mode=mode)
+        assert alert["delivery"] == delivery
+        assert schema_errors(alert) == []
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_a_replay_alert_is_catch_up_whatever_the_mode(model: Model, mode: Mode) -> None:
+    change = then(model, first(model, GREEN), RED)
+    assert build_alert(model, "acme", None, change, REPLAY, NOW, mode=mode)["delivery"] \
+        == "catch_up"
+
+
+def test_an_alert_as_written_must_say_its_delivery(model: Model) -> None:
+    alert = build_alert(model, "acme", None, first(model, GREEN), Cause.of(EVENT), NOW,
+                        mode=Mode.LIVE)
+    assert schema_errors({**alert, "delivery": "late"}) != []
+    del alert["delivery"]
+    assert schema_errors(alert) != []
