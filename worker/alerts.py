@@ -65,8 +65,9 @@ def build_alert(
     *,
     mode: Mode,
 ) -> dict[str, Any]:
-    """``mode``: how the evaluation that found the change was made (``evaluation_mode``):
-    a catch-up's alert reports history, which consumers may batch rather than page on."""
+    """``mode``: the alert's ``delivery``, the mode of the evaluation that found the change
+    (``evaluation_mode``), or catch-up for all a replay publishes: a catch-up's alert
+    reports history, which consumers may batch rather than page on."""
     card = change.scorecard
     contributions = card.contributions()
     return {
@@ -89,18 +90,11 @@ def build_alert(
             for name, c in card.components.items()
         },
         "cause": cause.as_dict(),
-        "delivery": _delivery(cause, mode),
+        "delivery": mode.value,
         "model_version": model.version,
         "ts": rfc3339(now),
         "seq": change.seq,
     }
-
-
-def _delivery(cause: Cause, mode: Mode) -> str:
-    # A replay's final rescore runs on the wall clock, so its evaluations count as live
-    # for hysteresis; but what it publishes is a rebuild's result, not news from the
-    # stream, and a new model moves many accounts at once: history for consumers.
-    return Mode.CATCH_UP.value if cause.kind == REPLAY.kind else mode.value
 
 
 def _component_change(change: ComponentChange) -> dict[str, Any]:

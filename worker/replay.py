@@ -123,7 +123,10 @@ class Replay:
                             published_field=published_field,
                             outbox=published_field == keys.PUBLISHED,
                             durability=server.Durability.of(self.settings))
-        return Pipeline(self.settings, self.model, store, clock, self.metrics)
+        # All a replay publishes is history: a rebuild's trail, or where the rebuilt tier
+        # differs from the one consumers were told, typically many accounts at once after
+        # a model change; consumers batch it rather than page on it (``delivery``).
+        return Pipeline(self.settings, self.model, store, clock, self.metrics, history=True)
 
     async def run(self) -> ReplayReport:
         """Raises ``Unreachable`` (nothing changed yet) when Redis or the broker does not

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from worker.alerts import REPLAY, WINDOW_EXPIRY, Cause, alert_id, build_alert
+from worker.alerts import WINDOW_EXPIRY, Cause, alert_id, build_alert
 from worker.contracts import validator
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.attribution import ComponentChange
@@ -290,13 +290,6 @@ def test_delivery_is_the_mode_of_the_evaluation(model: Model, mode: Mode, delive
         alert = build_alert(model, "acme", None, change, cause, NOW, mode=mode)
         assert alert["delivery"] == delivery
         assert schema_errors(alert) == []
-
-
-@pytest.mark.parametrize("mode", list(Mode))
-def test_a_replay_alert_is_catch_up_whatever_the_mode(model: Model, mode: Mode) -> None:
-    change = then(model, first(model, GREEN), RED)
-    assert build_alert(model, "acme", None, change, REPLAY, NOW, mode=mode)["delivery"] \
-        == "catch_up"
 
 
 def test_an_alert_as_written_must_say_its_delivery(model: Model) -> None:
