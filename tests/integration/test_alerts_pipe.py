@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
 from tests.integration import chaos
 from tests.integration.harness import Producer, event, read_until, running_worker
+from tests.unit.test_readme import run_consumer
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
 
@@ -37,16 +38,15 @@ def _lines(stream: IO[bytes]) -> Lines:
     return lines
 
 
-async def _next(lines: Lines) -> dict[str, Any]:
+async def _next(lines: Lines) -> bytes:
     line = await asyncio.to_thread(lines.get, timeout=120)
     assert line is not None, "the command's output ended"
-    alert: dict[str, Any] = orjson.loads(line)
-    return alert
+    return line
 
 
 async def _publish_and_read(settings: Settings, proc: subprocess.Popen[bytes],
-                            lines: Lines) -> list[dict[str, Any]]:
-    """Alerts published by a real worker while the command runs; those it printed."""
+                            lines: Lines) -> list[bytes]:
+    """Alerts published by a real worker while the command runs; the lines printed."""
     async with running_worker(settings), Producer(settings) as p:
         await p.send("login", event("login", "pipe-1", user_id="u1", session_seconds=900))
         printed = [await _next(lines)]
@@ -87,8 +87,9 @@ def test_alerts_json_streams_each_alert_through_a_pipe_and_exits_0_on_sigterm(
         code = proc.wait(timeout=60)
     assert code == 0, (tmp_path / "stderr.log").read_text()
     while (line := lines.get(timeout=60)) is not None:
-        printed.append(orjson.loads(line))
+        printed.append(line)
     proc.stdout.close()
+    raw, printed = printed, [orjson.loads(line) for line in printed]
     published = asyncio.run(chaos.read_topic(settings, settings.topic_alerts))
     # Every alert, once, exactly as published (the pipe carries the record unchanged).
     assert sorted(printed, key=lambda a: a["alert_id"]) == sorted(
@@ -96,3 +97,6 @@ def test_alerts_json_streams_each_alert_through_a_pipe_and_exits_0_on_sigterm(
     assert [(a["account_id"], a["previous_tier"], a["tier"]) for a in printed
             if a["account_id"] == "pipe-1"] == [("pipe-1", None, "yellow"),
                                                 ("pipe-1", "yellow", "red")]
+    # The README's consumer on this very output, one alert delivered twice: each once.
+    assert run_consumer([line.rstrip(b"\n") for line in raw + raw[:1]]) == [
+        f"{a['account_id']}: {a['previous_tier']} -> {a['tier']}" for a in printed]
