@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 from rich.console import Console
 
 from worker.catchup import CatchUpSummary
-from worker.commands import alert_line
+from worker.commands import Printer, alert_line
+from worker.settings import Settings
 
 TIERS = ["green", "yellow", "red"]
 
@@ -90,3 +92,10 @@ def test_a_record_that_is_not_an_alert_is_reported_not_counted(
     summary.close()
     assert capsys.readouterr().err.startswith("healthscore: skipped a record")
     assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize(("flag", "kind"), [(False, CatchUpSummary), (True, Printer)])
+def test_dev_counts_catch_up_alerts_unless_asked_for_all(flag: bool, kind: type) -> None:
+    from worker.devmode import _sink
+
+    assert isinstance(_sink(Settings(), argparse.Namespace(all_alerts=flag)), kind)
