@@ -13,6 +13,7 @@ from typing import Any
 
 from worker.events.types import AccountUpdate, Event
 from worker.scoring.attribution import ComponentChange
+from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import rounded
 from worker.scoring.tierchange import TierChange
@@ -61,7 +62,12 @@ def build_alert(
     change: TierChange,
     cause: Cause,
     now: float,
+    *,
+    mode: Mode,
 ) -> dict[str, Any]:
+    """``mode``: the alert's ``delivery``, the mode of the evaluation that found the change
+    (``evaluation_mode``), or catch-up for all a replay publishes: a catch-up's alert
+    reports history, which consumers may batch rather than page on."""
     card = change.scorecard
     contributions = card.contributions()
     return {
@@ -84,6 +90,7 @@ def build_alert(
             for name, c in card.components.items()
         },
         "cause": cause.as_dict(),
+        "delivery": mode.value,
         "model_version": model.version,
         "ts": rfc3339(now),
         "seq": change.seq,

@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dev", help="local broker + Redis + worker + simulated traffic")
     p.add_argument("--no-simulate", action="store_true", help="start without synthetic traffic")
+    p.add_argument("--all-alerts", action="store_true",
+                   help="print every alert, not one line of counts for catch-up ones")
     _simulation_options(p, rate=200.0, accounts=200)
     p.set_defaults(run=_dev, own_backends=True)
 
@@ -215,10 +217,10 @@ def _explain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.commands import tail_alerts
+    from worker.commands import alerts_command
 
-    asyncio.run(tail_alerts(settings, from_beginning=args.from_beginning, as_json=args.json))
-    return 0
+    return asyncio.run(alerts_command(settings, from_beginning=args.from_beginning,
+                                      as_json=args.json))
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -83,18 +85,72 @@ def _print_attributes(data: dict[str, Any], console: Console) -> None:
 def alert_line(alert: dict[str, Any]) -> str:
     """One human line per alert, for terminals and logs: plain text, every value from
     the record with its control characters written out (``visible``)."""
+    account, tier = visible(alert["account_id"]), visible(alert["tier"])
     trigger = alert["triggering_component"]
+    if alert["previous_tier"] is None:
+        return f"{account}: first scored {tier} (score {alert['score']:.1f}){_pull(trigger)}"
     why = "" if trigger is None else (
         f" trigger {visible(trigger['name'])} ({trigger['contribution_change']:+.1f} pts)")
     cause = alert["cause"]
     what = visible(cause["event_type"] or cause["kind"])
-    previous = visible(alert["previous_tier"] or "new")
     before = "" if alert["previous_score"] is None else f"{alert['previous_score']:.1f} -> "
-    return (f"{visible(alert['account_id'])}: {previous} -> {visible(alert['tier'])} "
+    return (f"{account}: {visible(alert['previous_tier'])} -> {tier} "
             f"(score {before}{alert['score']:.1f}){why} after {what}")
 
 
-async def tail_alerts(settings: Settings, *, from_beginning: bool, as_json: bool,
+def _pull(trigger: dict[str, Any] | None) -> str:
+    """A first score has no change to attribute: its trigger is the component that pulls
+    the score furthest the way the tier lies (measured against the score itself)."""
+    if trigger is None or not trigger["contribution_change"]:
+        return ""
+    side = "lowest" if trigger["contribution_change"] < 0 else "highest"
+    return f", {side} {visible(trigger['name'])}"
+
+
+class AlertSink(Protocol):
+    """Where ``tail_alerts`` hands each record of the alerts topic."""
+
+    def show(self, value: bytes | None) -> None: ...
+
+    def tick(self) -> None: ...  # after every fetch, records or not
+
+    def close(self) -> None: ...
+
+
+class Printer:
+    """Every alert, one line each (JSON as published, or ``alert_line``)."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def show(self, value: bytes | None) -> None:
+        print_alert(value, self.as_json)
+
+    def tick(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def alerts_command(settings: Settings, *, from_beginning: bool, as_json: bool) -> int:
+    """``healthscore alerts``: until SIGTERM or SIGINT, then stop consuming and exit 0 with
+    every alert fetched printed (each line is flushed as it is written)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await tail_alerts(settings, from_beginning=from_beginning,
+                          sink=Printer(as_json=as_json), stop=stop)
+    except BrokenPipeError:
+        # The reader went away (``| head``): as any filter, stop quietly; stdout is
+        # pointed at /dev/null so that the interpreter's own flush at exit fails neither.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+async def tail_alerts(settings: Settings, *, from_beginning: bool, sink: AlertSink,
                       stop: asyncio.Event | None = None) -> None:
     consumer = AIOKafkaConsumer(settings.topic_alerts, bootstrap_servers=settings.kafka_bootstrap,
                                 auto_offset_reset="earliest" if from_beginning else "latest",
@@ -103,17 +159,22 @@ async def tail_alerts(settings: Settings, *, from_beginning: bool, as_json: bool
         await consumer.start()  # inside: a broker that does not answer leaves it to close
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
+            for records in batches.values():  # a whole fetch is printed, stop or not
                 for record in records:
-                    _print_alert(record.value, as_json)
+                    sink.show(record.value)
+            sink.tick()
+        sink.close()
     finally:
         await consumer.stop()
 
 
-def _print_alert(value: bytes | None, as_json: bool) -> None:
+def print_alert(value: bytes | None, as_json: bool) -> None:
     if as_json:
         if value is not None:
+            # Flushed line by line: a consumer at the other end of a pipe gets each alert
+            # as it is published, not when a block buffer fills or the command exits.
             sys.stdout.write(value.decode(errors="replace") + "\n")
+            sys.stdout.flush()
         return
     try:
         alert = orjson.loads(value or b"null")
@@ -125,3 +186,4 @@ def _print_alert(value: bytes | None, as_json: bool) -> None:
         return
     # soft_wrap: one alert, one line, also when piped into a file or grep.
     Console(soft_wrap=True).print(Text(line, style=style), highlight=False)  # no markup
+    sys.stdout.flush()

@@ -64,8 +64,11 @@ class Outcome:
 
 class Pipeline:
     def __init__(self, settings: Settings, model: Model, store: WindowStore, clock: Clock,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, *, history: bool = False) -> None:
+        """``history``: every alert is catch-up whatever its evaluation's mode (a replay:
+        its trail and its final rescore report a rebuild, not news from the stream)."""
         self.model = model
+        self._history = history
         self._store = store
         self._clock = clock
         self.metrics = metrics
@@ -276,7 +279,8 @@ class Pipeline:
         published = alert = None
         if change is not None:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
-                                change, cause_of(change), now)
+                                change, cause_of(change), now,
+                                mode=Mode.CATCH_UP if self._history else mode)
             outcome.alerts.append((plan.account_id, alert))
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             published = snapshot(change)

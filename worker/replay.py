@@ -123,7 +123,10 @@ class Replay:
                             published_field=published_field,
                             outbox=published_field == keys.PUBLISHED,
                             durability=server.Durability.of(self.settings))
-        return Pipeline(self.settings, self.model, store, clock, self.metrics)
+        # All a replay publishes is history: a rebuild's trail, or where the rebuilt tier
+        # differs from the one consumers were told, typically many accounts at once after
+        # a model change; consumers batch it rather than page on it (``delivery``).
+        return Pipeline(self.settings, self.model, store, clock, self.metrics, history=True)
 
     async def run(self) -> ReplayReport:
         """Raises ``Unreachable`` (nothing changed yet) when Redis or the broker does not
@@ -180,13 +183,12 @@ class Replay:
     def _readable(self, records: list[Any]) -> Iterator[dict[str, Any]]:
         """The alerts among ``records``; anything else another producer wrote there is
         counted and skipped, not trusted as what consumers were told."""
-        is_alert = validator("alert").is_valid
         for record in records:
             try:
                 alert = orjson.loads(record.value or b"")
             except orjson.JSONDecodeError:
                 alert = None
-            if is_alert(alert):
+            if _is_alert(alert):
                 yield alert
             else:
                 self.report.unreadable_alerts += 1
@@ -242,6 +244,14 @@ class Replay:
             await self._retry(partial(pipeline.sent, outcome), "redis")
             self.report.accounts += len(chunk)
             self.report.alerts += [alert for _, alert in outcome.alerts]
+
+
+def _is_alert(alert: Any) -> bool:
+    """Valid as an alert of this version or of one before ``delivery`` existed: that
+    field says how consumers present an alert, nothing a published tier depends on."""
+    if isinstance(alert, dict) and "delivery" not in alert:
+        alert = {**alert, "delivery": "live"}
+    return bool(validator("alert").is_valid(alert))
 
 
 async def _reaching(dependency: str, step: Awaitable[T]) -> T:

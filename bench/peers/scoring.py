@@ -20,10 +20,12 @@ import orjson
 
 from worker.alerts import Cause, build_alert
 from worker.scoring.evaluate import component_values
+from worker.scoring.mode import evaluation_mode
 from worker.scoring.model import Model, load_model
 from worker.scoring.rollup import score_components
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import decide, snapshot
+from worker.settings import Settings
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.plan import COUNTERS_OF, DISTINCT_FIELDS
 
@@ -52,8 +54,10 @@ class Scored:
 class Scorer:
     """Built once per peer from the project's default model."""
 
-    def __init__(self, model: Model | None = None) -> None:
+    def __init__(self, model: Model | None = None, catch_up_lag: float | None = None) -> None:
         self.model = model = model or load_model()
+        self.catch_up_lag = (Settings().catch_up_lag_seconds if catch_up_lag is None
+                             else catch_up_lag)
         self.bucket_seconds = model.bucket_seconds
         self.windows = sorted({c.window_buckets for c in model.components})
         self._counters = frozenset(n for c in model.components for n in c.signal.counters)
@@ -127,5 +131,7 @@ class Scorer:
             return Scored(card.score, None, None)
         topic, partition, offset = source
         cause = Cause("event", event.event_id, event.event_type, topic, partition, offset)
-        alert = build_alert(self.model, event.account_id, None, change, cause, now)
+        # As the worker marks it; a peer decides with hysteresis throughout, as before.
+        mode = evaluation_mode(event.ts, now, self.catch_up_lag)
+        alert = build_alert(self.model, event.account_id, None, change, cause, now, mode=mode)
         return Scored(card.score, alert, snapshot(change))

@@ -169,6 +169,25 @@ async def test_hysteresis_holds_only_between_live_evaluations_across_restarts(
     assert await redis.hget(state, keys.MODE) == b"catch_up"
 
 
+async def test_each_alert_says_whether_its_evaluation_was_live_or_caught_up(
+        settings: Settings, redis: Redis) -> None:
+    worker = _Worker(settings, redis, itertools.count())
+    old = time.time() - 2 * HOUR
+
+    def told(alerts: list[dict[str, Any]]) -> list[tuple[str | None, str, str]]:
+        return [(a["previous_tier"], a["tier"], a["delivery"]) for a in alerts]
+
+    # First scores by the same rule: one from history, one from a live answer.
+    assert told(await worker.csat("acme", old, 5, 5, 5, 5, 5)) == [(None, "green", "catch_up")]
+    assert told(await worker.csat("beta", time.time(), 5)) == [(None, "green", "live")]
+    assert told(await worker.csat("acme", time.time(), 2, 2, 2)) == [
+        ("green", "yellow", "live")]
+    assert await worker.csat("acme", time.time(), 4, 4, 4) == []
+    assert told(await worker.csat("acme", old, 4)) == [("yellow", "green", "catch_up")]
+    assert told(await worker.csat("beta", old, 1, 1, 1, 1, 1)) == [
+        ("green", "red", "catch_up")]
+
+
 async def test_the_lag_is_a_setting(settings: Settings, redis: Redis) -> None:
     # Two hours behind is live with a three-hour lag: hysteresis from the second
     # evaluation on, as before this rule.
@@ -208,3 +227,4 @@ async def test_a_replay_settles_a_tier_held_by_the_margin_on_the_rebuilt_score(
     report = await Replay(settings, force=True).run()
     assert _tiers(report.alerts) == [("green", "yellow", 68.75)]
     assert [(a["seq"], a["cause"]["kind"]) for a in report.alerts] == [(2, "replay")]
+    assert report.alerts[0]["delivery"] == "catch_up"  # a rebuild's result, not news

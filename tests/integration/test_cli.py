@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from tests.integration import chaos
 from tests.integration.harness import Producer, alerts_for, event, read_until, running_worker
+from worker.commands import alert_line
 from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows.store import WindowStore
 
 HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
+SUMMARY = r"(?m)^\d+ accounts scored: \d+ (green|yellow|red)(, \d+ (green|yellow|red))*$"
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -29,21 +32,32 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "HEALTHSCORE_METRICS_PORT": "0", **extra}
 
 
-def test_dev_shows_alerts_from_the_simulation_and_cleans_up(tmp_path: Path) -> None:
+def test_dev_sums_up_catch_up_alerts_and_cleans_up(tmp_path: Path) -> None:
     log = tmp_path / "dev.log"
     with log.open("wb") as out:
         # In its own directory: dev writes its address file there, not into the checkout.
         proc = subprocess.Popen([*HEALTHSCORE, "dev", "--accounts", "40", "--rate", "300"],
                                 stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
     try:
-        text = _wait_for(log, proc, r"(?m)^\S+: new -> (green|yellow|red)", within=90)
+        text = _wait_for(log, proc, SUMMARY, within=90)
         assert "ready" in text
+        bootstrap = re.search(r"(?m)^\s+broker\s+(\S+)", text)
+        assert bootstrap, text[:2000]
+        alerts = asyncio.run(chaos.read_topic(Settings(kafka_bootstrap=bootstrap[1]),
+                                              Settings().topic_alerts))
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
     text = log.read_text()
     assert code == 0, text[-3000:]
     assert "stopped" in text
+    # The simulator's history scored every account as catch-up: counted, not listed.
+    caught_up = [a for a in alerts if a["delivery"] == "catch_up"]
+    assert caught_up, alerts[:3]
+    live_first = [a for a in alerts if a["previous_tier"] is None and a["delivery"] == "live"]
+    assert not live_first, live_first[:3]
+    listed = [alert_line(a) for a in caught_up if alert_line(a) in text]
+    assert not listed, listed[:5]
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", text)]
     assert ports, text[:2000]
     for port in set(ports):

@@ -174,6 +174,7 @@ async def test_a_replay_under_a_new_model_alerts_only_where_tiers_now_differ(
     for alert in report.alerts:
         assert valid_alert(alert)
         assert alert["cause"]["kind"] == "replay"
+        assert alert["delivery"] == "catch_up"
         assert alert["model_version"] == "strict-replay-test"
         assert alert["seq"] == last_seq[alert["account_id"]] + 1  # the chain goes on
     published = await _alerts(settings, settings.topic_alerts)
@@ -181,6 +182,7 @@ async def test_a_replay_under_a_new_model_alerts_only_where_tiers_now_differ(
     trail = await _alerts(settings, trail_topic)
     assert len(trail) == report.trail_alerts > 0
     assert all(valid_alert(a) and a["model_version"] == "strict-replay-test" for a in trail)
+    assert {a["delivery"] for a in trail} == {"catch_up"}  # history, on event time
     chains: dict[str, list[int]] = {}
     for alert in trail:  # the trail is a chain of its own, from seq 1, in event time
         chains.setdefault(alert["account_id"], []).append(alert["seq"])

@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from worker.alerts import Cause, alert_id, build_alert
+from worker.alerts import WINDOW_EXPIRY, Cause, alert_id, build_alert
 from worker.contracts import validator
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.attribution import ComponentChange
+from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import ComponentScore, Scorecard, score_components
 from worker.scoring.tierchange import TierChange, decide, snapshot
@@ -51,13 +52,13 @@ def then(model: Model, before: TierChange, vals: Mapping[str, float]) -> TierCha
 @pytest.mark.parametrize("cause", [Cause.of(EVENT), Cause.of(UPDATE), Cause("window_expiry")])
 @pytest.mark.parametrize("segment", ["enterprise", None])
 def test_first_alert_validates(model: Model, cause: Cause, segment: str | None) -> None:
-    alert = build_alert(model, "acme", segment, first(model, GREEN), cause, NOW)
+    alert = build_alert(model, "acme", segment, first(model, GREEN), cause, NOW, mode=Mode.LIVE)
     assert schema_errors(alert) == []
 
 
 def test_tier_change_alert_validates(model: Model) -> None:
     change = then(model, first(model, GREEN), RED)
-    alert = build_alert(model, "acme", "smb", change, Cause.of(EVENT), NOW)
+    alert = build_alert(model, "acme", "smb", change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
     assert schema_errors(alert) == []
 
 
@@ -75,7 +76,7 @@ def test_every_kind_of_trigger_validates(
     model: Model, before: dict[str, float], after: dict[str, float]
 ) -> None:
     change = then(model, first(model, before), after)
-    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW)
+    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
     assert schema_errors(alert) == []
 
 
@@ -83,14 +84,15 @@ def test_alert_without_trigger_validates(model: Model) -> None:
     card = score_components(model, GREEN)
     assert card.score is not None
     change = TierChange(None, "green", None, card.score, 1, card, {}, None)
-    alert = build_alert(model, "acme", None, change, Cause("window_expiry"), NOW)
+    alert = build_alert(model, "acme", None, change, Cause("window_expiry"), NOW, mode=Mode.LIVE)
     assert alert["triggering_component"] is None
     assert schema_errors(alert) == []
 
 
 def test_extreme_scores_validate(model: Model) -> None:
     for vals in ({"escalations": 0}, {"escalations": 5}):
-        alert = build_alert(model, "acme", None, first(model, vals), Cause.of(EVENT), NOW)
+        alert = build_alert(model, "acme", None, first(model, vals), Cause.of(EVENT), NOW,
+                            mode=Mode.LIVE)
         assert alert["score"] in (0.0, 100.0)
         assert schema_errors(alert) == []
 
@@ -128,8 +130,8 @@ def test_alert_ids_of_many_seqs_are_unique() -> None:
 
 def test_republished_alert_has_the_same_id(model: Model) -> None:
     change = first(model, GREEN)
-    one = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW)
-    two = build_alert(model, "acme", None, change, Cause.of(UPDATE), NOW + 60)
+    one = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
+    two = build_alert(model, "acme", None, change, Cause.of(UPDATE), NOW + 60, mode=Mode.LIVE)
     assert one["alert_id"] == two["alert_id"] == alert_id("acme", 1, None, "green")
 
 
@@ -138,7 +140,8 @@ def test_republished_alert_has_the_same_id(model: Model) -> None:
 
 def test_first_alert_fields(model: Model) -> None:
     change = first(model, GREEN)
-    alert = build_alert(model, "acme", "enterprise", change, Cause.of(EVENT), NOW)
+    alert = build_alert(model, "acme", "enterprise", change, Cause.of(EVENT), NOW,
+                        mode=Mode.LIVE)
     assert alert["account_id"] == "acme"
     assert alert["segment"] == "enterprise"
     assert alert["previous_tier"] is None
@@ -160,14 +163,15 @@ def test_tier_labels(model: Model, tier: str, label: str) -> None:
     vals: dict[str, dict[str, float]] = {
         "green": GREEN, "yellow": {"login_frequency": 12, "escalations": 1}, "red": RED,
     }
-    alert = build_alert(model, "acme", None, first(model, vals[tier]), Cause.of(EVENT), NOW)
+    alert = build_alert(model, "acme", None, first(model, vals[tier]), Cause.of(EVENT), NOW,
+                        mode=Mode.LIVE)
     assert (alert["tier"], alert["tier_label"]) == (tier, label)
 
 
 def test_components_carry_rounded_subscores_and_contributions(model: Model) -> None:
     vals = {"login_frequency": 9, "escalations": 1, "csat": 3.3}
     change = first(model, vals)
-    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW)
+    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
     assert list(alert["components"]) == ["login_frequency", "escalations", "csat"]
     login = alert["components"]["login_frequency"]
     assert login == {"subscore": 31.25, "value": 9, "weight": 1.0,
@@ -181,7 +185,7 @@ def test_components_carry_rounded_subscores_and_contributions(model: Model) -> N
 def test_scores_are_rounded_to_two_decimals(model: Model) -> None:
     before = first(model, {"login_frequency": 20, "escalations": 1})  # 66.666...
     change = then(model, before, {"login_frequency": 5, "escalations": 2})
-    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW)
+    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
     assert before.tier == "yellow"
     assert alert["previous_score"] == 66.67
     assert alert["score"] == round(100 / 16 / 2.25, 2) == 2.78
@@ -190,7 +194,7 @@ def test_scores_are_rounded_to_two_decimals(model: Model) -> None:
 def test_triggering_component_of_a_drop(model: Model) -> None:
     before = first(model, {"login_frequency": 20, "escalations": 0})
     change = then(model, before, {"login_frequency": 10, "escalations": 2})
-    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW)
+    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
     assert (alert["previous_tier"], alert["tier"], alert["seq"]) == ("green", "red", 2)
     assert alert["triggering_component"] == {
         "name": "escalations",
@@ -206,7 +210,8 @@ def test_triggering_component_of_a_drop(model: Model) -> None:
 def test_triggering_component_that_appeared(model: Model) -> None:
     before = first(model, {"login_frequency": 20})
     change = then(model, before, {"login_frequency": 20, "escalations": 2})
-    trigger = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW)["triggering_component"]
+    alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
+    trigger = alert["triggering_component"]
     assert trigger["name"] == "escalations"
     assert trigger["previous_subscore"] is None
     assert trigger["previous_value"] is None
@@ -223,7 +228,8 @@ def test_triggering_component_that_vanished(model: Model) -> None:
     assert vanished.current is None
     forced = TierChange(change.previous_tier, change.tier, change.previous_score, change.score,
                         change.seq, change.scorecard, change.changes, vanished)
-    trigger = build_alert(model, "acme", None, forced, Cause.of(EVENT), NOW)["triggering_component"]
+    alert = build_alert(model, "acme", None, forced, Cause.of(EVENT), NOW, mode=Mode.LIVE)
+    trigger = alert["triggering_component"]
     assert trigger["name"] == "csat"
     assert trigger["subscore"] is None
     assert trigger["value"] is None
@@ -244,7 +250,7 @@ def test_trigger_is_taken_from_the_change(model: Model) -> None:
     trigger = ComponentChange("nps", ComponentScore(40, 85.714, 0.85), card.components["nps"],
                               -42.857142)
     change = TierChange("green", "yellow", 85.714, 42.857, 4, card, {"nps": trigger}, trigger)
-    alert = build_alert(model, "acme", None, change, Cause.of(UPDATE), NOW)
+    alert = build_alert(model, "acme", None, change, Cause.of(UPDATE), NOW, mode=Mode.LIVE)
     assert alert["triggering_component"]["contribution_change"] == -42.86
     assert alert["triggering_component"]["previous_subscore"] == 85.71
     assert alert["seq"] == 4
@@ -270,3 +276,25 @@ def test_window_expiry_cause_has_no_source() -> None:
         "kind": "window_expiry", "event_id": None, "event_type": None,
         "topic": None, "partition": None, "offset": None,
     }
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+@pytest.mark.parametrize(("mode", "delivery"), [(Mode.LIVE, "live"),
+                                                (Mode.CATCH_UP, "catch_up")])
+@pytest.mark.parametrize("cause", [Cause.of(EVENT), Cause.of(UPDATE), WINDOW_EXPIRY])
+def test_delivery_is_the_mode_of_the_evaluation(model: Model, mode: Mode, delivery: str,
+                                                cause: Cause) -> None:
+    for change in (first(model, GREEN), then(model, first(model, GREEN), RED)):
+        alert = build_alert(model, "acme", None, change, cause, NOW, mode=mode)
+        assert alert["delivery"] == delivery
+        assert schema_errors(alert) == []
+
+
+def test_an_alert_as_written_must_say_its_delivery(model: Model) -> None:
+    alert = build_alert(model, "acme", None, first(model, GREEN), Cause.of(EVENT), NOW,
+                        mode=Mode.LIVE)
+    assert schema_errors({**alert, "delivery": "late"}) != []
+    del alert["delivery"]
+    assert schema_errors(alert) != []

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import orjson
+
+from worker.alerts import Cause, build_alert
 from worker.cli import _parser
+from worker.scoring.mode import Mode
+from worker.scoring.model import Model
+from worker.scoring.rollup import score_components
+from worker.scoring.tierchange import decide, snapshot
 from worker.settings import documented_settings
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
@@ -39,3 +49,35 @@ def test_every_metric_is_documented() -> None:
     for name in names:
         # Counters are collected without their _total suffix.
         assert f"`{name}" in README, name
+
+
+def consumer_snippet() -> str:
+    """The minimal Python consumer of the README's "Consuming alerts"."""
+    section = README.split("### Consuming alerts", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def run_consumer(lines: list[bytes]) -> list[str]:
+    """The README's consumer as a user runs it: alert lines on its stdin."""
+    result = subprocess.run([sys.executable, "-c", consumer_snippet()], input=b"".join(
+        line + b"\n" for line in lines), capture_output=True, timeout=60, check=True)
+    return result.stdout.decode().splitlines()
+
+
+def test_the_readme_consumer_keeps_one_of_each_alert_and_leaves_catch_up_ones(
+        model: Model) -> None:
+    def alert(account: str, cards: list[dict[str, float]], mode: Mode) -> dict[str, Any]:
+        published = None
+        for values in cards:
+            change = decide(model, score_components(model, values), published)
+            assert change is not None
+            published = orjson.loads(orjson.dumps(snapshot(change)))
+        return build_alert(model, account, None, change, Cause("event"), 0.0, mode=mode)
+
+    green, red = {"escalations": 0}, {"escalations": 2}
+    history = alert("a", [green], Mode.CATCH_UP)
+    first, change = alert("b", [green], Mode.LIVE), alert("b", [green, red], Mode.LIVE)
+    older = {k: v for k, v in alert("c", [red], Mode.LIVE).items() if k != "delivery"}
+    # As published (and as `healthscore alerts --json` prints them), one delivered twice.
+    lines = [orjson.dumps(a) for a in (history, first, change, first, older)]
+    assert run_consumer(lines) == ["b: None -> green", "b: green -> red", "c: None -> red"]

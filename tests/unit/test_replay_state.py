@@ -4,6 +4,7 @@ published-tier snapshot it takes back from an alert; plus the reset, on fakeredi
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import fakeredis
 import orjson
@@ -11,9 +12,12 @@ import pytest
 
 from worker.alerts import Cause, build_alert
 from worker.clock import EventTimeClock, FixedClock, WallClock
+from worker.replay import Replay
+from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import ComponentScore, Scorecard
 from worker.scoring.tierchange import decide, scorecard_of, snapshot
+from worker.settings import Settings
 from worker.windows import keys, rebuild
 
 
@@ -65,7 +69,7 @@ def test_an_alert_gives_back_the_snapshot_it_was_published_from(model: Model) ->
     change = decide(model, card, None)
     assert change is not None
     alert = orjson.loads(orjson.dumps(
-        build_alert(model, "acme", None, change, Cause("event"), 0.0)))
+        build_alert(model, "acme", None, change, Cause("event"), 0.0, mode=Mode.LIVE)))
     taken = rebuild._snapshot(alert)
     expected = snapshot(change)
     assert taken["tier"] == expected["tier"]
@@ -73,6 +77,23 @@ def test_an_alert_gives_back_the_snapshot_it_was_published_from(model: Model) ->
     assert scorecard_of(taken).components == scorecard_of(expected).components
     # The next change is decided against it exactly as against the original.
     assert decide(model, card, taken) is None
+
+
+def test_a_replay_reads_alerts_published_before_they_said_their_delivery(
+        model: Model) -> None:
+    change = decide(model, Scorecard({"nps": ComponentScore(-100.0, 0.0, 0.85)}), None)
+    assert change is not None
+    alert = orjson.loads(orjson.dumps(
+        build_alert(model, "acme", None, change, Cause("event"), 0.0, mode=Mode.LIVE)))
+    older = {k: v for k, v in alert.items() if k != "delivery"}
+    values = [orjson.dumps(alert), orjson.dumps(older), b"not json",
+              orjson.dumps({**alert, "delivery": "late"}),
+              orjson.dumps({k: v for k, v in older.items() if k != "seq"})]
+    records = [SimpleNamespace(topic="health.alerts", partition=0, offset=n, value=v)
+               for n, v in enumerate(values)]
+    replay = Replay(Settings(), model)
+    assert list(replay._readable(records)) == [alert, older]  # as they were, not filled in
+    assert replay.report.unreadable_alerts == 3
 
 
 async def test_reset_keeps_only_published_tiers_and_unsent_alerts() -> None:

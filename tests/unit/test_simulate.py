@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import re
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -216,6 +217,7 @@ class _FakeProducer:
     def __init__(self, **config: Any) -> None:
         self.config = config
         self.sent: list[tuple[str, bytes, bytes]] = []
+        self.timestamps: list[int | None] = []
         self.stopped = self.flushed = False
         self.client = self
         _FakeProducer.instances.append(self)
@@ -229,8 +231,10 @@ class _FakeProducer:
     async def start(self) -> None:
         self.stopped = False
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+    async def send(self, topic: str, value: bytes, key: bytes,
+                   timestamp_ms: int | None = None) -> asyncio.Future[None]:
         self.sent.append((topic, key, value))
+        self.timestamps.append(timestamp_ms)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
@@ -267,6 +271,20 @@ async def test_run_simulation_sends_accounts_then_paced_events(fake_producer: Fa
         event = orjson.loads(value)
         assert key == event["account_id"].encode()
         assert topic in settings.event_topics
+
+
+async def test_accounts_are_stamped_at_the_start_of_their_history(fake_producer: Fake) -> None:
+    # Their records are history like the events after them: the worker's first scores
+    # of them are catch-up, not a live alert per account.
+    before = time.time()
+    await run_simulation(Settings(), accounts=3, rate=100, duration=0.1, seed=1,
+                         progress=False, history_days=2)
+    (producer,) = fake_producer.instances
+    stamps = [ts for (topic, _, _), ts in zip(producer.sent, producer.timestamps, strict=True)
+              if topic == Settings().topic_accounts]
+    assert len(stamps) == 3
+    assert all(ts is not None and before - 2 * 86400 - 1 <= ts / 1000 <= before - 2 * 86400 + 60
+               for ts in stamps), stamps
 
 
 async def test_missing_topics_are_skipped_not_fatal(fake_producer: Fake) -> None:

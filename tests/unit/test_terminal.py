@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from worker.commands import _print_alert, _print_explanation, alert_line
+from worker.commands import _print_explanation, alert_line, print_alert
 from worker.terminal import visible
 
 HOSTILE = ["[/]", "[link=http://x]click[/link]", "\x1b[31m", "a\nb", "\r", ":smile:",
@@ -94,10 +94,40 @@ def test_alert_lines_are_one_line_of_text(account: str, trigger: str) -> None:
                            f"{visible(trigger)} ")
 
 
+@given(account=values, trigger=values)
+def test_a_first_score_reads_as_one(account: str, trigger: str) -> None:
+    alert = {**_alert(account, tier="yellow", trigger=trigger), "previous_tier": None,
+             "previous_score": None, "score": 65.74}
+    alert["triggering_component"]["contribution_change"] = -10.1
+    line = alert_line(alert)
+    assert not any(_hidden(c) for c in line)
+    assert line == (f"{visible(account)}: first scored yellow (score 65.7), "
+                    f"lowest {visible(trigger)}")
+
+
+@pytest.mark.parametrize(("change", "pull"), [(12.5, ", highest nps"), (-3.0, ", lowest nps"),
+                                              (0.0, "")])
+def test_a_first_score_names_what_pulls_it_furthest(change: float, pull: str) -> None:
+    alert = {**_alert("acme", tier="green", trigger="nps"), "previous_tier": None,
+             "previous_score": None, "score": 88.0}
+    alert["triggering_component"]["contribution_change"] = change
+    assert alert_line(alert) == f"acme: first scored green (score 88.0){pull}"
+    assert alert_line({**alert, "triggering_component": None}) == \
+        "acme: first scored green (score 88.0)"
+
+
+def test_a_change_reads_from_tier_to_tier() -> None:
+    alert = {**_alert("acct-00057", tier="yellow"), "score": 65.7, "previous_score": 78.8,
+             "cause": {"kind": "event", "event_type": "survey"}}
+    alert["triggering_component"]["contribution_change"] = -10.1
+    assert alert_line(alert) == ("acct-00057: green -> yellow (score 78.8 -> 65.7) trigger "
+                                 "escalations (-10.1 pts) after survey")
+
+
 @pytest.mark.parametrize("account", HOSTILE)
 def test_alerts_command_prints_an_alert_literally(account: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    _print_alert(orjson.dumps(_alert(account, tier="at_risk")), as_json=False)
+    print_alert(orjson.dumps(_alert(account, tier="at_risk")), as_json=False)
     out = capsys.readouterr().out
     assert out == alert_line(_alert(account, tier="at_risk")) + "\n"
     assert "\x1b" not in out
@@ -106,7 +136,7 @@ def test_alerts_command_prints_an_alert_literally(account: str,
 @pytest.mark.parametrize("value", [b"not json", b"[1]", b'{"tier": "red"}', None])
 def test_alerts_command_skips_what_is_not_an_alert(value: bytes | None,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    _print_alert(value, as_json=False)
+    print_alert(value, as_json=False)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("healthscore: skipped a record that is not an alert")

@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 import orjson
@@ -90,7 +90,12 @@ async def run_simulation(
         publisher = _Publisher(producer, settings, stats)
         await publisher.check_topics()
         with _progress_bar(progress) as bar:
-            await publisher.send(("account", r) for r in population.account_records(_now()))
+            now = _now()
+            # The accounts are as old as their history: their records stamped at its start
+            # are history too, so the first scores count as caught up (``delivery``), not
+            # as a live alert for every account.
+            await publisher.send((("account", r) for r in population.account_records(now)),
+                                 at=now - timedelta(days=history_days))
             if history_days > 0:
                 await _backfill(stream, publisher, bar, history_days)
             task = bar.add_task("events", total=rate * duration if duration else None)
@@ -128,8 +133,10 @@ class _Publisher:
             log.warning("topic %s does not exist; skipping its events until it does", topic)
         self._missing = missing
 
-    async def send(self, batch: Iterable[Emitted]) -> int:
-        """Send ``batch`` and wait for its delivery; the number of records delivered."""
+    async def send(self, batch: Iterable[Emitted], at: datetime | None = None) -> int:
+        """Send ``batch`` and wait for its delivery; the number of records delivered.
+        ``at``: the records' timestamp (default: the producer's clock)."""
+        timestamp_ms = None if at is None else int(at.timestamp() * 1000)
         if self._missing and time.monotonic() - self._checked_at > TOPIC_RECHECK_SECONDS:
             await self.check_topics()
         pending: list[tuple[str, asyncio.Future[object]]] = []
@@ -140,7 +147,8 @@ class _Publisher:
                 continue
             key = str(record["account_id"]).encode()
             try:
-                future = await self._producer.send(topic, value=orjson.dumps(record), key=key)
+                future = await self._producer.send(topic, value=orjson.dumps(record), key=key,
+                                                   timestamp_ms=timestamp_ms)
                 pending.append((kind, future))
             except KafkaError as exc:
                 self._fail(topic, kind, exc)
