@@ -99,10 +99,10 @@ class FakeSlack:
 
 def make_alert(account_id: str, *, seq: int = 2, previous_tier: str | None = "green",
                tier: str = "red", score: float = 26.3, previous_score: float | None = 80.0,
-               segment: str | None = "mid_market", delivery: str | None = None,
+               segment: str | None = "mid_market", delivery: str | None = "live",
                ts: float | None = None) -> dict[str, Any]:
-    """A schema-valid alert (``delivery``, when given, is added after validation: the
-    field comes with the catch-up change to the alert schema)."""
+    """A schema-valid alert; ``delivery=None`` leaves the field out, as in an alert
+    written before alerts carried it (the notifier takes that as live)."""
     labels = {"green": "Doing well", "yellow": "Take notice", "red": "Requires attention"}
     alert: dict[str, Any] = {
         "alert_id": alert_id(account_id, seq, previous_tier, tier),
@@ -119,10 +119,10 @@ def make_alert(account_id: str, *, seq: int = 2, previous_tier: str | None = "gr
         "cause": {"kind": "event", "event_id": "t-1", "event_type": "ticket",
                   "topic": "events.ticket", "partition": 0, "offset": 1},
         "model_version": "default-2026.11", "ts": rfc3339(time.time() if ts is None else ts),
-        "seq": seq,
+        "seq": seq, "delivery": delivery or "live",
     }
     errors = [e.message for e in validator("alert").iter_errors(alert)]
     assert not errors, errors
-    if delivery is not None:
-        alert["delivery"] = delivery
+    if delivery is None:
+        del alert["delivery"]
     return alert
