@@ -48,6 +48,7 @@ def create_app(model: Model, redis: Redis, *, token: str = "",
     _handle_errors(app)
 
     @app.get("/accounts/{account_id}", response_model=models.Account,
+             dependencies=[Depends(_only_query())],
              responses={404: {"model": models.Error, "description": "Unknown account."}},
              summary="One account's score, tier and components, now")
     async def get_account(account_id: Annotated[str, Path(
@@ -58,31 +59,47 @@ def create_app(model: Model, redis: Redis, *, token: str = "",
         return _account(result)
 
     @app.get("/accounts", response_model=models.AccountPage,
+             dependencies=[Depends(_only_query("tier", "segment", "cursor", "limit"))],
              summary="Accounts by published tier, paged by account id")
     async def list_accounts(
             tier: Annotated[str, Query(pattern=tier_pattern, description=(
                 "Published tier: " + ", ".join(tiers) + "."))],
             segment: Annotated[str | None, Query(min_length=1, max_length=64, description=(
                 "Only accounts whose segment attribute is this."))] = None,
-            cursor: Annotated[str | None, Query(max_length=200, description=(
+            cursor: Annotated[str | None, Query(
+                max_length=200, pattern=listing.CURSOR_PATTERN, description=(
                 "`next_cursor` of the page before; absent: the first page."))] = None,
             limit: Annotated[int, Query(ge=1, le=500, description=(
                 "Most accounts in the page."))] = 100) -> models.AccountPage:
-        try:
-            after = None if cursor is None else listing.decode_cursor(cursor)
-        except listing.BadCursor:
-            raise RequestValidationError([{
-                "type": "value_error", "loc": ("query", "cursor"),
-                "msg": "not a cursor this API gave out", "input": cursor}]) from None
+        after = None if cursor is None else listing.decode_cursor(cursor)
         rows, next_cursor = await listing.page(redis, tier, segment, after, limit)
         return models.AccountPage(accounts=[models.AccountSummary(**r._asdict()) for r in rows],
                                   next_cursor=next_cursor)
 
-    @app.get("/model", response_model=models.ScoringModel, summary="The running model")
+    @app.get("/model", response_model=models.ScoringModel, summary="The running model",
+             dependencies=[Depends(_only_query())])
     async def get_model() -> models.ScoringModel:
         return _model(model)
 
     return app
+
+
+def _only_query(*names: str) -> Any:
+    """A query parameter the route does not know, or one given twice, is refused (422),
+    not ignored: a typo such as ``segmnet=smb`` would otherwise list every segment, and
+    of ``tier=red&tier=green`` one would be dropped unsaid."""
+    async def check(request: Request) -> None:
+        query = request.query_params
+        errors = [{"type": "extra_forbidden", "loc": ("query", name),
+                   "msg": "unknown query parameter", "input": query[name]}
+                  for name in sorted(set(query) - set(names))]
+        errors += [{"type": "too_long", "loc": ("query", name),
+                    "msg": "given more than once", "input": query.getlist(name)}
+                   for name in sorted(set(query) & set(names)) if len(query.getlist(name)) > 1]
+        if errors:
+            raise RequestValidationError(errors)
+
+    return check
 
 
 def _authorizer(token: str) -> Any:

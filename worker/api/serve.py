@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socket
+from types import FrameType
 
 import uvicorn
 
@@ -35,6 +37,17 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """Stops on SIGTERM and exits 0, as the worker does; uvicorn would raise the signal
+    again once stopped (an exit status of -15). Ctrl-C still ends in KeyboardInterrupt."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and captured and captured[-1] == sig:
+            captured.pop()
+
+
 async def serve_api(settings: Settings) -> None:
     model = load_model(settings.model_path)
     token = settings.api_bearer_token()
@@ -48,7 +61,7 @@ async def serve_api(settings: Settings) -> None:
              sock.getsockname()[1], model.version,
              "bearer token required" if token else "no token asked")
     try:
-        await uvicorn.Server(config).serve(sockets=[sock])
+        await _Server(config).serve(sockets=[sock])
     finally:
         await redis.aclose()
         sock.close()
