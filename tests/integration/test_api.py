@@ -230,3 +230,21 @@ def test_fuzz_every_endpoint_against_its_schema(api: Api, operation: str) -> Non
         case.call_and_validate(headers=AUTH)
 
     run()
+
+
+def test_a_port_in_use_or_out_of_range_is_one_line_and_an_exit_code(redis_url: str) -> None:
+    env = _env(HEALTHSCORE_REDIS_URL=redis_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run([*HEALTHSCORE, "api", "--port", str(port)], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert busy.returncode == 3
+    assert busy.stderr.strip().splitlines()[-1] == (
+        f"healthscore: api: 127.0.0.1:{port} is already in use; set HEALTHSCORE_API_PORT"
+        " (or --port) to a free port")
+    wrong = subprocess.run([*HEALTHSCORE, "api", "--port", "70000"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2
+    assert "HEALTHSCORE_API_PORT must be a port" in wrong.stderr
