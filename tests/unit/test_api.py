@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import fakeredis
@@ -139,3 +140,20 @@ def test_bad_queries_are_422_json(redis: fakeredis.FakeAsyncRedis) -> None:
             assert response.status_code == 422, query
             assert isinstance(response.json()["detail"], list), query
         assert client.get("/accounts/no%20spaces").status_code == 422
+
+
+def test_redis_not_answering_is_503_json() -> None:
+    from redis.asyncio import Redis
+
+    from worker.windows import server
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    redis = server.connect(f"redis://127.0.0.1:{port}/0", 2.0)
+    assert isinstance(redis, Redis)
+    with TestClient(create_app(load_model(""), redis)) as client:
+        for path in ("/accounts?tier=red", "/accounts/acme"):
+            response = client.get(path)
+            assert response.status_code == 503, path
+            assert response.json() == {"detail": "Redis did not answer"}
