@@ -1,4 +1,5 @@
-"""``healthscore``: worker | dev | simulate | explain | alerts | replay | notify | check-model."""
+"""``healthscore``: worker | dev | simulate | explain | alerts | replay | notify | api |
+check-model."""
 
 from __future__ import annotations
 
@@ -124,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     _notify_options(p)
     p.set_defaults(run=_notify_slack)
 
+    p = sub.add_parser("api", help="serve the account API (scores, tiers, the model) over HTTP")
+    p.add_argument("--host", default=None, help="address to bind (default: HEALTHSCORE_API_HOST)")
+    p.add_argument("--port", type=int, default=None,
+                   help="port (default: HEALTHSCORE_API_PORT)")
+    p.set_defaults(run=_api)
+
     p = sub.add_parser("check-model", help="validate a model file and print its components")
     p.add_argument("path", nargs="?", default=None, help="model file (default: the setting)")
     p.set_defaults(run=_check_model)
@@ -238,6 +245,16 @@ def _notify_slack(settings: Settings, args: argparse.Namespace) -> int:
     from worker.notify.run import notify_slack
 
     return notify_slack(settings, args)
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.api.serve import serve_api
+
+    changes = {k: v for k, v in (("api_host", args.host), ("api_port", args.port))
+               if v is not None}
+    settings = settings.replace(**changes)
+    settings.validate()
+    asyncio.run(serve_api(settings))
+    return 0
 
 
 def _check_model(settings: Settings, args: argparse.Namespace) -> int:

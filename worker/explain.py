@@ -27,6 +27,16 @@ class Explanation:
     # component -> the distinct sets it reads whose count is a lower bound in its window
     # (the account reached HEALTHSCORE_MAX_DISTINCT_MEMBERS)
     capped: dict[str, list[str]] = field(default_factory=dict)
+    # event type -> the newest bucket with an event of it (seen:<type>); 1 is a flag
+    # an older version wrote: seen, when unknown
+    seen_bucket: dict[str, int] = field(default_factory=dict)
+
+    def last_events(self) -> dict[str, str | None]:
+        """Event type -> the start of the newest time bucket holding an event of it
+        (RFC 3339), None for a type seen before this was kept; types never seen left out."""
+        seconds = self.model.bucket_seconds
+        return {t: None if b <= 1 else rfc3339(b * seconds)
+                for t, b in sorted(self.seen_bucket.items())}
 
     @property
     def known(self) -> bool:
@@ -50,6 +60,7 @@ class Explanation:
             "published_tier": published.get("tier"),
             "published_seq": published.get("seq"),
             "components": [self._component(c.name) for c in self.model.components],
+            "last_events": self.last_events(),
         }
 
     def _component(self, name: str) -> dict[str, Any]:
@@ -75,4 +86,5 @@ async def explain(store: WindowStore, model: Model, account_id: str, clock: Cloc
               for c in model.components}
     return Explanation(account_id, now, model, score_components(model, values),
                        state.attrs, state.published, state.last_mode,
-                       {name: sets for name, sets in capped.items() if sets})
+                       {name: sets for name, sets in capped.items() if sets},
+                       dict(state.seen_bucket or {}))

@@ -141,6 +141,7 @@ class Replay:
             # Both idempotent: a read of the topic or a walk of Redis that breaks off
             # starts over (each step inside is retried on its own first).
             seeded = await self._retry(self._seed_published, "kafka")
+            await self._retry(partial(rebuild.reindex, self._redis), "redis")
             log.info("reset; %d published tiers kept, %d taken from %s", kept, seeded,
                      self.settings.topic_alerts)
             await self._rebuild()

@@ -139,6 +139,19 @@ class Settings:
     notify_digest_minutes: float = _setting(
         10.0, "Catch-up alerts (a backlog, a replay) and first scores are posted as one digest"
         " per this many minutes (fractions allowed) instead of one message each.")
+    api_host: str = _setting(
+        "127.0.0.1", "Address `healthscore api` binds; 0.0.0.0 for every interface (then set"
+        " a token)."
+    )
+    api_port: int = _setting(8080, "Port of `healthscore api`.")
+    api_token: str = _setting(
+        "", "Bearer token every API request must carry (Authorization: Bearer ...); empty:"
+        " none asked."
+    )
+    api_token_file: str = _setting(
+        "", "File holding that token (a mounted secret), read at start-up; used when"
+        " HEALTHSCORE_API_TOKEN is empty."
+    )
     metrics_host: str = _setting(
         "127.0.0.1", "Address the /metrics endpoint binds; 0.0.0.0 for every interface"
         " (containers, remote scrapers)."
@@ -186,12 +199,22 @@ class Settings:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"{env_name('redis_url')}: {self.redis_url!r} is no Redis URL"
                               " (redis://, rediss:// or unix://)")
+        if not 1 <= self.api_port <= 65535:
+            raise ConfigError(f"{env_name('api_port')} must be a port (1-65535)")
+        if self.api_token_file and not Path(self.api_token_file).is_file():
+            raise ConfigError(f"{env_name('api_token_file')}: no file at {self.api_token_file!r}")
         if not self.metrics_host.strip():
             raise ConfigError(f"{env_name('metrics_host')} must be an address, e.g. 127.0.0.1")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"{env_name('log_level')}: unknown level {self.log_level!r}")
         if self.model_path and not Path(self.model_path).is_file():
             raise ConfigError(f"{env_name('model_path')}: no file at {self.model_path!r}")
+
+    def api_bearer_token(self) -> str:
+        """The API's token: the setting, else the file's content without its line end."""
+        if self.api_token or not self.api_token_file:
+            return self.api_token
+        return Path(self.api_token_file).read_text("utf-8").strip()
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -75,8 +75,18 @@ async def _snapshot(settings: Settings, model: Model, now: float) -> dict[str, A
                 "attrs": await redis.hget(key, keys.ATTRS),
                 "published": pub and (pub["tier"], pub["seq"]),
                 "score": why["score"], "tier": why["tier"], "components": why["components"],
+                "indexed": [t.name for t in model.tiers
+                            if await redis.zscore(keys.tier_key(t.name), account) is not None],
             }
     return out
+
+
+def _indexed_as_published(snapshot: dict[str, Any]) -> None:
+    """Each account is in the tier index of its published tier, and in no other."""
+    wrong = {a: (s["indexed"], s["published"]) for a, s in snapshot.items()
+             if s["indexed"] != ([] if s["published"] is None else [s["published"][0]])}
+    first = dict(sorted(wrong.items())[:5])
+    assert not wrong, f"{len(wrong)} accounts indexed apart from pub; (indexed, published): {first}"
 
 
 def _same(rebuilt: dict[str, Any], live: dict[str, Any]) -> None:
@@ -114,6 +124,7 @@ async def test_a_replay_into_an_empty_redis_reproduces_the_live_state_and_publis
         await redis.flushdb()
     report = await Replay(settings, force=True).run()  # the broker lists departed members
 
+    _indexed_as_published(live)
     _same(await _snapshot(settings, model, now), live)
     async with Redis.from_url(settings.redis_url) as redis:
         await chaos.verify(settings, redis, stream, _attrs())
@@ -191,6 +202,8 @@ async def test_a_replay_under_a_new_model_alerts_only_where_tiers_now_differ(
     async with Redis.from_url(settings.redis_url) as redis:
         async for key in redis.scan_iter(match=keys.state_key("*")):
             assert not await redis.hexists(key, keys.REPLAY_PUBLISHED)
+    _indexed_as_published(await _snapshot(settings, parse_model(STRICT, source="test"),
+                                          time.time()))
 
 
 async def test_a_replay_refuses_to_run_beside_live_workers(settings: Settings) -> None:

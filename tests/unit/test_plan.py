@@ -376,3 +376,29 @@ def test_an_event_id_is_scoped_by_its_type(planner: Planner) -> None:
     assert writes[0].event_key != writes[1].event_key
     assert writes[0].event_key == writes[2].event_key
     assert [w.event_type for w in writes] == ["login", "ticket", "login"]
+
+
+def test_each_type_keeps_the_newest_bucket_of_its_events(planner: Planner, model: Model) -> None:
+    plan = plan_of(planner, ev("ticket", days_ago(3)), ev("survey", days_ago(5)),
+                   ev("ticket", days_ago(1)), ev("ticket", days_ago(2)))
+    day = model.bucket_seconds
+    assert plan.last_bucket == {"ticket": bucket_of(days_ago(1), day),
+                                "survey": bucket_of(days_ago(5), day)}
+
+
+def test_seen_is_written_only_when_a_batch_moves_its_bucket(planner: Planner,
+                                                            model: Model) -> None:
+    from worker.windows.resident import Resident
+    from worker.windows.script import ApplyScript
+
+    plan = plan_of(planner, ev("ticket", days_ago(1)), ev("survey", days_ago(1)))
+    today = bucket_of(NOW, model.bucket_seconds)
+    windows = tuple(sorted({c.window_buckets for c in model.components}))
+    resident = Resident("acme", today, windows, model.bucket_seconds, maintained=True,
+                        seen_bucket={"ticket": bucket_of(days_ago(1), model.bucket_seconds),
+                                     "survey": 1})  # 1: a flag of an older version
+    call = ApplyScript(model, 86400, 100).call([plan], [resident], [None], [plan.totals()], NOW)
+    args = list(call)  # event id digests are raw bytes
+    assert "seen:ticket" not in args  # known already: nothing written
+    at = args.index("seen:survey")
+    assert args[at + 1] == bucket_of(days_ago(1), model.bucket_seconds)

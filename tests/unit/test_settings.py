@@ -108,10 +108,11 @@ def test_false_words(raw: str) -> None:
 
 @pytest.mark.parametrize("name", [n for n in typed(str) if n != "log_level"])
 def test_string_settings_are_taken_verbatim(name: str, tmp_path: Path) -> None:
-    raw = str(tmp_path / "model.yaml") if name == "model_path" else " some value "
+    files = ("model_path", "api_token_file")  # checked to exist
+    raw = str(tmp_path / "model.yaml") if name in files else " some value "
     if name == "redis_url":  # must be a Redis URL (tested below), taken as it is
         raw = "redis://some value:6379/3 "
-    if name == "model_path":
+    if name in files:
         Path(raw).write_text("x", "utf-8")
     assert getattr(Settings.from_env({env_name(name): raw}), name) == raw
 
@@ -301,3 +302,20 @@ def test_durability_settings_out_of_range_are_refused_by_name(name: str, raw: st
     # A WAIT timeout of 0 would mean "forever" to Redis.
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: raw})
+
+
+def test_the_api_token_comes_from_its_file_when_not_set(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n", "utf-8")
+    from_file = Settings.from_env({"HEALTHSCORE_API_TOKEN_FILE": str(secret)})
+    assert from_file.api_bearer_token() == "s3cret"
+    both = Settings.from_env({"HEALTHSCORE_API_TOKEN_FILE": str(secret),
+                              "HEALTHSCORE_API_TOKEN": "direct"})
+    assert both.api_bearer_token() == "direct"
+    assert Settings.from_env({}).api_bearer_token() == ""
+
+
+@pytest.mark.parametrize("port", ["0", "65536"])
+def test_the_api_port_must_be_a_port(port: str) -> None:
+    with pytest.raises(ConfigError, match="HEALTHSCORE_API_PORT"):
+        Settings.from_env({"HEALTHSCORE_API_PORT": port})

@@ -8,7 +8,8 @@ hs:{A}:c            hash   ``<bucket>|<counter>`` -> sum, e.g. ``20414|login``  
 hs:{A}:u            zset   active user -> last-seen epoch seconds              idle TTL
 hs:{A}:f            zset   feature -> last-seen epoch seconds                  idle TTL
 hs:{A}:e            zset   digests of recent (type, event_id) -> time applied  dedup horizon
-hs:{A}:s            hash   attrs, seen:<type>, write count (ver),             none
+hs:{A}:s            hash   attrs, write count (ver),                          none
+                           seen:<type> -> newest bucket with an event of it,
                            last published tier (pub),
                            mode: catch_up when its last evaluation
                            caught up on history (absent: live),
@@ -25,6 +26,17 @@ Per partition number P (input topics are co-partitioned, so an account has one):
 hs:due:{P}          zset   account -> when data next leaves one of its windows  none
 hs:pending:{P}      set    accounts with an alert in their outbox               none
 ==================  =====  ==================================================  =========
+
+Per tier T, the index the account API pages through (``GET /accounts?tier=T``):
+
+==================  =====  ==================================================  =========
+hs:tier:{T}         zset   account -> 0 (paged by name, ZRANGEBYLEX)           none
+==================  =====  ==================================================  =========
+
+It holds each account under its last published tier (``pub``): moved in the same
+MULTI that saves a new tier, rebuilt from the ``pub`` fields by a replay. One key
+per tier is one Redis Cluster slot per tier: fine on one Redis, a hot slot on a
+cluster (split it by a hash of the account then).
 
 One more, ``hs:durable`` (a counter), is written before each wait for replicas or
 the AOF (``server.wait``): waiting for it waits for every write before it.
@@ -73,6 +85,13 @@ OUTBOX_PREFIX = "outbox:"
 
 def due_key(partition: int) -> str:
     return f"{PREFIX}:due:{{{partition}}}"
+
+
+def tier_key(tier: str) -> str:
+    return f"{PREFIX}:tier:{{{tier}}}"
+
+
+TIER_KEYS = f"{PREFIX}:tier:*"
 
 
 def pending_key(partition: int) -> str:

@@ -97,6 +97,9 @@ class AccountPlan:
     partition: int | None = None  # of its records; co-partitioning makes it one number
     writes: list[EventWrite] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    # event type -> the newest bucket of its events: saved as the account's seen:<type>
+    # when it is newer than the one Redis has (once per type and bucket, not per event)
+    last_bucket: dict[str, int] = field(default_factory=dict)
     attrs: dict[str, Any] | None = None
     attrs_changed: bool = False
     touched: set[str] = field(default_factory=set)  # component names
@@ -177,6 +180,8 @@ class Planner:
             plan.too_old += 1
             return False
         plan.seen.add(event.type)
+        if bucket > plan.last_bucket.get(event.type, -1):
+            plan.last_bucket[event.type] = bucket
         plan.touched |= self._touches[event.type]
         increments = tuple(
             (counter, delta)

@@ -6,7 +6,8 @@ last published tier (``pub``), so the alert chain (``seq``) they de-duplicate on
 goes on where it stopped, and its outbox of alerts not yet known sent, with the
 index of those (the next live owner sends them).
 Everything else (windows, offset fences, event ids, attributes, caches, the
-expiry schedule) is rebuilt from the topics.
+expiry schedule) is rebuilt from the topics; the tier indexes from the published
+tiers (``reindex``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,32 @@ async def reset(redis: Redis) -> int:
                 kept += keys.PUBLISHED.encode() in names
             await pipe.execute()
     return kept
+
+
+async def reindex(redis: Redis) -> int:
+    """Build the tier indexes (``keys.tier_key``) afresh from the published tiers;
+    returns the accounts indexed. A reset drops them with everything derived; run after
+    the published tiers are seeded, it puts every account back under its ``pub``."""
+    async for chunk in _chunks(redis, keys.TIER_KEYS):
+        await redis.unlink(*chunk)
+    indexed = 0
+    async for chunk in _chunks(redis, keys.state_key("*")):
+        names = [a for k in chunk if (a := keys.account_of_state_key(k)) is not None]
+        async with redis.pipeline(transaction=False) as pipe:
+            for account in names:
+                pipe.hget(keys.state_key(account), keys.PUBLISHED)
+            published = await pipe.execute()
+        by_tier: dict[str, dict[str, int]] = {}
+        for account, pub in zip(names, published, strict=True):
+            if pub is not None:
+                by_tier.setdefault(orjson.loads(pub)["tier"], {})[account] = 0
+        if by_tier:
+            async with redis.pipeline(transaction=False) as pipe:
+                for tier, members in by_tier.items():
+                    pipe.zadd(keys.tier_key(tier), members)
+                await pipe.execute()
+        indexed += sum(len(m) for m in by_tier.values())
+    return indexed
 
 
 def _promised(field: bytes) -> bool:

@@ -63,6 +63,8 @@ class Resident:
     next_change: int = NO_CHANGE  # first bucket in which data leaves a window
     attrs: dict[str, Any] = field(default_factory=dict)
     seen: frozenset[str] = frozenset()
+    # event type -> the newest bucket with an event of it (the seen:<type> field)
+    seen_bucket: dict[str, int] = field(default_factory=dict)
     # Component values as last scored, kept in memory only; None until scored after the
     # load. Valid for as long as the account is held: for this bucket (a new one reloads
     # it) and the store's model.
@@ -177,6 +179,8 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
                         attrs=orjson.loads(attrs) if attrs is not None else {},
                         seen=(frozenset(t for t, v in zip(SEEN_TYPES, seen, strict=True) if v)
                               if any(seen) else frozenset()),
+                        seen_bucket=({t: int(v) for t, v in zip(SEEN_TYPES, seen, strict=True)
+                                      if v} if any(seen) else {}),
                         published=orjson.loads(published) if published is not None else None,
                         mode=Mode.CATCH_UP if mode == CATCH_UP else Mode.LIVE)
     if any(capped):

@@ -67,8 +67,12 @@ class ApplyScript:
             args.append(len(latest))
             for member, ts in latest.items():
                 args += [ts, member]
-        sets: list[tuple[str, wire.Arg]] = [(keys.SEEN_PREFIX + t, "1")
-                                            for t in sorted(plan.seen - resident.seen)]
+        # seen:<type> holds the newest bucket with an event of the type (1 from versions
+        # that kept a flag): written when a batch moves it, once per type and bucket.
+        known = resident.seen_bucket
+        sets: list[tuple[str, wire.Arg]] = [(keys.SEEN_PREFIX + t, bucket)
+                                            for t, bucket in plan.last_bucket.items()
+                                            if bucket > known.get(t, -1)]
         if totals.dropped:  # rare: a set at its bound; the latest time a member was left out
             for name, (_, ts) in totals.dropped.items():
                 sets.append((CAPPED_PREFIX + name, max(ts, resident.capped.get(name, ts))))

@@ -60,6 +60,7 @@ class AccountState(NamedTuple):
     seen: frozenset[str]
     last_mode: Mode  # of the account's evaluation before this one
     left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
+    seen_bucket: dict[str, int] | None = None  # event type -> its newest bucket (explain)
 
 
 class StateWrite(NamedTuple):
@@ -230,6 +231,7 @@ class WindowStore:
             seen=resident.seen,
             last_mode=resident.mode,
             left_out=None if dropped is None else {n: c for n, (c, _) in dropped.items()},
+            seen_bucket=resident.seen_bucket,
         )
 
     async def read(self, account_id: str, now: float) -> AccountState:
@@ -286,7 +288,7 @@ class WindowStore:
                     if w.partition is not None:
                         commands.append(("SADD", keys.pending_key(w.partition), w.account_id))
                     fields += [keys.outbox_field(w.alert["seq"]), orjson.dumps(w.alert)]
-                commands.append(("HSET", keys.state_key(w.account_id), *fields))
+                self._publish(commands, w, ("HSET", keys.state_key(w.account_id), *fields))
             if w.partition is not None and not self._scheduled(w):
                 due = keys.due_key(w.partition)
                 if w.next_change is None:
@@ -294,6 +296,20 @@ class WindowStore:
                 else:
                     commands.append(("ZADD", due, w.next_change, w.account_id))
         return await wire.execute(self._redis, commands, self._timeout)
+
+    def _publish(self, commands: list[wire.Command], write: StateWrite,
+                 save: wire.Command) -> None:
+        """Save a new published tier; the live chain's also moves the account between
+        the tier indexes (``keys.tier_key``) in the same MULTI, so the index never
+        disagrees with ``pub``. Only tier changes pay for it."""
+        if self._published_field != keys.PUBLISHED or write.alert is None:
+            commands.append(save)
+            return
+        commands += [("MULTI",), save]
+        if (previous := write.alert["previous_tier"]) is not None:
+            commands.append(("ZREM", keys.tier_key(previous), write.account_id))
+        commands += [("ZADD", keys.tier_key(write.alert["tier"]), 0, write.account_id),
+                     ("EXEC",)]
 
     def _mode_change(self, write: StateWrite) -> Mode | None:
         """The mode to save, or None when Redis has it already."""
@@ -372,6 +388,9 @@ def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int
         resident.left_out(totals.dropped)
     if not plan.seen <= resident.seen:
         resident.seen = resident.seen | plan.seen
+    for event_type, bucket in plan.last_bucket.items():
+        if bucket > resident.seen_bucket.get(event_type, -1):
+            resident.seen_bucket[event_type] = bucket
     if plan.attrs_changed:
         resident.attrs = plan.attrs or {}
 

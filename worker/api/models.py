@@ -1,0 +1,95 @@
+"""The API's response bodies. Each field's description goes into the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Component(BaseModel):
+    name: str = Field(description="Component name, as in the model.")
+    description: str = Field(description="What the component measures.")
+    value: float | None = Field(
+        description="Raw value computed from the component's window now; null: no data.")
+    subscore: float | None = Field(
+        description="The value through the component's curve, 0-100; null: no data.")
+    weight: float = Field(description="The component's weight in the model.")
+    contribution: float | None = Field(
+        description="Points of the score this component accounts for; null: no data"
+                    " (left out, the other weights renormalised).")
+    capped: list[str] = Field(
+        description="Distinct sets (users, features) whose count in this window is a lower"
+                    " bound: the account reached HEALTHSCORE_MAX_DISTINCT_MEMBERS.")
+
+
+class LastAlert(BaseModel):
+    seq: int = Field(description="The alert's seq: the account's count of alerts.")
+    tier: str = Field(description="The tier the alert published.")
+    score: float = Field(description="The score the alert published.")
+
+
+class Account(BaseModel):
+    account_id: str = Field(description="The account.")
+    at: str = Field(description="When the score was computed (RFC 3339): the windows end here.")
+    model_version: str = Field(description="Version of the model that computed it.")
+    segment: str | None = Field(description="The account's segment attribute, if any.")
+    attributes: dict[str, Any] = Field(
+        description="The account's attributes from the accounts topic.")
+    score: float | None = Field(
+        description="Score 0-100 from the windows as they are now; null: no data in any window.")
+    tier: str | None = Field(
+        description="The tier a rescore now would publish (hysteresis from the published"
+                    " tier); null: no score.")
+    published_tier: str | None = Field(
+        description="The last tier published to the alerts topic (what GET /accounts"
+                    " lists by); null: none yet.")
+    last_alert: LastAlert | None = Field(
+        description="The last alert published for the account; null: none yet.")
+    components: list[Component] = Field(description="Every component of the model.")
+    last_events: dict[str, str | None] = Field(
+        description="Event type -> start (RFC 3339) of the newest time bucket (the model's"
+                    " bucket, 1 day by default) holding an event of that type; null: seen"
+                    " before this was recorded. Types never seen are left out.")
+
+
+class AccountSummary(BaseModel):
+    account_id: str = Field(description="The account.")
+    tier: str = Field(description="Its last published tier.")
+    score: float = Field(description="The score published with that tier.")
+    seq: int = Field(description="The seq of the alert that published it.")
+    segment: str | None = Field(description="The account's segment attribute, if any.")
+
+
+class AccountPage(BaseModel):
+    accounts: list[AccountSummary] = Field(
+        description="Accounts in this page, by account id. With a segment filter a page"
+                    " may hold fewer than the limit, or none, and still have a next cursor.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null: this was the last page.")
+
+
+class Tier(BaseModel):
+    name: str = Field(description="Tier name, as alerts carry it.")
+    label: str = Field(description="Human label.")
+    min_score: float = Field(description="Lowest score of the tier, before hysteresis.")
+
+
+class ModelComponent(BaseModel):
+    name: str = Field(description="Component name.")
+    description: str = Field(description="What it measures.")
+    signal: str = Field(description="How its raw value is computed from the window.")
+    window_seconds: int = Field(description="Length of its window.")
+    weight: float = Field(description="Its weight.")
+
+
+class ScoringModel(BaseModel):
+    version: str = Field(description="The model's version, as alerts carry it.")
+    bucket_seconds: int = Field(description="Length of one time bucket of the windows.")
+    margin: float = Field(description="Hysteresis margin, in points.")
+    tiers: list[Tier] = Field(description="Tiers, best first.")
+    components: list[ModelComponent] = Field(description="The components.")
+
+
+class Error(BaseModel):
+    detail: str = Field(description="What went wrong.")
