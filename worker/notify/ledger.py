@@ -10,18 +10,16 @@ pruned (a re-sent copy comes within minutes, a replay's alerts have new ids).
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from redis.asyncio import Redis
 
-from worker.errors import is_retriable
+from worker.metrics import Metrics
 from worker.notify.slack import Stopped
+from worker.runtime.retry import Stopping, retrying
 
-log = logging.getLogger(__name__)
 KEEP_SECONDS = 30 * 86400.0
 PRUNE_EVERY = 3600.0
 T = TypeVar("T")
@@ -33,6 +31,7 @@ class Ledger:
         self._redis, self._max_backoff, self._stop = redis, max_backoff, stop
         self.key = f"hs:notify:slack:{webhook_id}:posted"
         self._pruned = 0.0
+        self._metrics = Metrics()
 
     async def posted(self, alert_ids: Sequence[str]) -> set[str]:
         """Which of ``alert_ids`` Slack has acknowledged already."""
@@ -53,18 +52,10 @@ class Ledger:
                 lambda: self._redis.zremrangebyscore(self.key, "-inf", now - KEEP_SECONDS))
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        delay = 0.2
-        while True:
-            try:
-                return await call()
-            except Exception as exc:
-                if not is_retriable(exc):
-                    raise
-                log.warning("Redis unavailable (%s: %s); retrying in %.1f s",
-                            type(exc).__name__, exc, delay)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=delay * random.uniform(0.8, 1.2))
-            except TimeoutError:
-                delay = min(delay * 2, self._max_backoff)
-                continue
-            raise Stopped()
+        # The worker's one retry policy (capped exponential back-off, only what
+        # ``is_retriable`` allows), its retries counted on the notifier's own registry.
+        try:
+            return await retrying(call, "redis", max_backoff=self._max_backoff,
+                                  metrics=self._metrics, stop=self._stop)
+        except Stopping:
+            raise Stopped() from None
