@@ -82,9 +82,10 @@ def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> None
 
 
 def test_commands_in_a_second_terminal_use_the_running_dev(tmp_path: Path) -> None:
-    proc, log = _start_dev(tmp_path, "--accounts", "8", "--rate", "100")
+    proc, log = _start_dev(tmp_path, "--accounts", "8", "--rate", "100", "--all-alerts")
     try:
-        account = _wait_for(log, proc, r"(?m)^[\w-]+(?=: new -> (green|yellow|red))", within=120)
+        account = _wait_for(log, proc, r"(?m)^[\w-]+(?=: (?:first scored|\w+ ->) (?:green|yellow|red))",
+                            within=120)
         assert (tmp_path / DEV_FILE).is_file()
 
         result = subprocess.run([*HEALTHSCORE, "explain", account, "--json"], cwd=tmp_path,
