@@ -11,13 +11,14 @@ import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from tests.integration.chaos import tail
+from tests.integration.chaos import produce_to, tail
 from worker.settings import Settings
 from worker.windows import keys
 
@@ -26,9 +27,30 @@ from worker.windows import keys
 WATCH_SECONDS = 0.2
 
 
+class Feeder:
+    """Records sent a chunk at a time, so that a kill can always find a batch in flight:
+    a worker that has got through everything sent (it can be fast) is given more."""
+
+    def __init__(self, settings: Settings, events: list[tuple[str, dict[str, Any]]],
+                 chunk: int) -> None:
+        self._settings = settings
+        self._chunks = [events[i:i + chunk] for i in range(0, len(events), chunk)]
+        self.ends: dict[TopicPartition, int] = {}
+
+    async def __call__(self) -> None:
+        if self._chunks:
+            self.ends |= await produce_to(self._settings, self._chunks.pop(0))
+
+    async def rest(self) -> dict[TopicPartition, int]:
+        while self._chunks:
+            await self()
+        return self.ends
+
+
 async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, redis: Redis,
                          log: Path, rng: random.Random, *, others: bool = False,
-                         within: float = 60.0) -> set[TopicPartition]:
+                         within: float = 60.0, feed: Feeder | None = None
+                         ) -> set[TopicPartition]:
     """SIGKILL ``worker`` at a moment when some records it applied to Redis are not
     committed: whoever reads those partitions next gets them again, and only the offset
     fences keep them from counting twice. Returns the partitions found so.
@@ -36,7 +58,8 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
     The worker is frozen (SIGSTOP) at a random moment and looked at: long enough for a
     commit already on its way to land, and, with ``others`` (more workers running),
     twice, so that another worker's batch in flight is not taken for this one's. If it
-    was between batches, it is let go for a moment and frozen again. (Watching Redis
+    was between batches, it is let go for a moment (given ``feed``'s next chunk, if any)
+    and frozen again. (Watching Redis
     without freezing the worker misses the moment: applying to committing takes a few
     milliseconds, about as long as one look.)
     """
@@ -61,6 +84,8 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
             finally:
                 if worker.poll() is None:
                     worker.send_signal(signal.SIGCONT)
+            if feed is not None:
+                await feed()
             await asyncio.sleep(rng.uniform(0.02, 0.15))
     finally:
         await admin.close()

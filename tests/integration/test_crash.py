@@ -65,8 +65,8 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     settings = settings.replace(batch_max_records=500)  # more batches, more places to die in
     rng = random.Random(20261122)
     stream = chaos.stream(rng)
-    # Sent in parts, each while no worker runs, so that whenever a kill looks for a
-    # batch in flight the worker has a part to get through, however fast it is.
+    # Sent in parts, each while a kill looks for a batch in flight, so that the worker
+    # has work to be caught in, however fast it is.
     parts = [stream[n::KILLS + 1] for n in range(KILLS + 1)]
     await ensure_topics(settings)
     redis = Redis.from_url(settings.redis_url)
@@ -77,8 +77,12 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     try:
         await chaos.wait_for_progress(redis, log)
         for part in parts[1:]:
-            await kills.kill_mid_batch(worker, settings, redis, log, rng)
-            ends |= await chaos.produce_to(settings, part)  # later parts end further on
+            # Sent a chunk (more than a batch) at a time while the kill looks for a batch in
+            # flight; the rest once the worker is dead.
+            feed = kills.Feeder(settings, part, chunk=600)
+            await feed()
+            await kills.kill_mid_batch(worker, settings, redis, log, rng, feed=feed)
+            ends |= await feed.rest()  # later parts end further on
             port = free_port()
             worker = chaos.start_worker(settings.replace(metrics_port=port), log)
             # The kill interrupted a batch: its successor skips what was applied of it.
