@@ -49,8 +49,8 @@ class Feeder:
 
 async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, redis: Redis,
                          log: Path, rng: random.Random, *, others: bool = False,
-                         within: float = 60.0, feed: Feeder | None = None
-                         ) -> set[TopicPartition]:
+                         within: float = 60.0, feed: Feeder | None = None,
+                         required: bool = True) -> set[TopicPartition]:
     """SIGKILL ``worker`` at a moment when some records it applied to Redis are not
     committed: whoever reads those partitions next gets them again, and only the offset
     fences keep them from counting twice. Returns the partitions found so.
@@ -59,7 +59,8 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
     commit already on its way to land, and, with ``others`` (more workers running),
     twice, so that another worker's batch in flight is not taken for this one's. If it
     was between batches, it is let go for a moment (given ``feed``'s next chunk, if any)
-    and frozen again. (Watching Redis
+    and frozen again. Not ``required``: past ``within`` it is killed anyway and nothing
+    is returned (the caller then cannot count on a re-delivery). (Watching Redis
     without freezing the worker misses the moment: applying to committing takes a few
     milliseconds, about as long as one look.)
     """
@@ -70,6 +71,10 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
         deadline = time.monotonic() + within
         while True:
             assert worker.poll() is None, f"the worker exited before the kill:\n{tail(log)}"
+            if not required and time.monotonic() >= deadline:
+                worker.send_signal(signal.SIGKILL)  # killed all the same, at a moment of ours
+                worker.wait()
+                return set()
             assert time.monotonic() < deadline, (
                 f"never caught the worker with applied, uncommitted records in {tries} "
                 f"tries\n{tail(log)}")

@@ -77,16 +77,17 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     try:
         await chaos.wait_for_progress(redis, log)
         for part in parts[1:]:
-            # Sent a chunk (more than a batch) at a time while the kill looks for a batch in
+            # Sent a chunk (a batch or so) at a time while the kill looks for a batch in
             # flight; the rest once the worker is dead.
-            feed = kills.Feeder(settings, part, chunk=600)
+            feed = kills.Feeder(settings, part, chunk=300)
             await feed()
-            await kills.kill_mid_batch(worker, settings, redis, log, rng, feed=feed)
+            caught = await kills.kill_mid_batch(worker, settings, redis, log, rng, feed=feed,
+                                                within=30.0, required=False)
             ends |= await feed.rest()  # later parts end further on
             port = free_port()
             worker = chaos.start_worker(settings.replace(metrics_port=port), log)
-            # The kill interrupted a batch: its successor skips what was applied of it.
-            skipped.append(await kills.wait_for_replayed(port))
+            # A kill that interrupted a batch: its successor skips what was applied of it.
+            skipped.append(await kills.wait_for_replayed(port) if caught else 0.0)
         await chaos.wait_for_state(redis, chaos.reference(stream), [worker], log)
         await chaos.wait_for_commits(settings, ends, log)
         chaos.stop([worker])
@@ -96,6 +97,9 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
         await redis.aclose()
     assert figures.accounts == chaos.ACCOUNTS
     assert len(skipped) == KILLS
+    # Catching a worker between applying and committing takes luck with the timing; at
+    # least one kill must have, or the loop proved nothing about re-deliveries.
+    assert any(skipped), "no kill interrupted a batch"
     print(figures.report(f"{KILLS} worker SIGKILLs mid-batch ({skipped} re-deliveries "
                          "skipped after each)"))
 
