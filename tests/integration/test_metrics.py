@@ -70,3 +70,20 @@ async def test_new_metrics_after_traffic(settings: Settings) -> None:
         await wait_for(lambda: {t: sample(worker, "healthscore_accounts", tier=t)
                                 for t in expected} == expected,
                        f"accounts per tier {expected}")
+
+
+async def test_a_new_worker_counts_accounts_per_tier_from_the_index(settings: Settings) -> None:
+    """The tier gauge is the population, not the changes a worker saw since it started."""
+    async with running_worker(settings), Producer(settings) as p:
+        for account in ("n-1", "n-2"):
+            await p.send("ticket", event("ticket", account, ticket_id="T-1", status="opened",
+                                         priority="normal"))
+        records = await read_until(settings, settings.topic_alerts,
+                                   lambda rs: all(alerts_for(rs, a) for a in ("n-1", "n-2")))
+    tier = records[-1]["tier"]
+    expected = sum(a["tier"] == tier for a in records)
+    async with running_worker(settings) as again:  # no new traffic: nothing changes
+        await wait_for(lambda: sample(again, "healthscore_accounts", tier=tier) == expected,
+                       f"{expected} accounts in {tier} on a worker that saw no change")
+        assert sample(again, "healthscore_tier_transitions_total",
+                      **{"from": "none", "to": tier}) is None
