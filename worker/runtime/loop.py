@@ -181,9 +181,12 @@ class ConsumerLoop:
         lags = {}
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
-            if high is not None:
-                # A fetched partition has a position: this does not wait on the broker.
+            if high is None:
+                continue
+            try:  # a fetched partition has a position: this does not wait on the broker
                 lags[tp.topic, tp.partition] = max(0, high - await self._consumer.position(tp))
+            except IllegalStateError:  # revoked meanwhile: its series is gone already
+                continue
         self.metrics.set_lag(lags)
 
     async def _count_tiers(self) -> None:
