@@ -19,7 +19,8 @@ from prometheus_client import (
     start_http_server,
 )
 
-from worker.errors import AddressInUse, ConfigError
+from worker.errors import AddressInUse, ConfigError, Reason
+from worker.events.types import EVENT_TYPES
 
 # From a fast batch to a worker minutes behind; past 600 s an alert is late whatever the cause.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -84,6 +85,7 @@ class Metrics:
             "1 while consumption is paused to wait out an outage (the partitions stay).",
             registry=r)
         self._new_metrics(r)
+        self._zero_known_labels()
 
     def _new_metrics(self, r: CollectorRegistry) -> None:
         self.consumer_lag = Gauge(
@@ -102,6 +104,17 @@ class Metrics:
             "healthscore_tier_transitions_total",
             "Tier changes saved for publishing, by previous tier (none: a first score) and tier.",
             ["from", "to"], registry=r)
+
+    def _zero_known_labels(self) -> None:
+        """A series at 0 from start-up for each label value known in advance: a panel of
+        rates shows 0, not "no data", and the alert on a quiet event type (deploy/prometheus)
+        also fires for a type not seen since the worker started."""
+        for event_type in EVENT_TYPES:
+            self.events.labels(event_type)
+        for reason in Reason:
+            self.dead_letters.labels(str(reason))
+        for dependency in ("kafka", "redis"):
+            self.retries.labels(dependency)
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         for (topic, partition), lag in lags.items():
