@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -138,5 +139,6 @@ async def test_every_dashboard_query_answers_from_a_live_worker(
             results = {title: await asyncio.to_thread(query, base, expr)
                        for title, expr in queries.items()}
             empty = [title for title, result in results.items() if not answers(result)]
-    assert not missing, f"panels reading metrics the worker does not export: {missing}"
-    assert not empty, f"panels with no data after traffic: {empty}"
+    if missing or empty:  # both lists in one report: a missing metric also leaves a panel empty
+        pytest.fail(f"panels reading metrics the worker does not export: {missing};"
+                    f" panels with no data after traffic: {empty}")
