@@ -21,7 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import Producer, alerts_for, event, read_until, running_worker
-from tests.monitoring import binary, metric_names, panel_queries
+from tests.monitoring import PROMETHEUS_DIR, alert_rules, binary, metric_names, panel_queries
 from worker.settings import Settings
 
 ACCOUNTS = ("mon-1", "mon-2")
@@ -45,6 +45,7 @@ def get(url: str) -> bytes:
 def prometheus(tmp_path: Path, target: str) -> Iterator[str]:
     """A real Prometheus scraping ``target`` every second; yields its base URL."""
     config = {"global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
+              "rule_files": [str(PROMETHEUS_DIR / "rules.yml")],
               "scrape_configs": [{"job_name": "healthscore",
                                   "static_configs": [{"targets": [target]}]}]}
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -136,6 +137,11 @@ async def test_every_dashboard_query_answers_from_a_live_worker(
             with contextlib.suppress(AssertionError):
                 await poll(lambda: all(answers(query(base, e)) for e in queries.values()),
                            "every panel query to answer", within=30)
+            # The shipped alert rules, evaluated on the live series: none in error.
+            rules = await asyncio.to_thread(get, f"{base}/api/v1/rules")
+            health = {r["name"]: r["health"] for g in json.loads(rules)["data"]["groups"]
+                      for r in g["rules"]}
+            assert health == {r["alert"]: "ok" for r in alert_rules()}, health
             results = {title: await asyncio.to_thread(query, base, expr)
                        for title, expr in queries.items()}
             empty = [title for title, result in results.items() if not answers(result)]
