@@ -33,7 +33,7 @@ class Worker:
                  clock: Clock | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.model = model or load_model(settings.model_path)
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(batch_max_records=settings.batch_max_records)
         self.redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
         self.durability = server.Durability.of(settings)
         store = WindowStore(self.redis, self.model,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class Outcome:
     writes: list[StateWrite] = field(default_factory=list)
     # outbox[i] is the entry of alerts[i] (and names its partition), cleared once sent
     outbox: list[OutboxEntry] = field(default_factory=list)
+    # Kafka timestamps (s) of the records that triggered the live alerts: latency origins
+    origins: list[float] = field(default_factory=list)
 
 
 class Pipeline:
@@ -95,6 +98,7 @@ class Pipeline:
             plans, now, outcome,
             lambda plan, change: _cause(self.model, by_account[plan.account_id], change),
             lambda plan, exc: self._fail_all(by_account[plan.account_id], records, exc, outcome))
+        outcome.origins = _origins(records, outcome)
         return outcome
 
     async def due(self, partitions: Collection[int], limit: int) -> list[tuple[int, str]]:
@@ -165,6 +169,9 @@ class Pipeline:
         time): no alert goes out, no offset is committed, for writes a failover loses."""
         await self._store.save(outcome.writes)
         await self._store.durable()
+
+    async def tier_counts(self) -> dict[str, int]:
+        return await self._store.tier_counts([tier.name for tier in self.model.tiers])
 
     async def sent(self, outcome: Outcome) -> None:
         await self._store.sent(outcome.outbox)
@@ -303,6 +310,26 @@ def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -
         for write, letter in zip(plan.writes, state.status, strict=True):
             if letter == "a":
                 into[write.event_type] += 1
+
+
+def _origins(records: Sequence[RawRecord], outcome: Outcome) -> list[float]:
+    """The Kafka timestamps of the records that caused the batch's live alerts.
+
+    Catch-up alerts report history (their latency would be the backlog's age) and an
+    expiry has no record: neither is measured. Records come sorted by partition and
+    offset, so each cause is found by bisection, not by a pass over the batch."""
+    causes = [(c["topic"], c["partition"], c["offset"]) for _, alert in outcome.alerts
+              if alert["delivery"] == Mode.LIVE.value and (c := alert["cause"])["offset"] is not None]
+    found = []
+    for cause in causes:
+        at = bisect_left(records, cause, key=_position)
+        if at < len(records) and _position(records[at]) == cause:
+            found.append(records[at].timestamp / 1000)
+    return found
+
+
+def _position(record: RawRecord) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
 
 
 def _cause(model: Model, records: list[Event | AccountUpdate],

@@ -43,6 +43,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # Let the batch in flight finish and commit before its partitions move.
         self._loop.revoking.set()
+        self._loop.metrics.drop_lag((tp.topic, tp.partition) for tp in revoked)
         try:
             async with self._loop.in_flight:
                 self._loop.pipeline.forget({tp.partition for tp in revoked})
@@ -109,8 +110,10 @@ class ConsumerLoop:
                         await self._send_unsent()
                     if batches:
                         await self._handle(batches)
+                await self._measure_lag()
                 if time.monotonic() >= next_expiry_check:
                     await self._rescore_silent()
+                    await self._count_tiers()
                     next_expiry_check = time.monotonic() + self.settings.expiry_check_seconds
         except Stopping as stopping:
             log.info("stopped while waiting for %s", stopping)
@@ -140,6 +143,7 @@ class ConsumerLoop:
         exactly the saved alerts again (``_send_unsent``) before it scores anything:
         an alert can arrive twice, never go missing, and no seq means two things."""
         await self._retry(partial(self.pipeline.save, outcome), "redis")
+        self.metrics.tier_changes(outcome.alerts)
         await self._send(outcome)
 
     async def _send_unsent(self) -> None:
@@ -151,6 +155,7 @@ class ConsumerLoop:
 
     async def _send(self, outcome: Outcome) -> None:
         await self._retry(partial(self._publish, outcome), "kafka")
+        self.metrics.observe_latency(outcome.origins, time.time())
         await self._retry(partial(self.pipeline.sent, outcome), "redis")
 
     async def _rescore_silent(self) -> None:
@@ -169,6 +174,26 @@ class ConsumerLoop:
                         await self._retry(partial(self.pipeline.expire, due), "redis"))
             if len(due) < limit:
                 return
+
+    async def _measure_lag(self) -> None:
+        """Records not yet handed to this worker, per partition it owns. The high watermark
+        comes with each fetch response: a partition not fetched yet has none, and no lag."""
+        lags = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:  # a fetched partition has a position: this does not wait on the broker
+                lags[tp.topic, tp.partition] = max(0, high - await self._consumer.position(tp))
+            except IllegalStateError:  # revoked meanwhile: its series is gone already
+                continue
+        self.metrics.set_lag(lags)
+
+    async def _count_tiers(self) -> None:
+        """Accounts per tier, all workers together, from the tier indexes (a ZCARD per tier).
+        Between two counts the gauge moves with this worker's own changes only."""
+        async with self.in_flight:
+            self.metrics.set_tier_counts(await self._retry(self.pipeline.tier_counts, "redis"))
 
     async def _publish(self, outcome: Outcome) -> None:
         await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,

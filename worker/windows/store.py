@@ -325,6 +325,12 @@ class WindowStore:
         """Until what was written so far is as durable as configured (``server.wait``)."""
         await server.wait(self._redis, self._durability, self._timeout)
 
+    async def tier_counts(self, tiers: Sequence[str]) -> dict[str, int]:
+        """Accounts per published tier, from the tier indexes: one ZCARD each, no scan."""
+        replies = await wire.execute(self._redis, [("ZCARD", keys.tier_key(t)) for t in tiers],
+                                     self._timeout)
+        return {tier: int(count) for tier, count in zip(tiers, replies, strict=True)}
+
     async def sent(self, entries: Sequence[OutboxEntry]) -> None:
         """The broker has these alerts: clear them from their outboxes."""
         if not self._outbox:
