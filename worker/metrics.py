@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from worker import endpoint
 from worker.errors import AddressInUse, ConfigError
+from worker.probes import Probes
 
 
 class Metrics:
@@ -56,15 +58,18 @@ class Metrics:
             "1 while consumption is paused to wait out an outage (the partitions stay).",
             registry=r)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Serve /metrics on ``host``:``port`` (0: not at all) from a thread of its own.
+    def serve(self, port: int, host: str = "127.0.0.1", probes: Probes | None = None,
+              limits: endpoint.Thresholds | None = None) -> None:
+        """Serve /metrics, /healthz and /readyz on ``host``:``port`` (0: not at all) from
+        a thread of its own (``worker.endpoint``).
 
         A bind that fails is a ``ConfigError`` naming the settings, not a traceback:
         the usual cause is a second worker on the same host with the same port."""
         if not port:
             return
         try:
-            start_http_server(port, addr=host, registry=self.registry)
+            endpoint.start(host, port, self.registry, probes or Probes(),
+                           limits or endpoint.Thresholds(60.0, 60.0))
         except OSError as exc:
             where = f"{host}:{port}"
             if exc.errno == errno.EADDRINUSE:
