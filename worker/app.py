@@ -9,6 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from functools import partial
+from http.server import ThreadingHTTPServer
 
 from worker.clock import Clock, WallClock
 from worker.endpoint import Thresholds
@@ -74,11 +75,11 @@ class Worker:
                        wait=self.loop.probes.sleep)
         self.loop.probes.answer(dependency)
 
-    def serve_endpoint(self) -> None:
+    def serve_endpoint(self) -> ThreadingHTTPServer | None:
         """/metrics, /healthz and /readyz on the metrics address (``ConfigError`` if busy)."""
         limits = Thresholds(self.settings.healthz_max_poll_age_seconds,
                             self.settings.readyz_max_age_seconds)
-        self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host,
+        return self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host,
                            self.loop.probes, limits)
 
     def stop(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -59,16 +60,16 @@ class Metrics:
             registry=r)
 
     def serve(self, port: int, host: str = "127.0.0.1", probes: Probes | None = None,
-              limits: endpoint.Thresholds | None = None) -> None:
+              limits: endpoint.Thresholds | None = None) -> ThreadingHTTPServer | None:
         """Serve /metrics, /healthz and /readyz on ``host``:``port`` (0: not at all) from
         a thread of its own (``worker.endpoint``).
 
         A bind that fails is a ``ConfigError`` naming the settings, not a traceback:
         the usual cause is a second worker on the same host with the same port."""
         if not port:
-            return
+            return None
         try:
-            endpoint.start(host, port, self.registry, probes or Probes(),
+            return endpoint.start(host, port, self.registry, probes or Probes(),
                            limits or endpoint.Thresholds(60.0, 60.0))
         except OSError as exc:
             where = f"{host}:{port}"

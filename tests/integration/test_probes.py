@@ -4,11 +4,13 @@ and 200 again once it thaws, while /healthz stays 200 (an outage is not a wedged
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration import chaos
+from tests.integration.harness import running_worker
 from worker.embedded import HOST, EmbeddedRedis, free_port
 from worker.settings import Settings
 
@@ -106,3 +109,34 @@ def test_metrics_still_served_and_any_other_path_is_404(
         assert _get(port, "/healthz")[0] == 200
         for path in ("/", "/health", "/metrics/x", "/readyz.json"):
             assert _get(port, path)[0] == 404, path
+
+
+async def test_a_wedged_event_loop_fails_healthz(settings: Settings) -> None:
+    # The probes are answered by a thread of their own from what the loop last recorded:
+    # a loop blocked in a synchronous call (here a sleep) cannot keep /healthz green.
+    port = free_port()
+    settings = settings.replace(metrics_port=port, healthz_max_poll_age_seconds=1.0)
+    async with running_worker(settings) as worker:
+        server = worker.serve_endpoint()
+        assert server is not None
+        try:
+            await _until_async(port, "/healthz", 200)
+            answers: list[Answer] = []
+            probe = threading.Timer(3.0, lambda: answers.append(_get(port, "/healthz")))
+            probe.start()
+            time.sleep(4.0)  # noqa: ASYNC251 (wedges the event loop, on purpose)
+            probe.join()
+            [(status, body)] = answers
+            assert status == 503, body
+            assert "event loop stuck" in body["reasons"][0]
+            await _until_async(port, "/healthz", 200)
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+async def _until_async(port: int, path: str, status: int) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while (answer := await asyncio.to_thread(_get, port, path))[0] != status:
+        assert time.monotonic() < deadline, answer
+        await asyncio.sleep(0.2)
