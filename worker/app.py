@@ -80,7 +80,7 @@ class Worker:
         limits = Thresholds(self.settings.healthz_max_poll_age_seconds,
                             self.settings.readyz_max_age_seconds)
         return self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host,
-                           self.loop.probes, limits)
+                                  self.loop.probes, limits)
 
     def stop(self) -> None:
         self.loop.stop()
