@@ -61,13 +61,14 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 USER 10001:10001
 WORKDIR /home/healthscore
 
-# Prometheus /metrics (HEALTHSCORE_METRICS_PORT).
+# Prometheus /metrics, and the /healthz and /readyz probes (HEALTHSCORE_METRICS_PORT).
 EXPOSE 9464
 
-# No HTTP health endpoint yet: the worker counts as healthy while its metrics
-# endpoint answers. Skipped (always healthy) when metrics are turned off (port 0).
+# Healthy while /readyz answers 200: the worker holds its partitions, Kafka and Redis
+# answered recently and consumption is not paused by an outage (urlopen raises on a
+# 503). Skipped (always healthy) when the endpoint is turned off (port 0).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('HEALTHSCORE_METRICS_PORT') or '9464'; port == '0' and sys.exit(0); urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', timeout=4).close()"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('HEALTHSCORE_METRICS_PORT') or '9464'; port == '0' and sys.exit(0); urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4).close()"]
 
 ENTRYPOINT ["healthscore"]
 CMD ["worker"]

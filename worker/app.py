@@ -9,8 +9,10 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from functools import partial
+from http.server import ThreadingHTTPServer
 
 from worker.clock import Clock, WallClock
+from worker.endpoint import Thresholds
 from worker.errors import access_denied
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
@@ -69,7 +71,16 @@ class Worker:
 
     async def _retry(self, operation: Callable[[], Awaitable[None]], dependency: str) -> None:
         await retrying(operation, dependency, max_backoff=self.settings.retry_backoff_max_seconds,
-                       metrics=self.metrics, stop=self.loop.stop_requested)
+                       metrics=self.metrics, stop=self.loop.stop_requested,
+                       wait=self.loop.probes.sleep)
+        self.loop.probes.answer(dependency)
+
+    def serve_endpoint(self) -> ThreadingHTTPServer | None:
+        """/metrics, /healthz and /readyz on the metrics address (``ConfigError`` if busy)."""
+        limits = Thresholds(self.settings.healthz_max_poll_age_seconds,
+                            self.settings.readyz_max_age_seconds)
+        return self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host,
+                                  self.loop.probes, limits)
 
     def stop(self) -> None:
         self.loop.stop()
@@ -93,7 +104,7 @@ async def serve(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then stop cleanly (finish, commit, close)."""
     worker = Worker(settings)
     tune_gc()
-    worker.metrics.serve(settings.metrics_port, settings.metrics_host)
+    worker.serve_endpoint()
     log.info("model %s, %d components; metrics on %s", worker.model.version,
              len(worker.model.components),
              f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port

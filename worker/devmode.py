@@ -54,7 +54,7 @@ def _say_where(console: Console, settings: Settings, written: Path | None) -> No
 
 async def _run(settings: Settings, args: argparse.Namespace, console: Console) -> None:
     worker = Worker(settings)
-    worker.metrics.serve(settings.metrics_port, settings.metrics_host)
+    worker.serve_endpoint()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,7 @@ import errno
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import (
@@ -16,11 +17,12 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
 )
 
+from worker import endpoint
 from worker.errors import AddressInUse, ConfigError, Reason
 from worker.events.types import EVENT_TYPES
+from worker.probes import Probes
 
 # From a fast batch to a worker minutes behind; past 600 s an alert is late whatever the cause.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -143,15 +145,18 @@ class Metrics:
                 self.accounts.labels(was).dec(count)
             self.accounts.labels(now).inc(count)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Serve /metrics on ``host``:``port`` (0: not at all) from a thread of its own.
+    def serve(self, port: int, host: str = "127.0.0.1", probes: Probes | None = None,
+              limits: endpoint.Thresholds | None = None) -> ThreadingHTTPServer | None:
+        """Serve /metrics, /healthz and /readyz on ``host``:``port`` (0: not at all) from
+        a thread of its own (``worker.endpoint``).
 
         A bind that fails is a ``ConfigError`` naming the settings, not a traceback:
         the usual cause is a second worker on the same host with the same port."""
         if not port:
-            return
+            return None
         try:
-            start_http_server(port, addr=host, registry=self.registry)
+            return endpoint.start(host, port, self.registry, probes or Probes(),
+                           limits or endpoint.Thresholds(60.0, 60.0))
         except OSError as exc:
             where = f"{host}:{port}"
             if exc.errno == errno.EADDRINUSE:

@@ -157,6 +157,15 @@ class Settings:
         " (containers, remote scrapers)."
     )
     metrics_port: int = _setting(9464, "Port of the Prometheus /metrics endpoint; 0 turns it off.")
+    healthz_max_poll_age_seconds: float = _setting(
+        120.0, "/healthz fails once the worker's loop has not polled Kafka (nor waited out a"
+        " back-off) for this long: it is wedged. Above the longest batch, Redis timeout or"
+        " broker timeout."
+    )
+    readyz_max_age_seconds: float = _setting(
+        30.0, "/readyz fails once Kafka or Redis has not answered for this long (and while"
+        " consumption is paused by an outage)."
+    )
     log_level: str = _setting("INFO", "Log level (DEBUG, INFO, WARNING, ERROR).")
 
     @classmethod
@@ -185,7 +194,8 @@ class Settings:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")
-        for name in ("redis_timeout_seconds", "redis_wait_timeout_seconds"):
+        for name in ("redis_timeout_seconds", "redis_wait_timeout_seconds",
+                     "healthz_max_poll_age_seconds", "readyz_max_age_seconds"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number > 0")

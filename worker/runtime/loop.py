@@ -26,6 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from worker.errors import Retriable
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline, RawRecord
+from worker.probes import Probes
 from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.retry import Stopping, retrying
 from worker.settings import Settings
@@ -43,16 +44,19 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # Let the batch in flight finish and commit before its partitions move.
         self._loop.revoking.set()
+        self._loop.probes.revoking = True
         self._loop.metrics.drop_lag((tp.topic, tp.partition) for tp in revoked)
         try:
             async with self._loop.in_flight:
                 self._loop.pipeline.forget({tp.partition for tp in revoked})
         finally:
             self._loop.revoking.clear()
+            self._loop.probes.revoking = False
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._loop.unsent_partitions |= {tp.partition for tp in assigned}
         self._loop.metrics.assigned_partitions.set(len(assigned))
+        self._loop.probes.partitions = len(assigned)
         log.info("assigned %d partitions", len(assigned))
         self._loop.ready.set()
 
@@ -62,6 +66,7 @@ class ConsumerLoop:
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
+        self.probes = Probes()  # read by the probe endpoint's thread
         self.in_flight = asyncio.Lock()
         self.stop_requested = asyncio.Event()
         self.ready = asyncio.Event()  # set once the group has assigned partitions
@@ -105,6 +110,7 @@ class ConsumerLoop:
                 batches = await self._consumer.getmany(
                     timeout_ms=self.settings.batch_timeout_ms,
                     max_records=self.settings.batch_max_records)
+                self._polled()
                 async with self.in_flight:
                     if self.unsent_partitions:  # newly assigned: their outboxes go first
                         await self._send_unsent()
@@ -122,6 +128,13 @@ class ConsumerLoop:
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def _polled(self) -> None:
+        self.probes.polled()
+        # Every fetch response stamps its partitions, records or not: the broker answered.
+        stamps = [self._consumer.last_poll_timestamp(tp) for tp in self._consumer.assignment()]
+        if latest := max(filter(None, stamps), default=None):
+            self.probes.answer("kafka", age=time.time() - latest / 1000)
 
     async def _start(self) -> None:
         await self._producer.start()
@@ -221,16 +234,19 @@ class ConsumerLoop:
     async def _retry(self, operation: Callable[[], Awaitable[T]], dependency: str, *,
                      in_group: bool = True) -> T:
         # Before the consumer has joined there is no membership to keep: a plain sleep.
-        wait = partial(self._poll_paused, dependency) if in_group else None
+        wait = partial(self._poll_paused, dependency) if in_group else self.probes.sleep
         try:
-            return await retrying(operation, dependency,
-                                  max_backoff=self.settings.retry_backoff_max_seconds,
-                                  metrics=self.metrics, stop=self.stop_requested, wait=wait)
+            result = await retrying(operation, dependency,
+                                    max_backoff=self.settings.retry_backoff_max_seconds,
+                                    metrics=self.metrics, stop=self.stop_requested, wait=wait)
+            self.probes.answer(dependency)
+            return result
         finally:
             self._resume()
 
     async def _poll_paused(self, dependency: str, seconds: float) -> None:
         """Wait out a back-off in the group: poll, with every partition paused."""
+        self.probes.beat()
         if self.revoking.is_set():
             # A rebalance waits for this batch, and getmany would wait for the rebalance.
             await asyncio.sleep(seconds)
@@ -253,6 +269,7 @@ class ConsumerLoop:
         self._paused = self._consumer.assignment() - self._consumer.paused()
         self._consumer.pause(*self._paused)
         self.metrics.consumption_paused.set(1)
+        self.probes.paused_for = dependency
         log.warning("consumption paused on %d partitions until %s is back",
                     len(self._paused), dependency)
 
@@ -264,6 +281,7 @@ class ConsumerLoop:
         self._consumer.resume(*(self._paused & self._consumer.assignment()))
         self._paused = None
         self.metrics.consumption_paused.set(0)
+        self.probes.paused_for = None
         log.info("consumption resumed")
 
     def _rewind(self, batches: dict[TopicPartition, list[Any]]) -> None:
