@@ -68,7 +68,8 @@ def test_a_revoked_partition_loses_its_lag_series() -> None:
     metrics = Metrics()
     metrics.set_lag({("events", 0): 3, ("events", 1): 4})
     loop = SimpleNamespace(metrics=metrics, revoking=asyncio.Event(), in_flight=asyncio.Lock(),
-                           pipeline=SimpleNamespace(forget=lambda partitions: None))
+                           pipeline=SimpleNamespace(forget=lambda partitions: None),
+                           probes=SimpleNamespace(revoking=False))
     asyncio.run(_Rebalance(loop).on_partitions_revoked([TopicPartition("events", 0)]))  # type: ignore[arg-type]
     assert value(metrics, "healthscore_consumer_lag", topic="events", partition="0") is None
     assert value(metrics, "healthscore_consumer_lag", topic="events", partition="1") == 4
