@@ -7,11 +7,14 @@ the worker must reach Kafka on the broker's internal listener.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -222,7 +225,25 @@ def test_worker_service_shape(services: dict[str, dict[str, Any]]) -> None:
     assert worker.get("restart") == "unless-stopped"
     metrics_port = int(environment(worker)["HEALTHSCORE_METRICS_PORT"])
     assert metrics_port == 9464
-    assert metrics_port in published_container_ports(worker)
+    assert str(metrics_port) in [str(port) for port in worker.get("expose") or []]
+
+
+def test_worker_scales_without_clashes(services: dict[str, dict[str, Any]]) -> None:
+    # `docker compose up --scale worker=N` refuses a fixed container name and
+    # fails on the second replica binding the same host port.
+    worker = services["worker"]
+    assert "container_name" not in worker
+    assert not worker.get("ports"), "a host port can be bound by one replica only"
+    assert "hostname" not in worker
+
+
+def test_worker_healthcheck_is_its_readiness_probe(services: dict[str, dict[str, Any]]) -> None:
+    test = services["worker"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    port = environment(services["worker"])["HEALTHSCORE_METRICS_PORT"]
+    assert test[1:3] == ["python", "-c"]
+    assert f"http://127.0.0.1:{port}/readyz" in test[3]
+    compile(test[3], "healthcheck", "exec")  # the probe is valid Python
 
 
 def test_redis_persists_to_a_named_volume(
@@ -303,3 +324,146 @@ def test_containers_serve_metrics_on_every_interface(
     runtime = dockerfile_stages()[-1]
     env = " ".join(args for instruction, args in runtime if instruction == "ENV")
     assert re.search(r"\bHEALTHSCORE_METRICS_HOST=0\.0\.0\.0\b", env), env
+
+
+# --------------------------------------------------------------------------- the whole stack
+
+
+def pinned(image: str) -> bool:
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")
+
+
+def test_every_image_is_pinned_to_a_version(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        image = str(service.get("image", ""))
+        assert image, f"{name}: no image"
+        assert pinned(image), f"{name}: {image} is not pinned to a version"
+        if not service.get("build"):  # pulled: a real release, not a floating major
+            assert re.search(r":v?\d+\.\d+\.\d+$", image), f"{name}: {image}"
+
+
+def test_api_serves_on_every_interface(services: dict[str, dict[str, Any]]) -> None:
+    api = services["api"]
+    assert api["command"] == ["api"]
+    _parser().parse_args(api["command"])
+    env = environment(api)
+    assert env["HEALTHSCORE_API_HOST"] == "0.0.0.0"
+    assert int(env["HEALTHSCORE_API_PORT"]) in published_container_ports(api)
+    assert all(name.startswith(PREFIX) for name in env), sorted(env)
+    assert "openapi.json" in str(api["healthcheck"]["test"])
+    Settings.from_env({k: v for k, v in env.items() if "${" not in v})
+
+
+def test_notify_is_a_profile_reading_the_webhook_from_a_secret(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]],
+) -> None:
+    notify = services["notify"]
+    assert notify.get("profiles") == ["notify"]
+    assert notify["command"] == ["notify", "slack"]
+    _parser().parse_args(notify["command"])
+    env = environment(notify)
+    secret = notify["secrets"][0]
+    secret_name = secret if isinstance(secret, str) else secret["source"]
+    assert secret_name in compose["secrets"]
+    # A secret without an explicit target is mounted at /run/secrets/<name>.
+    assert env["HEALTHSCORE_SLACK_WEBHOOK_FILE"].endswith(f"-/run/secrets/{secret_name}}}")
+    # The URL can come from the environment instead, never from the file itself.
+    assert env["HEALTHSCORE_SLACK_WEBHOOK_URL"] == "${HEALTHSCORE_SLACK_WEBHOOK_URL:-}"
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's short-syntax volumes as {target: source}."""
+    out: dict[str, str] = {}
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        out[target] = source
+    return out
+
+
+def test_prometheus_and_grafana_mount_the_monitoring_files(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    prometheus = mounts(services["prometheus"])
+    assert prometheus["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml"
+    assert prometheus["/etc/prometheus/rules.yml"] == "./deploy/prometheus/rules.yml"
+    grafana = mounts(services["grafana"])
+    provisioning = "/etc/grafana/provisioning"
+    assert grafana[f"{provisioning}/datasources"] == "./deploy/grafana/provisioning/datasources"
+    assert grafana[f"{provisioning}/dashboards"] == "./deploy/grafana/provisioning/dashboards"
+    assert grafana[GRAFANA_DASHBOARDS] == "./deploy/grafana/dashboards"
+    for service in ("prometheus", "grafana"):
+        assert services[service]["healthcheck"]["test"], service
+        assert all(p.startswith("127.0.0.1:") for p in services[service]["ports"]), service
+
+
+GRAFANA_DASHBOARDS = "/var/lib/grafana/dashboards"
+
+
+def strings(node: object) -> list[str]:
+    """Every string value anywhere in a parsed YAML document."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in strings(value)]
+    return []
+
+
+def test_the_monitoring_files_agree_with_the_mounts() -> None:
+    """What the mounted files name (rule files, dashboard folder, scrape target,
+    datasource URL) exists in the containers. They are written apart from this
+    file; until they are there, there is nothing to compare."""
+    deploy = ROOT / "deploy"
+    prometheus_yml = deploy / "prometheus" / "prometheus.yml"
+    provider_yml = deploy / "grafana" / "provisioning" / "dashboards" / "healthscore.yml"
+    datasource_yml = deploy / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+    if not (prometheus_yml.exists() and provider_yml.exists() and datasource_yml.exists()):
+        pytest.skip("the Prometheus and Grafana files are not in this tree")
+    prometheus = yaml.safe_load(prometheus_yml.read_text(encoding="utf-8"))
+    for rule_file in prometheus.get("rule_files") or []:
+        assert rule_file in ("/etc/prometheus/rules.yml", "rules.yml"), rule_file
+    # Every replica: a static target or DNS discovery of the service name.
+    names = set(strings(prometheus.get("scrape_configs")))
+    assert names & {"worker:9464", "worker"}, "Prometheus does not scrape the workers"
+    provider = yaml.safe_load(provider_yml.read_text(encoding="utf-8"))
+    paths = {p["options"]["path"] for p in provider["providers"]}
+    assert paths == {GRAFANA_DASHBOARDS}, paths
+    datasources = yaml.safe_load(datasource_yml.read_text(encoding="utf-8"))
+    urls = {d.get("url") for d in datasources["datasources"]}
+    assert urls == {"http://prometheus:9090"}, urls
+
+
+# --------------------------------------------------------------------------- the specification
+
+# The Compose Specification's JSON schema as vendored by the check-jsonschema
+# package (a dev dependency; check_jsonschema/builtin_schemas/vendor/compose-spec.json,
+# the schema `docker compose` itself validates with), so no network at test time.
+COMPOSE_SPEC = "compose-spec.json"
+
+
+def compose_spec_schema() -> dict[str, Any]:
+    vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema = json.loads((vendor / COMPOSE_SPEC).read_text(encoding="utf-8"))
+    assert schema["title"] == "Compose Specification"
+    return schema  # type: ignore[no-any-return]
+
+
+def compose_errors(data: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(compose_spec_schema())
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator.iter_errors(data)]
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert compose_errors(compose) == []
+
+
+def test_the_specification_check_catches_mistakes(compose: dict[str, Any]) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["worker"]["healthcheck"]["interval"] = ["15s"]
+    broken["services"]["api"]["restart_policy"] = "always"  # not a service key
+    errors = "\n".join(compose_errors(broken))
+    assert "services/worker/healthcheck/interval" in errors
+    assert "'restart_policy' was unexpected" in errors
