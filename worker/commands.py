@@ -27,7 +27,7 @@ TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red"}
 
 async def explain_command(settings: Settings, account_id: str, *, as_json: bool) -> int:
     model = load_model(settings.model_path)
-    redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
+    redis = server.client(settings)
     try:
         result = await explain(WindowStore(redis, model), model, account_id, WallClock())
     finally:

@@ -132,7 +132,7 @@ class Replay:
         """Raises ``Unreachable`` (nothing changed yet) when Redis or the broker does not
         answer at the start; once the reset has begun, outages are waited out."""
         started = time.monotonic()
-        self._redis = server.connect(self.settings.redis_url, self.settings.redis_timeout_seconds)
+        self._redis = server.client(self.settings)
         self._producer = new_producer(self.settings, "healthscore-replay")
         self._stop = asyncio.Event()  # never set: Ctrl-C cancels the run, retries and all
         try:

@@ -312,6 +312,9 @@ def _validate_secure(settings: Settings) -> None:
     if bool(settings.kafka_ssl_certfile) != bool(settings.kafka_ssl_keyfile):
         raise ConfigError(f"{env_name('kafka_ssl_certfile')} and"
                           f" {env_name('kafka_ssl_keyfile')} go together")
+    if settings.redis_ca_file and not settings.redis_url.startswith("rediss://"):
+        raise ConfigError(f"{env_name('redis_ca_file')} is set but {env_name('redis_url')} is"
+                          " no rediss:// URL (TLS)")
     for name in FILE_SETTINGS:
         path = getattr(settings, name)
         if path and not Path(path).is_file():

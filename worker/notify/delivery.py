@@ -50,7 +50,7 @@ class Notifier:
 
     async def run(self) -> None:
         s, c = self.settings, self.config
-        redis = server.connect(s.redis_url, s.redis_timeout_seconds)
+        redis = server.client(s)
         self.ledger = Ledger(redis, c.webhook_id, max_backoff=s.retry_backoff_max_seconds,
                              stop=self.stop)
         self.consumer = kafka.consumer(
