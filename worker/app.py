@@ -36,7 +36,7 @@ class Worker:
         self.settings = settings
         self.model = model or load_model(settings.model_path)
         self.metrics = metrics or Metrics(batch_max_records=settings.batch_max_records)
-        self.redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
+        self.redis = server.client(settings)
         self.durability = server.Durability.of(settings)
         store = WindowStore(self.redis, self.model,
                             dedup_horizon_seconds=settings.dedup_horizon_seconds,

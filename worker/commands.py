@@ -9,13 +9,13 @@ import sys
 from typing import Any, Protocol
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from worker.clock import WallClock
 from worker.explain import explain
+from worker.runtime import kafka
 from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.terminal import visible
@@ -27,7 +27,7 @@ TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red"}
 
 async def explain_command(settings: Settings, account_id: str, *, as_json: bool) -> int:
     model = load_model(settings.model_path)
-    redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
+    redis = server.client(settings)
     try:
         result = await explain(WindowStore(redis, model), model, account_id, WallClock())
     finally:
@@ -152,9 +152,9 @@ async def alerts_command(settings: Settings, *, from_beginning: bool, as_json: b
 
 async def tail_alerts(settings: Settings, *, from_beginning: bool, sink: AlertSink,
                       stop: asyncio.Event | None = None) -> None:
-    consumer = AIOKafkaConsumer(settings.topic_alerts, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest" if from_beginning else "latest",
-                                enable_auto_commit=False)
+    consumer = kafka.consumer(settings, settings.topic_alerts,
+                              auto_offset_reset="earliest" if from_beginning else "latest",
+                              enable_auto_commit=False)
     try:
         await consumer.start()  # inside: a broker that does not answer leaves it to close
         while stop is None or not stop.is_set():

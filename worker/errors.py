@@ -43,9 +43,10 @@ class AddressInUse(ConfigError):
 
 
 class AccessDenied(ConfigError):
-    """Redis or Kafka refused the worker's credentials or a permission it needs.
+    """Redis or Kafka refused the worker's credentials or a permission it needs, or their
+    TLS certificate is not one the worker trusts.
 
-    Not an outage: waiting never makes a wrong password right, so it is not retried.
+    Not an outage: waiting never makes a wrong password or CA right, so it is not retried.
     """
 
     exit_code = 4
@@ -143,6 +144,11 @@ def access_denied(exc: BaseException) -> AccessDenied | None:
             isinstance(exc, ResponseError) and "NOPERM" in str(exc)):
         return AccessDenied(f"Redis refused the worker ({_one_line(exc)}); check the user,"
                             " password and ACL permissions of HEALTHSCORE_REDIS_URL")
+    if _untrusted_certificate(exc):
+        kafka = _is_kafka_error(exc)
+        setting = "HEALTHSCORE_KAFKA_SSL_CAFILE" if kafka else "HEALTHSCORE_REDIS_CA_FILE"
+        return AccessDenied(f"{'Kafka' if kafka else 'Redis'}'s TLS certificate is not"
+                            f" trusted ({_one_line(exc)}); check {setting} and the host name")
     if _is_kafka_denial(exc):
         return AccessDenied(f"Kafka refused the worker ({_one_line(exc)}); check the"
                             " broker's ACLs for HEALTHSCORE_GROUP_ID and the topics, and"
@@ -160,6 +166,28 @@ def _is_kafka_denial(exc: BaseException) -> bool:
                errors.UnsupportedSaslMechanismError, errors.IllegalSaslStateError,
                errors.AuthenticationFailedError, errors.AuthenticationMethodNotSupported)
     return isinstance(exc, denials)
+
+
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """A certificate check failed, here or in what the client wrapped (redis-py keeps only
+    the text of the ``ssl`` error it turns into a ``ConnectionError``)."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or (
+                "CERTIFICATE_VERIFY_FAILED" in str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _is_kafka_error(exc: BaseException) -> bool:
+    from aiokafka.errors import KafkaError
+
+    return isinstance(exc, KafkaError)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -43,7 +43,6 @@ from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
@@ -53,6 +52,7 @@ from worker.contracts import validator
 from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline
+from worker.runtime import kafka
 from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.retry import retrying
@@ -132,7 +132,7 @@ class Replay:
         """Raises ``Unreachable`` (nothing changed yet) when Redis or the broker does not
         answer at the start; once the reset has begun, outages are waited out."""
         started = time.monotonic()
-        self._redis = server.connect(self.settings.redis_url, self.settings.redis_timeout_seconds)
+        self._redis = server.client(self.settings)
         self._producer = new_producer(self.settings, "healthscore-replay")
         self._stop = asyncio.Event()  # never set: Ctrl-C cancels the run, retries and all
         try:
@@ -273,8 +273,7 @@ async def _close(producer: AIOKafkaProducer) -> None:
 
 
 async def _refuse_while_workers_run(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                client_id="healthscore-replay")
+    admin = kafka.admin(settings, client_id="healthscore-replay")
     await admin.start()
     try:
         responses = await admin.describe_consumer_groups([settings.group_id])

@@ -27,7 +27,10 @@ def _setting(default: Any, help: str) -> Any:
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated.")
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL for the window store.")
+    # Not in the repr: a URL may carry the ACL user's password (redis://user:pass@host).
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False, metadata={"help": (
+        "Redis URL for the window store: redis://[user:password@]host:port/db, rediss:// for"
+        " TLS.")})
     group_id: str = _setting("healthscore", "Kafka consumer group of the scoring workers.")
     topic_login: str = _setting("events.login", "Topic of login events.")
     topic_feature_use: str = _setting("events.feature_use", "Topic of feature-use events.")
@@ -152,6 +155,31 @@ class Settings:
         "", "File holding that token (a mounted secret), read at start-up; used when"
         " HEALTHSCORE_API_TOKEN is empty."
     )
+    # Secure connections (worker/runtime/kafka.py, worker/windows/server.py).
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT", "How every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or"
+        " SASL_SSL.")
+    kafka_sasl_mechanism: str = _setting(
+        "PLAIN", "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    kafka_sasl_username: str = _setting("", "SASL user name (SASL_* protocols).")
+    kafka_sasl_password: str = field(default="", repr=False, metadata={"help": (
+        "SASL password (a secret: never logged); or use HEALTHSCORE_KAFKA_SASL_PASSWORD_FILE.")})
+    kafka_sasl_password_file: str = _setting(
+        "", "File holding the SASL password (a mounted secret), read at start-up.")
+    kafka_ssl_cafile: str = _setting(
+        "", "CA bundle (PEM) the broker's certificate is checked against (SSL, SASL_SSL);"
+        " empty: the system's CAs.")
+    kafka_ssl_certfile: str = _setting(
+        "", "Client certificate (PEM) for brokers that ask for one (mutual TLS).")
+    kafka_ssl_keyfile: str = _setting("", "Private key (PEM) of that client certificate.")
+    kafka_ssl_check_hostname: bool = _setting(
+        True, "Check that the broker's certificate names the host connected to.")
+    redis_ca_file: str = _setting(
+        "", "CA bundle (PEM) a rediss:// server's certificate is checked against; empty: the"
+        " system's CAs.")
+    redis_password_file: str = _setting(
+        "", "File holding the Redis password (a mounted secret), read at start-up; the user"
+        " (ACL) comes from the URL. Used when the URL carries no password.")
     metrics_host: str = _setting(
         "127.0.0.1", "Address the /metrics endpoint binds; 0.0.0.0 for every interface"
         " (containers, remote scrapers)."
@@ -219,6 +247,7 @@ class Settings:
             raise ConfigError(f"{env_name('log_level')}: unknown level {self.log_level!r}")
         if self.model_path and not Path(self.model_path).is_file():
             raise ConfigError(f"{env_name('model_path')}: no file at {self.model_path!r}")
+        _validate_secure(self)
 
     def api_bearer_token(self) -> str:
         """The API's token: the setting, else the file's content without its line end."""
@@ -270,3 +299,38 @@ def _parse(name: str, default: Any, raw: str) -> Any:
     except ValueError as exc:
         raise ConfigError(f"{env_name(name)}={raw!r}: {exc}") from None
     return raw
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+FILE_SETTINGS = ("kafka_sasl_password_file", "kafka_ssl_cafile", "kafka_ssl_certfile",
+                 "kafka_ssl_keyfile", "redis_ca_file", "redis_password_file")
+
+
+def _validate_secure(settings: Settings) -> None:
+    if settings.kafka_security_protocol.upper() not in SECURITY_PROTOCOLS:
+        raise ConfigError(f"{env_name('kafka_security_protocol')}:"
+                          f" {settings.kafka_security_protocol!r} is none of"
+                          f" {', '.join(SECURITY_PROTOCOLS)}")
+    if settings.kafka_sasl_mechanism.upper() not in SASL_MECHANISMS:
+        raise ConfigError(f"{env_name('kafka_sasl_mechanism')}:"
+                          f" {settings.kafka_sasl_mechanism!r} is none of"
+                          f" {', '.join(SASL_MECHANISMS)}")
+    if settings.kafka_sasl_password and settings.kafka_sasl_password_file:
+        raise ConfigError(f"set one of {env_name('kafka_sasl_password')} and"
+                          f" {env_name('kafka_sasl_password_file')}, not both")
+    if bool(settings.kafka_ssl_certfile) != bool(settings.kafka_ssl_keyfile):
+        raise ConfigError(f"{env_name('kafka_ssl_certfile')} and"
+                          f" {env_name('kafka_ssl_keyfile')} go together")
+    if settings.redis_ca_file and not settings.redis_url.startswith("rediss://"):
+        raise ConfigError(f"{env_name('redis_ca_file')} is set but {env_name('redis_url')} is"
+                          " no rediss:// URL (TLS)")
+    for name in FILE_SETTINGS:
+        path = getattr(settings, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{env_name(name)}: no file at {path!r}")
+
+
+def read_secret(path: str) -> str:
+    """A mounted secret's content without its line end."""
+    return Path(path).read_text("utf-8").strip()

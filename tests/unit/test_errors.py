@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 import pytest
 from aiokafka import errors as kafka
@@ -142,3 +143,20 @@ def test_required_persistence_refuses_what_it_cannot_confirm(found: Persistence)
 def test_required_persistence_accepts_aof_and_snapshots() -> None:
     check_persistence(Persistence(aof=True, save_points=""), "r", require=True)
     check_persistence(Persistence(aof=False, save_points="60 1"), "r", require=True)
+
+
+@pytest.mark.parametrize(("exc", "setting"), [
+    (redis.ConnectionError(
+        "Error 1 connecting to 127.0.0.1:6380. [SSL: CERTIFICATE_VERIFY_FAILED] certificate"
+        " verify failed: self-signed certificate (_ssl.c:1000)."), "HEALTHSCORE_REDIS_CA_FILE"),
+    (kafka.KafkaConnectionError("Unable to bootstrap"), "HEALTHSCORE_KAFKA_SSL_CAFILE"),
+])
+def test_an_untrusted_certificate_is_access_denied_not_an_outage(
+        exc: Exception, setting: str) -> None:
+    if isinstance(exc, kafka.KafkaError):
+        exc.__cause__ = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    denied = access_denied(exc)
+    assert isinstance(denied, AccessDenied)
+    assert "TLS certificate is not trusted" in str(denied)
+    assert setting in str(denied)
+    assert not is_retriable(exc)

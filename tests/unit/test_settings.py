@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from worker.errors import ConfigError
-from worker.settings import PREFIX, Settings, documented_settings, env_name
+from worker.settings import FILE_SETTINGS, PREFIX, Settings, documented_settings, env_name
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
@@ -106,15 +106,25 @@ def test_false_words(raw: str) -> None:
     assert Settings.from_env({"HEALTHSCORE_CREATE_TOPICS": raw}).create_topics is False
 
 
-@pytest.mark.parametrize("name", [n for n in typed(str) if n != "log_level"])
+ENUMERATED = ("log_level", "kafka_security_protocol", "kafka_sasl_mechanism")
+# Settings another must come with: a certificate with its key, a CA file with TLS.
+COMPANIONS = {"kafka_ssl_certfile": "kafka_ssl_keyfile", "kafka_ssl_keyfile": "kafka_ssl_certfile"}
+
+
+@pytest.mark.parametrize("name", [n for n in typed(str) if n not in ENUMERATED])
 def test_string_settings_are_taken_verbatim(name: str, tmp_path: Path) -> None:
-    files = ("model_path", "api_token_file")  # checked to exist
+    files = ("model_path", "api_token_file", *FILE_SETTINGS)  # checked to exist
     raw = str(tmp_path / "model.yaml") if name in files else " some value "
     if name == "redis_url":  # must be a Redis URL (tested below), taken as it is
         raw = "redis://some value:6379/3 "
     if name in files:
         Path(raw).write_text("x", "utf-8")
-    assert getattr(Settings.from_env({env_name(name): raw}), name) == raw
+    env = {env_name(name): raw}
+    if name in COMPANIONS:
+        env[env_name(COMPANIONS[name])] = raw
+    if name == "redis_ca_file":
+        env[env_name("redis_url")] = "rediss://127.0.0.1:6380/0"
+    assert getattr(Settings.from_env(env), name) == raw
 
 
 @pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "ERROR"])

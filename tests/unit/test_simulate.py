@@ -248,7 +248,7 @@ class _FakeProducer:
 
 @pytest.fixture
 def fake_producer(monkeypatch: pytest.MonkeyPatch) -> Fake:
-    monkeypatch.setattr("worker.simulate.producer.AIOKafkaProducer", _FakeProducer)
+    monkeypatch.setattr("worker.runtime.kafka.AIOKafkaProducer", _FakeProducer)  # the factory's
     _FakeProducer.instances = []
     _FakeProducer.existing = set(Settings().input_topics)
     return _FakeProducer

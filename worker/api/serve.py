@@ -52,7 +52,7 @@ async def serve_api(settings: Settings) -> None:
     model = load_model(settings.model_path)
     token = settings.api_bearer_token()
     sock = listen(settings.api_host, settings.api_port)
-    redis = server.connect(settings.redis_url, settings.redis_timeout_seconds)
+    redis = server.client(settings)
     app = create_app(model, redis, token=token)
     config = uvicorn.Config(app, log_level=settings.log_level.lower(), access_log=False,
                             # uvicorn's own logging setup would replace the CLI's.

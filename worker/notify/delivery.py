@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from worker.errors import is_retriable
@@ -30,6 +30,7 @@ from worker.notify.ledger import Ledger
 from worker.notify.offsets import Offsets, Partition
 from worker.notify.route import Route, route
 from worker.notify.slack import SlackPoster, Stopped
+from worker.runtime import kafka
 from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.windows import server
@@ -49,11 +50,11 @@ class Notifier:
 
     async def run(self) -> None:
         s, c = self.settings, self.config
-        redis = server.connect(s.redis_url, s.redis_timeout_seconds)
+        redis = server.client(s)
         self.ledger = Ledger(redis, c.webhook_id, max_backoff=s.retry_backoff_max_seconds,
                              stop=self.stop)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=c.group_id, enable_auto_commit=False,
+        self.consumer = kafka.consumer(
+            s, group_id=c.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=s.session_timeout_ms,
             max_poll_interval_ms=s.max_poll_interval_ms, fetch_max_wait_ms=s.fetch_max_wait_ms)
         self.consumer.subscribe([s.topic_alerts], listener=_Revoked(self))

@@ -27,6 +27,7 @@ from worker.errors import Retriable
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline, RawRecord
 from worker.probes import Probes
+from worker.runtime import kafka
 from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.retry import Stopping, retrying
 from worker.settings import Settings
@@ -80,8 +81,8 @@ class ConsumerLoop:
 
     def _build_clients(self) -> None:
         settings = self.settings
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self._consumer = kafka.consumer(
+            settings,
             group_id=settings.group_id,
             client_id="healthscore-worker",
             enable_auto_commit=False,

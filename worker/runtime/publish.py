@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from worker.pipeline import Outcome
+from worker.runtime import kafka
 from worker.settings import Settings
 
 # Room for a few hundred alerts per produce request, well under brokers' message limits.
@@ -21,10 +22,10 @@ def new_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     # acks=all: an alert counts as published only once every in-sync replica has it.
     # request_timeout_ms also bounds how long a send waits out a broker that is away;
     # after it, the send fails and the caller's retry (logged, counted) takes over.
-    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, client_id=client_id,
-                            acks="all", linger_ms=5, max_batch_size=MAX_BATCH_BYTES,
-                            max_request_size=settings.max_request_bytes,
-                            request_timeout_ms=settings.broker_timeout_ms)
+    return kafka.producer(settings, client_id=client_id,
+                          acks="all", linger_ms=5, max_batch_size=MAX_BATCH_BYTES,
+                          max_request_size=settings.max_request_bytes,
+                          request_timeout_ms=settings.broker_timeout_ms)
 
 
 async def co_partitioned(producer: AIOKafkaProducer, alerts_topic: str,

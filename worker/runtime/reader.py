@@ -10,19 +10,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from worker.runtime import kafka
 from worker.settings import Settings
 
 
 async def read_to_end(settings: Settings, topics: Sequence[str],
                       max_records: int) -> AsyncIterator[list[Any]]:
     """Batches of records (aiokafka ``ConsumerRecord``), each partition in offset order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                client_id="healthscore-reader", enable_auto_commit=False,
-                                auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=max(1048576,
-                                                              settings.max_message_bytes * 4))
+    consumer = kafka.consumer(settings, client_id="healthscore-reader",
+                              enable_auto_commit=False, auto_offset_reset="earliest",
+                              max_partition_fetch_bytes=max(1048576,
+                                                            settings.max_message_bytes * 4))
     await consumer.start()
     try:
         await consumer.topics()  # a metadata fetch: partitions_for_topic reads its cache

@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from worker.errors import ConfigError
+from worker.runtime import kafka
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,7 @@ def wanted_topics(settings: Settings, extra: Sequence[str] = ()) -> list[NewTopi
 async def ensure_topics(settings: Settings, extra: Sequence[str] = ()) -> None:
     """Create missing topics (when asked to; ``extra`` are more topics like the alerts
     topic), then check the inputs are co-partitioned."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                client_id="healthscore-admin")
+    admin = kafka.admin(settings, client_id="healthscore-admin")
     await admin.start()
     try:
         if settings.create_topics:

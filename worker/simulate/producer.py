@@ -30,6 +30,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from worker.runtime import kafka
 from worker.settings import Settings
 from worker.simulate.personas import Emitted, EventStream, Population
 
@@ -81,9 +82,7 @@ async def run_simulation(
     population = Population.create(accounts, rng)
     stats = SimulationStats(run_id=uuid.uuid4().hex[:12], accounts=accounts)
     stream = EventStream(population, rng, stats.run_id)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, client_id="healthscore-simulate", linger_ms=5
-    )
+    producer = kafka.producer(settings, client_id="healthscore-simulate", linger_ms=5)
     started = time.monotonic()
     try:
         await producer.start()

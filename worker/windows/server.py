@@ -23,19 +23,33 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from worker.errors import ConfigError, Retriable
-from worker.settings import Settings, env_name
+from worker.settings import Settings, env_name, read_secret
 from worker.windows import keys, wire
 
 log = logging.getLogger(__name__)
 
 
-def connect(url: str, timeout: float) -> Redis:
+def client(settings: Settings) -> Redis:
+    """The Redis client of every command: the URL's user (ACL) and password, else the
+    password file's; over rediss://, the server's certificate checked against the CA file."""
+    password = read_secret(settings.redis_password_file) if settings.redis_password_file else ""
+    return connect(settings.redis_url, settings.redis_timeout_seconds,
+                   ca_file=settings.redis_ca_file, password=password)
+
+
+def connect(url: str, timeout: float, *, ca_file: str = "", password: str = "") -> Redis:
     """A client on which every command, connect and handshake gives up after ``timeout``
     seconds with a retriable error. redis-py's own default depends on its version
     (none at all on 5), and its own retries would multiply the wait: the worker
-    retries in one place (``worker.runtime.retry``), counted and with paused polling."""
+    retries in one place (``worker.runtime.retry``), counted and with paused polling.
+    A password in the URL wins over ``password``."""
+    options: dict[str, Any] = {}
+    if password:
+        options["password"] = password  # redis-py lets the URL's own override it
+    if ca_file and url.startswith("rediss://"):
+        options["ssl_ca_certs"] = ca_file
     return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                          retry=Retry(NoBackoff(), 0))
+                          retry=Retry(NoBackoff(), 0), **options)
 
 
 @dataclass(frozen=True, slots=True)
