@@ -158,6 +158,10 @@ class Settings:
     )
     metrics_port: int = _setting(9464, "Port of the Prometheus /metrics endpoint; 0 turns it off.")
     log_level: str = _setting("INFO", "Log level (DEBUG, INFO, WARNING, ERROR).")
+    log_format: str = _setting(
+        "auto", "Log lines as JSON objects (json), as plain text (plain), or auto: plain on"
+        " a terminal, JSON otherwise (containers, log collectors)."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -207,6 +211,9 @@ class Settings:
             raise ConfigError(f"{env_name('metrics_host')} must be an address, e.g. 127.0.0.1")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"{env_name('log_level')}: unknown level {self.log_level!r}")
+        if self.log_format not in ("auto", "json", "plain"):
+            raise ConfigError(f"{env_name('log_format')}: {self.log_format!r} is none of "
+                              "auto, json, plain")
         if self.model_path and not Path(self.model_path).is_file():
             raise ConfigError(f"{env_name('model_path')}: no file at {self.model_path!r}")
 
