@@ -228,11 +228,14 @@ def _alerts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.progress import Reporter
     from worker.replay import Replay
 
     async def run() -> str:
-        replay = Replay(settings, alerts_topic=args.alerts_topic, force=args.force)
-        return (await replay.run()).summary()
+        with Reporter("replay", sys.stderr) as progress:
+            replay = Replay(settings, alerts_topic=args.alerts_topic, force=args.force,
+                            progress=progress)
+            return (await replay.run()).summary()
 
     print(asyncio.run(run()))
     return 0
