@@ -47,7 +47,7 @@ def test_a_worker_whose_stderr_is_a_pipe_logs_one_json_object_a_line(tmp_path: P
     for line in lines:
         assert {"ts", "level", "logger", "message"} <= line.keys()
         assert time.time() - _epoch(line["ts"]) < 600
-    assert lines[0]["logger"] == "worker.app" and lines[0]["level"] == "INFO"
+    assert (lines[0]["logger"], lines[0]["level"]) == ("worker.app", "INFO")
     assert any(line["level"] == "WARNING" and "redis" in line["message"] for line in lines)
 
 
@@ -106,7 +106,7 @@ def _format(**kwargs: Any) -> dict[str, Any]:
 
 def test_json_lines_carry_the_record_position_where_the_call_gives_it() -> None:
     line = _format(topic="events.login", partition=3, offset=42)
-    assert line["message"] == "record x dead-lettered" and line["level"] == "WARNING"
+    assert (line["message"], line["level"]) == ("record x dead-lettered", "WARNING")
     assert (line["topic"], line["partition"], line["offset"]) == ("events.login", 3, 42)
     assert "topic" not in _format()
 
