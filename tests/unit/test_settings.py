@@ -106,7 +106,7 @@ def test_false_words(raw: str) -> None:
     assert Settings.from_env({"HEALTHSCORE_CREATE_TOPICS": raw}).create_topics is False
 
 
-@pytest.mark.parametrize("name", [n for n in typed(str) if n != "log_level"])
+@pytest.mark.parametrize("name", [n for n in typed(str) if n not in ("log_level", "log_format")])
 def test_string_settings_are_taken_verbatim(name: str, tmp_path: Path) -> None:
     files = ("model_path", "api_token_file")  # checked to exist
     raw = str(tmp_path / "model.yaml") if name in files else " some value "
