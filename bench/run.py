@@ -26,12 +26,14 @@ from redis.asyncio import Redis
 from bench import ceiling, latency, memory, silent
 from bench.contender import WorkerProcess, run_to_end
 from bench.data import account_name, events, preload
+from bench.progress import Phases
 from bench.report import print_table, targets
 from worker.embedded import EmbeddedStack
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
+PHASES = Phases()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +64,13 @@ def scenario(base: Settings, name: str) -> Settings:
 
 async def throughput(settings: Settings, total: int, logs: Path, label: str,
                      profile: Path | None) -> dict[str, Any]:
-    with WorkerProcess(settings, logs / f"worker-{label}.log",
-                       profile / f"worker-{label}.txt" if profile else None) as worker:
+    with (PHASES.phase(f"healthscore: {total} events ({label})"),
+          WorkerProcess(settings, logs / f"worker-{label}.log",
+                        profile / f"worker-{label}.txt" if profile else None) as worker):
         await worker.wait_ready()
-        seconds, start, end, quarter_rss = await run_to_end(worker, total, within=max(600.0, total / 500))
+        seconds, start, end, quarter_rss = await run_to_end(
+            worker, total, within=max(600.0, total / 500),
+            report=PHASES.counter(f"healthscore ({label})", total))
     return {"events": end.committed, "seconds": seconds,
             "events_per_s": end.committed / seconds if seconds else 0.0,
             "alerts": end.alerts, "rss_start_bytes": start.rss_bytes,
@@ -91,10 +96,13 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
         now = time.time()  # one clock for both: the prefix is the set's first events
         n = await _timed(out, "preload_10k", preload(small, events(
             sizes.events_10k, sizes.accounts_10k, now=now)))
-        out["ceiling"] = await ceiling.measure(small, n)
+        with PHASES.phase("ceiling: the client library alone"):
+            out["ceiling"] = await ceiling.measure(small, n)
         out["healthscore_10k"] = await throughput(small, n, logs, "10k", profile)
-        out["memory"] = dataclasses.asdict(await memory.per_account(
-            redis, [account_name(i) for i in range(sizes.accounts_10k)], base.topic_partitions))
+        with PHASES.phase("healthscore: Redis memory per account"):
+            out["memory"] = dataclasses.asdict(await memory.per_account(
+                redis, [account_name(i) for i in range(sizes.accounts_10k)],
+                base.topic_partitions))
 
         # The same accounts, warm, live at a steady offered rate (the target's), and at
         # one the worker sustains with room to spare on this machine.
@@ -105,7 +113,8 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
             await ensure_topics(live)
             records = list(events(int(rate * sizes.latency_seconds), sizes.accounts_10k,
                                   seed=seed, spread_days=1))
-            with WorkerProcess(live, logs / f"worker-{key}.log") as worker:
+            with (PHASES.phase(f"healthscore: event-to-alert latency at {rate:g} events/s"),
+                  WorkerProcess(live, logs / f"worker-{key}.log") as worker):
                 await worker.wait_ready()
                 out[key] = dataclasses.asdict(
                     await latency.produce_to_alert(live, records, rate))
@@ -119,7 +128,9 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
         n = await _timed(out, "preload_1m", preload(large, events(
             sizes.accounts_1m, sizes.accounts_1m, seed=8, each_once=True)))
         out["healthscore_1m"] = await throughput(large, n, logs, "1m", profile)
-        out["silent"] = dataclasses.asdict(await silent.rescore_all(large, redis, days_later=91))
+        with PHASES.phase("healthscore: rescoring every silent account"):
+            out["silent"] = dataclasses.asdict(
+                await silent.rescore_all(large, redis, days_later=91))
 
         await redis.aclose()
 
@@ -143,9 +154,11 @@ async def side_by_side(out: dict[str, Any], base: Settings, sizes: Sizes, now: f
 def _peer(name: str, settings: Settings, total: int) -> dict[str, Any]:
     from bench.peers.run import run_peer  # the bench extra: faust-streaming, quixstreams
 
-    result = run_peer(name, bootstrap=settings.kafka_bootstrap, redis_url=settings.redis_url,
-                      settings=settings, total_events=total, timeout_s=max(300.0, total / 200),
-                      output_topic=f"{settings.topic_alerts}.{name}")
+    with PHASES.phase(f"{name}: {total} events"):
+        result = run_peer(name, bootstrap=settings.kafka_bootstrap, redis_url=settings.redis_url,
+                          settings=settings, total_events=total,
+                          timeout_s=max(300.0, total / 200),
+                          output_topic=f"{settings.topic_alerts}.{name}")
     return dataclasses.asdict(result)
 
 
@@ -156,7 +169,8 @@ def _database(url: str, db: int) -> str:
 
 async def _timed(out: dict[str, Any], name: str, work: Any) -> int:
     started = time.perf_counter()
-    result: int = await work
+    with PHASES.phase(f"writing the events ({name})"):
+        result: int = await work
     out.setdefault("setup_seconds", {})[name] = round(time.perf_counter() - started, 1)
     return result
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
 
+from worker import logs
 from worker.errors import ConfigError, Unreachable, access_denied, is_retriable
 from worker.settings import Settings, env_name
 
@@ -25,10 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"healthscore: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aiokafka logs every rebalance step at INFO; keep the worker's own lines readable.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+    logs.configure(settings)
     try:
         return int(args.run(settings, args) or 0)
     except ConfigError as exc:  # its subclasses say why by their exit codes (README)
@@ -231,11 +228,14 @@ def _alerts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.progress import Reporter
     from worker.replay import Replay
 
     async def run() -> str:
-        replay = Replay(settings, alerts_topic=args.alerts_topic, force=args.force)
-        return (await replay.run()).summary()
+        with Reporter("replay", sys.stderr) as progress:
+            replay = Replay(settings, alerts_topic=args.alerts_topic, force=args.force,
+                            progress=progress)
+            return (await replay.run()).summary()
 
     print(asyncio.run(run()))
     return 0

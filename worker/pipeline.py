@@ -232,7 +232,8 @@ class Pipeline:
         first = type(exc) not in self._logged
         self._logged.add(type(exc))
         log.warning("record %s/%d@%d dead-lettered (internal_error): %s: %s", raw.topic,
-                    raw.partition, raw.offset, type(exc).__name__, exc, exc_info=first)
+                    raw.partition, raw.offset, type(exc).__name__, exc, exc_info=first,
+                    extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset})
         self._reject(raw, internal_error(exc), now, outcome)
 
     def _plan_each(self, by_account: dict[str, list[Event | AccountUpdate]], now_bucket: int,

@@ -52,6 +52,7 @@ from worker.contracts import validator
 from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline
+from worker.progress import Reporter
 from worker.runtime import kafka
 from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
@@ -95,9 +96,11 @@ class ReplayReport:
 
 class Replay:
     def __init__(self, settings: Settings, model: Model | None = None,
-                 *, alerts_topic: str | None = None, force: bool = False) -> None:
+                 *, alerts_topic: str | None = None, force: bool = False,
+                 progress: Reporter | None = None) -> None:
         """``force``: skip the check for live workers (some brokers, the embedded one
         among them, keep listing members that left until the group rebalances).
+        ``progress`` is told how many event records the rebuild reads and has read.
 
         No client is built here: aiokafka's need the running event loop, so ``run``
         builds them (a command builds this object before its loop starts)."""
@@ -108,6 +111,7 @@ class Replay:
         self.force = force
         self.model = model or load_model(settings.model_path)
         self.alerts_topic = alerts_topic
+        self.progress = progress
         self.metrics = Metrics()
         self.report = ReplayReport(deadletter_topic=settings.topic_deadletter)
         self._redis: Redis
@@ -194,14 +198,20 @@ class Replay:
             else:
                 self.report.unreadable_alerts += 1
                 log.warning("skipped a record that is not an alert at %s[%d]@%d",
-                            record.topic, record.partition, record.offset)
+                            record.topic, record.partition, record.offset,
+                            extra={"topic": record.topic, "partition": record.partition,
+                                   "offset": record.offset})
 
     async def _rebuild(self) -> None:
         pipeline = self._pipeline(EventTimeClock(), keys.REPLAY_PUBLISHED)
         partitions: set[int] = set()
         limit = self.settings.batch_max_records
-        async for records in read_to_end(self.settings, self.settings.input_topics, limit):
+        on_total = self.progress.start if self.progress else None
+        async for records in read_to_end(self.settings, self.settings.input_topics, limit,
+                                         on_total):
             self.report.records += len(records)
+            if self.progress:
+                self.progress.advance(len(records))
             partitions.update(r.partition for r in records)
             await self._trail(pipeline, await self._retry(partial(pipeline.process, records),
                                                           "redis"))

@@ -195,6 +195,10 @@ class Settings:
         " consumption is paused by an outage)."
     )
     log_level: str = _setting("INFO", "Log level (DEBUG, INFO, WARNING, ERROR).")
+    log_format: str = _setting(
+        "auto", "Log lines as JSON objects (json), as plain text (plain), or auto: plain on"
+        " a terminal, JSON otherwise (containers, log collectors)."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -245,6 +249,9 @@ class Settings:
             raise ConfigError(f"{env_name('metrics_host')} must be an address, e.g. 127.0.0.1")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"{env_name('log_level')}: unknown level {self.log_level!r}")
+        if self.log_format not in ("auto", "json", "plain"):
+            raise ConfigError(f"{env_name('log_format')}: {self.log_format!r} is none of "
+                              "auto, json, plain")
         if self.model_path and not Path(self.model_path).is_file():
             raise ConfigError(f"{env_name('model_path')}: no file at {self.model_path!r}")
         _validate_secure(self)

@@ -131,6 +131,11 @@ def test_replay_from_the_command_line_dead_letters_poison_and_rebuilds_the_live_
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
         summary = result.stdout.strip().splitlines()[-1]
         assert re.match(_summary_pattern(settings, records, len(live)), summary), summary
+        # stderr is a pipe: JSON log lines, the rebuild's progress among them.
+        progress = [line["message"] for line in map(orjson.loads, result.stderr.splitlines())
+                    if line["logger"] == "worker.progress"]
+        assert re.match(r"replay: \d+ records to read$", progress[0]), progress
+        assert progress[-1].startswith(f"replay: read {records} of "), progress
         _same(asyncio.run(_snapshot(settings, model, now)), live)
         # Each bad record dead-lettered once more, from the same source, for the same reason.
         letters = asyncio.run(_dead_letters(settings))

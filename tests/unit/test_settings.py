@@ -106,7 +106,7 @@ def test_false_words(raw: str) -> None:
     assert Settings.from_env({"HEALTHSCORE_CREATE_TOPICS": raw}).create_topics is False
 
 
-ENUMERATED = ("log_level", "kafka_security_protocol", "kafka_sasl_mechanism")
+ENUMERATED = ("log_level", "log_format", "kafka_security_protocol", "kafka_sasl_mechanism")
 # Settings another must come with: a certificate with its key, a CA file with TLS.
 COMPANIONS = {"kafka_ssl_certfile": "kafka_ssl_keyfile", "kafka_ssl_keyfile": "kafka_ssl_certfile"}
 

@@ -7,7 +7,7 @@ keep writing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -16,9 +16,14 @@ from worker.runtime import kafka
 from worker.settings import Settings
 
 
-async def read_to_end(settings: Settings, topics: Sequence[str],
-                      max_records: int) -> AsyncIterator[list[Any]]:
-    """Batches of records (aiokafka ``ConsumerRecord``), each partition in offset order."""
+async def read_to_end(settings: Settings, topics: Sequence[str], max_records: int,
+                      on_total: Callable[[int], None] | None = None,
+                      ) -> AsyncIterator[list[Any]]:
+    """Batches of records (aiokafka ``ConsumerRecord``), each partition in offset order.
+
+    ``on_total`` is told, before the first batch, how many offsets lie between the
+    partitions' starts and their listed ends: about the records to read (a progress bar's
+    total)."""
     consumer = kafka.consumer(settings, client_id="healthscore-reader",
                               enable_auto_commit=False, auto_offset_reset="earliest",
                               max_partition_fetch_bytes=max(1048576,
@@ -33,6 +38,9 @@ async def read_to_end(settings: Settings, topics: Sequence[str],
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         listed = await consumer.end_offsets(partitions)
+        if on_total is not None:
+            first = await consumer.beginning_offsets(partitions)
+            on_total(sum(max(0, listed[tp] - first[tp]) for tp in partitions))
         end: dict[TopicPartition, int] = {}
         pending = set(partitions)
         while pending:
