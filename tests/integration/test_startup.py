@@ -192,7 +192,8 @@ def test_a_redis_without_config_and_info_is_used_with_a_warning(
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         proc = subprocess.Popen([*HEALTHSCORE, "worker"], stdout=subprocess.DEVNULL,
-                                stderr=out, env=_env(HEALTHSCORE_REDIS_URL=url))
+                                stderr=out, env=_env(HEALTHSCORE_REDIS_URL=url,
+                                                     HEALTHSCORE_LOG_FORMAT="plain"))
     try:
         deadline = time.monotonic() + 60
         while "kafka unavailable" not in log.read_text() and time.monotonic() < deadline:
