@@ -8,9 +8,9 @@ the worker must reach Kafka on the broker's internal listener.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -444,7 +444,12 @@ COMPOSE_SPEC = "compose-spec.json"
 
 
 def compose_spec_schema() -> dict[str, Any]:
-    vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
+    # Found, not imported: the package's command-line half need not import beside the
+    # click that faust-streaming pins.
+    spec = importlib.util.find_spec("check_jsonschema")
+    assert spec is not None, "check-jsonschema is missing"
+    assert spec.submodule_search_locations
+    vendor = Path(spec.submodule_search_locations[0]) / "builtin_schemas" / "vendor"
     schema = json.loads((vendor / COMPOSE_SPEC).read_text(encoding="utf-8"))
     assert schema["title"] == "Compose Specification"
     return schema  # type: ignore[no-any-return]
