@@ -64,7 +64,7 @@ async def run(members: int, cap: int) -> None:
         pipeline = Pipeline(settings, model, store, FixedClock(now), Metrics())
         records = _records(settings, members, now)
         for start in range(0, members, BATCH):
-            await pipeline.save(await pipeline.process(records[start:start + BATCH]))
+            await pipeline.store.save((await pipeline.process(records[start:start + BATCH])).writes)
         total = 0
         for key, name in zip(keys.account_keys(ACCOUNT),
                              ("counters", "users", "features", "state", "recent ids"),

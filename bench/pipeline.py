@@ -61,7 +61,7 @@ async def run(total: int, accounts: int, batch: int, commands: bool = False) -> 
         redis_cpu, own_cpu = _cpu_seconds(redis_pid), time.process_time()
         started = time.perf_counter()
         for start in range(0, total, batch):
-            await pipeline.save(await pipeline.process(records[start:start + batch]))
+            await pipeline.store.save((await pipeline.process(records[start:start + batch])).writes)
         seconds = time.perf_counter() - started
         own_cpu, redis_cpu = time.process_time() - own_cpu, _cpu_seconds(redis_pid) - redis_cpu
         stats = await redis.info("commandstats")

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from redis.asyncio import Redis
 
 from worker.clock import FixedClock
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline
+from worker.runtime.delivery import Delivery, once
 from worker.runtime.publish import new_producer, publish
 from worker.scoring.model import load_model
 from worker.settings import Settings
@@ -33,12 +35,11 @@ class Silent:
 async def rescore_all(settings: Settings, redis: Redis, days_later: float) -> Silent:
     model = load_model(settings.model_path or None)
     clock = FixedClock(time.time() + days_later * 86400)
-    store = WindowStore(redis, model, dedup_horizon_seconds=settings.dedup_horizon_seconds,
-                        dedup_max_ids=settings.dedup_max_ids,
-                        max_distinct_members=settings.max_distinct_members,
-                        timeout=settings.redis_timeout_seconds)
+    store = WindowStore.from_settings(redis, model, settings)
     pipeline = Pipeline(settings, model, store, clock, Metrics())
     producer = new_producer(settings, "bench-silent")
+    delivery = Delivery(store, partial(publish, producer, alerts_topic=settings.topic_alerts,
+                                       deadletter_topic=settings.topic_deadletter), once)
     await producer.start()
     partitions = set(range(settings.topic_partitions))
     accounts = alerts = 0
@@ -46,10 +47,7 @@ async def rescore_all(settings: Settings, redis: Redis, days_later: float) -> Si
     try:
         while due := await pipeline.due(partitions, settings.batch_max_records):
             outcome = await pipeline.expire(due)
-            await pipeline.save(outcome)
-            await publish(producer, outcome, alerts_topic=settings.topic_alerts,
-                          deadletter_topic=settings.topic_deadletter)
-            await pipeline.sent(outcome)
+            await delivery.deliver(outcome)
             accounts += len(due)
             alerts += len(outcome.alerts)
     finally:

@@ -38,13 +38,7 @@ class Worker:
         self.metrics = metrics or Metrics(batch_max_records=settings.batch_max_records)
         self.redis = server.client(settings)
         self.durability = server.Durability.of(settings)
-        store = WindowStore(self.redis, self.model,
-                            dedup_horizon_seconds=settings.dedup_horizon_seconds,
-                            dedup_max_ids=settings.dedup_max_ids,
-                            max_distinct_members=settings.max_distinct_members,
-                            timeout=settings.redis_timeout_seconds,
-                            resident_accounts=settings.resident_accounts,
-                            durability=self.durability)
+        store = WindowStore.from_settings(self.redis, self.model, settings)
         self.store = store  # checked at start-up (``check_redis``)
         self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)

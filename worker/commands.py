@@ -29,7 +29,7 @@ async def explain_command(settings: Settings, account_id: str, *, as_json: bool)
     model = load_model(settings.model_path)
     redis = server.client(settings)
     try:
-        result = await explain(WindowStore(redis, model), model, account_id, WallClock())
+        result = await explain(WindowStore.from_settings(redis, model, settings), model, account_id, WallClock())
     finally:
         await redis.aclose()
     data = result.as_dict()

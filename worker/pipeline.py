@@ -1,10 +1,7 @@
 """One batch through the whole flow: decode -> window -> score -> alert.
 
 Kafka-agnostic: records in, an ``Outcome`` out (alerts and dead letters to
-publish, state to save). The runtime saves (alerts into an outbox, then waits for
-replicas or the AOF where configured), publishes, clears the outbox and commits, in
-that order, so a crash at any point re-delivers the batch, or re-sends a saved
-alert, rather than losing either.
+publish, state to save). ``runtime.delivery`` saves, publishes and commits it.
 """
 
 from __future__ import annotations
@@ -34,8 +31,9 @@ from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
 from worker.settings import Settings
 from worker.windows import wire
+from worker.windows.outbox import OutboxEntry
 from worker.windows.plan import AccountPlan, Planner
-from worker.windows.store import AccountState, OutboxEntry, StateWrite, WindowStore
+from worker.windows.store import AccountState, StateWrite, WindowStore
 
 log = logging.getLogger(__name__)
 # Accounts per Redis exchange: enough to amortise a round trip, few enough that
@@ -82,6 +80,11 @@ class Pipeline:
         self._max_request_bytes = settings.max_request_bytes
         self._logged: set[type[Exception]] = set()  # exception types whose traceback was logged
 
+    @property
+    def store(self) -> WindowStore:
+        """Where outcomes are saved (``runtime.delivery``)."""
+        return self._store
+
     async def process(self, records: Sequence[RawRecord]) -> Outcome:
         outcome = Outcome()
         by_account = self._decode(records, outcome)
@@ -102,7 +105,7 @@ class Pipeline:
         return outcome
 
     async def due(self, partitions: Collection[int], limit: int) -> list[tuple[int, str]]:
-        return await self._store.due(partitions, self._clock.now(), limit)
+        return await self._store.schedule.due(partitions, self._clock.now(), limit)
 
     async def expire(self, due: Sequence[tuple[int | None, str]],
                      cause: Cause = WINDOW_EXPIRY) -> Outcome:
@@ -163,26 +166,8 @@ class Pipeline:
         """These partitions moved to another worker: drop what is held of their accounts."""
         self._store.forget(partitions)
 
-    async def save(self, outcome: Outcome) -> None:
-        """State and the alerts' outbox, before anything is published; then, as
-        configured, until replicas or the AOF have them (``Retriable`` if they do not in
-        time): no alert goes out, no offset is committed, for writes a failover loses."""
-        await self._store.save(outcome.writes)
-        await self._store.durable()
-
     async def tier_counts(self) -> dict[str, int]:
-        return await self._store.tier_counts([tier.name for tier in self.model.tiers])
-
-    async def sent(self, outcome: Outcome) -> None:
-        await self._store.sent(outcome.outbox)
-
-    async def unsent(self, partitions: Collection[int]) -> Outcome:
-        """Alerts an earlier owner of these partitions saved but may not have sent."""
-        found = await self._store.unsent(partitions)
-        if found:  # an owner that died before its wait left them: as durable first
-            await self._store.durable()
-        return Outcome(alerts=[(entry.account_id, alert) for entry, alert in found],
-                       outbox=[entry for entry, _ in found])
+        return await self._store.tiers.counts([tier.name for tier in self.model.tiers])
 
     def _decode(self, records: Sequence[RawRecord],
                 outcome: Outcome) -> dict[str, list[Event | AccountUpdate]]:

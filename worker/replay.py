@@ -54,6 +54,7 @@ from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline
 from worker.progress import Reporter
 from worker.runtime import kafka
+from worker.runtime.delivery import Delivery
 from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.retry import retrying
@@ -117,16 +118,11 @@ class Replay:
         self._redis: Redis
         self._producer: AIOKafkaProducer
         self._stop: asyncio.Event
+        self._trail_delivery: Delivery
 
     def _pipeline(self, clock: EventTimeClock | WallClock, published_field: str) -> Pipeline:
-        store = WindowStore(self._redis, self.model,
-                            dedup_horizon_seconds=self.settings.dedup_horizon_seconds,
-                            dedup_max_ids=self.settings.dedup_max_ids,
-                            max_distinct_members=self.settings.max_distinct_members,
-                            timeout=self.settings.redis_timeout_seconds,
-                            published_field=published_field,
-                            outbox=published_field == keys.PUBLISHED,
-                            durability=server.Durability.of(self.settings))
+        store = WindowStore.from_settings(self._redis, self.model, self.settings,
+                                          published_field=published_field)
         # All a replay publishes is history: a rebuild's trail, or where the rebuilt tier
         # differs from the one consumers were told, typically many accounts at once after
         # a model change; consumers batch it rather than page on it (``delivery``).
@@ -204,6 +200,7 @@ class Replay:
 
     async def _rebuild(self) -> None:
         pipeline = self._pipeline(EventTimeClock(), keys.REPLAY_PUBLISHED)
+        self._trail_delivery = Delivery(pipeline.store, self._publish_trail, self._retry)
         partitions: set[int] = set()
         limit = self.settings.batch_max_records
         on_total = self.progress.start if self.progress else None
@@ -227,15 +224,16 @@ class Replay:
         go to ``--alerts-topic`` only."""
         self.report.dead_letters.update(record["reason"] for _, record in outcome.dead_letters)
         self.report.trail_alerts += len(outcome.alerts)
+        await self._trail_delivery.deliver(outcome)
+
+    async def _publish_trail(self, outcome: Outcome) -> None:
         sent = Outcome(alerts=outcome.alerts if self.alerts_topic else [],
                        dead_letters=outcome.dead_letters)
         if sent.alerts or sent.dead_letters:
             # Without a trail topic there are no alerts here to send to the live one.
-            await self._retry(partial(
-                publish, self._producer, sent,
-                alerts_topic=self.alerts_topic or self.settings.topic_alerts,
-                deadletter_topic=self.settings.topic_deadletter), "kafka")
-        await self._retry(partial(pipeline.save, outcome), "redis")
+            await publish(self._producer, sent,
+                          alerts_topic=self.alerts_topic or self.settings.topic_alerts,
+                          deadletter_topic=self.settings.topic_deadletter)
 
     async def _catch_up(self) -> None:
         """Run again after a failure, it finds the tiers the first attempt published
@@ -245,16 +243,18 @@ class Replay:
         # As the live workers place them: an account's alerts stay on one partition.
         same_partitions = await co_partitioned(self._producer, self.settings.topic_alerts,
                                                self.settings.input_topics)
+        delivery = Delivery(pipeline.store, partial(self._publish_live, same_partitions),
+                            self._retry)
         async for chunk in rebuild.accounts(self._redis, forget=keys.REPLAY_PUBLISHED):
             outcome = await self._retry(partial(pipeline.expire, chunk, REPLAY), "redis")
-            await self._retry(partial(pipeline.save, outcome), "redis")
-            await self._retry(partial(
-                publish, self._producer, outcome, alerts_topic=self.settings.topic_alerts,
-                deadletter_topic=self.settings.topic_deadletter,
-                co_partitioned=same_partitions), "kafka")
-            await self._retry(partial(pipeline.sent, outcome), "redis")
+            await delivery.deliver(outcome)
             self.report.accounts += len(chunk)
             self.report.alerts += [alert for _, alert in outcome.alerts]
+
+    async def _publish_live(self, co_partitioned: bool, outcome: Outcome) -> None:
+        await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,
+                      deadletter_topic=self.settings.topic_deadletter,
+                      co_partitioned=co_partitioned)
 
 
 def _is_alert(alert: Any) -> bool:

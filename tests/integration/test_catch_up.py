@@ -136,7 +136,7 @@ class _Worker:
 
     async def _run(self, records: list[Record]) -> list[dict[str, Any]]:
         outcome = await self.pipeline.process(records)
-        await self.pipeline.save(outcome)
+        await self.pipeline.store.save(outcome.writes)
         return [alert for _, alert in outcome.alerts]
 
 

@@ -25,7 +25,8 @@ from tests.integration import chaos, kills
 from tests.integration.harness import running_worker
 from worker.app import Worker
 from worker.embedded import EmbeddedRedis, free_port
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Outcome
+from worker.runtime.delivery import Delivery
 from worker.runtime.loop import ConsumerLoop
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
@@ -176,8 +177,8 @@ async def test_a_crash_between_saving_and_clearing_an_outbox_loses_and_confuses_
     mean two things."""
     settings = settings.replace(batch_max_records=500)
     produced = await _prepared(settings, random.Random(13), events=20_000)
-    target: Any = ConsumerLoop if dies_in == "publish" else Pipeline
-    method = "_publish" if dies_in == "publish" else "sent"
+    target: Any = ConsumerLoop if dies_in == "publish" else Delivery
+    method = "_publish" if dies_in == "publish" else "clear"
     original = getattr(target, method)
     crashed: list[dict[str, Any]] = []
 

@@ -62,7 +62,7 @@ class Feed:
 
 
 async def _run(pipeline: Pipeline, records: list[Record]) -> None:
-    await pipeline.save(await pipeline.process(records))
+    await pipeline.store.save((await pipeline.process(records)).writes)
 
 
 def _left_out(pipeline: Pipeline, name: str) -> float:

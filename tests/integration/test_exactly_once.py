@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from tests.integration.harness import Record, event
 from worker.clock import FixedClock
 from worker.metrics import Metrics
-from worker.pipeline import Pipeline
+from worker.pipeline import Outcome, Pipeline
+from worker.runtime.delivery import Delivery, once
 from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows import keys
@@ -42,6 +43,15 @@ def pipeline(restarted: Callable[[], Pipeline]) -> Pipeline:
     return restarted()
 
 
+def steps(pipeline: Pipeline) -> Delivery:
+    """Delivery's Redis steps, one at a time: these tests crash before publishing."""
+    return Delivery(pipeline.store, _not_published, once)
+
+
+async def _not_published(outcome: Outcome) -> None:
+    raise AssertionError("nothing here publishes")
+
+
 def logins(settings: Settings, account: str, offsets: range, partition: int = 0) -> list[Record]:
     return [Record(settings.topic_login, partition, o, account.encode(),
                    orjson.dumps(event("login", account, user_id=f"u{o}", session_seconds=60)))
@@ -59,7 +69,7 @@ async def counters(settings: Settings, account: str) -> dict[str, float]:
 
 async def run(pipeline: Pipeline, records: list[Record]) -> None:
     outcome = await pipeline.process(records)
-    await pipeline.save(outcome)
+    await pipeline.store.save(outcome.writes)
 
 
 def skipped(pipeline: Pipeline, name: str) -> float:
@@ -139,7 +149,7 @@ async def test_a_crash_between_saving_and_sending_resends_exactly_the_saved_aler
 ) -> None:
     records = sessions(settings, "acme")
     first = await pipeline.process(records[:20])
-    await pipeline.save(first)  # crash here: saved with its outbox, never sent
+    await steps(pipeline).save(first)  # crash here: saved with its outbox, never sent
     [(_, alert)] = first.alerts
     assert (alert["seq"], alert["tier"]) == (1, "green")
     saved = await published(settings, "acme")
@@ -147,7 +157,7 @@ async def test_a_crash_between_saving_and_sending_resends_exactly_the_saved_aler
     assert (saved["seq"], saved["tier"], round(saved["score"], 2)) == (1, "green", alert["score"])
 
     after = restarted()  # a new process: nothing held, all it knows is in Redis
-    unsent = await after.unsent([0])
+    unsent = await steps(after).unsent([0])
     assert [a for _, a in unsent.alerts] == [alert]  # the very same record
     # The re-delivery is cut differently (more events in one batch): it is decided
     # against the saved tier, so seq 1 can never come out as a second, other change.
@@ -156,22 +166,22 @@ async def test_a_crash_between_saving_and_sending_resends_exactly_the_saved_aler
         (2, "green", "red")]
     assert skipped(after, "replayed") == 20
 
-    await after.sent(unsent)
-    assert (await after.unsent([0])).alerts == []
+    await steps(after).clear(unsent)
+    assert (await steps(after).unsent([0])).alerts == []
 
 
 async def test_an_alert_sent_before_the_crash_is_resent_unchanged(
     settings: Settings, pipeline: Pipeline, restarted: Callable[[], Pipeline]
 ) -> None:
     outcome = await pipeline.process(sessions(settings, "acme")[:20])
-    await pipeline.save(outcome)
+    await steps(pipeline).save(outcome)
     # sent, then the crash: the outbox was not cleared
     after = restarted()
-    resent = await after.unsent([0, 1, 2])
+    resent = await steps(after).unsent([0, 1, 2])
     assert resent.alerts, "nothing was saved to send again"
     assert resent.alerts == outcome.alerts
-    await after.sent(resent)
-    assert (await after.unsent([0])).alerts == []
+    await steps(after).clear(resent)
+    assert (await steps(after).unsent([0])).alerts == []
     saved = await published(settings, "acme")
     assert saved is not None
     assert (saved["seq"], saved["tier"]) == (1, "green")

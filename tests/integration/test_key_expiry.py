@@ -31,11 +31,11 @@ async def test_a_key_written_after_the_maintenance_expires_once_the_account_goes
     try:
         # The bucket's first call maintains the account: its features set does not exist yet.
         login = event("login", ACCOUNT, clock.now(), user_id="u1")
-        await pipeline.save(await pipeline.process(
-            [Record(settings.topic_login, 0, 0, ACCOUNT.encode(), orjson.dumps(login))]))
+        await pipeline.store.save((await pipeline.process(
+            [Record(settings.topic_login, 0, 0, ACCOUNT.encode(), orjson.dumps(login))])).writes)
         use = event("feature_use", ACCOUNT, clock.now(), user_id="u1", feature="reports")
-        await pipeline.save(await pipeline.process(
-            [Record(settings.topic_feature_use, 0, 0, ACCOUNT.encode(), orjson.dumps(use))]))
+        await pipeline.store.save((await pipeline.process(
+            [Record(settings.topic_feature_use, 0, 0, ACCOUNT.encode(), orjson.dumps(use))])).writes)
         assert await redis.ttl(features) == -1  # written after the maintenance: no expiry yet
 
         # Silence: the account's next rescore is its windows' first roll.
@@ -44,7 +44,7 @@ async def test_a_key_written_after_the_maintenance_expires_once_the_account_goes
         clock.advance(due_at - clock.now() + 1)
         due = await pipeline.due({0}, 100)
         assert due == [(0, ACCOUNT)]
-        await pipeline.save(await pipeline.expire(due))
+        await pipeline.store.save((await pipeline.expire(due)).writes)
 
         # Still inside the longer windows, so still there, each with its expiry.
         for key in (counters, users, features):

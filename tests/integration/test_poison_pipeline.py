@@ -194,7 +194,7 @@ def test_hostile_batches_score_or_dead_letter_every_record(settings: Settings) -
             pipeline = Pipeline(settings, model, WindowStore(redis, model), WallClock(),
                                 Metrics())
             outcome = await pipeline.process(records)
-            await pipeline.save(outcome)
+            await pipeline.store.save(outcome.writes)
         finally:
             await redis.aclose()
         dead = reasons(outcome)

@@ -21,8 +21,9 @@ from worker.embedded import EmbeddedRedis
 from worker.errors import is_retriable
 from worker.scoring.model import load_model
 from worker.windows import server
+from worker.windows.outbox import OutboxEntry
 from worker.windows.plan import AccountPlan
-from worker.windows.store import OutboxEntry, StateWrite, WindowStore
+from worker.windows.store import StateWrite, WindowStore
 
 TIMEOUT = 0.25
 # Generous against TIMEOUT on a loaded machine, and short of redis-py 8's own 5 s
@@ -32,14 +33,15 @@ WAITS = server.Durability(replicas=1, timeout=0.25)
 
 Call = Callable[[WindowStore, Redis], Awaitable[object]]
 CALLS: dict[str, Call] = {
-    "due": lambda store, _: store.due([0, 1, 2], time.time(), 100),
-    "unsent": lambda store, _: store.unsent([0, 1, 2]),
-    "script load": lambda store, _: store._load_script(),
+    "due": lambda store, _: store.schedule.due([0, 1, 2], time.time(), 100),
+    "unsent": lambda store, _: store.outbox.unsent([0, 1, 2]),
+    "script load": lambda store, _: store.load_script(),
     "apply": lambda store, _: store.apply([AccountPlan("acme", 0)], time.time()),
     "save": lambda store, _: store.save(
         [StateWrite("acme", {}, partition=0, next_change=time.time() + 60)]),
-    "sent": lambda store, _: store.sent([OutboxEntry(0, "acme", 1)]),
+    "sent": lambda store, _: store.outbox.sent([OutboxEntry(0, "acme", 1)]),
     "durability wait": lambda store, _: store.durable(),
+    "tier counts": lambda store, _: store.tiers.counts(["green", "red"]),
     "start-up check": lambda _, redis: server.check(redis, WAITS, TIMEOUT),
     "read (explain)": lambda store, _: store.read("acme", time.time()),
 }

@@ -34,7 +34,7 @@ def _account(settings: Settings, account: str, offset: int,
 
 
 async def _run(pipeline: Pipeline, records: list[Record]) -> None:
-    await pipeline.save(await pipeline.process(records))
+    await pipeline.store.save((await pipeline.process(records)).writes)
 
 
 async def _keys_without_expiry(redis: Redis) -> list[bytes]:

@@ -87,7 +87,7 @@ async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis
     for round_ in range(12):
         records = _batch(settings, rng, clock.now(), offset, 40)
         offset += len(records)
-        await pipeline.save(await pipeline.process(records))
+        await pipeline.store.save((await pipeline.process(records)).writes)
         if round_ % 4 == 3:
             clock.advance(DAY)  # the next batch starts a new bucket: everything reloads
         compared += await _assert_held_equal_redis(store, redis, model, clock.now(), ACCOUNTS,
@@ -127,7 +127,7 @@ async def test_a_write_by_someone_else_is_noticed(settings: Settings, redis: Red
         records = _batch(settings, rng, clock.now(), offset, 30)
         offset += len(records)
         pipeline = pipelines[round_ % 2]
-        await pipeline.save(await pipeline.process(records))
+        await pipeline.store.save((await pipeline.process(records)).writes)
         # Only the batch's accounts: a copy is checked (and loaded again) when it is used.
         touched = {r.key.decode() for r in records if r.key}
         assert await _assert_held_equal_redis(stores[round_ % 2], redis, model, clock.now(),

@@ -6,7 +6,7 @@ import orjson
 
 from worker.pipeline import Outcome
 from worker.runtime.publish import _split
-from worker.windows.store import OutboxEntry
+from worker.windows.outbox import OutboxEntry
 
 
 def _outcome(partitions: list[int | None]) -> Outcome:

@@ -20,6 +20,7 @@ from worker.api import listing, models
 from worker.clock import Clock, WallClock
 from worker.explain import Explanation, explain
 from worker.scoring.model import Model
+from worker.settings import Settings
 from worker.windows.store import WindowStore
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(model: Model, redis: Redis, *, token: str = "",
-               clock: Clock | None = None) -> FastAPI:
+               clock: Clock | None = None, settings: Settings | None = None) -> FastAPI:
     """The API over ``redis`` for ``model``. ``token``: when set, every request must
-    carry ``Authorization: Bearer <token>``."""
+    carry ``Authorization: Bearer <token>``. ``settings``: the worker's (distinct bound,
+    Redis timeout); the defaults without."""
     app = FastAPI(
         title="healthscore account API", version=VERSION,
         description="Customer health scores, tiers and the model that computes them, read"
                     " live from the workers' Redis.",
         dependencies=[Depends(_authorizer(token))], responses=ERRORS)
-    store = WindowStore(redis, model)
+    store = WindowStore.from_settings(redis, model, settings or Settings())
     clock = clock or WallClock()
     tiers = [t.name for t in model.tiers]
     tier_pattern = "^(" + "|".join(re.escape(t) for t in tiers) + ")$"

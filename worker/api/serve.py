@@ -53,7 +53,7 @@ async def serve_api(settings: Settings) -> None:
     token = settings.api_bearer_token()
     sock = listen(settings.api_host, settings.api_port)
     redis = server.client(settings)
-    app = create_app(model, redis, token=token)
+    app = create_app(model, redis, token=token, settings=settings)
     config = uvicorn.Config(app, log_level=settings.log_level.lower(), access_log=False,
                             # uvicorn's own logging setup would replace the CLI's.
                             log_config=None)

@@ -1,9 +1,9 @@
-"""The consume -> process -> publish -> save -> commit loop.
+"""The consume -> process -> deliver loop.
 
-Offsets are committed only after the batch's state (with its alerts in an
-outbox) is written to Redis and its alerts and dead letters are acknowledged by
-the broker, so a crash anywhere re-delivers the batch instead of losing it. A rebalance waits for the
-batch in flight (``_in_flight``) before giving partitions away.
+Each batch's outcome is delivered (saved, published, committed) in the order
+``runtime.delivery`` owns, so a crash anywhere re-delivers the batch instead of
+losing it. A rebalance waits for the batch in flight (``_in_flight``) before
+giving partitions away.
 
 While a retry waits out an outage, every partition is paused and the loop keeps
 polling: aiokafka leaves the group once it has not been polled for
@@ -28,6 +28,7 @@ from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline, RawRecord
 from worker.probes import Probes
 from worker.runtime import kafka
+from worker.runtime.delivery import Delivery, Offsets
 from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.retry import Stopping, retrying
 from worker.settings import Settings
@@ -75,6 +76,8 @@ class ConsumerLoop:
         self.unsent_partitions: set[int] = set()  # assigned, outboxes not yet sent
         self._paused: set[TopicPartition] | None = None  # paused by a retry, to resume
         self._co_partitioned = False  # alerts go to their input partition's number
+        self.delivery = Delivery(pipeline.store, self._publish, self._retry,
+                                 commit=self._commit_once, metrics=metrics)
         # Built by run(), not here: aiokafka's clients need the running event loop.
         self._consumer: AIOKafkaConsumer
         self._producer: AIOKafkaProducer
@@ -148,29 +151,13 @@ class ConsumerLoop:
         with self.metrics.batch_seconds.time():
             self.metrics.batch_size.observe(len(records))
             outcome = await self._retry(partial(self.pipeline.process, records), "redis")
-            await self._deliver(outcome)
-            await self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
-
-    async def _deliver(self, outcome: Outcome) -> None:
-        """State first, each alert in its account's outbox; then publish; then clear the
-        outbox. After a crash anywhere in between, the next owner of the partition sends
-        exactly the saved alerts again (``_send_unsent``) before it scores anything:
-        an alert can arrive twice, never go missing, and no seq means two things."""
-        await self._retry(partial(self.pipeline.save, outcome), "redis")
-        self.metrics.tier_changes(outcome.alerts)
-        await self._send(outcome)
+            await self.delivery.deliver(
+                outcome, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
 
     async def _send_unsent(self) -> None:
+        """What newly assigned partitions' outboxes hold, before anything is scored there."""
         partitions, self.unsent_partitions = self.unsent_partitions, set()
-        outcome = await self._retry(partial(self.pipeline.unsent, partitions), "redis")
-        if outcome.alerts:
-            log.info("sending %d alerts saved but maybe not sent before", len(outcome.alerts))
-        await self._send(outcome)
-
-    async def _send(self, outcome: Outcome) -> None:
-        await self._retry(partial(self._publish, outcome), "kafka")
-        self.metrics.observe_latency(outcome.origins, time.time())
-        await self._retry(partial(self.pipeline.sent, outcome), "redis")
+        await self.delivery.resend(partitions)
 
     async def _rescore_silent(self) -> None:
         """Rescore the accounts of this worker's partitions whose windows have rolled.
@@ -184,7 +171,7 @@ class ConsumerLoop:
             async with self.in_flight:
                 due = await self._retry(partial(self.pipeline.due, partitions, limit), "redis")
                 if due:
-                    await self._deliver(
+                    await self.delivery.deliver(
                         await self._retry(partial(self.pipeline.expire, due), "redis"))
             if len(due) < limit:
                 return
@@ -214,15 +201,7 @@ class ConsumerLoop:
                       deadletter_topic=self.settings.topic_deadletter,
                       co_partitioned=self._co_partitioned)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        try:
-            await self._retry(partial(self._commit_once, offsets), "kafka")
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The partitions moved to another worker, which re-reads from the
-            # last committed offset; nothing is lost.
-            log.warning("commit skipped after rebalance: %s", exc)
-
-    async def _commit_once(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit_once(self, offsets: Offsets) -> None:
         # aiokafka retries a commit by itself for as long as the broker is away: silently,
         # and without a poll. Bounded, that wait becomes a counted retry with paused polling.
         # Giving up is safe: the request itself is shielded, and committing twice is harmless.
@@ -231,6 +210,10 @@ class ConsumerLoop:
                                    self.settings.broker_timeout_ms / 1000)
         except TimeoutError:
             raise Retriable("the broker did not acknowledge the commit") from None
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partitions moved to another worker, which re-reads from the
+            # last committed offset; nothing is lost.
+            log.warning("commit skipped after rebalance: %s", exc)
 
     async def _retry(self, operation: Callable[[], Awaitable[T]], dependency: str, *,
                      in_group: bool = True) -> T:

@@ -9,21 +9,19 @@ in, ``AccountState`` out) and Redis commands; the decisions are made in
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
-from worker.errors import Retriable
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
-from worker.windows import keys, server, wire
+from worker.settings import Settings
+from worker.windows import keys, schedule, server, tierindex, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
-from worker.windows.distinct import admit
+from worker.windows.outbox import Outbox, save_commands
 from worker.windows.plan import AccountPlan, Totals
 from worker.windows.resident import (
     CAPPED_PREFIX,
@@ -34,12 +32,12 @@ from worker.windows.resident import (
     Residents,
     load,
 )
+from worker.windows.schedule import Schedule
 from worker.windows.script import ApplyScript
+from worker.windows.scriptcall import ScriptCalls
+from worker.windows.tierindex import TierIndex
 
 SAVE_CHUNK = 500  # accounts per exchange of a save
-# Calls of one account in one batch, each expecting what the one before found; more
-# means the account keeps changing under the batch (another writer): retried later.
-MAX_EXPECTATIONS = 3
 
 
 class AccountState(NamedTuple):
@@ -75,15 +73,20 @@ class StateWrite(NamedTuple):
     mode: Mode = Mode.LIVE  # of this evaluation: the next one asks it (saved when it changes)
 
 
-class OutboxEntry(NamedTuple):
-    """An alert saved in an account's outbox: cleared once the broker has it."""
-
-    partition: int | None
-    account_id: str
-    seq: int
-
-
 class WindowStore:
+    @classmethod
+    def from_settings(cls, redis: Redis, model: Model, settings: Settings, *,
+                      published_field: str = keys.PUBLISHED) -> WindowStore:
+        """The store as ``settings`` configure it, for every command that reads or writes
+        windows. Only the live chain keeps an outbox (see ``published_field``)."""
+        return cls(redis, model, dedup_horizon_seconds=settings.dedup_horizon_seconds,
+                   dedup_max_ids=settings.dedup_max_ids, published_field=published_field,
+                   outbox=published_field == keys.PUBLISHED,
+                   timeout=settings.redis_timeout_seconds,
+                   resident_accounts=settings.resident_accounts,
+                   max_distinct_members=settings.max_distinct_members,
+                   durability=server.Durability.of(settings))
+
     def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
                  dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
                  outbox: bool = True, timeout: float = 10.0,
@@ -98,18 +101,20 @@ class WindowStore:
         self._timeout = timeout
         self._durability = durability or server.Durability()
         self._redis = redis
-        self._outbox = outbox
+        # Saved with the state in one MULTI, read and cleared on their own.
+        self.outbox = Outbox(redis, timeout, enabled=outbox)
+        self.schedule = Schedule(redis, timeout)
+        self.tiers = TierIndex(redis, timeout)
         self._published_field = published_field
         self._model = model
-        self._script = ApplyScript(model, dedup_horizon_seconds, dedup_max_ids)
-        self._script_loaded = False
+        self._calls = ScriptCalls(redis, ApplyScript(model, dedup_horizon_seconds, dedup_max_ids),
+                                  timeout, max_distinct_members)
         self._all_windows = sorted({c.window_buckets for c in model.components})
         self._max_window = model.max_window_buckets  # a max() over the model's components
         # In the order ``resident.load`` reads them.
         self._fields = [keys.VERSION, keys.ATTRS, published_field, keys.MODE,
                         *(keys.SEEN_PREFIX + t for t in SEEN_TYPES),
                         *(CAPPED_PREFIX + name for name in SETS)]
-        self._max_members = max_distinct_members
         self._residents = Residents(resident_accounts)
 
     def now_bucket(self, now: float) -> int:
@@ -124,7 +129,7 @@ class WindowStore:
         now_bucket = self.now_bucket(now)
         try:
             residents = await self._residents_of([p.account_id for p in plans], now_bucket)
-            replies = await self._run_script(plans, residents, now)
+            replies = await self._calls.run(plans, residents, now)
             stale = [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
                      if version != r.version + 1]
             fresh = dict(zip(stale, await self._load(stale, now_bucket), strict=True))
@@ -167,49 +172,9 @@ class WindowStore:
                 for account_id, (counters, users, features, state)
                 in zip(account_ids, _fours(replies), strict=True)]
 
-    async def _run_script(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
-                          now: float) -> list[tuple[int, str, Totals]]:
-        """(version, status, what was applied) per plan. Each call first expects all its
-        events applied; the few that find replays or duplicates go again, expecting those."""
-        expected: list[str | None] = [None] * len(plans)
-        replies: list[tuple[int, str, Totals] | None] = [None] * len(plans)
-        todo: Sequence[int] = range(len(plans))
-        for _ in range(MAX_EXPECTATIONS):
-            totals = [admit(plans[k].totals(expected[k]), residents[k].last_seen,
-                            self._max_members) for k in todo]
-            call = self._script.call([plans[k] for k in todo], [residents[k] for k in todo],
-                                     [expected[k] for k in todo], totals, now)
-            [flat] = await self._execute([call])
-            again = []
-            for k, t, version, status in zip(todo, totals, flat[::2], flat[1::2], strict=True):
-                if version == -1:
-                    expected[k] = status.decode()
-                    again.append(k)
-                else:
-                    replies[k] = (version, status.decode(), t)
-            if not again:
-                return [reply for reply in replies if reply is not None]
-            todo = again
-        raise Retriable(f"{len(todo)} accounts changed under every try to write them")
-
     async def load_script(self) -> None:
         """Load the apply script now: at start-up, a user not allowed to is told at once."""
-        await self._redis.script_load(self._script.text)
-        self._script_loaded = True
-
-    async def _execute(self, calls: Sequence[wire.Command]) -> list[Any]:
-        if not self._script_loaded:  # else every chunk of the first batch fails on it
-            await self._load_script()
-            self._script_loaded = True
-        try:
-            return await wire.execute(self._redis, calls, self._timeout)
-        except NoScriptError:  # a restarted or flushed Redis: load the script, go again
-            await self._load_script()
-            return await wire.execute(self._redis, calls, self._timeout)
-
-    async def _load_script(self) -> None:
-        async with asyncio.timeout(self._timeout):
-            await self._redis.script_load(self._script.text)
+        await self._calls.load()
 
     def _state(self, resident: Resident, status: str, read_all: bool,
                dropped: dict[str, tuple[int, float]] | None = None) -> AccountState:
@@ -279,37 +244,29 @@ class WindowStore:
             elif mode is Mode.CATCH_UP and w.published is None:
                 commands.append(("HSET", keys.state_key(w.account_id), keys.MODE, mode.value))
             if w.published is not None:
-                fields: list[wire.Arg] = [self._published_field, orjson.dumps(w.published)]
-                if mode is Mode.CATCH_UP:  # a new account in a backfill: one command
-                    fields += [keys.MODE, mode.value]
-                if self._outbox and w.alert is not None:
-                    # Indexed first: a crash between the two leaves an index entry with
-                    # nothing behind it (harmless), never an alert nobody will find.
-                    if w.partition is not None:
-                        commands.append(("SADD", keys.pending_key(w.partition), w.account_id))
-                    fields += [keys.outbox_field(w.alert["seq"]), orjson.dumps(w.alert)]
-                self._publish(commands, w, ("HSET", keys.state_key(w.account_id), *fields))
+                commands += self._publish(w, mode)
             if w.partition is not None and not self._scheduled(w):
-                due = keys.due_key(w.partition)
-                if w.next_change is None:
-                    commands.append(("ZREM", due, w.account_id))
-                else:
-                    commands.append(("ZADD", due, w.next_change, w.account_id))
+                commands.append(schedule.reschedule(w.partition, w.account_id, w.next_change))
         return await wire.execute(self._redis, commands, self._timeout)
 
-    def _publish(self, commands: list[wire.Command], write: StateWrite,
-                 save: wire.Command) -> None:
-        """Save a new published tier; the live chain's also moves the account between
-        the tier indexes (``keys.tier_key``) in the same MULTI, so the index never
+    def _publish(self, write: StateWrite, mode: Mode | None) -> list[wire.Command]:
+        """Save a new published tier with its alert in the outbox; the live chain's also
+        moves the account between the tier indexes in the same MULTI, so the index never
         disagrees with ``pub``. Only tier changes pay for it."""
+        commands: list[wire.Command] = []
+        fields: list[wire.Arg] = [self._published_field, orjson.dumps(write.published)]
+        if mode is Mode.CATCH_UP:  # a new account in a backfill: one command
+            fields += [keys.MODE, mode.value]
+        if self.outbox.enabled and write.alert is not None:
+            index, entry = save_commands(write.partition, write.account_id, write.alert)
+            commands += index
+            fields += entry
+        save = ("HSET", keys.state_key(write.account_id), *fields)
         if self._published_field != keys.PUBLISHED or write.alert is None:
-            commands.append(save)
-            return
-        commands += [("MULTI",), save]
-        if (previous := write.alert["previous_tier"]) is not None:
-            commands.append(("ZREM", keys.tier_key(previous), write.account_id))
-        commands += [("ZADD", keys.tier_key(write.alert["tier"]), 0, write.account_id),
-                     ("EXEC",)]
+            return [*commands, save]
+        moved = tierindex.move(write.account_id, write.alert["previous_tier"],
+                               write.alert["tier"])
+        return [*commands, ("MULTI",), save, *moved, ("EXEC",)]
 
     def _mode_change(self, write: StateWrite) -> Mode | None:
         """The mode to save, or None when Redis has it already."""
@@ -324,65 +281,6 @@ class WindowStore:
     async def durable(self) -> None:
         """Until what was written so far is as durable as configured (``server.wait``)."""
         await server.wait(self._redis, self._durability, self._timeout)
-
-    async def tier_counts(self, tiers: Sequence[str]) -> dict[str, int]:
-        """Accounts per published tier, from the tier indexes: one ZCARD each, no scan."""
-        replies = await wire.execute(self._redis, [("ZCARD", keys.tier_key(t)) for t in tiers],
-                                     self._timeout)
-        return {tier: int(count) for tier, count in zip(tiers, replies, strict=True)}
-
-    async def sent(self, entries: Sequence[OutboxEntry]) -> None:
-        """The broker has these alerts: clear them from their outboxes."""
-        if not self._outbox:
-            return
-        commands: list[wire.Command] = []
-        for e in entries:
-            commands.append(("HDEL", keys.state_key(e.account_id), keys.outbox_field(e.seq)))
-            if e.partition is not None:
-                commands.append(("SREM", keys.pending_key(e.partition), e.account_id))
-        await wire.execute(self._redis, commands, self._timeout)
-
-    async def unsent(self, partitions: Collection[int]
-                     ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
-        """Alerts saved on these partitions but not known to be sent, oldest first."""
-        async with asyncio.timeout(self._timeout):
-            return await self._unsent(partitions)
-
-    async def _unsent(self, partitions: Collection[int]
-                      ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for partition in sorted(partitions):
-                pipe.smembers(keys.pending_key(partition))
-            members = await pipe.execute()
-        owners = [(p, _text(a)) for p, accounts in zip(sorted(partitions), members, strict=True)
-                  for a in sorted(accounts)]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for _, account in owners:
-                pipe.hgetall(keys.state_key(account))
-            states = await pipe.execute()
-        found, stale = [], []
-        for (partition, account), state in zip(owners, states, strict=True):
-            alerts = [orjson.loads(v) for n, v in state.items()
-                      if _text(n).startswith(keys.OUTBOX_PREFIX)]
-            found += [(OutboxEntry(partition, account, a["seq"]), a) for a in alerts]
-            if not alerts:
-                stale.append((partition, account))
-        if stale:  # a crash between indexing and saving: nothing was promised
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for partition, account in stale:
-                    pipe.srem(keys.pending_key(partition), account)
-                await pipe.execute()
-        return sorted(found, key=lambda item: (item[0].account_id, item[0].seq))
-
-    async def due(self, partitions: Collection[int], now: float,
-                  limit: int) -> list[tuple[int, str]]:
-        """(partition, account) pairs whose windows have rolled since they were scored."""
-        async with asyncio.timeout(self._timeout), self._redis.pipeline(transaction=False) as pipe:
-            for partition in sorted(partitions):
-                pipe.zrangebyscore(keys.due_key(partition), "-inf", now, start=0, num=limit)
-            replies = await pipe.execute()
-        return [(p, _text(account)) for p, accounts in zip(sorted(partitions), replies, strict=True)
-                for account in accounts]
 
 
 def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int) -> None:
@@ -399,10 +297,6 @@ def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int
             resident.seen_bucket[event_type] = bucket
     if plan.attrs_changed:
         resident.attrs = plan.attrs or {}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _fours(replies: list[Any]) -> Iterator[tuple[Any, Any, Any, Any]]:

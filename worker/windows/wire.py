@@ -132,3 +132,8 @@ async def _read_one(connection: AbstractConnection) -> Any:
         return await connection.read_response(timeout=math.inf, disconnect_on_error=False)
     except ResponseError as error:
         return error
+
+
+def text(value: bytes | str) -> str:
+    """A reply's name or member as text, whichever way the client decodes."""
+    return value.decode() if isinstance(value, bytes) else value

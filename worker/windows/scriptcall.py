@@ -1,0 +1,73 @@
+"""Calls of the apply script: loaded before the first call and again after a Redis
+restart; an account whose fences or recent ids say otherwise than expected is
+called again, expecting what the call before found."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from worker.errors import Retriable
+from worker.windows import wire
+from worker.windows.distinct import admit
+from worker.windows.plan import AccountPlan, Totals
+from worker.windows.resident import Resident
+from worker.windows.script import ApplyScript
+
+# Calls of one account in one batch, each expecting what the one before found; more
+# means the account keeps changing under the batch (another writer): retried later.
+MAX_EXPECTATIONS = 3
+
+
+class ScriptCalls:
+    def __init__(self, redis: Redis, script: ApplyScript, timeout: float,
+                 max_members: int) -> None:
+        self._redis = redis
+        self._script = script
+        self._timeout = timeout
+        self._max_members = max_members
+        self._loaded = False
+
+    async def run(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
+                  now: float) -> list[tuple[int, str, Totals]]:
+        """(version, status, what was applied) per plan. Each call first expects all its
+        events applied; the few that find replays or duplicates go again, expecting those."""
+        expected: list[str | None] = [None] * len(plans)
+        replies: list[tuple[int, str, Totals] | None] = [None] * len(plans)
+        todo: Sequence[int] = range(len(plans))
+        for _ in range(MAX_EXPECTATIONS):
+            totals = [admit(plans[k].totals(expected[k]), residents[k].last_seen,
+                            self._max_members) for k in todo]
+            call = self._script.call([plans[k] for k in todo], [residents[k] for k in todo],
+                                     [expected[k] for k in todo], totals, now)
+            [flat] = await self._execute([call])
+            again = []
+            for k, t, version, status in zip(todo, totals, flat[::2], flat[1::2], strict=True):
+                if version == -1:
+                    expected[k] = status.decode()
+                    again.append(k)
+                else:
+                    replies[k] = (version, status.decode(), t)
+            if not again:
+                return [reply for reply in replies if reply is not None]
+            todo = again
+        raise Retriable(f"{len(todo)} accounts changed under every try to write them")
+
+    async def load(self) -> None:
+        """Load the script now (at start-up, a user not allowed to is told at once)."""
+        async with asyncio.timeout(self._timeout):
+            await self._redis.script_load(self._script.text)
+        self._loaded = True
+
+    async def _execute(self, calls: Sequence[wire.Command]) -> list[Any]:
+        if not self._loaded:  # else every chunk of the first batch fails on it
+            await self.load()
+        try:
+            return await wire.execute(self._redis, calls, self._timeout)
+        except NoScriptError:  # a restarted or flushed Redis: load the script, go again
+            await self.load()
+            return await wire.execute(self._redis, calls, self._timeout)
