@@ -12,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-import orjson
 from redis.asyncio import Redis
 
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
 from worker.settings import Settings
-from worker.windows import keys, schedule, server, tierindex, wire
+from worker.windows import keys, saving, server, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
-from worker.windows.outbox import Outbox, save_commands
+from worker.windows.outbox import Outbox
 from worker.windows.plan import AccountPlan, Totals
 from worker.windows.resident import (
     CAPPED_PREFIX,
@@ -236,37 +235,11 @@ class WindowStore:
         """Only what changed: a new tier (with its alert in the outbox), a new time to
         rescore, a new mode. Component values stay in memory, recomputed after a load:
         writing them every batch cost more than computing them again."""
-        commands: list[wire.Command] = []
-        for w in writes:  # an account's commands stay in order, in one chunk
-            mode = self._mode_change(w)
-            if mode is Mode.LIVE:
-                commands.append(("HDEL", keys.state_key(w.account_id), keys.MODE))
-            elif mode is Mode.CATCH_UP and w.published is None:
-                commands.append(("HSET", keys.state_key(w.account_id), keys.MODE, mode.value))
-            if w.published is not None:
-                commands += self._publish(w, mode)
-            if w.partition is not None and not self._scheduled(w):
-                commands.append(schedule.reschedule(w.partition, w.account_id, w.next_change))
+        commands = [c for w in writes  # an account's commands stay in order, in one chunk
+                    for c in saving.commands(w, self._mode_change(w), self._scheduled(w),
+                                             published_field=self._published_field,
+                                             outbox=self.outbox.enabled)]
         return await wire.execute(self._redis, commands, self._timeout)
-
-    def _publish(self, write: StateWrite, mode: Mode | None) -> list[wire.Command]:
-        """Save a new published tier with its alert in the outbox; the live chain's also
-        moves the account between the tier indexes in the same MULTI, so the index never
-        disagrees with ``pub``. Only tier changes pay for it."""
-        commands: list[wire.Command] = []
-        fields: list[wire.Arg] = [self._published_field, orjson.dumps(write.published)]
-        if mode is Mode.CATCH_UP:  # a new account in a backfill: one command
-            fields += [keys.MODE, mode.value]
-        if self.outbox.enabled and write.alert is not None:
-            index, entry = save_commands(write.partition, write.account_id, write.alert)
-            commands += index
-            fields += entry
-        save = ("HSET", keys.state_key(write.account_id), *fields)
-        if self._published_field != keys.PUBLISHED or write.alert is None:
-            return [*commands, save]
-        moved = tierindex.move(write.account_id, write.alert["previous_tier"],
-                               write.alert["tier"])
-        return [*commands, ("MULTI",), save, *moved, ("EXEC",)]
 
     def _mode_change(self, write: StateWrite) -> Mode | None:
         """The mode to save, or None when Redis has it already."""
