@@ -7,21 +7,19 @@ publish, state to save). ``runtime.delivery`` saves, publishes and commits it.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from worker.alerts import WINDOW_EXPIRY, Cause, build_alert
 from worker.clock import Clock
-from worker.errors import BadInput, internal_error, is_retriable
-from worker.events.deadletter import dead_letter, dead_letter_key
-from worker.events.decode import Decoder
-from worker.events.types import AccountUpdate, Event, SourceRef
+from worker.errors import is_retriable
+from worker.events.intake import Intake, RawRecord
+from worker.events.types import AccountUpdate, Event
 from worker.metrics import Metrics
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
@@ -39,17 +37,6 @@ log = logging.getLogger(__name__)
 # Accounts per Redis exchange: enough to amortise a round trip, few enough that
 # scoring one chunk overlaps Redis running the next.
 CHUNK_ACCOUNTS = 250
-
-
-class RawRecord(Protocol):
-    """The fields of a Kafka record the pipeline reads (aiokafka's ConsumerRecord fits)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
 
 
 @dataclass(slots=True)
@@ -75,10 +62,7 @@ class Pipeline:
         self.metrics = metrics
         self._planner = Planner(model)
         self._lag = settings.catch_up_lag_seconds
-        self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
-                                settings.max_message_bytes, settings.max_future_skew_seconds)
-        self._max_request_bytes = settings.max_request_bytes
-        self._logged: set[type[Exception]] = set()  # exception types whose traceback was logged
+        self._intake = Intake(settings, clock, metrics)
 
     @property
     def store(self) -> WindowStore:
@@ -87,7 +71,7 @@ class Pipeline:
 
     async def process(self, records: Sequence[RawRecord]) -> Outcome:
         outcome = Outcome()
-        by_account = self._decode(records, outcome)
+        by_account = self._intake.decode(records, outcome.dead_letters)
         now = self._clock.now()
         now_bucket = self._store.now_bucket(now)
         try:
@@ -100,7 +84,8 @@ class Pipeline:
         await self._apply_and_score(
             plans, now, outcome,
             lambda plan, change: _cause(self.model, by_account[plan.account_id], change),
-            lambda plan, exc: self._fail_all(by_account[plan.account_id], records, exc, outcome))
+            lambda plan, exc: self._intake.fail_all(by_account[plan.account_id], records, exc,
+                                                    outcome.dead_letters))
         outcome.origins = _origins(records, outcome)
         return outcome
 
@@ -169,58 +154,6 @@ class Pipeline:
     async def tier_counts(self) -> dict[str, int]:
         return await self._store.tiers.counts([tier.name for tier in self.model.tiers])
 
-    def _decode(self, records: Sequence[RawRecord],
-                outcome: Outcome) -> dict[str, list[Event | AccountUpdate]]:
-        # Future skew is judged against the real present whatever the scoring clock
-        # (an event-time clock trails it during a replay).
-        present = max(self._clock.now(), time.time())
-        by_account: dict[str, list[Event | AccountUpdate]] = {}
-        latest = -math.inf
-        updates = 0
-        decode = self._decoder.decode
-        for raw in records:
-            source = SourceRef(raw.topic, raw.partition, raw.offset)
-            try:
-                record = decode(source, raw.key, raw.value, present)
-            except BadInput as error:
-                self._reject(raw, error, present, outcome)
-                continue
-            except Exception as exc:
-                self._failed(raw, exc, present, outcome)
-                continue
-            if isinstance(record, Event):
-                if record.ts > latest:  # not max(): this runs once per event
-                    latest = record.ts
-            else:
-                updates += 1
-                record = record._replace(ts=raw.timestamp / 1000)  # its only clock
-            by_account.setdefault(record.account_id, []).append(record)
-        self._count_decoded(updates)
-        if latest > -math.inf:
-            self._clock.observe(latest)
-        return by_account
-
-    def _reject(self, raw: RawRecord, error: BadInput, now: float, outcome: Outcome) -> None:
-        self.metrics.dead_letters.labels(str(error.reason)).inc()
-        source = SourceRef(raw.topic, raw.partition, raw.offset)
-        outcome.dead_letters.append((dead_letter_key(raw.key), dead_letter(
-            error, source, raw.key, raw.value, raw.timestamp, now, self._max_request_bytes)))
-
-    def _failed(self, raw: RawRecord, exc: Exception, now: float, outcome: Outcome) -> None:
-        """The one rule: a failure while handling one record dead-letters that record
-        (``internal_error``) and the worker moves on. Only a dependency outage is
-        retried, and a retry is of the whole batch."""
-        if is_retriable(exc):
-            raise exc
-        # One line per record; the traceback once per exception type, so a flood of
-        # one poison kind cannot drown the log, and a new kind still shows its origin.
-        first = type(exc) not in self._logged
-        self._logged.add(type(exc))
-        log.warning("record %s/%d@%d dead-lettered (internal_error): %s: %s", raw.topic,
-                    raw.partition, raw.offset, type(exc).__name__, exc, exc_info=first,
-                    extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset})
-        self._reject(raw, internal_error(exc), now, outcome)
-
     def _plan_each(self, by_account: dict[str, list[Event | AccountUpdate]], now_bucket: int,
                    records: Sequence[RawRecord], outcome: Outcome) -> list[AccountPlan]:
         """Planning the batch raised: plan account by account, and dead-letter the
@@ -231,17 +164,8 @@ class Pipeline:
                 plans.append(self._planner.plan(account_id, account_records, now_bucket))
             except Exception as exc:
                 del by_account[account_id]
-                self._fail_all(account_records, records, exc, outcome)
+                self._intake.fail_all(account_records, records, exc, outcome.dead_letters)
         return plans
-
-    def _fail_all(self, account_records: Sequence[Event | AccountUpdate],
-                  records: Sequence[RawRecord], exc: Exception, outcome: Outcome) -> None:
-        """Dead-letter one account's records of the batch: planning or scoring them failed.
-        (Scoring fails after Redis applied them: their dead letters say they were not scored.)"""
-        raw_of = {(r.topic, r.partition, r.offset): r for r in records}
-        present = max(self._clock.now(), time.time())
-        for record in account_records:
-            self._failed(raw_of[record.source], exc, present, outcome)
 
     def _unscored(self, plan: AccountPlan, exc: Exception) -> None:
         """A silent account's rescoring failed: no record to set aside; it is tried
@@ -249,12 +173,7 @@ class Pipeline:
         if is_retriable(exc):
             raise exc
         log.warning("account %s not rescored: %s: %s", plan.account_id, type(exc).__name__,
-                    exc, exc_info=type(exc) not in self._logged)
-        self._logged.add(type(exc))
-
-    def _count_decoded(self, updates: int) -> None:
-        if updates:
-            self.metrics.account_updates.inc(updates)
+                    exc, exc_info=self._intake.first_traceback(exc))
 
     def _score(self, plan: AccountPlan, state: AccountState, mode: Mode, now: float,
                outcome: Outcome, cause_of: Callable[[TierChange], Cause]) -> None:

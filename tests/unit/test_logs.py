@@ -16,8 +16,10 @@ import orjson
 import pytest
 
 from worker import logs
+from worker.clock import WallClock
 from worker.errors import ConfigError
-from worker.pipeline import Outcome, Pipeline
+from worker.events.intake import Intake
+from worker.metrics import Metrics
 from worker.settings import Settings
 
 # Both addresses refuse connections at once: the worker logs its start and then one
@@ -124,9 +126,9 @@ def test_a_traceback_stays_inside_its_one_line() -> None:
 def test_the_dead_letter_warning_names_the_record(caplog: pytest.LogCaptureFixture) -> None:
     raw = SimpleNamespace(topic="events.ticket", partition=2, offset=17, key=b"k",
                           value=b"{}", timestamp=0)
-    fake = SimpleNamespace(_logged=set(), _reject=lambda *args: None)
-    with caplog.at_level(logging.WARNING, logger="worker.pipeline"):
-        Pipeline._failed(fake, raw, RuntimeError("poison"), 0.0, Outcome())  # type: ignore[arg-type]
+    intake = Intake(Settings(), WallClock(), Metrics())
+    with caplog.at_level(logging.WARNING, logger="worker.events.intake"):
+        intake.failed(raw, RuntimeError("poison"), 0.0, [])
     (record,) = caplog.records
     line = orjson.loads(logs.JsonFormatter().format(record))
     assert (line["topic"], line["partition"], line["offset"]) == ("events.ticket", 2, 17)

@@ -24,8 +24,9 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from worker.errors import Retriable
+from worker.events.intake import RawRecord
 from worker.metrics import Metrics
-from worker.pipeline import Outcome, Pipeline, RawRecord
+from worker.pipeline import Outcome, Pipeline
 from worker.probes import Probes
 from worker.runtime import kafka
 from worker.runtime.delivery import Delivery, Offsets
