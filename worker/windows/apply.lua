@@ -27,10 +27,10 @@
 -- account's) is paid once. Their keys span as many cluster slots as accounts; on
 -- Redis Cluster, call it with one account at a time.
 --
--- KEYS, 3 + n_sets per account: counters hash, state hash, recent event ids zset,
+-- KEYS, 3 + n_distinct per account: counters hash, state hash, recent event ids zset,
 --   then one zset per distinct set (member -> last seen), the same sets for all
 -- ARGV, flat (Lua reads them for free; a JSON argument costs a decode per call):
---   now_s, ttl_seconds, ids_ttl_seconds, ids_max, n_sets, n_accounts, then per account:
+--   now_s, ttl_seconds, ids_ttl_seconds, ids_max, n_distinct, n_accounts, then per account:
 --   maintain (1: prune what no window reaches and refresh every key's expiry),
 --   members_before, ids_before       pruning cut-offs (epoch seconds)
 --   n, field * n                     expired counter fields to delete (when maintaining)
@@ -38,7 +38,7 @@
 --   expect                           one letter per event
 --   n, (source index, offset, id_digest) * n
 --   n, field * n, delta * n          the applied events' sum per "bucket|counter"
---   (n, (ts, member) * n) * n_sets   per distinct set: each member's latest time
+--   (n, (ts, member) * n) * n_distinct   per distinct set: each member's latest time
 --   n, (field, value) * n            state hash fields to set
 --   n, field * n                     state hash fields to delete
 -- Returns, per account: ver, status; ver = -1: status is not what was expected,
@@ -75,9 +75,9 @@ end
 
 local now_s, ttl_seconds, ids_ttl_seconds = argv[1], argv[2], argv[3]
 local ids_max = tonumber(argv[4])
-local n_sets = tonumber(argv[5])
+local n_distinct = tonumber(argv[5])
 
--- The account whose keys are KEYS[k + 1 .. k + 3 + n_sets] and whose arguments start
+-- The account whose keys are KEYS[k + 1 .. k + 3 + n_distinct] and whose arguments start
 -- at argv[at]. Returns the index after its arguments, its ver and its status.
 local function apply(k, at)
   local counters_key, state_key, ids_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
@@ -95,7 +95,7 @@ local function apply(k, at)
   -- The distinct sets' lists, one after the other: skipped here, read where written
   -- (walking them twice costs less than a table per account).
   local members_at = at
-  for _ = 1, n_sets do
+  for _ = 1, n_distinct do
     at = at + 1 + 2 * tonumber(argv[at])
   end
   local sets_at, n_sets
@@ -194,7 +194,7 @@ local function apply(k, at)
     redis.call('HSET', counters_key, unpack(totals))
   end
   -- GT: a late event never moves a last-seen time backwards.
-  for j = 1, n_sets do
+  for j = 1, n_distinct do
     local set_at, n_members
     set_at, n_members, members_at = list(members_at, 2)
     if n_members > 0 then
@@ -225,7 +225,7 @@ local function apply(k, at)
     if n_expired > 0 then
       call_range('HDEL', counters_key, nil, expired_at, expired_at + n_expired - 1)
     end
-    for j = 1, n_sets do
+    for j = 1, n_distinct do
       redis.call('ZREMRANGEBYSCORE', KEYS[k + 3 + j], '-inf', '(' .. members_before)
     end
     redis.call('ZREMRANGEBYSCORE', ids_key, '-inf', '(' .. ids_before)
@@ -237,7 +237,7 @@ local function apply(k, at)
     -- and an account with data in a window is due for a call when it leaves it, so
     -- a key created later in a bucket gets its expiry at the latest then.
     redis.call('EXPIRE', counters_key, ttl_seconds)
-    for j = 1, n_sets do
+    for j = 1, n_distinct do
       redis.call('EXPIRE', KEYS[k + 3 + j], ttl_seconds)
     end
     redis.call('EXPIRE', ids_key, ids_ttl_seconds)
@@ -262,7 +262,7 @@ end
 local replies, at = {}, 7
 for a = 0, tonumber(argv[6]) - 1 do
   local ver, status
-  at, ver, status = apply((3 + n_sets) * a, at)
+  at, ver, status = apply((3 + n_distinct) * a, at)
   replies[2 * a + 1] = ver
   replies[2 * a + 2] = status
 end
