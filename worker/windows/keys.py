@@ -65,7 +65,7 @@ load as they are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
 
 PREFIX = "hs"
 
@@ -73,12 +73,17 @@ PREFIX = "hs"
 _SET_SUFFIXES = {"users": "u", "features": "f"}  # named before sets had their own prefix
 
 
-def account_keys(account_id: str, sets: Iterable[str]) -> list[str]:
+@functools.cache
+def _set_suffixes(sets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f":{_SET_SUFFIXES.get(name) or 'd:' + name}" for name in sets)
+
+
+def account_keys(account_id: str, sets: tuple[str, ...]) -> list[str]:
     """The counters hash, the state hash, the recent ids, then one sorted set per
     distinct set in ``sets``, in that order."""
     tag = f"{PREFIX}:{{{account_id}}}"
-    return [f"{tag}:c", f"{tag}:s", f"{tag}:e",
-            *(f"{tag}:{_SET_SUFFIXES.get(name) or 'd:' + name}" for name in sets)]
+    # The sets' suffixes made once per model: this runs for every account of a batch.
+    return [f"{tag}:c", f"{tag}:s", f"{tag}:e", *map(tag.__add__, _set_suffixes(sets))]
 
 
 def set_key(account_id: str, name: str) -> str:

@@ -163,7 +163,7 @@ Pairs = Iterable[tuple[bytes, bytes | float]]
 
 
 def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int],
-         bucket_seconds: int, counters: Pairs, members: Sequence[Pairs],
+         bucket_seconds: int, counters: Pairs, members: Iterable[Pairs],
          state: Sequence[bytes | None], sets: Sequence[str],
          seen_types: Sequence[str]) -> Resident:
     """An account from what Redis holds: its counters (field, sum), each of its distinct

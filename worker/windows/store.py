@@ -153,12 +153,13 @@ class WindowStore:
         for account_id in account_ids:
             counters, state, _, *members = keys.account_keys(account_id, sets)
             commands += [("HGETALL", counters), ("HMGET", state, *self._fields)]
-            commands += [("ZRANGE", key, 0, -1, "WITHSCORES") for key in members]
+            for key in members:
+                commands.append(("ZRANGE", key, 0, -1, "WITHSCORES"))
         replies = await wire.execute(self._redis, commands, self._timeout)
         keep_from = oldest_bucket(now_bucket, self._max_window)
         return [load(account_id, now_bucket, keep_from, self._all_windows,
                      self._model.bucket_seconds, _pairs(replies[at]),
-                     [_pairs(reply) for reply in replies[at + 2:at + width]], replies[at + 1],
+                     map(_pairs, replies[at + 2:at + width]), replies[at + 1],
                      sets, self._seen_types)
                 for account_id, at in zip(account_ids, range(0, len(replies), width),
                                           strict=True)]
