@@ -66,8 +66,8 @@ async def run(members: int, cap: int) -> None:
         for start in range(0, members, BATCH):
             await pipeline.store.save((await pipeline.process(records[start:start + BATCH])).writes)
         total = 0
-        for key, name in zip(keys.account_keys(ACCOUNT),
-                             ("counters", "users", "features", "state", "recent ids"),
+        for key, name in zip(keys.account_keys(ACCOUNT, ("users", "features")),
+                             ("counters", "state", "recent ids", "users", "features"),
                              strict=True):
             used = await redis.memory_usage(key, samples=0) or 0
             total += used

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from worker.scoring.model import load_model
 from worker.windows import keys
+from worker.windows.plan import distinct_sets
 
 SAMPLES = 2000
 
@@ -31,9 +33,10 @@ class Memory:
 async def per_account(redis: Redis, account_ids: list[str], partitions: int,
                       seed: int = 11) -> Memory:
     sample = random.Random(seed).sample(account_ids, min(SAMPLES, len(account_ids)))
+    sets = distinct_sets(load_model())  # the default model's, as the benchmark runs it
     async with redis.pipeline(transaction=False) as pipe:
         for account in sample:
-            for key in keys.account_keys(account):
+            for key in keys.account_keys(account, sets):
                 pipe.memory_usage(key, samples=0)
         sizes = await pipe.execute()
     due_total = 0
@@ -41,11 +44,11 @@ async def per_account(redis: Redis, account_ids: list[str], partitions: int,
         due_total += await redis.memory_usage(keys.due_key(partition), samples=0) or 0
     scheduled = sum([await redis.zcard(keys.due_key(p)) for p in range(partitions)])
     due_entry = due_total / scheduled if scheduled else 0.0
-    per_key = len(keys.account_keys("x"))
+    per_key = len(keys.account_keys("x", sets))
     totals, dedups = [], []
     for i in range(len(sample)):
         row = [s or 0 for s in sizes[i * per_key:(i + 1) * per_key]]
-        dedups.append(row[-1])  # hs:{A}:e, last in account_keys
+        dedups.append(row[2])  # hs:{A}:e, third in account_keys
         totals.append(sum(row) + due_entry)
     ordered = sorted(totals)
     return Memory(

@@ -21,8 +21,8 @@ from prometheus_client import (
 
 from worker import endpoint
 from worker.errors import AddressInUse, ConfigError, Reason
-from worker.events.types import EVENT_TYPES
 from worker.probes import Probes
+from worker.scoring.vocabulary import VOCABULARY
 
 # From a fast batch to a worker minutes behind; past 600 s an alert is late whatever the cause.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -111,7 +111,7 @@ class Metrics:
         """A series at 0 from start-up for each label value known in advance: a panel of
         rates shows 0, not "no data", and the alert on a quiet event type (deploy/prometheus)
         also fires for a type not seen since the worker started."""
-        for event_type in EVENT_TYPES:
+        for event_type in VOCABULARY:
             self.events.labels(event_type)
         for reason in Reason:
             self.dead_letters.labels(str(reason))

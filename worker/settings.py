@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ConfigError
+from worker.scoring.vocabulary import VOCABULARY
 
 PREFIX = "HEALTHSCORE_"
 MIN_REQUEST_BYTES = 65536
@@ -267,12 +268,10 @@ class Settings:
 
     @property
     def event_topics(self) -> dict[str, str]:
-        """Topic name -> event type, for the four event streams."""
+        """Topic name -> event type, for every type of the vocabulary: its topic setting
+        (``topic_<type>``) where it has one, else ``events.<type>``."""
         return {
-            self.topic_login: "login",
-            self.topic_feature_use: "feature_use",
-            self.topic_ticket: "ticket",
-            self.topic_survey: "survey",
+            getattr(self, f"topic_{name}", f"events.{name}"): name for name in VOCABULARY
         }
 
     @property

@@ -25,9 +25,9 @@ from worker.scoring.model import Model, load_model
 from worker.scoring.rollup import score_components
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import decide, snapshot
+from worker.scoring.vocabulary import VOCABULARY
 from worker.settings import Settings
 from worker.windows.buckets import bucket_of, oldest_bucket
-from worker.windows.plan import COUNTERS_OF, DISTINCT_FIELDS
 
 # Both peers keep counters as "<bucket>|<counter>" -> sum, the layout healthscore uses.
 Cells = Mapping[str, float | str]
@@ -69,15 +69,14 @@ class Scorer:
         }
         used = {d for sets in self.distinct_at.values() for d in sets}
         self._member_fields = {
-            event_type: [(name, DISTINCT_FIELDS[name][event_type]) for name in sorted(used)
-                         if event_type in DISTINCT_FIELDS[name]]
-            for event_type in COUNTERS_OF
+            event_type: [(name, t.distinct[name]) for name in sorted(used) if name in t.distinct]
+            for event_type, t in VOCABULARY.items()
         }
 
     def parse(self, event_type: str, raw: bytes) -> Parsed:
         body = orjson.loads(raw)
         ts = datetime.fromisoformat(body["ts"]).timestamp()
-        increments = [(name, delta) for name, delta in COUNTERS_OF[event_type](body)
+        increments = [(name, delta) for name, delta in VOCABULARY[event_type].increments(body)
                       if name in self._counters]
         members = [(name, body[field]) for name, field in self._member_fields[event_type]
                    if body.get(field) is not None]
@@ -116,8 +115,7 @@ class Scorer:
 
     def views(self, sums: Mapping[int, Mapping[str, float]],
               distinct: Mapping[int, Mapping[str, int]]) -> dict[int, WindowView]:
-        return {w: WindowView(sums[w], distinct[w].get("users", 0),
-                              distinct[w].get("features", 0)) for w in self.windows}
+        return {w: WindowView(sums[w], distinct[w]) for w in self.windows}
 
     def score(self, event: Parsed, windows: Mapping[int, WindowView], seen: Iterable[str],
               published: dict[str, Any] | None, source: tuple[str, int, int],

@@ -90,7 +90,7 @@ async def _score_stark(settings: Settings) -> None:
         try:
             for _ in range(100):
                 state = await store.read("stark", time.time())
-                if max(w.active_users for w in state.windows.values()) == 2:
+                if max(w.distinct("users") for w in state.windows.values()) == 2:
                     break
                 await asyncio.sleep(0.1)
         finally:

@@ -71,7 +71,7 @@ def _left_out(pipeline: Pipeline, name: str) -> float:
 
 
 def _shape(state: AccountState) -> dict[int, tuple[int, frozenset[str]]]:
-    return {w: (v.active_users, v.capped) for w, v in state.windows.items()}
+    return {w: (v.distinct("users"), v.capped) for w, v in state.windows.items()}
 
 
 async def _held_equals_fresh(store: WindowStore, redis: Redis, account: str,
@@ -90,7 +90,7 @@ async def test_a_set_stops_at_the_bound_and_says_so(settings: Settings, redis: R
                                                     clock: FixedClock) -> None:
     feed, now = Feed(settings), clock.now()
     await _run(pipeline, feed.logins("big", [(f"u{i}", now - 60 * i) for i in range(8)]))
-    users = keys.account_keys("big")[1]
+    users = keys.set_key("big", "users")
     tracked = {m.decode(): s for m, s in await redis.zrange(users, 0, -1, withscores=True)}
     assert set(tracked) == {"u0", "u1", "u2", "u3", "u4"}  # the first five to come
     assert _left_out(pipeline, "users") == 3
@@ -121,7 +121,7 @@ async def test_counts_below_the_bound_are_exact_and_unflagged(
     feed, now = Feed(settings), clock.now()
     await _run(pipeline, feed.logins("small", [(f"u{i}", now - i) for i in range(BOUND)]))
     await _run(pipeline, feed.logins("small", [("u0", now), ("u1", now)]))
-    assert await redis.zcard(keys.account_keys("small")[1]) == BOUND
+    assert await redis.zcard(keys.set_key("small", "users")) == BOUND
     state = await _held_equals_fresh(store, redis, "small", now)
     assert _shape(state) == {30: (BOUND, frozenset()), 90: (BOUND, frozenset())}
     assert _left_out(pipeline, "users") == 0

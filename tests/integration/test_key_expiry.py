@@ -27,7 +27,7 @@ async def test_a_key_written_after_the_maintenance_expires_once_the_account_goes
     clock = FixedClock(time.time())
     model = load_model()
     pipeline = Pipeline(settings, model, WindowStore(redis, model), clock, Metrics())
-    counters, users, features, _state, ids = keys.account_keys(ACCOUNT)
+    counters, _state, ids, features, users = keys.account_keys(ACCOUNT, ("features", "users"))
     try:
         # The bucket's first call maintains the account: its features set does not exist yet.
         login = event("login", ACCOUNT, clock.now(), user_id="u1")

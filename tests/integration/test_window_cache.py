@@ -47,8 +47,8 @@ def _batch(settings: Settings, rng: random.Random, now: float, start: int,
 
 
 def _view(state: AccountState) -> tuple[object, ...]:
-    windows = {w: ({k: round(v, 6) for k, v in view.sums.items() if v}, view.active_users,
-                   view.distinct_features, view.capped) for w, view in state.windows.items()}
+    windows = {w: ({k: round(v, 6) for k, v in view.sums.items() if v}, view.distinct("users"),
+                   view.distinct("features"), view.capped) for w, view in state.windows.items()}
     return (windows, state.attrs, state.seen, state.published)
 
 
@@ -98,7 +98,7 @@ async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis
         assert pipeline.metrics.registry.get_sample_value(
             "healthscore_distinct_capped_total", {"set": "users"})
         for account in ACCOUNTS:
-            _, users, features, _, _ = keys.account_keys(account)
+            users, features = keys.set_key(account, "users"), keys.set_key(account, "features")
             assert await redis.zcard(users) <= bound
             assert await redis.zcard(features) <= bound
 

@@ -20,12 +20,12 @@ ALL_SOURCES = frozenset({"login", "feature_use", "ticket", "survey"})
 # (15 min each), 3 tickets opened + 1 reopened.
 W30 = WindowView(
     {"login": 120, "sess_n": 40, "sess_sum": 40 * 600, "tk_open": 3, "tk_reopen": 1},
-    active_users=10, distinct_features=6,
+    {"users": 10, "features": 6},
 )
 # 90-day window: 1 escalation, 4 NPS answers (2 promoters, 1 detractor), CSAT 4 + 5.
 W90 = WindowView(
     {"login": 300, "tk_esc": 1, "nps_n": 4, "nps_pro": 2, "nps_det": 1, "csat_n": 2, "csat_sum": 9},
-    active_users=12, distinct_features=7,
+    {"users": 12, "features": 7},
 )
 WINDOWS = {30: W30, 90: W90}
 ATTRS = {"segment": "smb", "seats_purchased": 20}
@@ -41,7 +41,7 @@ EXPECTED = {
     "csat": 4.5,
 }
 
-EMPTY = WindowView({}, 0, 0)
+EMPTY = WindowView({}, {})
 
 
 def values(model: Model, **kwargs: Any) -> dict[str, float]:
@@ -127,15 +127,15 @@ def test_silence_scores_zero_once_a_source_was_seen(model: Model) -> None:
     ("windows", "attrs", "absent"),
     [
         # no sessions reported: no average session length
-        ({30: WindowView({"login": 5, "sess_n": 0}, 2, 0), 90: W90}, ATTRS, "session_duration"),
+        ({30: WindowView({"login": 5, "sess_n": 0}, {"users": 2}), 90: W90}, ATTRS, "session_duration"),
         # no seats known: no utilisation
         (WINDOWS, {"segment": "smb"}, "license_utilization"),
         (WINDOWS, {}, "license_utilization"),
         (WINDOWS, {"seats_purchased": 0}, "license_utilization"),
         (WINDOWS, {"seats_purchased": None}, "license_utilization"),
         # no survey responses of a kind: that kind is undefined
-        ({30: W30, 90: WindowView({"csat_n": 1, "csat_sum": 4}, 0, 0)}, ATTRS, "nps"),
-        ({30: W30, 90: WindowView({"nps_n": 1, "nps_pro": 1}, 0, 0)}, ATTRS, "csat"),
+        ({30: W30, 90: WindowView({"csat_n": 1, "csat_sum": 4}, {})}, ATTRS, "nps"),
+        ({30: W30, 90: WindowView({"nps_n": 1, "nps_pro": 1}, {})}, ATTRS, "csat"),
     ],
 )
 def test_undefined_signals_are_left_out(
@@ -157,7 +157,7 @@ def test_refreshed_component_now_undefined_drops_its_cached_value(model: Model) 
     [(1, 1, 0, 100.0), (1, 0, 1, -100.0), (1, 0, 0, 0.0), (10, 5, 2, 30.0), (3, 1, 1, 0.0)],
 )
 def test_nps_signal(model: Model, nps_n: int, pro: int, det: int, expected: float) -> None:
-    w90 = WindowView({"nps_n": nps_n, "nps_pro": pro, "nps_det": det}, 0, 0)
+    w90 = WindowView({"nps_n": nps_n, "nps_pro": pro, "nps_det": det}, {})
     assert values(model, windows={30: W30, 90: w90})["nps"] == pytest.approx(expected)
 
 

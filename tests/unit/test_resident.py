@@ -14,6 +14,8 @@ DAY = 86400
 NOW_BUCKET = 20_000
 WINDOWS = (30, 90)
 KEEP_FROM = NOW_BUCKET - 90 + 1
+SETS = ("features", "users")
+SEEN_TYPES = ("login", "feature_use", "ticket", "survey")
 
 
 def _load(counters: dict[str, float] | None = None,
@@ -22,9 +24,9 @@ def _load(counters: dict[str, float] | None = None,
           state: list[bytes | None] | None = None) -> Resident:
     return load("acme", NOW_BUCKET, KEEP_FROM, WINDOWS, DAY,
                 [(k.encode(), str(v).encode()) for k, v in (counters or {}).items()],
-                [(m.encode(), ts) for m, ts in (users or {}).items()],
-                [(m.encode(), ts) for m, ts in (features or {}).items()],
-                state or [None] * 8)
+                [[(m.encode(), ts) for m, ts in (features or {}).items()],
+                 [(m.encode(), ts) for m, ts in (users or {}).items()]],
+                state or [None] * 10, SETS, SEEN_TYPES)
 
 
 def _write(bucket: int, increments: tuple[tuple[str, float], ...] = (),
@@ -45,7 +47,7 @@ def test_an_account_redis_never_saw_is_empty() -> None:
     assert resident.seen == set()
     view = resident.view()
     assert set(view) == set(WINDOWS)
-    assert all(v.sums == {} and v.active_users == 0 and v.distinct_features == 0
+    assert all(v.sums == {} and v.distinct("users") == 0 and v.distinct("features") == 0
                for v in view.values())
 
 
@@ -71,8 +73,8 @@ def test_members_count_in_the_windows_their_last_seen_time_is_in() -> None:
     resident = _load(users={"u1": inside_both, "u2": inside_90, "u3": gone},
                      features={"f1": inside_90 + 5})
     view = resident.view()
-    assert (view[30].active_users, view[90].active_users) == (1, 2)
-    assert (view[30].distinct_features, view[90].distinct_features) == (0, 1)
+    assert (view[30].distinct("users"), view[90].distinct("users")) == (1, 2)
+    assert (view[30].distinct("features"), view[90].distinct("features")) == (0, 1)
     assert resident.last_seen["users"].keys() == {"u1", "u2"}
     assert resident.next_change == NOW_BUCKET - 3 + 30
 
@@ -98,8 +100,8 @@ def test_an_applied_event_adds_to_the_windows_that_hold_its_bucket() -> None:
     view = resident.view()
     assert view[30].sums == {"login": 1.0}
     assert view[90].sums == {"login": 2.0, "sess_sum": 60.0}
-    assert (view[30].active_users, view[90].active_users) == (1, 1)
-    assert (view[30].distinct_features, view[90].distinct_features) == (1, 1)
+    assert (view[30].distinct("users"), view[90].distinct("users")) == (1, 1)
+    assert (view[30].distinct("features"), view[90].distinct("features")) == (1, 1)
     assert resident.next_change == NOW_BUCKET + 30  # the newest event, from the 30-day window
 
 
@@ -107,15 +109,15 @@ def test_a_late_event_never_moves_a_last_seen_time_back() -> None:
     resident = _load(users={"u1": (NOW_BUCKET - 2) * DAY})
     resident.add(_write(NOW_BUCKET - 50, (("login", 1.0),), (("users", "u1"),)))
     assert resident.last_seen["users"]["u1"] == (NOW_BUCKET - 2) * DAY
-    assert resident.view()[90].active_users == 1
+    assert resident.view()[90].distinct("users") == 1
 
 
 def test_a_member_seen_again_enters_the_shorter_window_once() -> None:
     resident = _load(users={"u1": (NOW_BUCKET - 50) * DAY})
-    assert resident.view()[30].active_users == 0
+    assert resident.view()[30].distinct("users") == 0
     for _ in range(3):
         resident.add(_write(NOW_BUCKET, (("login", 1.0),), (("users", "u1"),)))
-    assert (resident.view()[30].active_users, resident.view()[90].active_users) == (1, 1)
+    assert (resident.view()[30].distinct("users"), resident.view()[90].distinct("users")) == (1, 1)
 
 
 def test_an_event_that_writes_nothing_schedules_nothing() -> None:

@@ -15,7 +15,8 @@ import orjson
 
 from worker.contracts import first_error, load_schema, validator
 from worker.errors import BadInput, Reason
-from worker.events.types import EVENT_TYPES, AccountUpdate, Event, Record, SourceRef
+from worker.events.types import AccountUpdate, Event, Record, SourceRef
+from worker.scoring.vocabulary import VOCABULARY
 
 # Far outside any window, yet parseable: guards against year-1 / year-9999 stamps.
 MIN_TS = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
@@ -35,7 +36,8 @@ class Decoder:
         self._accounts_topic = accounts_topic
         self._max_bytes = max_message_bytes
         self._max_skew = max_future_skew
-        self._validators = {t: validator(t) for t in (*EVENT_TYPES, "account")}
+        self._validators = {name: validator(t.schema_name) for name, t in VOCABULARY.items()}
+        self._validators["account"] = validator("account")
         self._account_id = re.compile(load_schema("common")["$defs"]["account_id"]["pattern"])
 
     def decode(self, source: SourceRef, key: bytes | None, value: bytes | None, now: float) -> Record:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-EVENT_TYPES = ("login", "feature_use", "ticket", "survey")
-
 
 class SourceRef(NamedTuple):
     """Where a record came from: enough to find it again, or to fence it."""
@@ -22,7 +20,7 @@ class SourceRef(NamedTuple):
 class Event(NamedTuple):
     """A validated product or engagement event. ``ts`` is epoch seconds."""
 
-    type: str
+    type: str  # a name of ``worker.scoring.vocabulary.VOCABULARY``
     event_id: str
     account_id: str
     ts: float

@@ -1,9 +1,10 @@
 """Signals: how a component's raw value is computed from its window aggregates.
 
 A component names a signal in the model file. Each signal declares what it
-reads (counters summed over the window, distinct counts over the window,
-account attributes) and which event types feed it, so the worker knows which
-components an event touches and what to fetch from the window store.
+reads in terms of the event vocabulary (``vocabulary``: counters summed over the
+window, distinct sets counted over it) and whether it reads account attributes;
+the event types that feed it follow from the vocabulary, so the worker knows
+which components an event touches and what the windows must hold.
 
 A signal returns ``None`` when the value is undefined (an average of nothing,
 a ratio to an unknown seat count): the component is then left out of the score.
@@ -15,6 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from worker.errors import ConfigError
+from worker.scoring import vocabulary
+
 Sums = Mapping[str, float]
 Attrs = Mapping[str, Any]
 
@@ -23,14 +27,16 @@ class WindowView(NamedTuple):
     """What one component sees: its window's counter sums and distinct counts."""
 
     sums: Sums
-    active_users: int
-    distinct_features: int
+    counts: Mapping[str, int]  # distinct set name -> members seen in the window
     # Distinct sets ("users", "features") whose count here is a lower bound: the account
     # reached HEALTHSCORE_MAX_DISTINCT_MEMBERS and a member left out is in this window.
     capped: frozenset[str] = frozenset()
 
     def get(self, counter: str) -> float:
         return self.sums.get(counter, 0.0)
+
+    def distinct(self, name: str) -> int:
+        return self.counts.get(name, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +48,28 @@ class Signal:
     # the window, scores on zeros: silence is a signal.
     sources: frozenset[str]
     counters: frozenset[str]
-    distinct: frozenset[str]  # "users" and/or "features"
+    distinct: frozenset[str]  # distinct set names, e.g. "users"
     compute: Callable[[WindowView, Attrs], float | None]
+    attributes: bool = False  # reads account attributes: an account update touches it
+
+
+def signal(name: str, description: str, compute: Callable[[WindowView, Attrs], float | None],
+           *, counters: frozenset[str] = frozenset(), distinct: frozenset[str] = frozenset(),
+           attributes: bool = False) -> Signal:
+    """A signal reading these counters and distinct sets of the vocabulary; fed by the
+    event types that add to them."""
+    unknown = sorted((counters - vocabulary.counters()) | (distinct - vocabulary.distinct_sets()))
+    if unknown:
+        raise ConfigError(f"signal {name}: no event type feeds {', '.join(unknown)}")
+    return Signal(name, description, vocabulary.feeding(counters, distinct), counters, distinct,
+                  compute, attributes)
 
 
 def _logins_per_active_user(w: WindowView, _: Attrs) -> float | None:
-    if w.active_users == 0:
+    users = w.distinct("users")
+    if users == 0:
         return 0.0
-    return w.get("login") / w.active_users
+    return w.get("login") / users
 
 
 def _avg_session_minutes(w: WindowView, _: Attrs) -> float | None:
@@ -61,7 +81,7 @@ def _active_user_share(w: WindowView, attrs: Attrs) -> float | None:
     seats = attrs.get("seats_purchased")
     if not seats:
         return None
-    return w.active_users / float(seats)
+    return w.distinct("users") / float(seats)
 
 
 def _nps(w: WindowView, _: Attrs) -> float | None:
@@ -76,36 +96,29 @@ def _csat_avg(w: WindowView, _: Attrs) -> float | None:
     return None if responses == 0 else w.get("csat_sum") / responses
 
 
-_USAGE = frozenset({"login", "feature_use"})
-
 SIGNALS: dict[str, Signal] = {
     s.name: s
     for s in (
-        Signal("logins_per_active_user", "logins per distinct active user in the window",
-               _USAGE, frozenset({"login"}), frozenset({"users"}),
-               _logins_per_active_user),
-        Signal("distinct_features", "distinct features used in the window",
-               frozenset({"feature_use"}), frozenset(), frozenset({"features"}),
-               lambda w, _: float(w.distinct_features)),
-        Signal("avg_session_minutes", "average session length (minutes) of logins that report one",
-               frozenset({"login"}), frozenset({"sess_n", "sess_sum"}), frozenset(),
-               _avg_session_minutes),
-        Signal("active_user_share", "distinct active users / seats purchased",
-               _USAGE, frozenset(), frozenset({"users"}), _active_user_share),
-        Signal("tickets_opened", "support tickets opened or reopened in the window",
-               frozenset({"ticket"}), frozenset({"tk_open", "tk_reopen"}), frozenset(),
-               lambda w, _: w.get("tk_open") + w.get("tk_reopen")),
-        Signal("escalations", "ticket escalations in the window",
-               frozenset({"ticket"}), frozenset({"tk_esc"}), frozenset(),
-               lambda w, _: w.get("tk_esc")),
-        Signal("nps", "net promoter score: % promoters (9-10) - % detractors (0-6)",
-               frozenset({"survey"}), frozenset({"nps_n", "nps_pro", "nps_det"}), frozenset(),
-               _nps),
-        Signal("csat_avg", "average CSAT response (1-5)",
-               frozenset({"survey"}), frozenset({"csat_n", "csat_sum"}), frozenset(),
-               _csat_avg),
+        signal("logins_per_active_user", "logins per distinct active user in the window",
+               _logins_per_active_user, counters=frozenset({"login"}),
+               distinct=frozenset({"users"})),
+        signal("distinct_features", "distinct features used in the window",
+               lambda w, _: float(w.distinct("features")), distinct=frozenset({"features"})),
+        signal("avg_session_minutes", "average session length (minutes) of logins that report one",
+               _avg_session_minutes, counters=frozenset({"sess_n", "sess_sum"})),
+        signal("active_user_share", "distinct active users / seats purchased",
+               _active_user_share, distinct=frozenset({"users"}), attributes=True),
+        signal("tickets_opened", "support tickets opened or reopened in the window",
+               lambda w, _: w.get("tk_open") + w.get("tk_reopen"),
+               counters=frozenset({"tk_open", "tk_reopen"})),
+        signal("escalations", "ticket escalations in the window",
+               lambda w, _: w.get("tk_esc"), counters=frozenset({"tk_esc"})),
+        signal("nps", "net promoter score: % promoters (9-10) - % detractors (0-6)",
+               _nps, counters=frozenset({"nps_n", "nps_pro", "nps_det"})),
+        signal("csat_avg", "average CSAT response (1-5)",
+               _csat_avg, counters=frozenset({"csat_n", "csat_sum"})),
     )
 }
 
 # Signals that read account attributes: an account update touches them.
-ATTRIBUTE_SIGNALS = frozenset({"active_user_share"})
+ATTRIBUTE_SIGNALS = frozenset(s.name for s in SIGNALS.values() if s.attributes)

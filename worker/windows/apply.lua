@@ -27,10 +27,10 @@
 -- account's) is paid once. Their keys span as many cluster slots as accounts; on
 -- Redis Cluster, call it with one account at a time.
 --
--- KEYS, 5 per account: counters hash, users zset, features zset, state hash,
---   recent event ids zset
+-- KEYS, 3 + n_distinct per account: counters hash, state hash, recent event ids zset,
+--   then one zset per distinct set (member -> last seen), the same sets for all
 -- ARGV, flat (Lua reads them for free; a JSON argument costs a decode per call):
---   now_s, ttl_seconds, ids_ttl_seconds, ids_max, n_accounts, then per account:
+--   now_s, ttl_seconds, ids_ttl_seconds, ids_max, n_distinct, n_accounts, then per account:
 --   maintain (1: prune what no window reaches and refresh every key's expiry),
 --   members_before, ids_before       pruning cut-offs (epoch seconds)
 --   n, field * n                     expired counter fields to delete (when maintaining)
@@ -38,8 +38,7 @@
 --   expect                           one letter per event
 --   n, (source index, offset, id_digest) * n
 --   n, field * n, delta * n          the applied events' sum per "bucket|counter"
---   n, (ts, member) * n              users: each one's latest time
---   n, (ts, member) * n              features: the same
+--   (n, (ts, member) * n) * n_distinct   per distinct set: each member's latest time
 --   n, (field, value) * n            state hash fields to set
 --   n, field * n                     state hash fields to delete
 -- Returns, per account: ver, status; ver = -1: status is not what was expected,
@@ -76,12 +75,12 @@ end
 
 local now_s, ttl_seconds, ids_ttl_seconds = argv[1], argv[2], argv[3]
 local ids_max = tonumber(argv[4])
+local n_distinct = tonumber(argv[5])
 
--- The account whose keys are KEYS[k + 1 .. k + 5] and whose arguments start at
--- argv[at]. Returns the index after its arguments, its ver and its status.
+-- The account whose keys are KEYS[k + 1 .. k + 3 + n_distinct] and whose arguments start
+-- at argv[at]. Returns the index after its arguments, its ver and its status.
 local function apply(k, at)
-  local counters_key, users_key, features_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-  local state_key, ids_key = KEYS[k + 4], KEYS[k + 5]
+  local counters_key, state_key, ids_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local maintain = argv[at] == '1'
   local members_before, ids_before = argv[at + 1], argv[at + 2]
   local expired_at, n_expired
@@ -93,10 +92,12 @@ local function apply(k, at)
   events_at, n_events, at = list(at + 1, 3)
   local counters_at, n_counters
   counters_at, n_counters, at = list(at, 2)
-  local users_at, n_users
-  users_at, n_users, at = list(at, 2)
-  local features_at, n_features
-  features_at, n_features, at = list(at, 2)
+  -- The distinct sets' lists, one after the other: skipped here, read where written
+  -- (walking them twice costs less than a table per account).
+  local members_at = at
+  for _ = 1, n_distinct do
+    at = at + 1 + 2 * tonumber(argv[at])
+  end
   local sets_at, n_sets
   sets_at, n_sets, at = list(at, 2)
   local deletes_at, n_deletes
@@ -193,11 +194,12 @@ local function apply(k, at)
     redis.call('HSET', counters_key, unpack(totals))
   end
   -- GT: a late event never moves a last-seen time backwards.
-  if n_users > 0 then
-    call_range('ZADD', users_key, 'GT', users_at, users_at + 2 * n_users - 1)
-  end
-  if n_features > 0 then
-    call_range('ZADD', features_key, 'GT', features_at, features_at + 2 * n_features - 1)
+  for j = 1, n_distinct do
+    local set_at, n_members
+    set_at, n_members, members_at = list(members_at, 2)
+    if n_members > 0 then
+      call_range('ZADD', KEYS[k + 3 + j], 'GT', set_at, set_at + 2 * n_members - 1)
+    end
   end
 
   local writes = {}
@@ -223,8 +225,9 @@ local function apply(k, at)
     if n_expired > 0 then
       call_range('HDEL', counters_key, nil, expired_at, expired_at + n_expired - 1)
     end
-    redis.call('ZREMRANGEBYSCORE', users_key, '-inf', '(' .. members_before)
-    redis.call('ZREMRANGEBYSCORE', features_key, '-inf', '(' .. members_before)
+    for j = 1, n_distinct do
+      redis.call('ZREMRANGEBYSCORE', KEYS[k + 3 + j], '-inf', '(' .. members_before)
+    end
     redis.call('ZREMRANGEBYSCORE', ids_key, '-inf', '(' .. ids_before)
     -- Window sums and component values earlier versions kept: the worker keeps them now.
     redis.call('HDEL', state_key, 'sums', 'values', 'stamp')
@@ -234,8 +237,9 @@ local function apply(k, at)
     -- and an account with data in a window is due for a call when it leaves it, so
     -- a key created later in a bucket gets its expiry at the latest then.
     redis.call('EXPIRE', counters_key, ttl_seconds)
-    redis.call('EXPIRE', users_key, ttl_seconds)
-    redis.call('EXPIRE', features_key, ttl_seconds)
+    for j = 1, n_distinct do
+      redis.call('EXPIRE', KEYS[k + 3 + j], ttl_seconds)
+    end
     redis.call('EXPIRE', ids_key, ids_ttl_seconds)
   end
   if not ver then
@@ -255,10 +259,10 @@ local function apply(k, at)
   return at, ver, status
 end
 
-local replies, at = {}, 6
-for a = 0, tonumber(argv[5]) - 1 do
+local replies, at = {}, 7
+for a = 0, tonumber(argv[6]) - 1 do
   local ver, status
-  at, ver, status = apply(5 * a, at)
+  at, ver, status = apply((3 + n_distinct) * a, at)
   replies[2 * a + 1] = ver
   replies[2 * a + 2] = status
 end

@@ -5,8 +5,11 @@ so all of them live in one Redis Cluster slot and one script can touch them all.
 key                 type   content                                             expiry
 ==================  =====  ==================================================  =========
 hs:{A}:c            hash   ``<bucket>|<counter>`` -> sum, e.g. ``20414|login``  idle TTL
-hs:{A}:u            zset   active user -> last-seen epoch seconds              idle TTL
-hs:{A}:f            zset   feature -> last-seen epoch seconds                  idle TTL
+hs:{A}:u            zset   distinct set ``users``: member (an active user) ->  idle TTL
+                           last-seen epoch seconds
+hs:{A}:f            zset   distinct set ``features``: the same                 idle TTL
+hs:{A}:d:<set>      zset   any other distinct set of the event vocabulary      idle TTL
+                           (``scoring.vocabulary``): the same
 hs:{A}:e            zset   digests of recent (type, event_id) -> time applied  dedup horizon
 hs:{A}:s            hash   attrs, write count (ver),                          none
                            seen:<type> -> newest bucket with an event of it,
@@ -54,16 +57,38 @@ The state hash has no TTL (a tombstone that would leave it holding only its
 write count deletes it instead): besides the offsets that fence re-deliveries, it holds the account's attributes (from a compacted
 topic that is not re-read) and the last published tier, whose ``seq`` must keep
 counting up for consumers to de-duplicate.
+
+An account has one sorted set per distinct set the model's signals read. The
+first two kept their one-letter names, so windows written before sets were named
+load as they are.
 """
 
 from __future__ import annotations
 
+import functools
+
 PREFIX = "hs"
 
 
-def account_keys(account_id: str) -> list[str]:
+_SET_SUFFIXES = {"users": "u", "features": "f"}  # named before sets had their own prefix
+
+
+@functools.cache
+def _set_suffixes(sets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f":{_SET_SUFFIXES.get(name) or 'd:' + name}" for name in sets)
+
+
+def account_keys(account_id: str, sets: tuple[str, ...]) -> list[str]:
+    """The counters hash, the state hash, the recent ids, then one sorted set per
+    distinct set in ``sets``, in that order."""
     tag = f"{PREFIX}:{{{account_id}}}"
-    return [f"{tag}:c", f"{tag}:u", f"{tag}:f", f"{tag}:s", f"{tag}:e"]
+    # The sets' suffixes made once per model: this runs for every account of a batch.
+    return [f"{tag}:c", f"{tag}:s", f"{tag}:e", *map(tag.__add__, _set_suffixes(sets))]
+
+
+def set_key(account_id: str, name: str) -> str:
+    """The sorted set of the distinct set ``name`` (member -> last seen) of an account."""
+    return account_keys(account_id, (name,))[-1]
 
 
 def state_key(account_id: str) -> str:

@@ -1,8 +1,8 @@
 """What one batch does to one account's windows: pure, so it is tested without Redis.
 
 Each event adds to counters in the bucket of its own timestamp (late events
-land where they belong) and refreshes the last-seen time of its user and
-feature in the distinct sets. Events older than the longest window cannot
+land where they belong) and refreshes the last-seen time of its members (its
+user, its feature, as the vocabulary says) in the distinct sets the model reads. Events older than the longest window cannot
 change any score: they are counted and dropped.
 """
 
@@ -10,59 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from worker.events.types import AccountUpdate, Event
 from worker.scoring.model import Model
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
+from worker.scoring.vocabulary import VOCABULARY
 from worker.windows.buckets import bucket_of, oldest_bucket
 
-Increments = list[tuple[str, float]]
 
-def _login(body: dict[str, Any]) -> Increments:
-    incs: Increments = [("login", 1.0)]
-    seconds = body.get("session_seconds")
-    if seconds is not None:
-        incs += [("sess_n", 1.0), ("sess_sum", float(seconds))]
-    return incs
-
-
-def _feature_use(body: dict[str, Any]) -> Increments:
-    return [("feat", float(body.get("count", 1)))]
-
-
-_TICKET_COUNTERS = {
-    "opened": "tk_open", "reopened": "tk_reopen", "escalated": "tk_esc",
-    "resolved": "tk_res", "closed": "tk_close",
-}
-
-
-def _ticket(body: dict[str, Any]) -> Increments:
-    return [(_TICKET_COUNTERS[body["status"]], 1.0)]
-
-
-def _survey(body: dict[str, Any]) -> Increments:
-    score = body["score"]
-    if body["kind"] == "nps":
-        incs: Increments = [("nps_n", 1.0)]
-        if score >= 9:
-            incs.append(("nps_pro", 1.0))
-        elif score <= 6:
-            incs.append(("nps_det", 1.0))
-        return incs
-    return [("csat_n", 1.0), ("csat_sum", float(score))]
-
-
-COUNTERS_OF: dict[str, Callable[[dict[str, Any]], Increments]] = {
-    "login": _login, "feature_use": _feature_use, "ticket": _ticket, "survey": _survey,
-}
-# Which event types feed the distinct sets, and from which field.
-DISTINCT_FIELDS: dict[str, dict[str, str]] = {
-    "users": {"login": "user_id", "feature_use": "user_id"},
-    "features": {"feature_use": "feature"},
-}
+def distinct_sets(model: Model) -> tuple[str, ...]:
+    """The distinct sets the model's signals read, in a fixed order: those a window
+    holds (any others an event type feeds are not kept)."""
+    return tuple(sorted({name for c in model.components for name in c.signal.distinct}))
 
 
 class EventWrite(NamedTuple):
@@ -146,10 +108,16 @@ class Planner:
         self._used_counters = frozenset(
             name for c in model.components for name in c.signal.counters
         )
-        self._used_distinct = frozenset(d for c in model.components for d in c.signal.distinct)
+        used_distinct = distinct_sets(model)
+        self._increments = {name: t.increments for name, t in VOCABULARY.items()}
+        # Per event type, the (set, body field) pairs of the sets the model reads.
+        self._members = {
+            name: tuple((d, t.distinct[d]) for d in used_distinct if d in t.distinct)
+            for name, t in VOCABULARY.items()
+        }
         self._touches = {
             event_type: frozenset(c.name for c in model.components if event_type in c.signal.sources)
-            for event_type in COUNTERS_OF
+            for event_type in VOCABULARY
         }
         self._max_window_buckets = model.max_window_buckets
         self._attribute_components = frozenset(
@@ -185,13 +153,13 @@ class Planner:
         plan.touched |= self._touches[event.type]
         increments = tuple(
             (counter, delta)
-            for counter, delta in COUNTERS_OF[event.type](event.body)
+            for counter, delta in self._increments[event.type](event.body)
             if counter in self._used_counters
         )
         distinct = []
-        for name in self._used_distinct:
-            source_field = DISTINCT_FIELDS[name].get(event.type)
-            member = event.body.get(source_field) if source_field else None
+        body = event.body
+        for name, source_field in self._members[event.type]:
+            member = body.get(source_field)
             if member is not None:
                 distinct.append((name, member))
         source = event.source

@@ -32,10 +32,8 @@ import orjson
 from worker.scoring.mode import Mode
 from worker.scoring.signals import WindowView
 from worker.windows.buckets import bucket_of
-from worker.windows.plan import COUNTERS_OF, Totals
+from worker.windows.plan import Totals
 
-SEEN_TYPES = tuple(COUNTERS_OF)  # each has a seen:<type> flag in the state hash
-SETS = ("users", "features")  # ``load`` spells them out: it runs for every cold account
 CAPPED_PREFIX = "capped:"  # state hash: capped:<set> -> the latest time of a member left out
 NO_CHANGE = -1  # next_change when no data will ever leave a window
 CATCH_UP = Mode.CATCH_UP.value.encode()  # the mode field as Redis returns it
@@ -87,11 +85,16 @@ class Resident:
 
     def view(self) -> dict[int, WindowView]:
         if self._view is None:
-            users, features = self.counts["users"], self.counts["features"]
-            self._view = {w: WindowView(self.sums[i], users[i], features[i],
-                                        self._capped_since((self.bucket - w + 1)
-                                                           * self.bucket_seconds))
-                          for i, w in enumerate(self.windows)}
+            view = {}
+            counts = self.counts.items()
+            for i, w in enumerate(self.windows):
+                window_counts = {}
+                for name, per_window in counts:
+                    window_counts[name] = per_window[i]
+                view[w] = WindowView(self.sums[i], window_counts,
+                                     self._capped_since((self.bucket - w + 1)
+                                                        * self.bucket_seconds))
+            self._view = view
         return self._view
 
     def _capped_since(self, since: float) -> frozenset[str]:
@@ -127,7 +130,7 @@ class Resident:
                     sums[counter] = sums.get(counter, 0.0) + delta
 
     def see(self, name: str, member: str, ts: float) -> None:
-        """A member of a distinct set (users, features) active at ``ts``: due for a
+        """A member of a distinct set (e.g. users) active at ``ts``: due for a
         rescore when that time leaves a window."""
         members = self.last_seen[name]
         before = members.get(member)
@@ -160,35 +163,41 @@ Pairs = Iterable[tuple[bytes, bytes | float]]
 
 
 def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int],
-         bucket_seconds: int, counters: Pairs, users: Pairs, features: Pairs,
-         state: Sequence[bytes | None]) -> Resident:
-    """An account from what Redis holds: its counters (field, sum), its distinct sets'
-    (member, last seen) and its state fields: ver, attrs, the
-    published tier, the last evaluation's mode, the seen flags of ``SEEN_TYPES``, then the
-    ``CAPPED_PREFIX`` fields of ``SETS``."""
-    # Literals, not comprehensions over SETS: a cold account (a silent rescore, every
-    # account of a large population) is loaded once per batch it is in.
+         bucket_seconds: int, counters: Pairs, members: Iterable[Pairs],
+         state: Sequence[bytes | None], sets: Sequence[str],
+         seen_types: Sequence[str]) -> Resident:
+    """An account from what Redis holds: its counters (field, sum), each of its distinct
+    ``sets``' (member, last seen) and its state fields: ver, attrs, the published tier,
+    the last evaluation's mode, the seen flags of ``seen_types``, then the
+    ``CAPPED_PREFIX`` fields of ``sets``."""
+    # Loops, not comprehensions (each a function call): a cold account (a silent
+    # rescore, every account of a large population) is loaded once per batch it is in.
     n = len(windows)
     version, attrs, published, mode, *flags = state
-    seen, capped = flags[:len(SEEN_TYPES)], flags[len(SEEN_TYPES):]
+    seen, capped = flags[:len(seen_types)], flags[len(seen_types):]
+    last_seen: dict[str, dict[str, float]] = {}
+    counts: dict[str, list[int]] = {}
+    for name in sets:
+        last_seen[name] = {}
+        counts[name] = [0] * n
     resident = Resident(account_id, now_bucket, tuple(windows), bucket_seconds,
                         version=int(version or 0),
                         sums=[{} for _ in windows],
-                        last_seen={"users": {}, "features": {}},
-                        counts={"users": [0] * n, "features": [0] * n},
+                        last_seen=last_seen,
+                        counts=counts,
                         attrs=orjson.loads(attrs) if attrs is not None else {},
-                        seen=(frozenset(t for t, v in zip(SEEN_TYPES, seen, strict=True) if v)
+                        seen=(frozenset(t for t, v in zip(seen_types, seen, strict=True) if v)
                               if any(seen) else frozenset()),
-                        seen_bucket=({t: int(v) for t, v in zip(SEEN_TYPES, seen, strict=True)
+                        seen_bucket=({t: int(v) for t, v in zip(seen_types, seen, strict=True)
                                       if v} if any(seen) else {}),
                         published=orjson.loads(published) if published is not None else None,
                         mode=Mode.CATCH_UP if mode == CATCH_UP else Mode.LIVE)
     if any(capped):
-        resident.capped = {name: float(ts) for name, ts in zip(SETS, capped, strict=True) if ts is not None}
+        resident.capped = {name: float(ts) for name, ts in zip(sets, capped, strict=True) if ts is not None}
     _sum_counters(resident, counters, keep_from)
     cutoff = keep_from * bucket_seconds
-    for name, members in (("users", users), ("features", features)):
-        for member, score in members:
+    for name, pairs in zip(sets, members, strict=True):
+        for member, score in pairs:
             ts = float(score)
             if ts >= cutoff:
                 resident.see(name, member.decode(), ts)

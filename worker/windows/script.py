@@ -13,8 +13,8 @@ import orjson
 from worker.scoring.model import Model
 from worker.windows import keys, wire
 from worker.windows.buckets import oldest_bucket, state_ttl_seconds
-from worker.windows.plan import AccountPlan, Totals
-from worker.windows.resident import CAPPED_PREFIX, SETS, Resident
+from worker.windows.plan import AccountPlan, Totals, distinct_sets
+from worker.windows.resident import CAPPED_PREFIX, Resident
 
 
 class ApplyScript:
@@ -29,15 +29,18 @@ class ApplyScript:
         # a few bytes where a fraction takes twenty.
         self._ids_ttl = math.ceil(dedup_horizon_seconds + model.bucket_seconds)
         self._max_ids = dedup_max_ids
+        self._sets = distinct_sets(model)
 
     def call(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
              expected: Sequence[str | None], totals: Sequence[Totals], now: float) -> wire.Command:
         """One call for all of ``plans``: each one's keys, then the shared arguments,
         then each one's own (``apply.lua`` lists them)."""
-        call: list[wire.Arg] = ["EVALSHA", self.sha, 5 * len(plans)]
+        sets = self._sets
+        call: list[wire.Arg] = ["EVALSHA", self.sha, (3 + len(sets)) * len(plans)]
         for plan in plans:
-            call += keys.account_keys(plan.account_id)
-        call += [math.floor(now), self._ttl, self._ids_ttl, self._max_ids, len(plans)]
+            call += keys.account_keys(plan.account_id, sets)
+        call += [math.floor(now), self._ttl, self._ids_ttl, self._max_ids, len(sets),
+                 len(plans)]
         for plan, resident, expect, applied in zip(plans, residents, expected, totals,
                                                    strict=True):
             self._add_account(call, plan, resident, now, expect, applied)
@@ -62,8 +65,12 @@ class ApplyScript:
         # Floats as they are: the packer writes their repr, exact (Lua's own tostring
         # keeps 14 digits), without a Python call per number.
         args += totals.counters.values()
-        for name in SETS:
-            latest = totals.members.get(name, {})
+        members = totals.members
+        for name in self._sets:
+            latest = members.get(name)
+            if latest is None:
+                args.append(0)
+                continue
             args.append(len(latest))
             for member, ts in latest.items():
                 args += [ts, member]

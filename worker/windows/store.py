@@ -9,7 +9,7 @@ in, ``AccountState`` out) and Redis commands; the decisions are made in
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
@@ -17,20 +17,13 @@ from redis.asyncio import Redis
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
+from worker.scoring.vocabulary import event_types
 from worker.settings import Settings
 from worker.windows import keys, saving, server, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.outbox import Outbox
-from worker.windows.plan import AccountPlan, Totals
-from worker.windows.resident import (
-    CAPPED_PREFIX,
-    NO_CHANGE,
-    SEEN_TYPES,
-    SETS,
-    Resident,
-    Residents,
-    load,
-)
+from worker.windows.plan import AccountPlan, Totals, distinct_sets
+from worker.windows.resident import CAPPED_PREFIX, NO_CHANGE, Resident, Residents, load
 from worker.windows.schedule import Schedule
 from worker.windows.script import ApplyScript
 from worker.windows.scriptcall import ScriptCalls
@@ -110,10 +103,12 @@ class WindowStore:
                                   timeout, max_distinct_members)
         self._all_windows = sorted({c.window_buckets for c in model.components})
         self._max_window = model.max_window_buckets  # a max() over the model's components
+        self._sets = distinct_sets(model)  # the ones its signals read
+        self._seen_types = event_types()  # each has a seen:<type> field in the state hash
         # In the order ``resident.load`` reads them.
         self._fields = [keys.VERSION, keys.ATTRS, published_field, keys.MODE,
-                        *(keys.SEEN_PREFIX + t for t in SEEN_TYPES),
-                        *(CAPPED_PREFIX + name for name in SETS)]
+                        *(keys.SEEN_PREFIX + t for t in self._seen_types),
+                        *(CAPPED_PREFIX + name for name in self._sets)]
         self._residents = Residents(resident_accounts)
 
     def now_bucket(self, now: float) -> int:
@@ -158,18 +153,20 @@ class WindowStore:
         if not account_ids:
             return []
         commands: list[wire.Command] = []
+        sets, width = self._sets, 2 + len(self._sets)
         for account_id in account_ids:
-            counters, users, features, state, _ = keys.account_keys(account_id)
-            commands += [("HGETALL", counters), ("ZRANGE", users, 0, -1, "WITHSCORES"),
-                         ("ZRANGE", features, 0, -1, "WITHSCORES"),
-                         ("HMGET", state, *self._fields)]
+            counters, state, _, *members = keys.account_keys(account_id, sets)
+            commands += [("HGETALL", counters), ("HMGET", state, *self._fields)]
+            for key in members:
+                commands.append(("ZRANGE", key, 0, -1, "WITHSCORES"))
         replies = await wire.execute(self._redis, commands, self._timeout)
         keep_from = oldest_bucket(now_bucket, self._max_window)
         return [load(account_id, now_bucket, keep_from, self._all_windows,
-                     self._model.bucket_seconds, _pairs(counters), _pairs(users),
-                     _pairs(features), state)
-                for account_id, (counters, users, features, state)
-                in zip(account_ids, _fours(replies), strict=True)]
+                     self._model.bucket_seconds, _pairs(replies[at]),
+                     map(_pairs, replies[at + 2:at + width]), replies[at + 1],
+                     sets, self._seen_types)
+                for account_id, at in zip(account_ids, range(0, len(replies), width),
+                                          strict=True)]
 
     async def load_script(self) -> None:
         """Load the apply script now: at start-up, a user not allowed to is told at once."""
@@ -272,9 +269,6 @@ def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int
         resident.attrs = plan.attrs or {}
 
 
-def _fours(replies: list[Any]) -> Iterator[tuple[Any, Any, Any, Any]]:
-    it = iter(replies)
-    return zip(it, it, it, it, strict=True)
 
 
 def _pairs(reply: Any) -> Iterable[tuple[bytes, bytes | float]]:
