@@ -38,7 +38,7 @@ async def test_a_new_event_type_is_counted_distinct_counted_and_scored(
                                          page=page, seconds=seconds)))
                for offset, (page, seconds) in enumerate(views)]
     outcome = await pipeline.process(records)
-    await pipeline.save(outcome)
+    await pipeline.store.save(outcome.writes)
 
     assert outcome.dead_letters == []
     pages = {m.decode() for m in await redis.zrange(keys.set_key(ACCOUNT, "pages"), 0, -1)}
