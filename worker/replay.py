@@ -51,6 +51,7 @@ from worker.clock import EventTimeClock, WallClock
 from worker.contracts import validator
 from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Outcome, Pipeline
 from worker.progress import Reporter
 from worker.runtime import kafka
@@ -58,7 +59,7 @@ from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.retry import retrying
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import Model, load_model
+from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.windows import keys, rebuild, server
 from worker.windows.store import WindowStore

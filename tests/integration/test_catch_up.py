@@ -17,10 +17,10 @@ from tests.integration import chaos
 from tests.integration.harness import Record, event, running_worker
 from worker.clock import FixedClock
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Pipeline
 from worker.replay import Replay
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import WindowStore
