@@ -46,7 +46,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
-from worker.alerts import REPLAY
+from worker.alerts import REPLAY, as_dict
 from worker.clock import EventTimeClock, WallClock
 from worker.contracts import validator
 from worker.errors import ConfigError, Unreachable, is_retriable
@@ -255,7 +255,7 @@ class Replay:
                 co_partitioned=same_partitions), "kafka")
             await self._retry(partial(pipeline.sent, outcome), "redis")
             self.report.accounts += len(chunk)
-            self.report.alerts += [alert for _, alert in outcome.alerts]
+            self.report.alerts += [as_dict(alert) for _, alert in outcome.alerts]
 
 
 def _is_alert(alert: Any) -> bool:

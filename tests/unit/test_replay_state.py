@@ -72,8 +72,8 @@ def test_an_alert_gives_back_the_snapshot_it_was_published_from(model: Model) ->
         build_alert(model, "acme", None, change, Cause("event"), 0.0, mode=Mode.LIVE)))
     taken = rebuild._snapshot(alert)
     expected = snapshot(change)
-    assert taken["tier"] == expected["tier"]
-    assert taken["seq"] == expected["seq"]
+    assert taken.tier == expected.tier
+    assert taken.seq == expected.seq
     assert scorecard_of(taken).components == scorecard_of(expected).components
     # The next change is decided against it exactly as against the original.
     assert decide(model, card, taken) is None

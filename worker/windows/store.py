@@ -13,15 +13,18 @@ import asyncio
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from worker import alerts
+from worker.alerts import Alert
 from worker.errors import Retriable
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
+from worker.scoring.tierchange import Published
 from worker.windows import keys, server, wire
+from worker.windows import published as published_tier
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.distinct import admit
 from worker.windows.plan import AccountPlan, Totals
@@ -56,7 +59,7 @@ class AccountState(NamedTuple):
     windows: dict[int, WindowView]  # window length in buckets -> view
     attrs: dict[str, Any]
     cached_values: dict[str, float]
-    published: dict[str, Any] | None
+    published: Published | None
     seen: frozenset[str]
     last_mode: Mode  # of the account's evaluation before this one
     left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
@@ -70,8 +73,8 @@ class StateWrite(NamedTuple):
     values: dict[str, float]
     partition: int | None = None
     next_change: float | None = None  # when to rescore the account if it stays silent
-    published: dict[str, Any] | None = None  # set only when a new tier was published
-    alert: dict[str, Any] | None = None  # the alert that publishes it: into the outbox
+    published: Published | None = None  # set only when a new tier was published
+    alert: Alert | None = None  # the alert that publishes it: into the outbox
     mode: Mode = Mode.LIVE  # of this evaluation: the next one asks it (saved when it changes)
 
 
@@ -279,7 +282,7 @@ class WindowStore:
             elif mode is Mode.CATCH_UP and w.published is None:
                 commands.append(("HSET", keys.state_key(w.account_id), keys.MODE, mode.value))
             if w.published is not None:
-                fields: list[wire.Arg] = [self._published_field, orjson.dumps(w.published)]
+                fields: list[wire.Arg] = [self._published_field, published_tier.encode(w.published)]
                 if mode is Mode.CATCH_UP:  # a new account in a backfill: one command
                     fields += [keys.MODE, mode.value]
                 if self._outbox and w.alert is not None:
@@ -287,7 +290,7 @@ class WindowStore:
                     # nothing behind it (harmless), never an alert nobody will find.
                     if w.partition is not None:
                         commands.append(("SADD", keys.pending_key(w.partition), w.account_id))
-                    fields += [keys.outbox_field(w.alert["seq"]), orjson.dumps(w.alert)]
+                    fields += [keys.outbox_field(w.alert.seq), alerts.to_json(w.alert)]
                 self._publish(commands, w, ("HSET", keys.state_key(w.account_id), *fields))
             if w.partition is not None and not self._scheduled(w):
                 due = keys.due_key(w.partition)
@@ -306,9 +309,9 @@ class WindowStore:
             commands.append(save)
             return
         commands += [("MULTI",), save]
-        if (previous := write.alert["previous_tier"]) is not None:
+        if (previous := write.alert.previous_tier) is not None:
             commands.append(("ZREM", keys.tier_key(previous), write.account_id))
-        commands += [("ZADD", keys.tier_key(write.alert["tier"]), 0, write.account_id),
+        commands += [("ZADD", keys.tier_key(write.alert.tier), 0, write.account_id),
                      ("EXEC",)]
 
     def _mode_change(self, write: StateWrite) -> Mode | None:
@@ -343,13 +346,13 @@ class WindowStore:
         await wire.execute(self._redis, commands, self._timeout)
 
     async def unsent(self, partitions: Collection[int]
-                     ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
+                     ) -> list[tuple[OutboxEntry, Alert]]:
         """Alerts saved on these partitions but not known to be sent, oldest first."""
         async with asyncio.timeout(self._timeout):
             return await self._unsent(partitions)
 
     async def _unsent(self, partitions: Collection[int]
-                      ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
+                      ) -> list[tuple[OutboxEntry, Alert]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for partition in sorted(partitions):
                 pipe.smembers(keys.pending_key(partition))
@@ -362,10 +365,10 @@ class WindowStore:
             states = await pipe.execute()
         found, stale = [], []
         for (partition, account), state in zip(owners, states, strict=True):
-            alerts = [orjson.loads(v) for n, v in state.items()
-                      if _text(n).startswith(keys.OUTBOX_PREFIX)]
-            found += [(OutboxEntry(partition, account, a["seq"]), a) for a in alerts]
-            if not alerts:
+            saved = [alerts.from_json(v) for n, v in state.items()
+                     if _text(n).startswith(keys.OUTBOX_PREFIX)]
+            found += [(OutboxEntry(partition, account, a.seq), a) for a in saved]
+            if not saved:
                 stale.append((partition, account))
         if stale:  # a crash between indexing and saving: nothing was promised
             async with self._redis.pipeline(transaction=False) as pipe:
