@@ -41,6 +41,8 @@ def load_model(path: str | Path | None = None) -> Model:
 
 
 def parse_model(text: str, source: str = "model") -> Model:
+    """A model file's text, checked and compiled. Checking is shared: a file of another
+    top-level layout (several models in one) compiles the same checked data its way."""
     return _compile(_checked(text, source), source)
 
 
