@@ -23,8 +23,8 @@ from redis.asyncio import Redis
 from worker.clock import FixedClock
 from worker.embedded import EmbeddedRedis
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Pipeline
-from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.timefmt import rfc3339
 from worker.windows import keys

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 from worker.windows import keys
 from worker.windows.plan import distinct_sets
 

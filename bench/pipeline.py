@@ -25,8 +25,8 @@ from worker.app import tune_gc
 from worker.clock import WallClock
 from worker.embedded import EmbeddedRedis
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Pipeline
-from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows.store import WindowStore
 

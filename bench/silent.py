@@ -13,10 +13,10 @@ from redis.asyncio import Redis
 
 from worker.clock import FixedClock
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Pipeline
 from worker.runtime.delivery import Delivery, once
 from worker.runtime.publish import new_producer, publish
-from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows.store import WindowStore
 

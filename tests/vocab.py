@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from worker import contracts
+from worker.modelfile import load_model
 from worker.scoring.curves import Linear
-from worker.scoring.model import Component, Model, load_model
+from worker.scoring.model import Component, Model
 from worker.scoring.signals import WindowView, signal
 from worker.scoring.vocabulary import VOCABULARY, EventType, Increments
 

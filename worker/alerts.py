@@ -1,15 +1,23 @@
-"""Tier-change alerts: the record (pure) that goes to the alerts topic.
+"""Tier-change alerts: the record that goes to the alerts topic, and its JSON.
 
 ``alert_id`` is derived from the account, its per-account ``seq`` and the tiers, so an
 alert that is published twice (after a crash, or a replay) carries the same id
 and consumers can de-duplicate.
+
+An ``Alert`` is turned into JSON (``to_json``) only where it leaves the worker: the
+alerts topic, the outbox in Redis, a command's output. Its fields, in their order,
+are the JSON's keys in theirs (``schemas/alert.schema.json``). NamedTuples, not
+dataclasses: every alert of a backfill is built and written twice (outbox, topic),
+and frozen dataclasses took twice as long to build and orjson to write.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from worker.events.types import AccountUpdate, Event
 from worker.scoring.attribution import ComponentChange
@@ -43,6 +51,45 @@ class Cause:
         }
 
 
+class AlertComponent(NamedTuple):
+    """A component of the account's scorecard as the alert reports it."""
+
+    subscore: float
+    value: float
+    weight: float
+    contribution: float
+
+
+class TriggeringComponent(NamedTuple):
+    """The component whose change moved the account most towards its new tier."""
+
+    name: str
+    previous_subscore: float | None
+    subscore: float | None
+    previous_value: float | None
+    value: float | None
+    weight: float
+    contribution_change: float
+
+
+class Alert(NamedTuple):
+    alert_id: str
+    account_id: str
+    segment: str | None
+    previous_tier: str | None
+    tier: str
+    tier_label: str
+    previous_score: float | None
+    score: float
+    triggering_component: TriggeringComponent | None
+    components: dict[str, AlertComponent]
+    cause: Cause
+    delivery: str  # a ``Mode`` value
+    model_version: str
+    ts: str  # RFC 3339
+    seq: int
+
+
 WINDOW_EXPIRY = Cause("window_expiry")
 # A tier found when a replay's rebuilt state is compared with the last published one.
 REPLAY = Cause("replay")
@@ -64,49 +111,84 @@ def build_alert(
     now: float,
     *,
     mode: Mode,
-) -> dict[str, Any]:
+) -> Alert:
     """``mode``: the alert's ``delivery``, the mode of the evaluation that found the change
     (``evaluation_mode``), or catch-up for all a replay publishes: a catch-up's alert
     reports history, which consumers may batch rather than page on."""
     card = change.scorecard
     contributions = card.contributions()
-    return {
-        "alert_id": alert_id(account_id, change.seq, change.previous_tier, change.tier),
-        "account_id": account_id,
-        "segment": segment,
-        "previous_tier": change.previous_tier,
-        "tier": change.tier,
-        "tier_label": model.tier(change.tier).label,
-        "previous_score": None if change.previous_score is None else rounded(change.previous_score),
-        "score": rounded(change.score),
-        "triggering_component": _component_change(change.trigger) if change.trigger else None,
-        "components": {
-            name: {
-                "subscore": rounded(c.subscore),
-                "value": c.value,
-                "weight": c.weight,
-                "contribution": rounded(contributions[name]),
-            }
+    return Alert(
+        alert_id=alert_id(account_id, change.seq, change.previous_tier, change.tier),
+        account_id=account_id,
+        segment=segment,
+        previous_tier=change.previous_tier,
+        tier=change.tier,
+        tier_label=model.tier(change.tier).label,
+        previous_score=None if change.previous_score is None else rounded(change.previous_score),
+        score=rounded(change.score),
+        triggering_component=_component_change(change.trigger) if change.trigger else None,
+        components={
+            name: AlertComponent(rounded(c.subscore), c.value, c.weight,
+                                 rounded(contributions[name]))
             for name, c in card.components.items()
         },
-        "cause": cause.as_dict(),
-        "delivery": mode.value,
-        "model_version": model.version,
-        "ts": rfc3339(now),
-        "seq": change.seq,
-    }
+        cause=cause,
+        delivery=mode.value,
+        model_version=model.version,
+        ts=rfc3339(now),
+        seq=change.seq,
+    )
 
 
-def _component_change(change: ComponentChange) -> dict[str, Any]:
+def _component_change(change: ComponentChange) -> TriggeringComponent:
     was, now = change.previous, change.current
     present = now if now is not None else was
     assert present is not None, "a change is between two scorecards, one has the component"
-    return {
-        "name": change.name,
-        "previous_subscore": None if was is None else rounded(was.subscore),
-        "subscore": None if now is None else rounded(now.subscore),
-        "previous_value": None if was is None else was.value,
-        "value": None if now is None else now.value,
-        "weight": present.weight,
-        "contribution_change": rounded(change.contribution_change),
-    }
+    return TriggeringComponent(
+        name=change.name,
+        previous_subscore=None if was is None else rounded(was.subscore),
+        subscore=None if now is None else rounded(now.subscore),
+        previous_value=None if was is None else was.value,
+        value=None if now is None else now.value,
+        weight=present.weight,
+        contribution_change=rounded(change.contribution_change),
+    )
+
+
+def to_json(alert: Alert) -> bytes:
+    """The alert as published: its fields as keys, in their order."""
+    a, trigger = alert, alert.triggering_component
+    # Spelled out, not _asdict(): a backfill writes every alert twice (outbox, topic).
+    return orjson.dumps({
+        "alert_id": a.alert_id, "account_id": a.account_id, "segment": a.segment,
+        "previous_tier": a.previous_tier, "tier": a.tier, "tier_label": a.tier_label,
+        "previous_score": a.previous_score, "score": a.score,
+        "triggering_component": None if trigger is None else trigger._asdict(),
+        "components": {name: {"subscore": subscore, "value": value, "weight": weight,
+                              "contribution": contribution}
+                       for name, (subscore, value, weight, contribution)
+                       in a.components.items()},
+        "cause": a.cause.as_dict(), "delivery": a.delivery, "model_version": a.model_version,
+        "ts": a.ts, "seq": a.seq,
+    })
+
+
+_TRIGGER = TriggeringComponent._fields
+
+
+def as_dict(alert: Alert) -> dict[str, Any]:
+    """The alert as plain data, as a consumer of the topic sees it."""
+    data: dict[str, Any] = orjson.loads(to_json(alert))
+    return data
+
+
+def from_json(raw: bytes | str) -> Alert:
+    """An alert ``to_json`` wrote (the outbox in Redis): the same ``Alert`` again."""
+    data = orjson.loads(raw)
+    trigger = data["triggering_component"]
+    return Alert(**{
+        **data,
+        "triggering_component": None if trigger is None else TriggeringComponent(**trigger),
+        "components": {name: AlertComponent(**c) for name, c in data["components"].items()},
+        "cause": Cause(**data["cause"]),
+    })

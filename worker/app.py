@@ -15,11 +15,12 @@ from worker.clock import Clock, WallClock
 from worker.endpoint import Thresholds
 from worker.errors import access_denied
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Pipeline
 from worker.runtime.loop import ConsumerLoop
 from worker.runtime.retry import Stopping, retrying
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import Model, load_model
+from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.startup import check_redis
 from worker.windows import server

@@ -258,7 +258,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_model(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.scoring.model import load_model
+    from worker.modelfile import load_model
 
     model = load_model(args.path or settings.model_path)
     print(f"model {model.version}: bucket {model.bucket_seconds} s, tiers "

@@ -15,8 +15,8 @@ from rich.text import Text
 
 from worker.clock import WallClock
 from worker.explain import explain
+from worker.modelfile import load_model
 from worker.runtime import kafka
-from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.terminal import visible
 from worker.windows import server

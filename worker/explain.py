@@ -10,7 +10,7 @@ from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, hysteresis_applies
 from worker.scoring.model import Model
 from worker.scoring.rollup import Scorecard, rounded, score_components
-from worker.scoring.tierchange import new_tier
+from worker.scoring.tierchange import Published, new_tier
 from worker.timefmt import rfc3339
 from worker.windows.store import WindowStore
 
@@ -22,7 +22,7 @@ class Explanation:
     model: Model
     card: Scorecard
     attrs: dict[str, Any]
-    published: dict[str, Any] | None
+    published: Published | None
     last_mode: Mode = Mode.LIVE  # of the account's last evaluation
     # component -> the distinct sets it reads whose count is a lower bound in its window
     # (the account reached HEALTHSCORE_MAX_DISTINCT_MEMBERS)
@@ -44,7 +44,7 @@ class Explanation:
 
     def as_dict(self) -> dict[str, Any]:
         score = self.card.score
-        published = self.published or {}
+        published = self.published
         return {
             "account_id": self.account_id,
             "at": rfc3339(self.at),
@@ -56,9 +56,10 @@ class Explanation:
             # hysteresis, or the plain one after a catch-up.
             "tier": None if score is None else new_tier(
                 self.model, score, self.published,
-                hysteresis=hysteresis_applies(Mode.LIVE, self.last_mode)) or published["tier"],
-            "published_tier": published.get("tier"),
-            "published_seq": published.get("seq"),
+                hysteresis=hysteresis_applies(Mode.LIVE, self.last_mode))
+            or (published.tier if published else None),
+            "published_tier": published.tier if published else None,
+            "published_seq": published.seq if published else None,
             "components": [self._component(c.name) for c in self.model.components],
             "last_events": self.last_events(),
         }

@@ -7,7 +7,6 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from http.server import ThreadingHTTPServer
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,6 +19,7 @@ from prometheus_client import (
 )
 
 from worker import endpoint
+from worker.alerts import Alert
 from worker.errors import AddressInUse, ConfigError, Reason
 from worker.probes import Probes
 from worker.scoring.vocabulary import VOCABULARY
@@ -136,9 +136,9 @@ class Metrics:
         for tier, count in counts.items():
             self.accounts.labels(tier).set(count)
 
-    def tier_changes(self, alerts: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def tier_changes(self, alerts: Sequence[tuple[str, Alert]]) -> None:
         """Once per batch, for changes just saved: each moves one account between tiers."""
-        moves = Tally((a["previous_tier"] or FIRST_SCORE, a["tier"]) for _, a in alerts)
+        moves = Tally((a.previous_tier or FIRST_SCORE, a.tier) for _, a in alerts)
         for (was, now), count in moves.items():
             self.transitions.labels(was, now).inc(count)
             if was != FIRST_SCORE:

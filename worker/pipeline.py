@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from worker.alerts import WINDOW_EXPIRY, Cause, build_alert
+from worker.alerts import WINDOW_EXPIRY, Alert, Cause, build_alert
 from worker.clock import Clock
 from worker.errors import is_retriable
 from worker.events.intake import Intake, RawRecord
@@ -41,7 +41,7 @@ CHUNK_ACCOUNTS = 250
 
 @dataclass(slots=True)
 class Outcome:
-    alerts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (key, alert)
+    alerts: list[tuple[str, Alert]] = field(default_factory=list)  # (key, alert)
     dead_letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
     writes: list[StateWrite] = field(default_factory=list)
     # outbox[i] is the entry of alerts[i] (and names its partition), cleared once sent
@@ -135,7 +135,7 @@ class Pipeline:
         self._count_alerts(outcome)
 
     def _count_alerts(self, outcome: Outcome) -> None:
-        for tier, count in Counter(alert["tier"] for _, alert in outcome.alerts).items():
+        for tier, count in Counter(alert.tier for _, alert in outcome.alerts).items():
             self.metrics.alerts.labels(tier).inc(count)
 
     def _count_skipped(self, state: AccountState) -> None:
@@ -223,8 +223,8 @@ def _origins(records: Sequence[RawRecord], outcome: Outcome) -> list[float]:
     Catch-up alerts report history (their latency would be the backlog's age) and an
     expiry has no record: neither is measured. Records come sorted by partition and
     offset, so each cause is found by bisection, not by a pass over the batch."""
-    causes = [(c["topic"], c["partition"], c["offset"]) for _, alert in outcome.alerts
-              if alert["delivery"] == Mode.LIVE.value and (c := alert["cause"])["offset"] is not None]
+    causes = [(c.topic, c.partition, c.offset) for _, alert in outcome.alerts
+              if alert.delivery == Mode.LIVE.value and (c := alert.cause).offset is not None]
     found = []
     for cause in causes:
         at = bisect_left(records, cause, key=_position)

@@ -46,11 +46,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
-from worker.alerts import REPLAY
+from worker.alerts import REPLAY, as_dict
 from worker.clock import EventTimeClock, WallClock
 from worker.contracts import validator
 from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Outcome, Pipeline
 from worker.progress import Reporter
 from worker.runtime import kafka
@@ -59,7 +60,7 @@ from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.retry import retrying
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import Model, load_model
+from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.windows import keys, rebuild, server
 from worker.windows.store import WindowStore
@@ -249,7 +250,7 @@ class Replay:
             outcome = await self._retry(partial(pipeline.expire, chunk, REPLAY), "redis")
             await delivery.deliver(outcome)
             self.report.accounts += len(chunk)
-            self.report.alerts += [alert for _, alert in outcome.alerts]
+            self.report.alerts += [as_dict(alert) for _, alert in outcome.alerts]
 
     async def _publish_live(self, co_partitioned: bool, outcome: Outcome) -> None:
         await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,

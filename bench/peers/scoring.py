@@ -19,9 +19,10 @@ from typing import Any
 import orjson
 
 from worker.alerts import Cause, build_alert
+from worker.modelfile import load_model
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import evaluation_mode
-from worker.scoring.model import Model, load_model
+from worker.scoring.model import Model
 from worker.scoring.rollup import score_components
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import decide, snapshot

@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from tests.integration import alertcheck
 from tests.integration import reference as ref
 from tests.integration.harness import event
+from worker.modelfile import load_model
 from worker.scoring.evaluate import component_values
-from worker.scoring.model import load_model
 from worker.scoring.rollup import score_components
 from worker.settings import Settings, env_name
 from worker.windows import keys

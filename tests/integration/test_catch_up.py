@@ -15,12 +15,13 @@ from redis.asyncio import Redis
 
 from tests.integration import chaos
 from tests.integration.harness import Record, event, running_worker
+from worker.alerts import as_dict
 from worker.clock import FixedClock
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Pipeline
 from worker.replay import Replay
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import WindowStore
@@ -137,7 +138,7 @@ class _Worker:
     async def _run(self, records: list[Record]) -> list[dict[str, Any]]:
         outcome = await self.pipeline.process(records)
         await self.pipeline.store.save(outcome.writes)
-        return [alert for _, alert in outcome.alerts]
+        return [as_dict(alert) for _, alert in outcome.alerts]
 
 
 def _tiers(alerts: list[dict[str, Any]]) -> list[tuple[str | None, str, float]]:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from tests.integration import chaos
 from tests.integration.harness import Producer, alerts_for, event, read_until, running_worker
 from worker.commands import alert_line
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 from worker.settings import Settings
 from worker.windows.store import WindowStore
 

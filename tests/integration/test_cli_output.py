@@ -12,7 +12,7 @@ import time
 from redis.asyncio import Redis
 
 from tests.integration.harness import Producer, alerts_for, event, read_until, running_worker
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 from worker.settings import Settings
 from worker.terminal import visible
 from worker.windows.store import WindowStore

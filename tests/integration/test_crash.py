@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from tests.integration import chaos, kills
 from tests.integration.harness import running_worker
+from worker.alerts import as_dict
 from worker.app import Worker
 from worker.embedded import EmbeddedRedis, free_port
 from worker.pipeline import Outcome
@@ -183,8 +184,8 @@ async def test_a_crash_between_saving_and_clearing_an_outbox_loses_and_confuses_
     crashed: list[dict[str, Any]] = []
 
     async def dying(self: Any, outcome: Outcome) -> None:
-        if sum(a["seq"] > 1 for _, a in outcome.alerts) >= 5:  # changes, not first tiers
-            crashed.extend(a for _, a in outcome.alerts)
+        if sum(a.seq > 1 for _, a in outcome.alerts) >= 5:  # changes, not first tiers
+            crashed.extend(as_dict(a) for _, a in outcome.alerts)
             raise _Crash(dies_in)  # instead of publishing, or instead of clearing
         await original(self, outcome)
 

@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from tests.integration.harness import Record, event
 from worker.clock import FixedClock
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Outcome, Pipeline
 from worker.runtime.delivery import Delivery, once
-from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import WindowStore
@@ -151,10 +151,10 @@ async def test_a_crash_between_saving_and_sending_resends_exactly_the_saved_aler
     first = await pipeline.process(records[:20])
     await steps(pipeline).save(first)  # crash here: saved with its outbox, never sent
     [(_, alert)] = first.alerts
-    assert (alert["seq"], alert["tier"]) == (1, "green")
+    assert (alert.seq, alert.tier) == (1, "green")
     saved = await published(settings, "acme")
     assert saved is not None
-    assert (saved["seq"], saved["tier"], round(saved["score"], 2)) == (1, "green", alert["score"])
+    assert (saved["seq"], saved["tier"], round(saved["score"], 2)) == (1, "green", alert.score)
 
     after = restarted()  # a new process: nothing held, all it knows is in Redis
     unsent = await steps(after).unsent([0])
@@ -162,7 +162,7 @@ async def test_a_crash_between_saving_and_sending_resends_exactly_the_saved_aler
     # The re-delivery is cut differently (more events in one batch): it is decided
     # against the saved tier, so seq 1 can never come out as a second, other change.
     again = await after.process(records)
-    assert [(a["seq"], a["previous_tier"], a["tier"]) for _, a in again.alerts] == [
+    assert [(a.seq, a.previous_tier, a.tier) for _, a in again.alerts] == [
         (2, "green", "red")]
     assert skipped(after, "replayed") == 20
 

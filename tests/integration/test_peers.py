@@ -22,9 +22,10 @@ from bench.data import events, preload
 from bench.peers.progress import read_scores
 from bench.peers.run import run_peer
 from tests.conftest import require_module
+from worker.modelfile import load_model
 from worker.runtime.topics import ensure_topics
 from worker.scoring.evaluate import component_values
-from worker.scoring.model import Model, load_model
+from worker.scoring.model import Model
 from worker.scoring.rollup import score_components
 from worker.scoring.tiers import next_tier
 from worker.settings import Settings

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from tests.conftest import _unavailable
 from worker.embedded import EmbeddedRedis
 from worker.errors import is_retriable
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 from worker.windows import server
 from worker.windows.outbox import OutboxEntry
 from worker.windows.plan import AccountPlan

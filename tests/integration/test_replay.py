@@ -19,10 +19,11 @@ from tests.integration.harness import Producer, running_worker, valid_alert
 from worker.clock import FixedClock
 from worker.errors import ConfigError
 from worker.explain import explain
+from worker.modelfile import load_model, parse_model
 from worker.replay import Replay
 from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import Model, load_model, parse_model
+from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import WindowStore

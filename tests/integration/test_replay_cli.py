@@ -29,12 +29,12 @@ from tests.integration.harness import Producer, event, read_until
 from tests.integration.test_replay import STRICT, _alerts, _same, _snapshot
 from worker import replay as replay_module
 from worker.embedded import EmbeddedRedis
+from worker.modelfile import load_model, parse_model
 from worker.pipeline import Outcome, Pipeline
 from worker.replay import Replay
 from worker.runtime.publish import publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import load_model, parse_model
 from worker.settings import Settings, env_name
 from worker.windows import rebuild
 

@@ -15,7 +15,7 @@ from tests.integration.harness import (
     running_worker,
     valid_alert,
 )
-from worker.scoring.model import parse_model
+from worker.modelfile import parse_model
 from worker.settings import Settings
 
 

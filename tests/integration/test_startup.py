@@ -22,7 +22,7 @@ import redis
 import redis.asyncio
 
 from worker.embedded import HOST, EmbeddedRedis, free_port
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 from worker.startup import check_redis
 from worker.windows.store import WindowStore
 

@@ -15,8 +15,8 @@ from tests import vocab
 from tests.integration.harness import Record, event
 from worker.clock import FixedClock
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Pipeline
-from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import WindowStore

@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 from tests.integration.harness import Record, event
 from worker.clock import FixedClock
 from worker.metrics import Metrics
+from worker.modelfile import load_model
 from worker.pipeline import Pipeline
 from worker.scoring.evaluate import component_values
-from worker.scoring.model import Model, load_model
+from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import AccountState, WindowStore

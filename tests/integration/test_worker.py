@@ -21,7 +21,7 @@ from tests.integration.harness import (
     valid_alert,
 )
 from worker.contracts import validator
-from worker.scoring.model import load_model, parse_model
+from worker.modelfile import load_model, parse_model
 from worker.settings import Settings
 from worker.windows.buckets import bucket_of
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from worker.scoring.model import Model, default_model_text, load_model, parse_model
+from worker.modelfile import default_model_text, load_model, parse_model
+from worker.scoring.model import Model
 
 
 @pytest.fixture(scope="session")

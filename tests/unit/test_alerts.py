@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from worker.alerts import WINDOW_EXPIRY, Cause, alert_id, build_alert
+from worker.alerts import WINDOW_EXPIRY, Cause, alert_id, as_dict
+from worker.alerts import build_alert as build
 from worker.contracts import validator
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.attribution import ComponentChange
@@ -18,6 +19,7 @@ from worker.scoring.model import Model
 from worker.scoring.rollup import ComponentScore, Scorecard, score_components
 from worker.scoring.tierchange import TierChange, decide, snapshot
 from worker.timefmt import rfc3339
+from worker.windows import published as published_tier
 
 NOW = 1768478400.0  # 2026-01-15T12:00:00Z
 EVENT = Event("ticket", "evt-7", "acme", NOW, {}, SourceRef("events.ticket", 3, 99))
@@ -25,6 +27,11 @@ UPDATE = AccountUpdate("acme", {"seats_purchased": 5}, SourceRef("accounts", 1, 
 
 GREEN: dict[str, float] = {"login_frequency": 20, "escalations": 0, "nps": 50}
 RED: dict[str, float] = {"login_frequency": 18, "escalations": 2, "csat": 2.5}
+
+
+def build_alert(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The alert as consumers read it: through its JSON."""
+    return as_dict(build(*args, **kwargs))
 
 
 def schema_errors(alert: dict[str, Any]) -> list[str]:
@@ -40,7 +47,7 @@ def first(model: Model, vals: Mapping[str, float]) -> TierChange:
 
 
 def then(model: Model, before: TierChange, vals: Mapping[str, float]) -> TierChange:
-    published = orjson.loads(orjson.dumps(snapshot(before)))
+    published = published_tier.decode(published_tier.encode(snapshot(before)))
     change = decide(model, score_components(model, vals), published)
     assert change is not None
     return change

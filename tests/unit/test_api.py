@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from worker.api import listing, openapi
 from worker.api.app import create_app
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 from worker.windows import keys
 
 DOCUMENT = Path(__file__).parents[2] / "docs" / "openapi.json"

@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 import pytest
 
 from worker.scoring.evaluate import component_values
 from worker.scoring.model import Model
 from worker.scoring.rollup import Scorecard, score_components, score_of
 from worker.scoring.signals import WindowView
-from worker.scoring.tierchange import TierChange, decide, new_tier, scorecard_of, snapshot
+from worker.scoring.tierchange import (
+    Published,
+    TierChange,
+    decide,
+    new_tier,
+    scorecard_of,
+    snapshot,
+)
+from worker.windows import published as published_tier
 
 ALL_SOURCES = frozenset({"login", "feature_use", "ticket", "survey"})
 
@@ -215,9 +222,9 @@ def test_first_red_scoring_blames_the_worst_component(model: Model) -> None:
     assert change.trigger.name == "escalations"  # sub-score 0 with the biggest weight
 
 
-def published(change: TierChange) -> dict[str, Any]:
+def published(change: TierChange) -> Published:
     """The snapshot as it comes back from Redis (through JSON)."""
-    result: dict[str, Any] = orjson.loads(orjson.dumps(snapshot(change)))
+    result = published_tier.decode(published_tier.encode(snapshot(change)))
     return result
 
 
@@ -254,7 +261,7 @@ def test_tier_change_increments_seq_and_keeps_the_baseline(model: Model) -> None
 
 
 def test_seq_continues_from_the_published_one(model: Model) -> None:
-    state = published(_first(model, GREEN)) | {"seq": 41}
+    state = published(_first(model, GREEN))._replace(seq=41)
     change = decide(model, scorecard(model, **RED), state)
     assert change is not None
     assert change.seq == 42
@@ -288,7 +295,7 @@ def test_no_score_no_decision(model: Model, state: dict[str, Any] | None) -> Non
 
 
 def test_published_tier_unknown_to_the_model_starts_afresh(model: Model) -> None:
-    state = published(_first(model, GREEN)) | {"tier": "platinum", "seq": 7}
+    state = published(_first(model, GREEN))._replace(tier="platinum", seq=7)
     change = decide(model, scorecard(model, **YELLOW), state)
     assert change is not None
     assert (change.previous_tier, change.tier, change.seq) == ("platinum", "yellow", 8)
@@ -298,16 +305,16 @@ def test_published_tier_unknown_to_the_model_starts_afresh(model: Model) -> None
 def test_snapshot_round_trip(model: Model) -> None:
     change = _first(model, {"login_frequency": 12, "escalations": 1, "csat": 3.9, "nps": -5})
     state = published(change)
-    assert state["tier"] == change.tier
-    assert state["score"] == change.score
-    assert state["seq"] == 1
+    assert state.tier == change.tier
+    assert state.score == change.score
+    assert state.seq == 1
     assert scorecard_of(state) == change.scorecard
     assert scorecard_of(state).score == change.score
 
 
 def test_snapshot_of_a_component_keeps_value_subscore_weight(model: Model) -> None:
     change = _first(model, {"escalations": 1})
-    assert snapshot(change)["components"] == {"escalations": [1, 40, 1.25]}
+    assert snapshot(change).components == {"escalations": [1, 40, 1.25]}
 
 
 def test_new_tier_on_the_score_alone_agrees_with_decide(model: Model) -> None:
@@ -315,7 +322,7 @@ def test_new_tier_on_the_score_alone_agrees_with_decide(model: Model) -> None:
     cards = [score_components(model, {"login_frequency": v, "escalations": e})
              for v in (0, 4, 9.5, 10, 11, 12, 15, 16.5, 20) for e in (0, 1, 2)]
     cards.append(score_components(model, {}))
-    baselines: list[dict[str, Any] | None] = [None]
+    baselines: list[Published | None] = [None]
     for card in cards[:-1]:
         change = decide(model, card, None)
         assert change is not None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 
 from tests.integration.harness import Record
+from worker.alerts import Alert, Cause
 from worker.metrics import Metrics, batch_buckets
 from worker.pipeline import Outcome, _origins
 from worker.runtime.loop import _Rebalance
@@ -21,10 +21,11 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 
 def alert(previous: str | None, tier: str, *, delivery: str = "live",
-          offset: int | None = 0, topic: str = "t", partition: int = 0) -> tuple[str, dict[str, Any]]:
-    cause = {"kind": "event", "topic": topic if offset is not None else None,
-             "partition": partition if offset is not None else None, "offset": offset}
-    return "acct", {"previous_tier": previous, "tier": tier, "delivery": delivery, "cause": cause}
+          offset: int | None = 0, topic: str = "t", partition: int = 0) -> tuple[str, Alert]:
+    cause = Cause("event", None, None, topic if offset is not None else None,
+                  partition if offset is not None else None, offset)
+    return "acct", Alert("id", "acct", None, previous, tier, tier, None, 50.0, None, {}, cause,
+                         delivery, "m", "2026-01-15T12:00:00.000+00:00", 1)
 
 
 @pytest.mark.parametrize("largest", [30000, 500, 7, 1])

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import Model
-from worker.scoring.tierchange import new_tier
+from worker.scoring.tierchange import Published, new_tier
 from worker.scoring.tiers import plain_tier
 from worker.windows import keys, wire
 from worker.windows.buckets import bucket_of
@@ -53,8 +53,8 @@ def test_hysteresis_only_between_two_live_evaluations(mode: Mode, previous: Mode
     assert hysteresis_applies(mode, previous) is applies
 
 
-def _published(tier: str) -> dict[str, object]:
-    return {"tier": tier, "score": 0.0, "seq": 1, "components": {}}
+def _published(tier: str) -> Published:
+    return Published(tier, 0.0, 1, {})
 
 
 # (published tier, score, tier with hysteresis, tier without); margin 3, bars 70 and 40.
@@ -137,7 +137,7 @@ async def test_the_mode_is_saved_only_when_it_changes(model: Model,
     store._residents.put(Resident("acme", 0, (30, 90), 86400))  # loaded: no mode saved
     state = keys.state_key("acme")
 
-    async def save(mode: Mode, published: dict[str, object] | None = None) -> list[object]:
+    async def save(mode: Mode, published: Published | None = None) -> list[object]:
         sent.clear()
         await store.save([StateWrite("acme", {}, mode=mode, published=published)])
         return list(sent)

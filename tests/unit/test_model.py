@@ -10,15 +10,15 @@ import pytest
 import yaml
 
 from worker.errors import ConfigError
-from worker.scoring.curves import Band, Bands, Linear
-from worker.scoring.model import (
+from worker.modelfile import (
     MAX_WINDOW_SECONDS,
-    Model,
     default_model_text,
     load_model,
     parse_duration,
     parse_model,
 )
+from worker.scoring.curves import Band, Bands, Linear
+from worker.scoring.model import Model
 from worker.scoring.signals import SIGNALS
 
 ModelOf = Callable[[dict[str, Any]], Model]

@@ -10,12 +10,12 @@ import pytest
 
 from tests.slackhook import make_alert
 from worker.errors import ConfigError
+from worker.modelfile import load_model
 from worker.notify.config import Filters, notify_config
 from worker.notify.digest import Digest, digest_message
 from worker.notify.format import alert_message, trigger_words
 from worker.notify.offsets import Offsets
 from worker.notify.route import Route, route
-from worker.scoring.model import load_model
 from worker.settings import Settings
 
 MODEL = load_model()

@@ -19,7 +19,7 @@ from worker.errors import BadInput, ConfigError, Reason
 from worker.events.deadletter import dead_letter, dead_letter_key, payload_budget
 from worker.events.decode import Decoder
 from worker.events.types import SourceRef
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 from worker.settings import Settings
 from worker.windows.plan import Planner
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from worker.alerts import Cause, build_alert
+from worker.alerts import Cause, as_dict, build_alert
 from worker.cli import _parser
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
@@ -71,8 +71,9 @@ def test_the_readme_consumer_keeps_one_of_each_alert_and_leaves_catch_up_ones(
         for values in cards:
             change = decide(model, score_components(model, values), published)
             assert change is not None
-            published = orjson.loads(orjson.dumps(snapshot(change)))
-        return build_alert(model, account, None, change, Cause("event"), 0.0, mode=mode)
+            published = snapshot(change)
+        return as_dict(build_alert(model, account, None, change, Cause("event"), 0.0,
+                                   mode=mode))
 
     green, red = {"escalations": 0}, {"escalations": 2}
     history = alert("a", [green], Mode.CATCH_UP)

@@ -10,7 +10,7 @@ import fakeredis
 import orjson
 import pytest
 
-from worker.alerts import Cause, build_alert
+from worker.alerts import Cause, as_dict, build_alert
 from worker.clock import EventTimeClock, FixedClock, WallClock
 from worker.replay import Replay
 from worker.scoring.mode import Mode
@@ -68,12 +68,12 @@ def test_an_alert_gives_back_the_snapshot_it_was_published_from(model: Model) ->
                       "support_tickets": ComponentScore(1.0, 100.0, 0.75)})
     change = decide(model, card, None)
     assert change is not None
-    alert = orjson.loads(orjson.dumps(
-        build_alert(model, "acme", None, change, Cause("event"), 0.0, mode=Mode.LIVE)))
+    alert = as_dict(
+        build_alert(model, "acme", None, change, Cause("event"), 0.0, mode=Mode.LIVE))
     taken = rebuild._snapshot(alert)
     expected = snapshot(change)
-    assert taken["tier"] == expected["tier"]
-    assert taken["seq"] == expected["seq"]
+    assert taken.tier == expected.tier
+    assert taken.seq == expected.seq
     assert scorecard_of(taken).components == scorecard_of(expected).components
     # The next change is decided against it exactly as against the original.
     assert decide(model, card, taken) is None
@@ -83,8 +83,8 @@ def test_a_replay_reads_alerts_published_before_they_said_their_delivery(
         model: Model) -> None:
     change = decide(model, Scorecard({"nps": ComponentScore(-100.0, 0.0, 0.85)}), None)
     assert change is not None
-    alert = orjson.loads(orjson.dumps(
-        build_alert(model, "acme", None, change, Cause("event"), 0.0, mode=Mode.LIVE)))
+    alert = as_dict(
+        build_alert(model, "acme", None, change, Cause("event"), 0.0, mode=Mode.LIVE))
     older = {k: v for k, v in alert.items() if k != "delivery"}
     values = [orjson.dumps(alert), orjson.dumps(older), b"not json",
               orjson.dumps({**alert, "delivery": "late"}),

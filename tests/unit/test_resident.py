@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from worker.scoring.mode import Mode
+from worker.scoring.tierchange import Published
 from worker.windows.plan import AccountPlan, EventWrite, Totals
 from worker.windows.resident import NO_CHANGE, UNKNOWN, Resident, Residents, load
 
@@ -88,7 +89,7 @@ def test_state_fields_are_read() -> None:
     assert resident.values is None  # component values are computed again after a load
     assert resident.scheduled is UNKNOWN  # and the due index written again
     assert resident.attrs == {"seats_purchased": 5}
-    assert resident.published == published
+    assert resident.published == Published("green", 80.0, 3, {})
     assert resident.seen == {"login", "ticket"}
 
 

@@ -142,7 +142,7 @@ def _account(result: Explanation) -> models.Account:
         segment=data["segment"], attributes=data["attributes"], score=data["score"],
         tier=data["tier"], published_tier=data["published_tier"],
         last_alert=None if published is None else models.LastAlert(
-            seq=published["seq"], tier=published["tier"], score=published["score"]),
+            seq=published.seq, tier=published.tier, score=published.score),
         components=[models.Component(**c) for c in data["components"]],
         last_events=result.last_events())
 

@@ -11,12 +11,13 @@ while paging instead, with a bound on the index entries one request examines
 from __future__ import annotations
 
 import base64
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 
 from worker.windows import keys
+from worker.windows import published as published_tier
 
 SCAN_BUDGET = 1000  # index entries examined per request at most, whatever the filter
 CHUNK = 200  # entries read per round trip while filtering
@@ -80,9 +81,9 @@ async def _published(redis: Redis, account_ids: list[str]) -> list[Row | None]:
 def _row(account_id: str, pub: bytes | None, attrs: bytes | None) -> Row | None:
     if pub is None:
         return None
-    published: dict[str, Any] = orjson.loads(pub)
+    published = published_tier.decode(pub)
     segment = orjson.loads(attrs).get("segment") if attrs is not None else None
-    return Row(account_id, published["tier"], published["score"], published["seq"], segment)
+    return Row(account_id, published.tier, published.score, published.seq, segment)
 
 
 def _text(value: bytes | str) -> str:

@@ -13,7 +13,7 @@ import orjson
 from redis.asyncio import Redis
 
 from worker.api.app import create_app
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 
 
 def document() -> dict[str, Any]:

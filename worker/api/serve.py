@@ -12,7 +12,7 @@ import uvicorn
 
 from worker.api.app import create_app
 from worker.errors import AddressInUse, ConfigError
-from worker.scoring.model import load_model
+from worker.modelfile import load_model
 from worker.settings import Settings
 from worker.windows import server
 

@@ -34,10 +34,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from aiokafka import TopicPartition
 
+from worker.alerts import Alert
 from worker.metrics import Metrics
 from worker.pipeline import Outcome
 from worker.windows.outbox import OutboxEntry
@@ -52,7 +53,7 @@ class Outbox(Protocol):
     async def sent(self, entries: Sequence[OutboxEntry]) -> None: ...
 
     async def unsent(self, partitions: Collection[int]
-                     ) -> list[tuple[OutboxEntry, dict[str, Any]]]: ...
+                     ) -> list[tuple[OutboxEntry, Alert]]: ...
 
 
 class Store(Protocol):

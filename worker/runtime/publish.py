@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from worker.alerts import to_json
 from worker.pipeline import Outcome
 from worker.runtime import kafka
 from worker.settings import Settings
@@ -79,7 +80,7 @@ def _split(outcome: Outcome, co_partitioned: bool) -> tuple[dict[int, Records], 
     batched: dict[int, Records] = {}
     keyed: Records = []
     for (key, alert), partition in zip(outcome.alerts, partitions, strict=True):
-        record = (key.encode(), orjson.dumps(alert))
+        record = (key.encode(), to_json(alert))
         if partition is None:
             keyed.append(record)
         else:

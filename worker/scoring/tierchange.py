@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from worker.scoring.attribution import (
     ComponentChange,
@@ -12,6 +13,19 @@ from worker.scoring.attribution import (
 from worker.scoring.model import Model
 from worker.scoring.rollup import ComponentScore, Scorecard
 from worker.scoring.tiers import next_tier, plain_tier, rank
+
+
+class Published(NamedTuple):
+    """What is remembered of a published tier: the baseline of the next change.
+
+    Kept in Redis as JSON (``worker.windows.published``), read for every account
+    scored: the components stay as parsed (lists), turned into a scorecard only
+    when a change has to be attributed."""
+
+    tier: str
+    score: float
+    seq: int
+    components: Mapping[str, Sequence[float]]  # name -> [value, subscore, weight]
 
 
 class TierChange(NamedTuple):
@@ -25,7 +39,7 @@ class TierChange(NamedTuple):
     trigger: ComponentChange | None
 
 
-def decide(model: Model, card: Scorecard, published: dict[str, Any] | None,
+def decide(model: Model, card: Scorecard, published: Published | None,
            *, hysteresis: bool = True) -> TierChange | None:
     """A ``TierChange`` when the account's tier differs from its last published one.
 
@@ -38,7 +52,7 @@ def decide(model: Model, card: Scorecard, published: dict[str, Any] | None,
     tier = new_tier(model, score, published, hysteresis=hysteresis)
     if score is None or tier is None:
         return None
-    previous_tier = published["tier"] if published else None
+    previous_tier = published.tier if published else None
     before = scorecard_of(published) if published else None
     changes = contribution_changes(before, card)
     if previous_tier is None or previous_tier not in {t.name for t in model.tiers}:
@@ -48,42 +62,38 @@ def decide(model: Model, card: Scorecard, published: dict[str, Any] | None,
     return TierChange(
         previous_tier=previous_tier,
         tier=tier,
-        previous_score=published["score"] if published else None,
+        previous_score=published.score if published else None,
         score=score,
-        seq=(published["seq"] if published else 0) + 1,
+        seq=(published.seq if published else 0) + 1,
         scorecard=card,
         changes=changes,
         trigger=triggering_component(changes, moved_down),
     )
 
 
-def new_tier(model: Model, score: float | None, published: dict[str, Any] | None,
+def new_tier(model: Model, score: float | None, published: Published | None,
              *, hysteresis: bool = True) -> str | None:
     """The tier ``score`` moves the account to from its last published one; None if it
     stays (or has no score). Checked on the score alone first, so that the scorecard
     and its attribution are built only for the few rescores that change a tier."""
     if score is None:
         return None
-    previous_tier = published["tier"] if published else None
+    previous_tier = published.tier if published else None
     tier = (next_tier(model, score, previous_tier) if hysteresis
             else plain_tier(model, score)).name
     return None if tier == previous_tier else tier
 
 
-def snapshot(change: TierChange) -> dict[str, Any]:
-    """What is remembered of a published tier: the baseline of the next change."""
-    return {
-        "tier": change.tier,
-        "score": change.score,
-        "seq": change.seq,
-        "components": {
-            name: [c.value, c.subscore, c.weight] for name, c in change.scorecard.components.items()
-        },
-    }
+def snapshot(change: TierChange) -> Published:
+    """What is remembered of the tier ``change`` publishes."""
+    # Lists, as a parsed snapshot has them: one held in memory equals one read back.
+    return Published(change.tier, change.score, change.seq, {
+        name: [c.value, c.subscore, c.weight] for name, c in change.scorecard.components.items()
+    })
 
 
-def scorecard_of(published: dict[str, Any]) -> Scorecard:
+def scorecard_of(published: Published) -> Scorecard:
     return Scorecard({
         name: ComponentScore(value, subscore, weight)
-        for name, (value, subscore, weight) in published["components"].items()
+        for name, (value, subscore, weight) in published.components.items()
     })

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import orjson
 from redis.asyncio import Redis
 
+from worker import alerts
+from worker.alerts import Alert
 from worker.windows import keys, wire
 
 
@@ -25,25 +26,24 @@ class OutboxEntry(NamedTuple):
     seq: int
 
 
-def encode(alert: dict[str, Any]) -> bytes:
+def encode(alert: Alert) -> bytes:
     """An alert as the outbox keeps it: re-sent exactly as saved."""
-    return orjson.dumps(alert)
+    return alerts.to_json(alert)
 
 
-def decode(raw: bytes) -> dict[str, Any]:
-    alert: dict[str, Any] = orjson.loads(raw)
-    return alert
+def decode(raw: bytes) -> Alert:
+    return alerts.from_json(raw)
 
 
 def save_commands(partition: int | None, account_id: str,
-        alert: dict[str, Any]) -> tuple[list[wire.Command], list[wire.Arg]]:
+        alert: Alert) -> tuple[list[wire.Command], list[wire.Arg]]:
     """What saving ``alert`` takes: commands to run before the account's state ``HSET``
     and the fields to add to it (the alert is saved with the tier it publishes)."""
     # Indexed first: a crash between the two leaves an index entry with nothing behind
     # it (harmless), never an alert nobody will find.
     index: list[wire.Command] = ([] if partition is None
                                  else [("SADD", keys.pending_key(partition), account_id)])
-    return index, [keys.outbox_field(alert["seq"]), encode(alert)]
+    return index, [keys.outbox_field(alert.seq), encode(alert)]
 
 
 class Outbox:
@@ -66,13 +66,13 @@ class Outbox:
         await wire.execute(self._redis, commands, self._timeout)
 
     async def unsent(self, partitions: Collection[int]
-                     ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
+                     ) -> list[tuple[OutboxEntry, Alert]]:
         """Alerts saved on these partitions but not known to be sent, oldest first."""
         async with asyncio.timeout(self._timeout):
             return await self._unsent(partitions)
 
     async def _unsent(self, partitions: Collection[int]
-                      ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
+                      ) -> list[tuple[OutboxEntry, Alert]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for partition in sorted(partitions):
                 pipe.smembers(keys.pending_key(partition))
@@ -85,10 +85,10 @@ class Outbox:
             states = await pipe.execute()
         found, stale = [], []
         for (partition, account), state in zip(owners, states, strict=True):
-            alerts = [decode(v) for n, v in state.items()
+            saved = [decode(v) for n, v in state.items()
                       if wire.text(n).startswith(keys.OUTBOX_PREFIX)]
-            found += [(OutboxEntry(partition, account, a["seq"]), a) for a in alerts]
-            if not alerts:
+            found += [(OutboxEntry(partition, account, a.seq), a) for a in saved]
+            if not saved:
                 stale.append((partition, account))
         if stale:  # a crash between indexing and saving: nothing was promised
             async with self._redis.pipeline(transaction=False) as pipe:

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
+from worker.scoring.tierchange import Published
 from worker.windows import keys
+from worker.windows import published as published_tier
 
 SCAN_COUNT = 1000
 
@@ -89,7 +90,7 @@ async def reindex(redis: Redis) -> int:
         by_tier: dict[str, dict[str, int]] = {}
         for account, pub in zip(names, published, strict=True):
             if pub is not None:
-                by_tier.setdefault(orjson.loads(pub)["tier"], {})[account] = 0
+                by_tier.setdefault(published_tier.decode(pub).tier, {})[account] = 0
         if by_tier:
             async with redis.pipeline(transaction=False) as pipe:
                 for tier, members in by_tier.items():
@@ -118,19 +119,16 @@ async def seed_published(redis: Redis, alerts: Iterable[dict[str, Any]]) -> int:
     async with redis.pipeline(transaction=False) as pipe:
         for account, alert in newest.items():
             await keep_newer([keys.state_key(account)],
-                             [keys.PUBLISHED, alert["seq"], orjson.dumps(_snapshot(alert))],
+                             [keys.PUBLISHED, alert["seq"],
+                              published_tier.encode(_snapshot(alert))],
                              client=pipe)
         written = await pipe.execute()
     return sum(int(w) for w in written)
 
 
-def _snapshot(alert: dict[str, Any]) -> dict[str, Any]:
+def _snapshot(alert: dict[str, Any]) -> Published:
     """The published-tier snapshot (see ``scoring.tierchange.snapshot``) an alert carries."""
-    return {
-        "tier": alert["tier"], "score": alert["score"], "seq": alert["seq"],
-        "components": {name: [c["value"], c["subscore"], c["weight"]]
-                       for name, c in alert["components"].items()},
-    }
+    return published_tier.of_alert(alert)
 
 
 async def accounts(redis: Redis, *, forget: str | None = None

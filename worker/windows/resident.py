@@ -31,8 +31,10 @@ import orjson
 
 from worker.scoring.mode import Mode
 from worker.scoring.signals import WindowView
+from worker.scoring.tierchange import Published
 from worker.windows.buckets import bucket_of
 from worker.windows.plan import Totals
+from worker.windows.published import decode as decode_published
 
 CAPPED_PREFIX = "capped:"  # state hash: capped:<set> -> the latest time of a member left out
 NO_CHANGE = -1  # next_change when no data will ever leave a window
@@ -70,7 +72,7 @@ class Resident:
     # The rescore time last written to the due index (epoch s, None: not due); unknown
     # after a load, so written with the next save.
     scheduled: float | Unknown | None = UNKNOWN
-    published: dict[str, Any] | None = None
+    published: Published | None = None
     mode: Mode = Mode.LIVE  # of the last evaluation, as saved: hysteresis may need it
     # Counter fields found expired by the load: deleted by the next maintenance.
     expired: list[str] = field(default_factory=list)
@@ -190,7 +192,7 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
                               if any(seen) else frozenset()),
                         seen_bucket=({t: int(v) for t, v in zip(seen_types, seen, strict=True)
                                       if v} if any(seen) else {}),
-                        published=orjson.loads(published) if published is not None else None,
+                        published=decode_published(published) if published is not None else None,
                         mode=Mode.CATCH_UP if mode == CATCH_UP else Mode.LIVE)
     if any(capped):
         resident.capped = {name: float(ts) for name, ts in zip(sets, capped, strict=True) if ts is not None}

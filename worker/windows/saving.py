@@ -5,12 +5,12 @@ changed is written; a new tier of the live chain and its index move share one MU
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-import orjson
-
+from worker.alerts import Alert
 from worker.scoring.mode import Mode
-from worker.windows import keys, schedule, tierindex, wire
+from worker.scoring.tierchange import Published
+from worker.windows import keys, published, schedule, tierindex, wire
 from worker.windows.outbox import save_commands
 
 
@@ -24,9 +24,9 @@ class Write(Protocol):
     @property
     def next_change(self) -> float | None: ...
     @property
-    def published(self) -> dict[str, Any] | None: ...
+    def published(self) -> Published | None: ...
     @property
-    def alert(self) -> dict[str, Any] | None: ...
+    def alert(self) -> Alert | None: ...
 
 
 def commands(write: Write, mode: Mode | None, scheduled: bool, *, published_field: str,
@@ -40,19 +40,19 @@ def commands(write: Write, mode: Mode | None, scheduled: bool, *, published_fiel
     elif mode is Mode.CATCH_UP and write.published is None:
         found.append(("HSET", state, keys.MODE, mode.value))
     if write.published is not None:
-        found += _publish(write, mode, published_field, outbox)
+        found += _publish(write, write.published, mode, published_field, outbox)
     if write.partition is not None and not scheduled:
         found.append(schedule.reschedule(write.partition, write.account_id, write.next_change))
     return found
 
 
-def _publish(write: Write, mode: Mode | None, published_field: str,
+def _publish(write: Write, tier: Published, mode: Mode | None, published_field: str,
              outbox: bool) -> list[wire.Command]:
     """A new published tier with its alert in the outbox; the live chain's also moves
     the account between the tier indexes in the same MULTI, so the index never
     disagrees with ``pub``. Only tier changes pay for it."""
     found: list[wire.Command] = []
-    fields: list[wire.Arg] = [published_field, orjson.dumps(write.published)]
+    fields: list[wire.Arg] = [published_field, published.encode(tier)]
     if mode is Mode.CATCH_UP:  # a new account in a backfill: one command
         fields += [keys.MODE, mode.value]
     if outbox and write.alert is not None:
@@ -62,5 +62,5 @@ def _publish(write: Write, mode: Mode | None, published_field: str,
     save = ("HSET", keys.state_key(write.account_id), *fields)
     if published_field != keys.PUBLISHED or write.alert is None:
         return [*found, save]
-    moved = tierindex.move(write.account_id, write.alert["previous_tier"], write.alert["tier"])
+    moved = tierindex.move(write.account_id, write.alert.previous_tier, write.alert.tier)
     return [*found, ("MULTI",), save, *moved, ("EXEC",)]

@@ -14,9 +14,11 @@ from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
+from worker.alerts import Alert
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.signals import WindowView
+from worker.scoring.tierchange import Published
 from worker.scoring.vocabulary import event_types
 from worker.settings import Settings
 from worker.windows import keys, saving, server, wire
@@ -46,7 +48,7 @@ class AccountState(NamedTuple):
     windows: dict[int, WindowView]  # window length in buckets -> view
     attrs: dict[str, Any]
     cached_values: dict[str, float]
-    published: dict[str, Any] | None
+    published: Published | None
     seen: frozenset[str]
     last_mode: Mode  # of the account's evaluation before this one
     left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
@@ -60,8 +62,8 @@ class StateWrite(NamedTuple):
     values: dict[str, float]
     partition: int | None = None
     next_change: float | None = None  # when to rescore the account if it stays silent
-    published: dict[str, Any] | None = None  # set only when a new tier was published
-    alert: dict[str, Any] | None = None  # the alert that publishes it: into the outbox
+    published: Published | None = None  # set only when a new tier was published
+    alert: Alert | None = None  # the alert that publishes it: into the outbox
     mode: Mode = Mode.LIVE  # of this evaluation: the next one asks it (saved when it changes)
 
 
