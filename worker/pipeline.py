@@ -26,6 +26,7 @@ from worker.events.deadletter import dead_letter, dead_letter_key
 from worker.events.decode import Decoder
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.metrics import Metrics
+from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import Model
@@ -275,14 +276,16 @@ class Pipeline:
                outcome: Outcome, cause_of: Callable[[TierChange], Cause]) -> None:
         refresh = plan.touched if state.cache_valid else None
         values = component_values(self.model, state.windows, state.attrs, state.seen,
-                                  state.cached_values, refresh)
+                                  state.cached_values, refresh, state.seen_bucket,
+                                  state.now_bucket)
         hysteresis = hysteresis_applies(mode, state.last_mode)
+        covered = enough_data(self.model, values)
         # A first score always publishes (when there is one): no need to ask first.
         moves = (state.published is None
                  or new_tier(self.model, score_of(self.model, values), state.published,
-                             hysteresis=hysteresis) is not None)
+                             hysteresis=hysteresis, covered=covered) is not None)
         change = (decide(self.model, score_components(self.model, values), state.published,
-                         hysteresis=hysteresis)
+                         hysteresis=hysteresis, covered=covered)
                   if moves else None)
         published = alert = None
         if change is not None:

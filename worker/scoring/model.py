@@ -32,6 +32,9 @@ class Component:
     weight: float
     curve: Curve
     description: str = ""
+    # "signal": an account that sent its source events once but none within the window
+    # scores on zeros; "unknown": it is left out, like a component never fed.
+    silence: str = "signal"
 
     def subscore(self, value: float) -> float:
         return self.curve(value)
@@ -44,6 +47,10 @@ class Tier:
     min_score: float
 
 
+# The tier of an account with too little data to score (``Model.min_coverage``).
+UNKNOWN_TIER = Tier("unknown", "Not enough data", 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Model:
     version: str
@@ -51,6 +58,10 @@ class Model:
     tiers: tuple[Tier, ...]  # best first
     margin: float
     components: tuple[Component, ...]
+    # Below this share of the total weight with data, the account's tier is UNKNOWN_TIER.
+    min_coverage: float = 0.0
+    # (event type, seconds): no event of the type for that long is a data gap.
+    data_gaps: tuple[tuple[str, int], ...] = ()
 
     @property
     def max_window_buckets(self) -> int:
@@ -63,6 +74,8 @@ class Model:
         raise KeyError(name)
 
     def tier(self, name: str) -> Tier:
+        if name == UNKNOWN_TIER.name:
+            return UNKNOWN_TIER
         for t in self.tiers:
             if t.name == name:
                 return t
@@ -116,7 +129,19 @@ def _compile(raw: dict[str, Any], source: str) -> Model:
     tiers = tuple(Tier(t["name"], t["label"], float(t["min_score"])) for t in raw["tiers"]["levels"])
     margin = float(raw["tiers"]["margin"])
     _check_tiers(tiers, margin, f"{source}: tiers")
-    return Model(str(raw["version"]), bucket, tiers, margin, components)
+    return Model(str(raw["version"]), bucket, tiers, margin, components,
+                 float(raw["tiers"].get("min_coverage", 0.0)), _data_gaps(raw, source))
+
+
+def _data_gaps(raw: dict[str, Any], source: str) -> tuple[tuple[str, int], ...]:
+    gaps = raw.get("data_gaps") or {}
+    known = frozenset().union(*(s.sources for s in SIGNALS.values()))
+    for event_type in gaps:
+        if event_type not in known:
+            raise ConfigError(f"{source}: data_gaps.{event_type}: unknown event type "
+                              f"(known: {', '.join(sorted(known))})")
+    return tuple(sorted((t, parse_duration(v, f"{source}: data_gaps.{t}"))
+                        for t, v in gaps.items()))
 
 
 def _component(name: str, spec: dict[str, Any], bucket: int, where: str) -> Component:
@@ -133,7 +158,7 @@ def _component(name: str, spec: dict[str, Any], bucket: int, where: str) -> Comp
         raise ConfigError(f"{where}.window: {window} s is not a whole number of {bucket} s buckets")
     curve = _curve(spec["curve"], f"{where}.curve")
     return Component(name, signal, window // bucket, float(spec["weight"]), curve,
-                     spec.get("description", ""))
+                     spec.get("description", ""), spec.get("silence", "signal"))
 
 
 def _curve(spec: dict[str, Any], where: str) -> Curve:
@@ -157,6 +182,8 @@ def _check_tiers(tiers: tuple[Tier, ...], margin: float, where: str) -> None:
         raise ConfigError(f"{where}.levels: min_score must fall from the best tier to the worst")
     if scores[-1] != 0:
         raise ConfigError(f"{where}.levels: the worst tier must have min_score 0")
+    if UNKNOWN_TIER.name in {t.name for t in tiers}:
+        raise ConfigError(f"{where}.levels: {UNKNOWN_TIER.name!r} is reserved for too little data")
     if len({t.name for t in tiers}) != len(tiers):
         raise ConfigError(f"{where}.levels: tier names must be unique")
     # Every tier must stay reachable: entering it takes min_score + margin, and
