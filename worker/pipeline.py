@@ -25,11 +25,12 @@ from worker.errors import BadInput, internal_error, is_retriable
 from worker.events.deadletter import dead_letter, dead_letter_key
 from worker.events.decode import Decoder
 from worker.events.types import AccountUpdate, Event, SourceRef
+from worker.gaps import DataGaps
 from worker.metrics import Metrics
 from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
-from worker.scoring.model import Model
+from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.scoring.rollup import score_components, score_of
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
@@ -64,6 +65,8 @@ class Outcome:
     outbox: list[OutboxEntry] = field(default_factory=list)
     # Kafka timestamps (s) of the records that triggered the live alerts: latency origins
     origins: list[float] = field(default_factory=list)
+    arrived: set[str] = field(default_factory=set)  # event types applied (data gaps)
+    held: int = 0  # tier changes a data gap held back (``worker.gaps``)
 
 
 class Pipeline:
@@ -82,6 +85,7 @@ class Pipeline:
                                 settings.max_message_bytes, settings.max_future_skew_seconds)
         self._max_request_bytes = settings.max_request_bytes
         self._logged: set[type[Exception]] = set()  # exception types whose traceback was logged
+        self.gaps: DataGaps | None = None  # set by the live loop: it holds changes in a gap
 
     async def process(self, records: Sequence[RawRecord]) -> Outcome:
         outcome = Outcome()
@@ -145,7 +149,10 @@ class Pipeline:
         # Once per batch, not per event: a labelled counter takes a lock on every inc().
         for event_type, count in applied.items():
             self.metrics.events.labels(event_type).inc(count)
+        outcome.arrived.update(applied)
         self._count_alerts(outcome)
+        if outcome.held:
+            self.metrics.held.inc(outcome.held)
 
     def _count_alerts(self, outcome: Outcome) -> None:
         for tier, count in Counter(alert["tier"] for _, alert in outcome.alerts).items():
@@ -172,7 +179,8 @@ class Pipeline:
         await self._store.durable()
 
     async def tier_counts(self) -> dict[str, int]:
-        return await self._store.tier_counts([tier.name for tier in self.model.tiers])
+        return await self._store.tier_counts([*(t.name for t in self.model.tiers),
+                                              UNKNOWN_TIER.name])
 
     async def sent(self, outcome: Outcome) -> None:
         await self._store.sent(outcome.outbox)
@@ -287,6 +295,12 @@ class Pipeline:
         change = (decide(self.model, score_components(self.model, values), state.published,
                          hysteresis=hysteresis, covered=covered)
                   if moves else None)
+        next_change = state.next_change
+        if change is not None and self.gaps is not None and self.gaps.holds(change):
+            # Not saved as published, and rescored again: when the gap closes, or by then.
+            recheck = self.gaps.hold(plan.partition, plan.account_id, now)
+            change, next_change = None, min(recheck, next_change or recheck)
+            outcome.held += 1
         published = alert = None
         if change is not None:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
@@ -301,7 +315,7 @@ class Pipeline:
             # all (a tombstone of an unknown account) a key.
             mode = Mode.LIVE
         outcome.writes.append(StateWrite(
-            plan.account_id, values, partition=plan.partition, next_change=state.next_change,
+            plan.account_id, values, partition=plan.partition, next_change=next_change,
             published=published, alert=alert, mode=mode))
 
 

@@ -24,11 +24,12 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from worker.errors import Retriable
+from worker.gaps import DataGaps, GapNews
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline, RawRecord
 from worker.probes import Probes
 from worker.runtime import kafka
-from worker.runtime.publish import co_partitioned, new_producer, publish
+from worker.runtime.publish import co_partitioned, new_producer, publish, publish_records
 from worker.runtime.retry import Stopping, retrying
 from worker.settings import Settings
 
@@ -75,6 +76,7 @@ class ConsumerLoop:
         self.unsent_partitions: set[int] = set()  # assigned, outboxes not yet sent
         self._paused: set[TopicPartition] | None = None  # paused by a retry, to resume
         self._co_partitioned = False  # alerts go to their input partition's number
+        pipeline.gaps = self.gaps = DataGaps(pipeline.model, time.time())
         # Built by run(), not here: aiokafka's clients need the running event loop.
         self._consumer: AIOKafkaConsumer
         self._producer: AIOKafkaProducer
@@ -119,6 +121,8 @@ class ConsumerLoop:
                         await self._handle(batches)
                 await self._measure_lag()
                 if time.monotonic() >= next_expiry_check:
+                    async with self.in_flight:
+                        await self._gap_news(self.gaps.check(time.time(), self._owned()))
                     await self._rescore_silent()
                     await self._count_tiers()
                     next_expiry_check = time.monotonic() + self.settings.expiry_check_seconds
@@ -150,6 +154,8 @@ class ConsumerLoop:
             outcome = await self._retry(partial(self.pipeline.process, records), "redis")
             await self._deliver(outcome)
             await self._commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+        if outcome.arrived:
+            await self._gap_news(self.gaps.arrived(outcome.arrived, time.time()))
 
     async def _deliver(self, outcome: Outcome) -> None:
         """State first, each alert in its account's outbox; then publish; then clear the
@@ -171,6 +177,24 @@ class ConsumerLoop:
         await self._retry(partial(self._publish, outcome), "kafka")
         self.metrics.observe_latency(outcome.origins, time.time())
         await self._retry(partial(self.pipeline.sent, outcome), "redis")
+
+    def _owned(self) -> set[int]:
+        return {tp.partition for tp in self._consumer.assignment()}
+
+    async def _gap_news(self, news: GapNews) -> None:
+        """Data-gap records out (not through an outbox: a lost one is found again); the
+        accounts a closed gap held, rescored now. Called under ``in_flight``."""
+        for event_type, gap in self.gaps.gauges().items():
+            self.metrics.data_gap.labels(event_type).set(gap)
+        if news.records:
+            await self._retry(partial(publish_records, self._producer,
+                                      self.settings.topic_alerts, news.records), "kafka")
+        owned = self._owned()
+        released = [(p, a) for p, a in news.released if p in owned]
+        if released:
+            log.info("rescoring %d accounts a data gap held", len(released))
+            await self._deliver(
+                await self._retry(partial(self.pipeline.expire, released), "redis"))
 
     async def _rescore_silent(self) -> None:
         """Rescore the accounts of this worker's partitions whose windows have rolled.
