@@ -38,7 +38,8 @@ def test_unknown_silence_leaves_a_component_out_once_its_events_left_the_window(
                             "survey": NOW - 100})
     assert "support_tickets" not in found
     assert found["escalations"] == 0.0
-    assert "nps" not in found and "csat" not in found
+    assert "nps" not in found
+    assert "csat" not in found
 
 
 def test_signal_silence_scores_on_zeros() -> None:
@@ -75,13 +76,15 @@ def test_too_little_data_is_tier_unknown_without_hysteresis() -> None:
     model = load_model()
     card = score_components(model, {"nps": -50.0})  # a red score from one survey
     first = decide(model, card, None, covered=False)
-    assert first is not None and first.tier == "unknown"
+    assert first is not None
+    assert first.tier == "unknown"
     assert first.trigger is not None
     # From unknown back to a real tier: the plain bar, no margin to clear.
     green = score_components(model, {"login_frequency": 20.0, "feature_adoption": 8.0})
     assert new_tier(model, green.score, snapshot(first)) == "green"
     back = decide(model, green, snapshot(first))
-    assert back is not None and (back.previous_tier, back.tier) == ("unknown", "green")
+    assert back is not None
+    assert (back.previous_tier, back.tier) == ("unknown", "green")
     # And straight to unknown from any tier, whatever the score.
     assert new_tier(model, green.score, snapshot(back), covered=False) == "unknown"
     assert new_tier(model, green.score, snapshot(first), covered=False) is None
@@ -91,7 +94,7 @@ def test_too_little_data_is_tier_unknown_without_hysteresis() -> None:
 def test_the_model_reserves_unknown_and_checks_its_new_fields() -> None:
     with pytest.raises(ConfigError, match="reserved"):
         parse_model(_text(tier="unknown"), "t")
-    with pytest.raises(ConfigError, match="data_gaps.logins: unknown event type"):
+    with pytest.raises(ConfigError, match=r"data_gaps\.logins: unknown event type"):
         parse_model(_text(gaps="logins: 2h"), "t")
     with pytest.raises(ConfigError, match="silence"):
         parse_model(_text(silence="never"), "t")
@@ -116,15 +119,18 @@ def test_a_gap_opens_after_its_threshold_and_closes_when_the_type_arrives() -> N
     gaps = DataGaps(model, now=0.0, worker="w")
     assert gaps.check(59.0, {0, 1}).records == []
     [(key, opened)] = gaps.check(60.0, {0, 1}).records
-    assert key == "data_gap:login" and opened["state"] == "open"
-    assert opened["partitions"] == [0, 1] and is_data_gap(opened)
+    assert key == "data_gap:login"
+    assert opened["state"] == "open"
+    assert opened["partitions"] == [0, 1]
+    assert is_data_gap(opened)
     assert validator("datagap").is_valid(opened)
     assert gaps.check(200.0, {0, 1}).records == []  # announced once
     assert gaps.gauges() == {"login": 1}
     assert gaps.arrived({"ticket"}, 210.0).records == []  # not the missing type
     news = gaps.arrived({"login"}, 220.0)
     [(_, closed)] = news.records
-    assert closed["state"] == "closed" and validator("datagap").is_valid(closed)
+    assert closed["state"] == "closed"
+    assert validator("datagap").is_valid(closed)
     assert gaps.gauges() == {"login": 0}
 
 
