@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
+from worker.commands import alert_line, print_alert
 from worker.contracts import validator
 from worker.errors import ConfigError
 from worker.gaps import DataGaps, is_data_gap
@@ -188,3 +190,16 @@ tiers:
     silence: {silence}
     curve: {{linear: {{bad: 5, good: 0}}}}
 """
+
+
+def test_the_alerts_command_prints_a_data_gap_as_one_line(capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    gaps = DataGaps(parse_model(_text(gaps="login: 60s"), "t"), now=0.0, worker="w")
+    [(_, opened)] = gaps.check(60.0, {0, 2}).records
+    print_alert(orjson.dumps(opened), as_json=False)
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert out.out.startswith("data gap: no login events since 1970-01-01T00:00:00")
+    assert "partitions 0, 2" in out.out
+    [(_, closed)] = gaps.arrived({"login"}, 61.0).records
+    assert alert_line(closed).startswith("data gap closed: login events arrive again")

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from worker.api import listing, models
 from worker.clock import Clock, WallClock
 from worker.explain import Explanation, explain
-from worker.scoring.model import Model
+from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.windows.store import WindowStore
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def create_app(model: Model, redis: Redis, *, token: str = "",
         dependencies=[Depends(_authorizer(token))], responses=ERRORS)
     store = WindowStore(redis, model)
     clock = clock or WallClock()
-    tiers = [t.name for t in model.tiers]
+    tiers = [*(t.name for t in model.tiers), UNKNOWN_TIER.name]
     tier_pattern = "^(" + "|".join(re.escape(t) for t in tiers) + ")$"
     _handle_errors(app)
 
