@@ -35,7 +35,7 @@ TIERS = (("green", "Doing well", 70.0), ("yellow", "Take notice", 40.0),
          ("red", "Requires attention", 0.0))
 MARGIN = 3.0
 # Under this share of the total weight with data, the tier is UNKNOWN whatever the score.
-MIN_COVERAGE = 0.25
+MIN_COVERAGE = 0.12
 UNKNOWN = ("unknown", "Not enough data")
 ROUNDING = 0.005 + 1e-9  # scores and sub-scores leave the worker with two decimals
 

@@ -64,7 +64,8 @@ def test_coverage_is_the_weight_with_data_over_the_total() -> None:
     total = sum(c.weight for c in model.components)
     assert coverage(model, {"nps", "csat"}) == pytest.approx(1.7 / total)
     assert coverage(model, [c.name for c in model.components]) == 1.0
-    assert not enough_data(model, {"nps", "csat"})
+    assert not enough_data(model, {"nps"})
+    assert enough_data(model, {"nps", "csat"})
     assert enough_data(model, {"login_frequency", "feature_adoption"})
 
 
@@ -76,7 +77,7 @@ def test_min_coverage_zero_is_off() -> None:
 
 def test_too_little_data_is_tier_unknown_without_hysteresis() -> None:
     model = load_model()
-    card = score_components(model, {"nps": -50.0})  # a red score from one survey
+    card = score_components(model, {"nps": -50.0})  # a red score from one survey measure
     first = decide(model, card, None, covered=False)
     assert first is not None
     assert first.tier == "unknown"
