@@ -35,7 +35,7 @@ TIERS = (("green", "Doing well", 70.0), ("yellow", "Take notice", 40.0),
          ("red", "Requires attention", 0.0))
 MARGIN = 3.0
 # Under this share of the total weight with data, the tier is UNKNOWN whatever the score.
-MIN_COVERAGE = 0.12
+MIN_COVERAGE = 0.0
 UNKNOWN = ("unknown", "Not enough data")
 ROUNDING = 0.005 + 1e-9  # scores and sub-scores leave the worker with two decimals
 
@@ -261,7 +261,7 @@ def _plain(score: float) -> str:
 def covered(components: Mapping[str, float]) -> bool:
     """Enough of the model's weight has data to give the account a tier by its score."""
     total = sum(c.weight for c in COMPONENTS)
-    return sum(BY_NAME[n].weight for n in components) >= MIN_COVERAGE * total
+    return MIN_COVERAGE <= 0 or sum(BY_NAME[n].weight for n in components) >= MIN_COVERAGE * total
 
 
 def tier_of(components: Mapping[str, float], previous: str | None) -> str:

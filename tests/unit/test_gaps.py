@@ -3,6 +3,7 @@ the data-gap watch (all pure)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -60,13 +61,14 @@ def test_the_last_bucket_of_a_window_still_counts() -> None:
 
 
 def test_coverage_is_the_weight_with_data_over_the_total() -> None:
-    model = load_model()
+    model = dataclasses.replace(load_model(), min_coverage=0.12)
     total = sum(c.weight for c in model.components)
     assert coverage(model, {"nps", "csat"}) == pytest.approx(1.7 / total)
     assert coverage(model, [c.name for c in model.components]) == 1.0
     assert not enough_data(model, {"nps"})
     assert enough_data(model, {"nps", "csat"})
-    assert enough_data(model, {"login_frequency", "feature_adoption"})
+    assert enough_data(model, {"login_frequency"})
+    assert enough_data(load_model(), {"nps"})  # off in the default model
 
 
 def test_min_coverage_zero_is_off() -> None:
