@@ -15,6 +15,7 @@ from rich.text import Text
 
 from worker.clock import WallClock
 from worker.explain import explain
+from worker.gaps import is_data_gap
 from worker.modelfile import load_model
 from worker.runtime import kafka
 from worker.settings import Settings
@@ -22,7 +23,8 @@ from worker.terminal import visible
 from worker.windows import server
 from worker.windows.store import WindowStore
 
-TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red"}
+TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red", "unknown": "dim",
+              "data_gap": "bold magenta"}
 
 
 async def explain_command(settings: Settings, account_id: str, *, as_json: bool) -> int:
@@ -85,6 +87,8 @@ def _print_attributes(data: dict[str, Any], console: Console) -> None:
 def alert_line(alert: dict[str, Any]) -> str:
     """One human line per alert, for terminals and logs: plain text, every value from
     the record with its control characters written out (``visible``)."""
+    if is_data_gap(alert):
+        return gap_line(alert)
     account, tier = visible(alert["account_id"]), visible(alert["tier"])
     trigger = alert["triggering_component"]
     if alert["previous_tier"] is None:
@@ -96,6 +100,14 @@ def alert_line(alert: dict[str, Any]) -> str:
     before = "" if alert["previous_score"] is None else f"{alert['previous_score']:.1f} -> "
     return (f"{account}: {visible(alert['previous_tier'])} -> {tier} "
             f"(score {before}{alert['score']:.1f}){why} after {what}")
+
+
+def gap_line(gap: dict[str, Any]) -> str:
+    what = visible(gap["event_type"])
+    if gap["state"] == "open":
+        return (f"data gap: no {what} events since {visible(gap['since'])} on partitions "
+                f"{', '.join(map(str, gap['partitions']))}: tier changes they cause are held")
+    return f"data gap closed: {what} events arrive again ({visible(gap['detected_at'])})"
 
 
 def _pull(trigger: dict[str, Any] | None) -> str:
@@ -178,7 +190,8 @@ def print_alert(value: bytes | None, as_json: bool) -> None:
         return
     try:
         alert = orjson.loads(value or b"null")
-        line, style = alert_line(alert), TIER_STYLE.get(alert["tier"], "")
+        line = alert_line(alert)
+        style = TIER_STYLE.get(alert.get("kind") or alert["tier"], "")
     except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, AttributeError):
         # Someone else's record on the alerts topic: say so, and keep tailing.
         sys.stderr.write(f"healthscore: skipped a record that is not an alert: "

@@ -16,7 +16,7 @@ import orjson
 
 SCHEMA_NAMES = (
     "common", "login", "feature_use", "ticket", "survey", "account",
-    "alert", "deadletter", "model",
+    "alert", "deadletter", "model", "datagap",
 )
 
 

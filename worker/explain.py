@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.clock import Clock
+from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, hysteresis_applies
 from worker.scoring.model import Model
@@ -56,7 +57,8 @@ class Explanation:
             # hysteresis, or the plain one after a catch-up.
             "tier": None if score is None else new_tier(
                 self.model, score, self.published,
-                hysteresis=hysteresis_applies(Mode.LIVE, self.last_mode))
+                hysteresis=hysteresis_applies(Mode.LIVE, self.last_mode),
+                covered=enough_data(self.model, self.card.components))
             or (published.tier if published else None),
             "published_tier": published.tier if published else None,
             "published_seq": published.seq if published else None,
@@ -82,7 +84,8 @@ async def explain(store: WindowStore, model: Model, account_id: str, clock: Cloc
     """Recompute every component from the windows as they are now (writes nothing)."""
     now = clock.now()
     state = await store.read(account_id, now)
-    values = component_values(model, state.windows, state.attrs, state.seen, {}, None)
+    values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
+                              state.seen_bucket, state.now_bucket)
     capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)
               for c in model.components}
     return Explanation(account_id, now, model, score_components(model, values),

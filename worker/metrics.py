@@ -106,6 +106,13 @@ class Metrics:
             "healthscore_tier_transitions_total",
             "Tier changes saved for publishing, by previous tier (none: a first score) and tier.",
             ["from", "to"], registry=r)
+        self.data_gap = Gauge(
+            "healthscore_data_gap",
+            "1 while no event of the type has arrived on this worker's partitions for the"
+            " model's data_gaps threshold (an outage, not churn), else 0.", ["type"], registry=r)
+        self.held = Counter(
+            "healthscore_held_tier_changes_total",
+            "Tier changes held back (not published) because a data gap moved them.", registry=r)
 
     def _zero_known_labels(self) -> None:
         """A series at 0 from start-up for each label value known in advance: a panel of

@@ -18,7 +18,7 @@ import yaml
 from worker.contracts import first_error
 from worker.errors import ConfigError
 from worker.scoring.curves import Band, Bands, Curve, Linear
-from worker.scoring.model import Component, Model, Tier
+from worker.scoring.model import UNKNOWN_TIER, Component, Model, Tier
 from worker.scoring.signals import SIGNALS
 
 MAX_WINDOW_SECONDS = 90 * 86400
@@ -80,7 +80,19 @@ def _compile(raw: dict[str, Any], source: str) -> Model:
     tiers = tuple(Tier(t["name"], t["label"], float(t["min_score"])) for t in raw["tiers"]["levels"])
     margin = float(raw["tiers"]["margin"])
     _check_tiers(tiers, margin, f"{source}: tiers")
-    return Model(str(raw["version"]), bucket, tiers, margin, components)
+    return Model(str(raw["version"]), bucket, tiers, margin, components,
+                 float(raw["tiers"].get("min_coverage", 0.0)), _data_gaps(raw, source))
+
+
+def _data_gaps(raw: dict[str, Any], source: str) -> tuple[tuple[str, int], ...]:
+    gaps = raw.get("data_gaps") or {}
+    known = frozenset().union(*(s.sources for s in SIGNALS.values()))
+    for event_type in gaps:
+        if event_type not in known:
+            raise ConfigError(f"{source}: data_gaps.{event_type}: unknown event type "
+                              f"(known: {', '.join(sorted(known))})")
+    return tuple(sorted((t, parse_duration(v, f"{source}: data_gaps.{t}"))
+                        for t, v in gaps.items()))
 
 
 def _component(name: str, spec: dict[str, Any], bucket: int, where: str) -> Component:
@@ -97,7 +109,7 @@ def _component(name: str, spec: dict[str, Any], bucket: int, where: str) -> Comp
         raise ConfigError(f"{where}.window: {window} s is not a whole number of {bucket} s buckets")
     curve = _curve(spec["curve"], f"{where}.curve")
     return Component(name, signal, window // bucket, float(spec["weight"]), curve,
-                     spec.get("description", ""))
+                     spec.get("description", ""), spec.get("silence", "signal"))
 
 
 def _curve(spec: dict[str, Any], where: str) -> Curve:
@@ -121,6 +133,8 @@ def _check_tiers(tiers: tuple[Tier, ...], margin: float, where: str) -> None:
         raise ConfigError(f"{where}.levels: min_score must fall from the best tier to the worst")
     if scores[-1] != 0:
         raise ConfigError(f"{where}.levels: the worst tier must have min_score 0")
+    if UNKNOWN_TIER.name in {t.name for t in tiers}:
+        raise ConfigError(f"{where}.levels: {UNKNOWN_TIER.name!r} is reserved for too little data")
     if len({t.name for t in tiers}) != len(tiers):
         raise ConfigError(f"{where}.levels: tier names must be unique")
     # Every tier must stay reachable: entering it takes min_score + margin, and

@@ -20,10 +20,12 @@ from worker.clock import Clock
 from worker.errors import is_retriable
 from worker.events.intake import Intake, RawRecord
 from worker.events.types import AccountUpdate, Event
+from worker.gaps import DataGaps
 from worker.metrics import Metrics
+from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
-from worker.scoring.model import Model
+from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.scoring.rollup import score_components, score_of
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
@@ -48,6 +50,8 @@ class Outcome:
     outbox: list[OutboxEntry] = field(default_factory=list)
     # Kafka timestamps (s) of the records that triggered the live alerts: latency origins
     origins: list[float] = field(default_factory=list)
+    arrived: set[str] = field(default_factory=set)  # event types applied (data gaps)
+    held: int = 0  # tier changes a data gap held back (``worker.gaps``)
 
 
 class Pipeline:
@@ -63,6 +67,7 @@ class Pipeline:
         self._planner = Planner(model)
         self._lag = settings.catch_up_lag_seconds
         self._intake = Intake(settings, clock, metrics)
+        self.gaps: DataGaps | None = None  # set by the live loop: it holds changes in a gap
 
     @property
     def store(self) -> WindowStore:
@@ -132,7 +137,10 @@ class Pipeline:
         # Once per batch, not per event: a labelled counter takes a lock on every inc().
         for event_type, count in applied.items():
             self.metrics.events.labels(event_type).inc(count)
+        outcome.arrived.update(applied)
         self._count_alerts(outcome)
+        if outcome.held:
+            self.metrics.held.inc(outcome.held)
 
     def _count_alerts(self, outcome: Outcome) -> None:
         for tier, count in Counter(alert.tier for _, alert in outcome.alerts).items():
@@ -152,7 +160,8 @@ class Pipeline:
         self._store.forget(partitions)
 
     async def tier_counts(self) -> dict[str, int]:
-        return await self._store.tiers.counts([tier.name for tier in self.model.tiers])
+        return await self._store.tiers.counts([*(t.name for t in self.model.tiers),
+                                               UNKNOWN_TIER.name])
 
     def _plan_each(self, by_account: dict[str, list[Event | AccountUpdate]], now_bucket: int,
                    records: Sequence[RawRecord], outcome: Outcome) -> list[AccountPlan]:
@@ -179,15 +188,23 @@ class Pipeline:
                outcome: Outcome, cause_of: Callable[[TierChange], Cause]) -> None:
         refresh = plan.touched if state.cache_valid else None
         values = component_values(self.model, state.windows, state.attrs, state.seen,
-                                  state.cached_values, refresh)
+                                  state.cached_values, refresh, state.seen_bucket,
+                                  state.now_bucket)
         hysteresis = hysteresis_applies(mode, state.last_mode)
+        covered = enough_data(self.model, values)
         # A first score always publishes (when there is one): no need to ask first.
         moves = (state.published is None
                  or new_tier(self.model, score_of(self.model, values), state.published,
-                             hysteresis=hysteresis) is not None)
+                             hysteresis=hysteresis, covered=covered) is not None)
         change = (decide(self.model, score_components(self.model, values), state.published,
-                         hysteresis=hysteresis)
+                         hysteresis=hysteresis, covered=covered)
                   if moves else None)
+        next_change = state.next_change
+        if change is not None and self.gaps is not None and self.gaps.holds(change):
+            # Not saved as published, and rescored again: when the gap closes, or by then.
+            recheck = self.gaps.hold(plan.partition, plan.account_id, now)
+            change, next_change = None, min(recheck, next_change or recheck)
+            outcome.held += 1
         published = alert = None
         if change is not None:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
@@ -202,7 +219,7 @@ class Pipeline:
             # all (a tombstone of an unknown account) a key.
             mode = Mode.LIVE
         outcome.writes.append(StateWrite(
-            plan.account_id, values, partition=plan.partition, next_change=state.next_change,
+            plan.account_id, values, partition=plan.partition, next_change=next_change,
             published=published, alert=alert, mode=mode))
 
 

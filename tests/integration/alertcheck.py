@@ -67,12 +67,13 @@ def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: r
     # A catch-up evaluation, and the first live one after it, take the plain tier of the
     # score; only a live one after a live one keeps the margin (README, Tiers). An alert
     # that says it came from a catch-up must have the plain tier.
-    plain, held = ref.tier_after(total, None), ref.tier_after(total, previous)
+    plain, held = ref.tier_of(now, None), ref.tier_of(now, previous)
     allowed = {plain} if alert.get("delivery") == "catch_up" else {plain, held}
     assert alert["previous_tier"] == previous, alert
     assert alert["tier"] in allowed, f"score {total} from {previous}: {alert}"
     assert alert["tier"] != previous
-    assert alert["tier_label"] == {n: label for n, label, _ in ref.TIERS}[alert["tier"]]
+    labels = {n: label for n, label, _ in ref.TIERS} | dict([ref.UNKNOWN])
+    assert alert["tier_label"] == labels[alert["tier"]]
     assert alert["previous_score"] == (None if before is None else before["score"]), alert
     assert alert["model_version"] == ref.MODEL_VERSION, alert
     # The segment is the one known when the alert was decided: maybe none yet.
@@ -87,8 +88,10 @@ def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: r
 def _check_trigger(alert: dict[str, Any], was: dict[str, float] | None,
                    now: dict[str, float]) -> None:
     changes = ref.attribution(was, now)
-    down = ref.rank(alert["tier"]) > (0 if alert["previous_tier"] is None
-                                   else ref.rank(alert["previous_tier"]))
+    # Into unknown counts as down; from unknown, as from no tier (README, Missing data).
+    previous = alert["previous_tier"]
+    down = alert["tier"] == ref.UNKNOWN[0] or ref.rank(alert["tier"]) > (
+        0 if previous in (None, ref.UNKNOWN[0]) else ref.rank(previous))
     sign = -1.0 if down else 1.0
     strongest = max(sign * change for change in changes.values())
     trigger = alert["triggering_component"]
@@ -131,7 +134,7 @@ def check_chain(account_id: str, chain: list[dict[str, Any]], published: dict[st
     assert {n: c["value"] for n, c in last["components"].items()} == {
         n: value for n, (value, _, _) in published["components"].items()}, (last, published)
     assert final.score is not None
-    moved = ref.tier_after(final.score, published["tier"])
+    moved = ref.tier_of(final.values, published["tier"])
     assert moved == published["tier"], (
         f"{account_id}: final score {final.score} should move it from {published['tier']} "
         f"to {moved}")

@@ -303,7 +303,8 @@ async def check_scores(redis: Redis, accounts: dict[str, ref.Account],
     for account, expected in accounts.items():
         want = ref.card(expected, today)
         state = await store.read(account, now)
-        got = component_values(model, state.windows, state.attrs, state.seen, {}, None)
+        got = component_values(model, state.windows, state.attrs, state.seen, {}, None,
+                               state.seen_bucket, state.now_bucket)
         assert got.keys() == want.values.keys(), f"{account}: Redis gives {got}, reference {want}"
         assert all(ref.close(got[n], v) for n, v in want.values.items()), (
             f"{account}: Redis gives {got}, reference {want}")
@@ -323,7 +324,7 @@ def _last_scored(account: ref.Account, state: dict[str, Any], first_day: int,
     if keys.PUBLISHED in state:
         published = orjson.loads(state[keys.PUBLISHED])
         for card in cards:
-            if card.score is not None and ref.tier_after(card.score, published["tier"]) == (
+            if card.score is not None and ref.tier_of(card.values, published["tier"]) == (
                     published["tier"]):
                 return card
     return cards[0]

@@ -34,6 +34,9 @@ MODEL_VERSION = "default-2026.11"
 TIERS = (("green", "Doing well", 70.0), ("yellow", "Take notice", 40.0),
          ("red", "Requires attention", 0.0))
 MARGIN = 3.0
+# Under this share of the total weight with data, the tier is UNKNOWN whatever the score.
+MIN_COVERAGE = 0.0
+UNKNOWN = ("unknown", "Not enough data")
 ROUNDING = 0.005 + 1e-9  # scores and sub-scores leave the worker with two decimals
 
 
@@ -188,6 +191,9 @@ class Component(NamedTuple):
     days: int
     weight: float
     curve: Callable[[float], float]
+    # True: with none of its events in the window it has no data (silence: unknown);
+    # False: once seen, silence scores on zeros.
+    needs_recent: bool = False
 
 
 COMPONENTS = (
@@ -198,11 +204,12 @@ COMPONENTS = (
               linear(2, 15)),
     Component("license_utilization", _license, _USAGE, 30, 1.0, linear(0.3, 0.8)),
     Component("support_tickets", _tickets(("opened", "reopened")), frozenset({"ticket"}), 30,
-              0.75, linear(8, 1)),
+              0.75, linear(8, 1), needs_recent=True),
     Component("escalations", _tickets(("escalated",)), frozenset({"ticket"}), 90, 1.25,
-              _escalation_bands),
-    Component("nps", _nps, frozenset({"survey"}), 90, 0.85, linear(-20, 50)),
-    Component("csat", _csat, frozenset({"survey"}), 90, 0.85, linear(2.5, 4.5)),
+              _escalation_bands, needs_recent=True),
+    Component("nps", _nps, frozenset({"survey"}), 90, 0.85, linear(-20, 50), needs_recent=True),
+    Component("csat", _csat, frozenset({"survey"}), 90, 0.85, linear(2.5, 4.5),
+              needs_recent=True),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
 
@@ -215,12 +222,15 @@ class Card(NamedTuple):
 def values(account: Account, today: int) -> dict[str, float]:
     """Every component's raw value with the windows ending in bucket ``today``; a
     component whose events the account never sent, or whose value is undefined, has
-    none (left out, never a zero)."""
+    none (left out, never a zero); nor has a ticket or survey component whose window
+    holds none of its events."""
     out = {}
     for c in COMPONENTS:
         if c.sources.isdisjoint(account.seen):
             continue
         window = [e for e in account.events if today - c.days < e.day <= today]
+        if c.needs_recent and not any(e.type in c.sources for e in window):
+            continue
         value = c.raw(window, account.attrs)
         if value is not None:
             out[c.name] = value
@@ -246,6 +256,22 @@ def rank(tier: str) -> int:
 
 def _plain(score: float) -> str:
     return next((name for name, _, low in TIERS if score >= low), TIERS[-1][0])
+
+
+def covered(components: Mapping[str, float]) -> bool:
+    """Enough of the model's weight has data to give the account a tier by its score."""
+    total = sum(c.weight for c in COMPONENTS)
+    return MIN_COVERAGE <= 0 or sum(BY_NAME[n].weight for n in components) >= MIN_COVERAGE * total
+
+
+def tier_of(components: Mapping[str, float], previous: str | None) -> str:
+    """``tier_after`` for the score of ``components``, or unknown when too few have data;
+    no margin applies to or from unknown."""
+    if not covered(components):
+        return UNKNOWN[0]
+    value = score(components)
+    assert value is not None
+    return tier_after(value, None if previous == UNKNOWN[0] else previous)
 
 
 def tier_after(score: float, previous: str | None) -> str:

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from worker.api import listing, models
 from worker.clock import Clock, WallClock
 from worker.explain import Explanation, explain
-from worker.scoring.model import Model
+from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.settings import Settings
 from worker.windows.store import WindowStore
 
@@ -45,7 +45,7 @@ def create_app(model: Model, redis: Redis, *, token: str = "",
         dependencies=[Depends(_authorizer(token))], responses=ERRORS)
     store = WindowStore.from_settings(redis, model, settings or Settings())
     clock = clock or WallClock()
-    tiers = [t.name for t in model.tiers]
+    tiers = [*(t.name for t in model.tiers), UNKNOWN_TIER.name]
     tier_pattern = "^(" + "|".join(re.escape(t) for t in tiers) + ")$"
     _handle_errors(app)
 

@@ -23,6 +23,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from worker.errors import is_retriable
+from worker.gaps import is_data_gap
 from worker.notify.config import NotifyConfig
 from worker.notify.digest import Digest, Place, digest_message
 from worker.notify.format import alert_message
@@ -91,7 +92,11 @@ class Notifier:
             if self.stop.is_set():
                 return
             place = (topic, partition, offset)
-            if alert is None:
+            if alert is None and _data_gap(records, offset):
+                # An outage of an event type, not an account's news: the worker's own
+                # metric and record serve operators; people hear of the changes it held.
+                self._done(place, "data_gaps")
+            elif alert is None:
                 log.warning("skipped a record that is not an alert at %s/%d@%d",
                             topic, partition, offset)
                 self._done(place, "not_alerts")
@@ -196,6 +201,14 @@ class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
+
+
+def _data_gap(records: list[Any], offset: int) -> bool:
+    value = next(r.value for r in records if r.offset == offset)
+    try:
+        return is_data_gap(orjson.loads(value or b"null"))
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _decode(value: bytes | None) -> dict[str, Any] | None:

@@ -25,12 +25,13 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from worker.errors import Retriable
 from worker.events.intake import RawRecord
+from worker.gaps import DataGaps, GapNews
 from worker.metrics import Metrics
 from worker.pipeline import Outcome, Pipeline
 from worker.probes import Probes
 from worker.runtime import kafka
 from worker.runtime.delivery import Delivery, Offsets
-from worker.runtime.publish import co_partitioned, new_producer, publish
+from worker.runtime.publish import co_partitioned, new_producer, publish, publish_records
 from worker.runtime.retry import Stopping, retrying
 from worker.settings import Settings
 
@@ -79,6 +80,7 @@ class ConsumerLoop:
         self._co_partitioned = False  # alerts go to their input partition's number
         self.delivery = Delivery(pipeline.store, self._publish, self._retry,
                                  commit=self._commit_once, metrics=metrics)
+        pipeline.gaps = self.gaps = DataGaps(pipeline.model, time.time())
         # Built by run(), not here: aiokafka's clients need the running event loop.
         self._consumer: AIOKafkaConsumer
         self._producer: AIOKafkaProducer
@@ -123,6 +125,8 @@ class ConsumerLoop:
                         await self._handle(batches)
                 await self._measure_lag()
                 if time.monotonic() >= next_expiry_check:
+                    async with self.in_flight:
+                        await self._gap_news(self.gaps.check(time.time(), self._owned()))
                     await self._rescore_silent()
                     await self._count_tiers()
                     next_expiry_check = time.monotonic() + self.settings.expiry_check_seconds
@@ -154,11 +158,31 @@ class ConsumerLoop:
             outcome = await self._retry(partial(self.pipeline.process, records), "redis")
             await self.delivery.deliver(
                 outcome, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+        if outcome.arrived:
+            await self._gap_news(self.gaps.arrived(outcome.arrived, time.time()))
 
     async def _send_unsent(self) -> None:
         """What newly assigned partitions' outboxes hold, before anything is scored there."""
         partitions, self.unsent_partitions = self.unsent_partitions, set()
         await self.delivery.resend(partitions)
+
+    def _owned(self) -> set[int]:
+        return {tp.partition for tp in self._consumer.assignment()}
+
+    async def _gap_news(self, news: GapNews) -> None:
+        """Data-gap records out (not through an outbox: a lost one is found again); the
+        accounts a closed gap held, rescored now. Called under ``in_flight``."""
+        for event_type, gap in self.gaps.gauges().items():
+            self.metrics.data_gap.labels(event_type).set(gap)
+        if news.records:
+            await self._retry(partial(publish_records, self._producer,
+                                      self.settings.topic_alerts, news.records), "kafka")
+        owned = self._owned()
+        released = [(p, a) for p, a in news.released if p in owned]
+        if released:
+            log.info("rescoring %d accounts a data gap held", len(released))
+            await self.delivery.deliver(
+                await self._retry(partial(self.pipeline.expire, released), "redis"))
 
     async def _rescore_silent(self) -> None:
         """Rescore the accounts of this worker's partitions whose windows have rolled.

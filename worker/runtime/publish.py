@@ -102,3 +102,11 @@ async def _send_batches(producer: AIOKafkaProducer, topic: str, partition: int,
         batch.close()
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures
+
+
+async def publish_records(producer: AIOKafkaProducer, topic: str,
+                          records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Keyed JSON records (data gaps), each acknowledged before this returns."""
+    futures = [await producer.send(topic, orjson.dumps(record), key=key.encode())
+               for key, record in records]
+    await asyncio.gather(*futures)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from worker.scoring.model import Model
+from worker.scoring.model import Component, Model
 from worker.scoring.signals import WindowView
 
 
@@ -21,12 +21,16 @@ def component_values(
     seen: Collection[str],
     cached: Mapping[str, float],
     refresh: Collection[str] | None,
+    seen_bucket: Mapping[str, int] | None = None,
+    now_bucket: int | None = None,
 ) -> dict[str, float]:
     """Raw value of every component with data; ``refresh=None`` recomputes all.
 
     A component has no data (and is left out) when the account never sent any
     of its source events, or when its signal is undefined (an average of
-    nothing); it is never scored as zero for lack of data.
+    nothing); it is never scored as zero for lack of data. A component whose model
+    says ``silence: unknown`` also has none when no source event is in its window
+    (``seen_bucket``: event type -> newest bucket with one, as of ``now_bucket``).
     """
     values: dict[str, float] = {}
     for component in model.components:
@@ -36,7 +40,19 @@ def component_values(
             continue
         if component.signal.sources.isdisjoint(seen):
             continue
+        if component.silence == "unknown" and not in_window(component, seen_bucket, now_bucket):
+            continue
         value = component.signal.compute(windows[component.window_buckets], attrs)
         if value is not None:
             values[component.name] = value
     return values
+
+
+def in_window(component: Component, seen_bucket: Mapping[str, int] | None,
+              now_bucket: int | None) -> bool:
+    """Whether a source event of the component arrived within its window (True when
+    the caller does not know: the component then scores as if silence were a signal)."""
+    if seen_bucket is None or now_bucket is None:
+        return True
+    oldest = now_bucket - component.window_buckets + 1
+    return any(seen_bucket.get(t, -1) >= oldest for t in component.signal.sources)

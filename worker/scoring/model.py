@@ -20,6 +20,9 @@ class Component:
     weight: float
     curve: Curve
     description: str = ""
+    # "signal": an account that sent its source events once but none within the window
+    # scores on zeros; "unknown": it is left out, like a component never fed.
+    silence: str = "signal"
 
     def subscore(self, value: float) -> float:
         return self.curve(value)
@@ -32,6 +35,10 @@ class Tier:
     min_score: float
 
 
+# The tier of an account with too little data to score (``Model.min_coverage``).
+UNKNOWN_TIER = Tier("unknown", "Not enough data", 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Model:
     version: str
@@ -39,6 +46,10 @@ class Model:
     tiers: tuple[Tier, ...]  # best first
     margin: float
     components: tuple[Component, ...]
+    # Below this share of the total weight with data, the account's tier is UNKNOWN_TIER.
+    min_coverage: float = 0.0
+    # (event type, seconds): no event of the type for that long is a data gap.
+    data_gaps: tuple[tuple[str, int], ...] = ()
 
     @property
     def max_window_buckets(self) -> int:
@@ -51,6 +62,8 @@ class Model:
         raise KeyError(name)
 
     def tier(self, name: str) -> Tier:
+        if name == UNKNOWN_TIER.name:
+            return UNKNOWN_TIER
         for t in self.tiers:
             if t.name == name:
                 return t

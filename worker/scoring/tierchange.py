@@ -10,7 +10,7 @@ from worker.scoring.attribution import (
     contribution_changes,
     triggering_component,
 )
-from worker.scoring.model import Model
+from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.scoring.rollup import ComponentScore, Scorecard
 from worker.scoring.tiers import next_tier, plain_tier, rank
 
@@ -40,25 +40,23 @@ class TierChange(NamedTuple):
 
 
 def decide(model: Model, card: Scorecard, published: Published | None,
-           *, hysteresis: bool = True) -> TierChange | None:
+           *, hysteresis: bool = True, covered: bool = True) -> TierChange | None:
     """A ``TierChange`` when the account's tier differs from its last published one.
 
     ``published`` is the snapshot stored with the last alert (see ``snapshot``);
     the first scoring of an account always publishes its initial tier.
     ``hysteresis``: keep the published tier within the margin of a boundary (see
     ``mode.hysteresis_applies``); else the tier is the plain tier of the score.
+    ``covered``: the account has enough data (``coverage.enough_data``); else its tier
+    is ``unknown``, whatever the score.
     """
     score = card.score
-    tier = new_tier(model, score, published, hysteresis=hysteresis)
+    tier = new_tier(model, score, published, hysteresis=hysteresis, covered=covered)
     if score is None or tier is None:
         return None
     previous_tier = published.tier if published else None
     before = scorecard_of(published) if published else None
     changes = contribution_changes(before, card)
-    if previous_tier is None or previous_tier not in {t.name for t in model.tiers}:
-        moved_down = rank(model, tier) > 0
-    else:
-        moved_down = rank(model, tier) > rank(model, previous_tier)
     return TierChange(
         previous_tier=previous_tier,
         tier=tier,
@@ -67,20 +65,33 @@ def decide(model: Model, card: Scorecard, published: Published | None,
         seq=(published.seq if published else 0) + 1,
         scorecard=card,
         changes=changes,
-        trigger=triggering_component(changes, moved_down),
+        trigger=triggering_component(changes, _moved_down(model, previous_tier, tier)),
     )
 
 
+def _moved_down(model: Model, previous_tier: str | None, tier: str) -> bool:
+    # Into unknown: the data that went missing is what moved it, as for a fall.
+    if tier == UNKNOWN_TIER.name:
+        return True
+    if previous_tier is None or previous_tier not in {t.name for t in model.tiers}:
+        return rank(model, tier) > 0
+    return rank(model, tier) > rank(model, previous_tier)
+
+
 def new_tier(model: Model, score: float | None, published: Published | None,
-             *, hysteresis: bool = True) -> str | None:
+             *, hysteresis: bool = True, covered: bool = True) -> str | None:
     """The tier ``score`` moves the account to from its last published one; None if it
     stays (or has no score). Checked on the score alone first, so that the scorecard
     and its attribution are built only for the few rescores that change a tier."""
     if score is None:
         return None
     previous_tier = published.tier if published else None
-    tier = (next_tier(model, score, previous_tier) if hysteresis
-            else plain_tier(model, score)).name
+    # No hysteresis to or from unknown: next_tier starts afresh from a tier not in the model.
+    if not covered:
+        tier = UNKNOWN_TIER.name
+    else:
+        tier = (next_tier(model, score, previous_tier) if hysteresis
+                else plain_tier(model, score)).name
     return None if tier == previous_tier else tier
 
 
