@@ -51,6 +51,7 @@ class Model:
     tiers: tuple[Tier, ...]  # best first
     margin: float
     components: tuple[Component, ...]
+    segment: str | None = None  # the segment model's name; None: the default model
 
     @property
     def max_window_buckets(self) -> int:
