@@ -16,6 +16,7 @@ from worker.scoring.attribution import ComponentChange
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import rounded
+from worker.scoring.segments import model_name
 from worker.scoring.tierchange import TierChange
 from worker.timefmt import rfc3339
 
@@ -92,6 +93,7 @@ def build_alert(
         "cause": cause.as_dict(),
         "delivery": mode.value,
         "model_version": model.version,
+        "model": {"version": model.version, "segment": model_name(model)},
         "ts": rfc3339(now),
         "seq": change.seq,
     }

@@ -19,7 +19,9 @@ from worker.pipeline import Pipeline
 from worker.runtime.loop import ConsumerLoop
 from worker.runtime.retry import Stopping, retrying
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import Model, load_model
+from worker.scoring.model import Model
+from worker.scoring.segments import ModelSet, as_model_set
+from worker.segments import load_models
 from worker.settings import Settings
 from worker.startup import check_redis
 from worker.windows import server
@@ -31,14 +33,15 @@ log = logging.getLogger(__name__)
 class Worker:
     """One scoring worker process: owns its Redis client, pipeline and consumer loop."""
 
-    def __init__(self, settings: Settings, model: Model | None = None,
+    def __init__(self, settings: Settings, model: Model | ModelSet | None = None,
                  clock: Clock | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.model = model or load_model(settings.model_path)
+        self.models = as_model_set(model) if model else load_models(settings.model_path)
+        self.model = self.models.default
         self.metrics = metrics or Metrics(batch_max_records=settings.batch_max_records)
         self.redis = server.client(settings)
         self.durability = server.Durability.of(settings)
-        store = WindowStore(self.redis, self.model,
+        store = WindowStore(self.redis, self.models.windows,
                             dedup_horizon_seconds=settings.dedup_horizon_seconds,
                             dedup_max_ids=settings.dedup_max_ids,
                             max_distinct_members=settings.max_distinct_members,
@@ -46,7 +49,7 @@ class Worker:
                             resident_accounts=settings.resident_accounts,
                             durability=self.durability)
         self.store = store  # checked at start-up (``check_redis``)
-        self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
+        self.pipeline = Pipeline(settings, self.models, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
 
     async def run(self) -> None:

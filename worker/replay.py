@@ -58,7 +58,9 @@ from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.retry import retrying
 from worker.runtime.topics import ensure_topics
-from worker.scoring.model import Model, load_model
+from worker.scoring.model import Model
+from worker.scoring.segments import ModelSet, as_model_set
+from worker.segments import load_models
 from worker.settings import Settings
 from worker.windows import keys, rebuild, server
 from worker.windows.store import WindowStore
@@ -95,7 +97,7 @@ class ReplayReport:
 
 
 class Replay:
-    def __init__(self, settings: Settings, model: Model | None = None,
+    def __init__(self, settings: Settings, model: Model | ModelSet | None = None,
                  *, alerts_topic: str | None = None, force: bool = False,
                  progress: Reporter | None = None) -> None:
         """``force``: skip the check for live workers (some brokers, the embedded one
@@ -109,7 +111,8 @@ class Replay:
                               "would get the replayed history as new tier changes")
         self.settings = settings
         self.force = force
-        self.model = model or load_model(settings.model_path)
+        self.models = as_model_set(model) if model else load_models(settings.model_path)
+        self.model = self.models.default
         self.alerts_topic = alerts_topic
         self.progress = progress
         self.metrics = Metrics()
@@ -119,7 +122,7 @@ class Replay:
         self._stop: asyncio.Event
 
     def _pipeline(self, clock: EventTimeClock | WallClock, published_field: str) -> Pipeline:
-        store = WindowStore(self._redis, self.model,
+        store = WindowStore(self._redis, self.models.windows,
                             dedup_horizon_seconds=self.settings.dedup_horizon_seconds,
                             dedup_max_ids=self.settings.dedup_max_ids,
                             max_distinct_members=self.settings.max_distinct_members,
@@ -130,7 +133,7 @@ class Replay:
         # All a replay publishes is history: a rebuild's trail, or where the rebuilt tier
         # differs from the one consumers were told, typically many accounts at once after
         # a model change; consumers batch it rather than page on it (``delivery``).
-        return Pipeline(self.settings, self.model, store, clock, self.metrics, history=True)
+        return Pipeline(self.settings, self.models, store, clock, self.metrics, history=True)
 
     async def run(self) -> ReplayReport:
         """Raises ``Unreachable`` (nothing changed yet) when Redis or the broker does not
