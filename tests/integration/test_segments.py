@@ -1,0 +1,113 @@
+"""Segment models through real topics and Redis: an account that changes segment is
+rescored under its new model at once, and the alert, ``explain`` and the API name it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tests.integration.harness import (
+    Producer,
+    alerts_for,
+    event,
+    read_until,
+    running_worker,
+    valid_alert,
+)
+from worker.segments import load_models
+from worker.settings import Settings
+from worker.windows.store import WindowStore
+
+EXAMPLE = str(resources.files("worker").joinpath("models", "segments.example.yaml"))
+HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
+
+
+async def test_a_segment_change_rescores_under_the_new_model_at_once(settings: Settings) -> None:
+    # 2 users, 16 logins each (login_frequency 75) on 3 seats (license_utilization 73.3):
+    # 74.2 by the default model, green; 74.0 by enterprise's (license weight 1.5, green
+    # from 80), yellow.
+    settings = settings.replace(model_path=EXAMPLE)
+    account = "initech"
+    async with running_worker(settings), Producer(settings) as p:
+        await p.account(account, segment="retail", seats_purchased=3)
+        for i in range(32):
+            await p.send("login", event("login", account, user_id=f"u{i % 2}"))
+        seq = await _settled(settings, account)
+        await p.account(account, segment="enterprise", seats_purchased=3)
+        moved = await read_until(settings, settings.topic_alerts, _seq(account, seq + 1))
+        explained_enterprise = _explain(settings, account)
+        await p.account(account, segment="retail", seats_purchased=3)
+        back = await read_until(settings, settings.topic_alerts, _seq(account, seq + 2))
+        explained = _explain(settings, account)
+
+    by_seq = {a["seq"]: a for a in alerts_for(back, account)}
+    green, yellow, green_again = by_seq[seq], by_seq[seq + 1], by_seq[seq + 2]
+    assert _seq(account, seq + 1)(moved)
+    assert all(valid_alert(a) for a in (green, yellow, green_again))
+    assert (green["tier"], green["model"]) == ("green",
+                                               {"version": "segments-example-2026.12",
+                                                "segment": "default"})
+    assert yellow["previous_tier"] == "green"
+    assert yellow["tier"] == "yellow"
+    assert yellow["model"] == {"version": "segments-example-2026.12", "segment": "enterprise"}
+    assert yellow["segment"] == "enterprise"
+    assert yellow["cause"]["kind"] == "account_update"
+    assert yellow["cause"]["topic"] == settings.topic_accounts
+    # Every component rescored under enterprise's weights, not only the touched ones.
+    assert yellow["components"]["license_utilization"]["weight"] == 1.5
+    assert yellow["components"]["login_frequency"]["weight"] == 1.0
+    assert abs(yellow["score"] - 74.0) < 0.01
+    assert green_again["tier"] == "green"
+    assert green_again["model"]["segment"] == "default"
+    assert green_again["cause"]["kind"] == "account_update"
+    assert green_again["components"]["license_utilization"]["weight"] == 1.0
+
+    assert explained_enterprise["model"] == {"version": "segments-example-2026.12",
+                                             "segment": "enterprise"}
+    assert explained_enterprise["tier"] == "yellow"
+    assert {c["name"]: c["weight"] for c in explained_enterprise["components"]}[
+        "license_utilization"] == 1.5
+    assert explained["model"] == {"version": "segments-example-2026.12", "segment": "default"}
+    assert explained["segment"] == "retail"
+
+
+def _seq(account: str, seq: int) -> Any:
+    return lambda rs: any(a["seq"] == seq for a in alerts_for(rs, account))
+
+
+async def _settled(settings: Settings, account: str) -> int:
+    """The seq of the account's last alert once all it was sent is applied and scored:
+    logins and attributes come on different topics, in no set order, and the first
+    alert may come out of a part of them."""
+    redis = Redis.from_url(settings.redis_url)
+    store = WindowStore(redis, load_models(EXAMPLE).windows)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            state = await store.read(account, time.time())
+            if (state.attrs.get("segment") == "retail" and state.published is not None
+                    and state.windows[30].get("login") == 32
+                    and state.published["tier"] == "green"):
+                seq: int = state.published["seq"]
+                return seq
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+    raise AssertionError(f"{account} never settled green with every login")
+
+
+def _explain(settings: Settings, account: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
+    env |= {"HEALTHSCORE_REDIS_URL": settings.redis_url, "HEALTHSCORE_MODEL_PATH": EXAMPLE}
+    result = subprocess.run([*HEALTHSCORE, "explain", account, "--json"], env=env,
+                            capture_output=True, text=True, timeout=60, check=True)
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
