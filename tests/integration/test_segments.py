@@ -111,3 +111,28 @@ def _explain(settings: Settings, account: str) -> dict[str, Any]:
                             capture_output=True, text=True, timeout=60, check=True)
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+async def test_a_new_segment_model_reads_its_own_windows_not_the_old_values(
+        settings: Settings) -> None:
+    # Onboarding counts logins over 14 days, the default over 30: 30 logins 20 days ago
+    # and 2 today are login_frequency 16 (75) by the default model and 1 (0) by
+    # onboarding's. A value kept from the default model's scoring would keep it green.
+    settings = settings.replace(model_path=EXAMPLE)
+    account = "hooli"
+    async with running_worker(settings), Producer(settings) as p:
+        await p.account(account, segment="retail", seats_purchased=3)
+        for i in range(30):
+            await p.send("login", event("login", account, ts=time.time() - 20 * 86400,
+                                        user_id=f"u{i % 2}"))
+        for i in range(2):
+            await p.send("login", event("login", account, user_id=f"u{i}"))
+        seq = await _settled(settings, account)
+        await p.account(account, segment="onboarding", seats_purchased=3)
+        alerts = await read_until(settings, settings.topic_alerts, _seq(account, seq + 1))
+    moved = next(a for a in alerts_for(alerts, account) if a["seq"] == seq + 1)
+    assert moved["model"]["segment"] == "onboarding"
+    assert moved["tier"] == "yellow"
+    assert moved["tier_label"] == "Onboarding stalled"
+    assert moved["components"]["login_frequency"]["value"] == 1.0
+    assert "nps" not in moved["components"]
