@@ -30,7 +30,7 @@ from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import Model
 from worker.scoring.rollup import score_components, score_of
-from worker.scoring.segments import DEFAULT, ModelSet, as_model_set, model_name
+from worker.scoring.segments import ModelSet, as_model_set, model_name, scoring_model
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
 from worker.settings import Settings
@@ -319,10 +319,7 @@ class Pipeline:
         moved it there from the model of its last published tier."""
         if not self._segmented:
             return self.model, False
-        model = self.models.for_segment(state.attrs.get("segment"))
-        switched = (plan.attrs_changed and state.published is not None
-                    and state.published.get("model", DEFAULT) != model_name(model))
-        return model, switched
+        return scoring_model(self.models, state.attrs, state.published, plan.attrs_changed)
 
 
 def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -> None:

@@ -17,7 +17,7 @@ from worker.events.types import Event, SourceRef
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import score_components
-from worker.scoring.segments import ModelSet, as_model_set, model_name
+from worker.scoring.segments import ModelSet, as_model_set, model_name, scoring_model
 from worker.scoring.tierchange import decide
 from worker.segments import load_models, merge_segment, parse_models
 from worker.windows.plan import Planner
@@ -169,6 +169,33 @@ def test_one_model_is_a_set_of_one(model: Model) -> None:
     assert models.default is model
     assert models.for_segment("enterprise") is model
     assert as_model_set(models) is models
+
+
+def _published(model: str | None) -> dict[str, Any]:
+    base: dict[str, Any] = {"tier": "green", "score": 75.0, "seq": 1, "components": {}}
+    return base if model is None else {**base, "model": model}
+
+
+@pytest.mark.parametrize(("segment", "published", "changed", "want", "switched"), [
+    ("enterprise", "default", True, "enterprise", True),  # moved by this update
+    ("enterprise", None, True, "enterprise", True),  # published before segment models
+    ("enterprise", "enterprise", True, "enterprise", False),  # another attribute changed
+    ("enterprise", "default", False, "enterprise", False),  # only an update moves it
+    ("retail", "enterprise", True, "default", True),  # back to the default model
+    ("retail", "default", True, "default", False),
+    ("retail", None, True, "default", False),
+])
+def test_the_scoring_model_and_whether_an_update_switched_to_it(
+        example: ModelSet, segment: str, published: str | None, changed: bool, want: str,
+        switched: bool) -> None:
+    model, moved = scoring_model(example, {"segment": segment}, _published(published), changed)
+    assert model_name(model) == want
+    assert moved is switched
+
+
+def test_a_first_score_is_no_switch(example: ModelSet) -> None:
+    assert scoring_model(example, {"segment": "smb"}, None, True) == (
+        example.for_segment("smb"), False)
 
 
 # --------------------------------------------------------------------------- windows

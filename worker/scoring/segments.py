@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from worker.scoring.model import Model
 
@@ -52,6 +53,18 @@ class ModelSet:
 
     def all(self) -> tuple[Model, ...]:
         return (self.default, *self.segments.values())
+
+
+def scoring_model(models: ModelSet, attrs: Mapping[str, Any],
+                  published: Mapping[str, Any] | None, attrs_changed: bool) -> tuple[Model, bool]:
+    """The model that scores an account with ``attrs`` now, and whether an account update
+    (``attrs_changed``) just moved it there from the model of its last published tier
+    (``published["model"]``, absent: the default): then its tier is decided afresh on
+    the new model's boundaries, without the old tier's hysteresis."""
+    model = models.for_segment(attrs.get("segment"))
+    switched = (attrs_changed and published is not None
+                and published.get("model", DEFAULT) != model_name(model))
+    return model, switched
 
 
 def as_model_set(models: Model | ModelSet) -> ModelSet:
