@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,29 @@ def stream(rng: random.Random, events: int = EVENTS) -> list[tuple[str, dict[str
         if rng.random() < 0.02:
             out.append(out[-1])  # a producer retry: same event, another offset
     return out
+
+
+# The example model file with segment models, and account records that give most
+# accounts a segment with a model of its own (``retail`` has none: the default model).
+SEGMENTED = str(resources.files("worker").joinpath("models", "segments.example.yaml"))
+SEGMENTS = ("smb", "enterprise", "onboarding", "mid_market", "retail")
+
+
+def segment_attrs() -> dict[str, dict[str, Any]]:
+    return {f"acct-{n:04d}": {"segment": SEGMENTS[n % len(SEGMENTS)], "seats_purchased": 20}
+            for n in range(ACCOUNTS)}
+
+
+async def produce_attrs(settings: Settings, attrs: dict[str, dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for account, fields in attrs.items():
+            await producer.send(settings.topic_accounts, orjson.dumps(
+                {"account_id": account, **fields}), key=account.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 def reference(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:

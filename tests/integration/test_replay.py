@@ -7,7 +7,6 @@ import asyncio
 import random
 import signal
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -154,22 +153,12 @@ async def test_a_replay_into_an_empty_redis_reproduces_the_live_state_and_publis
     assert len(await _alerts(settings, settings.topic_alerts)) == len(live_alerts)
 
 
-SEGMENTED = str(resources.files("worker").joinpath("models", "segments.example.yaml"))
-
-
-def _segment_attrs() -> dict[str, dict[str, Any]]:
-    """Every account has a segment, most of them one with a segment model."""
-    segments = ("smb", "enterprise", "onboarding", "mid_market", "retail")
-    return {f"acct-{n:04d}": {"segment": segments[n % len(segments)], "seats_purchased": 20}
-            for n in range(chaos.ACCOUNTS)}
-
-
 async def test_a_replay_with_segment_models_reproduces_the_live_state(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.replace(model_path=SEGMENTED)
-    models = load_models(SEGMENTED)
-    attrs = _segment_attrs()
+    settings = settings.replace(model_path=chaos.SEGMENTED)
+    models = load_models(chaos.SEGMENTED)
+    attrs = chaos.segment_attrs()
     stream = await _live_run(settings, tmp_path / "live.log", attrs)
     async with Redis.from_url(settings.redis_url) as redis:
         # Every alert by the model of its segment, each checked against the reference's
