@@ -4,13 +4,19 @@ model scores an account."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from worker.alerts import Cause, build_alert
+from worker.api.app import create_app
 from worker.contracts import first_error
 from worker.errors import ConfigError
 from worker.events.types import Event, SourceRef
@@ -264,3 +270,42 @@ def test_the_alert_names_the_segment_model(example: ModelSet) -> None:
         assert alert["model"] == {"version": example.version,
                                   "segment": model_name(segment_model)}
         assert first_error("alert", alert) is None
+
+
+# --------------------------------------------------------------------------- the edges
+
+
+def test_the_api_shows_the_set(example: ModelSet) -> None:
+    body = TestClient(create_app(example, fakeredis.FakeAsyncRedis())).get("/model").json()
+    assert body["segment"] == "default"
+    assert body["version"] == "segments-example-2026.12"
+    assert [s["segment"] for s in body["segments"]] == list(example.segments)
+    enterprise = body["segments"][0]
+    assert [t["min_score"] for t in enterprise["tiers"]] == [80, 50, 0]
+    assert {c["name"]: c["weight"] for c in enterprise["components"]}[
+        "license_utilization"] == 1.5
+    assert all(s["segments"] == [] for s in body["segments"])
+
+
+def test_check_model_prints_every_segment_model() -> None:
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "check-model", EXAMPLE],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.startswith("model segments-example-2026.12: bucket 86400 s")
+    for name in ("enterprise", "mid_market", "smb", "onboarding"):
+        assert f"\nsegment model {name}: bucket 86400 s" in out
+    assert "green >= 80" in out
+    onboarding = out.split("segment model onboarding")[1]
+    assert "nps" not in onboarding
+    assert "window 14 buckets" in onboarding
+
+
+def test_check_model_names_the_field_of_a_bad_segment(tmp_path: Path) -> None:
+    with open(EXAMPLE, encoding="utf-8") as f:
+        text = f.read()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("license_utilization: {weight: 1.5}",
+                                "license_utilization: {weight: -1}"), "utf-8")
+    result = subprocess.run([sys.executable, "-m", "worker.cli", "check-model", str(bad)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "segments.enterprise.components.license_utilization.weight" in result.stderr
