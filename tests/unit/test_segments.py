@@ -4,6 +4,7 @@ model scores an account."""
 from __future__ import annotations
 
 import copy
+import io
 import subprocess
 import sys
 from importlib import resources
@@ -14,9 +15,13 @@ import fakeredis
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
 
 from worker.alerts import Cause, build_alert
 from worker.api.app import create_app
+from worker.commands import _print_explanation
 from worker.contracts import first_error
 from worker.errors import ConfigError
 from worker.events.types import Event, SourceRef
@@ -31,9 +36,12 @@ from worker.windows.plan import Planner
 EXAMPLE = str(resources.files("worker").joinpath("models", "segments.example.yaml"))
 
 
+_EXAMPLE = load_models(EXAMPLE)
+
+
 @pytest.fixture(scope="module")
 def example() -> ModelSet:
-    return load_models(EXAMPLE)
+    return _EXAMPLE
 
 
 def _parse(raw: dict[str, Any]) -> ModelSet:
@@ -161,6 +169,18 @@ def test_the_example_file_is_valid_against_the_schema() -> None:
 def test_an_account_without_a_segment_model_gets_the_default(example: ModelSet,
                                                              segment: object) -> None:
     assert example.for_segment(segment) is example.default
+
+
+@given(st.one_of(st.none(), st.text(max_size=70), st.integers(), st.floats(),
+                 st.lists(st.text(max_size=5), max_size=3),
+                 st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)))
+def test_any_segment_value_gets_its_model_or_the_default(segment: object) -> None:
+    models = _EXAMPLE
+    model = models.for_segment(segment)
+    if isinstance(segment, str) and segment in models.segments:
+        assert model.segment == segment
+    else:
+        assert model is models.default
 
 
 def test_an_account_of_a_segment_gets_its_model(example: ModelSet) -> None:
@@ -309,3 +329,17 @@ def test_check_model_names_the_field_of_a_bad_segment(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "segments.enterprise.components.license_utilization.weight" in result.stderr
+
+
+def test_explain_names_the_segment_model_it_scored_by() -> None:
+    data = {"account_id": "acme", "at": "2026-11-22T09:30:00.000+00:00",
+            "model_version": "v1", "model": {"version": "v1", "segment": "enterprise"},
+            "segment": "enterprise", "score": 55.0, "tier": "yellow", "published_tier": "yellow",
+            "published_seq": 3, "attributes": {"segment": "enterprise"}, "components": []}
+    out = io.StringIO()
+    _print_explanation(data, Console(file=out, width=10_000, force_terminal=False))
+    assert "model v1 (enterprise segment model)" in out.getvalue()
+    out = io.StringIO()
+    _print_explanation({**data, "model": {"version": "v1", "segment": "default"}},
+                       Console(file=out, width=10_000, force_terminal=False))
+    assert "model v1, at" in out.getvalue()

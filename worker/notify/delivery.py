@@ -108,7 +108,7 @@ class Notifier:
             where = route(alert, self.config.filters, self.tiers, now=time.time(),
                           stale_after=self.settings.catch_up_lag_seconds)
             # Its window lengths are those of the segment model that decided it.
-            model = self.models.segments.get((alert.get("model") or {}).get("segment"), self.model)
+            model = self.models.for_segment((alert.get("model") or {}).get("segment"))
             payload = alert_message(alert, model, self.config.link_template)
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             # Someone else's record on the alerts topic: it can never be posted.
