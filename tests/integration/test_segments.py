@@ -12,6 +12,7 @@ import time
 from importlib import resources
 from typing import Any
 
+import httpx
 from redis.asyncio import Redis
 
 from tests.integration.harness import (
@@ -22,6 +23,7 @@ from tests.integration.harness import (
     running_worker,
     valid_alert,
 )
+from worker.api.app import create_app
 from worker.segments import load_models
 from worker.settings import Settings
 from worker.windows.store import WindowStore
@@ -44,6 +46,7 @@ async def test_a_segment_change_rescores_under_the_new_model_at_once(settings: S
         await p.account(account, segment="enterprise", seats_purchased=3)
         moved = await read_until(settings, settings.topic_alerts, _seq(account, seq + 1))
         explained_enterprise = _explain(settings, account)
+        served = await _api_account(settings, account)
         await p.account(account, segment="retail", seats_purchased=3)
         back = await read_until(settings, settings.topic_alerts, _seq(account, seq + 2))
         explained = _explain(settings, account)
@@ -75,6 +78,8 @@ async def test_a_segment_change_rescores_under_the_new_model_at_once(settings: S
     assert explained_enterprise["tier"] == "yellow"
     assert {c["name"]: c["weight"] for c in explained_enterprise["components"]}[
         "license_utilization"] == 1.5
+    assert served["segment_model"] == "enterprise"
+    assert served["tier"] == "yellow"
     assert explained["model"] == {"version": "segments-example-2026.12", "segment": "default"}
     assert explained["segment"] == "retail"
 
@@ -102,6 +107,20 @@ async def _settled(settings: Settings, account: str) -> int:
     finally:
         await redis.aclose()
     raise AssertionError(f"{account} never settled green with every login")
+
+
+async def _api_account(settings: Settings, account: str) -> dict[str, Any]:
+    redis = Redis.from_url(settings.redis_url)
+    app = create_app(load_models(EXAMPLE), redis)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://api") as client:
+            response = await client.get(f"/accounts/{account}")
+    finally:
+        await redis.aclose()
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def _explain(settings: Settings, account: str) -> dict[str, Any]:
