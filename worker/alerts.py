@@ -24,6 +24,7 @@ from worker.scoring.attribution import ComponentChange
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import rounded
+from worker.scoring.segments import model_name
 from worker.scoring.tierchange import TierChange
 from worker.timefmt import rfc3339
 
@@ -72,6 +73,13 @@ class TriggeringComponent(NamedTuple):
     contribution_change: float
 
 
+class AlertModel(NamedTuple):
+    """The model that produced an alert: its version and which segment's it is."""
+
+    version: str
+    segment: str  # a segment model's name, or "default"
+
+
 class Alert(NamedTuple):
     alert_id: str
     account_id: str
@@ -86,6 +94,7 @@ class Alert(NamedTuple):
     cause: Cause
     delivery: str  # a ``Mode`` value
     model_version: str
+    model: AlertModel
     ts: str  # RFC 3339
     seq: int
 
@@ -135,6 +144,7 @@ def build_alert(
         cause=cause,
         delivery=mode.value,
         model_version=model.version,
+        model=AlertModel(model.version, model_name(model)),
         ts=rfc3339(now),
         seq=change.seq,
     )
@@ -169,6 +179,7 @@ def to_json(alert: Alert) -> bytes:
                        for name, (subscore, value, weight, contribution)
                        in a.components.items()},
         "cause": a.cause.as_dict(), "delivery": a.delivery, "model_version": a.model_version,
+        "model": {"version": a.model.version, "segment": a.model.segment},
         "ts": a.ts, "seq": a.seq,
     })
 
@@ -191,4 +202,7 @@ def from_json(raw: bytes | str) -> Alert:
         "triggering_component": None if trigger is None else TriggeringComponent(**trigger),
         "components": {name: AlertComponent(**c) for name, c in data["components"].items()},
         "cause": Cause(**data["cause"]),
+        # Saved by a version without segment models: the default model's.
+        "model": AlertModel(**data.get("model") or {"version": data["model_version"],
+                                                    "segment": "default"}),
     })

@@ -15,12 +15,13 @@ from worker.clock import Clock, WallClock
 from worker.endpoint import Thresholds
 from worker.errors import access_denied
 from worker.metrics import Metrics
-from worker.modelfile import load_model
 from worker.pipeline import Pipeline
 from worker.runtime.loop import ConsumerLoop
 from worker.runtime.retry import Stopping, retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model
+from worker.scoring.segments import ModelSet, as_model_set
+from worker.segments import load_models
 from worker.settings import Settings
 from worker.startup import check_redis
 from worker.windows import server
@@ -32,16 +33,17 @@ log = logging.getLogger(__name__)
 class Worker:
     """One scoring worker process: owns its Redis client, pipeline and consumer loop."""
 
-    def __init__(self, settings: Settings, model: Model | None = None,
+    def __init__(self, settings: Settings, model: Model | ModelSet | None = None,
                  clock: Clock | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.model = model or load_model(settings.model_path)
+        self.models = as_model_set(model) if model else load_models(settings.model_path)
+        self.model = self.models.default
         self.metrics = metrics or Metrics(batch_max_records=settings.batch_max_records)
         self.redis = server.client(settings)
         self.durability = server.Durability.of(settings)
-        store = WindowStore.from_settings(self.redis, self.model, settings)
+        store = WindowStore.from_settings(self.redis, self.models.windows, settings)
         self.store = store  # checked at start-up (``check_redis``)
-        self.pipeline = Pipeline(settings, self.model, store, clock or WallClock(), self.metrics)
+        self.pipeline = Pipeline(settings, self.models, store, clock or WallClock(), self.metrics)
         self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
 
     async def run(self) -> None:

@@ -258,15 +258,18 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_model(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.modelfile import load_model
+    from worker.segments import load_models
 
-    model = load_model(args.path or settings.model_path)
-    print(f"model {model.version}: bucket {model.bucket_seconds} s, tiers "
-          + ", ".join(f"{t.name} >= {t.min_score:g}" for t in model.tiers)
-          + f" (margin {model.margin:g})")
-    for c in model.components:
-        print(f"  {c.name:<20} {c.signal.name:<24} window {c.window_buckets} buckets"
-              f"  weight {c.weight:g}")
+    models = load_models(args.path or settings.model_path)
+    for model in models.all():
+        heading = (f"model {model.version}" if model.segment is None
+                   else f"segment model {model.segment}")
+        print(f"{heading}: bucket {model.bucket_seconds} s, tiers "
+              + ", ".join(f"{t.name} >= {t.min_score:g}" for t in model.tiers)
+              + f" (margin {model.margin:g})")
+        for c in model.components:
+            print(f"  {c.name:<20} {c.signal.name:<24} window {c.window_buckets} buckets"
+                  f"  weight {c.weight:g}")
     return 0
 
 

@@ -16,8 +16,8 @@ from rich.text import Text
 from worker.clock import WallClock
 from worker.explain import explain
 from worker.gaps import is_data_gap
-from worker.modelfile import load_model
 from worker.runtime import kafka
+from worker.segments import load_models
 from worker.settings import Settings
 from worker.terminal import visible
 from worker.windows import server
@@ -28,10 +28,11 @@ TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red", "unknown": "di
 
 
 async def explain_command(settings: Settings, account_id: str, *, as_json: bool) -> int:
-    model = load_model(settings.model_path)
+    models = load_models(settings.model_path)
     redis = server.client(settings)
     try:
-        result = await explain(WindowStore.from_settings(redis, model, settings), model, account_id, WallClock())
+        result = await explain(WindowStore.from_settings(redis, models.windows, settings),
+                               models, account_id, WallClock())
     finally:
         await redis.aclose()
     data = result.as_dict()
@@ -58,7 +59,7 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
         (account, "bold"), f" ({segment}): score ", (f"{data['score']:.1f}", "bold"),
         ", tier ", (visible(tier), TIER_STYLE.get(tier, "bold")),
         f" (last published: {visible(data['published_tier'])}), "
-        f"model {visible(data['model_version'])}, at {data['at']}"))
+        f"model {visible(data['model_version'])}{_segment_model(data)}, at {data['at']}"))
     _print_attributes(data, console)
     table = Table("component", "value", "sub-score", "weight", "contribution")
     for c in data["components"]:
@@ -74,6 +75,11 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
             console.print(Text(f"{visible(c['name'])}: approximate, its window has more distinct "
                                f"{' and '.join(c['capped'])} than"
                                " HEALTHSCORE_MAX_DISTINCT_MEMBERS tracks"), highlight=False)
+
+
+def _segment_model(data: dict[str, Any]) -> str:
+    name = (data.get("model") or {}).get("segment")
+    return "" if name in (None, "default") else f" ({visible(name)} segment model)"
 
 
 def _print_attributes(data: dict[str, Any], console: Console) -> None:

@@ -21,7 +21,7 @@ from worker.app import Worker
 from worker.catchup import CatchUpSummary
 from worker.commands import AlertSink, Printer, tail_alerts
 from worker.embedded import EmbeddedStack
-from worker.modelfile import load_model
+from worker.segments import load_models
 from worker.settings import Settings
 
 
@@ -83,7 +83,8 @@ def _sink(settings: Settings, args: argparse.Namespace) -> AlertSink:
     # more as tiers settle): as counts, they leave the live changes readable.
     if args.all_alerts:
         return Printer(as_json=False)
-    return CatchUpSummary([t.name for t in load_model(settings.model_path).tiers])
+    models = load_models(settings.model_path).all()
+    return CatchUpSummary(list(dict.fromkeys(t.name for m in models for t in m.tiers)))
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, hysteresis_applies
 from worker.scoring.model import Model
 from worker.scoring.rollup import Scorecard, rounded, score_components
+from worker.scoring.segments import ModelSet, as_model_set, model_name
 from worker.scoring.tierchange import Published, new_tier
 from worker.timefmt import rfc3339
 from worker.windows.store import WindowStore
@@ -50,6 +51,7 @@ class Explanation:
             "account_id": self.account_id,
             "at": rfc3339(self.at),
             "model_version": self.model.version,
+            "model": {"version": self.model.version, "segment": model_name(self.model)},
             "segment": self.attrs.get("segment"),
             "attributes": self.attrs,
             "score": None if score is None else rounded(score),
@@ -80,10 +82,13 @@ class Explanation:
         }
 
 
-async def explain(store: WindowStore, model: Model, account_id: str, clock: Clock) -> Explanation:
-    """Recompute every component from the windows as they are now (writes nothing)."""
+async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
+                  clock: Clock) -> Explanation:
+    """Recompute every component from the windows as they are now (writes nothing), by
+    the model of the account's segment (``store`` holds the set's ``windows``)."""
     now = clock.now()
     state = await store.read(account_id, now)
+    model = as_model_set(models).for_segment(state.attrs.get("segment"))
     values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
                               state.seen_bucket, state.now_bucket)
     capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)

@@ -29,24 +29,32 @@ def default_model_text() -> str:
     return resources.files("worker").joinpath("models", "default.yaml").read_text("utf-8")
 
 
+def model_text(path: str | Path | None = None) -> tuple[str, str]:
+    """A model file's text and the name errors give it; ``None`` or ``""``: the
+    packaged default."""
+    if not path:
+        return default_model_text(), "default model"
+    try:
+        return Path(path).read_text("utf-8"), str(path)
+    except OSError as exc:
+        raise ConfigError(f"model file {path}: {exc.strerror}") from None
+
+
 def load_model(path: str | Path | None = None) -> Model:
-    """Load and check a model file; ``None`` or ``""`` loads the packaged default."""
-    if path:
-        try:
-            text = Path(path).read_text("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"model file {path}: {exc.strerror}") from None
-        return parse_model(text, source=str(path))
-    return parse_model(default_model_text(), source="default model")
+    """Load and check a model file's default model (segment models: ``segments``)."""
+    text, source = model_text(path)
+    return parse_model(text, source)
 
 
 def parse_model(text: str, source: str = "model") -> Model:
     """A model file's text, checked and compiled. Checking is shared: a file of another
     top-level layout (several models in one) compiles the same checked data its way."""
-    return _compile(_checked(text, source), source)
+    raw = checked(text, source)
+    raw.pop("segments", None)
+    return compile_model(raw, source)
 
 
-def _checked(text: str, source: str) -> dict[str, Any]:
+def checked(text: str, source: str) -> dict[str, Any]:
     """The file as plain data, valid against the schema: what every layout compiles from."""
     try:
         raw = yaml.safe_load(text)
@@ -69,7 +77,7 @@ def parse_duration(value: str | int | float, field: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _compile(raw: dict[str, Any], source: str) -> Model:
+def compile_model(raw: dict[str, Any], source: str) -> Model:
     bucket = parse_duration(raw["bucket"], f"{source}: bucket")
     if bucket < 1:
         raise ConfigError(f"{source}: bucket: must be at least 1 second")

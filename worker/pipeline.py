@@ -27,6 +27,7 @@ from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.scoring.rollup import score_components, score_of
+from worker.scoring.segments import ModelSet, as_model_set, model_name, scoring_model
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
 from worker.settings import Settings
@@ -55,16 +56,19 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, model: Model, store: WindowStore, clock: Clock,
-                 metrics: Metrics, *, history: bool = False) -> None:
+    def __init__(self, settings: Settings, model: Model | ModelSet, store: WindowStore,
+                 clock: Clock, metrics: Metrics, *, history: bool = False) -> None:
         """``history``: every alert is catch-up whatever its evaluation's mode (a replay:
-        its trail and its final rescore report a rebuild, not news from the stream)."""
-        self.model = model
+        its trail and its final rescore report a rebuild, not news from the stream).
+        ``model``: one model, or a set of segment models (``store`` holds its ``windows``)."""
+        self.models = as_model_set(model)
+        self.model = self.models.default
+        self._segmented = bool(self.models.segments)
         self._history = history
         self._store = store
         self._clock = clock
         self.metrics = metrics
-        self._planner = Planner(model)
+        self._planner = Planner(self.models.windows)
         self._lag = settings.catch_up_lag_seconds
         self._intake = Intake(settings, clock, metrics)
         self.gaps: DataGaps | None = None  # set by the live loop: it holds changes in a gap
@@ -88,7 +92,8 @@ class Pipeline:
                 self.metrics.too_old.inc(plan.too_old)
         await self._apply_and_score(
             plans, now, outcome,
-            lambda plan, change: _cause(self.model, by_account[plan.account_id], change),
+            lambda plan, model, change, switched: _cause(
+                model, by_account[plan.account_id], change, switched=switched),
             lambda plan, exc: self._intake.fail_all(by_account[plan.account_id], records, exc,
                                                     outcome.dead_letters))
         outcome.origins = _origins(records, outcome)
@@ -106,14 +111,14 @@ class Pipeline:
         # Windows that rolled on the wall clock are news (live); on a replay's event-time
         # clock they are history like the records that moved it there.
         plans = [AccountPlan(account, partition, newest=now) for partition, account in due]
-        await self._apply_and_score(plans, now, outcome, lambda _plan, _change: cause,
+        await self._apply_and_score(plans, now, outcome, lambda _p, _m, _c, _s: cause,
                                     self._unscored, read_all=True)
         if cause is WINDOW_EXPIRY:
             self.metrics.expiry_rescored.inc(len(plans))
         return outcome
 
     async def _apply_and_score(self, plans: Sequence[AccountPlan], now: float, outcome: Outcome,
-                               cause_of: Callable[[AccountPlan, TierChange], Cause],
+                               cause_of: Callable[[AccountPlan, Model, TierChange, bool], Cause],
                                failed: Callable[[AccountPlan, Exception], None],
                                *, read_all: bool = False) -> None:
         applied: Counter[str] = Counter()
@@ -160,8 +165,8 @@ class Pipeline:
         self._store.forget(partitions)
 
     async def tier_counts(self) -> dict[str, int]:
-        return await self._store.tiers.counts([*(t.name for t in self.model.tiers),
-                                               UNKNOWN_TIER.name])
+        names = dict.fromkeys(tier.name for model in self.models.all() for tier in model.tiers)
+        return await self._store.tiers.counts([*names, UNKNOWN_TIER.name])
 
     def _plan_each(self, by_account: dict[str, list[Event | AccountUpdate]], now_bucket: int,
                    records: Sequence[RawRecord], outcome: Outcome) -> list[AccountPlan]:
@@ -185,18 +190,22 @@ class Pipeline:
                     exc, exc_info=self._intake.first_traceback(exc))
 
     def _score(self, plan: AccountPlan, state: AccountState, mode: Mode, now: float,
-               outcome: Outcome, cause_of: Callable[[TierChange], Cause]) -> None:
-        refresh = plan.touched if state.cache_valid else None
-        values = component_values(self.model, state.windows, state.attrs, state.seen,
-                                  state.cached_values, refresh, state.seen_bucket,
-                                  state.now_bucket)
-        hysteresis = hysteresis_applies(mode, state.last_mode)
-        covered = enough_data(self.model, values)
+               outcome: Outcome, cause_of: Callable[[Model, TierChange, bool], Cause]) -> None:
+        model, switched = self._model_of(plan, state)
+        # Cached values are the last scoring model's: only an account update moves an
+        # account to another one.
+        fresh = state.cache_valid and not (self._segmented and plan.attrs_changed)
+        values = component_values(model, state.windows, state.attrs, state.seen,
+                                  state.cached_values, plan.touched if fresh else None,
+                                  state.seen_bucket, state.now_bucket)
+        # No hysteresis across models: the old tier's margin is about other boundaries.
+        hysteresis = hysteresis_applies(mode, state.last_mode) and not switched
+        covered = enough_data(model, values)
         # A first score always publishes (when there is one): no need to ask first.
         moves = (state.published is None
-                 or new_tier(self.model, score_of(self.model, values), state.published,
+                 or new_tier(model, score_of(model, values), state.published,
                              hysteresis=hysteresis, covered=covered) is not None)
-        change = (decide(self.model, score_components(self.model, values), state.published,
+        change = (decide(model, score_components(model, values), state.published,
                          hysteresis=hysteresis, covered=covered)
                   if moves else None)
         next_change = state.next_change
@@ -207,12 +216,14 @@ class Pipeline:
             outcome.held += 1
         published = alert = None
         if change is not None:
-            alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
-                                change, cause_of(change), now,
+            alert = build_alert(model, plan.account_id, state.attrs.get("segment"),
+                                change, cause_of(model, change, switched), now,
                                 mode=Mode.CATCH_UP if self._history else mode)
             outcome.alerts.append((plan.account_id, alert))
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             published = snapshot(change)
+            if self._segmented:  # the model it was decided on: a later switch is seen
+                published = published._replace(model=model_name(model))
         if published is None and state.published is None:
             # Nothing published yet: the first tier never applies hysteresis, so the mode
             # has nothing to decide, and saving it would give an account with no data at
@@ -221,6 +232,14 @@ class Pipeline:
         outcome.writes.append(StateWrite(
             plan.account_id, values, partition=plan.partition, next_change=next_change,
             published=published, alert=alert, mode=mode))
+
+
+    def _model_of(self, plan: AccountPlan, state: AccountState) -> tuple[Model, bool]:
+        """The model of the account's segment, and whether this batch's account update
+        moved it there from the model of its last published tier."""
+        if not self._segmented:
+            return self.model, False
+        return scoring_model(self.models, state.attrs, state.published, plan.attrs_changed)
 
 
 def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -> None:
@@ -255,8 +274,11 @@ def _position(record: RawRecord) -> tuple[str, int, int]:
 
 
 def _cause(model: Model, records: list[Event | AccountUpdate],
-           change: TierChange) -> Cause:
-    """The batch's last record that fed the triggering component, else its last record."""
+           change: TierChange, *, switched: bool = False) -> Cause:
+    """The batch's last record that fed the triggering component, else its last record;
+    the account update that moved the account to another segment model (``switched``)."""
+    if switched:
+        return Cause.of(next(r for r in reversed(records) if isinstance(r, AccountUpdate)))
     if change.trigger is not None:
         signal = model.component(change.trigger.name).signal
         for record in reversed(records):

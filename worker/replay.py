@@ -51,7 +51,6 @@ from worker.clock import EventTimeClock, WallClock
 from worker.contracts import validator
 from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.metrics import Metrics
-from worker.modelfile import load_model
 from worker.pipeline import Outcome, Pipeline
 from worker.progress import Reporter
 from worker.runtime import kafka
@@ -61,6 +60,8 @@ from worker.runtime.reader import read_to_end
 from worker.runtime.retry import retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model
+from worker.scoring.segments import ModelSet, as_model_set
+from worker.segments import load_models
 from worker.settings import Settings
 from worker.windows import keys, rebuild, server
 from worker.windows.store import WindowStore
@@ -97,7 +98,7 @@ class ReplayReport:
 
 
 class Replay:
-    def __init__(self, settings: Settings, model: Model | None = None,
+    def __init__(self, settings: Settings, model: Model | ModelSet | None = None,
                  *, alerts_topic: str | None = None, force: bool = False,
                  progress: Reporter | None = None) -> None:
         """``force``: skip the check for live workers (some brokers, the embedded one
@@ -111,7 +112,8 @@ class Replay:
                               "would get the replayed history as new tier changes")
         self.settings = settings
         self.force = force
-        self.model = model or load_model(settings.model_path)
+        self.models = as_model_set(model) if model else load_models(settings.model_path)
+        self.model = self.models.default
         self.alerts_topic = alerts_topic
         self.progress = progress
         self.metrics = Metrics()
@@ -122,12 +124,12 @@ class Replay:
         self._trail_delivery: Delivery
 
     def _pipeline(self, clock: EventTimeClock | WallClock, published_field: str) -> Pipeline:
-        store = WindowStore.from_settings(self._redis, self.model, self.settings,
+        store = WindowStore.from_settings(self._redis, self.models.windows, self.settings,
                                           published_field=published_field)
         # All a replay publishes is history: a rebuild's trail, or where the rebuilt tier
         # differs from the one consumers were told, typically many accounts at once after
         # a model change; consumers batch it rather than page on it (``delivery``).
-        return Pipeline(self.settings, self.model, store, clock, self.metrics, history=True)
+        return Pipeline(self.settings, self.models, store, clock, self.metrics, history=True)
 
     async def run(self) -> ReplayReport:
         """Raises ``Unreachable`` (nothing changed yet) when Redis or the broker does not

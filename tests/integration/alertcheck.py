@@ -47,19 +47,23 @@ def alert_chains(alerts: Iterable[dict[str, Any]]
     return {a: [first[i] for i in ids] for a, ids in order.items()}, count
 
 
-def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: ref.Account) -> None:
+def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: ref.Account,
+                models: ref.Models = ref.ONLY_DEFAULT) -> None:
     """One alert's content against the reference: every sub-score and contribution from
     its component values, the score they roll up to, the tier that score moves the
-    account to from the one before, and which component moved it how far."""
+    account to from the one before, and which component moved it how far; all by the
+    model of the segment the alert names (``models``: the model file's)."""
+    model = _model_of(alert, models)
+    was_model = None if before is None else _model_of(before, models)
     now = {n: c["value"] for n, c in alert["components"].items()}
     was = None if before is None else {n: c["value"] for n, c in before["components"].items()}
-    total = ref.score(now)
+    total = ref.score(now, model)
     assert total is not None, alert
-    assert set(now) <= set(ref.BY_NAME), alert
-    weights = sum(ref.BY_NAME[n].weight for n in now)
+    assert set(now) <= set(model.by_name), alert
+    weights = sum(model.by_name[n].weight for n in now)
     for name, c in alert["components"].items():
-        sub = ref.BY_NAME[name].curve(c["value"])
-        assert c["weight"] == ref.BY_NAME[name].weight, (name, alert)
+        sub = model.by_name[name].curve(c["value"])
+        assert c["weight"] == model.by_name[name].weight, (name, alert)
         assert abs(c["subscore"] - sub) <= ref.ROUNDING, (name, sub, alert)
         assert abs(c["contribution"] - c["weight"] * sub / weights) <= ref.ROUNDING, (name, alert)
     assert abs(alert["score"] - total) <= ref.ROUNDING, (total, alert)
@@ -67,31 +71,45 @@ def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: r
     # A catch-up evaluation, and the first live one after it, take the plain tier of the
     # score; only a live one after a live one keeps the margin (README, Tiers). An alert
     # that says it came from a catch-up must have the plain tier.
-    plain, held = ref.tier_of(now, None), ref.tier_of(now, previous)
+    # Across a change of model the worker drops the margin for the update that moved it
+    # (the plain tier); the held one is of the new model's boundaries.
+    switched = was_model is not None and was_model != model
+    plain, held = ref.tier_of(now, None, model), ref.tier_of(now, previous, model)
     allowed = {plain} if alert.get("delivery") == "catch_up" else {plain, held}
     assert alert["previous_tier"] == previous, alert
     assert alert["tier"] in allowed, f"score {total} from {previous}: {alert}"
     assert alert["tier"] != previous
-    labels = {n: label for n, label, _ in ref.TIERS} | dict([ref.UNKNOWN])
+    labels = {n: label for n, label, _ in model.tiers} | dict([ref.UNKNOWN])
     assert alert["tier_label"] == labels[alert["tier"]]
     assert alert["previous_score"] == (None if before is None else before["score"]), alert
-    assert alert["model_version"] == ref.MODEL_VERSION, alert
+    assert alert["model_version"] == models.version, alert
     # The segment is the one known when the alert was decided: maybe none yet.
     assert alert["segment"] in (None, account.attrs.get("segment")), alert
-    _check_trigger(alert, was, now)
+    _check_trigger(alert, was, now, model, was_model)
     cause = alert["cause"]
     kinds = {e.body["event_id"]: e.type for e in account.events}
+    if switched and cause["kind"] == "account_update":
+        return  # the account's segment record moved it to this model
     assert cause["kind"] == "event", alert
     assert kinds.get(cause["event_id"]) == cause["event_type"], alert
 
 
+def _model_of(alert: dict[str, Any], models: ref.Models) -> ref.Model:
+    """The model the alert names, which must be the one of the segment it names."""
+    model = models.of_segment(alert["segment"])
+    if models.segments or "model" in alert:
+        assert alert["model"] == {"version": models.version, "segment": model.name}, alert
+    return model
+
+
 def _check_trigger(alert: dict[str, Any], was: dict[str, float] | None,
-                   now: dict[str, float]) -> None:
-    changes = ref.attribution(was, now)
+                   now: dict[str, float], model: ref.Model,
+                   was_model: ref.Model | None) -> None:
+    changes = ref.attribution(was, now, model, was_model)
     # Into unknown counts as down; from unknown, as from no tier (README, Missing data).
     previous = alert["previous_tier"]
-    down = alert["tier"] == ref.UNKNOWN[0] or ref.rank(alert["tier"]) > (
-        0 if previous in (None, ref.UNKNOWN[0]) else ref.rank(previous))
+    down = alert["tier"] == ref.UNKNOWN[0] or ref.rank(alert["tier"], model) > (
+        0 if previous in (None, ref.UNKNOWN[0]) else ref.rank(previous, model))
     sign = -1.0 if down else 1.0
     strongest = max(sign * change for change in changes.values())
     trigger = alert["triggering_component"]
@@ -102,12 +120,13 @@ def _check_trigger(alert: dict[str, Any], was: dict[str, float] | None,
     assert abs(trigger["contribution_change"] - changes[name]) <= ref.ROUNDING, (changes, alert)
     assert (trigger["previous_value"], trigger["value"]) == (
         None if was is None else was.get(name), now.get(name)), alert
-    assert trigger["weight"] == ref.BY_NAME[name].weight
+    assert trigger["weight"] == (model if name in now else was_model or model).by_name[name].weight
 
 
 
 def check_chain(account_id: str, chain: list[dict[str, Any]], published: dict[str, Any] | None,
-                account: ref.Account, final: ref.Card) -> None:
+                account: ref.Account, final: ref.Card,
+                models: ref.Models = ref.ONLY_DEFAULT) -> None:
     """Every tier change of a clean run is on the topic, once de-duplicated by alert_id.
 
     Which intermediate tiers an account passes through depends on where batches
@@ -125,7 +144,7 @@ def check_chain(account_id: str, chain: list[dict[str, Any]], published: dict[st
     assert [a["seq"] for a in chain] == list(range(1, len(chain) + 1)), (
         f"{account_id}: seqs not 1..n in (seq, from, to, score) {shown}")
     for before, alert in zip([None, *chain[:-1]], chain, strict=True):
-        check_alert(alert, before, account)
+        check_alert(alert, before, account, models)
     assert published is not None, f"{account_id}: alerts {shown} but no published tier saved"
     last = chain[-1]
     assert (last["seq"], last["tier"], last["score"]) == (
@@ -134,14 +153,16 @@ def check_chain(account_id: str, chain: list[dict[str, Any]], published: dict[st
     assert {n: c["value"] for n, c in last["components"].items()} == {
         n: value for n, (value, _, _) in published["components"].items()}, (last, published)
     assert final.score is not None
-    moved = ref.tier_of(final.values, published["tier"])
+    moved = ref.tier_of(final.values, published["tier"],
+                        models.of_segment(account.attrs.get("segment")))
     assert moved == published["tier"], (
         f"{account_id}: final score {final.score} should move it from {published['tier']} "
         f"to {moved}")
 
 
 def check_alerts(alerts: list[dict[str, Any]], published: dict[str, dict[str, Any] | None],
-                 accounts: dict[str, ref.Account], finals: dict[str, ref.Card]) -> AlertCount:
+                 accounts: dict[str, ref.Account], finals: dict[str, ref.Card],
+                 models: ref.Models = ref.ONLY_DEFAULT) -> AlertCount:
     """Every tier change on the topic, at least once, and right (see ``check_chain``).
 
     ``published``: each account's last published tier as the worker saved it;
@@ -155,7 +176,7 @@ def check_alerts(alerts: list[dict[str, Any]], published: dict[str, dict[str, An
         try:
             assert account_id in chains, f"{account_id}: has events but no alert"
             check_chain(account_id, chains[account_id], published[account_id],
-                        accounts[account_id], final)
+                        accounts[account_id], final, models)
         except AssertionError as failure:
             failures.append(str(failure))
     assert not failures, (f"{len(failures)} of {len(finals)} accounts' alerts are wrong "

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ from redis.asyncio import Redis
 from tests.integration import alertcheck
 from tests.integration import reference as ref
 from tests.integration.harness import event
-from worker.modelfile import load_model
 from worker.scoring.evaluate import component_values
 from worker.scoring.rollup import score_components
+from worker.segments import load_models
 from worker.settings import Settings, env_name
 from worker.windows import keys
 from worker.windows.store import WindowStore
@@ -64,6 +65,29 @@ def stream(rng: random.Random, events: int = EVENTS) -> list[tuple[str, dict[str
         if rng.random() < 0.02:
             out.append(out[-1])  # a producer retry: same event, another offset
     return out
+
+
+# The example model file with segment models, and account records that give most
+# accounts a segment with a model of its own (``retail`` has none: the default model).
+SEGMENTED = str(resources.files("worker").joinpath("models", "segments.example.yaml"))
+SEGMENTS = ("smb", "enterprise", "onboarding", "mid_market", "retail")
+
+
+def segment_attrs() -> dict[str, dict[str, Any]]:
+    return {f"acct-{n:04d}": {"segment": SEGMENTS[n % len(SEGMENTS)], "seats_purchased": 20}
+            for n in range(ACCOUNTS)}
+
+
+async def produce_attrs(settings: Settings, attrs: dict[str, dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for account, fields in attrs.items():
+            await producer.send(settings.topic_accounts, orjson.dumps(
+                {"account_id": account, **fields}), key=account.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 def reference(events: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
@@ -255,12 +279,14 @@ class Figures:
 
 
 async def verify(settings: Settings, redis: Redis, events: list[tuple[str, dict[str, Any]]],
-                 attrs: dict[str, dict[str, Any]] | None = None) -> Figures:
+                 attrs: dict[str, dict[str, Any]] | None = None,
+                 models: ref.Models = ref.ONLY_DEFAULT) -> Figures:
     """Everything a single clean run leaves behind: windows and distinct sets exactly,
     component values and scores, the published tiers and every alert.
 
     Call once the workers are done (``wait_for_commits``, then ``stop``), so that no
-    batch is half saved. ``attrs``: the account records sent, the last of each.
+    batch is half saved. ``attrs``: the account records sent, the last of each;
+    ``models``: the reference's statement of the worker's model file (its segment models).
     """
     accounts = ref.accounts(events, attrs)
     expected = {a: ref.counters(r) for a, r in accounts.items()}
@@ -268,11 +294,12 @@ async def verify(settings: Settings, redis: Redis, events: list[tuple[str, dict[
     await check_distinct(redis, accounts)
     states = {a: await state_hash(redis, a) for a in accounts}
     newest = max(datetime.fromisoformat(b["ts"]).timestamp() for _, b in events)
-    finals = await check_scores(redis, accounts, states, math.floor(newest / ref.DAY))
+    finals = await check_scores(redis, accounts, states, math.floor(newest / ref.DAY),
+                                settings.model_path, models)
     published = {a: orjson.loads(state[keys.PUBLISHED]) if keys.PUBLISHED in state else None
                  for a, state in states.items()}
     count = alertcheck.check_alerts(await read_topic(settings, settings.topic_alerts),
-                                    published, accounts, finals)
+                                    published, accounts, finals, models)
     return Figures(len(events), len({b["event_id"] for _, b in events}), len(accounts), count)
 
 
@@ -291,18 +318,21 @@ async def state_hash(redis: Redis, account: str) -> dict[str, Any]:
 
 
 async def check_scores(redis: Redis, accounts: dict[str, ref.Account],
-                       states: dict[str, dict[str, Any]], first_day: int) -> dict[str, ref.Card]:
+                       states: dict[str, dict[str, Any]], first_day: int, model_path: str = "",
+                       models: ref.Models = ref.ONLY_DEFAULT) -> dict[str, ref.Card]:
     """What the worker computes from the windows in Redis (its own loading and
     signals) equals the reference's component values and score; returns, per
     account, the reference's scores at the bucket the worker last scored it in."""
     now = time.time()
     today = math.floor(now / ref.DAY)
-    model = load_model()
-    store = WindowStore(redis, model)
+    worker_models = load_models(model_path)
+    store = WindowStore(redis, worker_models.windows)
     finals = {}
     for account, expected in accounts.items():
-        want = ref.card(expected, today)
+        reference = models.of_segment(expected.attrs.get("segment"))
+        want = ref.card(expected, today, reference)
         state = await store.read(account, now)
+        model = worker_models.for_segment(state.attrs.get("segment"))
         got = component_values(model, state.windows, state.attrs, state.seen, {}, None,
                                state.seen_bucket, state.now_bucket)
         assert got.keys() == want.values.keys(), f"{account}: Redis gives {got}, reference {want}"
@@ -311,20 +341,20 @@ async def check_scores(redis: Redis, accounts: dict[str, ref.Account],
         worker_score = score_components(model, got).score
         assert ref.close(worker_score, want.score), (account, worker_score, want)
         assert state.seen == expected.seen, (account, state.seen, expected.seen)
-        finals[account] = _last_scored(expected, states[account], first_day, today)
+        finals[account] = _last_scored(expected, states[account], first_day, today, reference)
     return finals
 
 
 def _last_scored(account: ref.Account, state: dict[str, Any], first_day: int,
-                 today: int) -> ref.Card:
+                 today: int, model: ref.Model = ref.DEFAULT) -> ref.Card:
     """The reference's scores in the bucket the worker last scored the account in: a
     UTC midnight may have passed during the run, so the latest bucket of the run whose
     score leaves the published tier as it is (else today's, which the alert check fails)."""
-    cards = [ref.card(account, day) for day in range(today, first_day - 1, -1)]
+    cards = [ref.card(account, day, model) for day in range(today, first_day - 1, -1)]
     if keys.PUBLISHED in state:
         published = orjson.loads(state[keys.PUBLISHED])
         for card in cards:
-            if card.score is not None and ref.tier_of(card.values, published["tier"]) == (
+            if card.score is not None and ref.tier_of(card.values, published["tier"], model) == (
                     published["tier"]):
                 return card
     return cards[0]

@@ -214,18 +214,85 @@ COMPONENTS = (
 BY_NAME = {c.name: c for c in COMPONENTS}
 
 
+@dataclass(frozen=True, slots=True)
+class Model:
+    """One model: the default one above, or a segment's."""
+
+    name: str  # "default", or the segment's
+    components: tuple[Component, ...]
+    tiers: tuple[tuple[str, str, float], ...] = TIERS
+    margin: float = MARGIN
+    by_name: dict[str, Component] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {c.name: c for c in self.components})
+
+
+DEFAULT = Model("default", COMPONENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """A model file's models: which one scores an account goes by its segment."""
+
+    version: str
+    default: Model
+    segments: Mapping[str, Model] = field(default_factory=dict)
+
+    def of_segment(self, segment: object) -> Model:
+        return self.segments.get(segment, self.default) if isinstance(segment, str) else (
+            self.default)
+
+    def named(self, name: str) -> Model:
+        return self.default if name == "default" else self.segments[name]
+
+
+def _changed(name: str, **fields: Any) -> Component:
+    return BY_NAME[name]._replace(**fields)
+
+
+def _segment(name: str, tiers: tuple[tuple[str, str, float], ...] = TIERS,
+             **changes: Component | None) -> Model:
+    merged = {c.name: changes.get(c.name, c) for c in COMPONENTS}
+    return Model(name, tuple(c for c in merged.values() if c is not None), tiers)
+
+
+ONLY_DEFAULT = Models(MODEL_VERSION, DEFAULT)
+# ``worker/models/segments.example.yaml``, restated from its comments: the default model
+# and four segments.
+EXAMPLE = Models("segments-example-2026.12", DEFAULT, {
+    "enterprise": _segment(
+        "enterprise", (("green", "Doing well", 80.0), ("yellow", "Take notice", 50.0),
+                       ("red", "Requires attention", 0.0)),
+        license_utilization=_changed("license_utilization", weight=1.5),
+        escalations=_changed("escalations", weight=1.5),
+        support_tickets=_changed("support_tickets", curve=linear(20, 4))),
+    "mid_market": _segment("mid_market", feature_adoption=_changed("feature_adoption",
+                                                                   weight=1.25)),
+    "smb": _segment("smb", license_utilization=_changed("license_utilization", weight=0.5),
+                    login_frequency=_changed("login_frequency", weight=1.25),
+                    nps=_changed("nps", weight=0.5)),
+    "onboarding": _segment(
+        "onboarding", (("green", "Onboarding on track", 60.0),
+                       ("yellow", "Onboarding stalled", 30.0),
+                       ("red", "Onboarding at risk", 0.0)),
+        feature_adoption=_changed("feature_adoption", weight=1.5, days=14, curve=linear(1, 5)),
+        login_frequency=_changed("login_frequency", days=14), nps=None, csat=None),
+})
+
+
 class Card(NamedTuple):
     values: dict[str, float]  # components with data only
     score: float | None
 
 
-def values(account: Account, today: int) -> dict[str, float]:
+def values(account: Account, today: int, model: Model = DEFAULT) -> dict[str, float]:
     """Every component's raw value with the windows ending in bucket ``today``; a
     component whose events the account never sent, or whose value is undefined, has
     none (left out, never a zero); nor has a ticket or survey component whose window
     holds none of its events."""
     out = {}
-    for c in COMPONENTS:
+    for c in model.components:
         if c.sources.isdisjoint(account.seen):
             continue
         window = [e for e in account.events if today - c.days < e.day <= today]
@@ -237,59 +304,62 @@ def values(account: Account, today: int) -> dict[str, float]:
     return out
 
 
-def score(components: Mapping[str, float]) -> float | None:
+def score(components: Mapping[str, float], model: Model = DEFAULT) -> float | None:
     """The weighted mean of the sub-scores of the components with data."""
-    weights = sum(BY_NAME[n].weight for n in components)
+    by_name = model.by_name
+    weights = sum(by_name[n].weight for n in components)
     if not weights:
         return None
-    return sum(BY_NAME[n].weight * BY_NAME[n].curve(v) for n, v in components.items()) / weights
+    return sum(by_name[n].weight * by_name[n].curve(v) for n, v in components.items()) / weights
 
 
-def card(account: Account, today: int) -> Card:
-    found = values(account, today)
-    return Card(found, score(found))
+def card(account: Account, today: int, model: Model = DEFAULT) -> Card:
+    found = values(account, today, model)
+    return Card(found, score(found, model))
 
 
-def rank(tier: str) -> int:
-    return [name for name, _, _ in TIERS].index(tier)
+def rank(tier: str, model: Model = DEFAULT) -> int:
+    return [name for name, _, _ in model.tiers].index(tier)
 
 
-def _plain(score: float) -> str:
-    return next((name for name, _, low in TIERS if score >= low), TIERS[-1][0])
+def _plain(score: float, model: Model) -> str:
+    return next((name for name, _, low in model.tiers if score >= low), model.tiers[-1][0])
 
 
-def covered(components: Mapping[str, float]) -> bool:
+def covered(components: Mapping[str, float], model: Model = DEFAULT) -> bool:
     """Enough of the model's weight has data to give the account a tier by its score."""
-    total = sum(c.weight for c in COMPONENTS)
-    return MIN_COVERAGE <= 0 or sum(BY_NAME[n].weight for n in components) >= MIN_COVERAGE * total
+    total = sum(c.weight for c in model.components)
+    by_name = model.by_name
+    return MIN_COVERAGE <= 0 or sum(by_name[n].weight for n in components) >= MIN_COVERAGE * total
 
 
-def tier_of(components: Mapping[str, float], previous: str | None) -> str:
+def tier_of(components: Mapping[str, float], previous: str | None,
+            model: Model = DEFAULT) -> str:
     """``tier_after`` for the score of ``components``, or unknown when too few have data;
     no margin applies to or from unknown."""
-    if not covered(components):
+    if not covered(components, model):
         return UNKNOWN[0]
-    value = score(components)
+    value = score(components, model)
     assert value is not None
-    return tier_after(value, None if previous == UNKNOWN[0] else previous)
+    return tier_after(value, None if previous == UNKNOWN[0] else previous, model)
 
 
-def tier_after(score: float, previous: str | None) -> str:
+def tier_after(score: float, previous: str | None, model: Model = DEFAULT) -> str:
     """The tier of ``score`` for an account last published in ``previous``.
 
     The hysteresis: the boundaries around the current tier move away from it by the
     margin, so a move up needs the bar plus 3 (73 for green) and a move down a score
     below the bar minus 3 (67 for green). Without a previous tier, the plain bars.
     """
-    plain = _plain(score)
+    plain = _plain(score, model)
     if previous is None:
         return plain
-    if rank(plain) < rank(previous):
-        up = _plain(score - MARGIN)
-        return up if rank(up) < rank(previous) else previous
-    if rank(plain) > rank(previous):
-        down = _plain(score + MARGIN)
-        return down if rank(down) > rank(previous) else previous
+    if rank(plain, model) < rank(previous, model):
+        up = _plain(score - model.margin, model)
+        return up if rank(up, model) < rank(previous, model) else previous
+    if rank(plain, model) > rank(previous, model):
+        down = _plain(score + model.margin, model)
+        return down if rank(down, model) > rank(previous, model) else previous
     return previous
 
 
@@ -299,21 +369,23 @@ def close(got: float | None, want: float | None, within: float = 1e-9) -> bool:
     return abs(got - want) <= within * max(1.0, abs(want))
 
 
-def attribution(before: Mapping[str, float] | None, after: Mapping[str, float]
-                ) -> dict[str, float]:
+def attribution(before: Mapping[str, float] | None, after: Mapping[str, float],
+                model: Model = DEFAULT, before_model: Model | None = None) -> dict[str, float]:
     """Each component's share of the score change: ``(w'(s' - S) - w(s - S)) / W'``, a
-    missing component with no weight; with no earlier score, ``S`` is the new one."""
-    base = score(before) if before is not None else None
-    base = score(after) if base is None else base
+    missing component with no weight; with no earlier score, ``S`` is the new one.
+    ``before_model``: the model of the earlier score, when the account changed models."""
+    was = before_model or model
+    base = score(before, was) if before is not None else None
+    base = score(after, model) if base is None else base
     assert base is not None
-    total = sum(BY_NAME[n].weight for n in after)
+    total = sum(model.by_name[n].weight for n in after)
 
-    def pull(components: Mapping[str, float] | None, name: str) -> float:
+    def pull(components: Mapping[str, float] | None, name: str, of: Model) -> float:
         if components is None or name not in components:
             return 0.0
-        c = BY_NAME[name]
+        c = of.by_name[name]
         return c.weight * (c.curve(components[name]) - base)
 
-    return {n: (pull(after, n) - pull(before, n)) / total
+    return {n: (pull(after, n, model) - pull(before, n, was)) / total
             for n in sorted((before or {}).keys() | after.keys())}
 

@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
 from tests.integration import chaos, kills
+from tests.integration import reference as ref
 from tests.integration.harness import running_worker
 from worker.alerts import as_dict
 from worker.app import Worker
@@ -106,14 +107,20 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
                          "skipped after each)"))
 
 
+@pytest.mark.parametrize("segmented", [False, True], ids=["default", "segment-models"])
 async def test_a_worker_killed_mid_stream_hands_its_partitions_over_exactly(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, segmented: bool
 ) -> None:
     log = tmp_path / "workers.log"
     settings = settings.replace(batch_max_records=500)
     rng = random.Random(7)
     redis = Redis.from_url(settings.redis_url)
     await ensure_topics(settings)
+    # Segment models: every account's alerts by its segment's model, through the kill.
+    attrs = chaos.segment_attrs() if segmented else None
+    if segmented:
+        settings = settings.replace(model_path=chaos.SEGMENTED)
+        await chaos.produce_attrs(settings, chaos.segment_attrs())
     ports = [free_port() for _ in range(3)]
     workers = [chaos.start_worker(settings.replace(metrics_port=p), log) for p in ports]
     try:
@@ -125,7 +132,8 @@ async def test_a_worker_killed_mid_stream_hands_its_partitions_over_exactly(
         await chaos.wait_for_commits(settings, produced.ends, log)
         after = [await kills.replayed(p) for p in ports[1:]]
         chaos.stop(workers)
-        figures = await chaos.verify(settings, redis, produced.stream)
+        figures = await chaos.verify(settings, redis, produced.stream, attrs,
+                                     ref.EXAMPLE if segmented else ref.ONLY_DEFAULT)
     finally:
         chaos.stop(workers)
         await redis.aclose()

@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.integration import chaos
+from tests.integration import reference as ref
 from tests.integration.harness import Producer, running_worker, valid_alert
 from worker.clock import FixedClock
 from worker.errors import ConfigError
@@ -24,6 +25,8 @@ from worker.replay import Replay
 from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model
+from worker.scoring.segments import ModelSet, as_model_set
+from worker.segments import load_models
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import WindowStore
@@ -37,14 +40,17 @@ def _attrs() -> dict[str, dict[str, Any]]:
             for n in range(0, chaos.ACCOUNTS, 3)}
 
 
-async def _live_run(settings: Settings, log: Path) -> list[tuple[str, dict[str, Any]]]:
+async def _live_run(settings: Settings, log: Path,
+                    attrs: dict[str, dict[str, Any]] | None = None
+                    ) -> list[tuple[str, dict[str, Any]]]:
     """Produce a stream with account attributes, let one worker score all of it, stop it;
     returns the event records produced."""
+    attrs = _attrs() if attrs is None else attrs
     stream = chaos.stream(random.Random(31), EVENTS)
     await ensure_topics(settings)
     async with Producer(settings) as producer:
-        for account, attrs in _attrs().items():
-            await producer.account(account, **attrs)
+        for account, fields in attrs.items():
+            await producer.account(account, **fields)
     ends = await chaos.produce_to(settings, stream)
     expected = chaos.reference(stream)
     worker = chaos.start_worker(settings, log)
@@ -58,11 +64,12 @@ async def _live_run(settings: Settings, log: Path) -> list[tuple[str, dict[str, 
     return stream
 
 
-async def _snapshot(settings: Settings, model: Model, now: float) -> dict[str, Any]:
+async def _snapshot(settings: Settings, model: Model | ModelSet, now: float) -> dict[str, Any]:
     """Per account: windows, attributes, published tier and the score explain gives at ``now``."""
     out: dict[str, Any] = {}
+    models = as_model_set(model)
     async with Redis.from_url(settings.redis_url) as redis:
-        store = WindowStore(redis, model)
+        store = WindowStore(redis, models.windows)
         async for key in redis.scan_iter(match=keys.state_key("*")):
             account = keys.account_of_state_key(key.decode())
             assert account is not None
@@ -76,7 +83,7 @@ async def _snapshot(settings: Settings, model: Model, now: float) -> dict[str, A
                 "attrs": await redis.hget(key, keys.ATTRS),
                 "published": pub and (pub["tier"], pub["seq"]),
                 "score": why["score"], "tier": why["tier"], "components": why["components"],
-                "indexed": [t.name for t in model.tiers
+                "indexed": [t.name for t in models.default.tiers
                             if await redis.zscore(keys.tier_key(t.name), account) is not None],
             }
     return out
@@ -144,6 +151,35 @@ async def test_a_replay_into_an_empty_redis_reproduces_the_live_state_and_publis
             await asyncio.sleep(0.1)
         assert registry.get_sample_value("healthscore_events_replayed_total") == events
     assert await _snapshot(settings, model, now) == live
+    assert len(await _alerts(settings, settings.topic_alerts)) == len(live_alerts)
+
+
+async def test_a_replay_with_segment_models_reproduces_the_live_state(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.replace(model_path=chaos.SEGMENTED)
+    models = load_models(chaos.SEGMENTED)
+    attrs = chaos.segment_attrs()
+    stream = await _live_run(settings, tmp_path / "live.log", attrs)
+    async with Redis.from_url(settings.redis_url) as redis:
+        # Every alert by the model of its segment, each checked against the reference's
+        # restatement of the file: the live run was right.
+        await chaos.verify(settings, redis, stream, attrs, ref.EXAMPLE)
+    now = time.time()
+    live = await _snapshot(settings, models, now)
+    live_alerts = await _alerts(settings, settings.topic_alerts)
+    assert {a["model"]["segment"] for a in live_alerts} == {
+        "default", "smb", "enterprise", "onboarding", "mid_market"}
+
+    async with Redis.from_url(settings.redis_url) as redis:
+        await redis.flushdb()
+    report = await Replay(settings, force=True).run()
+
+    _indexed_as_published(live)
+    _same(await _snapshot(settings, models, now), live)
+    async with Redis.from_url(settings.redis_url) as redis:
+        await chaos.verify(settings, redis, stream, attrs, ref.EXAMPLE)
+    assert report.alerts == []
     assert len(await _alerts(settings, settings.topic_alerts)) == len(live_alerts)
 
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from tests.integration.harness import Record
-from worker.alerts import Alert, Cause
+from worker.alerts import Alert, AlertModel, Cause
 from worker.metrics import Metrics, batch_buckets
 from worker.pipeline import Outcome, _origins
 from worker.runtime.loop import _Rebalance
@@ -25,7 +25,7 @@ def alert(previous: str | None, tier: str, *, delivery: str = "live",
     cause = Cause("event", None, None, topic if offset is not None else None,
                   partition if offset is not None else None, offset)
     return "acct", Alert("id", "acct", None, previous, tier, tier, None, 50.0, None, {}, cause,
-                         delivery, "m", "2026-01-15T12:00:00.000+00:00", 1)
+                         delivery, "m", AlertModel("m", "default"), "2026-01-15T12:00:00.000+00:00", 1)
 
 
 @pytest.mark.parametrize("largest", [30000, 500, 7, 1])

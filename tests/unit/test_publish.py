@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.alerts import Alert, Cause, to_json
+from worker.alerts import Alert, AlertModel, Cause, to_json
 from worker.pipeline import Outcome
 from worker.runtime.publish import _split
 from worker.windows.outbox import OutboxEntry
@@ -10,7 +10,7 @@ from worker.windows.outbox import OutboxEntry
 
 def _alert(account: str) -> Alert:
     return Alert("id", account, None, None, "green", "G", None, 90.0, None, {}, Cause("event"),
-                 "live", "m", "2026-01-15T12:00:00.000+00:00", 1)
+                 "live", "m", AlertModel("m", "default"), "2026-01-15T12:00:00.000+00:00", 1)
 
 
 def _outcome(partitions: list[int | None]) -> Outcome:

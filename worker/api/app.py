@@ -20,6 +20,7 @@ from worker.api import listing, models
 from worker.clock import Clock, WallClock
 from worker.explain import Explanation, explain
 from worker.scoring.model import UNKNOWN_TIER, Model
+from worker.scoring.segments import ModelSet, as_model_set, model_name
 from worker.settings import Settings
 from worker.windows.store import WindowStore
 
@@ -33,7 +34,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(model: Model, redis: Redis, *, token: str = "",
+def create_app(model: Model | ModelSet, redis: Redis, *, token: str = "",
                clock: Clock | None = None, settings: Settings | None = None) -> FastAPI:
     """The API over ``redis`` for ``model``. ``token``: when set, every request must
     carry ``Authorization: Bearer <token>``. ``settings``: the worker's (distinct bound,
@@ -43,9 +44,10 @@ def create_app(model: Model, redis: Redis, *, token: str = "",
         description="Customer health scores, tiers and the model that computes them, read"
                     " live from the workers' Redis.",
         dependencies=[Depends(_authorizer(token))], responses=ERRORS)
-    store = WindowStore.from_settings(redis, model, settings or Settings())
+    model_set = as_model_set(model)
+    store = WindowStore.from_settings(redis, model_set.windows, settings or Settings())
     clock = clock or WallClock()
-    tiers = [*(t.name for t in model.tiers), UNKNOWN_TIER.name]
+    tiers = [*dict.fromkeys(t.name for m in model_set.all() for t in m.tiers), UNKNOWN_TIER.name]
     tier_pattern = "^(" + "|".join(re.escape(t) for t in tiers) + ")$"
     _handle_errors(app)
 
@@ -55,7 +57,7 @@ def create_app(model: Model, redis: Redis, *, token: str = "",
              summary="One account's score, tier and components, now")
     async def get_account(account_id: Annotated[str, Path(
             pattern=ACCOUNT_ID_PATTERN, description="The account's id.")]) -> models.Account:
-        result = await explain(store, model, account_id, clock)
+        result = await explain(store, model_set, account_id, clock)
         if not result.known:
             raise HTTPException(404, f"unknown account: {account_id}")
         return _account(result)
@@ -81,7 +83,8 @@ def create_app(model: Model, redis: Redis, *, token: str = "",
     @app.get("/model", response_model=models.ScoringModel, summary="The running model",
              dependencies=[Depends(_only_query())])
     async def get_model() -> models.ScoringModel:
-        return _model(model)
+        return _model(model_set.default).model_copy(update={"segments": [
+            _model(m) for m in model_set.segments.values()]})
 
     return app
 
@@ -139,6 +142,7 @@ def _account(result: Explanation) -> models.Account:
     published = result.published
     return models.Account(
         account_id=data["account_id"], at=data["at"], model_version=data["model_version"],
+        segment_model=data["model"]["segment"],
         segment=data["segment"], attributes=data["attributes"], score=data["score"],
         tier=data["tier"], published_tier=data["published_tier"],
         last_alert=None if published is None else models.LastAlert(
@@ -155,4 +159,5 @@ def _model(model: Model) -> models.ScoringModel:
         components=[models.ModelComponent(
             name=c.name, description=c.description, signal=c.signal.name,
             window_seconds=c.window_buckets * model.bucket_seconds, weight=c.weight)
-            for c in model.components])
+            for c in model.components],
+        segment=model_name(model))

@@ -33,6 +33,9 @@ class Account(BaseModel):
     account_id: str = Field(description="The account.")
     at: str = Field(description="When the score was computed (RFC 3339): the windows end here.")
     model_version: str = Field(description="Version of the model that computed it.")
+    segment_model: str = Field(
+        description="The segment model that computed it: the account's segment's, or"
+                    " \"default\" (no model for its segment, or no segment).")
     segment: str | None = Field(description="The account's segment attribute, if any.")
     attributes: dict[str, Any] = Field(
         description="The account's attributes from the accounts topic.")
@@ -89,6 +92,12 @@ class ScoringModel(BaseModel):
     margin: float = Field(description="Hysteresis margin, in points.")
     tiers: list[Tier] = Field(description="Tiers, best first.")
     components: list[ModelComponent] = Field(description="The components.")
+    segment: str = Field(default="default",
+                         description="Which segment's accounts it scores; \"default\": the rest.")
+    segments: list[ScoringModel] = Field(
+        default_factory=list,
+        description="The segment models (of the default model only): each complete, as it"
+                    " scores the accounts of its segment.")
 
 
 class Error(BaseModel):

@@ -12,7 +12,7 @@ import uvicorn
 
 from worker.api.app import create_app
 from worker.errors import AddressInUse, ConfigError
-from worker.modelfile import load_model
+from worker.segments import load_models
 from worker.settings import Settings
 from worker.windows import server
 
@@ -49,7 +49,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve_api(settings: Settings) -> None:
-    model = load_model(settings.model_path)
+    model = load_models(settings.model_path)
     token = settings.api_bearer_token()
     sock = listen(settings.api_host, settings.api_port)
     redis = server.client(settings)

@@ -33,6 +33,7 @@ from worker.notify.route import Route, route
 from worker.notify.slack import SlackPoster, Stopped
 from worker.runtime import kafka
 from worker.scoring.model import Model
+from worker.scoring.segments import ModelSet, as_model_set
 from worker.settings import Settings
 from worker.windows import server
 
@@ -41,10 +42,12 @@ SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
 class Notifier:
-    def __init__(self, settings: Settings, config: NotifyConfig, model: Model,
+    def __init__(self, settings: Settings, config: NotifyConfig, model: Model | ModelSet,
                  stop: asyncio.Event) -> None:
-        self.settings, self.config, self.model, self.stop = settings, config, model, stop
-        self.tiers = [t.name for t in model.tiers]
+        self.models = as_model_set(model)
+        self.settings, self.config, self.model, self.stop = (settings, config,
+                                                             self.models.default, stop)
+        self.tiers = list(dict.fromkeys(t.name for m in self.models.all() for t in m.tiers))
         self.offsets = Offsets()
         self.digest = Digest()
         self.counts: Counter[str] = Counter()
@@ -109,7 +112,9 @@ class Notifier:
         try:
             where = route(alert, self.config.filters, self.tiers, now=time.time(),
                           stale_after=self.settings.catch_up_lag_seconds)
-            payload = alert_message(alert, self.model, self.config.link_template)
+            # Its window lengths are those of the segment model that decided it.
+            model = self.models.for_segment((alert.get("model") or {}).get("segment"))
+            payload = alert_message(alert, model, self.config.link_template)
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             # Someone else's record on the alerts topic: it can never be posted.
             log.warning("skipped a malformed alert at %s/%d@%d (%s: %s)", *place,

@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import signal
 
-from worker.modelfile import load_model
 from worker.notify.config import notify_config
 from worker.notify.delivery import Notifier
+from worker.segments import load_models
 from worker.settings import Settings
 
 OVERRIDES = ("slack_webhook_url", "slack_webhook_file", "slack_link_template", "notify_group_id",
@@ -25,7 +25,7 @@ def notify_slack(settings: Settings, args: argparse.Namespace) -> int:
         changes.setdefault("slack_webhook_url", "")
     settings = settings.replace(**changes)
     config = notify_config(settings)
-    model = load_model(settings.model_path)
+    model = load_models(settings.model_path)
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -50,6 +50,7 @@ class Model:
     min_coverage: float = 0.0
     # (event type, seconds): no event of the type for that long is a data gap.
     data_gaps: tuple[tuple[str, int], ...] = ()
+    segment: str | None = None  # the segment model's name; None: the default model
 
     @property
     def max_window_buckets(self) -> int:

@@ -26,6 +26,9 @@ class Published(NamedTuple):
     score: float
     seq: int
     components: Mapping[str, Sequence[float]]  # name -> [value, subscore, weight]
+    # The segment model it was decided on, when the model file has segments (else None:
+    # the default), so that a move to another model is seen.
+    model: str | None = None
 
 
 class TierChange(NamedTuple):

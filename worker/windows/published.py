@@ -13,23 +13,28 @@ import orjson
 
 from worker.scoring.tierchange import Published
 
-_FIELDS = itemgetter(*Published._fields)
+_FIELDS = itemgetter("tier", "score", "seq", "components")
 _make = Published._make
 
 
 def encode(published: Published) -> bytes:
     # Keys in this order, lists for components: what every version so far wrote.
-    return orjson.dumps({"tier": published.tier, "score": published.score,
-                         "seq": published.seq, "components": published.components})
+    data = {"tier": published.tier, "score": published.score, "seq": published.seq,
+            "components": published.components}
+    if published.model is not None:  # only files with segment models write it
+        data["model"] = published.model
+    return orjson.dumps(data)
 
 
 def decode(raw: bytes | str) -> Published:
     # Read for every account loaded: in C but for the tuple itself.
-    return _make(_FIELDS(orjson.loads(raw)))
+    data = orjson.loads(raw)
+    return _make((*_FIELDS(data), data.get("model")))
 
 
 def of_alert(alert: Mapping[str, Any]) -> Published:
     """The published tier an alert (as read from the alerts topic) carries."""
+    segment = (alert.get("model") or {}).get("segment")
     return Published(alert["tier"], alert["score"], alert["seq"], {
         name: [c["value"], c["subscore"], c["weight"]] for name, c in alert["components"].items()
-    })
+    }, None if segment == "default" else segment)
