@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from worker.events.types import AccountUpdate, Event
+from worker.events.types import AccountUpdate, Event, Override
 from worker.scoring.attribution import ComponentChange
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
@@ -22,7 +22,7 @@ from worker.timefmt import rfc3339
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    kind: str  # "event" | "account_update" | "window_expiry" | "replay"
+    kind: str  # "event" | "account_update" | "window_expiry" | "replay" | "override"...
     event_id: str | None = None
     event_type: str | None = None
     topic: str | None = None
@@ -30,8 +30,10 @@ class Cause:
     offset: int | None = None
 
     @classmethod
-    def of(cls, record: Event | AccountUpdate) -> Cause:
+    def of(cls, record: Event | AccountUpdate | Override) -> Cause:
         s = record.source
+        if isinstance(record, Override):
+            return cls("override", None, None, s.topic, s.partition, s.offset)
         if isinstance(record, AccountUpdate):
             return cls("account_update", None, None, s.topic, s.partition, s.offset)
         return cls("event", record.event_id, record.type, s.topic, s.partition, s.offset)
@@ -46,6 +48,8 @@ class Cause:
 WINDOW_EXPIRY = Cause("window_expiry")
 # A tier found when a replay's rebuilt state is compared with the last published one.
 REPLAY = Cause("replay")
+# An override's expiry, found by the clock (the due schedule has it), moved the tier.
+OVERRIDE_EXPIRED = Cause("override_expired")
 
 
 def alert_id(account_id: str, seq: int, previous_tier: str | None, tier: str) -> str:

@@ -24,8 +24,10 @@ from worker.clock import Clock
 from worker.errors import BadInput, internal_error, is_retriable
 from worker.events.deadletter import dead_letter, dead_letter_key
 from worker.events.decode import Decoder
-from worker.events.types import AccountUpdate, Event, SourceRef
+from worker.events.types import AccountUpdate, Event, Override, SourceRef
 from worker.metrics import Metrics
+from worker.overriding import overriding
+from worker.scoring import override
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import Model
@@ -78,7 +80,10 @@ class Pipeline:
         self._planner = Planner(model)
         self._lag = settings.catch_up_lag_seconds
         self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
-                                settings.max_message_bytes, settings.max_future_skew_seconds)
+                                settings.max_message_bytes, settings.max_future_skew_seconds,
+                                overrides_topic=settings.topic_overrides,
+                                tiers=[t.name for t in model.tiers],
+                                components=[c.name for c in model.components])
         self._max_request_bytes = settings.max_request_bytes
         self._logged: set[type[Exception]] = set()  # exception types whose traceback was logged
 
@@ -185,11 +190,11 @@ class Pipeline:
                        outbox=[entry for entry, _ in found])
 
     def _decode(self, records: Sequence[RawRecord],
-                outcome: Outcome) -> dict[str, list[Event | AccountUpdate]]:
+                outcome: Outcome) -> dict[str, list[Event | AccountUpdate | Override]]:
         # Future skew is judged against the real present whatever the scoring clock
         # (an event-time clock trails it during a replay).
         present = max(self._clock.now(), time.time())
-        by_account: dict[str, list[Event | AccountUpdate]] = {}
+        by_account: dict[str, list[Event | AccountUpdate | Override]] = {}
         latest = -math.inf
         updates = 0
         decode = self._decoder.decode
@@ -207,7 +212,7 @@ class Pipeline:
                 if record.ts > latest:  # not max(): this runs once per event
                     latest = record.ts
             else:
-                updates += 1
+                updates += isinstance(record, AccountUpdate)
                 record = record._replace(ts=raw.timestamp / 1000)  # its only clock
             by_account.setdefault(record.account_id, []).append(record)
         self._count_decoded(updates)
@@ -236,7 +241,7 @@ class Pipeline:
                     extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset})
         self._reject(raw, internal_error(exc), now, outcome)
 
-    def _plan_each(self, by_account: dict[str, list[Event | AccountUpdate]], now_bucket: int,
+    def _plan_each(self, by_account: dict[str, list[Event | AccountUpdate | Override]], now_bucket: int,
                    records: Sequence[RawRecord], outcome: Outcome) -> list[AccountPlan]:
         """Planning the batch raised: plan account by account, and dead-letter the
         records of those whose planning fails (planning is pure, so planning again is safe)."""
@@ -249,7 +254,7 @@ class Pipeline:
                 self._fail_all(account_records, records, exc, outcome)
         return plans
 
-    def _fail_all(self, account_records: Sequence[Event | AccountUpdate],
+    def _fail_all(self, account_records: Sequence[Event | AccountUpdate | Override],
                   records: Sequence[RawRecord], exc: Exception, outcome: Outcome) -> None:
         """Dead-letter one account's records of the batch: planning or scoring them failed.
         (Scoring fails after Redis applied them: their dead letters say they were not scored.)"""
@@ -277,29 +282,48 @@ class Pipeline:
         values = component_values(self.model, state.windows, state.attrs, state.seen,
                                   state.cached_values, refresh)
         hysteresis = hysteresis_applies(mode, state.last_mode)
-        # A first score always publishes (when there is one): no need to ask first.
-        moves = (state.published is None
-                 or new_tier(self.model, score_of(self.model, values), state.published,
-                             hysteresis=hysteresis) is not None)
-        change = (decide(self.model, score_components(self.model, values), state.published,
-                         hysteresis=hysteresis)
-                  if moves else None)
+        over = overriding(plan, state, now)  # None: no override, as nearly every account
+        if over is not None:
+            change = override.decide(self.model, score_components(self.model, values),
+                                     state.published, over.active, hysteresis=hysteresis)
+            for event in over.events:
+                self.metrics.overrides.labels(event).inc()
+            if over.cause is not None:
+                cause_of = partial(_same, over.cause)
+        else:
+            # A first score always publishes (when there is one): no need to ask first.
+            moves = (state.published is None
+                     or new_tier(self.model, score_of(self.model, values), state.published,
+                                 hysteresis=hysteresis) is not None)
+            change = (decide(self.model, score_components(self.model, values), state.published,
+                             hysteresis=hysteresis)
+                      if moves else None)
         published = alert = None
         if change is not None:
             alert = build_alert(self.model, plan.account_id, state.attrs.get("segment"),
                                 change, cause_of(change), now,
                                 mode=Mode.CATCH_UP if self._history else mode)
+            if over is not None and over.active is not None:
+                alert["override"] = override.alert_field(over.active)
             outcome.alerts.append((plan.account_id, alert))
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             published = snapshot(change)
+            if over is not None:
+                published = over.mark(published)
         if published is None and state.published is None:
             # Nothing published yet: the first tier never applies hysteresis, so the mode
             # has nothing to decide, and saving it would give an account with no data at
             # all (a tombstone of an unknown account) a key.
             mode = Mode.LIVE
         outcome.writes.append(StateWrite(
-            plan.account_id, values, partition=plan.partition, next_change=state.next_change,
-            published=published, alert=alert, mode=mode))
+            plan.account_id, values, partition=plan.partition,
+            next_change=state.next_change if over is None else over.next_change(state.next_change),
+            published=published, alert=alert, mode=mode,
+            override=None if over is None else over.save))
+
+
+def _same(cause: Cause, _change: TierChange) -> Cause:
+    return cause
 
 
 def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -> None:
@@ -333,7 +357,7 @@ def _position(record: RawRecord) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
 
 
-def _cause(model: Model, records: list[Event | AccountUpdate],
+def _cause(model: Model, records: list[Event | AccountUpdate | Override],
            change: TierChange) -> Cause:
     """The batch's last record that fed the triggering component, else its last record."""
     if change.trigger is not None:

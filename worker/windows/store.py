@@ -20,8 +20,9 @@ from redis.exceptions import NoScriptError
 from worker.errors import Retriable
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
+from worker.scoring.override import OverrideState
 from worker.scoring.signals import WindowView
-from worker.windows import keys, server, wire
+from worker.windows import keys, overrides, server, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.distinct import admit
 from worker.windows.plan import AccountPlan, Totals
@@ -61,6 +62,7 @@ class AccountState(NamedTuple):
     last_mode: Mode  # of the account's evaluation before this one
     left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
     seen_bucket: dict[str, int] | None = None  # event type -> its newest bucket (explain)
+    override: OverrideState | None = None  # after the batch's override records
 
 
 class StateWrite(NamedTuple):
@@ -73,6 +75,7 @@ class StateWrite(NamedTuple):
     published: dict[str, Any] | None = None  # set only when a new tier was published
     alert: dict[str, Any] | None = None  # the alert that publishes it: into the outbox
     mode: Mode = Mode.LIVE  # of this evaluation: the next one asks it (saved when it changes)
+    override: OverrideState | None = None  # set when scoring changed it (an expiry)
 
 
 class OutboxEntry(NamedTuple):
@@ -108,7 +111,7 @@ class WindowStore:
         # In the order ``resident.load`` reads them.
         self._fields = [keys.VERSION, keys.ATTRS, published_field, keys.MODE,
                         *(keys.SEEN_PREFIX + t for t in SEEN_TYPES),
-                        *(CAPPED_PREFIX + name for name in SETS)]
+                        *(CAPPED_PREFIX + name for name in SETS), keys.OVERRIDE]
         self._max_members = max_distinct_members
         self._residents = Residents(resident_accounts)
 
@@ -124,6 +127,7 @@ class WindowStore:
         now_bucket = self.now_bucket(now)
         try:
             residents = await self._residents_of([p.account_id for p in plans], now_bucket)
+            overrides.receive_all(plans, residents, now)
             replies = await self._run_script(plans, residents, now)
             stale = [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
                      if version != r.version + 1]
@@ -232,6 +236,7 @@ class WindowStore:
             last_mode=resident.mode,
             left_out=None if dropped is None else {n: c for n, (c, _) in dropped.items()},
             seen_bucket=resident.seen_bucket,
+            override=resident.override,
         )
 
     async def read(self, account_id: str, now: float) -> AccountState:
@@ -266,6 +271,8 @@ class WindowStore:
                 resident.mode = w.mode
                 if w.published is not None:
                     resident.published = w.published
+                if w.override is not None:
+                    resident.override = w.override
 
     async def _save(self, writes: Sequence[StateWrite]) -> list[Any]:
         """Only what changed: a new tier (with its alert in the outbox), a new time to
@@ -289,6 +296,9 @@ class WindowStore:
                         commands.append(("SADD", keys.pending_key(w.partition), w.account_id))
                     fields += [keys.outbox_field(w.alert["seq"]), orjson.dumps(w.alert)]
                 self._publish(commands, w, ("HSET", keys.state_key(w.account_id), *fields))
+            if w.override is not None:
+                commands.append(("HSET", keys.state_key(w.account_id), keys.OVERRIDE,
+                                 overrides.dumps(w.override)))
             if w.partition is not None and not self._scheduled(w):
                 due = keys.due_key(w.partition)
                 if w.next_change is None:
@@ -399,6 +409,8 @@ def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int
             resident.seen_bucket[event_type] = bucket
     if plan.attrs_changed:
         resident.attrs = plan.attrs or {}
+    if plan.override is not None:
+        resident.override = plan.override
 
 
 def _text(value: bytes | str) -> str:
