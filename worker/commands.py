@@ -15,6 +15,7 @@ from rich.text import Text
 
 from worker.clock import WallClock
 from worker.explain import explain
+from worker.overrideview import print_overrides
 from worker.runtime import kafka
 from worker.scoring.model import load_model
 from worker.settings import Settings
@@ -49,6 +50,7 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
         console.print(Text.assemble((account, "bold"),
                                     ": no data in any window (unknown account?)"))
         _print_attributes(data, console)
+        print_overrides(data, console)
         return
     tier = data["tier"]
     segment = "no segment" if data["segment"] is None else visible(data["segment"])
@@ -58,6 +60,7 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
         f" (last published: {visible(data['published_tier'])}), "
         f"model {visible(data['model_version'])}, at {data['at']}"))
     _print_attributes(data, console)
+    print_overrides(data, console)
     table = Table("component", "value", "sub-score", "weight", "contribution")
     for c in data["components"]:
         name = Text(visible(c["name"]))

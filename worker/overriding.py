@@ -8,6 +8,7 @@ from typing import Any
 
 from worker.alerts import OVERRIDE_EXPIRED, Cause
 from worker.scoring.override import EXPIRED, PUBLISHED_MARK, ActiveOverride, OverrideState, expire
+from worker.timefmt import rfc3339
 from worker.windows.plan import AccountPlan
 from worker.windows.store import AccountState
 
@@ -48,3 +49,23 @@ def overriding(plan: AccountPlan, state: AccountState, now: float) -> Overriding
         events.append(EXPIRED)
         cause = cause or OVERRIDE_EXPIRED
     return Overriding(None if current is None else current.active, expired, cause, events)
+
+
+def shown(state: OverrideState | None, at: float) -> dict[str, Any]:
+    """``explain``'s view of an account's overrides at ``at``: the active one (one whose
+    expiry has passed is shown in the history, as the next rescore will have it) and
+    the past ones, newest first, each with how and when it ended."""
+    current = expire(state, at) or state
+    return {
+        "override": None if current is None or current.active is None
+        else _times(current.active.as_dict()),
+        "override_history": [] if current is None
+        else [_times(p.as_dict()) for p in current.history],
+    }
+
+
+def _times(saved: dict[str, Any]) -> dict[str, Any]:
+    for name in ("set_at", "expires_at", "ended_at"):
+        if name in saved:
+            saved[name] = rfc3339(saved[name])
+    return saved
