@@ -97,8 +97,10 @@ def alert_line(alert: dict[str, Any]) -> str:
     cause = alert["cause"]
     what = visible(cause["event_type"] or cause["kind"])
     before = "" if alert["previous_score"] is None else f"{alert['previous_score']:.1f} -> "
+    over = alert.get("override")
+    by = "" if over is None else f" (override by {visible(over['author'])})"
     return (f"{account}: {visible(alert['previous_tier'])} -> {tier} "
-            f"(score {before}{alert['score']:.1f}){why} after {what}")
+            f"(score {before}{alert['score']:.1f}){why} after {what}{by}")
 
 
 def _pull(trigger: dict[str, Any] | None) -> str:
