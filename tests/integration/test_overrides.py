@@ -22,6 +22,7 @@ from tests.integration.harness import (
     running_worker,
     valid_alert,
 )
+from worker.replay import Replay
 from worker.settings import Settings
 from worker.timefmt import rfc3339
 
@@ -121,3 +122,45 @@ async def test_an_override_without_expiry_is_dead_lettered(settings: Settings) -
         letters = await read_until(settings, settings.topic_deadletter, lambda rs: len(rs) >= 1)
     assert letters[0]["reason"] == "schema_violation"
     assert letters[0]["source"]["topic"] == settings.topic_overrides
+
+
+async def _live_tiers(settings: Settings) -> dict[str, tuple[Any, ...]]:
+    """Per account: the published tier and seq, the tier explain gives, the active override."""
+    out = {}
+    for account in ("pinned", "adjusted", "cleared", "plain"):
+        report = await explain(settings, account)
+        active = report["override"]
+        out[account] = (report["published_tier"], report["published_seq"], report["tier"],
+                        None if active is None else active["override_id"])
+    return out
+
+
+async def test_a_replay_reproduces_the_live_tiers_with_overrides_in_play(
+        settings: Settings, redis: Any) -> None:
+    adjust = {**override("adjusted", "o-adj", "red", lasts=86400), "kind": "adjust",
+              "component": "escalations", "subscore": 20}
+    del adjust["tier"]
+    async with running_worker(settings), Producer(settings) as p:
+        for account in ("pinned", "adjusted", "cleared", "plain"):
+            await p.send("ticket", event("ticket", account, ticket_id="T-1", status="resolved",
+                                         priority="low"))
+        await send_override(p, "pinned", override("pinned", "o-pin", "red", lasts=86400))
+        await send_override(p, "adjusted", adjust)
+        await send_override(p, "cleared", override("cleared", "o-clr", "yellow", lasts=86400))
+        await send_override(p, "cleared", None)
+        await read_until(settings, settings.topic_alerts, lambda rs: (
+            tiers(rs, "pinned")[-1:] == ["red"] and tiers(rs, "adjusted")[-1:] == ["yellow"]
+            and tiers(rs, "cleared")[-1:] == ["green"] and tiers(rs, "plain") == ["green"]))
+    live = await _live_tiers(settings)
+    assert live["pinned"][2:] == ("red", "o-pin")
+    assert live["adjusted"][2:] == ("yellow", "o-adj")
+    assert live["cleared"][3] is None
+    alerts_before = await read_until(settings, settings.topic_alerts, lambda rs: True)
+
+    await redis.flushdb()
+    report = await Replay(settings, force=True).run()
+
+    assert report.alerts == []  # the rebuilt tiers are the ones consumers were told
+    assert await _live_tiers(settings) == live
+    after = await read_until(settings, settings.topic_alerts, lambda rs: True, within=5)
+    assert len(after) == len(alerts_before)

@@ -130,6 +130,8 @@ def _snapshot(alert: dict[str, Any]) -> dict[str, Any]:
         "tier": alert["tier"], "score": alert["score"], "seq": alert["seq"],
         "components": {name: [c["value"], c["subscore"], c["weight"]]
                        for name, c in alert["components"].items()},
+        # published under an override: hysteresis must not hold it once the override ends
+        **({"ovr": alert["override"]["override_id"]} if alert.get("override") else {}),
     }
 
 
