@@ -164,3 +164,20 @@ async def test_a_replay_reproduces_the_live_tiers_with_overrides_in_play(
     assert await _live_tiers(settings) == live
     after = await read_until(settings, settings.topic_alerts, lambda rs: True, within=5)
     assert len(after) == len(alerts_before)
+
+
+async def test_an_override_that_expires_while_no_worker_runs_is_expired_on_restart(
+        settings: Settings) -> None:
+    async with running_worker(settings), Producer(settings) as p:
+        await p.send("ticket", event("ticket", "banner", ticket_id="T-1", status="resolved",
+                                     priority="low"))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: tiers(rs, "banner") == ["green"])
+        await send_override(p, "banner", override("banner", "o-3", "red", lasts=3))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: tiers(rs, "banner") == ["green", "red"])
+    await asyncio.sleep(4)  # expired with no worker running
+    async with running_worker(settings):
+        records = await read_until(settings, settings.topic_alerts,
+                                   lambda rs: tiers(rs, "banner") == ["green", "red", "green"])
+    assert alerts_for(records, "banner")[2]["cause"]["kind"] == "override_expired"
