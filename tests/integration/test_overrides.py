@@ -43,13 +43,18 @@ async def send_override(p: Producer, account_id: str, body: dict[str, Any] | Non
 
 
 async def explain(settings: Settings, account_id: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    env.update(HEALTHSCORE_REDIS_URL=settings.redis_url, HEALTHSCORE_METRICS_PORT="0")
-    result = await asyncio.to_thread(
-        subprocess.run, [*HEALTHSCORE, "explain", account_id, "--json"], env=env,
-        capture_output=True, text=True, timeout=60, check=True)
-    report: dict[str, Any] = json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(await explain_text(settings, account_id, "--json"))
     return report
+
+
+async def explain_text(settings: Settings, account_id: str, *flags: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
+    env.update(HEALTHSCORE_REDIS_URL=settings.redis_url, HEALTHSCORE_METRICS_PORT="0",
+               COLUMNS="200")
+    result = await asyncio.to_thread(
+        subprocess.run, [*HEALTHSCORE, "explain", account_id, *flags], env=env,
+        capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout
 
 
 def tiers(records: list[dict[str, Any]], account_id: str) -> list[str]:
@@ -66,10 +71,12 @@ async def test_a_pin_is_alerted_with_its_author_and_expires_on_time(settings: Se
         pinned = await read_until(settings, settings.topic_alerts,
                                   lambda rs: tiers(rs, "wayne") == ["green", "red"])
         during = await explain(settings, "wayne")
+        during_text = await explain_text(settings, "wayne")
         back = await read_until(settings, settings.topic_alerts,
                                 lambda rs: tiers(rs, "wayne") == ["green", "red", "green"],
                                 within=40)
         after = await explain(settings, "wayne")
+        after_text = await explain_text(settings, "wayne")
 
     red = alerts_for(pinned, "wayne")[1]
     assert valid_alert(red)
@@ -91,6 +98,9 @@ async def test_a_pin_is_alerted_with_its_author_and_expires_on_time(settings: Se
     assert [(o["override_id"], o["ended"]) for o in after["override_history"]] == [
         ("o-1", "expired")]
     assert after["published_tier"] == "green"
+    assert f"override: tier pinned to red by {AUTHOR}" in during_text
+    assert "past override" not in during_text
+    assert f"past override: tier pinned to red by {AUTHOR}, expired" in after_text
 
 
 async def test_a_tombstone_clears_an_override_early(settings: Settings) -> None:
