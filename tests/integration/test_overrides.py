@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 import orjson
+from fastapi.testclient import TestClient
+from redis.asyncio import Redis
 
 from tests.integration.harness import (
     Producer,
@@ -22,7 +24,9 @@ from tests.integration.harness import (
     running_worker,
     valid_alert,
 )
+from worker.api.app import create_app
 from worker.replay import Replay
+from worker.scoring.model import load_model
 from worker.settings import Settings
 from worker.timefmt import rfc3339
 
@@ -122,6 +126,12 @@ async def test_a_tombstone_clears_an_override_early(settings: Settings) -> None:
     assert report["override"] is None
     assert [(o["override_id"], o["ended"]) for o in report["override_history"]] == [
         ("o-9", "cleared")]
+    # the account API shows the same
+    with TestClient(create_app(load_model(), Redis.from_url(settings.redis_url))) as client:
+        account = client.get("/accounts/stark").json()
+    assert account["override"] is None
+    assert [(o["override_id"], o["ended"], o["author"]) for o in account["override_history"]] == [
+        ("o-9", "cleared", AUTHOR)]
 
 
 async def test_an_override_without_expiry_is_dead_lettered(settings: Settings) -> None:
