@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from worker.events.types import AccountUpdate, Event
+from worker.events.types import AccountUpdate, Event, Override
 from worker.scoring.attribution import ComponentChange
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
@@ -31,7 +31,7 @@ from worker.timefmt import rfc3339
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    kind: str  # "event" | "account_update" | "window_expiry" | "replay"
+    kind: str  # "event" | "account_update" | "window_expiry" | "replay" | "override"...
     event_id: str | None = None
     event_type: str | None = None
     topic: str | None = None
@@ -39,8 +39,10 @@ class Cause:
     offset: int | None = None
 
     @classmethod
-    def of(cls, record: Event | AccountUpdate) -> Cause:
+    def of(cls, record: Event | AccountUpdate | Override) -> Cause:
         s = record.source
+        if isinstance(record, Override):
+            return cls("override", None, None, s.topic, s.partition, s.offset)
         if isinstance(record, AccountUpdate):
             return cls("account_update", None, None, s.topic, s.partition, s.offset)
         return cls("event", record.event_id, record.type, s.topic, s.partition, s.offset)
@@ -97,11 +99,16 @@ class Alert(NamedTuple):
     model: AlertModel
     ts: str  # RFC 3339
     seq: int
+    # The override the tier was published under (``scoring.override.alert_field``); the
+    # JSON has the key only then.
+    override: dict[str, Any] | None = None
 
 
 WINDOW_EXPIRY = Cause("window_expiry")
 # A tier found when a replay's rebuilt state is compared with the last published one.
 REPLAY = Cause("replay")
+# An override's expiry, found by the clock (the due schedule has it), moved the tier.
+OVERRIDE_EXPIRED = Cause("override_expired")
 
 
 def alert_id(account_id: str, seq: int, previous_tier: str | None, tier: str) -> str:
@@ -169,7 +176,7 @@ def to_json(alert: Alert) -> bytes:
     """The alert as published: its fields as keys, in their order."""
     a, trigger = alert, alert.triggering_component
     # Spelled out, not _asdict(): a backfill writes every alert twice (outbox, topic).
-    return orjson.dumps({
+    data = {
         "alert_id": a.alert_id, "account_id": a.account_id, "segment": a.segment,
         "previous_tier": a.previous_tier, "tier": a.tier, "tier_label": a.tier_label,
         "previous_score": a.previous_score, "score": a.score,
@@ -181,7 +188,10 @@ def to_json(alert: Alert) -> bytes:
         "cause": a.cause.as_dict(), "delivery": a.delivery, "model_version": a.model_version,
         "model": {"version": a.model.version, "segment": a.model.segment},
         "ts": a.ts, "seq": a.seq,
-    })
+    }
+    if a.override is not None:
+        data["override"] = a.override
+    return orjson.dumps(data)
 
 
 _TRIGGER = TriggeringComponent._fields

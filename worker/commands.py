@@ -16,6 +16,7 @@ from rich.text import Text
 from worker.clock import WallClock
 from worker.explain import explain
 from worker.gaps import is_data_gap
+from worker.overrideview import print_overrides
 from worker.runtime import kafka
 from worker.segments import load_models
 from worker.settings import Settings
@@ -52,6 +53,7 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
         console.print(Text.assemble((account, "bold"),
                                     ": no data in any window (unknown account?)"))
         _print_attributes(data, console)
+        print_overrides(data, console)
         return
     tier = data["tier"]
     segment = "no segment" if data["segment"] is None else visible(data["segment"])
@@ -61,6 +63,7 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
         f" (last published: {visible(data['published_tier'])}), "
         f"model {visible(data['model_version'])}{_segment_model(data)}, at {data['at']}"))
     _print_attributes(data, console)
+    print_overrides(data, console)
     table = Table("component", "value", "sub-score", "weight", "contribution")
     for c in data["components"]:
         name = Text(visible(c["name"]))
@@ -104,8 +107,10 @@ def alert_line(alert: dict[str, Any]) -> str:
     cause = alert["cause"]
     what = visible(cause["event_type"] or cause["kind"])
     before = "" if alert["previous_score"] is None else f"{alert['previous_score']:.1f} -> "
+    over = alert.get("override")
+    by = "" if over is None else f" (override by {visible(over['author'])})"
     return (f"{account}: {visible(alert['previous_tier'])} -> {tier} "
-            f"(score {before}{alert['score']:.1f}){why} after {what}")
+            f"(score {before}{alert['score']:.1f}){why} after {what}{by}")
 
 
 def gap_line(gap: dict[str, Any]) -> str:

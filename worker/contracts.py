@@ -15,7 +15,7 @@ import jsonschema_rs
 import orjson
 
 SCHEMA_NAMES = (
-    "common", "login", "feature_use", "ticket", "survey", "account",
+    "common", "login", "feature_use", "ticket", "survey", "account", "override",
     "alert", "deadletter", "model", "datagap",
 )
 

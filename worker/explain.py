@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.clock import Clock
+from worker.overriding import shown
+from worker.scoring import override
 from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, hysteresis_applies
@@ -32,6 +34,7 @@ class Explanation:
     # event type -> the newest bucket with an event of it (seen:<type>); 1 is a flag
     # an older version wrote: seen, when unknown
     seen_bucket: dict[str, int] = field(default_factory=dict)
+    overrides: override.OverrideState | None = None
 
     def last_events(self) -> dict[str, str | None]:
         """Event type -> the start of the newest time bucket holding an event of it
@@ -42,7 +45,8 @@ class Explanation:
 
     @property
     def known(self) -> bool:
-        return bool(self.card.components) or bool(self.attrs) or self.published is not None
+        return (bool(self.card.components) or bool(self.attrs) or self.published is not None
+                or self.overrides is not None)
 
     def as_dict(self) -> dict[str, Any]:
         score = self.card.score
@@ -57,16 +61,28 @@ class Explanation:
             "score": None if score is None else rounded(score),
             # The tier a live rescore now would publish: from the published tier with
             # hysteresis, or the plain one after a catch-up.
-            "tier": None if score is None else new_tier(
-                self.model, score, self.published,
-                hysteresis=hysteresis_applies(Mode.LIVE, self.last_mode),
-                covered=enough_data(self.model, self.card.components))
+            "tier": None if score is None else self._tier(score)
             or (published.tier if published else None),
             "published_tier": published.tier if published else None,
             "published_seq": published.seq if published else None,
             "components": [self._component(c.name) for c in self.model.components],
             "last_events": self.last_events(),
+            **shown(self.overrides, self.at),
         }
+
+    def _tier(self, score: float) -> str | None:
+        hysteresis = hysteresis_applies(Mode.LIVE, self.last_mode)
+        active = self._active()
+        if active is None and (self.published is None or self.published.ovr is None):
+            return new_tier(self.model, score, self.published, hysteresis=hysteresis,
+                            covered=enough_data(self.model, self.card.components))
+        change = override.decide(self.model, self.card, self.published, active,
+                                 hysteresis=hysteresis)
+        return None if change is None else change.tier
+
+    def _active(self) -> override.ActiveOverride | None:
+        active = None if self.overrides is None else self.overrides.active
+        return active if active is not None and active.live_at(self.at) else None
 
     def _component(self, name: str) -> dict[str, Any]:
         component = self.model.component(name)
@@ -93,7 +109,10 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
                               state.seen_bucket, state.now_bucket)
     capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)
               for c in model.components}
-    return Explanation(account_id, now, model, score_components(model, values),
+    active = None if state.override is None else state.override.active
+    card = override.adjusted(score_components(model, values),
+                             active if active is not None and active.live_at(now) else None)
+    return Explanation(account_id, now, model, card,
                        state.attrs, state.published, state.last_mode,
                        {name: sets for name, sets in capped.items() if sets},
-                       dict(state.seen_bucket or {}))
+                       dict(state.seen_bucket or {}), state.override)

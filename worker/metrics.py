@@ -51,6 +51,9 @@ class Metrics:
                               ["type"], registry=r)
         self.account_updates = Counter("healthscore_account_updates_total",
                                        "Account attribute records applied.", registry=r)
+        self.overrides = Counter("healthscore_overrides_total",
+                                 "Account overrides set (or edited), expired and cleared.",
+                                 ["event"], registry=r)
         self.dead_letters = Counter("healthscore_dead_letters_total",
                                     "Records sent to the dead-letter topic, by reason.",
                                     ["reason"], registry=r)

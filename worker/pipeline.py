@@ -19,9 +19,11 @@ from worker.alerts import WINDOW_EXPIRY, Alert, Cause, build_alert
 from worker.clock import Clock
 from worker.errors import is_retriable
 from worker.events.intake import Intake, RawRecord
-from worker.events.types import AccountUpdate, Event
+from worker.events.types import AccountUpdate, Event, Record
 from worker.gaps import DataGaps
 from worker.metrics import Metrics
+from worker.overriding import overriding
+from worker.scoring import override
 from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
@@ -70,7 +72,10 @@ class Pipeline:
         self.metrics = metrics
         self._planner = Planner(self.models.windows)
         self._lag = settings.catch_up_lag_seconds
-        self._intake = Intake(settings, clock, metrics)
+        models = self.models.all()
+        self._intake = Intake(settings, clock, metrics,
+                              tiers={t.name for m in models for t in m.tiers},
+                              components={c.name for m in models for c in m.components})
         self.gaps: DataGaps | None = None  # set by the live loop: it holds changes in a gap
 
     @property
@@ -168,7 +173,7 @@ class Pipeline:
         names = dict.fromkeys(tier.name for model in self.models.all() for tier in model.tiers)
         return await self._store.tiers.counts([*names, UNKNOWN_TIER.name])
 
-    def _plan_each(self, by_account: dict[str, list[Event | AccountUpdate]], now_bucket: int,
+    def _plan_each(self, by_account: dict[str, list[Record]], now_bucket: int,
                    records: Sequence[RawRecord], outcome: Outcome) -> list[AccountPlan]:
         """Planning the batch raised: plan account by account, and dead-letter the
         records of those whose planning fails (planning is pure, so planning again is safe)."""
@@ -200,15 +205,17 @@ class Pipeline:
                                   state.seen_bucket, state.now_bucket)
         # No hysteresis across models: the old tier's margin is about other boundaries.
         hysteresis = hysteresis_applies(mode, state.last_mode) and not switched
-        covered = enough_data(model, values)
-        # A first score always publishes (when there is one): no need to ask first.
-        moves = (state.published is None
-                 or new_tier(model, score_of(model, values), state.published,
-                             hysteresis=hysteresis, covered=covered) is not None)
-        change = (decide(model, score_components(model, values), state.published,
-                         hysteresis=hysteresis, covered=covered)
-                  if moves else None)
-        next_change = state.next_change
+        over = overriding(plan, state, now)  # None: no override, as nearly every account
+        if over is None:
+            change = self._decide(model, values, state, hysteresis)
+        else:
+            change = override.decide(model, score_components(model, values), state.published,
+                                     over.active, hysteresis=hysteresis)
+            for event in over.events:
+                self.metrics.overrides.labels(event).inc()
+            if over.cause is not None:
+                cause_of = partial(_same, over.cause)
+        next_change = state.next_change if over is None else over.next_change(state.next_change)
         if change is not None and self.gaps is not None and self.gaps.holds(change):
             # Not saved as published, and rescored again: when the gap closes, or by then.
             recheck = self.gaps.hold(plan.partition, plan.account_id, now)
@@ -219,11 +226,15 @@ class Pipeline:
             alert = build_alert(model, plan.account_id, state.attrs.get("segment"),
                                 change, cause_of(model, change, switched), now,
                                 mode=Mode.CATCH_UP if self._history else mode)
+            if over is not None and over.active is not None:
+                alert = alert._replace(override=override.alert_field(over.active))
             outcome.alerts.append((plan.account_id, alert))
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             published = snapshot(change)
             if self._segmented:  # the model it was decided on: a later switch is seen
                 published = published._replace(model=model_name(model))
+            if over is not None:
+                published = over.mark(published)
         if published is None and state.published is None:
             # Nothing published yet: the first tier never applies hysteresis, so the mode
             # has nothing to decide, and saving it would give an account with no data at
@@ -231,7 +242,19 @@ class Pipeline:
             mode = Mode.LIVE
         outcome.writes.append(StateWrite(
             plan.account_id, values, partition=plan.partition, next_change=next_change,
-            published=published, alert=alert, mode=mode))
+            published=published, alert=alert, mode=mode,
+            override=None if over is None else over.save))
+
+    def _decide(self, model: Model, values: dict[str, float], state: AccountState,
+                hysteresis: bool) -> TierChange | None:
+        covered = enough_data(model, values)
+        # A first score always publishes (when there is one): no need to ask first.
+        moves = (state.published is None
+                 or new_tier(model, score_of(model, values), state.published,
+                             hysteresis=hysteresis, covered=covered) is not None)
+        return (decide(model, score_components(model, values), state.published,
+                       hysteresis=hysteresis, covered=covered)
+                if moves else None)
 
 
     def _model_of(self, plan: AccountPlan, state: AccountState) -> tuple[Model, bool]:
@@ -273,7 +296,7 @@ def _position(record: RawRecord) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
 
 
-def _cause(model: Model, records: list[Event | AccountUpdate],
+def _cause(model: Model, records: list[Record],
            change: TierChange, *, switched: bool = False) -> Cause:
     """The batch's last record that fed the triggering component, else its last record;
     the account update that moved the account to another segment model (``switched``)."""
@@ -287,3 +310,7 @@ def _cause(model: Model, records: list[Event | AccountUpdate],
             if isinstance(record, AccountUpdate) and signal.name in ATTRIBUTE_SIGNALS:
                 return Cause.of(record)
     return Cause.of(records[-1])
+
+
+def _same(cause: Cause, _model: Model, _change: TierChange, _switched: bool) -> Cause:
+    return cause

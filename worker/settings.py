@@ -38,6 +38,9 @@ class Settings:
     topic_ticket: str = _setting("events.ticket", "Topic of support-ticket events.")
     topic_survey: str = _setting("events.survey", "Topic of NPS/CSAT survey events.")
     topic_accounts: str = _setting("accounts", "Compacted topic of account attributes.")
+    topic_overrides: str = _setting(
+        "overrides", "Compacted topic of CSM overrides (a pinned tier or an adjusted component,"
+        " with reason, author and expiry), keyed by account.")
     topic_alerts: str = _setting("health.alerts", "Topic the tier-change alerts go to.")
     topic_deadletter: str = _setting("health.deadletter", "Topic of rejected input records.")
     topic_partitions: int = _setting(6, "Partitions for topics the worker creates.")
@@ -276,7 +279,7 @@ class Settings:
 
     @property
     def input_topics(self) -> list[str]:
-        return [*self.event_topics, self.topic_accounts]
+        return [*self.event_topics, self.topic_accounts, self.topic_overrides]
 
 
 def env_name(field_name: str) -> str:

@@ -83,7 +83,8 @@ def test_members_count_in_the_windows_their_last_seen_time_is_in() -> None:
 def test_state_fields_are_read() -> None:
     published = {"tier": "green", "score": 80.0, "seq": 3, "components": {}}
     resident = _load(state=[b"7", orjson.dumps({"seats_purchased": 5}),
-                            orjson.dumps(published), b"catch_up", b"1", None, b"1", None])
+                            orjson.dumps(published), b"catch_up", b"1", None, b"1", None,
+                            None, None, None])
     assert resident.version == 7
     assert resident.mode is Mode.CATCH_UP
     assert resident.values is None  # component values are computed again after a load

@@ -250,6 +250,7 @@ def test_custom_topic_names_follow_through() -> None:
     assert "events.login" not in settings.event_topics
     assert settings.input_topics == [
         "prod.login", "events.feature_use", "events.ticket", "events.survey", "prod.accounts",
+        "overrides",
     ]
 
 

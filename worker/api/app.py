@@ -148,7 +148,9 @@ def _account(result: Explanation) -> models.Account:
         last_alert=None if published is None else models.LastAlert(
             seq=published.seq, tier=published.tier, score=published.score),
         components=[models.Component(**c) for c in data["components"]],
-        last_events=result.last_events())
+        last_events=result.last_events(),
+        override=None if data["override"] is None else models.AccountOverride(**data["override"]),
+        override_history=[models.AccountOverride(**o) for o in data["override_history"]])
 
 
 def _model(model: Model) -> models.ScoringModel:

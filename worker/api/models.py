@@ -29,6 +29,23 @@ class LastAlert(BaseModel):
     score: float = Field(description="The score the alert published.")
 
 
+class AccountOverride(BaseModel):
+    override_id: str = Field(description="The override's id (an override sent again with it"
+                                         " edits it).")
+    kind: str = Field(description="pin: the tier is pinned; adjust: one component's sub-score"
+                                  " is replaced.")
+    tier: str | None = Field(description="pin: the pinned tier.")
+    component: str | None = Field(description="adjust: the component adjusted.")
+    subscore: float | None = Field(description="adjust: the sub-score it is given.")
+    reason: str = Field(description="Why, as its author wrote it.")
+    author: str = Field(description="Who set it.")
+    set_at: str = Field(description="When it was set (RFC 3339).")
+    expires_at: str = Field(description="When it expires (RFC 3339).")
+    ended: str | None = Field(default=None, description="Past overrides: how it ended"
+                                                        " (expired, replaced, cleared).")
+    ended_at: str | None = Field(default=None, description="Past overrides: when (RFC 3339).")
+
+
 class Account(BaseModel):
     account_id: str = Field(description="The account.")
     at: str = Field(description="When the score was computed (RFC 3339): the windows end here.")
@@ -54,6 +71,11 @@ class Account(BaseModel):
         description="Event type -> start (RFC 3339) of the newest time bucket (the model's"
                     " bucket, 1 day by default) holding an event of that type; null: seen"
                     " before this was recorded. Types never seen are left out.")
+    override: AccountOverride | None = Field(
+        default=None, description="The override in force (a pinned tier or an adjusted"
+                                  " component); null: none.")
+    override_history: list[AccountOverride] = Field(
+        default_factory=list, description="Past overrides, newest first, with how they ended.")
 
 
 class AccountSummary(BaseModel):

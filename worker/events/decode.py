@@ -8,6 +8,7 @@ because the key decides the partition and so which worker owns the account.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,8 @@ import orjson
 
 from worker.contracts import first_error, load_schema, validator
 from worker.errors import BadInput, Reason
-from worker.events.types import AccountUpdate, Event, Record, SourceRef
+from worker.events.override import check_override
+from worker.events.types import AccountUpdate, Event, Override, Record, SourceRef
 from worker.scoring.vocabulary import VOCABULARY
 
 # Far outside any window, yet parseable: guards against year-1 / year-9999 stamps.
@@ -31,18 +33,28 @@ class Decoder:
         accounts_topic: str,
         max_message_bytes: int,
         max_future_skew: float,
+        *,
+        overrides_topic: str | None = None,
+        tiers: Collection[str] | None = None,
+        components: Collection[str] | None = None,
     ) -> None:
+        """``tiers``, ``components``: the model's, which an override must name."""
+        self._overrides_topic = overrides_topic
+        self._model_names = (tiers, components)
         self._topic_types = dict(event_topics)
         self._accounts_topic = accounts_topic
         self._max_bytes = max_message_bytes
         self._max_skew = max_future_skew
         self._validators = {name: validator(t.schema_name) for name, t in VOCABULARY.items()}
         self._validators["account"] = validator("account")
+        self._validators["override"] = validator("override")
         self._account_id = re.compile(load_schema("common")["$defs"]["account_id"]["pattern"])
 
     def decode(self, source: SourceRef, key: bytes | None, value: bytes | None, now: float) -> Record:
         if source.topic == self._accounts_topic:
             return self._account(source, key, value)
+        if source.topic == self._overrides_topic:
+            return self._override(source, key, value)
         event_type = self._topic_types.get(source.topic)
         if event_type is None:
             raise BadInput(Reason.UNKNOWN_TOPIC, f"no event type is bound to topic {source.topic!r}")
@@ -64,6 +76,16 @@ class Decoder:
         body = self._body("account", value)
         _check_key(key, body["account_id"])
         return AccountUpdate(body["account_id"], body, source)
+
+    def _override(self, source: SourceRef, key: bytes | None, value: bytes | None) -> Override:
+        if value is None:  # compaction tombstone: the active override is cleared
+            if not key:
+                raise BadInput(Reason.BAD_KEY, "tombstone without a key", "/account_id")
+            return Override(self._valid_account_id(key.decode("utf-8", "replace")), None, source)
+        body = self._body("override", value)
+        _check_key(key, body["account_id"])
+        check_override(body, *self._model_names)
+        return Override(body["account_id"], body, source)
 
     def _valid_account_id(self, account_id: str) -> str:
         if self._account_id.fullmatch(account_id) is None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from worker.clock import Clock
 from worker.errors import BadInput, internal_error, is_retriable
 from worker.events.deadletter import dead_letter, dead_letter_key
 from worker.events.decode import Decoder
-from worker.events.types import AccountUpdate, Event, SourceRef
+from worker.events.types import AccountUpdate, Event, Record, SourceRef
 from worker.metrics import Metrics
 from worker.settings import Settings
 
@@ -34,20 +34,25 @@ class RawRecord(Protocol):
 
 
 class Intake:
-    def __init__(self, settings: Settings, clock: Clock, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, clock: Clock, metrics: Metrics, *,
+                 tiers: Collection[str] | None = None,
+                 components: Collection[str] | None = None) -> None:
+        """``tiers``, ``components``: every model's, which an override must name."""
         self._clock = clock
         self._metrics = metrics
         self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
-                                settings.max_message_bytes, settings.max_future_skew_seconds)
+                                settings.max_message_bytes, settings.max_future_skew_seconds,
+                                overrides_topic=settings.topic_overrides, tiers=tiers,
+                                components=components)
         self._max_request_bytes = settings.max_request_bytes
         self._logged: set[type[Exception]] = set()  # exception types whose traceback was logged
 
     def decode(self, records: Sequence[RawRecord],
-               dead_letters: DeadLetters) -> dict[str, list[Event | AccountUpdate]]:
+               dead_letters: DeadLetters) -> dict[str, list[Record]]:
         # Future skew is judged against the real present whatever the scoring clock
         # (an event-time clock trails it during a replay).
         present = max(self._clock.now(), time.time())
-        by_account: dict[str, list[Event | AccountUpdate]] = {}
+        by_account: dict[str, list[Record]] = {}
         latest = -math.inf
         updates = 0
         decode = self._decoder.decode
@@ -65,7 +70,7 @@ class Intake:
                 if record.ts > latest:  # not max(): this runs once per event
                     latest = record.ts
             else:
-                updates += 1
+                updates += isinstance(record, AccountUpdate)
                 record = record._replace(ts=raw.timestamp / 1000)  # its only clock
             by_account.setdefault(record.account_id, []).append(record)
         if updates:
@@ -96,7 +101,7 @@ class Intake:
                     extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset})
         self._reject(raw, internal_error(exc), now, dead_letters)
 
-    def fail_all(self, account_records: Sequence[Event | AccountUpdate],
+    def fail_all(self, account_records: Sequence[Record],
                  records: Sequence[RawRecord], exc: Exception,
                  dead_letters: DeadLetters) -> None:
         """Dead-letter one account's records of the batch: planning or scoring them failed.

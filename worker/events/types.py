@@ -39,4 +39,15 @@ class AccountUpdate(NamedTuple):
     ts: float = 0.0
 
 
-Record = Event | AccountUpdate
+class Override(NamedTuple):
+    """A CSM's override of an account's tier or of one component (``override.schema.json``);
+    ``body is None`` is a tombstone: the active override is cleared early. ``ts`` is the
+    Kafka record's timestamp, as for an ``AccountUpdate``."""
+
+    account_id: str
+    body: dict[str, Any] | None
+    source: SourceRef
+    ts: float = 0.0
+
+
+Record = Event | AccountUpdate | Override

@@ -76,6 +76,19 @@ def trigger_words(trigger: dict[str, Any] | None, model: Model | None) -> str:
     return f"{what} {verb} from {number(was)} to {number(now)}{window}"
 
 
+def override_words(alert: dict[str, Any]) -> str | None:
+    """Why, when an override set, cleared or expired moved the tier; None otherwise."""
+    kind, over = alert["cause"]["kind"], alert.get("override")
+    if kind == "override_expired":
+        return "an override expired"
+    if kind != "override":
+        return None
+    if over is None:
+        return "an override was cleared"
+    return (f"override by {escape(over['author'])} until {escape(over['expires_at'])}:"
+            f" {escape(over['reason'])}")
+
+
 def score_change(alert: dict[str, Any]) -> str:
     score, before = float(alert["score"]), alert.get("previous_score")
     if before is None:
@@ -100,8 +113,9 @@ def alert_message(alert: dict[str, Any], model: Model | None, link_template: str
     and the Block Kit layout, in an attachment for the tier's colour bar."""
     tier, previous = alert["tier"], alert.get("previous_tier")
     trigger = alert.get("triggering_component")
-    why = trigger_words(trigger, model)
-    points = "" if trigger is None else f" ({float(trigger['contribution_change']):+.1f} pts)"
+    overridden = override_words(alert)
+    why = overridden or trigger_words(trigger, model)
+    points = "" if trigger is None or overridden else f" ({float(trigger['contribution_change']):+.1f} pts)"
     headline = (f"{account_link(alert['account_id'], link_template)}: "
                 f"{tier_badge(previous)} → *{tier_badge(tier, alert.get('tier_label'))}*")
     segment = alert.get("segment")

@@ -25,6 +25,8 @@ def wanted_topics(settings: Settings, extra: Sequence[str] = ()) -> list[NewTopi
         *(topic(name) for name in settings.event_topics),
         # The latest attributes per account are all that matter: compact, never delete.
         topic(settings.topic_accounts, **{"cleanup.policy": "compact"}),
+        # The latest override per account; its history is kept in Redis.
+        topic(settings.topic_overrides, **{"cleanup.policy": "compact"}),
         topic(settings.topic_alerts),
         topic(settings.topic_deadletter),
         *(topic(name) for name in extra),

@@ -29,6 +29,8 @@ class Published(NamedTuple):
     # The segment model it was decided on, when the model file has segments (else None:
     # the default), so that a move to another model is seen.
     model: str | None = None
+    # The override it was published under (``scoring.override``), None: none.
+    ovr: str | None = None
 
 
 class TierChange(NamedTuple):

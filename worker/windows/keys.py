@@ -20,7 +20,9 @@ hs:{A}:s            hash   attrs, write count (ver),                          no
                            capped:<set> -> latest time of a member the
                            distinct bound left out,
                            a running replay's own tier chain (pub:replay),
-                           outbox:<seq> -> an alert saved but not yet known sent
+                           outbox:<seq> -> an alert saved but not yet known sent,
+                           ovr: the active override, past ones, and the
+                           offset of the last override record applied
 ==================  =====  ==================================================  =========
 
 Per partition number P (input topics are co-partitioned, so an account has one):
@@ -103,6 +105,7 @@ VERSION = "ver"  # counted up by every script call: a worker's copy knows when i
 # The mode of the account's last evaluation (``scoring.mode``), set only while it is
 # catch_up: absent for a live account, so a live stream never writes it.
 MODE = "mode"
+OVERRIDE = "ovr"  # the account's override state (``windows.overrides``), absent without one
 
 
 OUTBOX_PREFIX = "outbox:"

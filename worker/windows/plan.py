@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from worker.events.types import AccountUpdate, Event
+from worker.events.types import AccountUpdate, Event, Override
 from worker.scoring.model import Model
+from worker.scoring.override import OverrideState
 from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.vocabulary import VOCABULARY
 from worker.windows.buckets import bucket_of, oldest_bucket
@@ -69,6 +70,11 @@ class AccountPlan:
     # The time of its newest record (event ts, account update record timestamp); for a
     # rescore without records, the time its windows end at. Decides live or catch-up.
     newest: float = -math.inf
+    # The batch's override records, and the account's override state after them (set
+    # by the store from the held account, None: unchanged) with what happened to it.
+    overrides: list[Override] = field(default_factory=list)
+    override: OverrideState | None = None
+    override_events: list[str] = field(default_factory=list)
 
     def totals(self, status: str | None = None) -> Totals:
         """The sum of the writes whose ``status`` letter is "a" (applied); all if None."""
@@ -124,7 +130,7 @@ class Planner:
             c.name for c in model.components if c.signal.name in ATTRIBUTE_SIGNALS
         )
 
-    def plan(self, account_id: str, records: Iterable[Event | AccountUpdate],
+    def plan(self, account_id: str, records: Iterable[Event | AccountUpdate | Override],
              now_bucket: int) -> AccountPlan:
         plan = AccountPlan(account_id)
         keep_from = oldest_bucket(now_bucket, self._max_window_buckets)
@@ -134,6 +140,8 @@ class Planner:
             if isinstance(record, AccountUpdate):
                 plan.attrs, plan.attrs_changed = record.attrs, True
                 plan.touched |= self._attribute_components
+            elif isinstance(record, Override):
+                plan.overrides.append(record)
             elif not self._add_event(plan, record, keep_from):
                 continue  # too old: leaves no trace, not even in ``newest``
             if record.ts > newest:  # not max(): this runs once per event

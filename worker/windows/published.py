@@ -23,13 +23,15 @@ def encode(published: Published) -> bytes:
             "components": published.components}
     if published.model is not None:  # only files with segment models write it
         data["model"] = published.model
+    if published.ovr is not None:  # published under an override
+        data["ovr"] = published.ovr
     return orjson.dumps(data)
 
 
 def decode(raw: bytes | str) -> Published:
     # Read for every account loaded: in C but for the tuple itself.
     data = orjson.loads(raw)
-    return _make((*_FIELDS(data), data.get("model")))
+    return _make((*_FIELDS(data), data.get("model"), data.get("ovr")))
 
 
 def of_alert(alert: Mapping[str, Any]) -> Published:
@@ -37,4 +39,6 @@ def of_alert(alert: Mapping[str, Any]) -> Published:
     segment = (alert.get("model") or {}).get("segment")
     return Published(alert["tier"], alert["score"], alert["seq"], {
         name: [c["value"], c["subscore"], c["weight"]] for name, c in alert["components"].items()
-    }, None if segment == "default" else segment)
+    }, None if segment == "default" else segment,
+        # published under an override: hysteresis must not hold it once the override ends
+        alert["override"]["override_id"] if alert.get("override") else None)

@@ -30,8 +30,10 @@ from typing import Any
 import orjson
 
 from worker.scoring.mode import Mode
+from worker.scoring.override import OverrideState
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import Published
+from worker.windows import overrides
 from worker.windows.buckets import bucket_of
 from worker.windows.plan import Totals
 from worker.windows.published import decode as decode_published
@@ -80,6 +82,7 @@ class Resident:
     # Per set that reached the distinct-member bound: the latest time of a member left
     # out. A window reaching back to it has a count that is a lower bound.
     capped: dict[str, float] = field(default_factory=dict)
+    override: OverrideState | None = None  # None: the account never had one
     # The windows as scoring sees them, built again only when a distinct count moves
     # (the sums are shared, so counters need no rebuild): most batches move none.
     _view: dict[int, WindowView] | None = field(default=None, init=False, repr=False,
@@ -171,11 +174,11 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
     """An account from what Redis holds: its counters (field, sum), each of its distinct
     ``sets``' (member, last seen) and its state fields: ver, attrs, the published tier,
     the last evaluation's mode, the seen flags of ``seen_types``, then the
-    ``CAPPED_PREFIX`` fields of ``sets``."""
+    ``CAPPED_PREFIX`` fields of ``sets``, then its override state."""
     # Loops, not comprehensions (each a function call): a cold account (a silent
     # rescore, every account of a large population) is loaded once per batch it is in.
     n = len(windows)
-    version, attrs, published, mode, *flags = state
+    version, attrs, published, mode, *flags, override = state
     seen, capped = flags[:len(seen_types)], flags[len(seen_types):]
     last_seen: dict[str, dict[str, float]] = {}
     counts: dict[str, list[int]] = {}
@@ -194,6 +197,8 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
                                       if v} if any(seen) else {}),
                         published=decode_published(published) if published is not None else None,
                         mode=Mode.CATCH_UP if mode == CATCH_UP else Mode.LIVE)
+    if override is not None:
+        resident.override = overrides.parse(override)
     if any(capped):
         resident.capped = {name: float(ts) for name, ts in zip(sets, capped, strict=True) if ts is not None}
     _sum_counters(resident, counters, keep_from)

@@ -9,8 +9,9 @@ from typing import Protocol
 
 from worker.alerts import Alert
 from worker.scoring.mode import Mode
+from worker.scoring.override import OverrideState
 from worker.scoring.tierchange import Published
-from worker.windows import keys, published, schedule, tierindex, wire
+from worker.windows import keys, overrides, published, schedule, tierindex, wire
 from worker.windows.outbox import save_commands
 
 
@@ -27,6 +28,8 @@ class Write(Protocol):
     def published(self) -> Published | None: ...
     @property
     def alert(self) -> Alert | None: ...
+    @property
+    def override(self) -> OverrideState | None: ...
 
 
 def commands(write: Write, mode: Mode | None, scheduled: bool, *, published_field: str,
@@ -41,6 +44,8 @@ def commands(write: Write, mode: Mode | None, scheduled: bool, *, published_fiel
         found.append(("HSET", state, keys.MODE, mode.value))
     if write.published is not None:
         found += _publish(write, write.published, mode, published_field, outbox)
+    if write.override is not None:  # scoring changed it (an expiry): records did not
+        found.append(("HSET", state, keys.OVERRIDE, overrides.dumps(write.override)))
     if write.partition is not None and not scheduled:
         found.append(schedule.reschedule(write.partition, write.account_id, write.next_change))
     return found

@@ -11,7 +11,7 @@ from importlib import resources
 import orjson
 
 from worker.scoring.model import Model
-from worker.windows import keys, wire
+from worker.windows import keys, overrides, wire
 from worker.windows.buckets import oldest_bucket, state_ttl_seconds
 from worker.windows.plan import AccountPlan, Totals, distinct_sets
 from worker.windows.resident import CAPPED_PREFIX, Resident
@@ -89,6 +89,8 @@ class ApplyScript:
                 deletes.append(keys.ATTRS)
             else:
                 sets.append((keys.ATTRS, orjson.dumps(plan.attrs).decode()))
+        if plan.override is not None:
+            sets += overrides.field_sets(plan)
         args.append(len(sets))
         for pair in sets:
             args += pair

@@ -17,11 +17,12 @@ from redis.asyncio import Redis
 from worker.alerts import Alert
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
+from worker.scoring.override import OverrideState
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import Published
 from worker.scoring.vocabulary import event_types
 from worker.settings import Settings
-from worker.windows import keys, saving, server, wire
+from worker.windows import keys, overrides, saving, server, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.outbox import Outbox
 from worker.windows.plan import AccountPlan, Totals, distinct_sets
@@ -53,6 +54,7 @@ class AccountState(NamedTuple):
     last_mode: Mode  # of the account's evaluation before this one
     left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
     seen_bucket: dict[str, int] | None = None  # event type -> its newest bucket (explain)
+    override: OverrideState | None = None  # after the batch's override records
 
 
 class StateWrite(NamedTuple):
@@ -65,6 +67,7 @@ class StateWrite(NamedTuple):
     published: Published | None = None  # set only when a new tier was published
     alert: Alert | None = None  # the alert that publishes it: into the outbox
     mode: Mode = Mode.LIVE  # of this evaluation: the next one asks it (saved when it changes)
+    override: OverrideState | None = None  # set when scoring changed it (an expiry)
 
 
 class WindowStore:
@@ -110,7 +113,7 @@ class WindowStore:
         # In the order ``resident.load`` reads them.
         self._fields = [keys.VERSION, keys.ATTRS, published_field, keys.MODE,
                         *(keys.SEEN_PREFIX + t for t in self._seen_types),
-                        *(CAPPED_PREFIX + name for name in self._sets)]
+                        *(CAPPED_PREFIX + name for name in self._sets), keys.OVERRIDE]
         self._residents = Residents(resident_accounts)
 
     def now_bucket(self, now: float) -> int:
@@ -125,6 +128,7 @@ class WindowStore:
         now_bucket = self.now_bucket(now)
         try:
             residents = await self._residents_of([p.account_id for p in plans], now_bucket)
+            overrides.receive_all(plans, residents, now)
             replies = await self._calls.run(plans, residents, now)
             stale = [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
                      if version != r.version + 1]
@@ -195,6 +199,7 @@ class WindowStore:
             last_mode=resident.mode,
             left_out=None if dropped is None else {n: c for n, (c, _) in dropped.items()},
             seen_bucket=resident.seen_bucket,
+            override=resident.override,
         )
 
     async def read(self, account_id: str, now: float) -> AccountState:
@@ -229,6 +234,8 @@ class WindowStore:
                 resident.mode = w.mode
                 if w.published is not None:
                     resident.published = w.published
+                if w.override is not None:
+                    resident.override = w.override
 
     async def _save(self, writes: Sequence[StateWrite]) -> list[Any]:
         """Only what changed: a new tier (with its alert in the outbox), a new time to
@@ -269,6 +276,8 @@ def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int
             resident.seen_bucket[event_type] = bucket
     if plan.attrs_changed:
         resident.attrs = plan.attrs or {}
+    if plan.override is not None:
+        resident.override = plan.override
 
 
 

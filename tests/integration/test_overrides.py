@@ -1,0 +1,203 @@
+"""Overrides through the real topics and Redis: a CSM pins a tier, the alert says who and
+why; the pin expires on time and the account is rescored back; a tombstone clears one
+early; ``explain`` (run as users run it) shows the active override and the past ones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+from redis.asyncio import Redis
+
+from tests.integration.harness import (
+    Producer,
+    alerts_for,
+    event,
+    read_until,
+    running_worker,
+    valid_alert,
+)
+from worker.api.app import create_app
+from worker.modelfile import load_model
+from worker.replay import Replay
+from worker.settings import Settings
+from worker.timefmt import rfc3339
+
+HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
+AUTHOR = "dana@example.com"
+
+
+def override(account_id: str, override_id: str, tier: str, lasts: float) -> dict[str, Any]:
+    now = time.time()
+    return {"account_id": account_id, "override_id": override_id, "kind": "pin", "tier": tier,
+            "reason": "exec sponsor left, renewal at risk", "author": AUTHOR,
+            "set_at": rfc3339(now), "expires_at": rfc3339(now + lasts)}
+
+
+async def send_override(p: Producer, account_id: str, body: dict[str, Any] | None) -> None:
+    await p.raw(p.settings.topic_overrides, account_id.encode(),
+                None if body is None else orjson.dumps(body))
+
+
+async def explain(settings: Settings, account_id: str) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(await explain_text(settings, account_id, "--json"))
+    return report
+
+
+async def explain_text(settings: Settings, account_id: str, *flags: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
+    env.update(HEALTHSCORE_REDIS_URL=settings.redis_url, HEALTHSCORE_METRICS_PORT="0",
+               COLUMNS="200")
+    result = await asyncio.to_thread(
+        subprocess.run, [*HEALTHSCORE, "explain", account_id, *flags], env=env,
+        capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout
+
+
+def tiers(records: list[dict[str, Any]], account_id: str) -> list[str]:
+    return [a["tier"] for a in alerts_for(records, account_id)]
+
+
+async def test_a_pin_is_alerted_with_its_author_and_expires_on_time(settings: Settings) -> None:
+    async with running_worker(settings), Producer(settings) as p:
+        await p.send("ticket", event("ticket", "wayne", ticket_id="T-1", status="resolved",
+                                     priority="low"))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: tiers(rs, "wayne") == ["green"])
+        await send_override(p, "wayne", override("wayne", "o-1", "red", lasts=6))
+        pinned = await read_until(settings, settings.topic_alerts,
+                                  lambda rs: tiers(rs, "wayne") == ["green", "red"])
+        during = await explain(settings, "wayne")
+        during_text = await explain_text(settings, "wayne")
+        back = await read_until(settings, settings.topic_alerts,
+                                lambda rs: tiers(rs, "wayne") == ["green", "red", "green"],
+                                within=40)
+        after = await explain(settings, "wayne")
+        after_text = await explain_text(settings, "wayne")
+
+    red = alerts_for(pinned, "wayne")[1]
+    assert valid_alert(red)
+    assert red["cause"]["kind"] == "override"
+    assert red["cause"]["topic"] == settings.topic_overrides
+    assert red["override"]["author"] == AUTHOR
+    assert red["override"]["override_id"] == "o-1"
+    assert red["score"] == 100.0  # a pin sets the tier; the score is the account's own
+    assert during["tier"] == during["published_tier"] == "red"
+    assert during["override"]["author"] == AUTHOR
+    assert during["override_history"] == []
+
+    green = alerts_for(back, "wayne")[2]
+    assert valid_alert(green)
+    assert green["cause"]["kind"] == "override_expired"
+    assert "override" not in green
+    assert green["delivery"] == "live"
+    assert after["override"] is None
+    assert [(o["override_id"], o["ended"]) for o in after["override_history"]] == [
+        ("o-1", "expired")]
+    assert after["published_tier"] == "green"
+    assert f"override: tier pinned to red by {AUTHOR}" in during_text
+    assert "past override" not in during_text
+    assert f"past override: tier pinned to red by {AUTHOR}, expired" in after_text
+
+
+async def test_a_tombstone_clears_an_override_early(settings: Settings) -> None:
+    async with running_worker(settings), Producer(settings) as p:
+        await p.send("ticket", event("ticket", "stark", ticket_id="T-1", status="resolved",
+                                     priority="low"))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: tiers(rs, "stark") == ["green"])
+        await send_override(p, "stark", override("stark", "o-9", "yellow", lasts=30 * 86400))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: tiers(rs, "stark") == ["green", "yellow"])
+        await send_override(p, "stark", None)
+        records = await read_until(settings, settings.topic_alerts,
+                                   lambda rs: tiers(rs, "stark") == ["green", "yellow", "green"])
+        report = await explain(settings, "stark")
+    cleared = alerts_for(records, "stark")[2]
+    assert cleared["cause"]["kind"] == "override"
+    assert "override" not in cleared
+    assert report["override"] is None
+    assert [(o["override_id"], o["ended"]) for o in report["override_history"]] == [
+        ("o-9", "cleared")]
+    # the account API shows the same
+    with TestClient(create_app(load_model(), Redis.from_url(settings.redis_url))) as client:
+        account = client.get("/accounts/stark").json()
+    assert account["override"] is None
+    assert [(o["override_id"], o["ended"], o["author"]) for o in account["override_history"]] == [
+        ("o-9", "cleared", AUTHOR)]
+
+
+async def test_an_override_without_expiry_is_dead_lettered(settings: Settings) -> None:
+    body = override("rogers", "o-2", "red", lasts=60)
+    del body["expires_at"]
+    async with running_worker(settings), Producer(settings) as p:
+        await send_override(p, "rogers", body)
+        letters = await read_until(settings, settings.topic_deadletter, lambda rs: len(rs) >= 1)
+    assert letters[0]["reason"] == "schema_violation"
+    assert letters[0]["source"]["topic"] == settings.topic_overrides
+
+
+async def _live_tiers(settings: Settings) -> dict[str, tuple[Any, ...]]:
+    """Per account: the published tier and seq, the tier explain gives, the active override."""
+    out = {}
+    for account in ("pinned", "adjusted", "cleared", "plain"):
+        report = await explain(settings, account)
+        active = report["override"]
+        out[account] = (report["published_tier"], report["published_seq"], report["tier"],
+                        None if active is None else active["override_id"])
+    return out
+
+
+async def test_a_replay_reproduces_the_live_tiers_with_overrides_in_play(
+        settings: Settings, redis: Any) -> None:
+    adjust = {**override("adjusted", "o-adj", "red", lasts=86400), "kind": "adjust",
+              "component": "escalations", "subscore": 20}
+    del adjust["tier"]
+    async with running_worker(settings), Producer(settings) as p:
+        for account in ("pinned", "adjusted", "cleared", "plain"):
+            await p.send("ticket", event("ticket", account, ticket_id="T-1", status="resolved",
+                                         priority="low"))
+        await send_override(p, "pinned", override("pinned", "o-pin", "red", lasts=86400))
+        await send_override(p, "adjusted", adjust)
+        await send_override(p, "cleared", override("cleared", "o-clr", "yellow", lasts=86400))
+        await send_override(p, "cleared", None)
+        await read_until(settings, settings.topic_alerts, lambda rs: (
+            tiers(rs, "pinned")[-1:] == ["red"] and tiers(rs, "adjusted")[-1:] == ["yellow"]
+            and tiers(rs, "cleared")[-1:] == ["green"] and tiers(rs, "plain") == ["green"]))
+    live = await _live_tiers(settings)
+    assert live["pinned"][2:] == ("red", "o-pin")
+    assert live["adjusted"][2:] == ("yellow", "o-adj")
+    assert live["cleared"][3] is None
+    alerts_before = await read_until(settings, settings.topic_alerts, lambda rs: True)
+
+    await redis.flushdb()
+    report = await Replay(settings, force=True).run()
+
+    assert report.alerts == []  # the rebuilt tiers are the ones consumers were told
+    assert await _live_tiers(settings) == live
+    after = await read_until(settings, settings.topic_alerts, lambda rs: True, within=5)
+    assert len(after) == len(alerts_before)
+
+
+async def test_an_override_that_expires_while_no_worker_runs_is_expired_on_restart(
+        settings: Settings) -> None:
+    async with running_worker(settings), Producer(settings) as p:
+        await p.send("ticket", event("ticket", "banner", ticket_id="T-1", status="resolved",
+                                     priority="low"))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: tiers(rs, "banner") == ["green"])
+        await send_override(p, "banner", override("banner", "o-3", "red", lasts=3))
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: tiers(rs, "banner") == ["green", "red"])
+    await asyncio.sleep(4)  # expired with no worker running
+    async with running_worker(settings):
+        records = await read_until(settings, settings.topic_alerts,
+                                   lambda rs: tiers(rs, "banner") == ["green", "red", "green"])
+    assert alerts_for(records, "banner")[2]["cause"]["kind"] == "override_expired"
