@@ -25,7 +25,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import faust
 import orjson
@@ -35,6 +34,7 @@ from redis.typing import EncodableT, FieldT
 from bench.peers.args import PeerArgs, parse
 from bench.peers.progress import Progress
 from bench.peers.scoring import Parsed, Scorer
+from worker.alerts import Alert, to_json
 from worker.settings import Settings
 
 
@@ -48,7 +48,7 @@ class NaiveScorer:
         self.prefix = key_prefix
         self.progress = progress
 
-    async def handle(self, event: Parsed, source: tuple[str, int, int]) -> dict[str, Any] | None:
+    async def handle(self, event: Parsed, source: tuple[str, int, int]) -> Alert | None:
         """Apply one event and rescore its account; the alert when its tier changed."""
         scorer, r = self.scorer, self.redis
         now = time.time()
@@ -127,7 +127,7 @@ def build_app(settings: Settings, args: PeerArgs) -> tuple[faust.App, Progress]:
                 source = (message.topic, message.partition, message.offset)
                 alert = await naive.handle(parsed, source)
                 if alert is not None:
-                    await alerts.send(key=parsed.account_id.encode(), value=orjson.dumps(alert))
+                    await alerts.send(key=parsed.account_id.encode(), value=to_json(alert))
                 progress.processed(alerts=alert is not None)
         finally:
             await redis.aclose()

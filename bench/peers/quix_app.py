@@ -38,7 +38,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from quixstreams import Application, State, message_context
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic, TopicConfig
@@ -46,6 +45,7 @@ from quixstreams.models import Topic, TopicConfig
 from bench.peers.args import PeerArgs, parse
 from bench.peers.progress import Progress
 from bench.peers.scoring import Scorer
+from worker.alerts import Alert, to_json
 from worker.settings import Settings
 
 ACCOUNT = "account"  # one state document per account (the message key)
@@ -63,10 +63,10 @@ class StateScorer:
         ctx = message_context()
         alert = self._handle(raw, state, (ctx.topic, ctx.partition, ctx.offset))
         self.progress.processed(alerts=alert is not None)
-        return None if alert is None else orjson.dumps(alert)
+        return None if alert is None else to_json(alert)
 
     def _handle(self, raw: bytes, state: State[str, Any],
-                source: tuple[str, int, int]) -> dict[str, Any] | None:
+                source: tuple[str, int, int]) -> Alert | None:
         scorer = self.scorer
         event = scorer.parse(self.types[source[0]], raw)
         now = time.time()

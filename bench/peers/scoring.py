@@ -18,14 +18,14 @@ from typing import Any
 
 import orjson
 
-from worker.alerts import Cause, build_alert
+from worker.alerts import Alert, Cause, build_alert
 from worker.modelfile import load_model
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import evaluation_mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import score_components
 from worker.scoring.signals import WindowView
-from worker.scoring.tierchange import decide, snapshot
+from worker.scoring.tierchange import Published, decide, snapshot
 from worker.scoring.vocabulary import VOCABULARY
 from worker.settings import Settings
 from worker.windows.buckets import bucket_of, oldest_bucket
@@ -48,7 +48,7 @@ class Parsed:
 @dataclass(frozen=True, slots=True)
 class Scored:
     score: float | None
-    alert: dict[str, Any] | None  # set when the tier changed
+    alert: Alert | None  # set when the tier changed
     published: dict[str, Any] | None  # the new tier's snapshot: the next decision's baseline
 
 
@@ -125,7 +125,7 @@ class Scorer:
         no account attributes (the bench sends none), the event itself as the cause."""
         values = component_values(self.model, windows, {}, frozenset(seen), {}, None)
         card = score_components(self.model, values)
-        change = decide(self.model, card, published)
+        change = decide(self.model, card, None if published is None else Published(**published))
         if change is None:
             return Scored(card.score, None, None)
         topic, partition, offset = source
@@ -133,4 +133,4 @@ class Scorer:
         # As the worker marks it; a peer decides with hysteresis throughout, as before.
         mode = evaluation_mode(event.ts, now, self.catch_up_lag)
         alert = build_alert(self.model, event.account_id, None, change, cause, now, mode=mode)
-        return Scored(card.score, alert, snapshot(change))
+        return Scored(card.score, alert, snapshot(change)._asdict())
