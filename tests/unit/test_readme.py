@@ -82,3 +82,27 @@ def test_the_readme_consumer_keeps_one_of_each_alert_and_leaves_catch_up_ones(
     # As published (and as `healthscore alerts --json` prints them), one delivered twice.
     lines = [orjson.dumps(a) for a in (history, first, change, first, older)]
     assert run_consumer(lines) == ["b: None -> green", "b: green -> red", "c: None -> red"]
+
+
+def _worked_rows() -> list[list[str]]:
+    section = README.split("### A score, worked through", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines()
+            if line.startswith("| `")]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def test_the_worked_example_is_what_the_default_model_computes(model: Model) -> None:
+    rows = _worked_rows()
+    assert [r[0].strip("`") for r in rows] == [c.name for c in model.components]
+    # The raw value is the last number of its cell ("264 / 22 = 12 logins ..." -> 12).
+    values = {r[0].strip("`"): float(re.findall(r"-?[\d.]+", r[1].split("=")[-1])[0])
+              for r in rows}
+    card = score_components(model, values)
+    for name, _, subscore, weight, contribution in rows:
+        c = card.components[name.strip("`")]
+        assert float(subscore.split("=")[-1].split()[-1]) == round(c.subscore, 2), name
+        assert float(weight) == c.weight, name
+        assert float(contribution) == round(card.contribution(name.strip("`")), 2), name
+    total = README.split("| **score** |", 1)[1].split("\n", 1)[0]
+    assert f"**{card.score:.2f}**" in total
+    assert f"{card.total_weight:.2f}" in total
