@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from worker import causes
 from worker.alerts import WINDOW_EXPIRY, Alert, Cause, build_alert
 from worker.clock import Clock
 from worker.errors import is_retriable
 from worker.events.intake import Intake, RawRecord
-from worker.events.types import AccountUpdate, Event, Record
+from worker.events.types import Record
 from worker.gaps import DataGaps
 from worker.metrics import Metrics
 from worker.overriding import overriding
@@ -30,7 +31,6 @@ from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.scoring.rollup import score_components, score_of
 from worker.scoring.segments import ModelSet, as_model_set, model_name, scoring_model
-from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
 from worker.settings import Settings
 from worker.windows import wire
@@ -97,7 +97,7 @@ class Pipeline:
                 self.metrics.too_old.inc(plan.too_old)
         await self._apply_and_score(
             plans, now, outcome,
-            lambda plan, model, change, switched: _cause(
+            lambda plan, model, change, switched: causes.cause_of(
                 model, by_account[plan.account_id], change, switched=switched),
             lambda plan, exc: self._intake.fail_all(by_account[plan.account_id], records, exc,
                                                     outcome.dead_letters))
@@ -214,7 +214,7 @@ class Pipeline:
             for event in over.events:
                 self.metrics.overrides.labels(event).inc()
             if over.cause is not None:
-                cause_of = partial(_same, over.cause)
+                cause_of = partial(causes.fixed, over.cause)
         next_change = state.next_change if over is None else over.next_change(state.next_change)
         if change is not None and self.gaps is not None and self.gaps.holds(change):
             # Not saved as published, and rescored again: when the gap closes, or by then.
@@ -294,23 +294,3 @@ def _origins(records: Sequence[RawRecord], outcome: Outcome) -> list[float]:
 
 def _position(record: RawRecord) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
-
-
-def _cause(model: Model, records: list[Record],
-           change: TierChange, *, switched: bool = False) -> Cause:
-    """The batch's last record that fed the triggering component, else its last record;
-    the account update that moved the account to another segment model (``switched``)."""
-    if switched:
-        return Cause.of(next(r for r in reversed(records) if isinstance(r, AccountUpdate)))
-    if change.trigger is not None:
-        signal = model.component(change.trigger.name).signal
-        for record in reversed(records):
-            if isinstance(record, Event) and record.type in signal.sources:
-                return Cause.of(record)
-            if isinstance(record, AccountUpdate) and signal.name in ATTRIBUTE_SIGNALS:
-                return Cause.of(record)
-    return Cause.of(records[-1])
-
-
-def _same(cause: Cause, _model: Model, _change: TierChange, _switched: bool) -> Cause:
-    return cause
