@@ -27,7 +27,6 @@ from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.scoring.rollup import score_components, score_of
-from worker.scoring.signals import ATTRIBUTE_SIGNALS
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
 from worker.settings import Settings
 from worker.windows import wire
@@ -262,6 +261,6 @@ def _cause(model: Model, records: list[Event | AccountUpdate],
         for record in reversed(records):
             if isinstance(record, Event) and record.type in signal.sources:
                 return Cause.of(record)
-            if isinstance(record, AccountUpdate) and signal.name in ATTRIBUTE_SIGNALS:
+            if isinstance(record, AccountUpdate) and signal.attributes:
                 return Cause.of(record)
     return Cause.of(records[-1])
