@@ -17,6 +17,7 @@ from worker.scoring.signals import SIGNALS, Signal
 from worker.scoring.vocabulary import VOCABULARY
 
 _NUMERIC = frozenset({"integer", "number"})
+_KINDS = ("count", "distinct", "ratio", "attribute")
 _MEMBER_TYPES = frozenset({"string", "integer"})  # fields a distinct count may count
 
 
@@ -36,6 +37,10 @@ def custom_signals(raw: Mapping[str, Any] | None, source: str) -> dict[str, Sign
 def _signal(name: str, spec: Mapping[str, Any], known: Mapping[str, Signal],
             where: str) -> Signal:
     description = spec.get("description", "")
+    kinds = [k for k in _KINDS if k in spec]
+    if len(kinds) != 1:
+        raise ConfigError(f"{where}: needs exactly one of {', '.join(_KINDS)}"
+                          + (f" (has {', '.join(kinds)})" if kinds else ""))
     if "count" in spec:
         body = spec["count"]
         event_type = _event_type(body["event"], f"{where}.count.event")
