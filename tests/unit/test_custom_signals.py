@@ -209,3 +209,11 @@ def test_values_from_a_window_view(example: Any) -> None:
 def test_a_signal_is_one_kind(definition: str) -> None:
     with pytest.raises(ConfigError, match=r"signals\.mine: needs exactly one of count, distinct"):
         parse_model(one(definition))
+
+
+def test_an_attribute_alone_does_not_score_an_account(example: Any) -> None:
+    window = WindowView({}, {}, end=NOW)
+    attrs = {"renewal_date": "2026-02-14"}
+    assert component_values(example, {1: window, 30: window}, attrs, set(), {}, None) == {}
+    values = component_values(example, {1: window, 30: window}, attrs, {"login"}, {}, None)
+    assert values["renewal_runway"] == pytest.approx(29.5)

@@ -38,8 +38,10 @@ def component_values(
             if component.name in cached:
                 values[component.name] = cached[component.name]
             continue
+        # No sources: an attribute, with data once the account has sent any event (an
+        # account known only by its attributes is not scored on them alone).
         sources = component.signal.sources
-        if sources and sources.isdisjoint(seen):  # none: an attribute, data when it is set
+        if sources.isdisjoint(seen) if sources else not seen:
             continue
         if component.silence == "unknown" and not in_window(component, seen_bucket, now_bucket):
             continue
