@@ -7,16 +7,29 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 
+from tests.integration import chaos
 from tests.integration.harness import Producer, alerts_for, event, read_until, running_worker
+from worker.clock import FixedClock
+from worker.explain import explain
+from worker.modelfile import load_model
+from worker.replay import Replay
+from worker.runtime.topics import ensure_topics
+from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.windows import keys
+from worker.windows.store import WindowStore
 
 EXAMPLE = str(resources.files("worker").joinpath("models", "custom-signals.example.yaml"))
 ACCOUNT = "globex"
@@ -76,3 +89,56 @@ def test_key_feature_adoption_moves_the_score(settings: Settings) -> None:
     table = subprocess.run([*HEALTHSCORE, "explain", ACCOUNT], env=env, capture_output=True,
                            text=True, timeout=60, check=True).stdout
     assert "key_feature_adoption" in table
+
+
+def _example_on_generated_features(tmp_path: Path) -> str:
+    """The example model, its key features among those the chaos stream sends."""
+    text = Path(EXAMPLE).read_text("utf-8").replace("[reports, api, sso]", "[f0, f1, f2]")
+    path = tmp_path / "custom.yaml"
+    path.write_text(text, "utf-8")
+    return str(path)
+
+
+async def test_a_replay_rebuilds_the_live_state_of_custom_signals(
+        settings: Settings, tmp_path: Path) -> None:
+    """A replay into an empty Redis under a model with its own signals gives the live run's
+    windows, sets of its own and scores, and publishes nothing."""
+    settings = settings.replace(model_path=_example_on_generated_features(tmp_path))
+    model = load_model(settings.model_path)
+    stream = chaos.stream(random.Random(15), 3000)
+    await ensure_topics(settings)
+    ends = await chaos.produce_to(settings, stream)
+    log = tmp_path / "live.log"
+    worker = chaos.start_worker(settings, log)
+    try:
+        await chaos.wait_for_commits(settings, ends, log)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    now = time.time()
+    live = await _custom_snapshot(settings, model, now)
+    assert any(s["key_features"] for s in live.values()), "the stream uses key features"
+    async with Redis.from_url(settings.redis_url) as redis:
+        await redis.flushdb()
+    report = await Replay(settings, force=True).run()
+    assert report.alerts == []
+    rebuilt = await _custom_snapshot(settings, model, now)
+    assert rebuilt == live
+
+
+async def _custom_snapshot(settings: Settings, model: Model, now: float) -> dict[str, Any]:
+    """Per account: its counters, its key-features set and what explain gives at ``now``."""
+    out: dict[str, Any] = {}
+    async with Redis.from_url(settings.redis_url) as redis:
+        store = WindowStore(redis, model)
+        async for key in redis.scan_iter(match=keys.state_key("*")):
+            account = keys.account_of_state_key(key.decode())
+            assert account is not None
+            why = (await explain(store, model, account, FixedClock(now))).as_dict()
+            out[account] = {
+                "counters": await redis.hgetall(f"hs:{{{account}}}:c"),
+                "key_features": await redis.zrange(keys.set_key(account, "x:key_features"),
+                                                   0, -1, withscores=True),
+                "score": why["score"], "tier": why["tier"], "components": why["components"],
+            }
+    return out
