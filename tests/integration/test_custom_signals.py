@@ -142,3 +142,19 @@ async def _custom_snapshot(settings: Settings, model: Model, now: float) -> dict
                 "score": why["score"], "tier": why["tier"], "components": why["components"],
             }
     return out
+
+
+def test_check_model_names_the_bad_field_of_a_signal(tmp_path: Path) -> None:
+    """As a user runs it: the example checks, a typo in a signal's field is named."""
+    ok = subprocess.run([*HEALTHSCORE, "check-model", EXAMPLE], capture_output=True, text=True,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "key_feature_adoption key_features" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(EXAMPLE).read_text("utf-8").replace("field: feature,", "field: featur,"))
+    result = subprocess.run([*HEALTHSCORE, "check-model", str(bad)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert (f"{bad}: signals.key_features.distinct.field: 'featur' is not a field of "
+            "feature_use events (fields: account_id, count, event_id, feature, ts, user_id)"
+            in result.stderr)
