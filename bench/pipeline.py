@@ -49,12 +49,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(total: int, accounts: int, batch: int, commands: bool = False) -> None:
+async def run(total: int, accounts: int, batch: int, commands: bool = False,
+              model_path: str = "") -> None:
     settings = Settings()
     records = _records(settings, total, accounts)
     with EmbeddedRedis() as embedded:
         redis = Redis.from_url(embedded.url)
-        model = load_model()
+        model = load_model(model_path)
         pipeline = Pipeline(settings, model, WindowStore(redis, model), WallClock(), Metrics())
         redis_pid = embedded.pid
         assert redis_pid is not None, "started by the with block"
@@ -85,9 +86,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=Settings().batch_max_records)
     parser.add_argument("--commands", action="store_true",
                         help="also print Redis' time per command")
+    parser.add_argument("--model", default="",
+                        help="a model file (default: the packaged default model); "
+                             "bench/custom-signals.yaml adds three filtered signals")
     args = parser.parse_args()
     tune_gc()  # as the worker does
-    asyncio.run(run(args.events, args.accounts, args.batch, args.commands))
+    asyncio.run(run(args.events, args.accounts, args.batch, args.commands, args.model))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ import yaml
 
 from worker.contracts import first_error
 from worker.errors import ConfigError
+from worker.modelsignals import custom_signals
 from worker.scoring.curves import Band, Bands, Curve, Linear
 from worker.scoring.model import UNKNOWN_TIER, Component, Model, Tier
-from worker.scoring.signals import SIGNALS
+from worker.scoring.signals import SIGNALS, Signal
 
 MAX_WINDOW_SECONDS = 90 * 86400
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -81,8 +83,9 @@ def compile_model(raw: dict[str, Any], source: str) -> Model:
     bucket = parse_duration(raw["bucket"], f"{source}: bucket")
     if bucket < 1:
         raise ConfigError(f"{source}: bucket: must be at least 1 second")
+    signals = custom_signals(raw.get("signals"), source)
     components = tuple(
-        _component(name, spec, bucket, f"{source}: components.{name}")
+        _component(name, spec, bucket, f"{source}: components.{name}", signals)
         for name, spec in raw["components"].items()
     )
     tiers = tuple(Tier(t["name"], t["label"], float(t["min_score"])) for t in raw["tiers"]["levels"])
@@ -103,10 +106,11 @@ def _data_gaps(raw: dict[str, Any], source: str) -> tuple[tuple[str, int], ...]:
                         for t, v in gaps.items()))
 
 
-def _component(name: str, spec: dict[str, Any], bucket: int, where: str) -> Component:
-    signal = SIGNALS.get(spec["signal"])
+def _component(name: str, spec: dict[str, Any], bucket: int, where: str,
+               signals: Mapping[str, Signal] = SIGNALS) -> Component:
+    signal = signals.get(spec["signal"])
     if signal is None:
-        known = ", ".join(sorted(SIGNALS))
+        known = ", ".join(sorted(signals))
         raise ConfigError(f"{where}.signal: unknown signal {spec['signal']!r} (known: {known})")
     window = parse_duration(spec["window"], f"{where}.window")
     if window > MAX_WINDOW_SECONDS:

@@ -38,7 +38,10 @@ def component_values(
             if component.name in cached:
                 values[component.name] = cached[component.name]
             continue
-        if component.signal.sources.isdisjoint(seen):
+        # No sources: an attribute, with data once the account has sent any event (an
+        # account known only by its attributes is not scored on them alone).
+        sources = component.signal.sources
+        if sources.isdisjoint(seen) if sources else not seen:
             continue
         if component.silence == "unknown" and not in_window(component, seen_bucket, now_bucket):
             continue
@@ -52,7 +55,7 @@ def in_window(component: Component, seen_bucket: Mapping[str, int] | None,
               now_bucket: int | None) -> bool:
     """Whether a source event of the component arrived within its window (True when
     the caller does not know: the component then scores as if silence were a signal)."""
-    if seen_bucket is None or now_bucket is None:
+    if seen_bucket is None or now_bucket is None or not component.signal.sources:
         return True
     oldest = now_bucket - component.window_buckets + 1
     return any(seen_bucket.get(t, -1) >= oldest for t in component.signal.sources)

@@ -12,6 +12,7 @@ a ratio to an unknown seat count): the component is then left out of the score.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -31,12 +32,25 @@ class WindowView(NamedTuple):
     # Distinct sets ("users", "features") whose count here is a lower bound: the account
     # reached HEALTHSCORE_MAX_DISTINCT_MEMBERS and a member left out is in this window.
     capped: frozenset[str] = frozenset()
+    end: float = math.nan  # epoch seconds the window ends at (NaN: unknown)
 
     def get(self, counter: str) -> float:
         return self.sums.get(counter, 0.0)
 
     def distinct(self, name: str) -> int:
         return self.counts.get(name, 0)
+
+
+class Feed(NamedTuple):
+    """What a model file's signal adds per event of ``event_type`` passing ``test``
+    (None: every one): 1 or the body's ``field`` to counter ``key``, or (``distinct``) the
+    ``field`` as a member of set ``key``."""
+
+    event_type: str
+    key: str
+    test: Callable[[Mapping[str, Any]], bool] | None
+    field: str | None
+    distinct: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +65,7 @@ class Signal:
     distinct: frozenset[str]  # distinct set names, e.g. "users"
     compute: Callable[[WindowView, Attrs], float | None]
     attributes: bool = False  # reads account attributes: an account update touches it
+    feeds: tuple[Feed, ...] = ()  # a model file's signals: what the planner adds for them
 
 
 def signal(name: str, description: str, compute: Callable[[WindowView, Attrs], float | None],

@@ -9,7 +9,8 @@ hs:{A}:u            zset   distinct set ``users``: member (an active user) ->  i
                            last-seen epoch seconds
 hs:{A}:f            zset   distinct set ``features``: the same                 idle TTL
 hs:{A}:d:<set>      zset   any other distinct set of the event vocabulary      idle TTL
-                           (``scoring.vocabulary``): the same
+                           (``scoring.vocabulary``): the same; ``x:<signal>``
+                           for a model file's own distinct count
 hs:{A}:e            zset   digests of recent (type, event_id) -> time applied  dedup horizon
 hs:{A}:s            hash   attrs, write count (ver),                          none
                            seen:<type> -> newest bucket with an event of it,

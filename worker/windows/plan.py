@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from worker.events.types import AccountUpdate, Event, Override
 from worker.scoring.model import Model
 from worker.scoring.override import OverrideState
-from worker.scoring.signals import ATTRIBUTE_SIGNALS
+from worker.scoring.signals import Feed
 from worker.scoring.vocabulary import VOCABULARY
 from worker.windows.buckets import bucket_of, oldest_bucket
 
@@ -127,8 +127,9 @@ class Planner:
         }
         self._max_window_buckets = model.max_window_buckets
         self._attribute_components = frozenset(
-            c.name for c in model.components if c.signal.name in ATTRIBUTE_SIGNALS
+            c.name for c in model.components if c.signal.attributes
         )
+        self._feeds = _feeds_by_type(model)  # the model file's signals; most models: none
 
     def plan(self, account_id: str, records: Iterable[Event | AccountUpdate | Override],
              now_bucket: int) -> AccountPlan:
@@ -170,8 +171,40 @@ class Planner:
             member = body.get(source_field)
             if member is not None:
                 distinct.append((name, member))
+        feeds = self._feeds.get(event.type)
+        if feeds is not None:
+            increments += _fed(feeds, body, distinct)
         source = event.source
         plan.writes.append(EventWrite(f"{source.topic}:{source.partition}", source.offset,
                                       event_key(event.type, event.event_id), event.ts, bucket,
                                       increments, tuple(distinct), event.type))
         return True
+
+
+def _feeds_by_type(model: Model) -> dict[str, tuple[Feed, ...]]:
+    """Per event type, the feeds of the model's custom signals (each counter or set once)."""
+    feeds: dict[str, dict[str, Feed]] = {}
+    for c in model.components:
+        for feed in c.signal.feeds:
+            feeds.setdefault(feed.event_type, {})[feed.key] = feed
+    return {t: tuple(by_key.values()) for t, by_key in feeds.items()}
+
+
+def _fed(feeds: tuple[Feed, ...], body: dict[str, Any],
+         distinct: list[tuple[str, str]]) -> tuple[tuple[str, float], ...]:
+    """The counter increments of ``feeds`` for this body; their members go to ``distinct``."""
+    increments = []
+    for _type, key, test, source_field, is_set in feeds:
+        if test is not None and not test(body):
+            continue
+        if is_set:
+            member = body.get(source_field)  # type: ignore[arg-type]
+            if member is not None:
+                distinct.append((key, member if type(member) is str else str(member)))
+        elif source_field is None:
+            increments.append((key, 1.0))
+        else:
+            value = body.get(source_field)
+            if type(value) is int or type(value) is float:  # not bool, not None
+                increments.append((key, float(value)))
+    return tuple(increments)

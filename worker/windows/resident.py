@@ -98,7 +98,8 @@ class Resident:
                     window_counts[name] = per_window[i]
                 view[w] = WindowView(self.sums[i], window_counts,
                                      self._capped_since((self.bucket - w + 1)
-                                                        * self.bucket_seconds))
+                                                        * self.bucket_seconds),
+                                     (self.bucket + 1) * self.bucket_seconds)
             self._view = view
         return self._view
 
