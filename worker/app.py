@@ -15,13 +15,13 @@ from worker.clock import Clock, WallClock
 from worker.endpoint import Thresholds
 from worker.errors import access_denied
 from worker.metrics import Metrics
+from worker.modelfile.segments import load_models
 from worker.pipeline import Pipeline
 from worker.runtime.loop import ConsumerLoop
 from worker.runtime.retry import Stopping, retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model
 from worker.scoring.segments import ModelSet, as_model_set
-from worker.segments import load_models
 from worker.settings import Settings
 from worker.startup import check_redis
 from worker.windows import server

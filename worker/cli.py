@@ -258,7 +258,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _check_model(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.segments import load_models
+    from worker.modelfile.segments import load_models
 
     models = load_models(args.path or settings.model_path)
     for model in models.all():

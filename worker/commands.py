@@ -16,9 +16,9 @@ from rich.text import Text
 from worker.clock import WallClock
 from worker.explain import explain
 from worker.gaps import is_data_gap
+from worker.modelfile.segments import load_models
 from worker.overrideview import print_overrides
 from worker.runtime import kafka
-from worker.segments import load_models
 from worker.settings import Settings
 from worker.terminal import visible
 from worker.windows import server

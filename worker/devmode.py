@@ -21,7 +21,7 @@ from worker.app import Worker
 from worker.catchup import CatchUpSummary
 from worker.commands import AlertSink, Printer, tail_alerts
 from worker.embedded import EmbeddedStack
-from worker.segments import load_models
+from worker.modelfile.segments import load_models
 from worker.settings import Settings
 
 

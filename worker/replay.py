@@ -51,6 +51,7 @@ from worker.clock import EventTimeClock, WallClock
 from worker.contracts import validator
 from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.metrics import Metrics
+from worker.modelfile.segments import load_models
 from worker.pipeline import Outcome, Pipeline
 from worker.progress import Reporter
 from worker.runtime import kafka
@@ -61,7 +62,6 @@ from worker.runtime.retry import retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model
 from worker.scoring.segments import ModelSet, as_model_set
-from worker.segments import load_models
 from worker.settings import Settings
 from worker.windows import keys, rebuild, server
 from worker.windows.store import WindowStore

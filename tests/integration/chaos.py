@@ -26,9 +26,9 @@ from redis.asyncio import Redis
 from tests.integration import alertcheck
 from tests.integration import reference as ref
 from tests.integration.harness import event
+from worker.modelfile.segments import load_models
 from worker.scoring.evaluate import component_values
 from worker.scoring.rollup import score_components
-from worker.segments import load_models
 from worker.settings import Settings, env_name
 from worker.windows import keys
 from worker.windows.store import WindowStore

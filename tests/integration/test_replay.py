@@ -21,12 +21,12 @@ from worker.clock import FixedClock
 from worker.errors import ConfigError
 from worker.explain import explain
 from worker.modelfile import load_model, parse_model
+from worker.modelfile.segments import load_models
 from worker.replay import Replay
 from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model
 from worker.scoring.segments import ModelSet, as_model_set
-from worker.segments import load_models
 from worker.settings import Settings
 from worker.windows import keys
 from worker.windows.store import WindowStore

@@ -24,7 +24,7 @@ from tests.integration.harness import (
     valid_alert,
 )
 from worker.api.app import create_app
-from worker.segments import load_models
+from worker.modelfile.segments import load_models
 from worker.settings import Settings
 from worker.windows.store import WindowStore
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from worker.errors import ConfigError
-from worker.modelfile import (
+from worker.modelfile.load import (
     MAX_WINDOW_SECONDS,
     default_model_text,
     load_model,

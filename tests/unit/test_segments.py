@@ -25,12 +25,12 @@ from worker.commands import _print_explanation
 from worker.contracts import first_error
 from worker.errors import ConfigError
 from worker.events.types import Event, SourceRef
+from worker.modelfile.segments import load_models, merge_segment, parse_models
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.rollup import score_components
 from worker.scoring.segments import ModelSet, as_model_set, model_name, scoring_model
 from worker.scoring.tierchange import Published, decide
-from worker.segments import load_models, merge_segment, parse_models
 from worker.windows.plan import Planner
 
 EXAMPLE = str(resources.files("worker").joinpath("models", "segments.example.yaml"))

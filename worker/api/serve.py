@@ -12,7 +12,7 @@ import uvicorn
 
 from worker.api.app import create_app
 from worker.errors import AddressInUse, ConfigError
-from worker.segments import load_models
+from worker.modelfile.segments import load_models
 from worker.settings import Settings
 from worker.windows import server
 

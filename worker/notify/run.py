@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import signal
 
+from worker.modelfile.segments import load_models
 from worker.notify.config import notify_config
 from worker.notify.delivery import Notifier
-from worker.segments import load_models
 from worker.settings import Settings
 
 OVERRIDES = ("slack_webhook_url", "slack_webhook_file", "slack_link_template", "notify_group_id",

@@ -1,5 +1,5 @@
 """Signals a model file declares: counts and distinct counts of filtered events, ratios
-and attributes. Pure: ``worker.modelsignals`` checks a model file's definitions against
+and attributes. Pure: ``worker.modelfile.signals`` checks a model file's definitions against
 the event schemas and builds these from them.
 
 A custom count is a counter ``x:<signal>`` and a custom distinct count a distinct set

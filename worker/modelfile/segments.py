@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ConfigError
-from worker.modelfile import checked, compile_model, model_text
+from worker.modelfile.load import checked, compile_model, model_text
 from worker.scoring.segments import ModelSet
 
 _NEW_COMPONENT_FIELDS = ("signal", "window", "weight", "curve")

@@ -18,7 +18,7 @@ import yaml
 
 from worker.contracts import first_error
 from worker.errors import ConfigError
-from worker.modelsignals import custom_signals
+from worker.modelfile.signals import custom_signals
 from worker.scoring.curves import Band, Bands, Curve, Linear
 from worker.scoring.model import UNKNOWN_TIER, Component, Model, Tier
 from worker.scoring.signals import SIGNALS, Signal
