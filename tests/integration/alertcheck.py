@@ -88,8 +88,13 @@ def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: r
     _check_trigger(alert, was, now, model, was_model)
     cause = alert["cause"]
     kinds = {e.body["event_id"]: e.type for e in account.events}
-    if switched and cause["kind"] == "account_update":
-        return  # the account's segment record moved it to this model
+    if cause["kind"] == "account_update":
+        # The segment record that moved it to this model; or, without a switch, the
+        # account's record whose evaluation changed the tier: the first live one after a
+        # catch-up takes the plain tier (README, Tiers), so an update alone can move it.
+        assert switched or alert["delivery"] == "live", alert
+        assert cause["event_id"] is None and cause["offset"] is not None, alert
+        return
     assert cause["kind"] == "event", alert
     assert kinds.get(cause["event_id"]) == cause["event_type"], alert
 

@@ -100,8 +100,8 @@ async def _settled(settings: Settings, account: str) -> int:
             state = await store.read(account, time.time())
             if (state.attrs.get("segment") == "retail" and state.published is not None
                     and state.windows[30].get("login") == 32
-                    and state.published["tier"] == "green"):
-                seq: int = state.published["seq"]
+                    and state.published.tier == "green"):
+                seq: int = state.published.seq
                 return seq
             await asyncio.sleep(0.1)
     finally:

@@ -60,9 +60,9 @@ async def test_a_new_event_type_is_counted_distinct_counted_and_scored(
         assert "page_view" in state.seen
 
     [(_, alert)] = outcome.alerts  # the account's first score
-    assert alert["components"]["page_breadth"]["value"] == 0.75  # 3 pages / 4 views
-    assert alert["components"]["page_breadth"]["subscore"] == 75.0
-    assert alert["score"] == 75.0  # the only component with data
+    assert alert.components["page_breadth"].value == 0.75  # 3 pages / 4 views
+    assert alert.components["page_breadth"].subscore == 75.0
+    assert alert.score == 75.0  # the only component with data
     assert pipeline.metrics.registry.get_sample_value(
         "healthscore_events_total", {"type": vocab.NAME}) == 4.0
 
