@@ -93,7 +93,8 @@ def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: r
         # account's record whose evaluation changed the tier: the first live one after a
         # catch-up takes the plain tier (README, Tiers), so an update alone can move it.
         assert switched or alert["delivery"] == "live", alert
-        assert cause["event_id"] is None and cause["offset"] is not None, alert
+        assert cause["event_id"] is None, alert
+        assert cause["offset"] is not None, alert
         return
     assert cause["kind"] == "event", alert
     assert kinds.get(cause["event_id"]) == cause["event_type"], alert
