@@ -133,28 +133,28 @@ def build_alert(
     reports history, which consumers may batch rather than page on."""
     card = change.scorecard
     contributions = card.contributions()
+    # Positional, in field order: a backfill builds one alert per account.
     return Alert(
-        alert_id=alert_id(account_id, change.seq, change.previous_tier, change.tier),
-        account_id=account_id,
-        segment=segment,
-        previous_tier=change.previous_tier,
-        tier=change.tier,
-        tier_label=model.tier(change.tier).label,
-        previous_score=None if change.previous_score is None else rounded(change.previous_score),
-        score=rounded(change.score),
-        triggering_component=_component_change(change.trigger) if change.trigger else None,
-        components={
-            name: AlertComponent(rounded(c.subscore), c.value, c.weight,
-                                 rounded(contributions[name]))
-            for name, c in card.components.items()
-        },
-        cause=cause,
-        delivery=mode.value,
-        model_version=model.version,
-        model=AlertModel(model.version, model_name(model)),
-        ts=rfc3339(now),
-        seq=change.seq,
+        alert_id(account_id, change.seq, change.previous_tier, change.tier),
+        account_id,
+        segment,
+        change.previous_tier,
+        change.tier,
+        model.tier(change.tier).label,
+        None if change.previous_score is None else rounded(change.previous_score),
+        rounded(change.score),
+        _component_change(change.trigger) if change.trigger else None,
+        {name: AlertComponent(rounded(c.subscore), c.value, c.weight,
+                              rounded(contributions[name]))
+         for name, c in card.components.items()},
+        cause,
+        mode.value,
+        model.version,
+        AlertModel(model.version, model_name(model)),
+        rfc3339(now),
+        change.seq,
     )
+
 
 
 def _component_change(change: ComponentChange) -> TriggeringComponent:

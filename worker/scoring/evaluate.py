@@ -58,4 +58,7 @@ def in_window(component: Component, seen_bucket: Mapping[str, int] | None,
     if seen_bucket is None or now_bucket is None or not component.signal.sources:
         return True
     oldest = now_bucket - component.window_buckets + 1
-    return any(seen_bucket.get(t, -1) >= oldest for t in component.signal.sources)
+    for event_type in component.signal.sources:  # noqa: SIM110 (a generator per component)
+        if seen_bucket.get(event_type, -1) >= oldest:
+            return True
+    return False
