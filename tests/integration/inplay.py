@@ -220,13 +220,23 @@ async def snapshot(redis: Redis, models: ModelSet, now: float) -> dict[str, Any]
     out: dict[str, Any] = {}
     for account in await accounts_in(redis):
         tag = f"hs:{{{account}}}"
+        shown = (await explain(store, models, account, FixedClock(now))).as_dict()
         out[account] = {
-            **(await explain(store, models, account, FixedClock(now))).as_dict(),
+            **shown,
+            "override_history": [_when_known(p) for p in shown["override_history"]],
             "counters": await redis.hgetall(f"{tag}:c"),
             "users": await redis.zrange(f"{tag}:u", 0, -1, withscores=True),
             "features": await redis.zrange(f"{tag}:f", 0, -1, withscores=True),
         }
     return out
+
+
+def _when_known(past: dict[str, Any]) -> dict[str, Any]:
+    """A past override as a rebuild can know it. When a tombstone cleared one is not in
+    the record: the live worker stamps its wall clock, a replay its event-time clock."""
+    if past["ended"] == "cleared":
+        return {k: v for k, v in past.items() if k != "ended_at"}
+    return past
 
 
 def chains(alerts: list[dict[str, Any]], snap: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

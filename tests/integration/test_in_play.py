@@ -88,12 +88,15 @@ async def _settle(settings: Settings, redis: Redis, produced: inplay.Stream,
                   ends: dict[TopicPartition, int], workers: list[subprocess.Popen[bytes]],
                   log: Path) -> None:
     """Until every event is counted, every expiring override has run out and been
-    rescored, and every input record is committed; then the workers stop."""
+    rescored, and every input record is committed."""
     await chaos.wait_for_state(redis, chaos.reference(produced.events), workers, log)
     await inplay.wait_for_expiries(redis, load_models(settings.model_path),
                                    produced.latest_expiry, log)
     await chaos.wait_for_commits(settings, ends, log)
-    chaos.stop(workers)
+
+
+_REQUIRED = ("segments alerted", "pinned now", "adjusted now", "expired", "cleared",
+             "override alerts")
 
 
 def _in_play(chains: dict[str, list[dict[str, Any]]], snap: dict[str, Any]) -> dict[str, int]:
@@ -142,7 +145,9 @@ async def test_crashes_with_segments_and_overrides_end_as_a_replay_rebuilds_them
     # least one kill must have, or the run proved nothing about re-deliveries.
     assert any(skipped), f"no kill interrupted a batch: {skipped}"
     exercised = _in_play(chains, live)
-    assert all(exercised.values()), exercised
+    # An expiry or a segment move is often rescored in a batch with events of the same
+    # account, which then give the alert its cause: those two counts may be 0.
+    assert all(n for what, n in exercised.items() if what in _REQUIRED), exercised
     assert exercised["segments alerted"] == len(models.segments) + 1, exercised
     print(f"{chaos_kind}: {len(alerts)} alerts read, {sum(map(len, chains.values()))} distinct, "
           f"re-deliveries skipped {skipped}; {exercised}")
