@@ -70,13 +70,16 @@ async def _rebalance(settings: Settings, redis: Redis, produced: inplay.Stream, 
     ports = [free_port() for _ in range(2)]
     workers = [chaos.start_worker(settings.replace(metrics_port=p), log) for p in ports]
     try:
-        feed = inplay.Feeder(settings, produced.records, chunk=300)
-        await feed()
+        # Most of the stream at once, a backlog that keeps both busy; the rest fed in
+        # large chunks while the kill looks for a batch in flight.
+        cut = len(produced.records) * 2 // 3
+        ends = await inplay.send(settings, produced.records[:cut])
+        feed = inplay.Feeder(settings, produced.records[cut:], chunk=1000)
         await chaos.wait_for_progress(redis, log)
         before = await kills.replayed(ports[1])
         await kills.kill_mid_batch(workers[0], settings, redis, log, rng, others=True,
                                    feed=feed)
-        ends = await feed.rest()
+        ends |= await feed.rest()
         await _settle(settings, redis, produced, ends, workers[1:], log)
         after = await kills.replayed(ports[1])
     finally:
