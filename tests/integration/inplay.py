@@ -31,7 +31,7 @@ from worker.windows.store import WindowStore
 
 DAY = 86400.0
 ACCOUNTS = 240
-EVENTS = 10_000
+EVENTS = 8000
 ACCOUNTS_TOPIC, OVERRIDES_TOPIC = "accounts", "overrides"  # stand-ins until sent
 # Components every segment model of the example file has: an adjust must name one.
 ADJUSTABLE = ("escalations", "login_frequency", "feature_adoption")
