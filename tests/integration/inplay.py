@@ -172,16 +172,31 @@ async def send(settings: Settings, records: list[Rec]) -> dict[TopicPartition, i
 
 
 class Feeder(kills.Feeder):
-    """``kills.Feeder`` for records of every input topic, in order."""
+    """``kills.Feeder`` for records of every input topic, in order. Past its records, each
+    call sends a chunk of new logins (added to ``stream``'s events), so that a kill
+    always finds work in flight in the end, however fast the workers are."""
 
-    def __init__(self, settings: Settings, records: list[Rec], chunk: int) -> None:
+    def __init__(self, settings: Settings, records: list[Rec], chunk: int, stream: Stream,
+                 rng: random.Random) -> None:
         self._settings = settings
         self._records = [records[i:i + chunk] for i in range(0, len(records), chunk)]
+        self._chunk, self._stream, self._rng = chunk, stream, rng
         self.ends: dict[TopicPartition, int] = {}
 
     async def __call__(self) -> None:
-        if self._records:
-            self.ends |= await send(self._settings, self._records.pop(0))
+        self.ends |= await send(self._settings, self._records.pop(0) if self._records
+                                else self._filler())
+
+    def _filler(self) -> list[Rec]:
+        now, out = time.time(), []
+        for _ in range(self._chunk):
+            n = len(self._stream.events)
+            body = event("login", f"acct-{self._rng.randrange(ACCOUNTS):04d}",
+                         now - self._rng.uniform(0, 10 * DAY), user_id=f"u{n % 13}",
+                         session_seconds=self._rng.randint(10, 3000))
+            self._stream.events.append(("login", body))
+            out.append(("login", body["account_id"].encode(), orjson.dumps(body)))
+        return out
 
     async def rest(self) -> dict[TopicPartition, int]:
         while self._records:

@@ -33,7 +33,6 @@ from worker.segments import load_models
 from worker.settings import Settings
 
 KILLS = 3
-ROUNDS = 3  # of the rebalance: kills until one finds a batch in flight
 
 
 async def _sigkill_loop(settings: Settings, redis: Redis, produced: inplay.Stream, log: Path,
@@ -50,10 +49,10 @@ async def _sigkill_loop(settings: Settings, redis: Redis, produced: inplay.Strea
     try:
         await chaos.wait_for_progress(redis, log)
         for part in parts[1:]:
-            feed = inplay.Feeder(settings, part, chunk=300)
+            feed = inplay.Feeder(settings, part, chunk=300, stream=produced, rng=rng)
             await feed()
             caught = await kills.kill_mid_batch(worker, settings, redis, log, rng, feed=feed,
-                                                within=12.0, required=False)
+                                                within=15.0, required=False)
             ends |= await feed.rest()
             port = free_port()
             worker = chaos.start_worker(settings.replace(metrics_port=port), log)
@@ -67,39 +66,24 @@ async def _sigkill_loop(settings: Settings, redis: Redis, produced: inplay.Strea
 async def _rebalance(settings: Settings, redis: Redis, produced: inplay.Stream, log: Path,
                      rng: random.Random) -> tuple[dict[TopicPartition, int], list[float]]:
     """Two workers; one SIGKILLed mid-batch while the stream is sent; the other takes its
-    partitions over. A kill that finds no batch in flight (the two can be fast) is made
-    good by a new worker, and the next part of the stream gets another kill, up to
-    ``ROUNDS``. Returns the ends and the re-deliveries the other workers skipped."""
-    size = -(-len(produced.records) // (ROUNDS + 1))
-    parts = [produced.records[i:i + size] for i in range(0, len(produced.records), size)]
+    partitions over. Returns the ends and the re-deliveries the survivor skipped."""
+    half = len(produced.records) // 2
     ports = [free_port() for _ in range(2)]
     workers = [chaos.start_worker(settings.replace(metrics_port=p), log) for p in ports]
-    victim, skipped = 0, 0.0
     try:
-        ends = await inplay.send(settings, parts[0])
+        ends = await inplay.send(settings, produced.records[:half])
+        feed = inplay.Feeder(settings, produced.records[half:], chunk=300, stream=produced,
+                             rng=rng)
         await chaos.wait_for_progress(redis, log)
-        for sent, part in enumerate(parts[1:], start=2):
-            feed = inplay.Feeder(settings, part, chunk=300)
-            await feed()
-            others = [port for k, port in enumerate(ports) if k != victim]
-            before = [await kills.replayed(p) for p in others]
-            caught = await kills.kill_mid_batch(workers[victim], settings, redis, log, rng,
-                                                others=True, feed=feed, within=15.0,
-                                                required=False)
-            ends |= await feed.rest()
-            if caught:
-                ends |= await inplay.send(settings, [r for rest in parts[sent:] for r in rest])
-                await _settle(settings, redis, produced, ends, workers, log)
-                skipped = sum([await kills.replayed(p) for p in others]) - sum(before)
-                break
-            ports.append(free_port())  # the next victim: the worker that was not killed
-            workers.append(chaos.start_worker(settings.replace(metrics_port=ports[-1]), log))
-            victim = len(ports) - 2
-        else:
-            await _settle(settings, redis, produced, ends, workers, log)
+        before = await kills.replayed(ports[1])
+        await kills.kill_mid_batch(workers[0], settings, redis, log, rng, others=True,
+                                   feed=feed)
+        ends |= await feed.rest()
+        await _settle(settings, redis, produced, ends, workers[1:], log)
+        after = await kills.replayed(ports[1])
     finally:
         chaos.stop(workers)
-    return ends, [skipped]
+    return ends, [after - before]
 
 
 async def _settle(settings: Settings, redis: Redis, produced: inplay.Stream,
