@@ -33,6 +33,7 @@ from worker.segments import load_models
 from worker.settings import Settings
 
 KILLS = 3
+ROUNDS = 3  # of the rebalance: kills until one finds a batch in flight
 
 
 async def _sigkill_loop(settings: Settings, redis: Redis, produced: inplay.Stream, log: Path,
@@ -66,7 +67,9 @@ async def _sigkill_loop(settings: Settings, redis: Redis, produced: inplay.Strea
 async def _rebalance(settings: Settings, redis: Redis, produced: inplay.Stream, log: Path,
                      rng: random.Random) -> tuple[dict[TopicPartition, int], list[float]]:
     """Two workers; one SIGKILLed mid-batch while the stream is sent; the other takes its
-    partitions over. Returns the ends and the re-deliveries the survivor skipped."""
+    partitions over. A kill that found no batch in flight in ``within`` is made good by a
+    new worker, and the older one of the two is the next to kill, up to ``ROUNDS`` times.
+    Returns the ends and the re-deliveries the other workers skipped."""
     half = len(produced.records) // 2
     ports = [free_port() for _ in range(2)]
     workers = [chaos.start_worker(settings.replace(metrics_port=p), log) for p in ports]
@@ -75,15 +78,21 @@ async def _rebalance(settings: Settings, redis: Redis, produced: inplay.Stream, 
         feed = inplay.Feeder(settings, produced.records[half:], chunk=300, stream=produced,
                              rng=rng)
         await chaos.wait_for_progress(redis, log)
-        before = await kills.replayed(ports[1])
-        await kills.kill_mid_batch(workers[0], settings, redis, log, rng, others=True,
-                                   feed=feed)
+        for victim in range(ROUNDS):
+            others = [port for k, port in enumerate(ports) if k != victim]
+            before = [await kills.replayed(p) for p in others]
+            if await kills.kill_mid_batch(workers[victim], settings, redis, log, rng,
+                                          others=True, feed=feed, within=20.0,
+                                          required=False):
+                break
+            ports.append(free_port())
+            workers.append(chaos.start_worker(settings.replace(metrics_port=ports[-1]), log))
         ends |= await feed.rest()
-        await _settle(settings, redis, produced, ends, workers[1:], log)
-        after = await kills.replayed(ports[1])
+        await _settle(settings, redis, produced, ends, workers, log)
+        after = [await kills.replayed(p) for p in others]
     finally:
         chaos.stop(workers)
-    return ends, [after - before]
+    return ends, [sum(after) - sum(before)]
 
 
 async def _settle(settings: Settings, redis: Redis, produced: inplay.Stream,
