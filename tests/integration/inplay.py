@@ -173,8 +173,8 @@ async def send(settings: Settings, records: list[Rec]) -> dict[TopicPartition, i
 
 class Feeder(kills.Feeder):
     """``kills.Feeder`` for records of every input topic, in order. Past its records, each
-    call sends a chunk of new logins (added to ``stream``'s events), so that a kill
-    always finds work in flight in the end, however fast the workers are."""
+    call sends a chunk of new logins (added to ``stream``'s events): a kill looking for
+    a batch in flight never runs out of work to catch, however fast the workers are."""
 
     def __init__(self, settings: Settings, records: list[Rec], chunk: int, stream: Stream,
                  rng: random.Random) -> None:
