@@ -40,10 +40,34 @@ ADJUSTABLE = ("escalations", "login_frequency", "feature_adoption")
 def model_text() -> str:
     """THE model file of these tests, written to a temporary file by each test.
 
-    The example with segment models as shipped. Custom signals go here: a top-level
-    ``signals:`` section and a component (of the default model or a segment) that names
-    one of them, so the crash, rebalance and replay comparisons run with them too."""
-    return resources.files("worker").joinpath("models", "segments.example.yaml").read_text()
+    The example with segment models as shipped, plus signals of the file's own: key
+    features (a filtered distinct count), urgent tickets (a filtered count) and their
+    share of all tickets (a ratio), read by components of the default model and so of
+    every segment's, so the crash, rebalance and replay comparisons run with them too."""
+    text = resources.files("worker").joinpath("models", "segments.example.yaml").read_text()
+    components, segments = text.split("\nsegments:", 1)
+    return components.rstrip("\n") + """
+  key_feature_adoption:
+    signal: key_features
+    window: 30d
+    weight: 1.0
+    curve: {linear: {bad: 0, good: 3}}
+  urgent_share:
+    signal: urgent_share
+    window: 30d
+    silence: unknown
+    weight: 0.5
+    curve: {linear: {bad: 0.5, good: 0}}
+
+signals:
+  key_features:
+    distinct: {event: feature_use, field: feature, where: {feature: {in: [f0, f1, f2]}}}
+  urgent_tickets:
+    count: {event: ticket, where: {priority: {in: [urgent, high]}}}
+  urgent_share:
+    ratio: {of: urgent_tickets, to: tickets_opened}
+
+segments:""" + segments
 
 
 def model_file(tmp_path: Path) -> str:
@@ -96,7 +120,8 @@ def _event(rng: random.Random, n: int, account: str, now: float) -> tuple[str, d
         return "feature_use", event("feature_use", account, ts, user_id=f"u{n % 11}",
                                     feature=f"f{rng.randrange(15)}")
     if roll < 0.95:
-        return "ticket", event("ticket", account, ts, ticket_id=f"t{n}", priority="normal",
+        return "ticket", event("ticket", account, ts, ticket_id=f"t{n}",
+                               priority=rng.choice(["low", "normal", "high", "urgent"]),
                                status=rng.choice(["opened", "escalated", "closed"]))
     return "survey", event("survey", account, ts, kind="nps", score=rng.randint(0, 10))
 
@@ -238,20 +263,12 @@ async def snapshot(redis: Redis, models: ModelSet, now: float) -> dict[str, Any]
         shown = (await explain(store, models, account, FixedClock(now))).as_dict()
         out[account] = {
             **shown,
-            "override_history": [_when_known(p) for p in shown["override_history"]],
+            "override_history": shown["override_history"],
             "counters": await redis.hgetall(f"{tag}:c"),
             "users": await redis.zrange(f"{tag}:u", 0, -1, withscores=True),
             "features": await redis.zrange(f"{tag}:f", 0, -1, withscores=True),
         }
     return out
-
-
-def _when_known(past: dict[str, Any]) -> dict[str, Any]:
-    """A past override as a rebuild can know it. When a tombstone cleared one is not in
-    the record: the live worker stamps its wall clock, a replay its event-time clock."""
-    if past["ended"] == "cleared":
-        return {k: v for k, v in past.items() if k != "ended_at"}
-    return past
 
 
 def chains(alerts: list[dict[str, Any]], snap: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

@@ -1,5 +1,5 @@
-"""Crashes and rebalances with segment models, overrides (and, through ``inplay.model_text``,
-custom signals) in play: workers run as users run them, on a model file, over a stream
+"""Crashes and rebalances with segment models, overrides and (through ``inplay.model_text``)
+custom signals in play: workers run as users run them, on a model file, over a stream
 whose accounts move between segments and get overrides pinned, adjusted, edited, expired
 and cleared; some are SIGKILLed mid-batch. What they leave behind must be what an
 uninterrupted single pass over the same topics gives: ``healthscore replay`` into an
@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from redis.asyncio import Redis
+from worker.modelfile import load_models
 
 from tests.integration import chaos, inplay, kills
 from worker.embedded import free_port
 from worker.replay import Replay
 from worker.runtime.topics import ensure_topics
-from worker.segments import load_models
 from worker.settings import Settings
 
 KILLS = 3
@@ -107,7 +107,7 @@ async def _settle(settings: Settings, redis: Redis, produced: inplay.Stream,
 
 
 _REQUIRED = ("segments alerted", "pinned now", "adjusted now", "expired", "cleared",
-             "override alerts")
+             "override alerts", "key features scored", "urgent share scored")
 
 
 def _in_play(chains: dict[str, list[dict[str, Any]]], snap: dict[str, Any]) -> dict[str, int]:
@@ -123,6 +123,11 @@ def _in_play(chains: dict[str, list[dict[str, Any]]], snap: dict[str, Any]) -> d
         "expired": ended["expired"], "cleared": ended["cleared"],
         "override alerts": causes["override"], "expiry alerts": causes["override_expired"],
         "account_update alerts": causes["account_update"],
+        # The file's own signals (``inplay.model_text``), in the alerts' scorecards.
+        "key features scored": sum("key_feature_adoption" in a["components"]
+                                   for c in chains.values() for a in c),
+        "urgent share scored": sum("urgent_share" in a["components"]
+                                   for c in chains.values() for a in c),
     }
 
 

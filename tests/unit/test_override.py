@@ -42,8 +42,14 @@ def body(override_id: str = "o-1", *, kind: str = "pin", days: float = 7,
     return {**out, **fields}
 
 
+def _at(records: list[tuple[int, dict[str, Any] | None]],
+        at: float) -> list[tuple[int, dict[str, Any] | None, float]]:
+    """Records with their timestamp, all at ``at``."""
+    return [(offset, value, at) for offset, value in records]
+
+
 def test_a_set_override_is_active_until_it_expires() -> None:
-    state, events = ov.receive(None, [(5, body())], T0)
+    state, events = ov.receive(None, _at([(5, body())], T0))
     assert state is not None
     assert events == ["set"]
     assert state.active is not None
@@ -57,17 +63,17 @@ def test_a_set_override_is_active_until_it_expires() -> None:
 
 
 def test_a_redelivered_record_changes_nothing() -> None:
-    state, _ = ov.receive(None, [(5, body()), (6, None)], T0)
+    state, _ = ov.receive(None, _at([(5, body()), (6, None)], T0))
     assert state is not None
     assert state.active is None
-    again, events = ov.receive(state, [(5, body()), (6, None)], T0 + 10)
+    again, events = ov.receive(state, _at([(5, body()), (6, None)], T0 + 10))
     assert again is None
     assert events == []
 
 
 def test_replaced_cleared_and_edited_go_to_the_history_as_such() -> None:
-    state, _ = ov.receive(None, [(1, body("a")), (2, body("a", tier="yellow")),
-                                 (3, body("b", tier="red")), (4, None)], T0)
+    state, _ = ov.receive(None, _at([(1, body("a")), (2, body("a", tier="yellow")),
+                                 (3, body("b", tier="red")), (4, None)], T0))
     assert state is not None
     assert state.active is None
     # the same id again is an edit in place: one entry for "a", replaced by "b"
@@ -76,22 +82,22 @@ def test_replaced_cleared_and_edited_go_to_the_history_as_such() -> None:
 
 
 def test_an_override_replaced_after_its_expiry_counts_as_expired() -> None:
-    state, _ = ov.receive(None, [(1, body("a", days=1))], T0)
-    later, _ = ov.receive(state, [(2, body("b"))], T0 + 2 * DAY)
+    state, _ = ov.receive(None, _at([(1, body("a", days=1))], T0))
+    later, _ = ov.receive(state, _at([(2, body("b"))], T0 + 2 * DAY))
     assert later is not None
     assert [(p.ended, p.ended_at) for p in later.history] == [("expired", T0 + DAY)]
 
 
 def test_the_history_is_bounded() -> None:
     records = [(i, body(f"o-{i}")) for i in range(ov.HISTORY + 5)]
-    state, _ = ov.receive(None, records, T0)
+    state, _ = ov.receive(None, _at(records, T0))
     assert state is not None
     assert len(state.history) == ov.HISTORY
     assert state.history[0].override.override_id == f"o-{ov.HISTORY + 3}"
 
 
 def test_the_state_survives_its_json() -> None:
-    state, _ = ov.receive(None, [(1, body("a", kind="adjust")), (2, body("b"))], T0)
+    state, _ = ov.receive(None, _at([(1, body("a", kind="adjust")), (2, body("b"))], T0))
     assert state is not None
     assert ov.OverrideState.from_dict(orjson.loads(orjson.dumps(state.as_dict()))) == state
 
@@ -216,3 +222,12 @@ def test_an_alert_under_an_override_is_valid_and_says_so() -> None:
     }
     assert validator("alert").is_valid(alert)
     assert "override by dana@example.com" in alert_message(alert, None, "")["text"]
+
+
+def test_a_cleared_or_replaced_override_ends_at_its_records_time() -> None:
+    # Not at the clock of whoever applies it: a replay must write the live history.
+    state, _ = ov.receive(None, [(1, body("a"), T0), (2, body("b"), T0 + 60),
+                                 (3, None, T0 + 120)])
+    assert state is not None
+    assert [(p.ended, p.ended_at) for p in state.history] == [
+        ("cleared", T0 + 120), ("replaced", T0 + 60)]

@@ -107,26 +107,29 @@ def timestamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
 
 
-def receive(state: OverrideState | None, records: Iterable[tuple[int, Mapping[str, Any] | None]],
-            now: float) -> tuple[OverrideState | None, list[str]]:
-    """``state`` after override records (offset, body; None: a tombstone), and what
-    happened ("set", "cleared"). (None, []) when nothing changed: every record was
-    applied before (at or below the fence)."""
+def receive(state: OverrideState | None,
+            records: Iterable[tuple[int, Mapping[str, Any] | None, float]],
+            ) -> tuple[OverrideState | None, list[str]]:
+    """``state`` after override records (offset, body (None: a tombstone), the record's
+    timestamp), and what happened ("set", "cleared"). (None, []) when nothing changed:
+    every record was applied before (at or below the fence). An override cleared or
+    replaced ends at its record's timestamp, not the clock of whoever applies it, so a
+    replay writes the same history as the live worker did."""
     before = state
     current = state or OverrideState()
     events = []
-    for offset, body in records:
+    for offset, body, at in records:
         if offset <= current.fence:
             continue
         if body is None:
             if current.active is not None:
                 events.append(CLEARED)
-            current = replace(current.ended(CLEARED, now), fence=offset)
+            current = replace(current.ended(CLEARED, at), fence=offset)
             continue
         incoming = ActiveOverride.of(body)
         active = current.active
         if active is not None and active.override_id != incoming.override_id:
-            current = current.ended(REPLACED, now)
+            current = current.ended(REPLACED, at)
         # the same id again edits the active override in place: no history entry
         current = replace(current, active=incoming, fence=offset)
         events.append("set")

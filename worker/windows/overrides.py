@@ -26,12 +26,12 @@ def dumps(state: OverrideState) -> str:
     return orjson.dumps(state.as_dict()).decode()
 
 
-def receive_all(plans: Sequence[AccountPlan], residents: Sequence[Resident], now: float) -> None:
+def receive_all(plans: Sequence[AccountPlan], residents: Sequence[Resident]) -> None:
     """Each plan's override state after its override records, from its held account's."""
     for plan, resident in zip(plans, residents, strict=True):
         if plan.overrides:
             plan.override, plan.override_events = receive(
-                resident.override, [(r.source.offset, r.body) for r in plan.overrides], now)
+                resident.override, [(r.source.offset, r.body, r.ts) for r in plan.overrides])
 
 
 def field_sets(plan: AccountPlan) -> list[tuple[str, str]]:

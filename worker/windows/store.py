@@ -128,7 +128,7 @@ class WindowStore:
         now_bucket = self.now_bucket(now)
         try:
             residents = await self._residents_of([p.account_id for p in plans], now_bucket)
-            overrides.receive_all(plans, residents, now)
+            overrides.receive_all(plans, residents)
             replies = await self._calls.run(plans, residents, now)
             stale = [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
                      if version != r.version + 1]
