@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from redis.asyncio import Redis
-from worker.modelfile import load_models
 
 from tests.integration import chaos, inplay, kills
 from worker.embedded import free_port
+from worker.modelfile import load_models
 from worker.replay import Replay
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
