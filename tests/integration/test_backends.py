@@ -76,7 +76,7 @@ async def test_settings_are_private_to_the_test(settings: Settings, redis_url: s
     names = [f.name for f in dataclasses.fields(Settings)
              if f.name.startswith("topic_") and isinstance(getattr(settings, f.name), str)]
     topics = {getattr(settings, name) for name in names}
-    assert len(topics) == len(names) == 7
+    assert len(topics) == len(names) == 8
     assert not topics & {getattr(Settings(), name) for name in names}
     client = redis.asyncio.Redis.from_url(redis_url)
     try:

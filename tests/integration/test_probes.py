@@ -105,7 +105,7 @@ def test_metrics_still_served_and_any_other_path_is_404(
         _until(port, "/readyz", lambda a: a[0] == 200, proc, worker_log)
         status, metrics = _get(port, "/metrics")
         assert status == 200
-        assert b"healthscore_assigned_partitions 15.0" in metrics  # 5 topics x 3
+        assert b"healthscore_assigned_partitions 18.0" in metrics  # 6 input topics x 3
         assert _get(port, "/healthz")[0] == 200
         for path in ("/", "/health", "/metrics/x", "/readyz.json"):
             assert _get(port, path)[0] == 404, path
