@@ -216,7 +216,12 @@ class Pipeline:
             if over.cause is not None:
                 cause_of = partial(causes.fixed, over.cause)
         next_change = state.next_change if over is None else over.next_change(state.next_change)
-        if change is not None and self.gaps is not None and self.gaps.holds(change):
+        # A gap holds what the silence moved: never a first tier (nothing to fall from), a
+        # CSM's override or a segment move.
+        caused = (state.published is None or switched
+                  or (over is not None and over.cause is not None))
+        if change is not None and self.gaps is not None and not caused \
+                and self.gaps.holds(change):
             # Not saved as published, and rescored again: when the gap closes, or by then.
             recheck = self.gaps.hold(plan.partition, plan.account_id, now)
             change, next_change = None, min(recheck, next_change or recheck)

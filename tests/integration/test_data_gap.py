@@ -19,6 +19,7 @@ from tests.integration.harness import (
     read_until,
     running_worker,
 )
+from tests.integration.test_overrides import AUTHOR, override, send_override
 from worker.app import Worker
 from worker.contracts import validator
 from worker.modelfile import parse_model
@@ -106,6 +107,36 @@ async def test_a_data_gap_holds_the_drops_it_causes_until_logins_return(
     assert dropped["triggering_component"]["name"] == "login_frequency"
     after_green = quiet[[a["tier"] for a in quiet].index("green") + 1:]
     assert [a["seq"] for a in after_green] == [dropped["seq"]]
+
+
+async def test_a_gap_never_holds_a_csms_override(settings: Settings, redis: Redis) -> None:
+    model = parse_model(GAP_MODEL, source="test")
+    async with running_worker(settings, model) as worker, Producer(settings) as p:
+        for _ in range(3):
+            await p.send("login", event("login", "pinned", user_id="u1"))
+        await p.send("ticket", event("ticket", "pinned", ticket_id="T", status="opened",
+                                     priority="low"))
+        await read_until(settings, settings.topic_alerts, lambda rs: any(
+            a.get("tier") == "green" for a in alerts_for(_alerts(rs), "pinned")))
+        green_at = time.time()
+        await read_until(settings, settings.topic_alerts,
+                         lambda rs: bool(_gaps(rs, "open", green_at)), within=30)
+        held = _held(worker)
+        # Its logins have left the window: the drop they cause is held ...
+        deadline = time.monotonic() + 40
+        while _held(worker) <= held:
+            assert time.monotonic() < deadline, "no tier change was held"
+            await asyncio.sleep(0.2)
+        # ... but a pin is a person's decision, not the silence: it goes out at once.
+        await send_override(p, "pinned", override("pinned", "o-1", "red", 3600))
+        records = await read_until(settings, settings.topic_alerts, lambda rs: any(
+            a["cause"]["kind"] == "override" for a in alerts_for(_alerts(rs), "pinned")),
+            within=30)
+        assert worker.metrics.registry.get_sample_value(
+            "healthscore_data_gap", {"type": "login"}) == 1  # still open
+    [pinned] = [a for a in alerts_for(_alerts(records), "pinned")
+                if a["cause"]["kind"] == "override"]
+    assert (pinned["tier"], pinned["override"]["author"]) == ("red", AUTHOR)
 
 
 def _alerts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
