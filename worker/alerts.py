@@ -14,16 +14,19 @@ and frozen dataclasses took twice as long to build and orjson to write.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
 
 from worker.events.types import AccountUpdate, Event, Override
+from worker.scoring import override
 from worker.scoring.attribution import ComponentChange
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
-from worker.scoring.rollup import rounded
+from worker.scoring.recovery import Goal, Hint, Recovery, recovery
+from worker.scoring.rollup import Scorecard, rounded
 from worker.scoring.segments import model_name
 from worker.scoring.tierchange import TierChange
 from worker.timefmt import rfc3339
@@ -102,8 +105,13 @@ class Alert(NamedTuple):
     # The override the tier was published under (``scoring.override.alert_field``); the
     # JSON has the key only then.
     override: dict[str, Any] | None = None
+    # What would bring the account back (``scoring.recovery``): below the best tier and
+    # not pinned; the JSON has the key only then.
+    recovery: Recovery | None = None
 
 
+log = logging.getLogger(__name__)
+ALERT_HINTS = 3  # an alert names the three easiest changes; explain and the API all
 WINDOW_EXPIRY = Cause("window_expiry")
 # A tier found when a replay's rebuilt state is compared with the last published one.
 REPLAY = Cause("replay")
@@ -153,7 +161,20 @@ def build_alert(
         AlertModel(model.version, model_name(model)),
         rfc3339(now),
         change.seq,
+        None,
+        alert_recovery(model, card, change.tier),
     )
+
+
+def alert_recovery(model: Model, card: Scorecard, tier: str, fixed: tuple[str, ...] = ()
+                   ) -> Recovery | None:
+    """An alert's hints: none in the best tier, or when no change can help."""
+    try:
+        found = recovery(model, card, tier, fixed=fixed, limit=ALERT_HINTS)
+    except ArithmeticError:  # a curve the inverse got wrong: the alert goes out without
+        log.warning("no recovery hints for a %s account", tier, exc_info=True)
+        return None
+    return None if found is None or not found.hints else found
 
 
 
@@ -170,6 +191,17 @@ def _component_change(change: ComponentChange) -> TriggeringComponent:
         weight=present.weight,
         contribution_change=rounded(change.contribution_change),
     )
+
+
+def under_override(alert: Alert, model: Model, card: Scorecard,
+                   active: override.ActiveOverride) -> Alert:
+    """The alert of a tier published under an override: it says so, and its hints leave
+    out what the CSM set (a pinned tier follows the pin: no hints)."""
+    fixed = () if active.component is None else (active.component,)
+    return alert._replace(
+        override=override.alert_field(active),
+        recovery=None if active.kind == "pin" else alert_recovery(model, card, alert.tier,
+                                                                   fixed))
 
 
 def to_json(alert: Alert) -> bytes:
@@ -191,7 +223,25 @@ def to_json(alert: Alert) -> bytes:
     }
     if a.override is not None:
         data["override"] = a.override
+    if a.recovery is not None:
+        data["recovery"] = recovery_dict(a.recovery)
     return orjson.dumps(data)
+
+
+def recovery_dict(found: Recovery) -> dict[str, Any]:
+    return {"tier": found.goal.tier, "score": rounded(found.goal.score), "alone": found.alone,
+            "changes": [{"component": h.component, "value": h.value, "op": h.op,
+                         "target": h.target,
+                         "subscore": None if h.subscore is None else rounded(h.subscore),
+                         "target_subscore": rounded(h.target_subscore)} for h in found.hints]}
+
+
+def _recovery_of(data: dict[str, Any] | None) -> Recovery | None:
+    """As ``recovery_dict`` wrote it (the goal's score and sub-scores rounded, as sent)."""
+    if data is None:
+        return None
+    return Recovery(Goal(data["tier"], data["score"]),
+                    tuple(Hint(**c) for c in data["changes"]), data["alone"])
 
 
 _TRIGGER = TriggeringComponent._fields
@@ -215,4 +265,5 @@ def from_json(raw: bytes | str) -> Alert:
         # Saved by a version without segment models: the default model's.
         "model": AlertModel(**data.get("model") or {"version": data["model_version"],
                                                     "segment": "default"}),
+        "recovery": _recovery_of(data.get("recovery")),
     })

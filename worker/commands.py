@@ -18,6 +18,7 @@ from worker.explain import explain
 from worker.gaps import is_data_gap
 from worker.modelfile.segments import load_models
 from worker.overrideview import print_overrides
+from worker.recoveryview import print_recovery
 from worker.runtime import kafka
 from worker.settings import Settings
 from worker.terminal import visible
@@ -78,6 +79,7 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
             console.print(Text(f"{visible(c['name'])}: approximate, its window has more distinct "
                                f"{' and '.join(c['capped'])} than"
                                " HEALTHSCORE_MAX_DISTINCT_MEMBERS tracks"), highlight=False)
+    print_recovery(data, console)
 
 
 def _segment_model(data: dict[str, Any]) -> str:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from worker.clock import Clock
+from worker.outlook import Outlook, outlook
 from worker.overriding import shown
 from worker.scoring import override
 from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, hysteresis_applies
 from worker.scoring.model import Model
+from worker.scoring.recovery import recovery
 from worker.scoring.rollup import Scorecard, rounded, score_components
 from worker.scoring.segments import ModelSet, as_model_set, model_name
 from worker.scoring.tierchange import Published, new_tier
@@ -35,6 +37,8 @@ class Explanation:
     # an older version wrote: seen, when unknown
     seen_bucket: dict[str, int] = field(default_factory=dict)
     overrides: override.OverrideState | None = None
+    # What would bring it back (below the best tier, not pinned), with dates.
+    outlook: Outlook | None = None
 
     def last_events(self) -> dict[str, str | None]:
         """Event type -> the start of the newest time bucket holding an event of it
@@ -61,14 +65,20 @@ class Explanation:
             "score": None if score is None else rounded(score),
             # The tier a live rescore now would publish: from the published tier with
             # hysteresis, or the plain one after a catch-up.
-            "tier": None if score is None else self._tier(score)
-            or (published.tier if published else None),
+            "tier": self.tier_now(),
             "published_tier": published.tier if published else None,
             "published_seq": published.seq if published else None,
             "components": [self._component(c.name) for c in self.model.components],
             "last_events": self.last_events(),
             **shown(self.overrides, self.at),
+            "recovery": None if self.outlook is None else self.outlook.as_dict(self.model),
         }
+
+    def tier_now(self) -> str | None:
+        score, published = self.card.score, self.published
+        if score is None:
+            return None
+        return self._tier(score) or (published.tier if published else None)
 
     def _tier(self, score: float) -> str | None:
         hysteresis = hysteresis_applies(Mode.LIVE, self.last_mode)
@@ -112,7 +122,16 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
     active = None if state.override is None else state.override.active
     card = override.adjusted(score_components(model, values),
                              active if active is not None and active.live_at(now) else None)
-    return Explanation(account_id, now, model, card,
-                       state.attrs, state.published, state.last_mode,
-                       {name: sets for name, sets in capped.items() if sets},
-                       dict(state.seen_bucket or {}), state.override)
+    explanation = Explanation(account_id, now, model, card,
+                              state.attrs, state.published, state.last_mode,
+                              {name: sets for name, sets in capped.items() if sets},
+                              dict(state.seen_bucket or {}), state.override)
+    tier, active = explanation.tier_now(), explanation._active()
+    if tier is None or (active is not None and active.kind == "pin"):
+        return explanation  # a pinned tier follows the pin, not the score
+    fixed = () if active is None or active.component is None else (active.component,)
+    hints = recovery(model, card, tier, fixed=fixed)
+    if hints is None:
+        return explanation
+    return replace(explanation, outlook=await outlook(store, model, account_id, now, hints,
+                                                      active))

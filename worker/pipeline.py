@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from worker import causes
-from worker.alerts import WINDOW_EXPIRY, Alert, Cause, build_alert
+from worker.alerts import WINDOW_EXPIRY, Alert, Cause, build_alert, under_override
 from worker.clock import Clock
 from worker.errors import is_retriable
 from worker.events.intake import Intake, RawRecord
@@ -232,7 +232,7 @@ class Pipeline:
                                 change, cause_of(model, change, switched), now,
                                 mode=Mode.CATCH_UP if self._history else mode)
             if over is not None and over.active is not None:
-                alert = alert._replace(override=override.alert_field(over.active))
+                alert = under_override(alert, model, change.scorecard, over.active)
             outcome.alerts.append((plan.account_id, alert))
             outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
             published = snapshot(change)

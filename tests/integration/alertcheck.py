@@ -86,6 +86,7 @@ def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: r
     # The segment is the one known when the alert was decided: maybe none yet.
     assert alert["segment"] in (None, account.attrs.get("segment")), alert
     _check_trigger(alert, was, now, model, was_model)
+    _check_recovery(alert, now, model)
     cause = alert["cause"]
     kinds = {e.body["event_id"]: e.type for e in account.events}
     if cause["kind"] == "account_update":
@@ -106,6 +107,32 @@ def _model_of(alert: dict[str, Any], models: ref.Models) -> ref.Model:
     if models.segments or "model" in alert:
         assert alert["model"] == {"version": models.version, "segment": model.name}, alert
     return model
+
+
+def _check_recovery(alert: dict[str, Any], now: dict[str, float], model: ref.Model) -> None:
+    """The alert's next steps, by the reference: the tier above, its bar plus the margin,
+    and each change, alone or all together, lifts the reference score to it."""
+    names = [name for name, _, _ in model.tiers]
+    recovery = alert.get("recovery")
+    if alert["tier"] not in names[1:]:
+        assert recovery is None, alert  # the best tier, or unknown: nothing to climb to
+        return
+    if recovery is None:  # no change of the components can get there
+        return
+    above = model.tiers[names.index(alert["tier"]) - 1]
+    assert (recovery["tier"], recovery["score"]) == (above[0], above[2] + model.margin), alert
+    changed = dict(now)
+    for change in recovery["changes"]:
+        step = 1e-9 if change["op"] == ">" else 0.0
+        target = change["target"] + step
+        if recovery["alone"]:
+            lifted = ref.score({**now, change["component"]: target}, model)
+            assert lifted is not None, alert
+            assert lifted >= recovery["score"] - 1e-9, (change, lifted, alert)
+        changed[change["component"]] = target
+    together = ref.score(changed, model)
+    assert together is not None, alert
+    assert together >= recovery["score"] - 1e-9, alert
 
 
 def _check_trigger(alert: dict[str, Any], was: dict[str, float] | None,

@@ -150,7 +150,8 @@ def _account(result: Explanation) -> models.Account:
         components=[models.Component(**c) for c in data["components"]],
         last_events=result.last_events(),
         override=None if data["override"] is None else models.AccountOverride(**data["override"]),
-        override_history=[models.AccountOverride(**o) for o in data["override_history"]])
+        override_history=[models.AccountOverride(**o) for o in data["override_history"]],
+        recovery=None if data["recovery"] is None else models.Recovery(**data["recovery"]))
 
 
 def _model(model: Model) -> models.ScoringModel:

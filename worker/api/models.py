@@ -46,6 +46,32 @@ class AccountOverride(BaseModel):
     ended_at: str | None = Field(default=None, description="Past overrides: when (RFC 3339).")
 
 
+class RecoveryChange(BaseModel):
+    component: str = Field(description="The component to change.")
+    description: str = Field(description="What the component measures.")
+    value: float | None = Field(description="Its value now; null: no data in its window.")
+    op: str = Field(description="\">=\" (at least), \"<=\" (at most) or \">\" (above): the"
+                                " value must be `op` `target`.")
+    target: float = Field(description="The value that does it, in the component's own unit.")
+    subscore: float | None = Field(description="Its sub-score now; null: no data.")
+    target_subscore: float = Field(description="The sub-score the target gives.")
+    by_itself_at: str | None = Field(
+        description="When its value gets there with no new event, as older events leave"
+                    " its window (RFC 3339); null: not by itself.")
+
+
+class Recovery(BaseModel):
+    tier: str = Field(description="The tier above the account's.")
+    score: float = Field(description="The score that reaches it: its boundary plus the"
+                                     " model's margin.")
+    alone: bool = Field(description="true: each change on its own gets there (the easiest"
+                                    " first); false: none can alone, all of them together do.")
+    by_itself_at: str | None = Field(
+        description="When the account gets there with no new event (RFC 3339); null: not"
+                    " by itself.")
+    changes: list[RecoveryChange] = Field(description="The changes, in the component's terms.")
+
+
 class Account(BaseModel):
     account_id: str = Field(description="The account.")
     at: str = Field(description="When the score was computed (RFC 3339): the windows end here.")
@@ -76,6 +102,10 @@ class Account(BaseModel):
                                   " component); null: none.")
     override_history: list[AccountOverride] = Field(
         default_factory=list, description="Past overrides, newest first, with how they ended.")
+    recovery: Recovery | None = Field(
+        default=None, description="What would bring the account up a tier: per component the"
+                                  " smallest change that would, and when it gets there by"
+                                  " itself; null: in the best tier, pinned, or no score.")
 
 
 class AccountSummary(BaseModel):

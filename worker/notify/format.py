@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from worker.recoveryview import summary
 from worker.scoring.model import Model
 
 COLOURS = {"green": "#2eb67d", "yellow": "#ecb22e", "red": "#e01e5a"}
@@ -128,6 +129,10 @@ def alert_message(alert: dict[str, Any], model: Model | None, link_template: str
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why:* {why}{points}"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": top_components(alert)}]},
     ]
+    recovery = alert.get("recovery")
+    if recovery is not None:  # what would bring it back: the CSM's next step
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": f"*Next step:* {summary(recovery, quote=escape)}"}})
     text = (f"{escape(alert['account_id'])}: {escape(previous or 'new')} -> {escape(tier)}"
             f" (score {score_change(alert)}): {why}")
     return {"text": text,

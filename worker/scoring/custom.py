@@ -83,7 +83,8 @@ def count_signal(name: str, description: str, event_type: str, where: Test | Non
     value of its ``sum_field``."""
     key = counter(name)
     return Signal(name, description, frozenset({event_type}), frozenset({key}), frozenset(),
-                  lambda w, _: w.get(key), feeds=(Feed(event_type, key, where, sum_field, False),))
+                  lambda w, _: w.get(key), feeds=(Feed(event_type, key, where, sum_field, False),),
+                  whole=sum_field is None)
 
 
 def distinct_signal(name: str, description: str, event_type: str, field: str,
@@ -92,7 +93,7 @@ def distinct_signal(name: str, description: str, event_type: str, field: str,
     key = counter(name)
     return Signal(name, description, frozenset({event_type}), frozenset(), frozenset({key}),
                   lambda w, _: float(w.distinct(key)),
-                  feeds=(Feed(event_type, key, where, field, True),))
+                  feeds=(Feed(event_type, key, where, field, True),), whole=True)
 
 
 def ratio_signal(name: str, description: str, of: Signal, to: Signal) -> Signal:
