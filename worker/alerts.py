@@ -162,7 +162,10 @@ def build_alert(
         rfc3339(now),
         change.seq,
         None,
-        alert_recovery(model, card, change.tier),
+        # A catch-up alert reports history (a backlog, a backfill, a replay): the next
+        # steps of a state later records may already have moved are for explain and the
+        # API, which read the account as it is. Most alerts of a backfill are these.
+        None if mode is Mode.CATCH_UP else alert_recovery(model, card, change.tier),
     )
 
 
@@ -200,8 +203,8 @@ def under_override(alert: Alert, model: Model, card: Scorecard,
     fixed = () if active.component is None else (active.component,)
     return alert._replace(
         override=override.alert_field(active),
-        recovery=None if active.kind == "pin" else alert_recovery(model, card, alert.tier,
-                                                                   fixed))
+        recovery=None if active.kind == "pin" or alert.delivery != Mode.LIVE.value
+        else alert_recovery(model, card, alert.tier, fixed))
 
 
 def to_json(alert: Alert) -> bytes:

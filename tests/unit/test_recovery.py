@@ -16,7 +16,16 @@ from worker.scoring import override
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.override import ActiveOverride
-from worker.scoring.recovery import ABOVE, AT_LEAST, AT_MOST, Hint, goal, lifted, recovery
+from worker.scoring.recovery import (
+    ABOVE,
+    AT_LEAST,
+    AT_MOST,
+    Hint,
+    goal,
+    lifted,
+    recovery,
+    score_with,
+)
 from worker.scoring.rollup import Scorecard, score_components
 from worker.scoring.tierchange import decide
 
@@ -123,8 +132,11 @@ def test_hints_are_in_the_components_own_terms(model: Model) -> None:
     assert by_name["nps"].value is None  # no data: a reading of it would do
     # No data on what counts against it (escalations, tickets): nothing to take a step on.
     assert {"escalations", "support_tickets"}.isdisjoint(by_name)
-    # The easiest first: the fewest sub-score points to climb.
-    climbs = [h.target_subscore - (h.subscore or 0) for h in found.hints]
+    # The easiest first: the fewest sub-score points to climb, from the weights (before a
+    # count is rounded up to a whole number).
+    gap = (found.goal.score - card.score) * card.total_weight
+    climbs = [gap / model.component(h.component).weight
+              + (found.goal.score if h.subscore is None else 0.0) for h in found.hints]
     assert climbs == sorted(climbs)
 
 
@@ -233,6 +245,17 @@ def test_an_alert_carries_at_most_three_hints_and_reads_back_unchanged(red_alert
     assert to_json(alert) == red_alert
 
 
+def test_a_catch_up_alert_carries_no_hints(model: Model) -> None:
+    """History: its next steps are explain's and the API's, from the account as it is."""
+    card = score_components(model, {"login_frequency": 6, "escalations": 2})
+    change_ = decide(model, card, None)
+    assert change_ is not None
+    alert = build_alert(model, "acme", None, change_, Cause("event"), 0.0,
+                        mode=Mode.CATCH_UP)
+    assert alert.recovery is None
+    assert b"recovery" not in to_json(alert)
+
+
 def test_hints_in_words() -> None:
     assert change({"component": "feature_adoption", "value": 3.0, "op": ">=",
                    "target": 6.0}) == "feature_adoption from 3 to at least 6"
@@ -262,3 +285,12 @@ def test_the_readmes_worked_example(model: Model) -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text("utf-8")
     assert "all of `escalations from 1 to at most 0`, `login_frequency from 12 to at least" \
            " 19.7`" in readme
+
+
+@settings(max_examples=300, deadline=None)
+@given(card=cards, name=st.sampled_from(sorted(VALUES)), value=st.floats(-200, 200))
+def test_the_quick_check_is_the_card_to_the_bit(card: Scorecard, name: str,
+                                                value: float) -> None:
+    component = MODEL.component(name)
+    assert score_with(MODEL, card, component, value) == lifted(MODEL, card, component,
+                                                                value).score

@@ -27,6 +27,9 @@ from worker.scoring.tiers import rank
 
 AT_LEAST, AT_MOST, ABOVE = ">=", "<=", ">"
 NUDGES = 4  # floating-point steps tried past a target that rounding left just short
+# Sub-score points beyond the need that no rounding of a weighted mean of 0-100 sub-scores
+# can take back (its error is about 1e-13 points).
+SLACK = 1e-6
 
 
 class Goal(NamedTuple):
@@ -88,34 +91,60 @@ def recovery(model: Model, card: Scorecard, tier: str, *, fixed: Collection[str]
     if card.score >= target.score:  # over it already: the next evaluation moves it up
         return Recovery(target, ())
     free = [c for c in model.components if c.name not in fixed]
-    hints = [h for c in free if (h := _hint(model, card, c, target.score)) is not None]
+    hints: list[Hint] = []
+    # The easiest first: by the sub-score points each must climb, exact arithmetic from
+    # the weights, so only as many as asked for are inverted and checked.
+    for _, component in sorted(_climbs(card, free, target.score)):
+        hint = _hint(model, card, component, target.score)
+        if hint is not None:
+            hints.append(hint)
+            if len(hints) == limit:
+                break
     if not hints:
         return Recovery(target, tuple(_together(model, card, free, target.score)[:limit]),
                         alone=False)
-    hints.sort(key=lambda h: (h.target_subscore - (h.subscore or 0.0), h.component))
-    return Recovery(target, tuple(hints[:limit]))
+    return Recovery(target, tuple(hints))
+
+
+def _climbs(card: Scorecard, free: list[Component], goal_score: float
+            ) -> Iterator[tuple[tuple[float, str], Component]]:
+    """(points to climb, name) of each component that may reach the goal alone."""
+    score = card.score
+    assert score is not None
+    gap = (goal_score - score) * card.total_weight
+    present = card.components
+    for component in free:
+        now = present.get(component.name)
+        climb = gap / component.weight
+        needed = (goal_score if now is None else now.subscore) + climb
+        if needed <= _top(component.curve):
+            yield (needed - (0.0 if now is None else now.subscore), component.name), component
 
 
 def _together(model: Model, card: Scorecard, free: list[Component], goal_score: float
               ) -> list[Hint]:
     """Components at their best, the largest gain first, until the goal is in reach of
     the next one alone (its smallest change then); empty when even all cannot."""
+    at_best = {c.name: (c, h) for c in free if (h := _at_best(card, c)) is not None}
     plan: list[Hint] = []
-    for _ in free:
-        assert card.score is not None
-        best = [(lifted(model, card, c, h.target).score or 0.0, c.name, c, h)
-                for c in free if c.name not in {p.component for p in plan}
-                if (h := _at_best(card, c)) is not None]
-        if not best:
-            return []
-        final = [h for *_, c, _ in best if (h := _hint(model, card, c, goal_score))]
+    while at_best:
+        final = [h for c, _ in at_best.values() if (h := _hint(model, card, c, goal_score))]
         if final:
             return [*plan, min(final, key=lambda h: h.target_subscore - (h.subscore or 0.0))]
         # The largest gain; between equal ones the first in name order, as a replay would.
-        _, _, component, hint = min(best, key=lambda b: (-b[0], b[1]))
+        name = min(at_best, key=lambda n: (-_gain(card, *at_best[n]), n))
+        component, hint = at_best.pop(name)
         plan.append(hint)
         card = lifted(model, card, component, _probe(hint))
     return []
+
+
+def _gain(card: Scorecard, component: Component, hint: Hint) -> float:
+    """What ``hint`` adds to the score (for ranking; the plan's end is checked exactly)."""
+    score, total, weight = card.score or 0.0, card.total_weight, component.weight
+    if hint.subscore is None:
+        return (score * total + weight * hint.target_subscore) / (total + weight) - score
+    return weight * (hint.target_subscore - hint.subscore) / total
 
 
 def _at_best(card: Scorecard, component: Component) -> Hint | None:
@@ -123,7 +152,7 @@ def _at_best(card: Scorecard, component: Component) -> Hint | None:
     has it already."""
     top = _top(component.curve)
     present = card.components.get(component.name)
-    if top is None or (present is not None and present.subscore >= top):
+    if present is not None and present.subscore >= top:
         return None
     value = None if present is None else present.value
     reach = _reach(component.curve, value, top, whole=component.signal.whole)
@@ -141,7 +170,7 @@ def _rewards_more(curve: Curve) -> bool:
     return curve.bands[-1].score > curve.bands[0].score
 
 
-def _top(curve: Curve) -> float | None:
+def _top(curve: Curve) -> float:
     if isinstance(curve, Linear):
         return 100.0
     return max(b.score for b in curve.bands)
@@ -162,6 +191,22 @@ def lifted(model: Model, card: Scorecard, component: Component, value: float) ->
                       if c.name == component.name or c.name in present})
 
 
+def score_with(model: Model, card: Scorecard, component: Component, value: float) -> float:
+    """``lifted(...).score`` to the bit (the same sums in the same order), without building
+    the card: a hint is checked this way for every component of every alert."""
+    present = card.components
+    name = component.name
+    total = weighted = 0.0
+    for c in model.components:
+        if c.name == name:
+            total += c.weight
+            weighted += c.weight * c.curve(value)
+        elif (p := present.get(c.name)) is not None:
+            total += p.weight
+            weighted += p.weight * p.subscore
+    return weighted / total
+
+
 def _hint(model: Model, card: Scorecard, component: Component, goal_score: float
           ) -> Hint | None:
     present = card.components.get(component.name)
@@ -173,6 +218,8 @@ def _hint(model: Model, card: Scorecard, component: Component, goal_score: float
     assert score is not None
     climb = (goal_score - score) * card.total_weight / component.weight
     needed = (goal_score if present is None else present.subscore) + climb
+    if needed > _top(component.curve):  # out of its reach: most components of most alerts
+        return None
     value = None if present is None else present.value
     reach = _reach(component.curve, value, needed, whole=component.signal.whole)
     if reach is None:
@@ -180,11 +227,12 @@ def _hint(model: Model, card: Scorecard, component: Component, goal_score: float
     op, first = reach
     for target in _candidates(op, first, whole=component.signal.whole):
         probe = math.nextafter(target, math.inf) if op == ABOVE else target
-        card_then = lifted(model, card, component, probe)
-        if card_then.score is not None and card_then.score >= goal_score:
+        subscore = component.curve(probe)
+        # Clear of the need by more than rounding can take back (a count rounded up, a
+        # band): it does it. Only a target at the very edge is summed again to the bit.
+        if subscore > needed + SLACK or score_with(model, card, component, probe) >= goal_score:
             return Hint(component.name, value, op, target,
-                        None if present is None else present.subscore,
-                        card_then.components[component.name].subscore)
+                        None if present is None else present.subscore, subscore)
     return None
 
 
