@@ -40,6 +40,9 @@ class Cause:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    # kind "model_change": the model file's version now, and the one it replaced.
+    model_version: str | None = None
+    previous_model_version: str | None = None
 
     @classmethod
     def of(cls, record: Event | AccountUpdate | Override) -> Cause:
@@ -50,11 +53,23 @@ class Cause:
             return cls("account_update", None, None, s.topic, s.partition, s.offset)
         return cls("event", record.event_id, record.type, s.topic, s.partition, s.offset)
 
+    @classmethod
+    def model_change(cls, version: str, previous: str | None) -> Cause:
+        """A model file reloaded live (or changed across a restart) moved the tier."""
+        return cls(MODEL_CHANGE, model_version=version, previous_model_version=previous)
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": self.kind, "event_id": self.event_id, "event_type": self.event_type,
             "topic": self.topic, "partition": self.partition, "offset": self.offset,
         }
+        if self.kind == MODEL_CHANGE:  # other causes keep the bytes they always had
+            data["model_version"] = self.model_version
+            data["previous_model_version"] = self.previous_model_version
+        return data
+
+
+MODEL_CHANGE = "model_change"
 
 
 class AlertComponent(NamedTuple):

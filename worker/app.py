@@ -15,9 +15,11 @@ from worker.clock import Clock, WallClock
 from worker.endpoint import Thresholds
 from worker.errors import access_denied
 from worker.metrics import Metrics
-from worker.modelfile.segments import load_models
 from worker.pipeline import Pipeline
+from worker.runtime import modelwatch
 from worker.runtime.loop import ConsumerLoop
+from worker.runtime.modelwatch import Loaded, ModelWatch
+from worker.runtime.remodel import Remodel
 from worker.runtime.retry import Stopping, retrying
 from worker.runtime.topics import ensure_topics
 from worker.scoring.model import Model
@@ -36,7 +38,10 @@ class Worker:
     def __init__(self, settings: Settings, model: Model | ModelSet | None = None,
                  clock: Clock | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.models = as_model_set(model) if model else load_models(settings.model_path)
+        # A model given in code (tests) is not read again; its fingerprint is its version.
+        loaded = (Loaded(as_model_set(model), f"version:{as_model_set(model).default.version}")
+                  if model else modelwatch.load(settings.model_path))
+        self.models = loaded.models
         self.model = self.models.default
         self.metrics = metrics or Metrics(batch_max_records=settings.batch_max_records)
         self.redis = server.client(settings)
@@ -44,7 +49,12 @@ class Worker:
         store = WindowStore.from_settings(self.redis, self.models.windows, settings)
         self.store = store  # checked at start-up (``check_redis``)
         self.pipeline = Pipeline(settings, self.models, store, clock or WallClock(), self.metrics)
-        self.loop = ConsumerLoop(settings, self.pipeline, self.metrics)
+        watch = None if model else ModelWatch(settings.model_path, loaded,
+                                              settings.model_reload_seconds, self.metrics)
+        remodel = Remodel(self.redis, loaded, settings.model_rescore_batch,
+                          settings.redis_timeout_seconds)
+        self.loop = ConsumerLoop(settings, self.pipeline, self.metrics, watch=watch,
+                                 remodel=remodel)
 
     async def run(self) -> None:
         """Check Redis, create topics, consume until ``stop()``. An outage is waited out;
@@ -82,6 +92,11 @@ class Worker:
     def stop(self) -> None:
         self.loop.stop()
 
+    def reload(self) -> None:
+        """SIGHUP: read the model file at the next turn of the loop."""
+        if self.loop.watch is not None:
+            self.loop.watch.asked = True
+
 
 # The hot path allocates many short-lived objects per batch (records, plans, alerts)
 # while the worker holds up to HEALTHSCORE_RESIDENT_ACCOUNTS accounts. With CPython's
@@ -110,4 +125,6 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):
             loop.add_signal_handler(sig, worker.stop)
+    with suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, worker.reload)
     await worker.run()

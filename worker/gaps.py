@@ -42,12 +42,20 @@ class GapNews:
 
 class DataGaps:
     def __init__(self, model: Model, now: float, worker: str | None = None) -> None:
-        self.model = model
-        self.thresholds = dict(model.data_gaps)
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
-        self.last: dict[str, float] = dict.fromkeys(self.thresholds, now)
+        self.last: dict[str, float] = {}
         self.open: dict[str, float] = {}  # event type -> opened at
         self.held: dict[str, int | None] = {}  # account -> partition
+        self.use(model, now)
+
+    def use(self, model: Model, now: float) -> None:
+        """Watch as ``model`` says (a model reloaded live): a type it adds is watched from
+        ``now``; one it drops is no longer, and its open gap is simply forgotten (the
+        accounts it held are rescored anyway, under the new model)."""
+        self.model = model
+        self.thresholds = dict(model.data_gaps)
+        self.last = {t: self.last.get(t, now) for t in self.thresholds}
+        self.open = {t: at for t, at in self.open.items() if t in self.thresholds}
         # Component name -> the watched event types that feed it.
         self._fed_by = {c.name: c.signal.sources & self.thresholds.keys()
                         for c in model.components}

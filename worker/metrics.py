@@ -113,6 +113,17 @@ class Metrics:
             "healthscore_data_gap",
             "1 while no event of the type has arrived on this worker's partitions for the"
             " model's data_gaps threshold (an outage, not churn), else 0.", ["type"], registry=r)
+        self.model_reloads = Counter(
+            "healthscore_model_reloads_total",
+            "Changes of the model file found while running, by result: applied, or rejected"
+            " (invalid; the running model goes on).", ["result"], registry=r)
+        self.model_info = Gauge(
+            "healthscore_model_info", "1 for the model file in use: its version and"
+            " fingerprint (all workers should show one).", ["version", "fingerprint"],
+            registry=r)
+        self.model_rescored = Counter(
+            "healthscore_model_rescored_total",
+            "Accounts rescored because the model changed (``runtime.remodel``).", registry=r)
         self.held = Counter(
             "healthscore_held_tier_changes_total",
             "Tier changes held back (not published) because a data gap moved them.", registry=r)

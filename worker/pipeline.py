@@ -63,20 +63,32 @@ class Pipeline:
         """``history``: every alert is catch-up whatever its evaluation's mode (a replay:
         its trail and its final rescore report a rebuild, not news from the stream).
         ``model``: one model, or a set of segment models (``store`` holds its ``windows``)."""
-        self.models = as_model_set(model)
-        self.model = self.models.default
-        self._segmented = bool(self.models.segments)
+        self._settings = settings
         self._history = history
         self._store = store
         self._clock = clock
         self.metrics = metrics
-        self._planner = Planner(self.models.windows)
         self._lag = settings.catch_up_lag_seconds
-        models = self.models.all()
-        self._intake = Intake(settings, clock, metrics,
-                              tiers={t.name for m in models for t in m.tiers},
-                              components={c.name for m in models for c in m.components})
         self.gaps: DataGaps | None = None  # set by the live loop: it holds changes in a gap
+        self._use(as_model_set(model))
+
+    def use(self, models: ModelSet) -> None:
+        """Score by ``models`` from now on: a model file reloaded live (``runtime.remodel``).
+        Between two batches: what is held of the accounts goes, and is loaded again."""
+        self._store.use(models.windows)
+        if self.gaps is not None:
+            self.gaps.use(models.default, time.time())
+        self._use(models)
+
+    def _use(self, models: ModelSet) -> None:
+        self.models = models
+        self.model = models.default
+        self._segmented = bool(models.segments)
+        self._planner = Planner(models.windows)
+        every = models.all()
+        self._intake = Intake(self._settings, self._clock, self.metrics,
+                              tiers={t.name for m in every for t in m.tiers},
+                              components={c.name for m in every for c in m.components})
 
     @property
     def store(self) -> WindowStore:

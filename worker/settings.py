@@ -47,6 +47,12 @@ class Settings:
     topic_replication: int = _setting(1, "Replication factor for topics the worker creates.")
     create_topics: bool = _setting(True, "Create missing topics at start-up.")
     model_path: str = _setting("", "Scoring model file (YAML); empty = the packaged default.")
+    model_reload_seconds: float = _setting(
+        30.0, "How often the worker reads the model file again and applies a changed, valid"
+        " one without a restart (SIGHUP: at once); 0 = only on SIGHUP.")
+    model_rescore_batch: int = _setting(
+        500, "Accounts rescored per turn of the loop after a model change, between batches"
+        " of events.")
     max_message_bytes: int = _setting(65536, "Larger messages are dead-lettered unread.")
     max_request_bytes: int = _setting(
         1048576, "Largest produce request the worker sends (the producer's max_request_size);"
@@ -222,11 +228,12 @@ class Settings:
                      "batch_max_records", "batch_timeout_ms", "fetch_max_wait_ms",
                      "session_timeout_ms",
                      "max_poll_interval_ms", "broker_timeout_ms", "dedup_max_ids",
-                     "resident_accounts", "max_distinct_members"):
+                     "resident_accounts", "max_distinct_members", "model_rescore_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{env_name(name)} must be at least 1")
         for name in ("max_future_skew_seconds", "retry_backoff_max_seconds",
-                     "dedup_horizon_seconds", "expiry_check_seconds", "catch_up_lag_seconds"):
+                     "dedup_horizon_seconds", "expiry_check_seconds", "catch_up_lag_seconds",
+                     "model_reload_seconds"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")

@@ -70,7 +70,7 @@ def test_a_revoked_partition_loses_its_lag_series() -> None:
     metrics.set_lag({("events", 0): 3, ("events", 1): 4})
     loop = SimpleNamespace(metrics=metrics, revoking=asyncio.Event(), in_flight=asyncio.Lock(),
                            pipeline=SimpleNamespace(forget=lambda partitions: None),
-                           probes=SimpleNamespace(revoking=False))
+                           probes=SimpleNamespace(revoking=False), remodel=None)
     asyncio.run(_Rebalance(loop).on_partitions_revoked([TopicPartition("events", 0)]))  # type: ignore[arg-type]
     assert value(metrics, "healthscore_consumer_lag", topic="events", partition="0") is None
     assert value(metrics, "healthscore_consumer_lag", topic="events", partition="1") == 4

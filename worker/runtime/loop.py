@@ -31,7 +31,9 @@ from worker.pipeline import Outcome, Pipeline
 from worker.probes import Probes
 from worker.runtime import kafka
 from worker.runtime.delivery import Delivery, Offsets
+from worker.runtime.modelwatch import ModelWatch
 from worker.runtime.publish import co_partitioned, new_producer, publish, publish_records
+from worker.runtime.remodel import Remodel
 from worker.runtime.retry import Stopping, retrying
 from worker.settings import Settings
 
@@ -53,6 +55,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             async with self._loop.in_flight:
                 self._loop.pipeline.forget({tp.partition for tp in revoked})
+                if self._loop.remodel is not None:
+                    self._loop.remodel.forget({tp.partition for tp in revoked})
         finally:
             self._loop.revoking.clear()
             self._loop.probes.revoking = False
@@ -66,8 +70,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class ConsumerLoop:
-    def __init__(self, settings: Settings, pipeline: Pipeline, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, pipeline: Pipeline, metrics: Metrics,
+                 *, watch: ModelWatch | None = None, remodel: Remodel | None = None) -> None:
+        """``watch``: the model file, read again while running; ``remodel``: rescores
+        every account of the partitions owned after a model change (``runtime.remodel``)."""
         self.settings = settings
+        self.watch = watch
+        self.remodel = remodel
         self.pipeline = pipeline
         self.metrics = metrics
         self.probes = Probes()  # read by the probe endpoint's thread
@@ -115,7 +124,9 @@ class ConsumerLoop:
             next_expiry_check = time.monotonic()
             while not self.stop_requested.is_set():
                 batches = await self._consumer.getmany(
-                    timeout_ms=self.settings.batch_timeout_ms,
+                    # A model change's rescoring does not wait for events to arrive.
+                    timeout_ms=0 if self.remodel and self.remodel.walking
+                    else self.settings.batch_timeout_ms,
                     max_records=self.settings.batch_max_records)
                 self._polled()
                 async with self.in_flight:
@@ -123,6 +134,10 @@ class ConsumerLoop:
                         await self._send_unsent()
                     if batches:
                         await self._handle(batches)
+                    if self.watch is not None and self.watch.due():
+                        self._reload()
+                    if self.remodel is not None:
+                        await self._remodel_chunk(self.remodel)
                 await self._measure_lag()
                 if time.monotonic() >= next_expiry_check:
                     async with self.in_flight:
@@ -160,6 +175,30 @@ class ConsumerLoop:
                 outcome, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
         if outcome.arrived:
             await self._gap_news(self.gaps.arrived(outcome.arrived, time.time()))
+
+    def _reload(self) -> None:
+        """A changed, valid model file: used from the next batch on. Called under
+        ``in_flight``, so no batch is half scored by one model and half by the other."""
+        assert self.watch is not None
+        loaded = self.watch.check()
+        if loaded is None:
+            return
+        self.pipeline.use(loaded.models)
+        if self.remodel is not None:
+            self.remodel.use(loaded)
+
+    async def _remodel_chunk(self, remodel: Remodel) -> None:
+        """One chunk of a model change's rescoring, delivered like any batch. Called under
+        ``in_flight``: live events wait for one chunk at most."""
+        chunk = await self._retry(partial(remodel.next_chunk, self._owned()), "redis")
+        if chunk is None:
+            return
+        if chunk.accounts:
+            due = [(chunk.partition, account) for account in chunk.accounts]
+            outcome = await self._retry(partial(self.pipeline.expire, due, chunk.cause), "redis")
+            await self.delivery.deliver(outcome)
+            self.metrics.model_rescored.inc(len(due))
+        await self._retry(partial(remodel.walked, chunk), "redis")
 
     async def _send_unsent(self) -> None:
         """What newly assigned partitions' outboxes hold, before anything is scored there."""

@@ -116,6 +116,12 @@ def due_key(partition: int) -> str:
     return f"{PREFIX}:due:{{{partition}}}"
 
 
+def model_key(partition: int) -> str:
+    """The model every account of the partition has been rescored under (its fingerprint
+    and version): a worker that finds another one rescores them (``runtime.remodel``)."""
+    return f"{PREFIX}:model:{{{partition}}}"
+
+
 def tier_key(tier: str) -> str:
     return f"{PREFIX}:tier:{{{tier}}}"
 

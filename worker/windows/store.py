@@ -103,18 +103,31 @@ class WindowStore:
         self.schedule = Schedule(redis, timeout)
         self.tiers = TierIndex(redis, timeout)
         self._published_field = published_field
+        self._script_limits = (dedup_horizon_seconds, dedup_max_ids, max_distinct_members)
+        self._residents = Residents(resident_accounts)
+        self._use(model)
+
+    def use(self, model: Model) -> None:
+        """Score by ``model`` from now on (a model reloaded live, with the same bucket): the
+        accounts held are dropped, so each is loaded again with the windows it reads."""
+        if model.bucket_seconds != self._model.bucket_seconds:
+            raise ValueError("the bucket of a model in use cannot change")
+        self._residents.clear()
+        self._use(model)
+
+    def _use(self, model: Model) -> None:
+        horizon, max_ids, max_members = self._script_limits
         self._model = model
-        self._calls = ScriptCalls(redis, ApplyScript(model, dedup_horizon_seconds, dedup_max_ids),
-                                  timeout, max_distinct_members)
+        self._calls = ScriptCalls(self._redis, ApplyScript(model, horizon, max_ids),
+                                  self._timeout, max_members)
         self._all_windows = sorted({c.window_buckets for c in model.components})
         self._max_window = model.max_window_buckets  # a max() over the model's components
         self._sets = distinct_sets(model)  # the ones its signals read
         self._seen_types = event_types()  # each has a seen:<type> field in the state hash
         # In the order ``resident.load`` reads them.
-        self._fields = [keys.VERSION, keys.ATTRS, published_field, keys.MODE,
+        self._fields = [keys.VERSION, keys.ATTRS, self._published_field, keys.MODE,
                         *(keys.SEEN_PREFIX + t for t in self._seen_types),
                         *(CAPPED_PREFIX + name for name in self._sets), keys.OVERRIDE]
-        self._residents = Residents(resident_accounts)
 
     def now_bucket(self, now: float) -> int:
         return bucket_of(now, self._model.bucket_seconds)
