@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.alerts import Cause, build_alert, from_json, to_json
+from worker.alerts import Cause, alert_recovery, build_alert, from_json, to_json
 from worker.modelfile import load_model, parse_model
 from worker.recoveryview import change, summary
 from worker.scoring import override
@@ -294,3 +295,44 @@ def test_the_quick_check_is_the_card_to_the_bit(card: Scorecard, name: str,
     component = MODEL.component(name)
     assert score_with(MODEL, card, component, value) == lifted(MODEL, card, component,
                                                                 value).score
+
+
+class _Unknown:
+    """A kind of curve this module has no inverse for (a peer percentile, a trend)."""
+
+    def __call__(self, value: float) -> float:
+        raise AssertionError("a curve without an inverse is never asked for a target")
+
+
+def test_a_curve_without_an_inverse_gets_no_hint_and_breaks_nothing(model: Model) -> None:
+    unknown = ("feature_adoption", "nps")
+    strange = replace(model, components=tuple(
+        replace(c, curve=_Unknown()) if c.name in unknown else c  # type: ignore[arg-type]
+        for c in model.components))
+    for values in ({"login_frequency": 12, "feature_adoption": 3, "nps": 10},
+                   {"login_frequency": 8, "feature_adoption": 3, "nps": -20}):
+        card = score_components(model, values)
+        known, found = recovery(model, card, "red"), recovery(strange, card, "red")
+        assert known is not None
+        assert found is not None
+        assert set(unknown) <= {h.component for h in known.hints}
+        assert found.hints
+        assert set(unknown).isdisjoint(h.component for h in found.hints)
+        if found.alone:  # the others' hints are what they were
+            assert found.hints == tuple(h for h in known.hints if h.component not in unknown)
+        else:  # together they still do it
+            for hint in found.hints:
+                card = lifted(strange, card, strange.component(hint.component), probe(hint))
+            assert card.score is not None
+            assert card.score >= found.goal.score
+
+
+def test_only_curves_without_an_inverse_give_no_hints_at_all(model: Model) -> None:
+    card = score_components(model, {"feature_adoption": 1})
+    strange = replace(model, components=tuple(replace(c, curve=_Unknown())  # type: ignore[arg-type]
+                                              for c in model.components))
+    found = recovery(strange, card, "red")
+    assert found is not None
+    assert found.hints == ()
+    assert not found.alone
+    assert alert_recovery(strange, card, "red") is None  # the alert goes out without

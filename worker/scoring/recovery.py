@@ -90,7 +90,9 @@ def recovery(model: Model, card: Scorecard, tier: str, *, fixed: Collection[str]
         return None
     if card.score >= target.score:  # over it already: the next evaluation moves it up
         return Recovery(target, ())
-    free = [c for c in model.components if c.name not in fixed]
+    # A curve without an inverse here (one added after this module) gives no hint: the
+    # other components still may, and the account is never worse off for it.
+    free = [c for c in model.components if c.name not in fixed and invertible(c.curve)]
     hints: list[Hint] = []
     # The easiest first: by the sub-score points each must climb, exact arithmetic from
     # the weights, so only as many as asked for are inverted and checked.
@@ -164,16 +166,21 @@ def _at_best(card: Scorecard, component: Component) -> Hint | None:
                 component.curve(_probe(Hint(component.name, value, op, target, None, 0.0))))
 
 
+def invertible(curve: object) -> bool:
+    """Whether this module can turn a sub-score of ``curve`` back into a value."""
+    return isinstance(curve, Linear | Bands)
+
+
 def _rewards_more(curve: Curve) -> bool:
-    if isinstance(curve, Linear):
-        return curve.good > curve.bad
-    return curve.bands[-1].score > curve.bands[0].score
+    if isinstance(curve, Bands):
+        return curve.bands[-1].score > curve.bands[0].score
+    return isinstance(curve, Linear) and curve.good > curve.bad
 
 
 def _top(curve: Curve) -> float:
-    if isinstance(curve, Linear):
-        return 100.0
-    return max(b.score for b in curve.bands)
+    if isinstance(curve, Bands):
+        return max(b.score for b in curve.bands)
+    return 100.0
 
 
 def _probe(hint: Hint) -> float:
@@ -247,12 +254,13 @@ def _candidates(op: str, target: float, *, whole: bool) -> Iterator[float]:
         target = math.nextafter(target, toward)
 
 
-def _reach(curve: Curve, value: float | None, needed: float, *, whole: bool
+def _reach(curve: object, value: float | None, needed: float, *, whole: bool
            ) -> tuple[str, float] | None:
     if isinstance(curve, Linear):
         return _reach_linear(curve, needed, whole=whole)
-    # A new kind of curve needs its inverse here (the type checker says where).
-    return _reach_bands(curve, value, needed, whole=whole)
+    if isinstance(curve, Bands):
+        return _reach_bands(curve, value, needed, whole=whole)
+    return None  # a new kind of curve needs its inverse here: until then, no hint
 
 
 def _reach_linear(curve: Linear, needed: float, *, whole: bool) -> tuple[str, float] | None:
