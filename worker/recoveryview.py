@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from worker.scoring.model import UNKNOWN_TIER
 from worker.terminal import visible
 
 _OPS = {">=": "at least", "<=": "at most", ">": "above"}
@@ -56,9 +57,25 @@ def summary(recovery: dict[str, Any], limit: int = 3, quote: Quote = visible) ->
     return f"back to {quote(recovery['tier'])}: " + joiner.join(changes)
 
 
+def no_hints(data: dict[str, Any]) -> str | None:
+    """Why an account below the best tier has no hints (``explain``'s record), or None."""
+    override = data.get("override")
+    if override is not None and override.get("kind") == "pin":
+        return ("no next steps from its data: its tier follows the pin, not the score,"
+                " until the override ends or is cleared")
+    if data.get("tier") == UNKNOWN_TIER.name:
+        return ("no next steps from its values: what it lacks is data (too little of the"
+                " model's weight has any in its windows); events of the missing components"
+                " bring it a tier")
+    return None
+
+
 def print_recovery(data: dict[str, Any], console: Console) -> None:
     recovery = data.get("recovery")
     if recovery is None:
+        why = no_hints(data)
+        if why is not None:
+            console.print(Text(why), highlight=False)
         return
     head = (f"to reach {visible(recovery['tier'])} (score {recovery['score']:g}), "
             + ("any one of:" if recovery["alone"] else "all of:"))

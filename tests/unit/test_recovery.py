@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 from worker.alerts import Cause, alert_recovery, build_alert, from_json, to_json
 from worker.modelfile import load_model, parse_model
-from worker.recoveryview import change, summary
+from worker.recoveryview import change, print_recovery, summary
 from worker.scoring import override
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
@@ -268,6 +271,19 @@ def test_hints_in_words() -> None:
         {"component": "a", "value": 1.0, "op": ">=", "target": 2.0},
         {"component": "b\x1b", "value": 1.0, "op": "<=", "target": 0.0}]}) \
         == "back to yellow: a from 1 to at least 2, and b\\x1b from 1 to at most 0"
+
+
+def test_explain_says_why_a_pinned_or_unknown_account_has_no_hints() -> None:
+    def printed(data: dict[str, Any]) -> str:
+        out = io.StringIO()
+        print_recovery(data, Console(file=out, width=10_000, force_terminal=False))
+        return out.getvalue()
+
+    pinned = {"tier": "red", "recovery": None, "override": {"kind": "pin", "tier": "red"}}
+    assert "follows the pin" in printed(pinned)
+    assert "what it lacks is data" in printed({"tier": "unknown", "recovery": None,
+                                               "override": None})
+    assert printed({"tier": "green", "recovery": None, "override": None}) == ""
 
 
 def test_the_readmes_worked_example(model: Model) -> None:
