@@ -85,7 +85,10 @@ def print_recovery(data: dict[str, Any], console: Console) -> None:
     for c in recovery["changes"]:
         by_itself = "" if c["by_itself_at"] is None else (
             f" (by itself on {c['by_itself_at']}, as older events leave its window)")
-        console.print(Text(f"  {change(c)}{by_itself}"), highlight=False)
+        line = Text(f"  {change(c)}{by_itself}")
+        if c.get("description"):  # the value's unit: what is counted, over which window
+            line.append(f"  ({visible(c['description'])})", style="dim")
+        console.print(line, highlight=False)
     when = recovery["by_itself_at"]
     console.print(Text("  with no new events it gets there " + (
         f"by itself on {when}" if when else "never by itself")), highlight=False)

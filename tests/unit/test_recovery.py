@@ -284,6 +284,13 @@ def test_explain_says_why_a_pinned_or_unknown_account_has_no_hints() -> None:
     assert "what it lacks is data" in printed({"tier": "unknown", "recovery": None,
                                                "override": None})
     assert printed({"tier": "green", "recovery": None, "override": None}) == ""
+    red = {"tier": "red", "override": None, "recovery": {
+        "tier": "yellow", "score": 43.0, "alone": True, "by_itself_at": None, "changes": [
+            {"component": "feature_adoption", "value": 1.0, "op": ">=", "target": 8.0,
+             "description": "Distinct features used in 30 days.", "by_itself_at": None}]}}
+    assert ("  feature_adoption from 1 to at least 8  (Distinct features used in 30 days.)\n"
+            in printed(red))  # in its own unit
+    assert "never by itself" in printed(red)
 
 
 def test_the_readmes_worked_example(model: Model) -> None:
