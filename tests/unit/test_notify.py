@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.slackhook import make_alert
+from worker.contracts import validator
 from worker.errors import ConfigError
 from worker.modelfile import load_model
 from worker.notify.config import Filters, notify_config
@@ -60,6 +61,21 @@ def test_alert_message_has_tier_colour_label_score_change_trigger_and_link() -> 
     assert "escalations rose from 0 to 3 in 90 days (-43.9 pts)" in text
     assert "Top contributions: support tickets 26.3 pts, escalations 0.0 pts" in text
     assert msg["text"].startswith("acme: green -> red (score 80.0 → 26.3 (-53.7))")
+
+
+def test_the_next_step_is_one_short_line_and_absent_without_hints() -> None:
+    alert = make_alert("acme")
+    assert "Next step" not in str(alert_message(alert, MODEL, "")["attachments"][0]["blocks"])
+    alert["recovery"] = {"tier": "yellow", "score": 43.0, "alone": True, "changes": [
+        {"component": "escalations", "value": 3.0, "op": "<=", "target": 1.0,
+         "subscore": 0.0, "target_subscore": 60.0},
+        {"component": "<!here>", "value": None, "op": ">=", "target": 10.25,
+         "subscore": None, "target_subscore": 55.1}]}
+    assert validator("alert").is_valid(alert)
+    blocks = alert_message(alert, MODEL, "")["attachments"][0]["blocks"]
+    lines = [b["text"]["text"] for b in blocks if "Next step" in str(b)]
+    assert lines == ["*Next step:* back to yellow: escalations from 3 to at most 1, or "
+                     "&lt;!here&gt; (no data) at least 10.3"]
 
 
 def test_values_cannot_become_links_or_mentions() -> None:
