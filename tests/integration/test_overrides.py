@@ -89,9 +89,11 @@ async def test_a_pin_is_alerted_with_its_author_and_expires_on_time(settings: Se
     assert red["override"]["author"] == AUTHOR
     assert red["override"]["override_id"] == "o-1"
     assert red["score"] == 100.0  # a pin sets the tier; the score is the account's own
+    assert "recovery" not in red  # its tier follows the pin: no change of a value helps
     assert during["tier"] == during["published_tier"] == "red"
     assert during["override"]["author"] == AUTHOR
     assert during["override_history"] == []
+    assert during["recovery"] is None
 
     green = alerts_for(back, "wayne")[2]
     assert valid_alert(green)
@@ -104,6 +106,7 @@ async def test_a_pin_is_alerted_with_its_author_and_expires_on_time(settings: Se
     assert after["published_tier"] == "green"
     assert f"override: tier pinned to red by {AUTHOR}" in during_text
     assert "past override" not in during_text
+    assert "its tier follows the pin, not the score" in during_text
     assert f"past override: tier pinned to red by {AUTHOR}, expired" in after_text
 
 
