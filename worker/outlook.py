@@ -40,6 +40,7 @@ class Outlook(NamedTuple):
             "alone": rec.alone,
             "by_itself_at": None if self.by_itself_at is None else rfc3339(self.by_itself_at),
             "changes": [{**hint_dict(h), "description": model.component(h.component).description,
+                         "signal": model.component(h.component).signal.name,
                          "by_itself_at": (rfc3339(self.hint_at[h.component])
                                           if h.component in self.hint_at else None)}
                         for h in rec.hints],

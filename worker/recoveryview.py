@@ -45,7 +45,7 @@ def _rounded(target: float, op: str) -> str:
     digits = max(0, 2 - math.floor(math.log10(abs(target)))) if target else 0
     scale = 10.0 ** digits
     shown = (math.floor(target * scale) if op == "<=" else math.ceil(target * scale)) / scale
-    return f"{shown:.{digits}f}"
+    return f"{shown:.{digits}f}".rstrip("0").rstrip(".")  # 0.75, not 0.750
 
 
 def summary(recovery: dict[str, Any], limit: int = 3, quote: Quote = visible) -> str:
@@ -70,6 +70,19 @@ def no_hints(data: dict[str, Any]) -> str | None:
     return None
 
 
+def in_users(c: dict[str, Any], data: dict[str, Any]) -> str:
+    """A share of the seats in people: `` (4 more active users of 20 seats)``; else ""."""
+    seats = (data.get("attributes") or {}).get("seats_purchased")
+    if c.get("signal") != "active_user_share" or not isinstance(seats, int | float) \
+            or isinstance(seats, bool) or seats <= 0 or c["op"] != ">=":
+        return ""
+    needed = math.ceil(c["target"] * seats - 1e-9)  # whole people reach the share
+    now = 0 if c["value"] is None else round(c["value"] * seats)
+    more = needed - now
+    people = "active user" if more == 1 else "active users"
+    return f" ({more} more {people} of {number(seats)} seats)" if more > 0 else ""
+
+
 def print_recovery(data: dict[str, Any], console: Console) -> None:
     recovery = data.get("recovery")
     if recovery is None:
@@ -85,7 +98,7 @@ def print_recovery(data: dict[str, Any], console: Console) -> None:
     for c in recovery["changes"]:
         by_itself = "" if c["by_itself_at"] is None else (
             f" (by itself on {c['by_itself_at']}, as older events leave its window)")
-        line = Text(f"  {change(c)}{by_itself}")
+        line = Text(f"  {change(c)}{in_users(c, data)}{by_itself}")
         if c.get("description"):  # the value's unit: what is counted, over which window
             line.append(f"  ({visible(c['description'])})", style="dim")
         console.print(line, highlight=False)

@@ -44,6 +44,15 @@ async def _explain_json(settings: Settings, account_id: str) -> dict[str, Any]:
     return data
 
 
+async def _explain_text(settings: Settings, account_id: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
+    env |= {"HEALTHSCORE_REDIS_URL": settings.redis_url, "COLUMNS": "200"}
+    result = await asyncio.to_thread(
+        subprocess.run, [*HEALTHSCORE, "explain", account_id], env=env,
+        capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout
+
+
 async def _features_reach(settings: Settings, account_id: str, count: int,
                           escalations: int = 1) -> str | None:
     """Wait until the worker has the account's distinct features at ``count`` (and its
@@ -86,6 +95,11 @@ async def test_the_named_change_lifts_the_tier_and_one_short_of_it_does_not(
         target = int(hint["target"])
         assert hint["by_itself_at"] is None  # features do not come by themselves
         assert recovery["by_itself_at"] is None  # usage only fades with no new events
+        seats = next(c for c in recovery["changes"] if c["component"] == "license_utilization")
+        assert (seats["signal"], seats["op"]) == ("active_user_share", ">=")
+        table = await _explain_text(settings, account)
+        assert "license_utilization from 0.2 to at least 0.75 (6 more active users of 10" \
+               " seats)" in table
 
         for n in range(1, target - 1):  # one feature short of the target
             await p.send("feature_use", event("feature_use", account, user_id="u1",

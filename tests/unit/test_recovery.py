@@ -15,7 +15,7 @@ from rich.console import Console
 
 from worker.alerts import Cause, alert_recovery, build_alert, from_json, to_json
 from worker.modelfile import load_model, parse_model
-from worker.recoveryview import change, print_recovery, summary
+from worker.recoveryview import change, in_users, print_recovery, summary
 from worker.scoring import override
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
@@ -359,3 +359,14 @@ def test_only_curves_without_an_inverse_give_no_hints_at_all(model: Model) -> No
     assert found.hints == ()
     assert not found.alone
     assert alert_recovery(strange, card, "red") is None  # the alert goes out without
+
+
+def test_a_share_of_the_seats_is_also_said_in_people() -> None:
+    share = {"component": "license_utilization", "signal": "active_user_share",
+             "value": 0.2, "op": ">=", "target": 0.7500000000000001}
+    seats = {"attributes": {"seats_purchased": 10}}
+    assert in_users(share, seats) == " (6 more active users of 10 seats)"
+    assert in_users({**share, "target": 0.3}, seats) == " (1 more active user of 10 seats)"
+    assert in_users(share, {"attributes": {}}) == ""  # no seats: the share alone
+    assert in_users({**share, "signal": "distinct_features"}, seats) == ""
+    assert in_users(share, {"attributes": {"seats_purchased": True}}) == ""

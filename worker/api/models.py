@@ -49,6 +49,8 @@ class AccountOverride(BaseModel):
 class RecoveryChange(BaseModel):
     component: str = Field(description="The component to change.")
     description: str = Field(description="What the component measures.")
+    signal: str = Field(description="The signal its value comes from (e.g. active_user_share:"
+                                    " distinct active users / seats purchased).")
     value: float | None = Field(description="Its value now; null: no data in its window.")
     op: str = Field(description="\">=\" (at least), \"<=\" (at most) or \">\" (above): the"
                                 " value must be `op` `target`.")
