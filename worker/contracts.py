@@ -16,7 +16,7 @@ import orjson
 
 SCHEMA_NAMES = (
     "common", "login", "feature_use", "ticket", "survey", "account", "override",
-    "alert", "deadletter", "model", "datagap",
+    "alert", "deadletter", "model", "datagap", "outcome",
 )
 
 

@@ -41,6 +41,9 @@ class Settings:
     topic_overrides: str = _setting(
         "overrides", "Compacted topic of CSM overrides (a pinned tier or an adjusted component,"
         " with reason, author and expiry), keyed by account.")
+    topic_outcomes: str = _setting(
+        "outcomes", "Topic of account outcomes (renewed, churned, expanded, downgraded) that "
+        "`healthscore backtest` checks the score against; the worker does not read it.")
     topic_alerts: str = _setting("health.alerts", "Topic the tier-change alerts go to.")
     topic_deadletter: str = _setting("health.deadletter", "Topic of rejected input records.")
     topic_partitions: int = _setting(6, "Partitions for topics the worker creates.")

@@ -195,7 +195,7 @@ class EventStream:
         self._update_weights(min(max(progress, 0.0), 1.0))
         ts = format_ts(now)
         picks = self._rng.choices(range(len(self._accounts)), cum_weights=self._cum_weights, k=n)
-        return [self._event(self._accounts[i], self._behaviours[i], ts) for i in picks]
+        return [self.event(self._accounts[i], self._behaviours[i], ts) for i in picks]
 
     def backfill(self, end: datetime, days: float, per_user_day: float = 1.6) -> Iterator[Emitted]:
         """History over the ``days`` before ``end``, as the accounts were at the start."""
@@ -204,12 +204,12 @@ class EventStream:
         starts = [behaviour(a.persona, 0.0) for a in self._accounts]
         stamps: list[tuple[float, int]] = []
         for i, (account, b) in enumerate(zip(self._accounts, starts, strict=True)):
-            k = round(self._traffic(account, b) * days * per_user_day)
+            k = round(self.traffic(account, b) * days * per_user_day)
             stamps.extend((self._rng.uniform(-span, 0.0), i) for _ in range(k))
         stamps.sort()  # chronological, so ticket lifecycles unfold in order
         for offset, i in stamps:
             at = format_ts(end + timedelta(seconds=offset))
-            yield self._event(self._accounts[i], starts[i], at)
+            yield self.event(self._accounts[i], starts[i], at)
 
     def _update_weights(self, progress: float) -> None:
         # Recomputing every account's behaviour per event would dominate at high rates.
@@ -217,17 +217,19 @@ class EventStream:
             return
         self._progress = progress
         self._behaviours = [behaviour(a.persona, progress) for a in self._accounts]
-        self._cum_weights = list(accumulate(map(self._traffic, self._accounts, self._behaviours)))
+        self._cum_weights = list(accumulate(map(self.traffic, self._accounts, self._behaviours)))
 
-    def _traffic(self, account: Account, b: Behaviour) -> float:
+    def traffic(self, account: Account, b: Behaviour) -> float:
         # Usage grows with the account's active users; tickets and surveys do not.
         return _usage(account, b) + (b.ticket_rate + b.survey_rate) * self._scale
 
-    def _event(self, account: Account, b: Behaviour, ts: str) -> Emitted:
+    def event(self, account: Account, b: Behaviour, ts: str) -> Emitted:
+        """One event of ``account`` behaving as ``b``, stamped ``ts``: a ticket, survey, login
+        or feature use in the shares ``b`` gives them."""
         self._seq += 1
         base: Event = {"event_id": f"{self._run_id}-{self._seq:010d}", "ts": ts,
                        "account_id": account.account_id, "user_id": self._user(account, b)}
-        roll = self._rng.random() * self._traffic(account, b) / self._scale
+        roll = self._rng.random() * self.traffic(account, b) / self._scale
         if roll < b.ticket_rate:
             return "ticket", self._ticket(account, b, base)
         if roll < b.ticket_rate + b.survey_rate:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -31,7 +32,9 @@ from rich.progress import (
 from rich.text import Text
 
 from worker.runtime import kafka
+from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
+from worker.simulate.cohort import Cohort
 from worker.simulate.personas import Emitted, EventStream, Population
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,55 @@ async def run_simulation(
     return stats
 
 
+async def run_cohort(
+    settings: Settings,
+    *,
+    accounts: int,
+    days: float,
+    outcome_days: float,
+    outcomes_file: Path,
+    seed: int | None,
+    per_user_day: float = 1.6,
+    progress: bool = True,
+) -> SimulationStats:
+    """Publish a customer base with known outcomes (:mod:`worker.simulate.cohort`): its
+    account records, ``days`` of history ending now as fast as the broker takes it, then
+    one outcome per account to the outcomes topic, also written to ``outcomes_file``
+    (JSON lines), for ``healthscore backtest`` to check a model against."""
+    rng = random.Random(seed)
+    cohort = Cohort.create(accounts, rng, days=days, outcome_days=outcome_days)
+    stats = SimulationStats(run_id=uuid.uuid4().hex[:12], accounts=accounts)
+    end = _now()
+    outcomes = cohort.outcomes(end)
+    _write_lines(outcomes_file, outcomes)
+    await ensure_topics(settings, extra=[settings.topic_outcomes])
+    producer = kafka.producer(settings, client_id="healthscore-simulate", linger_ms=5)
+    started = time.monotonic()
+    try:
+        await producer.start()
+        publisher = _Publisher(producer, settings, stats)
+        await publisher.check_topics()
+        with _progress_bar(progress) as bar:
+            start = end - timedelta(days=days)
+            await publisher.send((("account", r) for r in cohort.account_records(start)),
+                                 at=start)
+            task = bar.add_task("history", total=None)
+            for chunk in _chunks(cohort.history(rng, end, stats.run_id, per_user_day),
+                                 HISTORY_CHUNK):
+                delivered = await publisher.send(chunk)
+                stats.history += delivered
+                bar.advance(task, delivered)
+            await publisher.send(("outcome", r) for r in outcomes)
+    finally:
+        stats.elapsed = time.monotonic() - started
+        await _close(producer)
+    return stats
+
+
+def _write_lines(path: Path, records: Iterable[dict[str, object]]) -> None:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+
 class _Publisher:
     """Sends batches keyed by account, skipping topics that do not exist (yet)."""
 
@@ -115,6 +167,7 @@ class _Publisher:
         self.stats = stats
         self._topics = {kind: topic for topic, kind in settings.event_topics.items()}
         self._topics["account"] = settings.topic_accounts
+        self._topics["outcome"] = settings.topic_outcomes
         self._missing: set[str] = set()
         self._checked_at = time.monotonic()
 
