@@ -1,5 +1,5 @@
-"""``healthscore``: worker | dev | simulate | explain | alerts | replay | notify | api |
-check-model."""
+"""``healthscore``: worker | dev | simulate | explain | alerts | replay | backtest | notify |
+api | check-model."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from worker import logs
 from worker.errors import ConfigError, Unreachable, access_denied, is_retriable
@@ -16,6 +17,8 @@ from worker.settings import Settings, env_name
 
 # Flag -> setting, on every command but dev (which starts its own broker and Redis).
 CONNECTION_FLAGS = {"bootstrap": "kafka_bootstrap", "redis_url": "redis_url"}
+LIVE_HISTORY_DAYS = 14.0  # simulate: past usage first, so 30-day windows are not empty
+COHORT_DAYS = 150.0  # simulate --outcomes: months of history, outcomes in the last ones
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,7 +97,15 @@ def _parser() -> argparse.ArgumentParser:
     _simulation_options(p, rate=500.0, accounts=500)
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=_simulate)
+    p.add_argument("--outcomes", type=Path, default=None, metavar="FILE",
+                   help="a customer base with known outcomes instead: its history "
+                   f"(default {COHORT_DAYS:g} days) as fast as the broker takes it, then "
+                   "one outcome per account to the outcomes topic and to FILE (JSON lines)")
+    p.add_argument("--outcome-days", type=float, default=90.0,
+                   help="with --outcomes: outcomes fall in the history's last N days (90)")
+    p.add_argument("--events-per-user-day", type=float, default=1.6,
+                   help="with --outcomes: a thriving user's events a day (1.6)")
+    p.set_defaults(run=_simulate, history_days=None)
 
     p = sub.add_parser("explain", help="an account's score, tier and components, now")
     p.add_argument("account_id")
@@ -115,6 +126,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="run even though the consumer group still lists workers")
     p.set_defaults(run=_replay)
+
+    p = sub.add_parser("backtest", help="how well a model's scores foretold churn, and "
+                       "weights fitted to the outcomes")
+    p.add_argument("--model", default="", metavar="FILE",
+                   help="model file to test (default: HEALTHSCORE_MODEL_PATH's)")
+    p.add_argument("--outcomes", default=None, metavar="FILE|TOPIC",
+                   help="outcome records: a JSON-lines file, else a topic "
+                   "(default: HEALTHSCORE_TOPIC_OUTCOMES)")
+    p.add_argument("--horizon", default="90d", help="churn within this long after the "
+                   "moment counts (default 90d)")
+    p.add_argument("--as-of", default=None, metavar="YYYY-MM-DD",
+                   help="the moment scores are taken (default: the newest outcome's date "
+                   "minus the horizon)")
+    p.add_argument("--out", type=Path, default=Path("backtest"), metavar="DIR",
+                   help="where report.json, churn.png/.svg and model.fitted.yaml go "
+                   "(default ./backtest)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--scratch-redis", default=None, metavar="URL",
+                   help="an empty Redis database to rebuild into (default: one started "
+                   "for the run)")
+    p.set_defaults(run=_backtest)
 
     p = sub.add_parser("notify", help="send tier-change alerts to people")
     channels = p.add_subparsers(required=True, metavar="CHANNEL")
@@ -179,8 +211,9 @@ def _simulation_options(p: argparse.ArgumentParser, *, rate: float, accounts: in
     p.add_argument("--accounts", type=int, default=accounts,
                    help=f"synthetic accounts (default {accounts})")
     p.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
-    p.add_argument("--history-days", type=float, default=14.0,
-                   help="days of past usage sent first, so 30-day windows are not empty")
+    p.add_argument("--history-days", type=float, default=LIVE_HISTORY_DAYS,
+                   help="days of past usage sent first, so 30-day windows are not empty "
+                   f"(default {LIVE_HISTORY_DAYS:g})")
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -197,7 +230,17 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.simulate.producer import run_simulation
+    from worker.simulate.producer import run_cohort, run_simulation
+
+    if args.outcomes is not None:
+        stats = asyncio.run(run_cohort(
+            settings, accounts=args.accounts, days=args.history_days or COHORT_DAYS,
+            outcome_days=args.outcome_days, outcomes_file=args.outcomes, seed=args.seed,
+            per_user_day=args.events_per_user_day, progress=not args.no_progress))
+        sent = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.sent.items()))
+        print(f"sent {stats.total} records in {stats.elapsed:.1f} s ({sent}); "
+              f"outcomes written to {args.outcomes}")
+        return 0
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -205,7 +248,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         stats = await run_simulation(
             settings, accounts=args.accounts, rate=args.rate, duration=args.duration,
-            seed=args.seed, progress=not args.no_progress, history_days=args.history_days,
+            seed=args.seed, progress=not args.no_progress,
+            history_days=LIVE_HISTORY_DAYS if args.history_days is None else args.history_days,
             stop=stop)
         sent = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.sent.items()))
         print(f"sent {stats.total} records in {stats.elapsed:.1f} s ({sent})")
@@ -239,6 +283,14 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
     print(asyncio.run(run()))
     return 0
+
+
+def _backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.backtest.command import Request, backtest
+
+    request = Request(args.model, args.outcomes or settings.topic_outcomes, args.horizon,
+                      args.as_of, args.out, args.json, args.scratch_redis)
+    return backtest(settings, request)
 
 
 def _notify_slack(settings: Settings, args: argparse.Namespace) -> int:
