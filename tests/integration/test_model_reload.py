@@ -153,3 +153,56 @@ async def _wait_for_assignments(log: Path, count: int) -> None:
     while _read(log).count("assigned ") < count:
         assert time.monotonic() < deadline, chaos.tail(log)
         await asyncio.sleep(0.1)
+
+
+async def test_a_worker_killed_mid_walk_leaves_the_rest_to_the_next_one(
+        settings: Settings, tmp_path: Path) -> None:
+    """SIGKILL once the walk has begun: the partitions it had not recorded are walked
+    again by the next worker, every moved account ends in its new tier, and no account
+    has two different model_change alerts (one re-sent from an outbox is the same
+    record). Many accounts, a chunk of one: the walk lasts long enough to be cut."""
+    many = [f"walk-{n:04d}" for n in range(900)]
+    path = tmp_path / "model.yaml"
+    path.write_text(_model("walk-a"), "utf-8")
+    # A short session: the killed worker's partitions come back sooner.
+    settings = settings.replace(model_path=str(path), model_reload_seconds=0,
+                                model_rescore_batch=1, session_timeout_ms=6000)
+    await ensure_topics(settings)
+    log = tmp_path / "worker.log"
+    worker = chaos.start_worker(settings, log)
+    try:
+        async with Producer(settings) as p:
+            for account in many:  # one user of two seats, one login: about 20, red
+                await p.account(account, segment="smb", seats_purchased=2)
+                await p.send("login", event("login", account, user_id="u1"))
+        await read_until(settings, settings.topic_alerts, lambda rs: set(_last(rs)) == set(
+            many), within=90)
+        await asyncio.sleep(1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    # Yellow from 10: every account moves from red to yellow under walk-b.
+    path.write_text(_model("walk-b").replace("min_score: 40}", "min_score: 10}"), "utf-8")
+    worker = chaos.start_worker(settings, log)
+    try:
+        await _wait_for_log(log, "rescoring it under walk-b", within=60)
+    finally:
+        worker.kill()  # SIGKILL: no clean shutdown, the walk cut short
+        worker.wait(timeout=30)
+    walked_before = _read(log).count("every account rescored under model walk-b")
+    worker = chaos.start_worker(settings, log)
+    try:
+        records = await read_until(settings, settings.topic_alerts, lambda rs: all(
+            _last(rs).get(a, {}).get("tier") == "yellow" for a in many), within=90)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert walked_before < settings.topic_partitions  # the kill did land mid-walk
+    restarted = _read(log).rsplit("components; metrics on", 1)[-1]  # the last start
+    assert "was scored under model walk-a: rescoring it under walk-b" in restarted
+    moved: dict[str, set[str]] = {}
+    for alert in records:
+        if alert["cause"]["kind"] == "model_change":
+            moved.setdefault(alert["account_id"], set()).add(alert["alert_id"])
+    assert sorted(moved) == many
+    assert all(len(ids) == 1 for ids in moved.values())
