@@ -268,8 +268,9 @@ def _check_model(settings: Settings, args: argparse.Namespace) -> int:
               + ", ".join(f"{t.name} >= {t.min_score:g}" for t in model.tiers)
               + f" (margin {model.margin:g})")
         for c in model.components:
+            trend = "" if c.trend is None else f" vs the {c.window_buckets} before"
             print(f"  {c.name:<20} {c.signal.name:<24} window {c.window_buckets} buckets"
-                  f"  weight {c.weight:g}")
+                  f"{trend}  weight {c.weight:g}")
     return 0
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,28 @@ def _explain(settings: Settings, model_path: str, account: str) -> dict[str, Any
     )
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+def test_check_model_shows_trends_and_names_a_trend_it_cannot_keep(tmp_path: Path) -> None:
+    """As a user runs it: the example checks; a trend over a distinct count is refused,
+    naming the field and why."""
+    example = str(resources.files("worker").joinpath("models", "trends.example.yaml"))
+    ok = subprocess.run(
+        [*HEALTHSCORE, "check-model", example], capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "login_trend          logins                   window 7 buckets vs the 7 before" in (
+        ok.stdout
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        MODEL.replace("signal: logins\n    trend", "signal: distinct_features\n    trend")
+    )
+    result = subprocess.run(
+        [*HEALTHSCORE, "check-model", str(bad)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert (
+        f"{bad}: components.login_trend.trend: signal 'distinct_features' counts distinct "
+        "features, and a distinct count of the previous window is not known" in result.stderr
+    )
