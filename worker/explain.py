@@ -124,7 +124,7 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
     the model of the account's segment (``store`` holds the set's ``windows``)."""
     now = clock.now()
     state = await store.read(account_id, now)
-    model = as_model_set(models).for_segment(state.attrs.get("segment"))
+    model = as_model_set(models).for_account(state.attrs, now)  # onboarding or segment
     values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
                               state.seen_bucket, state.now_bucket)
     capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)

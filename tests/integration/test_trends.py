@@ -5,13 +5,11 @@ account without a previous week has no trend value."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,14 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.harness import Producer, alerts_for, event, read_until, valid_alert
-from worker.app import Worker
+from tests.integration.harness import (
+    Producer,
+    alerts_for,
+    event,
+    read_until,
+    running_worker,
+    valid_alert,
+)
 from worker.clock import FixedClock
 from worker.explain import explain
 from worker.modelfile import load_model
@@ -63,25 +67,6 @@ def model_path(tmp_path: Path) -> str:
     return str(path)
 
 
-@contextlib.asynccontextmanager
-async def worker_on(settings: Settings, clock: FixedClock) -> AsyncIterator[Worker]:
-    """A worker whose clock moves only when the test moves it: days pass at once."""
-    worker = Worker(settings, clock=clock)
-    task = asyncio.create_task(worker.run())
-    try:
-        registry = worker.metrics.registry
-        deadline = time.monotonic() + 60
-        while not registry.get_sample_value("healthscore_assigned_partitions"):
-            if task.done():
-                task.result()
-            assert time.monotonic() < deadline, "the worker was never assigned partitions"
-            await asyncio.sleep(0.05)
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, timeout=30)
-
-
 async def test_a_drop_from_the_previous_week_drops_the_tier(
     settings: Settings, model_path: str
 ) -> None:
@@ -89,7 +74,7 @@ async def test_a_drop_from_the_previous_week_drops_the_tier(
     model = load_model(model_path)
     now = time.time()
     clock = FixedClock(now)
-    async with worker_on(settings, clock), Producer(settings) as p:
+    async with running_worker(settings, clock=clock), Producer(settings) as p:
         for account in ("steady", "newbie"):
             await p.account(account, segment="smb")
         # Two logins a day for two weeks: this week as many as the week before.

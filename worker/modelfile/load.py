@@ -53,6 +53,7 @@ def parse_model(text: str, source: str = "model") -> Model:
     top-level layout (several models in one) compiles the same checked data its way."""
     raw = checked(text, source)
     raw.pop("segments", None)
+    raw.pop("lifecycle", None)
     return compile_model(raw, source)
 
 

@@ -111,6 +111,14 @@ def override_words(alert: dict[str, Any]) -> str | None:
             f" {escape(over['reason'])}")
 
 
+def lifecycle_words(alert: dict[str, Any]) -> str | None:
+    """Why, when the end of the account's onboarding moved the tier; None otherwise."""
+    if alert["cause"]["kind"] != "onboarding_ended":
+        return None
+    segment = (alert.get("model") or {}).get("segment") or "default"
+    return f"onboarding ended: scored by the {escape(segment)} model now"
+
+
 def score_change(alert: dict[str, Any]) -> str:
     score, before = float(alert["score"]), alert.get("previous_score")
     if before is None:
@@ -135,7 +143,7 @@ def alert_message(alert: dict[str, Any], model: Model | None, link_template: str
     and the Block Kit layout, in an attachment for the tier's colour bar."""
     tier, previous = alert["tier"], alert.get("previous_tier")
     trigger = alert.get("triggering_component")
-    overridden = override_words(alert)
+    overridden = override_words(alert) or lifecycle_words(alert)
     why = overridden or trigger_words(trigger, model)
     points = "" if trigger is None or overridden else f" ({float(trigger['contribution_change']):+.1f} pts)"
     headline = (f"{account_link(alert['account_id'], link_template)}: "
