@@ -3,6 +3,7 @@ the window sums are plain data here."""
 
 from __future__ import annotations
 
+import io
 import math
 from importlib import resources
 from typing import Any
@@ -10,9 +11,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 
+from worker.commands import _print_explanation
 from worker.errors import ConfigError
 from worker.modelfile import load_model, parse_model
+from worker.modelfile.segments import parse_models
 from worker.notify.format import trigger_words
 from worker.scoring.evaluate import component_values
 from worker.scoring.model import Model
@@ -286,3 +290,54 @@ def test_an_alert_on_a_trend_says_the_change_in_percent(model: Model) -> None:
     )
     usage = {"name": "usage", "value": 12.0, "previous_value": 15.0}
     assert trigger_words(usage, model) == "usage fell from 15 to 12 in 30 days"
+
+
+def test_explain_prints_a_trend_in_words_and_other_values_as_before() -> None:
+    components = [
+        {
+            "name": "login_trend",
+            "value": -57.14,
+            "subscore": 0.0,
+            "weight": 1.0,
+            "contribution": 0.0,
+            "capped": [],
+            "trend": "-57% vs the previous 7 days",
+        },
+        {
+            "name": "activity",
+            "value": 20.0,
+            "subscore": 100.0,
+            "weight": 1.0,
+            "contribution": 50.0,
+            "capped": [],
+        },
+    ]
+    data = {
+        "account_id": "acme",
+        "at": "2026-11-22T09:30:00.000+00:00",
+        "model_version": "v1",
+        "model": {"version": "v1", "segment": "default"},
+        "segment": None,
+        "score": 50.0,
+        "tier": "red",
+        "published_tier": "red",
+        "published_seq": 3,
+        "attributes": {},
+        "components": components,
+    }
+    out = io.StringIO()
+    _print_explanation(data, Console(file=out, width=10_000, force_terminal=False))
+    lines = out.getvalue().splitlines()
+    assert any("login_trend" in line and "-57% vs the previous 7 days" in line for line in lines)
+    assert any("activity" in line and "│ 20 " in line for line in lines)
+
+
+def test_a_segment_models_trend_is_kept_by_the_windows_of_the_set() -> None:
+    text = model_text(LOGIN_TREND).replace(
+        "components:\n  usage:",
+        "segments:\n  smb:\n    components:\n      trend: {window: 10d}\ncomponents:\n  usage:",
+    )
+    models = parse_models(text, "t")
+    assert models.segments["smb"].component("trend").span_buckets == 20
+    assert models.windows.window_lengths == (7, 10, 14, 20, 30)
+    assert models.windows.max_window_buckets == 30
