@@ -132,6 +132,8 @@ WINDOW_EXPIRY = Cause("window_expiry")
 REPLAY = Cause("replay")
 # An override's expiry, found by the clock (the due schedule has it), moved the tier.
 OVERRIDE_EXPIRED = Cause("override_expired")
+# The account's onboarding ended (``lifecycle.onboarding``): its segment's model scores it.
+ONBOARDING_ENDED = Cause("onboarding_ended")
 
 
 def alert_id(account_id: str, seq: int, previous_tier: str | None, tier: str) -> str:

@@ -320,8 +320,12 @@ def _check_model(settings: Settings, args: argparse.Namespace) -> int:
               + ", ".join(f"{t.name} >= {t.min_score:g}" for t in model.tiers)
               + f" (margin {model.margin:g})")
         for c in model.components:
+            trend = "" if c.trend is None else f" vs the {c.window_buckets} before"
             print(f"  {c.name:<20} {c.signal.name:<24} window {c.window_buckets} buckets"
-                  f"  weight {c.weight:g}")
+                  f"{trend}  weight {c.weight:g}")
+    if models.onboarding is not None:
+        print(f"lifecycle: accounts created less than {models.onboarding.days} days ago are "
+              f"scored by segment model {models.onboarding.model}")
     return 0
 
 

@@ -71,7 +71,8 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
         if c["value"] is None:
             table.add_row(name, "no data", "-", f"{c['weight']:g}", "-", style="dim")
         else:
-            table.add_row(name, f"{c['value']:.3g}", f"{c['subscore']:.1f}",
+            value = c.get("trend") or f"{c['value']:.3g}"  # a trend: "-35% vs the ..."
+            table.add_row(name, value, f"{c['subscore']:.1f}",
                           f"{c['weight']:g}", f"{c['contribution']:.1f}")
     console.print(table)
     for c in data["components"]:

@@ -12,11 +12,12 @@ from worker.scoring import override
 from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, hysteresis_applies
-from worker.scoring.model import Model
+from worker.scoring.model import Component, Model
 from worker.scoring.recovery import recovery
 from worker.scoring.rollup import Scorecard, rounded, score_components
 from worker.scoring.segments import ModelSet, as_model_set, model_name
 from worker.scoring.tierchange import Published, new_tier
+from worker.scoring.trend import describe, duration_words
 from worker.timefmt import rfc3339
 from worker.windows.store import WindowStore
 
@@ -105,7 +106,16 @@ class Explanation:
             "weight": component.weight,
             "contribution": None if present is None else rounded(self.card.contribution(name)),
             "capped": self.capped.get(name, []),
+            # A trend's value in words; other components' output stays as it was.
+            **({} if component.trend is None else {"trend": self._trend_words(
+                component, None if present is None else present.value)}),
         }
+
+    def _trend_words(self, component: Component, value: float | None) -> str:
+        seconds = component.window_buckets * self.model.bucket_seconds
+        if value is None:
+            return f"no previous {duration_words(seconds)} to compare with"
+        return describe(value, seconds)
 
 
 async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
@@ -114,7 +124,7 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
     the model of the account's segment (``store`` holds the set's ``windows``)."""
     now = clock.now()
     state = await store.read(account_id, now)
-    model = as_model_set(models).for_segment(state.attrs.get("segment"))
+    model = as_model_set(models).for_account(state.attrs, now)  # onboarding or segment
     values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
                               state.seen_bucket, state.now_bucket)
     capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from worker import causes
-from worker.alerts import WINDOW_EXPIRY, Alert, Cause, build_alert, under_override
+from worker.alerts import ONBOARDING_ENDED, WINDOW_EXPIRY, Alert, Cause, build_alert, under_override
 from worker.clock import Clock
 from worker.errors import is_retriable
 from worker.events.intake import Intake, RawRecord
@@ -208,15 +208,17 @@ class Pipeline:
 
     def _score(self, plan: AccountPlan, state: AccountState, mode: Mode, now: float,
                outcome: Outcome, cause_of: Callable[[Model, TierChange, bool], Cause]) -> None:
-        model, switched = self._model_of(plan, state)
-        # Cached values are the last scoring model's: only an account update moves an
-        # account to another one.
-        fresh = state.cache_valid and not (self._segmented and plan.attrs_changed)
+        model, switched = self._model_of(plan, state, now)
+        # Cached values are the last scoring model's: only an account update, or the end of
+        # its onboarding, moves an account to another one.
+        fresh = state.cache_valid and not (self._segmented and (plan.attrs_changed or switched))
         values = component_values(model, state.windows, state.attrs, state.seen,
                                   state.cached_values, plan.touched if fresh else None,
                                   state.seen_bucket, state.now_bucket)
         # No hysteresis across models: the old tier's margin is about other boundaries.
         hysteresis = hysteresis_applies(mode, state.last_mode) and not switched
+        if switched and not plan.attrs_changed:  # only the clock moved it: onboarding ended
+            cause_of = partial(causes.fixed, ONBOARDING_ENDED)
         over = overriding(plan, state, now)  # None: no override, as nearly every account
         if over is None:
             change = self._decide(model, values, state, hysteresis)
@@ -228,6 +230,8 @@ class Pipeline:
             if over.cause is not None:
                 cause_of = partial(causes.fixed, over.cause)
         next_change = state.next_change if over is None else over.next_change(state.next_change)
+        if self.models.onboarding is not None:  # its end rescores it too, event or not
+            next_change = self.models.rescore_at(state.attrs, now, next_change)
         # A gap holds what the silence moved: never a first tier (nothing to fall from), a
         # CSM's override or a segment move.
         caused = (state.published is None or switched
@@ -274,12 +278,14 @@ class Pipeline:
                 if moves else None)
 
 
-    def _model_of(self, plan: AccountPlan, state: AccountState) -> tuple[Model, bool]:
-        """The model of the account's segment, and whether this batch's account update
-        moved it there from the model of its last published tier."""
+    def _model_of(self, plan: AccountPlan, state: AccountState,
+                  now: float) -> tuple[Model, bool]:
+        """The model of the account's segment or onboarding, and whether an account update
+        or the end of its onboarding moved it there from its last published tier's."""
         if not self._segmented:
             return self.model, False
-        return scoring_model(self.models, state.attrs, state.published, plan.attrs_changed)
+        return scoring_model(self.models, state.attrs, state.published, plan.attrs_changed,
+                             now)
 
 
 def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -> None:

@@ -14,6 +14,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from worker.app import Worker
+from worker.clock import Clock
 from worker.contracts import validator
 from worker.scoring.model import Model
 from worker.settings import Settings
@@ -56,8 +57,11 @@ class Record:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, model: Model | None = None) -> AsyncIterator[Worker]:
-    worker = Worker(settings, model=model)
+async def running_worker(settings: Settings, model: Model | None = None,
+                         clock: Clock | None = None) -> AsyncIterator[Worker]:
+    """A worker assigned its partitions; with ``clock``, one whose time moves only when the
+    test moves it (days pass at once)."""
+    worker = Worker(settings, model=model, clock=clock)
     task = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(_assigned(worker, task), timeout=60)

@@ -28,7 +28,7 @@ NOW = time.time()
 def test_signals_are_fed_by_the_types_that_add_to_what_they_read() -> None:
     usage = {"login", "feature_use"}
     assert {name: set(s.sources) for name, s in SIGNALS.items()} == {
-        "logins_per_active_user": usage, "active_user_share": usage,
+        "logins_per_active_user": usage, "active_user_share": usage, "logins": {"login"},
         "distinct_features": {"feature_use"}, "avg_session_minutes": {"login"},
         "tickets_opened": {"ticket"}, "escalations": {"ticket"},
         "nps": {"survey"}, "csat_avg": {"survey"},

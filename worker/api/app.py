@@ -161,6 +161,7 @@ def _model(model: Model) -> models.ScoringModel:
                for t in model.tiers],
         components=[models.ModelComponent(
             name=c.name, description=c.description, signal=c.signal.name,
-            window_seconds=c.window_buckets * model.bucket_seconds, weight=c.weight)
+            window_seconds=c.window_buckets * model.bucket_seconds, weight=c.weight,
+            trend=c.trend)
             for c in model.components],
         segment=model_name(model))

@@ -21,6 +21,10 @@ class Component(BaseModel):
     capped: list[str] = Field(
         description="Distinct sets (users, features) whose count in this window is a lower"
                     " bound: the account reached HEALTHSCORE_MAX_DISTINCT_MEMBERS.")
+    trend: str | None = Field(
+        default=None,
+        description="A trend component's value in words (\"-35% vs the previous 7 days\");"
+                    " null for any other component.")
 
 
 class LastAlert(BaseModel):
@@ -138,6 +142,10 @@ class ModelComponent(BaseModel):
     signal: str = Field(description="How its raw value is computed from the window.")
     window_seconds: int = Field(description="Length of its window.")
     weight: float = Field(description="Its weight.")
+    trend: str | None = Field(
+        default=None,
+        description="previous: its value is the signal's change in percent from the window"
+                    " of the same length before; null: the signal's value itself.")
 
 
 class ScoringModel(BaseModel):

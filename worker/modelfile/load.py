@@ -53,6 +53,7 @@ def parse_model(text: str, source: str = "model") -> Model:
     top-level layout (several models in one) compiles the same checked data its way."""
     raw = checked(text, source)
     raw.pop("segments", None)
+    raw.pop("lifecycle", None)
     return compile_model(raw, source)
 
 
@@ -119,9 +120,28 @@ def _component(name: str, spec: dict[str, Any], bucket: int, where: str,
         raise ConfigError(f"{where}.window: {window} s is shorter than one {bucket} s bucket")
     if window % bucket:
         raise ConfigError(f"{where}.window: {window} s is not a whole number of {bucket} s buckets")
+    trend = spec.get("trend")
+    if trend is not None:
+        _check_trend(signal, window, f"{where}.trend")
     curve = _curve(spec["curve"], f"{where}.curve")
     return Component(name, signal, window // bucket, float(spec["weight"]), curve,
-                     spec.get("description", ""), spec.get("silence", "signal"))
+                     spec.get("description", ""), spec.get("silence", "signal"), trend)
+
+
+def _check_trend(signal: Signal, window: int, where: str) -> None:
+    """A trend compares with the window before its own, whose sums the windows know only
+    for counters: a distinct set keeps each member's last-seen time, not when else."""
+    if signal.distinct:
+        raise ConfigError(
+            f"{where}: signal {signal.name!r} counts distinct {', '.join(sorted(signal.distinct))}"
+            ", and a distinct count of the previous window is not known (only each member's"
+            " last-seen time is kept); use a signal that counts events")
+    if not signal.counters:
+        raise ConfigError(f"{where}: signal {signal.name!r} reads no event counts, so it has no "
+                          "previous window to compare with; use a signal that counts events")
+    if 2 * window > MAX_WINDOW_SECONDS:
+        raise ConfigError(f"{where}: a trend reads its window and the one before it, "
+                          f"{2 * window} s in all, longer than 90 days")
 
 
 def _curve(spec: dict[str, Any], where: str) -> Curve:

@@ -5,6 +5,8 @@ segments; ``segments:`` maps a segment name to what its model changes: ``tiers``
 replaced as a whole, ``components`` merged by name (the fields given replace the
 default component's, ``null`` removes it, a new name adds one). ``version`` and
 ``bucket`` are the file's: every model's windows are in buckets of one size.
+``lifecycle.onboarding`` names the segment model that scores accounts created less
+than ``days`` ago (``scoring.segments.Onboarding``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.modelfile.load import checked, compile_model, model_text
-from worker.scoring.segments import ModelSet
+from worker.scoring.segments import ModelSet, Onboarding
 
 _NEW_COMPONENT_FIELDS = ("signal", "window", "weight", "curve")
 
@@ -30,12 +32,24 @@ def load_models(path: str | Path | None = None) -> ModelSet:
 def parse_models(text: str, source: str = "model") -> ModelSet:
     raw = checked(text, source)
     segments = raw.pop("segments", None) or {}
+    lifecycle = raw.pop("lifecycle", None) or {}
     default = compile_model(raw, source)
     models = {}
     for name, spec in segments.items():
         merged = merge_segment(raw, spec, f"{source}: segments.{name}")
         models[name] = replace(compile_model(merged, f"{source}: segments.{name}"), segment=name)
-    return ModelSet(default, models)
+    return ModelSet(default, models, _onboarding(lifecycle.get("onboarding"), models, source))
+
+
+def _onboarding(spec: dict[str, Any] | None, models: dict[str, Any],
+                source: str) -> Onboarding | None:
+    if spec is None:
+        return None
+    if spec["model"] not in models:
+        known = ", ".join(sorted(models)) or "none"
+        raise ConfigError(f"{source}: lifecycle.onboarding.model: {spec['model']!r} is not a "
+                          f"segment model of this file (segments: {known})")
+    return Onboarding(int(spec["days"]), spec["model"])
 
 
 def merge_segment(base: dict[str, Any], spec: dict[str, Any], where: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from typing import Any
 from urllib.parse import quote
 
 from worker.recoveryview import summary
-from worker.scoring.model import Model
+from worker.scoring.model import Component, Model
+from worker.scoring.trend import duration_words
 
 COLOURS = {"green": "#2eb67d", "yellow": "#ecb22e", "red": "#e01e5a"}
 EMOJI = {"green": ":large_green_circle:", "yellow": ":large_yellow_circle:",
@@ -44,18 +45,22 @@ def number(value: float) -> str:
 
 
 def window_phrase(name: str, model: Model | None) -> str:
-    """" in 90 days" for the model's window of the component; "" if the model lacks it."""
+    """" in 90 days" for the model's window of the component (" vs the previous 7 days"
+    for a trend); "" if the model lacks it."""
+    component = _component(name, model)
+    if component is None or model is None:
+        return ""
+    words = duration_words(component.window_buckets * model.bucket_seconds)
+    return f" in {words}" if component.trend is None else f" vs the previous {words}"
+
+
+def _component(name: str, model: Model | None) -> Component | None:
     if model is None:
-        return ""
+        return None
     try:
-        seconds = model.component(name).window_buckets * model.bucket_seconds
+        return model.component(name)
     except KeyError:
-        return ""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds % size == 0:
-            count = seconds // size
-            return f" in {count} {unit}{'s' if count != 1 else ''}"
-    return f" in {seconds} seconds"
+        return None
 
 
 def trigger_words(trigger: dict[str, Any] | None, model: Model | None) -> str:
@@ -65,6 +70,9 @@ def trigger_words(trigger: dict[str, Any] | None, model: Model | None) -> str:
     what = escape(str(trigger["name"]).replace("_", " "))
     was, now = trigger["previous_value"], trigger["value"]
     window = window_phrase(str(trigger["name"]), model)
+    component = _component(str(trigger["name"]), model)
+    if component is not None and component.trend is not None:  # a change in percent
+        return _trend_words(what, was, now, window)
     if was is None and now is None:
         return f"{what} changed"
     if was is None:
@@ -75,6 +83,19 @@ def trigger_words(trigger: dict[str, Any] | None, model: Model | None) -> str:
         return f"{what} stayed at {number(now)}{window}"
     verb = "rose" if now > was else "fell"
     return f"{what} {verb} from {number(was)} to {number(now)}{window}"
+
+
+def _trend_words(what: str, was: float | None, now: float | None, window: str) -> str:
+    """"login trend fell from -10% to -60% vs the previous 7 days"."""
+    if now is None:
+        return f"{what} has nothing to compare with any more (was {was:+.0f}%)" if was is not None \
+            else f"{what} changed"
+    if was is None:
+        return f"{what} is {now:+.0f}%{window}"
+    verb = "rose" if now > was else "fell" if now < was else "stayed"
+    if verb == "stayed":
+        return f"{what} stayed at {now:+.0f}%{window}"
+    return f"{what} {verb} from {was:+.0f}% to {now:+.0f}%{window}"
 
 
 def override_words(alert: dict[str, Any]) -> str | None:
@@ -88,6 +109,14 @@ def override_words(alert: dict[str, Any]) -> str | None:
         return "an override was cleared"
     return (f"override by {escape(over['author'])} until {escape(over['expires_at'])}:"
             f" {escape(over['reason'])}")
+
+
+def lifecycle_words(alert: dict[str, Any]) -> str | None:
+    """Why, when the end of the account's onboarding moved the tier; None otherwise."""
+    if alert["cause"]["kind"] != "onboarding_ended":
+        return None
+    segment = (alert.get("model") or {}).get("segment") or "default"
+    return f"onboarding ended: scored by the {escape(segment)} model now"
 
 
 def score_change(alert: dict[str, Any]) -> str:
@@ -114,7 +143,7 @@ def alert_message(alert: dict[str, Any], model: Model | None, link_template: str
     and the Block Kit layout, in an attachment for the tier's colour bar."""
     tier, previous = alert["tier"], alert.get("previous_tier")
     trigger = alert.get("triggering_component")
-    overridden = override_words(alert)
+    overridden = override_words(alert) or lifecycle_words(alert)
     why = overridden or trigger_words(trigger, model)
     points = "" if trigger is None or overridden else f" ({float(trigger['contribution_change']):+.1f} pts)"
     headline = (f"{account_link(alert['account_id'], link_template)}: "

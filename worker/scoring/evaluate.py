@@ -12,6 +12,7 @@ from typing import Any
 
 from worker.scoring.model import Component, Model
 from worker.scoring.signals import WindowView
+from worker.scoring.trend import trend_value
 
 
 def component_values(
@@ -45,7 +46,10 @@ def component_values(
             continue
         if component.silence == "unknown" and not in_window(component, seen_bucket, now_bucket):
             continue
-        value = component.signal.compute(windows[component.window_buckets], attrs)
+        if component.trend is None:
+            value = component.signal.compute(windows[component.window_buckets], attrs)
+        else:
+            value = trend_value(component, windows, attrs, model.bucket_seconds)
         if value is not None:
             values[component.name] = value
     return values

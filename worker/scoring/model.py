@@ -23,6 +23,14 @@ class Component:
     # "signal": an account that sent its source events once but none within the window
     # scores on zeros; "unknown": it is left out, like a component never fed.
     silence: str = "signal"
+    # "previous": the raw value is the signal's change in percent from the window of the
+    # same length before (``worker.scoring.trend``); None: the signal's value itself.
+    trend: str | None = None
+
+    @property
+    def span_buckets(self) -> int:
+        """How far back it reads: a trend reads its window and the one before it."""
+        return self.window_buckets * 2 if self.trend is not None else self.window_buckets
 
     def subscore(self, value: float) -> float:
         return self.curve(value)
@@ -54,7 +62,15 @@ class Model:
 
     @property
     def max_window_buckets(self) -> int:
-        return max(c.window_buckets for c in self.components)
+        return max(c.span_buckets for c in self.components)
+
+    @property
+    def window_lengths(self) -> tuple[int, ...]:
+        """Every window length (buckets) its components read, ascending: a trend's own
+        and twice it, whose sums less its own are the previous window's."""
+        lengths = {c.window_buckets for c in self.components}
+        lengths.update(c.span_buckets for c in self.components)
+        return tuple(sorted(lengths))
 
     def component(self, name: str) -> Component:
         for c in self.components:

@@ -91,8 +91,10 @@ def recovery(model: Model, card: Scorecard, tier: str, *, fixed: Collection[str]
     if card.score >= target.score:  # over it already: the next evaluation moves it up
         return Recovery(target, ())
     # A curve without an inverse here (one added after this module) gives no hint: the
-    # other components still may, and the account is never worse off for it.
-    free = [c for c in model.components if c.name not in fixed and invertible(c.curve)]
+    # other components still may, and the account is never worse off for it. Nor does a
+    # trend: its value moves with two windows at once, so no one target says what to do.
+    free = [c for c in model.components
+            if c.name not in fixed and c.trend is None and invertible(c.curve)]
     hints: list[Hint] = []
     # The easiest first: by the sub-score points each must climb, exact arithmetic from
     # the weights, so only as many as asked for are inverted and checked.

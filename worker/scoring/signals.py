@@ -119,6 +119,8 @@ SIGNALS: dict[str, Signal] = {
         signal("logins_per_active_user", "logins per distinct active user in the window",
                _logins_per_active_user, counters=frozenset({"login"}),
                distinct=frozenset({"users"})),
+        signal("logins", "logins in the window", lambda w, _: w.get("login"),
+               counters=frozenset({"login"}), whole=True),
         signal("distinct_features", "distinct features used in the window",
                lambda w, _: float(w.distinct("features")), distinct=frozenset({"features"}),
                whole=True),

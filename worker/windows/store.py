@@ -120,8 +120,8 @@ class WindowStore:
         self._model = model
         self._calls = ScriptCalls(self._redis, ApplyScript(model, horizon, max_ids),
                                   self._timeout, max_members)
-        self._all_windows = sorted({c.window_buckets for c in model.components})
-        self._max_window = model.max_window_buckets  # a max() over the model's components
+        self._all_windows = model.window_lengths  # a trend's previous window included
+        self._max_window = model.max_window_buckets  # a max() over the model's spans
         self._sets = distinct_sets(model)  # the ones its signals read
         self._seen_types = event_types()  # each has a seen:<type> field in the state hash
         # In the order ``resident.load`` reads them.
