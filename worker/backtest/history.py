@@ -102,7 +102,7 @@ async def _snapshot(store: WindowStore, models: ModelSet, account_id: str,
     the model, not the CSMs' pins."""
     state = await store.read(account_id, moment)
     segment = state.attrs.get("segment")
-    model = models.for_segment(segment)
+    model = models.for_account(state.attrs, moment)  # onboarding then, or its segment's
     values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
                               state.seen_bucket, state.now_bucket)
     card = score_components(model, values)

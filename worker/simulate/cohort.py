@@ -45,6 +45,8 @@ _SEGMENTS = (("smb", 0.55, (3, 10)), ("mid_market", 0.30, (6, 16)), ("enterprise
 _PLANS = {"smb": "starter", "mid_market": "pro", "enterprise": "business"}
 _SEAT_PRICE = {"starter": 240.0, "pro": 480.0, "business": 900.0}
 
+# What customers say and ask, as opposed to how much they use the product.
+_SENTIMENT = ("ticket_rate", "escalate_p", "survey_rate", "nps_mean", "csat_mean")
 _THRIVING = Behaviour(1.0, 0.9, 11, 1100.0, 0.003, 0.05, 0.012, 9.4, 4.6)
 # Where a churner ends up, relative to its own start (activity, share, features and
 # sessions are scaled by the account's start; the rest are absolute).
@@ -116,7 +118,9 @@ class Cohort:
                 expected = stream.traffic(member.account, b) * per_user_day
                 expected *= max(0.0, rng.gauss(1.0, 0.25))
                 count = int(expected) + (rng.random() < expected - int(expected))
-                stamps.extend((day + rng.random(), member, b) for _ in range(count))
+                # A churner's last day ends at its churn: nothing after it.
+                until = min(1.0, member.fate.day - day) if member.fate.outcome == "churned" else 1.0
+                stamps.extend((day + rng.random() * until, member, b) for _ in range(count))
             stamps.sort(key=lambda s: s[0])
             for at, member, b in stamps:
                 yield stream.event(member.account, b, format_ts(start + timedelta(days=at)))
@@ -128,9 +132,12 @@ def behaviour_on(member: Member, day: float) -> Behaviour | None:
     if fate.outcome == "churned" and day >= fate.day:
         return None
     if fate.fade_days and day > fate.day - fate.fade_days:
-        # Nearly steady: a little faster at the start, as interest wanes before use does.
-        t = min(1.0, (day - (fate.day - fate.fade_days)) / fate.fade_days) ** 0.8
-        return _mix(start, _target(fate.outcome, start), t)
+        # Sentiment sours first, across the whole fade; usage holds up for its first
+        # third, then falls: surveys and tickets warn before logins do.
+        t = min(1.0, (day - (fate.day - fate.fade_days)) / fate.fade_days)
+        target = _target(fate.outcome, start)
+        usage = _mix(start, target, max(0.0, (t - 1 / 3) * 1.5))
+        return replace(usage, **{f: getattr(_mix(start, target, t**0.7), f) for f in _SENTIMENT})
     if fate.bad_start is not None and fate.bad_start <= day < fate.bad_start + fate.bad_days:
         return _mix(start, _relative(_BAD, start), 1.0)
     return start
