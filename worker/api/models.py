@@ -21,6 +21,19 @@ class Component(BaseModel):
     capped: list[str] = Field(
         description="Distinct sets (users, features) whose count in this window is a lower"
                     " bound: the account reached HEALTHSCORE_MAX_DISTINCT_MEMBERS.")
+    peers: PeerRank | None = Field(
+        default=None, description="A percentile component (curve percentile): its rank among"
+                                  " its segment's accounts; absent for other components.")
+
+
+class PeerRank(BaseModel):
+    segment: str | None = Field(description="The peer group: the account's segment; null:"
+                                            " the accounts without one.")
+    value: float = Field(description="The component's raw value, ranked among the group's.")
+    percentile: float = Field(description="Its percentile rank there, 0-100 (peers below,"
+                                          " ties counting half): the component's value.")
+    accounts: int = Field(description="Accounts in the group with a value, this one among"
+                                      " them.")
 
 
 class LastAlert(BaseModel):
