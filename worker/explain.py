@@ -134,7 +134,7 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
     names = percentile_components(model)
     ranks = (await store.peers.read(account_id, peer_group(state.attrs), raw, names)
              if names else {})
-    values = with_ranks(model, raw, ranks)
+    values = with_ranks(names, raw, ranks)
     capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)
               for c in model.components}
     active = None if state.override is None else state.override.active

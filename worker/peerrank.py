@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from worker.scoring.model import Model
-from worker.scoring.peers import PeerRank, peer_group, percentile_components, refresh_at
+from worker.scoring.peers import (
+    PeerRank,
+    peer_group,
+    percentile_components,
+    refresh_at,
+    with_ranks,
+)
 from worker.scoring.segments import ModelSet
 from worker.windows.peers import PeerUpdate
 from worker.windows.store import AccountState, WindowStore
@@ -20,6 +26,11 @@ class PeerRanking:
     def __init__(self, models: ModelSet, refresh_seconds: float) -> None:
         self._ranked = {m.segment: percentile_components(m) for m in models.all()}
         self._all = frozenset(name for names in self._ranked.values() for name in names)
+        # Per model: the components another model ranks (this one's accounts leave them).
+        self._others = {
+            segment: tuple(sorted(self._all.difference(names)))
+            for segment, names in self._ranked.items()
+        }
         self._refresh = refresh_seconds
 
     @classmethod
@@ -42,26 +53,37 @@ class PeerRanking:
             state.peer_group,
             values,
             ranked,
-            tuple(self._all.difference(ranked)),
+            self._others.get(model.segment, ()),
         )
+
+    def scored(
+        self, model: Model, values: Mapping[str, float], ranks: Mapping[str, PeerRank]
+    ) -> dict[str, float]:
+        """The values scoring takes: each percentile component at its percentile."""
+        return with_ranks(self._ranked.get(model.segment, ()), values, ranks)
 
     async def rank(
         self, store: WindowStore, updates: Sequence[PeerUpdate | None]
     ) -> list[dict[str, PeerRank]]:
         """Each account's ranks (empty where it has no update), one round trip for all."""
         sent = [u for u in updates if u is not None]
-        found = iter(await store.peers.rank(sent) if sent else [])
-        ranks = [{} if u is None else next(found) for u in updates]
-        for u in sent:
-            store.ranked_in(u.account_id, u.group)
-        return ranks
+        if not sent:
+            return [{} for _ in updates]
+        found, groups = await store.peers.rank(sent)
+        for u, group in zip(sent, groups, strict=True):
+            if group != u.before:
+                store.ranked_in(u.account_id, group)
+        ranked = iter(found)
+        return [{} if u is None else next(ranked) for u in updates]
 
     def next_change(
         self, account_id: str, now: float, next_change: float | None, ranks: Mapping[str, PeerRank]
     ) -> float | None:
         """When the account is rescored if it stays silent: by the refresh at the latest
-        when it holds a rank, so its tier follows its peers."""
-        if not ranks:
+        when it holds a rank, so its tier follows its peers. Not an account with nothing
+        left in any window: it is not rescored at all until its next record (as a model
+        change does not), so the peers of a segment's long-gone accounts cost nothing."""
+        if not ranks or next_change is None:  # nothing left in its windows: left as it is
             return next_change
         refresh = refresh_at(account_id, now, self._refresh)
         return refresh if next_change is None else min(next_change, refresh)

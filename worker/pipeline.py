@@ -30,7 +30,7 @@ from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import UNKNOWN_TIER, Model
-from worker.scoring.peers import PeerRank, with_ranks
+from worker.scoring.peers import PeerRank
 from worker.scoring.rollup import score_components, score_of
 from worker.scoring.segments import ModelSet, as_model_set, model_name, scoring_model
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
@@ -259,7 +259,7 @@ class Pipeline:
         else:
             model, switched, values, ranks = ranked
             # Raw values are what is cached; scoring takes each percentile component's rank.
-            scored = with_ranks(model, values, ranks)
+            scored = self._peers.scored(model, values, ranks) if self._peers else values
         # No hysteresis across models: the old tier's margin is about other boundaries.
         hysteresis = hysteresis_applies(mode, state.last_mode) and not switched
         over = overriding(plan, state, now)  # None: no override, as nearly every account

@@ -3,15 +3,19 @@ scoring takes of them, the refresh schedule, and the peer sets' commands (no Red
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import resources
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from worker.commands import ordinal, peer_line
 from worker.errors import ConfigError
 from worker.modelfile import load_model, parse_model
+from worker.peerrank import PeerRanking
 from worker.scoring.curves import Percentile
+from worker.scoring.mode import Mode
 from worker.scoring.peers import (
     NO_SEGMENT,
     PeerRank,
@@ -20,10 +24,12 @@ from worker.scoring.peers import (
     refresh_at,
     with_ranks,
 )
-from worker.scoring.recovery import invertible
+from worker.scoring.recovery import invertible, recovery
 from worker.scoring.rollup import score_components
+from worker.scoring.segments import ModelSet, as_model_set
 from worker.windows import keys
 from worker.windows.peers import PeerUpdate, _as_if_in, exchange, ranks
+from worker.windows.store import AccountState
 
 HEAD = """
 version: t1
@@ -114,7 +120,7 @@ def test_lower_is_better_mirrors_the_percentile() -> None:
 def test_scoring_takes_the_rank_and_the_raw_values_stay() -> None:
     model = parse_model(HEAD % "{better: higher}")
     values = {"usage": 12.0, "tickets": 1.0}
-    scored = with_ranks(model, values, {"usage": PeerRank(1, 1, 10)})
+    scored = with_ranks(percentile_components(model), values, {"usage": PeerRank(1, 1, 10)})
     assert scored == {"usage": 15.0, "tickets": 1.0}
     assert values == {"usage": 12.0, "tickets": 1.0}
     card = score_components(model, scored)
@@ -123,8 +129,7 @@ def test_scoring_takes_the_rank_and_the_raw_values_stay() -> None:
 
 
 def test_a_value_without_a_rank_is_left_out_rather_than_guessed() -> None:
-    model = parse_model(HEAD % "{better: higher}")
-    assert with_ranks(model, {"usage": 12.0, "tickets": 1.0}, {}) == {"tickets": 1.0}
+    assert with_ranks(("usage",), {"usage": 12.0, "tickets": 1.0}, {}) == {"tickets": 1.0}
 
 
 def test_percentile_components_get_no_recovery_hints() -> None:
@@ -201,7 +206,7 @@ def test_replies_of_several_accounts_are_split_by_account() -> None:
     found = exchange([_update(), _update(values={}), _update()])
     replies: list[object] = []
     for command in found.commands:
-        replies.append({"ZADD": 0, "ZCOUNT": 1, "ZCARD": 5, "ZREM": 0}[str(command[0])])
+        replies.append({"ZADD": 0, "ZCOUNT": 1, "ZCARD": 5}.get(str(command[0]), 0))
     got = ranks(found.reads, replies)
     assert got == [{"usage": PeerRank(1, 1, 5)}, {}, {"usage": PeerRank(1, 1, 5)}]
 
@@ -224,3 +229,103 @@ def test_explain_counts_the_account_at_its_present_value(
     own: bytes | None, expected: PeerRank
 ) -> None:
     assert _as_if_in(5.0, 2, 1, 5, own) == expected
+
+
+def test_hints_leave_out_the_percentile_component_and_use_the_others() -> None:
+    model = parse_model(HEAD % "{better: higher}")
+    # 50 and 57.1: red; either could lift it to 73 alone, were the rank in the account's hands
+    card = score_components(model, {"usage": 50.0, "tickets": 4.0})
+    found = recovery(model, card, "red")
+    assert found is not None
+    assert [h.component for h in found.hints] == ["tickets"]
+
+
+# ------------------------------------------------------------ what a batch sends
+
+
+def _state(peer_group: str | None, segment: str | None = "smb") -> AccountState:
+    return AccountState(
+        "acme",
+        0,
+        True,
+        "",
+        0,
+        0,
+        0,
+        None,
+        {},
+        {} if segment is None else {"segment": segment},
+        {},
+        None,
+        frozenset(),
+        Mode.LIVE,
+        peer_group=peer_group,
+    )
+
+
+def test_a_model_without_percentile_components_gets_no_ranking() -> None:
+    assert PeerRanking.of(as_model_set(load_model()), 3600.0) is None
+
+
+def test_an_account_ranked_by_its_model_sends_its_values_to_its_segment() -> None:
+    model = parse_model(HEAD % "{better: higher}")
+    ranking = PeerRanking.of(as_model_set(model), 3600.0)
+    assert ranking is not None
+    update = ranking.update(model, _state(None, segment=None), {"usage": 2.0})
+    assert update == PeerUpdate("acme", NO_SEGMENT, None, {"usage": 2.0}, ("usage",), ())
+
+
+def test_an_account_whose_model_ranks_nothing_is_left_alone_unless_it_was_ranked() -> None:
+    ranked = parse_model(HEAD % "{better: higher}")
+    plain = load_model()
+    ranking = PeerRanking.of(ModelSet(ranked, {"smb": replace(plain, segment="smb")}), 3600.0)
+    assert ranking is not None
+    smb = ranking._ranked  # the default ranks usage, smb nothing
+    assert smb == {None: ("usage",), "smb": ()}
+    assert ranking.update(replace(plain, segment="smb"), _state(None), {}) is None
+    left = ranking.update(replace(plain, segment="smb"), _state("enterprise"), {})
+    assert left is not None
+    assert exchange([left]).commands[0] == ("ZREM", keys.peers_key("usage", "enterprise"), "acme")
+
+
+def test_a_ranked_account_is_due_by_its_refresh_at_the_latest() -> None:
+    model = parse_model(HEAD % "{better: higher}")
+    ranking = PeerRanking.of(as_model_set(model), 3600.0)
+    assert ranking is not None
+    rank = {"usage": PeerRank(0, 1, 1)}
+    due = ranking.next_change("acme", 1000.0, 9e9, rank)
+    assert due is not None
+    assert 1000.0 < due <= 4600.0
+    assert ranking.next_change("acme", 1000.0, 1001.0, rank) == 1001.0
+    assert ranking.next_change("acme", 1000.0, 9e9, {}) == 9e9
+    # Nothing left in its windows: not rescored until its next record, peers or not.
+    assert ranking.next_change("acme", 1000.0, None, rank) is None
+
+
+def test_an_account_in_no_set_with_nothing_to_rank_sends_nothing() -> None:
+    found = exchange([_update(before=None, values={})])
+    assert found == ([], [[]], [None])
+
+
+def test_an_account_whose_last_value_went_leaves_its_sets_and_its_field() -> None:
+    found = exchange([_update(values={})])
+    assert found.commands == [
+        ("ZREM", keys.peers_key("usage", "smb"), "acme"),
+        ("ZREM", keys.peers_key("other", "smb"), "acme"),
+        ("HDEL", keys.state_key("acme"), keys.PEERS),
+    ]
+    assert found.groups == [None]
+
+
+@pytest.mark.parametrize(
+    ("n", "word"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (11, "11th"), (62, "62nd"), (100, "100th")]
+)
+def test_ordinals(n: int, word: str) -> None:
+    assert ordinal(n) == word
+
+
+def test_explain_says_the_rank_in_words() -> None:
+    peers = {"segment": "mid_market", "value": 12.5, "percentile": 61.8, "accounts": 340}
+    assert peer_line(peers) == "62nd percentile of 340 mid_market accounts (value 12.5)"
+    alone = {"segment": None, "value": 3.0, "percentile": 50.0, "accounts": 1}
+    assert peer_line(alone) == "50th percentile of 1 accounts without a segment (value 3)"

@@ -12,7 +12,7 @@ takes the percentile as the component's value, so every other part of scoring
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from worker.scoring.curves import Percentile
@@ -49,13 +49,14 @@ def peer_group(attrs: Mapping[str, Any]) -> str:
 
 
 def with_ranks(
-    model: Model, values: Mapping[str, float], ranks: Mapping[str, PeerRank]
+    names: Iterable[str], values: Mapping[str, float], ranks: Mapping[str, PeerRank]
 ) -> dict[str, float]:
-    """``values`` as scoring takes them: each percentile component's raw value replaced
-    by its percentile. One with a value but no rank (its group could not be read) is
-    left out, like a component without data, rather than guessed."""
+    """``values`` as scoring takes them: each percentile component's (``names``: the
+    model's ``percentile_components``) raw value replaced by its percentile. One with a
+    value but no rank (its group could not be read) is left out, like a component
+    without data, rather than guessed."""
     scored = dict(values)
-    for name in percentile_components(model):
+    for name in names:
         if name in scored:
             rank = ranks.get(name)
             if rank is None:

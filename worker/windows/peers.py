@@ -38,35 +38,57 @@ class Exchange(NamedTuple):
     commands: list[wire.Command]
     # Per account: (component, index of its first count reply) for each rank read.
     reads: list[list[tuple[str, int]]]
+    # Per account: the group its values are in afterwards; None: in no set.
+    groups: list[str | None]
 
 
 def exchange(updates: Sequence[PeerUpdate]) -> Exchange:
     """The commands of one chunk's updates, and where each rank's replies will be."""
-    commands: list[wire.Command] = []
-    reads: list[list[tuple[str, int]]] = []
+    found = Exchange([], [], [])
     for u in updates:
-        mine: list[tuple[str, int]] = []
-        moved = u.before is not None and u.before != u.group
-        for name in (*u.ranked, *u.others):
-            if moved:
-                commands.append(("ZREM", keys.peers_key(name, u.before or ""), u.account_id))
-            key = keys.peers_key(name, u.group)
-            value = u.values.get(name) if name in u.ranked else None
-            if value is None or math.isnan(value):  # no data: no place among the peers
-                commands.append(("ZREM", key, u.account_id))
-                continue
-            score = repr(value)
-            mine.append((name, len(commands) + 1))
-            commands += [
-                ("ZADD", key, score, u.account_id),
-                ("ZCOUNT", key, "-inf", f"({score}"),
-                ("ZCOUNT", key, score, score),
-                ("ZCARD", key),
-            ]
-        if u.before != u.group:  # last: its sets are where it says once it is written
-            commands.append(("HSET", keys.state_key(u.account_id), keys.PEERS, u.group))
-        reads.append(mine)
-    return Exchange(commands, reads)
+        ranked = any(_rankable(u.values.get(name)) for name in u.ranked)
+        if not ranked and u.before is None:  # in no set, and none to join: nothing to do
+            found.reads.append([])
+            found.groups.append(None)
+            continue
+        found.reads.append(_account(u, found.commands))
+        after = u.group if ranked else None
+        # Last: the sets are as the field says once it is written, and an account in no
+        # set has no field (a tombstone may then delete its state hash, as without peers).
+        if after != u.before:
+            state = keys.state_key(u.account_id)
+            found.commands.append(
+                ("HDEL", state, keys.PEERS) if after is None else ("HSET", state, keys.PEERS, after)
+            )
+        found.groups.append(after)
+    return found
+
+
+def _account(u: PeerUpdate, commands: list[wire.Command]) -> list[tuple[str, int]]:
+    """One account's moves and reads, appended to ``commands``; where its ranks are."""
+    mine: list[tuple[str, int]] = []
+    moved = u.before is not None and u.before != u.group
+    for name in (*u.ranked, *u.others):
+        if moved:
+            commands.append(("ZREM", keys.peers_key(name, u.before or ""), u.account_id))
+        key = keys.peers_key(name, u.group)
+        value = u.values.get(name) if name in u.ranked else None
+        if value is None or math.isnan(value):  # no data: no place among the peers
+            commands.append(("ZREM", key, u.account_id))
+            continue
+        score = repr(value)
+        mine.append((name, len(commands) + 1))
+        commands += [
+            ("ZADD", key, score, u.account_id),
+            ("ZCOUNT", key, "-inf", f"({score}"),
+            ("ZCOUNT", key, score, score),
+            ("ZCARD", key),
+        ]
+    return mine
+
+
+def _rankable(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
 
 
 def ranks(
@@ -87,12 +109,14 @@ class PeerSets:
         self._redis = redis
         self._timeout = timeout
 
-    async def rank(self, updates: Sequence[PeerUpdate]) -> list[dict[str, PeerRank]]:
+    async def rank(
+        self, updates: Sequence[PeerUpdate]
+    ) -> tuple[list[dict[str, PeerRank]], list[str | None]]:
         """Write each account's values to its group's sets and read its ranks there:
-        one round trip for the whole chunk."""
+        one round trip for the whole chunk. Also the group each is in afterwards."""
         found = exchange(updates)
         replies = await wire.execute(self._redis, found.commands, self._timeout)
-        return ranks(found.reads, replies)
+        return ranks(found.reads, replies), found.groups
 
     async def read(
         self, account_id: str, group: str, values: Mapping[str, float], ranked: Collection[str]

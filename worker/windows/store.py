@@ -241,7 +241,7 @@ class WindowStore:
         resident = self._residents.get(account_id, self.now_bucket(now))
         return None if resident is None else self._state(resident, "", read_all=False)
 
-    def ranked_in(self, account_id: str, group: str) -> None:
+    def ranked_in(self, account_id: str, group: str | None) -> None:
         """The account's values are now in ``group``'s peer sets (``windows.peers``)."""
         resident = self._residents.peek(account_id)
         if resident is not None:
