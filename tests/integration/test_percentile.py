@@ -22,6 +22,7 @@ from tests.integration.harness import (
     running_worker,
     valid_alert,
 )
+from worker.replay import Replay
 from worker.settings import Settings
 from worker.windows import keys
 
@@ -127,6 +128,38 @@ async def test_an_account_that_changes_segment_leaves_its_old_peers(
         smb, enterprise = await _peer_set(settings, "smb"), await _peer_set(settings, "enterprise")
     assert smb == {}
     assert enterprise == {TARGET: 3.0}
+
+
+async def test_a_replay_rebuilds_the_peer_sets_and_the_ranks(
+    settings: Settings, tmp_path: Any
+) -> None:
+    # Values 1..5 in smb: the live run and the replay end with the same sets, and the
+    # target (3) at the 50th percentile of 5.
+    settings = settings.replace(model_path=_model_file(tmp_path), peer_refresh_seconds=1.0)
+    accounts = {f"smb-{n}": n for n in (1, 2, 4, 5)} | {TARGET: 3}
+    async with running_worker(settings), Producer(settings) as p:
+        for account, logins in accounts.items():
+            await p.account(account, segment="smb", seats_purchased=5)
+            await _logins(p, account, logins)
+        await _wait_for_members(settings, "smb", len(accounts))
+    live = await _peer_set(settings, "smb")
+    report = await Replay(settings, force=True).run()
+    rebuilt = await _peer_set(settings, "smb")
+    explained = _explain(settings, TARGET)
+    assert report.accounts == len(accounts)
+    assert live == {a: float(n) for a, n in accounts.items()}
+    assert rebuilt == live
+    row = {c["name"]: c for c in explained["components"]}["login_frequency"]
+    assert row["peers"] == {"segment": "smb", "value": 3.0, "percentile": 50.0, "accounts": 5}
+
+
+async def _wait_for_members(settings: Settings, segment: str, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if len(await _peer_set(settings, segment)) == count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never {count} accounts ranked among {segment}")
 
 
 async def _peer_set(settings: Settings, segment: str) -> dict[str, float]:

@@ -3,6 +3,7 @@ scoring takes of them, the refresh schedule, and the peer sets' commands (no Red
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from importlib import resources
 
@@ -329,3 +330,31 @@ def test_explain_says_the_rank_in_words() -> None:
     assert peer_line(peers) == "62nd percentile of 340 mid_market accounts (value 12.5)"
     alone = {"segment": None, "value": 3.0, "percentile": 50.0, "accounts": 1}
     assert peer_line(alone) == "50th percentile of 1 accounts without a segment (value 3)"
+
+
+_components = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
+_segments = st.text(min_size=0, max_size=12)
+
+
+@given(_components, _segments, _components, _segments)
+def test_no_two_pairs_share_a_set(c1: str, g1: str, c2: str, g2: str) -> None:
+    if (c1, g1) != (c2, g2):
+        assert keys.peers_key(c1, g1) != keys.peers_key(c2, g2)
+
+
+@given(
+    _segments,
+    st.one_of(st.none(), _segments),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_any_segment_and_value_give_well_formed_commands(
+    group: str, before: str | None, value: float
+) -> None:
+    found = exchange([PeerUpdate("acme", group, before, {"usage": value}, ("usage",), ())])
+    for command in found.commands:
+        assert all(isinstance(arg, str) for arg in command)
+    if found.reads[0]:
+        zadd = found.commands[found.reads[0][0][1] - 1]
+        assert float(zadd[2]) == value  # the exact double, as Redis parses it
+    else:
+        assert math.isnan(value)  # only NaN has no place among the peers
