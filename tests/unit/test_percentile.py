@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from worker.commands import ordinal, peer_line
 from worker.errors import ConfigError
 from worker.modelfile import load_model, parse_model
+from worker.notify.format import trigger_words
 from worker.peerrank import PeerRanking
 from worker.scoring.curves import Percentile
 from worker.scoring.mode import Mode
@@ -358,3 +359,11 @@ def test_any_segment_and_value_give_well_formed_commands(
         assert float(zadd[2]) == value  # the exact double, as Redis parses it
     else:
         assert math.isnan(value)  # only NaN has no place among the peers
+
+
+def test_slack_says_a_percentile_trigger_moved_among_its_segment() -> None:
+    trigger = {"name": "usage", "previous_value": 83.3, "value": 31.25}
+    words = trigger_words(trigger, parse_model(HEAD % "{better: higher}"))
+    assert words == "usage (percentile in its segment) fell from 83.3 to 31.2 in 30 days"
+    tickets = {"name": "tickets", "previous_value": 1.0, "value": 3.0}
+    assert trigger_words(tickets, parse_model(HEAD % "{}")) == "tickets rose from 1 to 3 in 30 days"

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from worker.recoveryview import summary
+from worker.scoring.curves import Percentile
 from worker.scoring.model import Model
 
 COLOURS = {"green": "#2eb67d", "yellow": "#ecb22e", "red": "#e01e5a"}
@@ -62,7 +63,7 @@ def trigger_words(trigger: dict[str, Any] | None, model: Model | None) -> str:
     """The triggering component in plain words: "escalations rose from 0 to 3 in 90 days"."""
     if trigger is None:
         return "no single component"
-    what = escape(str(trigger["name"]).replace("_", " "))
+    what = escape(str(trigger["name"]).replace("_", " ")) + _ranked(str(trigger["name"]), model)
     was, now = trigger["previous_value"], trigger["value"]
     window = window_phrase(str(trigger["name"]), model)
     if was is None and now is None:
@@ -75,6 +76,15 @@ def trigger_words(trigger: dict[str, Any] | None, model: Model | None) -> str:
         return f"{what} stayed at {number(now)}{window}"
     verb = "rose" if now > was else "fell"
     return f"{what} {verb} from {number(was)} to {number(now)}{window}"
+
+
+def _ranked(name: str, model: Model | None) -> str:
+    """A percentile component's values are its ranks, not its raw values: say so."""
+    try:
+        ranked = model is not None and isinstance(model.component(name).curve, Percentile)
+    except KeyError:
+        return ""
+    return " (percentile in its segment)" if ranked else ""
 
 
 def override_words(alert: dict[str, Any]) -> str | None:
