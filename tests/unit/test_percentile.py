@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -367,3 +368,13 @@ def test_slack_says_a_percentile_trigger_moved_among_its_segment() -> None:
     assert words == "usage (percentile in its segment) fell from 83.3 to 31.2 in 30 days"
     tickets = {"name": "tickets", "previous_value": 1.0, "value": 3.0}
     assert trigger_words(tickets, parse_model(HEAD % "{}")) == "tickets rose from 1 to 3 in 30 days"
+
+
+def test_the_bench_model_is_the_default_with_one_percentile_component() -> None:
+    bench = load_model(str(Path(__file__).parents[2] / "bench" / "percentile.yaml"))
+    default = load_model()
+    assert percentile_components(bench) == ("login_frequency",)
+    assert [replace(c, curve=None, description="") for c in bench.components] == [
+        replace(c, curve=None, description="") for c in default.components
+    ]
+    assert bench.tiers == default.tiers
