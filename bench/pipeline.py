@@ -88,7 +88,8 @@ def main() -> None:
                         help="also print Redis' time per command")
     parser.add_argument("--model", default="",
                         help="a model file (default: the packaged default model); "
-                             "bench/custom-signals.yaml adds three filtered signals")
+                             "bench/custom-signals.yaml adds three filtered signals, "
+                             "bench/percentile.yaml ranks login frequency among peers")
     args = parser.parse_args()
     tune_gc()  # as the worker does
     asyncio.run(run(args.events, args.accounts, args.batch, args.commands, args.model))

@@ -13,6 +13,7 @@ from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, hysteresis_applies
 from worker.scoring.model import Component, Model
+from worker.scoring.peers import PeerRank, peer_group, percentile_components, with_ranks
 from worker.scoring.recovery import recovery
 from worker.scoring.rollup import Scorecard, rounded, score_components
 from worker.scoring.segments import ModelSet, as_model_set, model_name
@@ -40,6 +41,8 @@ class Explanation:
     overrides: override.OverrideState | None = None
     # What would bring it back (below the best tier, not pinned), with dates.
     outlook: Outlook | None = None
+    # Percentile component -> (its raw value, its rank among the account's peers)
+    peers: dict[str, tuple[float, PeerRank]] = field(default_factory=dict)
 
     def last_events(self) -> dict[str, str | None]:
         """Event type -> the start of the newest time bucket holding an event of it
@@ -109,6 +112,7 @@ class Explanation:
             # A trend's value in words; other components' output stays as it was.
             **({} if component.trend is None else {"trend": self._trend_words(
                 component, None if present is None else present.value)}),
+            **self._peers(name),
         }
 
     def _trend_words(self, component: Component, value: float | None) -> str:
@@ -116,6 +120,16 @@ class Explanation:
         if value is None:
             return f"no previous {duration_words(seconds)} to compare with"
         return describe(value, seconds)
+
+    def _peers(self, name: str) -> dict[str, Any]:
+        """A percentile component's rank: its value is the percentile, this says among
+        whom and from which raw value. No key for other components."""
+        if name not in self.peers:
+            return {}
+        raw, rank = self.peers[name]
+        group = peer_group(self.attrs)
+        return {"peers": {"segment": group or None, "value": raw,
+                          "percentile": rounded(rank.percentile), "accounts": rank.peers}}
 
 
 async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
@@ -125,8 +139,12 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
     now = clock.now()
     state = await store.read(account_id, now)
     model = as_model_set(models).for_account(state.attrs, now)  # onboarding or segment
-    values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
-                              state.seen_bucket, state.now_bucket)
+    raw = component_values(model, state.windows, state.attrs, state.seen, {}, None,
+                           state.seen_bucket, state.now_bucket)
+    names = percentile_components(model)
+    ranks = (await store.peers.read(account_id, peer_group(state.attrs), raw, names)
+             if names else {})
+    values = with_ranks(names, raw, ranks)
     capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)
               for c in model.components}
     active = None if state.override is None else state.override.active
@@ -135,7 +153,8 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
     explanation = Explanation(account_id, now, model, card,
                               state.attrs, state.published, state.last_mode,
                               {name: sets for name, sets in capped.items() if sets},
-                              dict(state.seen_bucket or {}), state.override)
+                              dict(state.seen_bucket or {}), state.override,
+                              peers={n: (raw[n], rank) for n, rank in ranks.items()})
     tier, active = explanation.tier_now(), explanation._active()
     if tier is None or (active is not None and active.kind == "pin"):
         return explanation  # a pinned tier follows the pin, not the score
@@ -143,5 +162,6 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
     hints = recovery(model, card, tier, fixed=fixed)
     if hints is None:
         return explanation
-    return replace(explanation, outlook=await outlook(store, model, account_id, now, hints,
-                                                      active))
+    return replace(explanation, outlook=await outlook(
+        store, model, account_id, now, hints, active,
+        {n: values[n] for n in names if n in values}))

@@ -10,12 +10,14 @@ bucket, each one read of the account.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from worker.scoring import override
 from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.model import Model
+from worker.scoring.peers import percentile_components
 from worker.scoring.recovery import AT_MOST, Hint, Recovery
 from worker.scoring.rollup import rounded, score_components
 from worker.timefmt import rfc3339
@@ -55,9 +57,11 @@ def hint_dict(hint: Hint) -> dict[str, Any]:
 
 
 async def outlook(store: WindowStore, model: Model, account_id: str, now: float,
-                  recovery: Recovery, active: override.ActiveOverride | None) -> Outlook:
+                  recovery: Recovery, active: override.ActiveOverride | None,
+                  ranked: Mapping[str, float] | None = None) -> Outlook:
     """Read the account forward from ``now`` until it clears the goal and every hint is
-    met, or nothing more will leave its windows."""
+    met, or nothing more will leave its windows. ``ranked``: each percentile component's
+    percentile now, kept as it is (how the peers will move is not in the windows)."""
     pending = {h.component: h for h in recovery.hints}
     hint_at: dict[str, float] = {}
     by_itself: float | None = None
@@ -71,6 +75,8 @@ async def outlook(store: WindowStore, model: Model, account_id: str, now: float,
         state = await store.read(account_id, at)
         values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
                                   state.seen_bucket, state.now_bucket)
+        if ranked is not None:
+            values = _held(model, values, ranked)
         card = override.adjusted(score_components(model, values),
                                  active if active is not None and active.live_at(at) else None)
         if (by_itself is None and card.score is not None
@@ -81,6 +87,18 @@ async def outlook(store: WindowStore, model: Model, account_id: str, now: float,
                 hint_at[name] = at
                 del pending[name]
     return Outlook(recovery, by_itself, hint_at)
+
+
+def _held(model: Model, values: dict[str, float],
+          ranked: Mapping[str, float]) -> dict[str, float]:
+    """``values`` with each percentile component at its present percentile (left out where
+    it has none now, or no data then)."""
+    for name in percentile_components(model):
+        if name in values and name in ranked:
+            values[name] = ranked[name]
+        else:
+            values.pop(name, None)
+    return values
 
 
 def _met(hint: Hint, value: float | None) -> bool:

@@ -10,7 +10,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -24,11 +24,13 @@ from worker.events.types import Record
 from worker.gaps import DataGaps
 from worker.metrics import Metrics
 from worker.overriding import overriding
+from worker.peerrank import PeerRanking
 from worker.scoring import override
 from worker.scoring.coverage import enough_data
 from worker.scoring.evaluate import component_values
 from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
 from worker.scoring.model import UNKNOWN_TIER, Model
+from worker.scoring.peers import PeerRank
 from worker.scoring.rollup import score_components, score_of
 from worker.scoring.segments import ModelSet, as_model_set, model_name, scoring_model
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
@@ -39,6 +41,8 @@ from worker.windows.plan import AccountPlan, Planner
 from worker.windows.store import AccountState, StateWrite, WindowStore
 
 log = logging.getLogger(__name__)
+# What ``Pipeline._values`` gives of an account, with its peer ranks (``scoring.peers``).
+Ranked = tuple[Model, bool, dict[str, float], Mapping[str, PeerRank]]
 # Accounts per Redis exchange: enough to amortise a round trip, few enough that
 # scoring one chunk overlaps Redis running the next.
 CHUNK_ACCOUNTS = 250
@@ -85,6 +89,7 @@ class Pipeline:
         self.model = models.default
         self._segmented = bool(models.segments)
         self._planner = Planner(models.windows)
+        self._peers = PeerRanking.of(models, self._settings.peer_refresh_seconds)
         every = models.all()
         self._intake = Intake(self._settings, self._clock, self.metrics,
                               tiers={t.name for m in every for t in m.tiers},
@@ -145,6 +150,9 @@ class Pipeline:
 
         async def chunk(part: Sequence[AccountPlan]) -> list[None]:
             states = await self._store.apply(part, now, read_all=read_all)
+            if self._peers is not None:
+                await ranked(part, states, self._peers)
+                return []
             for plan, state in zip(part, states, strict=True):
                 self._count_skipped(state)
                 _count_applied(plan, state, applied)
@@ -154,6 +162,29 @@ class Pipeline:
                 except Exception as exc:  # one account must not stop the others
                     failed(plan, exc)
             return []
+
+        async def ranked(part: Sequence[AccountPlan], states: list[AccountState],
+                         peers: PeerRanking) -> None:
+            """``chunk`` with a model that ranks accounts among peers: values first, then
+            one exchange for every rank of the chunk, then the scores."""
+            ready = []
+            for plan, state in zip(part, states, strict=True):
+                self._count_skipped(state)
+                _count_applied(plan, state, applied)
+                try:
+                    model, switched, values = self._values(plan, state, now)
+                    ready.append((plan, state, model, switched, values))
+                except Exception as exc:
+                    failed(plan, exc)
+            ranks = await peers.rank(self._store, [peers.update(model, state, values)
+                                                   for _, state, model, _, values in ready])
+            for (plan, state, model, switched, values), rank in zip(ready, ranks, strict=True):
+                try:
+                    self._score(plan, state, evaluation_mode(plan.newest, present, lag), now,
+                                outcome, partial(cause_of, plan),
+                                (model, switched, values, rank))
+                except Exception as exc:
+                    failed(plan, exc)
 
         await wire.concurrently(plans, CHUNK_ACCOUNTS, chunk)
         # Once per batch, not per event: a labelled counter takes a lock on every inc().
@@ -206,24 +237,38 @@ class Pipeline:
         log.warning("account %s not rescored: %s: %s", plan.account_id, type(exc).__name__,
                     exc, exc_info=self._intake.first_traceback(exc))
 
-    def _score(self, plan: AccountPlan, state: AccountState, mode: Mode, now: float,
-               outcome: Outcome, cause_of: Callable[[Model, TierChange, bool], Cause]) -> None:
+    def _values(self, plan: AccountPlan, state: AccountState, now: float
+                ) -> tuple[Model, bool, dict[str, float]]:
+        """The account's scoring model, whether it just moved there, its raw values."""
         model, switched = self._model_of(plan, state, now)
         # Cached values are the last scoring model's: only an account update, or the end of
         # its onboarding, moves an account to another one.
         fresh = state.cache_valid and not (self._segmented and (plan.attrs_changed or switched))
-        values = component_values(model, state.windows, state.attrs, state.seen,
-                                  state.cached_values, plan.touched if fresh else None,
-                                  state.seen_bucket, state.now_bucket)
+        return model, switched, component_values(
+            model, state.windows, state.attrs, state.seen, state.cached_values,
+            plan.touched if fresh else None, state.seen_bucket, state.now_bucket)
+
+    def _score(self, plan: AccountPlan, state: AccountState, mode: Mode, now: float,
+               outcome: Outcome, cause_of: Callable[[Model, TierChange, bool], Cause],
+               ranked: Ranked | None = None) -> None:
+        """``ranked``: the model, switch and values ``_values`` gave, and the account's
+        peer ranks; None (every model without percentile components): computed here."""
+        if ranked is None:
+            model, switched, values = self._values(plan, state, now)
+            scored, ranks = values, None
+        else:
+            model, switched, values, ranks = ranked
+            # Raw values are what is cached; scoring takes each percentile component's rank.
+            scored = self._peers.scored(model, values, ranks) if self._peers else values
         # No hysteresis across models: the old tier's margin is about other boundaries.
         hysteresis = hysteresis_applies(mode, state.last_mode) and not switched
         if switched and not plan.attrs_changed:  # only the clock moved it: onboarding ended
             cause_of = partial(causes.fixed, ONBOARDING_ENDED)
         over = overriding(plan, state, now)  # None: no override, as nearly every account
         if over is None:
-            change = self._decide(model, values, state, hysteresis)
+            change = self._decide(model, scored, state, hysteresis)
         else:
-            change = override.decide(model, score_components(model, values), state.published,
+            change = override.decide(model, score_components(model, scored), state.published,
                                      over.active, hysteresis=hysteresis)
             for event in over.events:
                 self.metrics.overrides.labels(event).inc()
@@ -232,6 +277,8 @@ class Pipeline:
         next_change = state.next_change if over is None else over.next_change(state.next_change)
         if self.models.onboarding is not None:  # its end rescores it too, event or not
             next_change = self.models.rescore_at(state.attrs, now, next_change)
+        if ranks and self._peers is not None:  # read again by the refresh, if not before
+            next_change = self._peers.next_change(plan.account_id, now, next_change, ranks)
         # A gap holds what the silence moved: never a first tier (nothing to fall from), a
         # CSM's override or a segment move.
         caused = (state.published is None or switched

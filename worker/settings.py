@@ -80,6 +80,10 @@ class Settings:
     expiry_check_seconds: float = _setting(
         1.0, "How often the worker looks for silent accounts whose windows rolled."
     )
+    peer_refresh_seconds: float = _setting(
+        3600.0, "Longest an account scored by its rank among its segment's peers (a percentile"
+        " component) keeps a rank read from them: a silent account is rescored by then."
+    )
     catch_up_lag_seconds: float = _setting(
         300.0, "Records older than this behind the present are history being caught up on"
         " (a backlog, backfill or replay): an account's tier then follows its score alone,"
@@ -241,7 +245,8 @@ class Settings:
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number >= 0, not {value}")
         for name in ("redis_timeout_seconds", "redis_wait_timeout_seconds",
-                     "healthz_max_poll_age_seconds", "readyz_max_age_seconds"):
+                     "healthz_max_poll_age_seconds", "readyz_max_age_seconds",
+                     "peer_refresh_seconds"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{env_name(name)} must be a finite number > 0")

@@ -25,6 +25,19 @@ class Component(BaseModel):
         default=None,
         description="A trend component's value in words (\"-35% vs the previous 7 days\");"
                     " null for any other component.")
+    peers: PeerRank | None = Field(
+        default=None, description="A percentile component (curve percentile): its rank among"
+                                  " its segment's accounts; absent for other components.")
+
+
+class PeerRank(BaseModel):
+    segment: str | None = Field(description="The peer group: the account's segment; null:"
+                                            " the accounts without one.")
+    value: float = Field(description="The component's raw value, ranked among the group's.")
+    percentile: float = Field(description="Its percentile rank there, 0-100 (peers below,"
+                                          " ties counting half): the component's value.")
+    accounts: int = Field(description="Accounts in the group with a value, this one among"
+                                      " them.")
 
 
 class LastAlert(BaseModel):

@@ -19,7 +19,7 @@ import yaml
 from worker.contracts import first_error
 from worker.errors import ConfigError
 from worker.modelfile.signals import custom_signals
-from worker.scoring.curves import Band, Bands, Curve, Linear
+from worker.scoring.curves import Band, Bands, Curve, Linear, Percentile
 from worker.scoring.model import UNKNOWN_TIER, Component, Model, Tier
 from worker.scoring.signals import SIGNALS, Signal
 
@@ -150,6 +150,8 @@ def _curve(spec: dict[str, Any], where: str) -> Curve:
         if bad == good:
             raise ConfigError(f"{where}.linear: bad and good must differ")
         return Linear(bad, good)
+    if "percentile" in spec:  # the schema allows only better: higher | lower
+        return Percentile(spec["percentile"].get("better", "higher"))
     bands = tuple(Band(b.get("upto"), float(b["score"])) for b in spec["bands"])
     bounds = [b.upto for b in bands[:-1] if b.upto is not None]
     if len(bounds) != len(bands) - 1 or bands[-1].upto is not None:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from worker.recoveryview import summary
+from worker.scoring.curves import Percentile
 from worker.scoring.model import Component, Model
 from worker.scoring.trend import duration_words
 
@@ -67,7 +68,7 @@ def trigger_words(trigger: dict[str, Any] | None, model: Model | None) -> str:
     """The triggering component in plain words: "escalations rose from 0 to 3 in 90 days"."""
     if trigger is None:
         return "no single component"
-    what = escape(str(trigger["name"]).replace("_", " "))
+    what = escape(str(trigger["name"]).replace("_", " ")) + _ranked(str(trigger["name"]), model)
     was, now = trigger["previous_value"], trigger["value"]
     window = window_phrase(str(trigger["name"]), model)
     component = _component(str(trigger["name"]), model)
@@ -96,6 +97,15 @@ def _trend_words(what: str, was: float | None, now: float | None, window: str) -
     if verb == "stayed":
         return f"{what} stayed at {now:+.0f}%{window}"
     return f"{what} {verb} from {was:+.0f}% to {now:+.0f}%{window}"
+
+
+def _ranked(name: str, model: Model | None) -> str:
+    """A percentile component's values are its ranks, not its raw values: say so."""
+    try:
+        ranked = model is not None and isinstance(model.component(name).curve, Percentile)
+    except KeyError:
+        return ""
+    return " (percentile in its segment)" if ranked else ""
 
 
 def override_words(alert: dict[str, Any]) -> str | None:

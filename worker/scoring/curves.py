@@ -43,4 +43,19 @@ class Bands:
         return self.bands[-1].score
 
 
-Curve = Linear | Bands
+@dataclass(frozen=True, slots=True)
+class Percentile:
+    """The account's rank among its peers (``scoring.peers``), not a curve of its raw value.
+
+    The value it is given is already the percentile, 0-100 (the share of the account's
+    peer group below it, ties counting half): ``better: higher`` scores it as it is,
+    ``lower`` (fewer is better) its mirror.
+    """
+
+    better: str = "higher"
+
+    def __call__(self, value: float) -> float:
+        return value if self.better == "higher" else 100.0 - value
+
+
+Curve = Linear | Bands | Percentile

@@ -23,7 +23,8 @@ hs:{A}:s            hash   attrs, write count (ver),                          no
                            a running replay's own tier chain (pub:replay),
                            outbox:<seq> -> an alert saved but not yet known sent,
                            ovr: the active override, past ones, and the
-                           offset of the last override record applied
+                           offset of the last override record applied,
+                           peers: the peer group its values are ranked in
 ==================  =====  ==================================================  =========
 
 Per partition number P (input topics are co-partitioned, so an account has one):
@@ -38,6 +39,22 @@ Per tier T, the index the account API pages through (``GET /accounts?tier=T``):
 ==================  =====  ==================================================  =========
 hs:tier:{T}         zset   account -> 0 (paged by name, ZRANGEBYLEX)           none
 ==================  =====  ==================================================  =========
+
+Per peer group G (an account's ``segment``, empty for accounts without one) and
+component C scored by percentile rank (``scoring.peers``, ``windows.peers``):
+
+==================  =====  ==================================================  =========
+hs:peers:{C:G}      zset   account -> its latest raw value of C                none
+==================  =====  ==================================================  =========
+
+Written when an account is scored (ZADD, ZREM when C has no data), left when its
+segment changes; the state hash's ``peers`` field names the group its values are
+in. The component comes first: its name has no ``:``, so no segment name can make
+two pairs one key. Each set is one Cluster slot (its own hash tag), so the sets of
+a model spread over the cluster by group and component. A group too large for one
+slot would be split into N sets by a hash of the account (``{C:G:n}``), each rank
+then summing N sets' counts (3N commands instead of 3): not needed below millions
+of accounts per group, and not done.
 
 It holds each account under its last published tier (``pub``): moved in the same
 MULTI that saves a new tier, rebuilt from the ``pub`` fields by a replay. One key
@@ -107,6 +124,7 @@ VERSION = "ver"  # counted up by every script call: a worker's copy knows when i
 # catch_up: absent for a live account, so a live stream never writes it.
 MODE = "mode"
 OVERRIDE = "ovr"  # the account's override state (``windows.overrides``), absent without one
+PEERS = "peers"  # the peer group its values are in (``windows.peers``), absent: none yet
 
 
 OUTBOX_PREFIX = "outbox:"
@@ -120,6 +138,11 @@ def model_key(partition: int) -> str:
     """The model every account of the partition has been rescored under (its fingerprint
     and version): a worker that finds another one rescores them (``runtime.remodel``)."""
     return f"{PREFIX}:model:{{{partition}}}"
+
+
+def peers_key(component: str, group: str) -> str:
+    """The sorted set of ``component``'s raw values in peer group ``group``."""
+    return f"{PREFIX}:peers:{{{component}:{group}}}"
 
 
 def tier_key(tier: str) -> str:

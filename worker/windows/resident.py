@@ -83,6 +83,7 @@ class Resident:
     # out. A window reaching back to it has a count that is a lower bound.
     capped: dict[str, float] = field(default_factory=dict)
     override: OverrideState | None = None  # None: the account never had one
+    peer_group: str | None = None  # the group its values are ranked in (``windows.peers``)
     # The windows as scoring sees them, built again only when a distinct count moves
     # (the sums are shared, so counters need no rebuild): most batches move none.
     _view: dict[int, WindowView] | None = field(default=None, init=False, repr=False,

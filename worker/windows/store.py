@@ -18,6 +18,7 @@ from worker.alerts import Alert
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.override import OverrideState
+from worker.scoring.peers import percentile_components
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import Published
 from worker.scoring.vocabulary import event_types
@@ -25,6 +26,7 @@ from worker.settings import Settings
 from worker.windows import keys, overrides, saving, server, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.outbox import Outbox
+from worker.windows.peers import PeerSets
 from worker.windows.plan import AccountPlan, Totals, distinct_sets
 from worker.windows.resident import CAPPED_PREFIX, NO_CHANGE, Resident, Residents, load
 from worker.windows.schedule import Schedule
@@ -55,6 +57,7 @@ class AccountState(NamedTuple):
     left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
     seen_bucket: dict[str, int] | None = None  # event type -> its newest bucket (explain)
     override: OverrideState | None = None  # after the batch's override records
+    peer_group: str | None = None  # the peer group its values are in; None: none yet
 
 
 class StateWrite(NamedTuple):
@@ -102,6 +105,7 @@ class WindowStore:
         self.outbox = Outbox(redis, timeout, enabled=outbox)
         self.schedule = Schedule(redis, timeout)
         self.tiers = TierIndex(redis, timeout)
+        self.peers = PeerSets(redis, timeout)
         self._published_field = published_field
         self._script_limits = (dedup_horizon_seconds, dedup_max_ids, max_distinct_members)
         self._residents = Residents(resident_accounts)
@@ -128,6 +132,10 @@ class WindowStore:
         self._fields = [keys.VERSION, keys.ATTRS, self._published_field, keys.MODE,
                         *(keys.SEEN_PREFIX + t for t in self._seen_types),
                         *(CAPPED_PREFIX + name for name in self._sets), keys.OVERRIDE]
+        # Only a model with percentile components reads it: none other pays for it.
+        self._peers = bool(percentile_components(model))
+        if self._peers:
+            self._fields.append(keys.PEERS)
 
     def now_bucket(self, now: float) -> int:
         return bucket_of(now, self._model.bucket_seconds)
@@ -180,12 +188,18 @@ class WindowStore:
                 commands.append(("ZRANGE", key, 0, -1, "WITHSCORES"))
         replies = await wire.execute(self._redis, commands, self._timeout)
         keep_from = oldest_bucket(now_bucket, self._max_window)
-        return [load(account_id, now_bucket, keep_from, self._all_windows,
-                     self._model.bucket_seconds, _pairs(replies[at]),
-                     map(_pairs, replies[at + 2:at + width]), replies[at + 1],
-                     sets, self._seen_types)
-                for account_id, at in zip(account_ids, range(0, len(replies), width),
-                                          strict=True)]
+        loaded = [load(account_id, now_bucket, keep_from, self._all_windows,
+                       self._model.bucket_seconds, _pairs(replies[at]),
+                       map(_pairs, replies[at + 2:at + width]),
+                       replies[at + 1][:-1] if self._peers else replies[at + 1],
+                       sets, self._seen_types)
+                  for account_id, at in zip(account_ids, range(0, len(replies), width),
+                                            strict=True)]
+        if self._peers:
+            for resident, at in zip(loaded, range(0, len(replies), width), strict=True):
+                group = replies[at + 1][-1]
+                resident.peer_group = None if group is None else wire.text(group)
+        return loaded
 
     async def load_script(self) -> None:
         """Load the apply script now: at start-up, a user not allowed to is told at once."""
@@ -213,6 +227,7 @@ class WindowStore:
             left_out=None if dropped is None else {n: c for n, (c, _) in dropped.items()},
             seen_bucket=resident.seen_bucket,
             override=resident.override,
+            peer_group=resident.peer_group,
         )
 
     async def read(self, account_id: str, now: float) -> AccountState:
@@ -225,6 +240,12 @@ class WindowStore:
         scored (for inspection and tests)."""
         resident = self._residents.get(account_id, self.now_bucket(now))
         return None if resident is None else self._state(resident, "", read_all=False)
+
+    def ranked_in(self, account_id: str, group: str | None) -> None:
+        """The account's values are now in ``group``'s peer sets (``windows.peers``)."""
+        resident = self._residents.peek(account_id)
+        if resident is not None:
+            resident.peer_group = group
 
     def forget(self, partitions: Collection[int] | None = None) -> None:
         """Drop the accounts held for ``partitions`` (all if None): they moved away."""
