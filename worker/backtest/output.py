@@ -26,8 +26,8 @@ def fitted_model(text: str, source: str, report: Report, fit: Fit) -> str:
     header = (f"# Weights fitted by `healthscore backtest` to the outcomes within "
               f"{report.horizon_days:g} days of {report.moment[:10]}\n"
               f"# ({fit.method}, {fit.trained_on} accounts). On {fit.held_out} held-out "
-              f"accounts: AUC {_auc(fit.held_out_auc_fitted)} with these weights, "
-              f"{_auc(fit.held_out_auc_model)} with {report.model_version}'s.\n"
+              f"accounts: AUC {_auc(fit.held_out_auc_fitted, 3)} with these weights, "
+              f"{_auc(fit.held_out_auc_model, 3)} with {report.model_version}'s.\n"
               "# Read the report before using it: a fit follows the history it was given.\n")
     result = header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
     parse_models(result, "fitted model")  # what it writes, it can load
@@ -66,16 +66,17 @@ def _fit_lines(fit: Fit | None) -> list[str]:
         return ["fitted weights: none (too few churned or retained accounts to fit and judge)"]
     return [
         f"fitted weights ({fit.method}, {fit.trained_on} accounts; judged on "
-        f"{fit.held_out} held out): AUC {_auc(fit.held_out_auc_fitted)} fitted vs "
-        f"{_auc(fit.held_out_auc_model)} the model's",
+        f"{fit.held_out} held out): AUC {_auc(fit.held_out_auc_fitted, 3)} fitted vs "
+        f"{_auc(fit.held_out_auc_model, 3)} the model's",
         *(f"  {name:<20} {fit.model_weights[name]:>5g} -> {weight:g}"
           for name, weight in fit.weights.items()),
         *([f"  note: {fit.note}"] if fit.note else []),
     ]
 
 
-def _auc(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _auc(value: float | None, digits: int = 2) -> str:
+    """Two decimals; three where two AUCs that close are compared (the fit's)."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _pct(value: float | None) -> str:
