@@ -183,7 +183,9 @@ def settings(kafka_bootstrap: str, redis_url: str, request: pytest.FixtureReques
     suffix = f"{name}-{uuid.uuid4().hex[:8]}"
     base = Settings()
     topics = {f.name: f"{getattr(base, f.name)}.{suffix}" for f in dataclasses.fields(Settings)
-              if f.name.startswith("topic_") and isinstance(getattr(base, f.name), str)}
+              # An empty topic (the models topic: off by default) stays off.
+              if f.name.startswith("topic_") and isinstance(getattr(base, f.name), str)
+              and getattr(base, f.name)}
     _flushdb(redis_url)
     return base.replace(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url,
                         group_id=f"healthscore-test-{suffix}", metrics_port=0,

@@ -18,6 +18,7 @@ from worker.metrics import Metrics
 from worker.pipeline import Pipeline
 from worker.runtime import modelwatch
 from worker.runtime.loop import ConsumerLoop
+from worker.runtime.modeltopic import ModelTopic
 from worker.runtime.modelwatch import Loaded, ModelWatch
 from worker.runtime.remodel import Remodel
 from worker.runtime.retry import Stopping, retrying
@@ -36,11 +37,15 @@ class Worker:
     """One scoring worker process: owns its Redis client, pipeline and consumer loop."""
 
     def __init__(self, settings: Settings, model: Model | ModelSet | None = None,
-                 clock: Clock | None = None, metrics: Metrics | None = None) -> None:
+                 clock: Clock | None = None, metrics: Metrics | None = None,
+                 source: modelwatch.Source | None = None) -> None:
+        """``source``: where the model's text comes from (the models topic); default the
+        model file."""
         self.settings = settings
+        source = source or modelwatch.file_source(settings.model_path)
         # A model given in code (tests) is not read again; its fingerprint is its version.
         loaded = (Loaded(as_model_set(model), f"version:{as_model_set(model).default.version}")
-                  if model else modelwatch.load(settings.model_path))
+                  if model else modelwatch.load(source))
         self.models = loaded.models
         self.model = self.models.default
         self.metrics = metrics or Metrics(batch_max_records=settings.batch_max_records)
@@ -49,7 +54,7 @@ class Worker:
         store = WindowStore.from_settings(self.redis, self.models.windows, settings)
         self.store = store  # checked at start-up (``check_redis``)
         self.pipeline = Pipeline(settings, self.models, store, clock or WallClock(), self.metrics)
-        watch = None if model else ModelWatch(settings.model_path, loaded,
+        watch = None if model else ModelWatch(source, loaded,
                                               settings.model_reload_seconds, self.metrics)
         remodel = Remodel(self.redis, loaded, settings.model_rescore_batch,
                           settings.redis_timeout_seconds)
@@ -114,7 +119,11 @@ def tune_gc() -> None:
 
 async def serve(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then stop cleanly (finish, commit, close)."""
-    worker = Worker(settings)
+    models = await _model_topic(settings) if settings.topic_models else None
+    worker = Worker(settings, source=models.source if models else None)
+    if models is not None:
+        models.on_new = worker.reload  # a new record is read at the next turn of the loop
+        models.follow()
     tune_gc()
     worker.serve_endpoint()
     log.info("model %s, %d components; metrics on %s", worker.model.version,
@@ -127,4 +136,22 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, worker.stop)
     with suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
         loop.add_signal_handler(signal.SIGHUP, worker.reload)
-    await worker.run()
+    try:
+        await worker.run()
+    finally:
+        if models is not None:
+            await models.close()
+
+
+async def _model_topic(settings: Settings) -> ModelTopic:
+    """The models topic, created if missing and read to its end: the first model is its
+    newest record. An unreachable broker is waited out, as the worker's start-up does."""
+    models = ModelTopic(settings)
+
+    async def read() -> None:
+        await ensure_topics(settings)
+        await models.read()
+
+    await retrying(read, "kafka", max_backoff=settings.retry_backoff_max_seconds,
+                   metrics=Metrics(), stop=asyncio.Event())
+    return models

@@ -1,5 +1,5 @@
 """``healthscore``: worker | dev | simulate | explain | alerts | replay | backtest | notify |
-api | check-model."""
+api | publish-model | check-model."""
 
 from __future__ import annotations
 
@@ -160,6 +160,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="port (default: HEALTHSCORE_API_PORT)")
     p.set_defaults(run=_api)
 
+    p = sub.add_parser("publish-model", help="check a model file, then send it to the "
+                       "models topic (HEALTHSCORE_TOPIC_MODELS) for every worker to apply")
+    p.add_argument("path", help="model file")
+    p.set_defaults(run=_publish_model)
+
     p = sub.add_parser("check-model", help="validate a model file and print its components")
     p.add_argument("path", nargs="?", default=None, help="model file (default: the setting)")
     p.set_defaults(run=_check_model)
@@ -306,6 +311,13 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.replace(**changes)
     settings.validate()
     asyncio.run(serve_api(settings))
+    return 0
+
+
+def _publish_model(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.runtime.modeltopic import publish
+
+    print(asyncio.run(publish(settings, args.path)))
     return 0
 
 

@@ -16,10 +16,10 @@ from rich.text import Text
 from worker.clock import WallClock
 from worker.explain import explain
 from worker.gaps import is_data_gap
-from worker.modelfile.segments import load_models
 from worker.overrideview import print_overrides
 from worker.recoveryview import print_recovery
 from worker.runtime import kafka
+from worker.runtime.modeltopic import newest_models
 from worker.settings import Settings
 from worker.terminal import visible
 from worker.windows import server
@@ -30,7 +30,7 @@ TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red", "unknown": "di
 
 
 async def explain_command(settings: Settings, account_id: str, *, as_json: bool) -> int:
-    models = load_models(settings.model_path)
+    models = await newest_models(settings)
     redis = server.client(settings)
     try:
         result = await explain(WindowStore.from_settings(redis, models.windows, settings),

@@ -56,6 +56,7 @@ from worker.pipeline import Outcome, Pipeline
 from worker.progress import Reporter
 from worker.runtime import kafka
 from worker.runtime.delivery import Delivery
+from worker.runtime.modeltopic import newest_models
 from worker.runtime.publish import co_partitioned, new_producer, publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.retry import retrying
@@ -114,6 +115,7 @@ class Replay:
         self.force = force
         self.models = as_model_set(model) if model else load_models(settings.model_path)
         self.model = self.models.default
+        self._from_topic = model is None and bool(settings.topic_models)  # read in ``run``
         self.alerts_topic = alerts_topic
         self.progress = progress
         self.metrics = Metrics()
@@ -138,6 +140,10 @@ class Replay:
         self._redis = server.client(self.settings)
         self._producer = new_producer(self.settings, "healthscore-replay")
         self._stop = asyncio.Event()  # never set: Ctrl-C cancels the run, retries and all
+        if self._from_topic:  # the model the workers score with, as they would start now
+            self.models = await _reaching(f"the broker at {self.settings.kafka_bootstrap}",
+                                          newest_models(self.settings))
+            self.model = self.models.default
         try:
             await self._preflight()
             kept = await self._retry(partial(rebuild.reset, self._redis), "redis")

@@ -50,6 +50,10 @@ class Settings:
     topic_replication: int = _setting(1, "Replication factor for topics the worker creates.")
     create_topics: bool = _setting(True, "Create missing topics at start-up.")
     model_path: str = _setting("", "Scoring model file (YAML); empty = the packaged default.")
+    topic_models: str = _setting(
+        "", "Compacted topic to take the model from instead of the file: the newest record's"
+        " value is a model file's text (`healthscore publish-model` checks and sends one);"
+        " the file is used until the topic holds one. Empty: the file only.")
     model_reload_seconds: float = _setting(
         30.0, "How often the worker reads the model file again and applies a changed, valid"
         " one without a restart (SIGHUP: at once); 0 = only on SIGHUP.")

@@ -87,7 +87,8 @@ def api(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathF
     suffix = uuid.uuid4().hex[:8]
     base = Settings()
     topics = {f.name: f"{getattr(base, f.name)}.api-{suffix}" for f in dataclasses.fields(base)
-              if f.name.startswith("topic_") and isinstance(getattr(base, f.name), str)}
+              if f.name.startswith("topic_") and isinstance(getattr(base, f.name), str)
+              and getattr(base, f.name)}
     settings = base.replace(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url,
                             group_id=f"healthscore-api-{suffix}", metrics_port=0,
                             topic_partitions=3, session_timeout_ms=6000, **topics)

@@ -9,14 +9,14 @@ import pytest
 
 from worker.metrics import Metrics
 from worker.modelfile import default_model_text
-from worker.runtime.modelwatch import ModelWatch, load
+from worker.runtime.modelwatch import ModelWatch, file_source, load
 
 
 def _watch(tmp_path: Path) -> tuple[Path, ModelWatch, Metrics]:
     path = tmp_path / "model.yaml"
     path.write_text(default_model_text(), "utf-8")
     metrics = Metrics()
-    return path, ModelWatch(str(path), load(str(path)), 0, metrics), metrics
+    return path, ModelWatch(file_source(str(path)), load(file_source(str(path))), 0, metrics), metrics
 
 
 def _count(metrics: Metrics, result: str) -> float:

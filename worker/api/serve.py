@@ -12,7 +12,7 @@ import uvicorn
 
 from worker.api.app import create_app
 from worker.errors import AddressInUse, ConfigError
-from worker.modelfile.segments import load_models
+from worker.runtime.modeltopic import newest_models
 from worker.settings import Settings
 from worker.windows import server
 
@@ -49,7 +49,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve_api(settings: Settings) -> None:
-    model = load_models(settings.model_path)
+    model = await newest_models(settings)
     token = settings.api_bearer_token()
     sock = listen(settings.api_host, settings.api_port)
     redis = server.client(settings)

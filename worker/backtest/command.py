@@ -25,6 +25,7 @@ from worker.errors import ConfigError, HealthscoreError
 from worker.modelfile.load import model_text, parse_duration
 from worker.modelfile.segments import parse_models
 from worker.progress import Reporter
+from worker.runtime import modeltopic
 from worker.scoring.segments import ModelSet
 from worker.settings import Settings
 from worker.windows import server
@@ -50,7 +51,9 @@ def backtest(settings: Settings, request: Request) -> int:
     except ImportError as exc:
         raise ConfigError(f"backtest needs the calibrate extra ({exc.name} is missing): "
                           "pip install 'healthscore[calibrate]'") from None
-    text, source = model_text(request.model_path or settings.model_path)
+    # The file named, else what the workers score with (the models topic's, if set).
+    text, source = (model_text(request.model_path) if request.model_path
+                    else asyncio.run(modeltopic.newest(settings)))
     models = parse_models(text, source)
     horizon = parse_duration(request.horizon, "--horizon")
     known = _outcomes(settings, request.outcomes)

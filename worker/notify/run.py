@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import signal
 
-from worker.modelfile.segments import load_models
 from worker.notify.config import notify_config
 from worker.notify.delivery import Notifier
+from worker.runtime.modeltopic import newest_models
 from worker.settings import Settings
 
 OVERRIDES = ("slack_webhook_url", "slack_webhook_file", "slack_link_template", "notify_group_id",
@@ -25,7 +25,7 @@ def notify_slack(settings: Settings, args: argparse.Namespace) -> int:
         changes.setdefault("slack_webhook_url", "")
     settings = settings.replace(**changes)
     config = notify_config(settings)
-    model = load_models(settings.model_path)
+    model = asyncio.run(newest_models(settings))
 
     async def run() -> None:
         stop = asyncio.Event()

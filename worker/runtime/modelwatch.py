@@ -1,7 +1,8 @@
 """A model file that changes while the worker runs: read again, checked, and used.
 
-The file is read every ``HEALTHSCORE_MODEL_RELOAD_SECONDS`` (and at once on SIGHUP); a
-change of its bytes is parsed and validated as at start-up. A model that fails (the bad
+The file (or the newest record of the models topic, ``modeltopic``) is read every
+``HEALTHSCORE_MODEL_RELOAD_SECONDS`` (and at once on SIGHUP, or when a record arrives);
+a change of its bytes is parsed and validated as at start-up. A model that fails (the bad
 field named, as ``check-model`` names it) is rejected: logged, counted, and the running
 one goes on. One that changes the bucket is rejected too: every window in Redis is kept
 per bucket, so a new bucket needs a replay, not a reload.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from worker.errors import ConfigError
@@ -33,16 +35,23 @@ def fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def load(path: str) -> Loaded:
-    """The model file as the worker starts with it."""
-    text, source = model_text(path)
-    return Loaded(parse_models(text, source), fingerprint(text))
+Source = Callable[[], tuple[str, str]]  # () -> (a model file's text, its name in errors)
+
+
+def file_source(path: str) -> Source:
+    return lambda: model_text(path)
+
+
+def load(source: Source) -> Loaded:
+    """The model as the worker starts with it."""
+    text, name = source()
+    return Loaded(parse_models(text, name), fingerprint(text))
 
 
 class ModelWatch:
-    def __init__(self, path: str, running: Loaded, every: float, metrics: Metrics) -> None:
+    def __init__(self, source: Source, running: Loaded, every: float, metrics: Metrics) -> None:
         """``every``: seconds between reads; 0 reads only when asked (SIGHUP)."""
-        self._path = path
+        self._source = source
         self.running = running
         self._every = every
         self._metrics = metrics
@@ -59,9 +68,9 @@ class ModelWatch:
         self.asked = False
         self._next = time.monotonic() + self._every
         try:
-            text, source = model_text(self._path)
+            text, source = self._source()
         except (OSError, ConfigError) as exc:
-            self._reject(f"cannot read {self._path!r}: {exc}", None)
+            self._reject(f"cannot read it: {exc}", None)
             return None
         found = fingerprint(text)
         if found == self._seen:

@@ -30,6 +30,9 @@ def wanted_topics(settings: Settings, extra: Sequence[str] = ()) -> list[NewTopi
         topic(settings.topic_alerts),
         topic(settings.topic_deadletter),
         *(topic(name) for name in extra),
+        # One model at a time: the newest record wins, so one partition, compacted.
+        *([NewTopic(settings.topic_models, 1, settings.topic_replication,
+                    topic_configs={"cleanup.policy": "compact"})] if settings.topic_models else []),
     ]
 
 
