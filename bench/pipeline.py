@@ -4,6 +4,7 @@ goes between the worker's Python and Redis. For profiling changes to the hot pat
     python -m bench.pipeline                       # 100k events over 10k accounts
     python -m bench.pipeline --accounts 100000     # every event a new account
     python -m bench.pipeline --batch 1000 --commands
+    python -m bench.pipeline --cluster 3           # on a local Redis Cluster of 3 primaries
 
 Prints events/s, the CPU seconds of this process and of redis-server, and Redis'
 own time in the apply script per event (``INFO commandstats``).
@@ -18,17 +19,20 @@ import time
 import zlib
 
 from aiokafka.structs import ConsumerRecord
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from bench.data import events, topic_of
 from worker.app import tune_gc
 from worker.clock import WallClock
 from worker.embedded import EmbeddedRedis
+from worker.embeddedcluster import EmbeddedRedisCluster
 from worker.metrics import Metrics
 from worker.modelfile import load_model
 from worker.pipeline import Pipeline
 from worker.settings import Settings
+from worker.windows import server
 from worker.windows.store import WindowStore
+from worker.windows.wire import Client
 
 
 def _records(settings: Settings, total: int,
@@ -50,33 +54,56 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def run(total: int, accounts: int, batch: int, commands: bool = False,
-              model_path: str = "") -> None:
+              model_path: str = "", cluster: int = 0) -> None:
     settings = Settings()
     records = _records(settings, total, accounts)
-    with EmbeddedRedis() as embedded:
-        redis = Redis.from_url(embedded.url)
+    backend = EmbeddedRedisCluster(cluster) if cluster else EmbeddedRedis()
+    with backend:
+        redis = server.connect(backend.url, settings.redis_timeout_seconds)
         model = load_model(model_path)
         pipeline = Pipeline(settings, model, WindowStore(redis, model), WallClock(), Metrics())
-        redis_pid = embedded.pid
-        assert redis_pid is not None, "started by the with block"
-        redis_cpu, own_cpu = _cpu_seconds(redis_pid), time.process_time()
+        pids = _pids(backend)
+        redis_cpu, own_cpu = sum(map(_cpu_seconds, pids)), time.process_time()
         started = time.perf_counter()
         for start in range(0, total, batch):
             await pipeline.store.save((await pipeline.process(records[start:start + batch])).writes)
         seconds = time.perf_counter() - started
-        own_cpu, redis_cpu = time.process_time() - own_cpu, _cpu_seconds(redis_pid) - redis_cpu
-        stats = await redis.info("commandstats")
+        own_cpu = time.process_time() - own_cpu
+        redis_cpu = sum(map(_cpu_seconds, pids)) - redis_cpu
+        stats = await _commandstats(redis)
         script = stats.get("cmdstat_evalsha", {})
         await redis.aclose()
     if commands:  # scripts' own commands are counted too
         for name, stat in sorted(stats.items(), key=lambda item: -item[1]["usec"]):
             print(f"{name.removeprefix('cmdstat_'):>20} {stat['calls']:>9,} calls "
-                  f"{stat['usec'] / 1e6:6.2f} s {stat['usec_per_call']:6.1f} us/call")
-    print(f"{total:,} events over {accounts:,} accounts in batches of {batch:,}: "
+                  f"{stat['usec'] / 1e6:6.2f} s {stat['usec'] / stat['calls']:6.1f} us/call")
+    where = f"a cluster of {cluster} primaries" if cluster else "one Redis"
+    print(f"{total:,} events over {accounts:,} accounts in batches of {batch:,} on {where}: "
           f"{total / seconds:,.0f} events/s")
     print(f"CPU: worker {own_cpu:.2f} s ({1e6 * own_cpu / total:.0f} us/event), "
-          f"redis-server {redis_cpu:.2f} s; script {script.get('usec', 0) / 1e6:.2f} s "
+          f"redis-server {redis_cpu:.2f} s ({1e6 * redis_cpu / total:.1f} us/event); "
+          f"script {script.get('usec', 0) / 1e6:.2f} s "
           f"({script.get('usec', 0) / total:.1f} us/event)")
+
+
+def _pids(backend: EmbeddedRedis | EmbeddedRedisCluster) -> list[int]:
+    nodes = backend.nodes if isinstance(backend, EmbeddedRedisCluster) else [backend]
+    pids = [node.pid for node in nodes]
+    assert None not in pids, "started by the with block"
+    return [pid for pid in pids if pid is not None]
+
+
+async def _commandstats(redis: Client) -> dict[str, dict[str, float]]:
+    """Redis' time per command, summed over a cluster's primaries."""
+    if not isinstance(redis, RedisCluster):
+        return dict(await redis.info("commandstats"))
+    summed: dict[str, dict[str, float]] = {}
+    for node in redis.get_primaries():
+        for name, stat in (await redis.info("commandstats", target_nodes=node)).items():
+            into = summed.setdefault(name, {"calls": 0, "usec": 0})
+            into["calls"] += stat["calls"]
+            into["usec"] += stat["usec"]
+    return summed
 
 
 def main() -> None:
@@ -90,9 +117,12 @@ def main() -> None:
                         help="a model file (default: the packaged default model); "
                              "bench/custom-signals.yaml adds three filtered signals, "
                              "bench/percentile.yaml ranks login frequency among peers")
+    parser.add_argument("--cluster", type=int, default=0, metavar="N",
+                        help="a local Redis Cluster of N primaries instead of one Redis")
     args = parser.parse_args()
     tune_gc()  # as the worker does
-    asyncio.run(run(args.events, args.accounts, args.batch, args.commands, args.model))
+    asyncio.run(run(args.events, args.accounts, args.batch, args.commands, args.model,
+                    args.cluster))
 
 
 if __name__ == "__main__":

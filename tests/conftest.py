@@ -25,7 +25,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 import redis
@@ -196,12 +196,25 @@ def settings(kafka_bootstrap: str, redis_url: str, request: pytest.FixtureReques
 def restartable_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     """A private, started ``redis-server`` whose data survives ``stop()``/``kill()`` +
     ``start()`` on the same URL; for tests of the worker riding out a Redis outage."""
-    server = EmbeddedRedis(persist_dir=tmp_path / "redis")
+    yield from started(EmbeddedRedis(persist_dir=tmp_path / "redis"), "restartable Redis")
+
+
+class _Backend(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+B = TypeVar("B", bound=_Backend)
+
+
+def started(backend: B, what: str) -> Iterator[B]:
+    """``backend`` started for one test (unavailable: a skip, a failure under CI) and
+    stopped after it."""
     try:
-        server.start()
+        backend.start()
     except Exception as exc:
-        _unavailable("restartable Redis", [f"embedded: {exc}"])
+        _unavailable(what, [f"embedded: {exc}"])
     try:
-        yield server
+        yield backend
     finally:
-        server.stop()
+        backend.stop()

@@ -113,9 +113,27 @@ def is_retriable(exc: BaseException) -> bool:
 
     if isinstance(exc, ConnectionError | TimeoutError | BusyLoadingError | OSError):
         return True
+    if _is_cluster_in_motion(exc):
+        return True
     if isinstance(exc, KafkaError):
         return bool(getattr(exc, "retriable", False)) or _is_transport_error(exc)
     return False
+
+
+def _is_cluster_in_motion(exc: BaseException) -> bool:
+    """A Redis Cluster between states: a primary away (CLUSTERDOWN, a slot not covered),
+    slots moving (MOVED, ASK, TRYAGAIN). redis-py raises these from its own cluster
+    calls (the hot path's exchanges turn them into ``Retriable`` themselves)."""
+    from redis.exceptions import (
+        AskError,
+        ClusterDownError,
+        ClusterError,
+        SlotNotCoveredError,
+        TryAgainError,
+    )
+
+    return isinstance(exc, AskError | ClusterDownError | ClusterError | SlotNotCoveredError
+                      | TryAgainError)
 
 
 def _is_transport_error(exc: BaseException) -> bool:

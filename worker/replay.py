@@ -1,7 +1,7 @@
 """``healthscore replay --from-beginning``: rebuild Redis state and scores from the retained
 event topics under the current model.
 
-1. Check before changing anything: Redis and the broker answer, and the consumer
+1. Check before changing anything: Client and the broker answer, and the consumer
    group lists no live workers (unless forced: two writers of one account's state
    would race). Any of these fails the command with one line, state untouched.
 2. Reset: delete windows, offset fences, attributes and caches; keep each
@@ -44,7 +44,6 @@ from typing import Any, TypeVar
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from redis.asyncio import Redis
 
 from worker.alerts import REPLAY, as_dict
 from worker.clock import EventTimeClock, WallClock
@@ -66,6 +65,7 @@ from worker.scoring.segments import ModelSet, as_model_set
 from worker.settings import Settings
 from worker.windows import keys, rebuild, server
 from worker.windows.store import WindowStore
+from worker.windows.wire import Client
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,7 +120,7 @@ class Replay:
         self.progress = progress
         self.metrics = Metrics()
         self.report = ReplayReport(deadletter_topic=settings.topic_deadletter)
-        self._redis: Redis
+        self._redis: Client
         self._producer: AIOKafkaProducer
         self._stop: asyncio.Event
         self._trail_delivery: Delivery

@@ -25,13 +25,17 @@ def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated.")
     # Not in the repr: a URL may carry the ACL user's password (redis://user:pass@host).
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False, metadata={"help": (
         "Redis URL for the window store: redis://[user:password@]host:port/db, rediss:// for"
-        " TLS.")})
+        " TLS; a Redis Cluster as redis+cluster://[user:password@]host:port[,host:port...]"
+        " (rediss+cluster:// for TLS), any of its primaries.")})
     group_id: str = _setting("healthscore", "Kafka consumer group of the scoring workers.")
     topic_login: str = _setting("events.login", "Topic of login events.")
     topic_feature_use: str = _setting("events.feature_use", "Topic of feature-use events.")
@@ -261,9 +265,10 @@ class Settings:
                               f" {MIN_REQUEST_BYTES}: room for a dead letter's envelope")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{env_name('metrics_port')} must be a port (0-65535)")
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"{env_name('redis_url')}: {self.redis_url!r} is no Redis URL"
-                              " (redis://, rediss:// or unix://)")
+        if not self.redis_url.startswith(REDIS_SCHEMES):
+            raise ConfigError(f"{env_name('redis_url')}: the URL is no Redis URL"
+                              " (redis://, rediss://, unix://, redis+cluster:// or"
+                              " rediss+cluster://)")
         if not 1 <= self.api_port <= 65535:
             raise ConfigError(f"{env_name('api_port')} must be a port (1-65535)")
         if self.api_token_file and not Path(self.api_token_file).is_file():
@@ -350,7 +355,8 @@ def _validate_secure(settings: Settings) -> None:
     if bool(settings.kafka_ssl_certfile) != bool(settings.kafka_ssl_keyfile):
         raise ConfigError(f"{env_name('kafka_ssl_certfile')} and"
                           f" {env_name('kafka_ssl_keyfile')} go together")
-    if settings.redis_ca_file and not settings.redis_url.startswith("rediss://"):
+    if settings.redis_ca_file and not settings.redis_url.startswith(("rediss://",
+                                                                      "rediss+cluster://")):
         raise ConfigError(f"{env_name('redis_ca_file')} is set but {env_name('redis_url')} is"
                           " no rediss:// URL (TLS)")
     for name in FILE_SETTINGS:

@@ -12,11 +12,13 @@ import logging
 import time
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import ResponseError
 
 from worker.errors import PersistenceRequired
 from worker.windows.store import WindowStore
+from worker.windows.wire import Client
 
 log = logging.getLogger(__name__)
 # An account id no producer sends (ids cannot hold a space): the start-up read touches
@@ -37,24 +39,31 @@ class Persistence(NamedTuple):
     save_points: str | None
 
 
-async def check_redis(redis: Redis, store: WindowStore, *, require_persistence: bool) -> None:
+async def check_redis(redis: Client, store: WindowStore, *, require_persistence: bool) -> None:
     """Log in, load the script, read as the worker reads; then the persistence check."""
     await redis.ping()  # AUTH happens on connecting: a wrong password fails here
     await store.load_script()
     await store.read(PROBE_ACCOUNT, time.time())
-    check_persistence(await persistence(redis), _where(redis), require=require_persistence)
+    if isinstance(redis, RedisCluster):  # each primary keeps its own slots' writes
+        for node in redis.get_primaries():
+            check_persistence(await persistence(redis, node), f"cluster node {node.name}",
+                              require=require_persistence)
+    else:
+        check_persistence(await persistence(redis), _where(redis), require=require_persistence)
 
 
-async def persistence(redis: Redis) -> Persistence:
+async def persistence(redis: Client, node: ClusterNode | None = None) -> Persistence:
+    """How ``redis`` (on a cluster: its primary ``node``) persists its writes."""
     # Managed Redis often disables or renames CONFIG (and some INFO): then unknown.
     aof: bool | None = None
     save: str | None = None
+    on: dict[str, Any] = {} if node is None else {"target_nodes": node}
     with contextlib.suppress(ResponseError, ValueError):
-        aof = bool(int((await redis.info("persistence")).get("aof_enabled", 0)))
+        aof = bool(int((await redis.info("persistence", **on)).get("aof_enabled", 0)))
     with contextlib.suppress(ResponseError):
-        save = _text(_field(await redis.config_get("save"), "save"))
+        save = _text(_field(await redis.config_get("save", **on), "save"))
         if aof is None:
-            aof = _text(_field(await redis.config_get("appendonly"), "appendonly")) == "yes"
+            aof = _text(_field(await redis.config_get("appendonly", **on), "appendonly")) == "yes"
     return Persistence(aof, save)
 
 

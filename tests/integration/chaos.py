@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from tests.integration import alertcheck
 from tests.integration import reference as ref
@@ -130,12 +130,18 @@ async def stored_counters(redis: Redis, skip: str | None = None) -> dict[str, di
     return stored
 
 
+def env(settings: Settings) -> dict[str, str]:
+    """The environment of a command run on ``settings``: every one as its
+    ``HEALTHSCORE_*`` variable, none of ours."""
+    found = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
+    found.update({env_name(f.name): str(getattr(settings, f.name))
+                  for f in dataclasses.fields(Settings)})
+    return found
+
+
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    env.update({env_name(f.name): str(getattr(settings, f.name))
-                for f in dataclasses.fields(Settings)})
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env(settings),
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -154,7 +160,10 @@ async def wait_for_progress(redis: Redis, log: Path, within: float = 60.0) -> No
         await asyncio.sleep(0.05)
 
 
-async def _writes(redis: Redis) -> int:
+async def _writes(redis: Redis | RedisCluster) -> int:
+    if isinstance(redis, RedisCluster):  # every primary's own count
+        found = await redis.info("persistence", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(info["rdb_changes_since_last_save"]) for info in found.values())
     return int((await redis.info("persistence"))["rdb_changes_since_last_save"])
 
 

@@ -7,8 +7,6 @@ replay that dies half-way (in-process here, to choose the moment) is simply run 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 import random
 import re
 import signal
@@ -35,7 +33,7 @@ from worker.replay import Replay
 from worker.runtime.publish import publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics
-from worker.settings import Settings, env_name
+from worker.settings import Settings
 from worker.windows import rebuild
 
 HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
@@ -55,17 +53,10 @@ POISON: list[tuple[str, bytes | None, bytes, str]] = [
 ]
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    env.update({env_name(f.name): str(getattr(settings, f.name))
-                for f in dataclasses.fields(Settings)})
-    return env
-
-
 def _replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     # --force: the embedded broker keeps listing the stopped worker as a member.
     return subprocess.run([*HEALTHSCORE, "replay", "--from-beginning", "--force", *args],
-                          env=_env(settings), capture_output=True, text=True, timeout=60)
+                          env=chaos.env(settings), capture_output=True, text=True, timeout=60)
 
 
 async def _live_run_with_poison(settings: Settings, log: Path) -> int:

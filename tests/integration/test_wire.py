@@ -6,7 +6,7 @@ import pytest
 import redis.asyncio
 from redis.exceptions import ResponseError
 
-from worker.windows import wire
+from worker.windows import exchange, wire
 
 
 async def test_replies_come_straight_from_hiredis(redis_client: redis.asyncio.Redis) -> None:
@@ -14,7 +14,7 @@ async def test_replies_come_straight_from_hiredis(redis_client: redis.asyncio.Re
     # here, not quietly fall back to the slower public way.
     connection = await redis_client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        assert wire.fast_replies(connection)
+        assert exchange.fast_replies(connection)
     finally:
         await redis_client.connection_pool.release(connection)
 
@@ -23,7 +23,7 @@ async def test_replies_come_straight_from_hiredis(redis_client: redis.asyncio.Re
 async def test_many_replies_over_many_reads(redis_client: redis.asyncio.Redis,
                                             monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     if not fast:
-        monkeypatch.setattr(wire, "_HIREDIS_PARSER", None)
+        monkeypatch.setattr(exchange, "_HIREDIS_PARSER", None)
     big = b"x" * 200_000  # each reply larger than one socket read
     await redis_client.set("big", big)
     await redis_client.hset("h", mapping={"a": 1, "b": 2})
@@ -42,7 +42,7 @@ async def test_many_replies_over_many_reads(redis_client: redis.asyncio.Redis,
 async def test_an_error_reply_is_raised_after_all_replies_are_read(
         redis_client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     if not fast:
-        monkeypatch.setattr(wire, "_HIREDIS_PARSER", None)
+        monkeypatch.setattr(exchange, "_HIREDIS_PARSER", None)
     await redis_client.set("text", "not a number")
     with pytest.raises(ResponseError, match="not an integer"):
         await wire.execute(redis_client, [("INCR", "n"), ("INCR", "text"), ("INCR", "n")], 10)

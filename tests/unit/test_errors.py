@@ -49,6 +49,12 @@ OUTAGES = [
     redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
     redis.TimeoutError("Timeout reading from socket"),
     redis.BusyLoadingError("Redis is loading the dataset in memory"),
+    # A Redis Cluster between states: a primary away, slots moving.
+    redis.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis.MovedError("3999 127.0.0.1:6381"),
+    redis.AskError("3999 127.0.0.1:6381"),
+    redis.TryAgainError("TRYAGAIN"),
+    redis.SlotNotCoveredError("Slot 3999 not covered by the cluster"),
     ConnectionRefusedError(111, "Connection refused"),
     TimeoutError(),
     kafka.KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9092)]"),

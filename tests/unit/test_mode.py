@@ -128,7 +128,8 @@ async def test_the_mode_is_saved_only_when_it_changes(model: Model,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[wire.Command] = []
 
-    async def execute(_redis: object, commands: list[wire.Command], _timeout: float) -> list[None]:
+    async def execute(_redis: object, commands: list[wire.Command], _timeout: float,
+                      ordered: object = ()) -> list[None]:
         sent.extend(commands)
         return []
 

@@ -307,7 +307,7 @@ def test_a_ranked_account_is_due_by_its_refresh_at_the_latest() -> None:
 
 def test_an_account_in_no_set_with_nothing_to_rank_sends_nothing() -> None:
     found = exchange([_update(before=None, values={})])
-    assert found == ([], [[]], [None])
+    assert found == ([], [], [[]], [None])
 
 
 def test_an_account_whose_last_value_went_leaves_its_sets_and_its_field() -> None:

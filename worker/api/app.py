@@ -13,7 +13,6 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from worker.api import listing, models
@@ -23,6 +22,7 @@ from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.scoring.segments import ModelSet, as_model_set, model_name
 from worker.settings import Settings
 from worker.windows.store import WindowStore
+from worker.windows.wire import Client
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(model: Model | ModelSet, redis: Redis, *, token: str = "",
+def create_app(model: Model | ModelSet, redis: Client, *, token: str = "",
                clock: Clock | None = None, settings: Settings | None = None) -> FastAPI:
     """The API over ``redis`` for ``model``. ``token``: when set, every request must
     carry ``Authorization: Bearer <token>``. ``settings``: the worker's (distinct bound,
@@ -124,7 +124,7 @@ def _authorizer(token: str) -> Any:
 
 def _handle_errors(app: FastAPI) -> None:
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("%s %s: Redis: %s: %s", request.method, request.url.path,
+        log.warning("%s %s: Client: %s: %s", request.method, request.url.path,
                     type(exc).__name__, exc)
         return JSONResponse({"detail": "Redis did not answer"}, status_code=503)
 

@@ -14,10 +14,10 @@ import base64
 from typing import NamedTuple
 
 import orjson
-from redis.asyncio import Redis
 
 from worker.windows import keys
 from worker.windows import published as published_tier
+from worker.windows.wire import Client
 
 SCAN_BUDGET = 1000  # index entries examined per request at most, whatever the filter
 CHUNK = 200  # entries read per round trip while filtering
@@ -45,7 +45,7 @@ def decode_cursor(cursor: str) -> bytes:
     return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
 
 
-async def page(redis: Redis, tier: str, segment: str | None, after: bytes | None,
+async def page(redis: Client, tier: str, segment: str | None, after: bytes | None,
                limit: int) -> tuple[list[Row], str | None]:
     """Up to ``limit`` accounts published in ``tier`` (and ``segment``) after ``after``,
     and the cursor of the next page (None: the index is exhausted)."""
@@ -69,7 +69,7 @@ async def page(redis: Redis, tier: str, segment: str | None, after: bytes | None
             return rows, None
 
 
-async def _published(redis: Redis, account_ids: list[str]) -> list[Row | None]:
+async def _published(redis: Client, account_ids: list[str]) -> list[Row | None]:
     async with redis.pipeline(transaction=False) as pipe:
         for account in account_ids:
             pipe.hmget(keys.state_key(account), [keys.PUBLISHED, keys.ATTRS])

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from worker.backtest import history, outcomes
 from worker.errors import ConfigError, HealthscoreError
 from worker.modelfile.load import model_text, parse_duration
@@ -29,6 +27,7 @@ from worker.runtime import modeltopic
 from worker.scoring.segments import ModelSet
 from worker.settings import Settings
 from worker.windows import server
+from worker.windows.wire import Client
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ def _scratch(url: str | None) -> Iterator[str]:
         raise ConfigError(f"backtest: could not start its own Redis: {exc}") from None
 
 
-async def _refuse_unless_empty(redis: Redis) -> None:
+async def _refuse_unless_empty(redis: Client) -> None:
     """The backtest rebuilds state from scratch: it must never touch a Redis in use."""
     if await redis.dbsize():
         raise ConfigError("--scratch-redis: the database holds keys; a backtest "

@@ -18,7 +18,6 @@ from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
-from redis.asyncio import Redis
 
 from worker.clock import EventTimeClock
 from worker.metrics import Metrics
@@ -34,6 +33,7 @@ from worker.scoring.tiers import plain_tier
 from worker.settings import Settings
 from worker.windows import keys, rebuild
 from worker.windows.store import WindowStore
+from worker.windows.wire import Client
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,7 +65,7 @@ def scratch_settings(settings: Settings, redis_url: str) -> Settings:
                    redis_wait_replicas=0, redis_wait_aof=False)
 
 
-async def scores_as_of(settings: Settings, models: ModelSet, redis: Redis, moment: float,
+async def scores_as_of(settings: Settings, models: ModelSet, redis: Client, moment: float,
                        progress: Reporter | None = None) -> Rebuilt:
     """Rebuild every account up to ``moment`` (epoch s) and score each as of then."""
     store = WindowStore.from_settings(redis, models.windows, settings,

@@ -14,11 +14,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from redis.asyncio import Redis
-
 from worker.metrics import Metrics
 from worker.notify.slack import Stopped
 from worker.runtime.retry import Stopping, retrying
+from worker.windows.wire import Client
 
 KEEP_SECONDS = 30 * 86400.0
 PRUNE_EVERY = 3600.0
@@ -26,7 +25,7 @@ T = TypeVar("T")
 
 
 class Ledger:
-    def __init__(self, redis: Redis, webhook_id: str, *, max_backoff: float,
+    def __init__(self, redis: Client, webhook_id: str, *, max_backoff: float,
                  stop: asyncio.Event) -> None:
         self._redis, self._max_backoff, self._stop = redis, max_backoff, stop
         self.key = f"hs:notify:slack:{webhook_id}:posted"

@@ -21,11 +21,11 @@ from collections.abc import Collection
 from typing import NamedTuple
 
 import orjson
-from redis.asyncio import Redis
 
 from worker.alerts import Cause
 from worker.runtime.modelwatch import Loaded
 from worker.windows import keys, wire
+from worker.windows.wire import Client
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Chunk(NamedTuple):
 
 
 class Remodel:
-    def __init__(self, redis: Redis, loaded: Loaded, batch: int, timeout: float) -> None:
+    def __init__(self, redis: Client, loaded: Loaded, batch: int, timeout: float) -> None:
         self._redis = redis
         self._batch = batch
         self._timeout = timeout
@@ -91,7 +91,9 @@ class Remodel:
         new = sorted(set(owned) - self._checked)
         if not new:
             return
-        records = await self._redis.mget([keys.model_key(p) for p in new])
+        # One GET each, not an MGET: on a Redis Cluster the partitions' keys span slots.
+        records = await wire.execute(self._redis, [("GET", keys.model_key(p)) for p in new],
+                                     self._timeout)
         for partition, record in zip(new, records, strict=True):
             self._checked.add(partition)
             if record is None:  # a new deployment: scored by the model in use

@@ -25,7 +25,7 @@
 --
 -- One call takes many accounts: the call's own cost (about a tenth of a one-event
 -- account's) is paid once. Their keys span as many cluster slots as accounts; on
--- Redis Cluster, call it with one account at a time.
+-- a Redis Cluster the worker calls it with one account at a time (``scriptcall``).
 --
 -- KEYS, 3 + n_distinct per account: counters hash, state hash, recent event ids zset,
 --   then one zset per distinct set (member -> last seen), the same sets for all

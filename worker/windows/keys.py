@@ -57,12 +57,16 @@ then summing N sets' counts (3N commands instead of 3): not needed below million
 of accounts per group, and not done.
 
 It holds each account under its last published tier (``pub``): moved in the same
-MULTI that saves a new tier, rebuilt from the ``pub`` fields by a replay. One key
+MULTI that saves a new tier (on a Redis Cluster, where the two are in different slots,
+right after it, and again when its alert is resent from the outbox: ``cluster``),
+rebuilt from the ``pub`` fields by a replay. One key
 per tier is one Redis Cluster slot per tier: fine on one Redis, a hot slot on a
 cluster (split it by a hash of the account then).
 
 One more, ``hs:durable`` (a counter), is written before each wait for replicas or
-the AOF (``server.wait``): waiting for it waits for every write before it.
+the AOF (``server.wait``): waiting for it waits for every write before it. On a
+Redis Cluster each primary has its own, ``hs:durable:{n}`` with an ``n`` whose slot
+that primary holds.
 
 The outbox makes alerts at-least-once: an alert is saved with the tier it
 publishes, before it is sent, and cleared once the broker has it. Whoever owns
@@ -169,6 +173,11 @@ REPLAY_PUBLISHED = "pub:replay"
 OFFSET_PREFIX = "off:"
 ALL_KEYS = f"{PREFIX}:*"
 DURABLE = f"{PREFIX}:durable"
+
+
+def durable_key(tag: int) -> str:
+    """``DURABLE`` of one Redis Cluster node: each primary's in a slot it holds."""
+    return f"{DURABLE}:{{{tag}}}"
 
 
 def account_of_state_key(key: str) -> str | None:

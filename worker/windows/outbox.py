@@ -11,11 +11,10 @@ import asyncio
 from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
-from redis.asyncio import Redis
-
 from worker import alerts
 from worker.alerts import Alert
-from worker.windows import keys, wire
+from worker.windows import keys, published, tierindex, wire
+from worker.windows.wire import Client
 
 
 class OutboxEntry(NamedTuple):
@@ -47,7 +46,7 @@ def save_commands(partition: int | None, account_id: str,
 
 
 class Outbox:
-    def __init__(self, redis: Redis, timeout: float, *, enabled: bool = True) -> None:
+    def __init__(self, redis: Client, timeout: float, *, enabled: bool = True) -> None:
         """``enabled``: False for a store that keeps no outbox (a replay's trail is
         history, not a promise to consumers): ``sent`` has nothing to clear."""
         self._redis = redis
@@ -59,11 +58,13 @@ class Outbox:
         if not self.enabled:
             return
         commands: list[wire.Command] = []
+        starts = []  # the alert first, then its index entry (``save_commands``' reverse)
         for e in entries:
+            starts.append(len(commands))
             commands.append(("HDEL", keys.state_key(e.account_id), keys.outbox_field(e.seq)))
             if e.partition is not None:
                 commands.append(("SREM", keys.pending_key(e.partition), e.account_id))
-        await wire.execute(self._redis, commands, self._timeout)
+        await wire.execute(self._redis, commands, self._timeout, ordered=starts)
 
     async def unsent(self, partitions: Collection[int]
                      ) -> list[tuple[OutboxEntry, Alert]]:
@@ -83,16 +84,35 @@ class Outbox:
             for _, account in owners:
                 pipe.hgetall(keys.state_key(account))
             states = await pipe.execute()
-        found, stale = [], []
+        found, stale, moves = [], [], []
         for (partition, account), state in zip(owners, states, strict=True):
             saved = [decode(v) for n, v in state.items()
                       if wire.text(n).startswith(keys.OUTBOX_PREFIX)]
             found += [(OutboxEntry(partition, account, a.seq), a) for a in saved]
             if not saved:
                 stale.append((partition, account))
+            moves += _index_move(account, saved,
+                                  state.get(keys.PUBLISHED.encode(), state.get(keys.PUBLISHED)))
+        if moves:
+            await wire.execute(self._redis, moves, self._timeout)
         if stale:  # a crash between indexing and saving: nothing was promised
             async with self._redis.pipeline(transaction=False) as pipe:
                 for partition, account in stale:
                     pipe.srem(keys.pending_key(partition), account)
                 await pipe.execute()
         return sorted(found, key=lambda item: (item[0].account_id, item[0].seq))
+
+
+def _index_move(account_id: str, saved: Sequence[Alert], pub: bytes | None
+                ) -> list[wire.Command]:
+    """The newest saved alert's move between the tier indexes, made again (it is
+    idempotent): on a Redis Cluster the index and the state hash are in different slots,
+    so the tier's save and its move are no one transaction (``saving``), and a crash
+    between them leaves the move undone, with the alert still in the outbox. Only while
+    that alert's tier is still the published one."""
+    if not saved or pub is None:
+        return []
+    newest = max(saved, key=lambda alert: alert.seq)
+    if published.decode(pub).tier != newest.tier:
+        return []
+    return tierindex.move(account_id, newest.previous_tier, newest.tier)

@@ -16,10 +16,9 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
-
 from worker.scoring.peers import PeerRank
 from worker.windows import keys, wire
+from worker.windows.wire import Client
 
 
 class PeerUpdate(NamedTuple):
@@ -36,6 +35,9 @@ class PeerUpdate(NamedTuple):
 
 class Exchange(NamedTuple):
     commands: list[wire.Command]
+    # Where each account's commands start: their order holds across keys (the group
+    # field last), on a cluster too (``wire.execute``'s ``ordered``).
+    starts: list[int]
     # Per account: (component, index of its first count reply) for each rank read.
     reads: list[list[tuple[str, int]]]
     # Per account: the group its values are in afterwards; None: in no set.
@@ -44,13 +46,14 @@ class Exchange(NamedTuple):
 
 def exchange(updates: Sequence[PeerUpdate]) -> Exchange:
     """The commands of one chunk's updates, and where each rank's replies will be."""
-    found = Exchange([], [], [])
+    found = Exchange([], [], [], [])
     for u in updates:
         ranked = any(_rankable(u.values.get(name)) for name in u.ranked)
         if not ranked and u.before is None:  # in no set, and none to join: nothing to do
             found.reads.append([])
             found.groups.append(None)
             continue
+        found.starts.append(len(found.commands))
         found.reads.append(_account(u, found.commands))
         after = u.group if ranked else None
         # Last: the sets are as the field says once it is written, and an account in no
@@ -105,7 +108,7 @@ def ranks(
 
 
 class PeerSets:
-    def __init__(self, redis: Redis, timeout: float) -> None:
+    def __init__(self, redis: Client, timeout: float) -> None:
         self._redis = redis
         self._timeout = timeout
 
@@ -115,7 +118,8 @@ class PeerSets:
         """Write each account's values to its group's sets and read its ranks there:
         one round trip for the whole chunk. Also the group each is in afterwards."""
         found = exchange(updates)
-        replies = await wire.execute(self._redis, found.commands, self._timeout)
+        replies = await wire.execute(self._redis, found.commands, self._timeout,
+                                     ordered=found.starts)
         return ranks(found.reads, replies), found.groups
 
     async def read(

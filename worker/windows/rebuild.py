@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from redis.asyncio import Redis
-
 from worker.scoring.tierchange import Published
-from worker.windows import keys
+from worker.windows import keys, wire
 from worker.windows import published as published_tier
+from worker.windows.wire import Client
 
 SCAN_COUNT = 1000
+EXCHANGE_SECONDS = 60.0  # one chunk's commands: a rebuild is no hot path
 
 # Keep the published tier with the higher seq: an alert read back from the topic
 # must never roll the chain back behind what Redis already holds.
@@ -35,7 +35,7 @@ return 1
 """
 
 
-async def _chunks(redis: Redis, match: str) -> AsyncIterator[list[str]]:
+async def _chunks(redis: Client, match: str) -> AsyncIterator[list[str]]:
     chunk: list[str] = []
     async for key in redis.scan_iter(match=match, count=SCAN_COUNT):
         chunk.append(key.decode() if isinstance(key, bytes) else key)
@@ -46,7 +46,7 @@ async def _chunks(redis: Redis, match: str) -> AsyncIterator[list[str]]:
         yield chunk
 
 
-async def reset(redis: Redis) -> int:
+async def reset(redis: Client) -> int:
     """Delete every healthscore key but published tiers and outboxes; returns accounts
     whose published tier was kept.
 
@@ -64,8 +64,8 @@ async def reset(redis: Redis) -> int:
                 pipe.hkeys(key)
             fields = await pipe.execute()
         async with redis.pipeline(transaction=False) as pipe:
-            if others:
-                pipe.unlink(*others)
+            for key in others:  # one by one: on a Redis Cluster they span slots
+                pipe.unlink(key)
             for key, names in zip(states, fields, strict=True):
                 if doomed := [name for name in names if not _promised(name)]:
                     pipe.hdel(key, *doomed)
@@ -74,12 +74,15 @@ async def reset(redis: Redis) -> int:
     return kept
 
 
-async def reindex(redis: Redis) -> int:
+async def reindex(redis: Client) -> int:
     """Build the tier indexes (``keys.tier_key``) afresh from the published tiers;
     returns the accounts indexed. A reset drops them with everything derived; run after
     the published tiers are seeded, it puts every account back under its ``pub``."""
     async for chunk in _chunks(redis, keys.TIER_KEYS):
-        await redis.unlink(*chunk)
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in chunk:  # one by one: on a Redis Cluster they span slots
+                pipe.unlink(key)
+            await pipe.execute()
     indexed = 0
     async for chunk in _chunks(redis, keys.state_key("*")):
         names = [a for k in chunk if (a := keys.account_of_state_key(k)) is not None]
@@ -105,7 +108,7 @@ def _promised(field: bytes) -> bool:
     return name == keys.PUBLISHED or name.startswith(keys.OUTBOX_PREFIX)
 
 
-async def seed_published(redis: Redis, alerts: Iterable[dict[str, Any]]) -> int:
+async def seed_published(redis: Client, alerts: Iterable[dict[str, Any]]) -> int:
     """Remember each account's newest alert as its published tier, unless Redis knows a
     newer one: a rebuild into an empty Redis then continues the chain consumers saw."""
     newest: dict[str, dict[str, Any]] = {}
@@ -115,15 +118,15 @@ async def seed_published(redis: Redis, alerts: Iterable[dict[str, Any]]) -> int:
             newest[account] = alert
     if not newest:
         return 0
-    keep_newer = redis.register_script(_KEEP_NEWER)
-    async with redis.pipeline(transaction=False) as pipe:
-        for account, alert in newest.items():
-            await keep_newer([keys.state_key(account)],
-                             [keys.PUBLISHED, alert["seq"],
-                              published_tier.encode(_snapshot(alert))],
-                             client=pipe)
-        written = await pipe.execute()
-    return sum(int(w) for w in written)
+    keep_newer = await redis.script_load(_KEEP_NEWER)  # on every primary of a cluster
+    calls: list[wire.Command] = [
+        ("EVALSHA", keep_newer, 1, keys.state_key(account), keys.PUBLISHED, alert["seq"],
+         published_tier.encode(_snapshot(alert))) for account, alert in newest.items()]
+    written = 0
+    for at in range(0, len(calls), SCAN_COUNT):  # redis-py's cluster pipeline has no EVALSHA
+        replies = await wire.execute(redis, calls[at:at + SCAN_COUNT], EXCHANGE_SECONDS)
+        written += sum(int(w) for w in replies)
+    return written
 
 
 def _snapshot(alert: dict[str, Any]) -> Published:
@@ -131,7 +134,7 @@ def _snapshot(alert: dict[str, Any]) -> Published:
     return published_tier.of_alert(alert)
 
 
-async def accounts(redis: Redis, *, forget: str | None = None
+async def accounts(redis: Client, *, forget: str | None = None
                    ) -> AsyncIterator[list[tuple[int | None, str]]]:
     """Every account with a state hash, in chunks of (input partition, account);
     ``forget`` names a state field to drop on the way (a finished replay's trail)."""

@@ -1,7 +1,8 @@
 """The commands that save one account's write: its mode, a new published tier with
 its alert in the outbox (``outbox``) and its move between the tier indexes
 (``tierindex``), and its place in the due schedule (``schedule``). Only what
-changed is written; a new tier of the live chain and its index move share one MULTI."""
+changed is written; a new tier of the live chain and its index move share one MULTI
+(on a Redis Cluster they span slots: sent in order instead, ``cluster``)."""
 
 from __future__ import annotations
 

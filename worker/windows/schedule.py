@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from redis.asyncio import Redis
-
 from worker.windows import keys, wire
+from worker.windows.wire import Client
 
 
 def reschedule(partition: int, account_id: str, next_change: float | None) -> wire.Command:
@@ -21,7 +20,7 @@ def reschedule(partition: int, account_id: str, next_change: float | None) -> wi
 
 
 class Schedule:
-    def __init__(self, redis: Redis, timeout: float) -> None:
+    def __init__(self, redis: Client, timeout: float) -> None:
         self._redis = redis
         self._timeout = timeout
 

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from redis.exceptions import NoScriptError
 
 from worker.errors import Retriable
@@ -17,6 +17,7 @@ from worker.windows.distinct import admit
 from worker.windows.plan import AccountPlan, Totals
 from worker.windows.resident import Resident
 from worker.windows.script import ApplyScript
+from worker.windows.wire import Client
 
 # Calls of one account in one batch, each expecting what the one before found; more
 # means the account keeps changing under the batch (another writer): retried later.
@@ -24,7 +25,7 @@ MAX_EXPECTATIONS = 3
 
 
 class ScriptCalls:
-    def __init__(self, redis: Redis, script: ApplyScript, timeout: float,
+    def __init__(self, redis: Client, script: ApplyScript, timeout: float,
                  max_members: int) -> None:
         self._redis = redis
         self._script = script
@@ -42,9 +43,8 @@ class ScriptCalls:
         for _ in range(MAX_EXPECTATIONS):
             totals = [admit(plans[k].totals(expected[k]), residents[k].last_seen,
                             self._max_members) for k in todo]
-            call = self._script.call([plans[k] for k in todo], [residents[k] for k in todo],
-                                     [expected[k] for k in todo], totals, now)
-            [flat] = await self._execute([call])
+            flat = await self._call([plans[k] for k in todo], [residents[k] for k in todo],
+                                    [expected[k] for k in todo], totals, now)
             again = []
             for k, t, version, status in zip(todo, totals, flat[::2], flat[1::2], strict=True):
                 if version == -1:
@@ -57,10 +57,23 @@ class ScriptCalls:
             todo = again
         raise Retriable(f"{len(todo)} accounts changed under every try to write them")
 
+    async def _call(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
+                    expected: Sequence[str | None], totals: Sequence[Totals],
+                    now: float) -> list[Any]:
+        """The script's replies for ``plans``, flat: one call for all of them, or on a
+        cluster one per account (a script's keys must share a slot), all sent at once."""
+        if not isinstance(self._redis, RedisCluster):
+            [flat] = await self._execute([self._script.call(plans, residents, expected,
+                                                            totals, now)])
+            return list(flat)
+        calls = [self._script.call([p], [r], [e], [t], now)
+                 for p, r, e, t in zip(plans, residents, expected, totals, strict=True)]
+        return [reply for flat in await self._execute(calls) for reply in flat]
+
     async def load(self) -> None:
         """Load the script now (at start-up, a user not allowed to is told at once)."""
         async with asyncio.timeout(self._timeout):
-            await self._redis.script_load(self._script.text)
+            await self._redis.script_load(self._script.text)  # every primary of a cluster
         self._loaded = True
 
     async def _execute(self, calls: Sequence[wire.Command]) -> list[Any]:

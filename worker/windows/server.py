@@ -16,20 +16,22 @@ import logging
 import math
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from worker.errors import ConfigError, Retriable
 from worker.settings import Settings, env_name, read_secret
-from worker.windows import keys, wire
+from worker.windows import cluster, keys, wire
 
 log = logging.getLogger(__name__)
 
 
-def client(settings: Settings) -> Redis:
+def client(settings: Settings) -> wire.Client:
     """The Redis client of every command: the URL's user (ACL) and password, else the
     password file's; over rediss://, the server's certificate checked against the CA file."""
     password = read_secret(settings.redis_password_file) if settings.redis_password_file else ""
@@ -37,19 +39,50 @@ def client(settings: Settings) -> Redis:
                    ca_file=settings.redis_ca_file, password=password)
 
 
-def connect(url: str, timeout: float, *, ca_file: str = "", password: str = "") -> Redis:
+def connect(url: str, timeout: float, *, ca_file: str = "", password: str = ""
+            ) -> wire.Client:
     """A client on which every command, connect and handshake gives up after ``timeout``
     seconds with a retriable error. redis-py's own default depends on its version
     (none at all on 5), and its own retries would multiply the wait: the worker
     retries in one place (``worker.runtime.retry``), counted and with paused polling.
-    A password in the URL wins over ``password``."""
+    A password in the URL wins over ``password``. A ``redis+cluster://`` URL gives a
+    cluster client (``cluster_client``)."""
     options: dict[str, Any] = {}
     if password:
         options["password"] = password  # redis-py lets the URL's own override it
-    if ca_file and url.startswith("rediss://"):
+    if ca_file and url.startswith(("rediss://", "rediss+cluster://")):
         options["ssl_ca_certs"] = ca_file
+    if url.startswith(CLUSTER_SCHEMES):
+        return cluster_client(url, timeout, options)
     return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                           retry=Retry(NoBackoff(), 0), **options)
+
+
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def cluster_client(url: str, timeout: float, options: dict[str, Any]) -> RedisCluster:
+    """``redis+cluster://[user:password@]host:port[,host:port...]``: any primaries to
+    learn the cluster's slot map from. The same bounds as one Redis: no retries of
+    redis-py's own, and its reading of the slot map again after a MOVED is the
+    worker's (``cluster``)."""
+    scheme, _, rest = url.partition("://")
+    credentials, _, hosts = rest.rpartition("@")
+    nodes = []
+    for address in hosts.rstrip("/").split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{env_name('redis_url')}: {address!r} is no host:port of a"
+                              " cluster node")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    if credentials:
+        user, _, secret = credentials.partition(":")
+        options["password"] = unquote(secret) if secret else options.get("password")
+        options["username"] = unquote(user) or None
+    return RedisCluster(startup_nodes=nodes, ssl=scheme == "rediss+cluster",
+                        socket_timeout=timeout, socket_connect_timeout=timeout,
+                        retry=Retry(NoBackoff(), 0),
+                        require_full_coverage=True, **options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +110,7 @@ class Durability:
         return ("WAIT", self.replicas, milliseconds)
 
 
-async def wait(redis: Redis, durability: Durability, deadline: float) -> None:
+async def wait(redis: wire.Client, durability: Durability, deadline: float) -> None:
     """Until every write this process made so far is as durable as configured; else
     ``Retriable``, so nothing is published or committed on writes a failover could lose.
 
@@ -90,10 +123,20 @@ async def wait(redis: Redis, durability: Durability, deadline: float) -> None:
         return
     name = "WAITAOF" if durability.aof else "WAIT"
     try:
-        _, reply = await wire.execute(redis, [("INCR", keys.DURABLE), durability.command()],
-                                      durability.timeout + deadline)
+        if isinstance(redis, RedisCluster):  # each primary has its own replicas and AOF
+            found = await cluster.wait_each(redis, durability.command(),
+                                            durability.timeout + deadline)
+        else:
+            _, reply = await wire.execute(redis, [("INCR", keys.DURABLE), durability.command()],
+                                          durability.timeout + deadline)
+            found = [reply]
     except ResponseError as error:  # e.g. appendonly turned off since start-up
         raise Retriable(f"{name} failed: {error}") from None
+    for reply in found:
+        _acknowledged(name, durability, reply)
+
+
+def _acknowledged(name: str, durability: Durability, reply: Any) -> None:
     local, replicas = (int(reply[0]), int(reply[1])) if durability.aof else (1, int(reply))
     if local < 1 or replicas < durability.replicas:
         raise Retriable(
@@ -102,18 +145,25 @@ async def wait(redis: Redis, durability: Durability, deadline: float) -> None:
             + f" acknowledged the writes within {durability.timeout} s")
 
 
-async def check(redis: Redis, durability: Durability, deadline: float) -> None:
-    """At start-up: refuse a durability this server cannot give (``ConfigError``), warn
-    when fewer replicas are connected than the wait asks for."""
+async def check(redis: wire.Client, durability: Durability, deadline: float) -> None:
+    """At start-up: refuse a durability this server (each primary of a cluster) cannot
+    give (``ConfigError``), warn when fewer replicas are connected than the wait asks for."""
     if not durability.waits:
         return
-    has_waitaof, persistence, replication = await wire.execute(
-        redis, [("COMMAND", "INFO", "WAITAOF"), ("INFO", "persistence"),
-                ("INFO", "replication")], deadline)
+    asked: list[wire.Command] = [("COMMAND", "INFO", "WAITAOF"), ("INFO", "persistence"),
+                                 ("INFO", "replication"), ("INFO", "server")]
+    if isinstance(redis, RedisCluster):
+        for replies in await cluster.on_each_primary(redis, asked, deadline):
+            _check(durability, *replies)
+    else:
+        _check(durability, *await wire.execute(redis, asked, deadline))
+
+
+def _check(durability: Durability, has_waitaof: Any, persistence: Any, replication: Any,
+           server: Any) -> None:
     # Asked, not inferred from the version: forks number their versions their own way.
     if durability.aof and not any(has_waitaof):
-        version = _info(await wire.execute(redis, [("INFO", "server")], deadline)).get(
-            "redis_version", "?")
+        version = _info(server).get("redis_version", "?")
         raise ConfigError(
             f"{env_name('redis_wait_aof')}: this Redis ({version}) has no WAITAOF, which "
             "needs Redis 7.2 or later; upgrade it, or turn the setting off and run Redis "

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
-
 from worker.alerts import Alert
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
@@ -33,6 +31,7 @@ from worker.windows.schedule import Schedule
 from worker.windows.script import ApplyScript
 from worker.windows.scriptcall import ScriptCalls
 from worker.windows.tierindex import TierIndex
+from worker.windows.wire import Client
 
 SAVE_CHUNK = 500  # accounts per exchange of a save
 
@@ -75,7 +74,7 @@ class StateWrite(NamedTuple):
 
 class WindowStore:
     @classmethod
-    def from_settings(cls, redis: Redis, model: Model, settings: Settings, *,
+    def from_settings(cls, redis: Client, model: Model, settings: Settings, *,
                       published_field: str = keys.PUBLISHED) -> WindowStore:
         """The store as ``settings`` configure it, for every command that reads or writes
         windows. Only the live chain keeps an outbox (see ``published_field``)."""
@@ -87,7 +86,7 @@ class WindowStore:
                    max_distinct_members=settings.max_distinct_members,
                    durability=server.Durability.of(settings))
 
-    def __init__(self, redis: Redis, model: Model, *, dedup_horizon_seconds: float = 86400.0,
+    def __init__(self, redis: Client, model: Model, *, dedup_horizon_seconds: float = 86400.0,
                  dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
                  outbox: bool = True, timeout: float = 10.0,
                  resident_accounts: int = 50_000, max_distinct_members: int = 25_000,
@@ -160,7 +159,7 @@ class WindowStore:
         states = []
         for plan, resident, (version, status, totals) in zip(plans, residents, replies,
                                                             strict=True):
-            if resident.account_id in fresh:  # someone else wrote too: Redis has it all
+            if resident.account_id in fresh:  # someone else wrote too: Client has it all
                 resident = fresh[resident.account_id]
             else:
                 _applied(resident, plan, totals, version)
@@ -275,11 +274,14 @@ class WindowStore:
         """Only what changed: a new tier (with its alert in the outbox), a new time to
         rescore, a new mode. Component values stay in memory, recomputed after a load:
         writing them every batch cost more than computing them again."""
-        commands = [c for w in writes  # an account's commands stay in order, in one chunk
-                    for c in saving.commands(w, self._mode_change(w), self._scheduled(w),
-                                             published_field=self._published_field,
-                                             outbox=self.outbox.enabled)]
-        return await wire.execute(self._redis, commands, self._timeout)
+        commands: list[wire.Command] = []
+        starts = []  # an account's commands stay in order, in one chunk
+        for w in writes:
+            starts.append(len(commands))
+            commands += saving.commands(w, self._mode_change(w), self._scheduled(w),
+                                        published_field=self._published_field,
+                                        outbox=self.outbox.enabled)
+        return await wire.execute(self._redis, commands, self._timeout, ordered=starts)
 
     def _mode_change(self, write: StateWrite) -> Mode | None:
         """The mode to save, or None when Redis has it already."""

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
-
 from worker.windows import keys, wire
+from worker.windows.wire import Client
 
 
 def move(account_id: str, previous: str | None, tier: str) -> list[wire.Command]:
@@ -21,7 +20,7 @@ def move(account_id: str, previous: str | None, tier: str) -> list[wire.Command]
 
 
 class TierIndex:
-    def __init__(self, redis: Redis, timeout: float) -> None:
+    def __init__(self, redis: Client, timeout: float) -> None:
         self._redis = redis
         self._timeout = timeout
 

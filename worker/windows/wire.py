@@ -10,32 +10,17 @@ one deadline. Replies come back raw, as hiredis parsed them.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import math
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-import hiredis
-from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
+from redis.asyncio import Redis, RedisCluster
 
+from worker.windows import cluster, exchange
 
-def _hiredis_parser(name: str) -> Any:
-    # redis-py's hiredis reply parser is read from directly (``read_replies``). Looked
-    # up, not imported: it is redis-py's private code, and a layout without it only
-    # means the slower public way.
-    try:
-        return getattr(importlib.import_module("redis._parsers.hiredis"), name, None)
-    except ImportError:
-        return None
-
-
-_HIREDIS_PARSER = _hiredis_parser("_AsyncHiredisParser")
-_NOT_ENOUGH_DATA = _hiredis_parser("NOT_ENOUGH_DATA")
-
-Arg = str | bytes | int | float
-Command = Sequence[Arg]
+Arg = exchange.Arg
+Command = exchange.Command
+# What the worker talks to: one Redis, or a Redis Cluster (``cluster``).
+Client = Redis | RedisCluster
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -69,69 +54,35 @@ async def concurrently(items: Sequence[T], size: int,
     return [result for task in tasks for result in task.result()]
 
 
-async def execute(redis: Redis, commands: Sequence[Command], deadline: float) -> list[Any]:
+async def execute(redis: Client, commands: Sequence[Command], deadline: float,
+                  ordered: Sequence[int] = ()) -> list[Any]:
     """Send ``commands`` in one write, read every reply; raise the first error reply
     (after reading them all: the connection stays usable).
 
     Past ``deadline`` seconds a ``TimeoutError`` (retriable) is raised and the connection
     dropped: replies still due on it would answer the next exchange's commands.
+
+    ``ordered``: where runs of commands start whose order must hold across keys (each
+    run ends where the next begins). One Redis runs every command in order anyway; a
+    cluster runs commands of different nodes at the same time, and keeps each run's
+    order by waves (``cluster.execute``).
     """
     if not commands:
         return []
+    if isinstance(redis, RedisCluster):
+        return await cluster.execute(redis, commands, deadline, ordered)
     pool = redis.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         async with asyncio.timeout(deadline):
-            packed = b"".join([hiredis.pack_command(tuple(c))  # type: ignore[arg-type]
-                               for c in commands])
-            await connection.send_packed_command(packed, check_health=False)
-            replies = await read_replies(connection, len(commands))
+            replies = await exchange.send(connection, commands)
     except BaseException:
         await connection.disconnect()
         raise
     finally:
         await pool.release(connection)
-    for reply in replies:
-        if isinstance(reply, Exception):  # error replies come back as exceptions
-            raise reply
+    exchange.raise_first_error(replies)
     return replies
-
-
-async def read_replies(connection: AbstractConnection, count: int) -> list[Any]:
-    """``count`` replies, error replies among them as exception instances.
-
-    redis-py reads a reply through several layers (a timeout context, error
-    translation, push-message checks), about as long as Redis takes to run a
-    simple command. Taken from hiredis' reader in one loop, a reply costs a
-    fraction of that. Without the hiredis parser, the public way, per reply.
-    """
-    parser: Any = connection._parser
-    if not fast_replies(connection):
-        return [await _read_one(connection) for _ in range(count)]
-    # Bound once: the reader is made anew on every (re)connect.
-    gets, fill = parser._reader.gets, parser.read_from_socket
-    replies: list[Any] = []
-    while len(replies) < count:
-        reply = gets()
-        if reply is _NOT_ENOUGH_DATA:
-            await fill()  # raises ConnectionError when the server hung up
-        else:
-            replies.append(reply)
-    return replies
-
-
-def fast_replies(connection: AbstractConnection) -> bool:
-    """Whether ``read_replies`` takes replies straight from hiredis on this connection."""
-    return (_HIREDIS_PARSER is not None and _NOT_ENOUGH_DATA is not None
-            and isinstance(connection._parser, _HIREDIS_PARSER))
-
-
-async def _read_one(connection: AbstractConnection) -> Any:
-    try:
-        # math.inf: no per-reply timeout context, the exchange has its own.
-        return await connection.read_response(timeout=math.inf, disconnect_on_error=False)
-    except ResponseError as error:
-        return error
 
 
 def text(value: bytes | str) -> str:
