@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from tests.integration.test_replay_cli import HEALTHSCORE, _env
+from tests.integration import chaos
+from tests.integration.test_replay_cli import HEALTHSCORE
 from worker.contracts import validator
 from worker.settings import Settings
 
@@ -23,7 +24,7 @@ SIMULATE = ["--accounts", str(ACCOUNTS), "--history-days", "100", "--outcome-day
 
 
 def _run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HEALTHSCORE, *args], env=_env(settings), capture_output=True,
+    return subprocess.run([*HEALTHSCORE, *args], env=chaos.env(settings), capture_output=True,
                           text=True, timeout=240)
 
 

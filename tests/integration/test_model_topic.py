@@ -17,14 +17,14 @@ import orjson
 from tests.integration import chaos
 from tests.integration.harness import Producer, read_until, valid_alert
 from tests.integration.test_model_reload import LOW, NEAR, _last, _model, _send, _wait_for_log
-from tests.integration.test_replay_cli import HEALTHSCORE, _env
+from tests.integration.test_replay_cli import HEALTHSCORE
 from worker.runtime.modeltopic import KEY
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HEALTHSCORE, *args], env=_env(settings), capture_output=True,
+    return subprocess.run([*HEALTHSCORE, *args], env=chaos.env(settings), capture_output=True,
                           text=True, timeout=60)
 
 
