@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench import run
+from bench import run, scaling
 from bench.report import figures
 from tests.conftest import require_module
 
@@ -48,3 +48,18 @@ def test_quick_benchmark_measures_every_part(tmp_path: Path) -> None:
                                        / side["naive-faust"]["events_per_s"])
     assert ratios["x_quix"] == (results["healthscore_10k"]["events_per_s"]
                                 / results["peers"]["quix"]["events_per_s"])
+
+
+@pytest.mark.timeout(300)
+def test_quick_scaling_curve_measures_every_point(tmp_path: Path) -> None:
+    out = tmp_path / "scaling.json"
+    results = scaling.main(["--quick", "--out", str(out), "--logs", str(tmp_path)])
+    assert orjson.loads(out.read_bytes()) == results
+    workers, accounts, events = scaling.QUICK
+    assert [p["workers"] for p in results["workers"]] == workers
+    assert [p["accounts"] for p in results["accounts"]] == accounts
+    for point in results["workers"] + results["accounts"]:
+        assert point["events"] == events
+        assert point["events_per_s"] > 0
+        assert point["worker_cpu_us_per_event"] > 0
+        assert point["redis_bytes_per_account"] > 0
