@@ -71,6 +71,7 @@ def print_table(r: dict[str, Any]) -> None:
     rows = [
         (f"ceiling: aiokafka consume + orjson decode{_warm(ceil)}",
          f"{ceil['events_per_s']:,.0f} ev/s", ""),
+        *_librdkafka(r, hs10, "ev/s"),
         (f"healthscore, 10k accounts ({hs10['events']:,} events)",
          f"{hs10['events_per_s']:,.0f} ev/s",
          f"{hs10['events_per_s'] / ceil['events_per_s']:.2f} x ceiling; {alert_share(hs10)}"),
@@ -146,6 +147,7 @@ def markdown(r: dict[str, Any]) -> str:
         (f"ceiling: aiokafka consume + orjson decode, same events{_warm(ceil)}",
          f"{ceil['events_per_s']:,.0f} events/s (healthscore {100 * values['x_ceiling']:.1f}%)",
          ""),
+        *_librdkafka(r, hs10, "events/s"),
     ]
     side = r.get("side_by_side") or {}
     for name, key in (("naive-faust", "x_naive_faust"), ("quix", "x_quix")):
@@ -196,6 +198,17 @@ def _steady(lat: dict[str, Any]) -> str:
         return ""
     return (f"; after the first third: p50 {lat['steady_p50_ms']:,.0f} ms, "
             f"p99 {lat['steady_p99_ms']:,.0f} ms")
+
+
+def _librdkafka(r: dict[str, Any], hs10: dict[str, Any], unit: str) -> list[tuple[str, str, str]]:
+    """The confluent-kafka ceiling's row (runs before it had none)."""
+    ceil = r.get("ceiling_librdkafka")
+    if not ceil:
+        return []
+    share = 100 * hs10["events_per_s"] / ceil["events_per_s"]
+    return [(f"ceiling: confluent-kafka (librdkafka) consume + orjson decode, same events"
+             f"{_warm(ceil)}", f"{ceil['events_per_s']:,.0f} {unit} (healthscore {share:.1f}%)",
+             "")]
 
 
 if __name__ == "__main__":

@@ -98,6 +98,9 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
             sizes.events_10k, sizes.accounts_10k, now=now)))
         with PHASES.phase("ceiling: the client library alone"):
             out["ceiling"] = await ceiling.measure(small, n)
+        with PHASES.phase("ceiling: librdkafka alone"):
+            out["ceiling_librdkafka"] = await asyncio.to_thread(
+                ceiling.measure_librdkafka, small, n)
         out["healthscore_10k"] = await throughput(small, n, logs, "10k", profile)
         with PHASES.phase("healthscore: Redis memory per account"):
             out["memory"] = dataclasses.asdict(await memory.per_account(

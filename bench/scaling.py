@@ -38,7 +38,6 @@ from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "scaling.json"
-SETTLE_SECONDS = 3.0
 QUICK = ([1, 2], [1_000], 2_000)  # workers, accounts, events: checks the script itself
 
 
@@ -55,35 +54,43 @@ class Point:
     worker_rss_mib: float  # the largest worker's, at the end
 
 
-async def measure(base: Settings, name: str, workers: int, accounts: int, total: int,
-                  logs: Path, redis_pid: int, *, backfill: bool) -> Point:
-    async with Redis.from_url(base.redis_url) as redis:
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    base: Settings
+    logs: Path
+    redis_pid: int
+    settle_seconds: float  # for a group of several workers to settle its assignment
+
+
+async def measure(setup: Setup, name: str, workers: int, accounts: int, total: int, *,
+                  backfill: bool) -> Point:
+    async with Redis.from_url(setup.base.redis_url) as redis:
         await redis.flushall()
         empty = int((await redis.info("memory"))["used_memory"])
         if backfill:  # every account once, untimed: the state a steady stream finds
-            await _run(scenario(base, f"{name}-fill"), 1, logs / f"{name}-fill.log",
+            await _run(setup, f"{name}-fill", 1,
                        events(accounts, accounts, seed=3, each_once=True))
-        redis_cpu = _cpu_seconds(redis_pid)
-        n, seconds, cpu, rss = await _run(scenario(base, name), workers, logs / f"{name}.log",
-                                          events(total, accounts, seed=5))
-        redis_cpu = _cpu_seconds(redis_pid) - redis_cpu
+        redis_cpu = _cpu_seconds(setup.redis_pid)
+        n, seconds, cpu, rss = await _run(setup, name, workers, events(total, accounts, seed=5))
+        redis_cpu = _cpu_seconds(setup.redis_pid) - redis_cpu
         used = int((await redis.info("memory"))["used_memory"]) - empty
     return Point(workers, accounts, n, round(seconds, 2), round(n / seconds),
                  round(1e6 * cpu / n, 1), round(1e6 * redis_cpu / n, 1),
                  round(used / accounts), round(rss / 2**20, 1))
 
 
-async def _run(settings: Settings, workers: int, log: Path, records: Iterator[Record]
+async def _run(setup: Setup, name: str, workers: int, records: Iterator[Record]
                ) -> tuple[int, float, float, int]:
     """The events written while ``workers`` read them: how many, the seconds from the
     first written to the last committed (the writer shares the cores), the workers'
     CPU seconds in that time, and the largest worker's RSS at the end."""
+    settings, log = scenario(setup.base, name), setup.logs / f"{name}.log"
     await ensure_topics(settings)
     with contextlib.ExitStack() as stack:
         procs = [stack.enter_context(WorkerProcess(settings, log)) for _ in range(workers)]
         for proc in procs:
             await proc.wait_ready(within=120.0)
-        await asyncio.sleep(SETTLE_SECONDS)  # a group of several settles its assignment
+        await asyncio.sleep(setup.settle_seconds)
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await admin.start()
         try:
@@ -104,20 +111,21 @@ async def _run(settings: Settings, workers: int, log: Path, records: Iterator[Re
 
 
 async def run(out: dict[str, Any], workers: list[int], accounts: list[int], total: int,
-              logs: Path) -> None:
+              logs: Path, *, quick: bool) -> None:
     with EmbeddedStack() as stack:
         base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.url, metrics_port=0,
                         session_timeout_ms=6000)
         pid = stack.redis.pid
         assert pid is not None, "started by the with block"
-        # Untimed: the broker's first reads after a start are several times slower.
-        await measure(base, "warm-up", 1, 1_000, 5_000, logs, pid, backfill=False)
+        setup = Setup(base, logs, pid, settle_seconds=0.5 if quick else 3.0)
+        if not quick:  # untimed: the broker's first reads after a start are slower
+            await measure(setup, "warm-up", 1, 1_000, 5_000, backfill=False)
         for n in workers:
-            point = await measure(base, f"w{n}", n, 10_000, total, logs, pid, backfill=False)
+            point = await measure(setup, f"w{n}", n, 10_000, total, backfill=False)
             out["workers"].append(dataclasses.asdict(point))
             _print(point)
         for count in accounts:
-            point = await measure(base, f"a{count}", 1, count, total, logs, pid, backfill=True)
+            point = await measure(setup, f"a{count}", 1, count, total, backfill=True)
             out["accounts"].append(dataclasses.asdict(point))
             _print(point)
 
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     workers, accounts, total = (QUICK if args.quick
                                 else ([1, 2, 4], [10_000, 100_000, 1_000_000], 200_000))
     out: dict[str, Any] = {"workers": [], "accounts": []}
-    asyncio.run(run(out, workers, accounts, total, args.logs))
+    asyncio.run(run(out, workers, accounts, total, args.logs, quick=args.quick))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"written to {args.out}")

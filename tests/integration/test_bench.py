@@ -34,6 +34,9 @@ def test_quick_benchmark_measures_every_part(tmp_path: Path) -> None:
     assert ceiling["events"] == sizes.events_10k
     assert len(ceiling["runs_seconds"]) == 3
     assert ceiling["cold_seconds"] > 0
+    librdkafka = results["ceiling_librdkafka"]  # the same events through librdkafka
+    assert librdkafka["events"] == sizes.events_10k
+    assert len(librdkafka["runs_seconds"]) == 3
     # Quix read the whole set healthscore read; every contender read the same prefix.
     peers = {"quix": results["peers"]["quix"]}
     side = results["side_by_side"]

@@ -31,7 +31,7 @@ from worker.windows.outbox import Outbox, save_commands
 
 HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
 KILLS = 2
-EVENTS = 20_000
+EVENTS = 15_000
 
 
 def _client(url: str) -> RedisCluster:
