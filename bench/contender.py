@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.pipeline import _cpu_seconds
 from worker.embedded import free_port
 from worker.settings import Settings, env_name
 
@@ -42,6 +43,7 @@ class Progress:
     committed: int  # offsets committed by the group over the event topics
     rss_bytes: int
     batches: int = 0  # batches begun: counted as each starts, before its events are decoded
+    cpu_seconds: float = 0.0  # the worker process' CPU so far (Redis' not included)
 
 
 class WorkerProcess:
@@ -129,7 +131,8 @@ class WorkerProcess:
         committed = sum(o.offset for o in offsets.values() if o.offset > 0)
         return Progress(int(m.get("healthscore_events_total", 0)),
                         int(m.get("healthscore_alerts_total", 0)), committed, self.rss_bytes(),
-                        int(m.get("healthscore_batch_records_count", 0)))
+                        int(m.get("healthscore_batch_records_count", 0)),
+                        _cpu_seconds(self.pid))
 
 
 def _py_spy() -> str:

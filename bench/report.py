@@ -28,6 +28,19 @@ def alert_share(run: dict[str, Any]) -> str:
     return f"{100 * run['alerts'] / run['events']:.0f}% alerts" if run.get("events") else ""
 
 
+def cpu(run: dict[str, Any]) -> str:
+    """The contender process' CPU per event (runs from before did not measure it)."""
+    us = run.get("cpu_us_per_event")
+    return f", {us:,.0f} µs CPU/event" if us else ""
+
+
+def best_peer(r: dict[str, Any]) -> str | None:
+    """The peer with the most events/s over the whole set, among those that read it all."""
+    done = {name: p for name, p in r.get("peers", {}).items()
+            if p.get("events_per_s") and p["events"] == r["healthscore_10k"]["events"]}
+    return max(done, key=lambda name: float(done[name]["events_per_s"])) if done else None
+
+
 def peer_ratios(r: dict[str, Any]) -> dict[str, float | None]:
     """healthscore against each peer on the same events: Quix on the whole set, naive
     faust on the prefix run side by side. Results from before the side-by-side run
@@ -35,7 +48,9 @@ def peer_ratios(r: dict[str, Any]) -> dict[str, float | None]:
     hs, peers, side = r["healthscore_10k"], r.get("peers", {}), r.get("side_by_side")
     naive = (ratio(side.get("healthscore"), side.get("naive-faust")) if side
              else ratio(hs, peers.get("naive-faust")))
-    return {"x_naive_faust": naive, "x_quix": ratio(hs, peers.get("quix"))}
+    best = best_peer(r)
+    return {"x_naive_faust": naive, "x_quix": ratio(hs, peers.get("quix")),
+            "x_best_peer": None if best is None else ratio(hs, peers[best])}
 
 
 def figures(r: dict[str, Any]) -> dict[str, float | None]:
@@ -74,11 +89,14 @@ def print_table(r: dict[str, Any]) -> None:
         *_librdkafka(r, hs10, "ev/s"),
         (f"healthscore, 10k accounts ({hs10['events']:,} events)",
          f"{hs10['events_per_s']:,.0f} ev/s",
-         f"{hs10['events_per_s'] / ceil['events_per_s']:.2f} x ceiling; {alert_share(hs10)}"),
+         f"{hs10['events_per_s'] / ceil['events_per_s']:.2f} x ceiling; {alert_share(hs10)}"
+         f"{cpu(hs10)}"),
     ]
     for name, peer in r.get("peers", {}).items():
         rows.append((f"peer: {name} ({peer['events']:,} events)",
                      f"{peer['events_per_s']:,.0f} ev/s", _against(hs10, peer)))
+    if best := best_peer(r):
+        rows.append(("healthscore / the best peer", f"{figures(r)['x_best_peer']:.1f} x", best))
     side = r.get("side_by_side") or {}
     for name, run in side.items():
         if isinstance(run, dict):
@@ -113,7 +131,7 @@ def print_table(r: dict[str, Any]) -> None:
 
 def _against(ours: dict[str, Any], peer: dict[str, Any]) -> str:
     x = ratio(ours, peer)
-    return f"healthscore {x:.1f} x; {alert_share(peer)}" if x else f"n/a; {alert_share(peer)}"
+    return (f"healthscore {x:.1f} x; " if x else "n/a; ") + alert_share(peer) + cpu(peer)
 
 
 def _warm(ceil: dict[str, Any]) -> str:
@@ -142,7 +160,7 @@ def markdown(r: dict[str, Any]) -> str:
     values = figures(r)
     rows = [
         (f"healthscore end to end, {hs10['events']:,} events over {sizes['accounts_10k']:,} "
-         f"accounts ({alert_share(hs10)})", f"{hs10['events_per_s']:,.0f} events/s",
+         f"accounts ({alert_share(hs10)})", f"{hs10['events_per_s']:,.0f} events/s{cpu(hs10)}",
          target("events_per_s_10k")),
         (f"ceiling: aiokafka consume + orjson decode, same events{_warm(ceil)}",
          f"{ceil['events_per_s']:,.0f} events/s (healthscore {100 * values['x_ceiling']:.1f}%)",
@@ -150,19 +168,22 @@ def markdown(r: dict[str, Any]) -> str:
         *_librdkafka(r, hs10, "events/s"),
     ]
     side = r.get("side_by_side") or {}
-    for name, key in (("naive-faust", "x_naive_faust"), ("quix", "x_quix")):
-        if name in peers:
-            peer = peers[name]
-            rows.append((f"peer {name}, {peer['events']:,} of the same events "
-                         f"({alert_share(peer)})", f"{peer['events_per_s']:,.0f} events/s "
-                         f"(healthscore {_x(ratio(hs10, peer))})",
-                         target(key) if key != "x_naive_faust" or not side else ""))
+    keys = {"naive-faust": "x_naive_faust", "quix": "x_quix"}
+    for name, peer in peers.items():
+        key = keys.get(name)
+        rows.append((f"peer {name}, {peer['events']:,} of the same events "
+                     f"({alert_share(peer)})", f"{peer['events_per_s']:,.0f} events/s"
+                     f"{cpu(peer)} (healthscore {_x(ratio(hs10, peer))})",
+                     target(key) if key and (key != "x_naive_faust" or not side) else ""))
+    if best := best_peer(r):
+        rows.append((f"healthscore against the best peer over the whole set ({best})",
+                     _x(values["x_best_peer"]), ""))
     for name, run in side.items():
         if isinstance(run, dict):
             rows.append((f"side by side, the first {side['events']:,} of those events: {name} "
                          f"({alert_share(run)})", f"{run['events_per_s']:,.0f} events/s"
-                         + ("" if name == "healthscore"
-                            else f" (healthscore {_x(ratio(side['healthscore'], run))})"),
+                         f"{cpu(run)}" + ("" if name == "healthscore"
+                                          else f" (healthscore {_x(ratio(side['healthscore'], run))})"),
                          target("x_naive_faust") if name == "naive-faust" else ""))
     rows += [
         (f"end to end, {hs1m['events']:,} accounts each once (a backfill: every event a "

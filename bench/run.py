@@ -33,12 +33,14 @@ from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
+# The peers fast enough for the whole 10k-account set; naive faust reads the prefix only.
+WHOLE_SET_PEERS = ("quix", "bytewax", "bytewax-recovery", "pathway")
 PHASES = Phases()
 
 
 @dataclasses.dataclass(frozen=True)
 class Sizes:
-    events_10k: int  # events over 10k accounts (throughput, ceiling, Quix, memory)
+    events_10k: int  # events over 10k accounts (throughput, ceiling, peers, memory)
     accounts_10k: int
     # The first of those events, in topics and a Redis database of their own, for every
     # contender side by side: the naive peer is too slow for the whole set.
@@ -71,8 +73,12 @@ async def throughput(settings: Settings, total: int, logs: Path, label: str,
         seconds, start, end, quarter_rss = await run_to_end(
             worker, total, within=max(600.0, total / 500),
             report=PHASES.counter(f"healthscore ({label})", total))
+    # From just before its first batch: the worker is idle until then.
+    cpu = end.cpu_seconds - start.cpu_seconds
     return {"events": end.committed, "seconds": seconds,
             "events_per_s": end.committed / seconds if seconds else 0.0,
+            "cpu_seconds": cpu, "cpu_us_per_event": 1e6 * cpu / end.committed if end.committed
+            else 0.0,
             "alerts": end.alerts, "rss_start_bytes": start.rss_bytes,
             "rss_quarter_bytes": quarter_rss, "rss_end_bytes": end.rss_bytes}
 
@@ -82,8 +88,8 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
     """Fills ``out`` as it goes: what was measured survives a failure further on.
 
     Every contender a figure compares reads the same events: the ceiling, healthscore
-    and Quix the whole 10k-account set; healthscore, naive faust and Quix again its
-    first ``prefix_events`` side by side (a prefix is mostly first scores, so it has
+    and the peers but naive faust the whole 10k-account set; healthscore and every peer
+    again its first ``prefix_events`` side by side (a prefix is mostly first scores, so it has
     many more alerts per event than the whole set; each side's share is reported)."""
     out["sizes"] = dataclasses.asdict(sizes)
     with EmbeddedStack() as stack:
@@ -122,7 +128,8 @@ async def run(out: dict[str, Any], sizes: Sizes, peers: bool, logs: Path,
                 out[key] = dataclasses.asdict(
                     await latency.produce_to_alert(live, records, rate))
         if peers:
-            out["peers"] = {"quix": await asyncio.to_thread(_peer, "quix", small, n)}
+            out["peers"] = {name: await asyncio.to_thread(_peer, name, small, n)
+                            for name in WHOLE_SET_PEERS}
 
         await side_by_side(out, base, sizes, now, peers, logs)
 
@@ -150,12 +157,12 @@ async def side_by_side(out: dict[str, Any], base: Settings, sizes: Sizes, now: f
     side = out["side_by_side"] = {"events": n}
     side["healthscore"] = await throughput(prefix, n, logs, "prefix", None)
     if peers:
-        for name in ("naive-faust", "quix"):
+        for name in ("naive-faust", *WHOLE_SET_PEERS):
             side[name] = await asyncio.to_thread(_peer, name, prefix, n)
 
 
 def _peer(name: str, settings: Settings, total: int) -> dict[str, Any]:
-    from bench.peers.run import run_peer  # the bench extra: faust-streaming, quixstreams
+    from bench.peers.run import run_peer  # the bench extra: faust, Quix, Bytewax, Pathway
 
     with PHASES.phase(f"{name}: {total} events"):
         result = run_peer(name, bootstrap=settings.kafka_bootstrap, redis_url=settings.redis_url,
@@ -193,7 +200,7 @@ def _machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the benchmark")
-    parser.add_argument("--no-peers", action="store_true", help="skip naive faust and Quix")
+    parser.add_argument("--no-peers", action="store_true", help="skip the peers")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--logs", type=Path, metavar="DIR",
                         help="keep the workers' logs in DIR (else a temporary directory)")

@@ -21,6 +21,7 @@ class PeerArgs:
     data_dir: str  # the framework's own files (faust datadir, Quix state dir)
     key_prefix: str  # Redis keys of this run only
     scores: str | None  # where to write each account's final score and tier (JSON), if set
+    recovery: bool = False  # the framework's own state recovery on (Bytewax), in data_dir
 
 
 def parse(description: str, argv: Sequence[str] | None = None) -> PeerArgs:
@@ -32,6 +33,7 @@ def parse(description: str, argv: Sequence[str] | None = None) -> PeerArgs:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--key-prefix", default="peer")
     parser.add_argument("--scores")
+    parser.add_argument("--recovery", action="store_true")
     ns = parser.parse_args(argv)
     return PeerArgs(ns.result, ns.group, ns.output_topic, ns.expect, ns.data_dir, ns.key_prefix,
-                    ns.scores)
+                    ns.scores, ns.recovery)

@@ -3,11 +3,8 @@
 The four event topics become one StreamingDataFrame (``concat``; they are keyed by
 account and co-partitioned, so the state of an account lives in one partition),
 and one stateful ``apply`` keeps each account's windows in Quix state (RocksDB,
-in a state dir of the run; changelog topics off, see below):
-
-* ``c``: day-bucket counters, ``"<bucket>|<counter>" -> sum``, as healthscore keeps them;
-* ``users`` / ``features``: member -> last seen (epoch s), for the distinct counts;
-* ``seen`` event types, and ``pub``, the last published tier (the next decision's baseline).
+in a state dir of the run; changelog topics off, see below), one document per
+account as ``bench.peers.account`` lays it out.
 
 Every event updates its bucket, re-sums the 30- and 90-day windows ending now,
 scores with the project's own model and code, and an alert goes on to the output
@@ -42,6 +39,7 @@ from quixstreams import Application, State, message_context
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic, TopicConfig
 
+from bench.peers import account
 from bench.peers.args import PeerArgs, parse
 from bench.peers.progress import Progress
 from bench.peers.scoring import Scorer
@@ -71,41 +69,12 @@ class StateScorer:
         event = scorer.parse(self.types[source[0]], raw)
         now = time.time()
         now_bucket = scorer.now_bucket(now)
-        if event.bucket < scorer.keep_from(now_bucket):
-            return None  # older than the longest window: it cannot change a score
-        doc: dict[str, Any] = state.get(ACCOUNT) or {"c": {}, "users": {}, "features": {},
-                                                     "seen": [], "pub": None}
-        cells: dict[str, float] = doc["c"]
-        for counter, delta in event.increments:
-            cell = f"{event.bucket}|{counter}"
-            cells[cell] = cells.get(cell, 0.0) + delta
-        for name, member in event.members:
-            last = doc[name]
-            if last.get(member, 0.0) < event.ts:  # a late event never moves it back
-                last[member] = event.ts
-
-        sums, stale = scorer.window_sums(cells, now_bucket)
-        for cell in stale:
-            del cells[cell]
-        keep_since = scorer.since(now_bucket, scorer.model.max_window_buckets)
-        distinct = {}
-        for window in scorer.windows:
-            since = scorer.since(now_bucket, window)
-            distinct[window] = {name: sum(ts >= since for ts in doc[name].values())
-                                for name in scorer.distinct_at[window]}
-        for name in ("users", "features"):
-            doc[name] = {m: ts for m, ts in doc[name].items() if ts >= keep_since}
-        if event.event_type not in doc["seen"]:
-            doc["seen"].append(event.event_type)
-
-        scored = scorer.score(event, scorer.views(sums, distinct), doc["seen"], doc["pub"],
-                              source, now)
-        doc["score"] = scored.score
-        if scored.published is not None:
-            doc["pub"] = scored.published
+        doc: account.Doc = state.get(ACCOUNT) or account.new_doc()
+        if not account.apply(scorer, doc, event, now_bucket):
+            return None
+        scored = account.rescore(scorer, doc, event, source, now, now_bucket)
         state.set(ACCOUNT, doc)
-        self.progress.scored(event.account_id, scored.score,
-                             doc["pub"]["tier"] if doc["pub"] else None)
+        self.progress.scored(event.account_id, scored.score, account.tier(doc))
         return scored.alert
 
 

@@ -28,7 +28,14 @@ from worker.embedded import EmbeddedStack
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
 
-MODULES = {"naive-faust": "bench.peers.naive_faust", "quix": "bench.peers.quix_app"}
+# Peer name -> its module and the arguments that make it that peer.
+PEERS: dict[str, tuple[str, list[str]]] = {
+    "naive-faust": ("bench.peers.naive_faust", []),
+    "quix": ("bench.peers.quix_app", []),
+    "bytewax": ("bench.peers.bytewax_app", []),
+    "bytewax-recovery": ("bench.peers.bytewax_app", ["--recovery"]),
+    "pathway": ("bench.peers.pathway_app", []),
+}
 ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.2
 STOP_TIMEOUT_S = 30.0
@@ -42,6 +49,9 @@ class PeerResult:
     events_per_s: float
     alerts: int
     exit_code: int | None = None  # of the peer after it was stopped; 0 is a clean exit
+    cpu_seconds: float = 0.0  # the peer process' CPU (all its threads) in those seconds
+    cpu_us_per_event: float = 0.0
+    rescores: int = 0  # scorings: one per event, or per account and batch
 
 
 def run_peer(name: str, *, bootstrap: str, redis_url: str, settings: Settings,
@@ -56,7 +66,8 @@ def run_peer(name: str, *, bootstrap: str, redis_url: str, settings: Settings,
         result, log_path = Path(tmp) / "result.json", Path(tmp) / "peer.log"
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        command = [sys.executable, "-m", MODULES[name], "--result", str(result),
+        module, extra = PEERS[name]
+        command = [sys.executable, "-m", module, *extra, "--result", str(result),
                    "--group", f"bench-{name}-{run_id}", "--output-topic", output_topic,
                    "--expect", str(total_events), "--data-dir", str(data_dir),
                    "--key-prefix", f"peer:{name}:{run_id}",
@@ -76,8 +87,10 @@ def run_peer(name: str, *, bootstrap: str, redis_url: str, settings: Settings,
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
             print(f"{name} exited with {code}; log tail:\n{tail}", file=sys.stderr)
     events, seconds = int(data.get("events", 0)), float(data.get("seconds", 0.0))
+    cpu = float(data.get("cpu_seconds", 0.0))
     return PeerResult(name, events, seconds, events / seconds if seconds > 0 else 0.0,
-                      int(data.get("alerts", 0)), code)
+                      int(data.get("alerts", 0)), code, cpu,
+                      1e6 * cpu / events if events else 0.0, int(data.get("rescores", 0)))
 
 
 def _wait(proc: subprocess.Popen[bytes], result: Path, total: int, deadline: float) -> None:
@@ -103,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--peers", default=",".join(MODULES))
+    parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per peer")
     args = parser.parse_args(argv)
     names = args.peers.split(",")
@@ -121,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                          output_topic=outputs[name])
             complete = r.events == sent and r.alerts > 0 and r.exit_code == 0
             ok &= complete
-            print(f"{r.name:12} {r.events:>8} events in {r.seconds:7.2f} s = "
-                  f"{r.events_per_s:>8,.0f} events/s, {r.alerts} alerts, exit {r.exit_code}"
+            print(f"{r.name:16} {r.events:>8} events in {r.seconds:7.2f} s = "
+                  f"{r.events_per_s:>8,.0f} events/s, CPU {r.cpu_us_per_event:5.0f} us/event, "
+                  f"{r.alerts} alerts, {r.rescores} rescores, exit {r.exit_code}"
                   f"{'' if complete else '  INCOMPLETE'}")
     return 0 if ok else 1
 

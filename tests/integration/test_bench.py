@@ -16,7 +16,7 @@ from tests.conftest import require_module
 
 @pytest.mark.timeout(600)
 def test_quick_benchmark_measures_every_part(tmp_path: Path) -> None:
-    for module in ("faust", "quixstreams"):
+    for module in ("faust", "quixstreams", "bytewax", "pathway"):
         require_module(module, "the bench extra: pip install -e '.[dev,bench]'")
     out = tmp_path / "latest.json"
     results = run.main(["--quick", "--out", str(out)])
@@ -37,20 +37,30 @@ def test_quick_benchmark_measures_every_part(tmp_path: Path) -> None:
     librdkafka = results["ceiling_librdkafka"]  # the same events through librdkafka
     assert librdkafka["events"] == sizes.events_10k
     assert len(librdkafka["runs_seconds"]) == 3
-    # Quix read the whole set healthscore read; every contender read the same prefix.
-    peers = {"quix": results["peers"]["quix"]}
+    # The peers but naive faust read the whole set healthscore read; every contender read
+    # the same prefix.
+    whole = run.WHOLE_SET_PEERS
+    assert set(whole) == {"quix", "bytewax", "bytewax-recovery", "pathway"}
+    peers = {name: results["peers"][name] for name in whole}
     side = results["side_by_side"]
-    peers.update({f"{name} side by side": side[name] for name in ("naive-faust", "quix")})
+    peers.update({f"{name} side by side": side[name] for name in ("naive-faust", *whole)})
     assert {name: (r["events"], r["exit_code"]) for name, r in peers.items()} == {
-        "quix": (sizes.events_10k, 0), "naive-faust side by side": (sizes.prefix_events, 0),
-        "quix side by side": (sizes.prefix_events, 0)}
+        **dict.fromkeys(whole, (sizes.events_10k, 0)),
+        **{f"{name} side by side": (sizes.prefix_events, 0)
+           for name in ("naive-faust", *whole)}}
     assert (side["events"], side["healthscore"]["events"]) == (sizes.prefix_events,) * 2
     assert all(r["alerts"] > 0 for r in (*peers.values(), side["healthscore"]))
+    # CPU per event for every contender compared (the process' own: Redis' not in it).
+    assert all(r["cpu_us_per_event"] > 0
+               for r in (*peers.values(), side["healthscore"], results["healthscore_10k"]))
     ratios = figures(results)
     assert ratios["x_naive_faust"] == (side["healthscore"]["events_per_s"]
                                        / side["naive-faust"]["events_per_s"])
     assert ratios["x_quix"] == (results["healthscore_10k"]["events_per_s"]
                                 / results["peers"]["quix"]["events_per_s"])
+    assert ratios["x_best_peer"] == (results["healthscore_10k"]["events_per_s"]
+                                     / max(results["peers"][name]["events_per_s"]
+                                           for name in whole))
 
 
 @pytest.mark.timeout(300)

@@ -4,7 +4,7 @@ allows for it.
 
 Run the way the benchmark runs them: the worker and each peer as processes over the
 same preloaded topics. The peers come with the bench extra (faust-streaming,
-quixstreams), which CI installs: a missing one fails there.
+quixstreams, bytewax, pathway), which CI installs: a missing one fails there.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from bench.contender import WorkerProcess, run_to_end
@@ -37,7 +38,8 @@ ACCOUNTS = 30
 # Inside both windows of the default model (30 and 90 days) however long the test
 # takes: a UTC midnight passing during the run moves no event out of a window.
 SPREAD_DAYS = 20
-FRAMEWORK = {"naive-faust": "faust", "quix": "quixstreams"}
+FRAMEWORK = {"naive-faust": "faust", "quix": "quixstreams", "bytewax": "bytewax",
+             "bytewax-recovery": "bytewax", "pathway": "pathway"}
 
 Finals = dict[str, tuple[float | None, str | None]]
 
@@ -52,12 +54,14 @@ async def test_peer_scores_like_healthscore(peer: str, settings: Settings, redis
     model = load_model()
     ours = await _healthscore(settings, redis_client, model, sent, tmp_path)
 
-    scores = tmp_path / f"{peer}.json"
+    scores, output = tmp_path / f"{peer}.json", f"{settings.topic_alerts}.{peer}"
     result = await asyncio.to_thread(
         run_peer, peer, bootstrap=settings.kafka_bootstrap, redis_url=settings.redis_url,
-        settings=settings, total_events=sent, timeout_s=300.0,
-        output_topic=f"{settings.topic_alerts}.{peer}", scores=scores)
+        settings=settings, total_events=sent, timeout_s=300.0, output_topic=output,
+        scores=scores)
     assert (result.events, result.exit_code) == (sent, 0), result
+    # Every alert the peer counted reached its output topic.
+    assert await _records(settings, output, result.alerts) == result.alerts > 0
     theirs = read_scores(scores)
 
     assert set(theirs) == set(ours)
@@ -86,6 +90,29 @@ async def _healthscore(settings: Settings, redis: Redis, model: Model, sent: int
         published = await redis.hget(keys.state_key(account), keys.PUBLISHED)
         finals[account] = (card.score, orjson.loads(published)["tier"] if published else None)
     return finals
+
+
+async def _records(settings: Settings, topic: str, expect: int) -> int:
+    """How many records ``topic`` holds, read from the start until ``expect`` came (and a
+    moment more, for any beyond) or 20 s passed. Read, not the end offsets: the embedded
+    broker's do not count records."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        await consumer.topics()  # the cluster's metadata, the peer's topic in it
+        partitions = [TopicPartition(topic, p)
+                      for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen, deadline = 0, time.monotonic() + 20.0
+        while seen < expect and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            seen += sum(len(records) for records in batches.values())
+        batches = await consumer.getmany(timeout_ms=300)
+        return seen + sum(len(records) for records in batches.values())
+    finally:
+        await consumer.stop()
 
 
 def _agree(model: Model, ours: tuple[float | None, str | None],
