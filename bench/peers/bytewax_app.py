@@ -99,10 +99,13 @@ class AccountLogic(StatefulBatchLogic[RawMessage, bytes, account.Doc]):
 class StoppableSource(FixedPartitionedSource[RawMessage, int | None]):
     """Bytewax's Kafka source, whose partitions end once ``stop`` is called: a dataflow
     whose inputs all ended completes, and the process exits cleanly. (Ctrl-C raises
-    inside whichever step runs, and Bytewax reports that as a failed step.)"""
+    inside whichever step runs, and Bytewax reports that as a failed step.) The first
+    records read start the peer's clock: the step sees them only after a whole poll
+    of every partition."""
 
-    def __init__(self, source: KafkaSource) -> None:
+    def __init__(self, source: KafkaSource, progress: Progress) -> None:
         self.source = source
+        self.progress = progress
         self.stopping = False
 
     def stop(self, *_: object) -> None:
@@ -125,7 +128,9 @@ class _Stoppable(StatefulSourcePartition[RawMessage, int | None]):
     def next_batch(self) -> Iterable[RawMessage]:
         if self.source.stopping:
             raise StopIteration
-        batch: Iterable[RawMessage] = self.part.next_batch()
+        batch = list(self.part.next_batch())  # a list already: no copy of its items
+        if batch:
+            self.source.progress.started()
         return batch
 
     def next_awake(self) -> datetime | None:
@@ -179,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # wait, and librdkafka's defaults then stall each partition about a second at a time.
     tuning = {k: str(v) for k, v in LIBRDKAFKA_TUNING.items()}
     source = StoppableSource(KafkaSource([settings.kafka_bootstrap], list(settings.event_topics),
-                                         add_config=tuning))
+                                         add_config=tuning), progress)
     flow = build_flow(settings, args, progress, source)
     log.info("running %s recovery", "with" if args.recovery else "without")
     signal.signal(signal.SIGTERM, source.stop)  # the bench stops every peer with SIGTERM

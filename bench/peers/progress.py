@@ -25,7 +25,11 @@ WRITE_EVERY_S = 0.5
 
 
 class Progress:
-    def __init__(self, path: str | Path, expect: int, scores: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path, expect: int, scores: str | Path | None = None,
+                 lead_s: float = 0.0) -> None:
+        """``lead_s``: how long before its first call a peer may have been working on the
+        events already (reading them), counted in its time."""
+        self._lead_s = lead_s
         self._path = Path(path)
         self._expect = expect
         self._scores_path = None if scores is None else Path(scores)
@@ -42,7 +46,7 @@ class Progress:
     def started(self) -> None:
         """Work on the first event or batch begins (``processed`` implies it)."""
         if self.first is None:
-            self.first = time.monotonic()
+            self.first = time.monotonic() - self._lead_s
             self._cpu_first = time.process_time()
 
     def processed(self, alerts: int = 0, events: int = 1, rescores: int | None = None) -> None:
