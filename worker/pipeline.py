@@ -144,6 +144,7 @@ class Pipeline:
                                failed: Callable[[AccountPlan, Exception], None],
                                *, read_all: bool = False) -> None:
         applied: Counter[str] = Counter()
+        failed = partial(self._failed, failed)
         # The real present, whatever the scoring clock (an event-time clock trails it).
         present = max(now, time.time())
         lag = self._lag
@@ -228,6 +229,14 @@ class Pipeline:
                 del by_account[account_id]
                 self._intake.fail_all(account_records, records, exc, outcome.dead_letters)
         return plans
+
+    def _failed(self, failed: Callable[[AccountPlan, Exception], None], plan: AccountPlan,
+                exc: Exception) -> None:
+        """Scoring the account failed after the batch's records were applied to it: the
+        component values held for it miss them, and its next batch would recompute only
+        the components that batch touches. So it goes, and is loaded again."""
+        self._store.unhold(plan.account_id)
+        failed(plan, exc)
 
     def _unscored(self, plan: AccountPlan, exc: Exception) -> None:
         """A silent account's rescoring failed: no record to set aside; it is tried

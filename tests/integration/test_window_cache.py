@@ -133,3 +133,41 @@ async def test_a_write_by_someone_else_is_noticed(settings: Settings, redis: Red
         touched = {r.key.decode() for r in records if r.key}
         assert await _assert_held_equal_redis(stores[round_ % 2], redis, model, clock.now(),
                                               touched, round_) > 0
+
+
+async def test_an_account_whose_scoring_failed_is_scored_on_all_its_data_next(
+        settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its records are applied before it is scored: when scoring raises (they are
+    dead-lettered), the values held from its last scoring miss them, and a next batch
+    that touches other components must not decide on those."""
+    model = load_model()
+    now = time.time()
+    pipeline = Pipeline(settings, model, WindowStore(redis, model), FixedClock(now), Metrics())
+    offsets = iter(range(100))
+
+    def records(topic: str, bodies: Iterable[dict[str, object]]) -> list[Record]:
+        return [Record(topic, 0, next(offsets), b"acme", orjson.dumps(b)) for b in bodies]
+
+    def logins(n: int) -> list[Record]:
+        return records(settings.topic_login, (event("login", "acme", now - DAY, user_id="u0",
+                                                    session_seconds=600) for _ in range(n)))
+
+    await pipeline.store.save((await pipeline.process(logins(5))).writes)
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("scoring broke")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "_decide", broken)
+        features = records(settings.topic_feature_use, (
+            event("feature_use", "acme", now - DAY, user_id="u0", feature=f"f{n}")
+            for n in range(8)))
+        failed = await pipeline.process(features)
+    assert len(failed.dead_letters) == len(features)
+    assert failed.writes == []
+
+    [write] = (await pipeline.process(logins(1))).writes  # touches no adoption component
+    fresh = await WindowStore(redis, model).read("acme", now)
+    assert write.values == component_values(model, fresh.windows, fresh.attrs, fresh.seen, {},
+                                            None, fresh.seen_bucket, fresh.now_bucket)
+    assert write.values["feature_adoption"] == 8

@@ -240,6 +240,10 @@ class WindowStore:
         resident = self._residents.get(account_id, self.now_bucket(now))
         return None if resident is None else self._state(resident, "", read_all=False)
 
+    def unhold(self, account_id: str) -> None:
+        """Drop what is held of the account: it is loaded again when next scored."""
+        self._residents.drop([account_id])
+
     def ranked_in(self, account_id: str, group: str | None) -> None:
         """The account's values are now in ``group``'s peer sets (``windows.peers``)."""
         resident = self._residents.peek(account_id)
