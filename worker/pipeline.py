@@ -346,13 +346,13 @@ class Pipeline:
 
 def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -> None:
     """The plan's events the script applied, by type; too-old ones never reached it."""
-    if state.applied == len(plan.writes):  # the usual case: no replay, no duplicate
-        for write in plan.writes:
-            into[write.event_type] += 1
+    if state.applied == len(plan.events):  # the usual case: no replay, no duplicate
+        for _, _, _, event in plan.events:
+            into[event.type] += 1
     else:
-        for write, letter in zip(plan.writes, state.status, strict=True):
+        for (_, _, _, event), letter in zip(plan.events, state.status, strict=True):
             if letter == "a":
-                into[write.event_type] += 1
+                into[event.type] += 1
 
 
 def _origins(records: Sequence[RawRecord], outcome: Outcome) -> list[float]:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from worker.events.types import AccountUpdate, Event, SourceRef
 from worker.scoring.model import Model
@@ -364,6 +366,28 @@ def test_totals_cover_only_the_events_the_status_applies(planner: Planner) -> No
     assert plan.totals()[1] == {"users": {"u1": NOW, "u2": days_ago(1)}}
 
 
+_any_event = st.builds(
+    lambda kind, age, user, value: ev(kind, days_ago(age), user_id=user,
+                                      **({"session_seconds": value} if kind == "login" else
+                                         {"kind": "csat", "score": int(value) % 6}
+                                         if kind == "survey" else {})),
+    st.sampled_from(["login", "feature_use", "ticket", "survey"]),
+    st.floats(0, 40), st.sampled_from(["u1", "u2", "u3"]), st.floats(0, 5000))
+
+
+@given(events=st.lists(_any_event, max_size=12), letters=st.text("ard", min_size=12,
+                                                                  max_size=12))
+def test_totals_of_some_events_are_those_of_a_plan_of_them_alone(
+        planner: Planner, events: list[Event], letters: str) -> None:
+    """Summed as planned (all of them) or again for a status (some of them), the same
+    floats in the same order: a plan of only the applied events gives the same totals."""
+    status = letters[:len(events)]
+    applied = [e for e, letter in zip(events, status, strict=True) if letter == "a"]
+    assert plan_of(planner, *events).totals(status) == plan_of(planner, *applied).totals()
+    assert plan_of(planner, *events).totals() == plan_of(planner, *events).totals(
+        "a" * len(events))
+
+
 def test_a_member_keeps_its_latest_time_whatever_the_order(planner: Planner) -> None:
     plan = plan_of(planner, ev("login", NOW, user_id="u1"), ev("login", days_ago(2), user_id="u1"))
     assert plan.totals().members == {"users": {"u1": NOW}}
@@ -372,10 +396,11 @@ def test_a_member_keeps_its_latest_time_whatever_the_order(planner: Planner) -> 
 def test_an_event_id_is_scoped_by_its_type(planner: Planner) -> None:
     """Producers keep ids unique per event type only: a ticket may reuse a login's id."""
     same_id = [ev(t, event_id="42") for t in ("login", "ticket")]
-    writes = plan_of(planner, *same_id, same_id[0]).writes
-    assert writes[0].event_key != writes[1].event_key
-    assert writes[0].event_key == writes[2].event_key
-    assert [w.event_type for w in writes] == ["login", "ticket", "login"]
+    events = plan_of(planner, *same_id, same_id[0]).events
+    digests = [digest for _, _, digest, _ in events]
+    assert digests[0] != digests[1]
+    assert digests[0] == digests[2]
+    assert [event.type for _, _, _, event in events] == ["login", "ticket", "login"]
 
 
 def test_each_type_keeps_the_newest_bucket_of_its_events(planner: Planner, model: Model) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from worker.scoring.mode import Mode
 from worker.scoring.tierchange import Published
-from worker.windows.plan import AccountPlan, EventWrite, Totals
+from worker.windows.plan import Totals
 from worker.windows.resident import NO_CHANGE, UNKNOWN, Resident, Residents, load
 
 DAY = 86400
@@ -33,9 +33,13 @@ def _load(counters: dict[str, float] | None = None,
 def _write(bucket: int, increments: tuple[tuple[str, float], ...] = (),
            distinct: tuple[tuple[str, str], ...] = ()) -> Totals:
     """What one event at ``bucket`` adds."""
-    plan = AccountPlan("acme", writes=[
-        EventWrite("login:0", 1, b"12345678", bucket * DAY + 10, bucket, increments, distinct)])
-    return plan.totals()
+    counters: dict[tuple[int, str], float] = {}
+    for counter, delta in increments:
+        counters[(bucket, counter)] = counters.get((bucket, counter), 0.0) + delta
+    members: dict[str, dict[str, float]] = {}
+    for name, member in distinct:
+        members.setdefault(name, {})[member] = bucket * DAY + 10
+    return Totals(counters, members)
 
 
 def test_an_account_redis_never_saw_is_empty() -> None:

@@ -247,7 +247,7 @@ def test_an_event_touches_a_component_of_any_segment_it_feeds(raw_model: dict[st
                       SourceRef("t", 0, 0))
     plan = Planner(models.windows).plan("a1", [escalated], int(now // 86400))
     assert "escalations" in plan.touched
-    assert plan.writes[0].increments == (("tk_esc", 1.0),)
+    assert plan.totals().counters == {(int(now // 86400), "tk_esc"): 1.0}
 
 
 # --------------------------------------------------------------------------- deciding

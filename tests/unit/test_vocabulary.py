@@ -94,7 +94,8 @@ def test_the_planner_counts_a_type_added_to_the_vocabulary(
     event = _decoder(Settings()).decode(SourceRef(vocab.TOPIC, 0, 7), b"acme",
                                         orjson.dumps(body), NOW)
     plan = Planner(model).plan("acme", [event], int(NOW // model.bucket_seconds))
-    [write] = plan.writes
-    assert write.increments == (("pv", 1.0),)  # pv_sec: the model reads no signal of it
-    assert write.distinct == (("pages", "home"),)  # not users: the type does not feed them
+    bucket = int(event.ts // model.bucket_seconds)
+    assert len(plan.events) == 1
+    assert plan.counters == {(bucket, "pv"): 1.0}  # pv_sec: the model reads no signal of it
+    assert plan.members == {"pages": {"home": event.ts}}  # not users: the type does not feed them
     assert plan.touched == {"page_breadth"}

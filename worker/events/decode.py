@@ -17,7 +17,7 @@ import orjson
 from worker.contracts import first_error, load_schema, validator
 from worker.errors import BadInput, Reason
 from worker.events.override import check_override
-from worker.events.types import AccountUpdate, Event, Override, Record, SourceRef
+from worker.events.types import AccountUpdate, Event, Override, Record, SourceRef, make
 from worker.scoring.vocabulary import VOCABULARY
 
 # Far outside any window, yet parseable: guards against year-1 / year-9999 stamps.
@@ -65,7 +65,7 @@ class Decoder:
                            f"ts {body['ts']} is outside [2000-01-01, now + {self._max_skew:g} s]",
                            "/ts")
         _check_key(key, body["account_id"])
-        return Event(event_type, body["event_id"], body["account_id"], ts, body, source)
+        return make(Event, (event_type, body["event_id"], body["account_id"], ts, body, source))
 
     def _account(self, source: SourceRef, key: bytes | None, value: bytes | None) -> AccountUpdate:
         if value is None:  # compaction tombstone: the account is gone

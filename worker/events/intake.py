@@ -14,7 +14,7 @@ from worker.clock import Clock
 from worker.errors import BadInput, internal_error, is_retriable
 from worker.events.deadletter import dead_letter, dead_letter_key
 from worker.events.decode import Decoder
-from worker.events.types import AccountUpdate, Event, Record, SourceRef
+from worker.events.types import AccountUpdate, Event, Record, SourceRef, make
 from worker.metrics import Metrics
 from worker.settings import Settings
 
@@ -57,7 +57,7 @@ class Intake:
         updates = 0
         decode = self._decoder.decode
         for raw in records:
-            source = SourceRef(raw.topic, raw.partition, raw.offset)
+            source = make(SourceRef, (raw.topic, raw.partition, raw.offset))
             try:
                 record = decode(source, raw.key, raw.value, present)
             except BadInput as error:

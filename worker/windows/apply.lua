@@ -29,15 +29,20 @@
 --
 -- KEYS, 3 + n_distinct per account: counters hash, state hash, recent event ids zset,
 --   then one zset per distinct set (member -> last seen), the same sets for all
--- ARGV, flat (Lua reads them for free; a JSON argument costs a decode per call):
+-- ARGV, flat (Lua reads them for free; a JSON argument costs a decode per call). Lists
+-- of numbers per event or counter come packed in one argument each (``struct``): one
+-- string for Redis to take in and for the worker to send instead of a dozen, no number
+-- written as text and read back, and a double passed exactly.
 --   now_s, ttl_seconds, ids_ttl_seconds, ids_max, n_distinct, n_accounts, then per account:
 --   maintain (1: prune what no window reaches and refresh every key's expiry),
 --   members_before, ids_before       pruning cut-offs (epoch seconds)
 --   n, field * n                     expired counter fields to delete (when maintaining)
 --   n, source * n                    the sources of the events
 --   expect                           one letter per event
---   n, (source index, offset, id_digest) * n
---   n, field * n, delta * n          the applied events' sum per "bucket|counter"
+--   n, events                        per event, packed (little-endian): its source's
+--                                    index (uint16), offset (int64), id digest (8 bytes)
+--   n, field * n, deltas             the applied events' sum per "bucket|counter";
+--                                    deltas packed, one double each
 --   (n, (ts, member) * n) * n_distinct   per distinct set: each member's latest time
 --   n, (field, value) * n            state hash fields to set
 --   n, field * n                     state hash fields to delete
@@ -88,10 +93,12 @@ local function apply(k, at)
   local sources_at, n_sources
   sources_at, n_sources, at = list(at, 1)
   local expect = argv[at]
-  local events_at, n_events
-  events_at, n_events, at = list(at + 1, 3)
+  local n_events = tonumber(argv[at + 1])
+  local events = argv[at + 2]
   local counters_at, n_counters
-  counters_at, n_counters, at = list(at, 2)
+  counters_at, n_counters, at = list(at + 3, 1)
+  local deltas = argv[at]
+  at = at + 1
   -- The distinct sets' lists, one after the other: skipped here, read where written
   -- (walking them twice costs less than a table per account).
   local members_at = at
@@ -104,7 +111,7 @@ local function apply(k, at)
   deletes_at, n_deletes, at = list(at, 1)
 
   -- The letters, from the fences and the recent ids; nothing is written yet.
-  local fenced, fence_text, ver = {}, {}, nil
+  local fenced, advanced, ver = {}, {}, nil
   if n_sources > 0 then
     -- The fences and the write count in one read; the write count is then set with
     -- the fences instead of counted up by a command of its own.
@@ -121,16 +128,15 @@ local function apply(k, at)
   end
   local status, digests, candidates = {}, {}, {}
   for e = 1, n_events do
-    local base = events_at + 3 * (e - 1)
-    local source, offset = tonumber(argv[base]), tonumber(argv[base + 1])
+    local source, offset, digest = struct.unpack('<Hi8c8', events, 18 * e - 17)
     if offset <= fenced[source] then
       status[e] = 'r'
     else
       fenced[source] = offset -- a duplicate's offset is done with too
-      fence_text[source] = argv[base + 1]
+      advanced[source] = offset
       status[e] = 'a'
       candidates[#candidates + 1] = e
-      digests[#digests + 1] = argv[base + 2]
+      digests[#digests + 1] = digest
     end
   end
   local fresh, added = {}, nil
@@ -173,13 +179,14 @@ local function apply(k, at)
   for first = 1, #ids, PART do
     redis.call('ZADD', ids_key, 'NX', unpack(ids, first, math.min(first + PART - 1, #ids)))
   end
+  -- Counted on every call that adds: an upper bound kept in the state hash instead
+  -- (one field more to read and write) cost Redis more than the ZCARD it saved.
   if added or #ids > 0 then
     if redis.call('ZCARD', ids_key) > ids_max then
       redis.call('ZREMRANGEBYRANK', ids_key, 0, -(ids_max + 1))
     end
   end
   -- One read and one write for all counters, instead of an HINCRBYFLOAT each.
-  local deltas_at = counters_at + n_counters
   for first = 0, n_counters - 1, PART / 2 do
     local last = math.min(first + PART / 2, n_counters) - 1
     local got = redis.call('HMGET', counters_key,
@@ -189,7 +196,8 @@ local function apply(k, at)
       totals[#totals + 1] = argv[counters_at + j]
       -- A number, not a string: redis.call writes it with 17 significant digits (the
       -- double exactly), in C.
-      totals[#totals + 1] = tonumber(got[j - first + 1] or '0') + tonumber(argv[deltas_at + j])
+      totals[#totals + 1] = tonumber(got[j - first + 1] or '0')
+                            + struct.unpack('<d', deltas, 8 * j + 1)
     end
     redis.call('HSET', counters_key, unpack(totals))
   end
@@ -203,9 +211,9 @@ local function apply(k, at)
   end
 
   local writes = {}
-  for j, text in pairs(fence_text) do
+  for j, offset in pairs(advanced) do
     writes[#writes + 1] = 'off:' .. argv[sources_at + j - 1]
-    writes[#writes + 1] = text
+    writes[#writes + 1] = offset -- a number: written with 17 digits, exact below 2^53
   end
   for j = sets_at, sets_at + 2 * n_sets - 1 do
     writes[#writes + 1] = argv[j]

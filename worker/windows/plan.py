@@ -19,7 +19,7 @@ from worker.scoring.model import Model
 from worker.scoring.override import OverrideState
 from worker.scoring.signals import Feed
 from worker.scoring.vocabulary import VOCABULARY
-from worker.windows.buckets import bucket_of, oldest_bucket
+from worker.windows.buckets import oldest_bucket
 
 
 def distinct_sets(model: Model) -> tuple[str, ...]:
@@ -28,17 +28,11 @@ def distinct_sets(model: Model) -> tuple[str, ...]:
     return tuple(sorted({name for c in model.components for name in c.signal.distinct}))
 
 
-class EventWrite(NamedTuple):
-    """One event's writes, applied at most once (fenced by its source offset and id)."""
-
-    source: str  # "topic:partition": whose applied offset fences this event
-    offset: int
-    event_key: bytes  # 64-bit digest of (type, event_id), for producer-duplicate detection
-    ts: float
-    bucket: int  # of the event's own ts
-    increments: tuple[tuple[str, float], ...]  # (counter, delta)
-    distinct: tuple[tuple[str, str], ...]  # (set name, member), last seen at ts
-    event_type: str = ""  # counted as applied (or not) by type once the script has answered
+# One event of a plan: the index of its source in ``AccountPlan.sources`` (from 1, as
+# Lua counts), its offset there, the digest of its (type, event id) for producer-duplicate
+# detection, and the event. A plain tuple: one is made per event, where a named tuple's
+# constructor costs several times as much.
+Written = tuple[int, int, bytes, Event]
 
 
 class Totals(NamedTuple):
@@ -58,7 +52,14 @@ class AccountPlan:
 
     account_id: str
     partition: int | None = None  # of its records; co-partitioning makes it one number
-    writes: list[EventWrite] = field(default_factory=list)
+    # Each event to apply at most once (fenced by its source offset and id), in order.
+    events: list[Written] = field(default_factory=list)
+    # "topic:partition" of the events: whose applied offset fences each of them
+    sources: dict[str, int] = field(default_factory=dict)
+    # What all of ``events`` add up to, summed as they are planned (``Totals``): the
+    # script is first asked to apply them all, as nearly every call does.
+    counters: dict[tuple[int, str], float] = field(default_factory=dict)
+    members: dict[str, dict[str, float]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     # event type -> the newest bucket of its events: saved as the account's seen:<type>
     # when it is newer than the one Redis has (once per type and bucket, not per event)
@@ -75,25 +76,18 @@ class AccountPlan:
     overrides: list[Override] = field(default_factory=list)
     override: OverrideState | None = None
     override_events: list[str] = field(default_factory=list)
+    # Sums the events again for ``totals`` of some of them (set with the first event).
+    planner: Planner | None = field(default=None, compare=False, repr=False)
 
     def totals(self, status: str | None = None) -> Totals:
-        """The sum of the writes whose ``status`` letter is "a" (applied); all if None."""
+        """The sum of the events whose ``status`` letter is "a" (applied); all if None."""
+        if status is None or self.planner is None or status == "a" * len(self.events):
+            return Totals(self.counters, self.members)
         counters: dict[tuple[int, str], float] = {}
         members: dict[str, dict[str, float]] = {}
-        for i, write in enumerate(self.writes):
-            if status is not None and status[i] != "a":
-                continue
-            bucket = write.bucket
-            for counter, delta in write.increments:
-                key = (bucket, counter)
-                counters[key] = counters.get(key, 0.0) + delta
-            ts = write.ts
-            for name, member in write.distinct:
-                latest = members.get(name)
-                if latest is None:
-                    members[name] = {member: ts}
-                elif ts > latest.get(member, ts - 1):
-                    latest[member] = ts
+        for (_, _, _, event), letter in zip(self.events, status, strict=True):
+            if letter == "a":
+                self.planner.add(counters, members, event)
         return Totals(counters, members)
 
 
@@ -130,6 +124,8 @@ class Planner:
             c.name for c in model.components if c.signal.attributes
         )
         self._feeds = _feeds_by_type(model)  # the model file's signals; most models: none
+        self._bucket_seconds = model.bucket_seconds
+        self._source_names: dict[tuple[str, int], str] = {}  # (topic, partition) -> name
 
     def plan(self, account_id: str, records: Iterable[Event | AccountUpdate | Override],
              now_bucket: int) -> AccountPlan:
@@ -152,33 +148,65 @@ class Planner:
 
     def _add_event(self, plan: AccountPlan, event: Event, keep_from: int) -> bool:
         """False for an event too old to change any score (counted, not written)."""
-        bucket = bucket_of(event.ts, self.model.bucket_seconds)
-        if bucket < keep_from:
+        event_type = event.type
+        bucket = self.add(plan.counters, plan.members, event, keep_from)
+        if bucket is None:
             plan.too_old += 1
             return False
-        plan.seen.add(event.type)
-        if bucket > plan.last_bucket.get(event.type, -1):
-            plan.last_bucket[event.type] = bucket
-        plan.touched |= self._touches[event.type]
-        increments = tuple(
-            (counter, delta)
-            for counter, delta in self._increments[event.type](event.body)
-            if counter in self._used_counters
-        )
-        distinct = []
-        body = event.body
-        for name, source_field in self._members[event.type]:
-            member = body.get(source_field)
-            if member is not None:
-                distinct.append((name, member))
-        feeds = self._feeds.get(event.type)
-        if feeds is not None:
-            increments += _fed(feeds, body, distinct)
+        plan.seen.add(event_type)
+        if bucket > plan.last_bucket.get(event_type, -1):
+            plan.last_bucket[event_type] = bucket
+        plan.touched |= self._touches[event_type]
         source = event.source
-        plan.writes.append(EventWrite(f"{source.topic}:{source.partition}", source.offset,
-                                      event_key(event.type, event.event_id), event.ts, bucket,
-                                      increments, tuple(distinct), event.type))
+        name = self._source_names.get(source[:2])
+        if name is None:  # once per topic and partition
+            name = self._source_names[source[:2]] = f"{source.topic}:{source.partition}"
+        index = plan.sources.get(name)
+        if index is None:
+            index = plan.sources[name] = len(plan.sources) + 1
+            plan.planner = self
+        plan.events.append((index, source.offset, event_key(event_type, event.event_id), event))
         return True
+
+    def add(self, counters: dict[tuple[int, str], float], members: dict[str, dict[str, float]],
+            event: Event, keep_from: int | None = None) -> int | None:
+        """Add what ``event`` writes to ``counters`` (summed per bucket and counter) and
+        ``members`` (each member's latest time); returns its bucket, or None (nothing
+        added) when it is older than ``keep_from``. Planning sums a batch's events here
+        as it goes, and ``AccountPlan.totals`` some of them again the same way, so a sum
+        is the same floats added in the same order either way."""
+        ts = event.ts
+        bucket = math.floor(ts / self._bucket_seconds)  # ``bucket_of``, inlined: per event
+        if keep_from is not None and bucket < keep_from:
+            return None
+        event_type = event.type
+        body = event.body
+        used = self._used_counters
+        for counter, delta in self._increments[event_type](body):
+            if counter in used:
+                key = (bucket, counter)
+                counters[key] = counters.get(key, 0.0) + delta
+        for name, source_field in self._members[event_type]:
+            member = body.get(source_field)
+            if member is not None:  # ``_see``, inlined: per event and set
+                latest = members.get(name)
+                if latest is None:
+                    members[name] = {member: ts}
+                elif ts > latest.get(member, ts - 1):
+                    latest[member] = ts
+        feeds = self._feeds.get(event_type)
+        if feeds is not None:
+            _fed(feeds, body, bucket, ts, counters, members)
+        return bucket
+
+
+def _see(members: dict[str, dict[str, float]], name: str, member: str, ts: float) -> None:
+    """``member`` of the set ``name`` seen at ``ts``: its latest time is kept."""
+    latest = members.get(name)
+    if latest is None:
+        members[name] = {member: ts}
+    elif ts > latest.get(member, ts - 1):
+        latest[member] = ts
 
 
 def _feeds_by_type(model: Model) -> dict[str, tuple[Feed, ...]]:
@@ -190,21 +218,26 @@ def _feeds_by_type(model: Model) -> dict[str, tuple[Feed, ...]]:
     return {t: tuple(by_key.values()) for t, by_key in feeds.items()}
 
 
-def _fed(feeds: tuple[Feed, ...], body: dict[str, Any],
-         distinct: list[tuple[str, str]]) -> tuple[tuple[str, float], ...]:
-    """The counter increments of ``feeds`` for this body; their members go to ``distinct``."""
-    increments = []
+def _fed(feeds: tuple[Feed, ...], body: dict[str, Any], bucket: int, ts: float,
+         counters: dict[tuple[int, str], float], members: dict[str, dict[str, float]]) -> None:
+    """Add what ``feeds`` (a model file's signals) take of this body: counter increments
+    after the vocabulary's, members after the vocabulary's."""
+    seen: list[tuple[str, str]] = []
     for _type, key, test, source_field, is_set in feeds:
         if test is not None and not test(body):
             continue
         if is_set:
             member = body.get(source_field)  # type: ignore[arg-type]
             if member is not None:
-                distinct.append((key, member if type(member) is str else str(member)))
-        elif source_field is None:
-            increments.append((key, 1.0))
+                seen.append((key, member if type(member) is str else str(member)))
+            continue
+        if source_field is None:
+            delta = 1.0
         else:
             value = body.get(source_field)
-            if type(value) is int or type(value) is float:  # not bool, not None
-                increments.append((key, float(value)))
-    return tuple(increments)
+            if type(value) is not int and type(value) is not float:  # bool, None: nothing
+                continue
+            delta = float(value)
+        counters[(bucket, key)] = counters.get((bucket, key), 0.0) + delta
+    for name, member in seen:
+        _see(members, name, member, ts)

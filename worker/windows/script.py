@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from collections.abc import Sequence
 from importlib import resources
 
@@ -15,6 +16,10 @@ from worker.windows import keys, overrides, wire
 from worker.windows.buckets import oldest_bucket, state_ttl_seconds
 from worker.windows.plan import AccountPlan, Totals, distinct_sets
 from worker.windows.resident import CAPPED_PREFIX, Resident
+
+# An event as ``apply.lua`` unpacks it ('<Hi8c8'): its source's index, its offset, the
+# digest of its id (``plan.event_key``, 8 bytes).
+_EVENT = struct.Struct("<Hq8s")
 
 
 class ApplyScript:
@@ -53,18 +58,17 @@ class ApplyScript:
         else:
             members_before, ids_before = self._cutoffs(resident, now)
             args += [1, members_before, ids_before, len(resident.expired), *resident.expired]
-        sources: dict[str, int] = {}
-        for w in plan.writes:
-            sources.setdefault(w.source, len(sources) + 1)  # Lua counts from 1
-        args += [len(sources), *sources,
-                 "a" * len(plan.writes) if expected is None else expected, len(plan.writes)]
-        for w in plan.writes:
-            args += [sources[w.source], w.offset, w.event_key]
-        args.append(len(totals.counters))
-        args += [f"{bucket}|{counter}" for bucket, counter in totals.counters]
-        # Floats as they are: the packer writes their repr, exact (Lua's own tostring
-        # keeps 14 digits), without a Python call per number.
-        args += totals.counters.values()
+        events = plan.events
+        pack = _EVENT.pack
+        args += [len(plan.sources), *plan.sources,
+                 "a" * len(events) if expected is None else expected, len(events),
+                 b"".join([pack(source, offset, key) for source, offset, key, _ in events])]
+        counters = totals.counters
+        args.append(len(counters))
+        args += [f"{bucket}|{counter}" for bucket, counter in counters]
+        # Doubles as they are, exact (text would need a repr per number, and Lua's own
+        # tostring keeps 14 digits).
+        args.append(struct.pack(f"<{len(counters)}d", *counters.values()))
         members = totals.members
         for name in self._sets:
             latest = members.get(name)
