@@ -23,7 +23,7 @@ from redis.asyncio import RedisCluster
 
 from bench.data import events, topic_of
 from worker.app import tune_gc
-from worker.clock import WallClock
+from worker.clock import FixedClock, WallClock
 from worker.embedded import EmbeddedRedis
 from worker.embeddedcluster import EmbeddedRedisCluster
 from worker.metrics import Metrics
@@ -34,13 +34,15 @@ from worker.windows import server
 from worker.windows.store import WindowStore
 from worker.windows.wire import Client
 
+FIXED_NOW = 1796275470.0  # 2026-12-03: any past moment will do, the same every run
 
-def _records(settings: Settings, total: int,
-             accounts: int) -> list[ConsumerRecord[bytes, bytes]]:
+
+def _records(settings: Settings, total: int, accounts: int,
+             now: float | None = None) -> list[ConsumerRecord[bytes, bytes]]:
     """The records as the consumer would hand them over."""
     topics = topic_of(settings)
     out = []
-    for offset, r in enumerate(events(total, accounts, each_once=accounts >= total)):
+    for offset, r in enumerate(events(total, accounts, each_once=accounts >= total, now=now)):
         key = r.account_id.encode()
         out.append(ConsumerRecord(topics[r.event_type], zlib.crc32(key) % 12, offset, 0, 0, key,
                                   r.value, None, len(key), len(r.value), ()))
@@ -54,14 +56,17 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def run(total: int, accounts: int, batch: int, commands: bool = False,
-              model_path: str = "", cluster: int = 0) -> None:
+              model_path: str = "", cluster: int = 0, fixed_clock: bool = False) -> None:
     settings = Settings()
-    records = _records(settings, total, accounts)
+    # A fixed clock and event times fixed to it: the same buckets, so the same commands,
+    # every run (instruction counts then compare commits exactly; see bench/README).
+    clock = FixedClock(FIXED_NOW) if fixed_clock else WallClock()
+    records = _records(settings, total, accounts, FIXED_NOW - 3600 if fixed_clock else None)
     backend = EmbeddedRedisCluster(cluster) if cluster else EmbeddedRedis()
     with backend:
         redis = server.connect(backend.url, settings.redis_timeout_seconds)
         model = load_model(model_path)
-        pipeline = Pipeline(settings, model, WindowStore(redis, model), WallClock(), Metrics())
+        pipeline = Pipeline(settings, model, WindowStore(redis, model), clock, Metrics())
         pids = _pids(backend)
         redis_cpu, own_cpu = sum(map(_cpu_seconds, pids)), time.process_time()
         started = time.perf_counter()
@@ -117,12 +122,15 @@ def main() -> None:
                         help="a model file (default: the packaged default model); "
                              "bench/custom-signals.yaml adds three filtered signals, "
                              "bench/percentile.yaml ranks login frequency among peers")
+    parser.add_argument("--fixed-clock", action="store_true",
+                        help="a fixed clock and fixed event times: the same commands every "
+                             "run, for instruction counts")
     parser.add_argument("--cluster", type=int, default=0, metavar="N",
                         help="a local Redis Cluster of N primaries instead of one Redis")
     args = parser.parse_args()
     tune_gc()  # as the worker does
     asyncio.run(run(args.events, args.accounts, args.batch, args.commands, args.model,
-                    args.cluster))
+                    args.cluster, args.fixed_clock))
 
 
 if __name__ == "__main__":
