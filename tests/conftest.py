@@ -31,6 +31,11 @@ import pytest
 import redis
 import redis.asyncio
 
+from tests import purepython
+
+if os.environ.get(purepython.ENV, "") not in ("", "0"):
+    purepython.install()  # before the worker's modules: the whole run is pure Python
+
 from worker.embedded import EmbeddedBroker, EmbeddedRedis
 from worker.settings import Settings
 
@@ -40,6 +45,15 @@ CONTAINER_START_TIMEOUT = 120
 
 # Starts one backend, registers its teardown on the stack, returns its address.
 Starter = Callable[[contextlib.ExitStack], str]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """An extension older than its source runs the old code: no test would test the new."""
+    stale = purepython.stale()
+    if stale:
+        raise pytest.UsageError(
+            f"the compiled hot path is older than {', '.join(stale)}: `make test` builds it "
+            "again (or delete worker/**/*.so to test pure Python)")
 
 
 def _in_ci() -> bool:

@@ -11,6 +11,7 @@ from contextlib import suppress
 from functools import partial
 from http.server import ThreadingHTTPServer
 
+from worker import compiled
 from worker.clock import Clock, WallClock
 from worker.endpoint import Thresholds
 from worker.errors import access_denied
@@ -130,6 +131,7 @@ async def serve(settings: Settings) -> None:
              len(worker.model.components),
              f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port
              else "off")
+    log.info("hot path: %s", compiled.describe())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):

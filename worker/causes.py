@@ -15,13 +15,13 @@ def cause_of(model: Model, records: list[Record],
     """The batch's last record that fed the triggering component, else its last record;
     the account update that moved the account to another segment model (``switched``)."""
     if switched:
-        return Cause.of(next(r for r in reversed(records) if isinstance(r, AccountUpdate)))
+        return Cause.of(next(r for r in records[::-1] if isinstance(r, AccountUpdate)))
     # The trigger may be a component only of the last published scorecard: an account
     # that moved to a segment model without it (onboarding has no nps), when the update
     # that moved it left its tier as it was. No record of the model feeds it then.
     signal = None if change.trigger is None else _signal(model, change.trigger.name)
     if signal is not None:
-        for record in reversed(records):
+        for record in records[::-1]:  # not reversed(): mypyc fails on it here
             if isinstance(record, Event) and record.type in signal.sources:
                 return Cause.of(record)
             if isinstance(record, AccountUpdate) and signal.attributes:

@@ -21,7 +21,8 @@ from worker.scoring.peers import percentile_components
 from worker.scoring.recovery import AT_MOST, Hint, Recovery
 from worker.scoring.rollup import rounded, score_components
 from worker.timefmt import rfc3339
-from worker.windows.store import AccountState, WindowStore
+from worker.windows.state import AccountState
+from worker.windows.store import WindowStore
 
 MAX_READS = 400  # the longest look ahead, in change times (a 90-day window of days: < 200)
 

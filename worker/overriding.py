@@ -11,7 +11,7 @@ from worker.scoring.override import EXPIRED, ActiveOverride, OverrideState, expi
 from worker.scoring.tierchange import Published
 from worker.timefmt import rfc3339
 from worker.windows.plan import AccountPlan
-from worker.windows.store import AccountState
+from worker.windows.state import AccountState
 
 
 @dataclass(frozen=True, slots=True)

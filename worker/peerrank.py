@@ -19,7 +19,8 @@ from worker.scoring.peers import (
 )
 from worker.scoring.segments import ModelSet
 from worker.windows.peers import PeerUpdate
-from worker.windows.store import AccountState, WindowStore
+from worker.windows.state import AccountState
+from worker.windows.store import WindowStore
 
 
 class PeerRanking:

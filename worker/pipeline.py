@@ -10,55 +10,33 @@ import logging
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
-from typing import Any
 
 from worker import causes
-from worker.alerts import ONBOARDING_ENDED, WINDOW_EXPIRY, Alert, Cause, build_alert, under_override
+from worker.alerts import WINDOW_EXPIRY, Cause
 from worker.clock import Clock
 from worker.errors import is_retriable
 from worker.events.intake import Intake, RawRecord
 from worker.events.types import Record
 from worker.gaps import DataGaps
 from worker.metrics import Metrics
-from worker.overriding import overriding
 from worker.peerrank import PeerRanking
-from worker.scoring import override
-from worker.scoring.coverage import enough_data
-from worker.scoring.evaluate import component_values
-from worker.scoring.mode import Mode, evaluation_mode, hysteresis_applies
+from worker.rescore import Outcome, Rescorer
+from worker.scoring.mode import Mode, evaluation_mode
 from worker.scoring.model import UNKNOWN_TIER, Model
-from worker.scoring.peers import PeerRank
-from worker.scoring.rollup import score_components, score_of
-from worker.scoring.segments import ModelSet, as_model_set, model_name, scoring_model
-from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
+from worker.scoring.segments import ModelSet, as_model_set
+from worker.scoring.tierchange import TierChange
 from worker.settings import Settings
 from worker.windows import wire
-from worker.windows.outbox import OutboxEntry
 from worker.windows.plan import AccountPlan, Planner
-from worker.windows.store import AccountState, StateWrite, WindowStore
+from worker.windows.state import AccountState
+from worker.windows.store import WindowStore
 
 log = logging.getLogger(__name__)
-# What ``Pipeline._values`` gives of an account, with its peer ranks (``scoring.peers``).
-Ranked = tuple[Model, bool, dict[str, float], Mapping[str, PeerRank]]
 # Accounts per Redis exchange: enough to amortise a round trip, few enough that
 # scoring one chunk overlaps Redis running the next.
 CHUNK_ACCOUNTS = 250
-
-
-@dataclass(slots=True)
-class Outcome:
-    alerts: list[tuple[str, Alert]] = field(default_factory=list)  # (key, alert)
-    dead_letters: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
-    writes: list[StateWrite] = field(default_factory=list)
-    # outbox[i] is the entry of alerts[i] (and names its partition), cleared once sent
-    outbox: list[OutboxEntry] = field(default_factory=list)
-    # Kafka timestamps (s) of the records that triggered the live alerts: latency origins
-    origins: list[float] = field(default_factory=list)
-    arrived: set[str] = field(default_factory=set)  # event types applied (data gaps)
-    held: int = 0  # tier changes a data gap held back (``worker.gaps``)
 
 
 class Pipeline:
@@ -73,23 +51,33 @@ class Pipeline:
         self._clock = clock
         self.metrics = metrics
         self._lag = settings.catch_up_lag_seconds
-        self.gaps: DataGaps | None = None  # set by the live loop: it holds changes in a gap
+        self._gaps: DataGaps | None = None
         self._use(as_model_set(model))
+
+    @property
+    def gaps(self) -> DataGaps | None:
+        """The live loop's data gaps (set by it): they hold back changes a silence caused."""
+        return self._gaps
+
+    @gaps.setter
+    def gaps(self, gaps: DataGaps | None) -> None:
+        self._gaps = self._rescorer.gaps = gaps
 
     def use(self, models: ModelSet) -> None:
         """Score by ``models`` from now on: a model file reloaded live (``runtime.remodel``).
         Between two batches: what is held of the accounts goes, and is loaded again."""
         self._store.use(models.windows)
-        if self.gaps is not None:
-            self.gaps.use(models.default, time.time())
+        if self._gaps is not None:
+            self._gaps.use(models.default, time.time())
         self._use(models)
 
     def _use(self, models: ModelSet) -> None:
         self.models = models
         self.model = models.default
-        self._segmented = bool(models.segments)
         self._planner = Planner(models.windows)
         self._peers = PeerRanking.of(models, self._settings.peer_refresh_seconds)
+        self._rescorer = Rescorer(models, self._peers, self.metrics, history=self._history,
+                                  gaps=self._gaps)
         every = models.all()
         self._intake = Intake(self._settings, self._clock, self.metrics,
                               tiers={t.name for m in every for t in m.tiers},
@@ -153,15 +141,9 @@ class Pipeline:
             states = await self._store.apply(part, now, read_all=read_all)
             if self._peers is not None:
                 await ranked(part, states, self._peers)
-                return []
-            for plan, state in zip(part, states, strict=True):
-                self._count_skipped(state)
-                _count_applied(plan, state, applied)
-                try:
-                    self._score(plan, state, evaluation_mode(plan.newest, present, lag), now,
-                                outcome, partial(cause_of, plan))
-                except Exception as exc:  # one account must not stop the others
-                    failed(plan, exc)
+            else:
+                self._rescorer.score_all(part, states, now, present, lag, outcome, cause_of,
+                                         failed, applied)
             return []
 
         async def ranked(part: Sequence[AccountPlan], states: list[AccountState],
@@ -170,10 +152,9 @@ class Pipeline:
             one exchange for every rank of the chunk, then the scores."""
             ready = []
             for plan, state in zip(part, states, strict=True):
-                self._count_skipped(state)
-                _count_applied(plan, state, applied)
+                self._rescorer.count(plan, state, applied)
                 try:
-                    model, switched, values = self._values(plan, state, now)
+                    model, switched, values = self._rescorer.values(plan, state, now)
                     ready.append((plan, state, model, switched, values))
                 except Exception as exc:
                     failed(plan, exc)
@@ -181,8 +162,8 @@ class Pipeline:
                                                    for _, state, model, _, values in ready])
             for (plan, state, model, switched, values), rank in zip(ready, ranks, strict=True):
                 try:
-                    self._score(plan, state, evaluation_mode(plan.newest, present, lag), now,
-                                outcome, partial(cause_of, plan),
+                    self._rescorer.score(plan, state, evaluation_mode(plan.newest, present, lag),
+                                         now, outcome, partial(cause_of, plan),
                                 (model, switched, values, rank))
                 except Exception as exc:
                     failed(plan, exc)
@@ -199,15 +180,6 @@ class Pipeline:
     def _count_alerts(self, outcome: Outcome) -> None:
         for tier, count in Counter(alert.tier for _, alert in outcome.alerts).items():
             self.metrics.alerts.labels(tier).inc(count)
-
-    def _count_skipped(self, state: AccountState) -> None:
-        if state.replayed:
-            self.metrics.replayed.inc(state.replayed)
-        if state.duplicates:
-            self.metrics.duplicates.inc(state.duplicates)
-        if state.left_out:
-            for name, count in state.left_out.items():
-                self.metrics.distinct_capped.labels(name).inc(count)
 
     def forget(self, partitions: Collection[int]) -> None:
         """These partitions moved to another worker: drop what is held of their accounts."""
@@ -246,113 +218,6 @@ class Pipeline:
         log.warning("account %s not rescored: %s: %s", plan.account_id, type(exc).__name__,
                     exc, exc_info=self._intake.first_traceback(exc))
 
-    def _values(self, plan: AccountPlan, state: AccountState, now: float
-                ) -> tuple[Model, bool, dict[str, float]]:
-        """The account's scoring model, whether it just moved there, its raw values."""
-        model, switched = self._model_of(plan, state, now)
-        # Cached values are the last scoring model's: only an account update, or the end of
-        # its onboarding, moves an account to another one.
-        fresh = state.cache_valid and not (self._segmented and (plan.attrs_changed or switched))
-        return model, switched, component_values(
-            model, state.windows, state.attrs, state.seen, state.cached_values,
-            plan.touched if fresh else None, state.seen_bucket, state.now_bucket)
-
-    def _score(self, plan: AccountPlan, state: AccountState, mode: Mode, now: float,
-               outcome: Outcome, cause_of: Callable[[Model, TierChange, bool], Cause],
-               ranked: Ranked | None = None) -> None:
-        """``ranked``: the model, switch and values ``_values`` gave, and the account's
-        peer ranks; None (every model without percentile components): computed here."""
-        if ranked is None:
-            model, switched, values = self._values(plan, state, now)
-            scored, ranks = values, None
-        else:
-            model, switched, values, ranks = ranked
-            # Raw values are what is cached; scoring takes each percentile component's rank.
-            scored = self._peers.scored(model, values, ranks) if self._peers else values
-        # No hysteresis across models: the old tier's margin is about other boundaries.
-        hysteresis = hysteresis_applies(mode, state.last_mode) and not switched
-        if switched and not plan.attrs_changed:  # only the clock moved it: onboarding ended
-            cause_of = partial(causes.fixed, ONBOARDING_ENDED)
-        over = overriding(plan, state, now)  # None: no override, as nearly every account
-        if over is None:
-            change = self._decide(model, scored, state, hysteresis)
-        else:
-            change = override.decide(model, score_components(model, scored), state.published,
-                                     over.active, hysteresis=hysteresis)
-            for event in over.events:
-                self.metrics.overrides.labels(event).inc()
-            if over.cause is not None:
-                cause_of = partial(causes.fixed, over.cause)
-        next_change = state.next_change if over is None else over.next_change(state.next_change)
-        if self.models.onboarding is not None:  # its end rescores it too, event or not
-            next_change = self.models.rescore_at(state.attrs, now, next_change)
-        if ranks and self._peers is not None:  # read again by the refresh, if not before
-            next_change = self._peers.next_change(plan.account_id, now, next_change, ranks)
-        # A gap holds what the silence moved: never a first tier (nothing to fall from), a
-        # CSM's override or a segment move.
-        caused = (state.published is None or switched
-                  or (over is not None and over.cause is not None))
-        if change is not None and self.gaps is not None and not caused \
-                and self.gaps.holds(change):
-            # Not saved as published, and rescored again: when the gap closes, or by then.
-            recheck = self.gaps.hold(plan.partition, plan.account_id, now)
-            change, next_change = None, min(recheck, next_change or recheck)
-            outcome.held += 1
-        published = alert = None
-        if change is not None:
-            alert = build_alert(model, plan.account_id, state.attrs.get("segment"),
-                                change, cause_of(model, change, switched), now,
-                                mode=Mode.CATCH_UP if self._history else mode)
-            if over is not None and over.active is not None:
-                alert = under_override(alert, model, change.scorecard, over.active)
-            outcome.alerts.append((plan.account_id, alert))
-            outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
-            published = snapshot(change)
-            if self._segmented:  # the model it was decided on: a later switch is seen
-                published = published._replace(model=model_name(model))
-            if over is not None:
-                published = over.mark(published)
-        if published is None and state.published is None:
-            # Nothing published yet: the first tier never applies hysteresis, so the mode
-            # has nothing to decide, and saving it would give an account with no data at
-            # all (a tombstone of an unknown account) a key.
-            mode = Mode.LIVE
-        outcome.writes.append(StateWrite(
-            plan.account_id, values, partition=plan.partition, next_change=next_change,
-            published=published, alert=alert, mode=mode,
-            override=None if over is None else over.save))
-
-    def _decide(self, model: Model, values: dict[str, float], state: AccountState,
-                hysteresis: bool) -> TierChange | None:
-        covered = enough_data(model, values)
-        # A first score always publishes (when there is one): no need to ask first.
-        moves = (state.published is None
-                 or new_tier(model, score_of(model, values), state.published,
-                             hysteresis=hysteresis, covered=covered) is not None)
-        return (decide(model, score_components(model, values), state.published,
-                       hysteresis=hysteresis, covered=covered)
-                if moves else None)
-
-
-    def _model_of(self, plan: AccountPlan, state: AccountState,
-                  now: float) -> tuple[Model, bool]:
-        """The model of the account's segment or onboarding, and whether an account update
-        or the end of its onboarding moved it there from its last published tier's."""
-        if not self._segmented:
-            return self.model, False
-        return scoring_model(self.models, state.attrs, state.published, plan.attrs_changed,
-                             now)
-
-
-def _count_applied(plan: AccountPlan, state: AccountState, into: Counter[str]) -> None:
-    """The plan's events the script applied, by type; too-old ones never reached it."""
-    if state.applied == len(plan.events):  # the usual case: no replay, no duplicate
-        for _, _, _, event in plan.events:
-            into[event.type] += 1
-    else:
-        for (_, _, _, event), letter in zip(plan.events, state.status, strict=True):
-            if letter == "a":
-                into[event.type] += 1
 
 
 def _origins(records: Sequence[RawRecord], outcome: Outcome) -> list[float]:

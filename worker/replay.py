@@ -51,8 +51,9 @@ from worker.contracts import validator
 from worker.errors import ConfigError, Unreachable, is_retriable
 from worker.metrics import Metrics
 from worker.modelfile.segments import load_models
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Pipeline
 from worker.progress import Reporter
+from worker.rescore import Outcome
 from worker.runtime import kafka
 from worker.runtime.delivery import Delivery
 from worker.runtime.modeltopic import newest_models

@@ -114,26 +114,30 @@ def _event(rng: random.Random, n: int, account: str, now: float) -> tuple[str, d
     ts = now - rng.uniform(0, 10 * DAY)
     roll = rng.random()
     if roll < 0.5:
-        return "login", event("login", account, ts, user_id=f"u{n % 13}",
-                              session_seconds=rng.randint(10, 3000))
-    if roll < 0.85:
-        return "feature_use", event("feature_use", account, ts, user_id=f"u{n % 11}",
-                                    feature=f"f{rng.randrange(15)}")
-    if roll < 0.95:
-        return "ticket", event("ticket", account, ts, ticket_id=f"t{n}",
-                               priority=rng.choice(["low", "normal", "high", "urgent"]),
-                               status=rng.choice(["opened", "escalated", "closed"]))
-    return "survey", event("survey", account, ts, kind="nps", score=rng.randint(0, 10))
+        kind, body = "login", event("login", account, ts, user_id=f"u{n % 13}",
+                                    session_seconds=rng.randint(10, 3000))
+    elif roll < 0.85:
+        kind, body = "feature_use", event("feature_use", account, ts, user_id=f"u{n % 11}",
+                                          feature=f"f{rng.randrange(15)}")
+    elif roll < 0.95:
+        kind, body = "ticket", event("ticket", account, ts, ticket_id=f"t{n}",
+                                     priority=rng.choice(["low", "normal", "high", "urgent"]),
+                                     status=rng.choice(["opened", "escalated", "closed"]))
+    else:
+        kind, body = "survey", event("survey", account, ts, kind="nps",
+                                     score=rng.randint(0, 10))
+    body["event_id"] = f"{kind}-{rng.getrandbits(64):016x}"  # the seed's, every run
+    return kind, body
 
 
 def stream(rng: random.Random, expire_after: tuple[float, float] = (15.0, 25.0),
-           events: int = EVENTS) -> Stream:
+           events: int = EVENTS, now: float | None = None) -> Stream:
     """Every account's first record up front, then events with segment moves and override
     records among them. Overrides: most last 30 days; those on every fifth of their
     accounts expire ``expire_after`` seconds from now (sent early in the stream, so they
     are in force for a while); a few are edited in place, cleared by a tombstone, or
-    cleared and set again."""
-    now = time.time()
+    cleared and set again. ``now``: the wall clock's unless given."""
+    now = time.time() if now is None else now
     names = [f"acct-{n:04d}" for n in range(ACCOUNTS)]
     out = Stream()
     for n, account in enumerate(names):

@@ -27,7 +27,7 @@ from tests.integration.harness import running_worker
 from worker.alerts import as_dict
 from worker.app import Worker
 from worker.embedded import EmbeddedRedis, free_port
-from worker.pipeline import Outcome
+from worker.rescore import Outcome
 from worker.runtime.delivery import Delivery
 from worker.runtime.loop import ConsumerLoop
 from worker.runtime.topics import ensure_topics
@@ -202,7 +202,7 @@ async def test_a_crash_between_saving_and_clearing_an_outbox_loses_and_confuses_
         await Worker(settings).run()
     monkeypatch.setattr(target, method, original)
     async with Redis.from_url(settings.redis_url) as redis:
-        outboxes = [k async for k in redis.scan_iter(match=keys.pending_key("*"))]
+        outboxes = [k async for k in redis.scan_iter(match=keys.ALL_PENDING)]
     assert outboxes, "the crash left no alert in an outbox"
 
     async with running_worker(settings.replace(batch_max_records=2000)) as worker:
@@ -217,7 +217,7 @@ async def test_a_crash_between_saving_and_clearing_an_outbox_loses_and_confuses_
     assert replayed, "nothing the crashed worker applied was read again"
     async with Redis.from_url(settings.redis_url) as redis:
         figures = await chaos.verify(settings, redis, produced.stream)
-        assert [k async for k in redis.scan_iter(match=keys.pending_key("*"))] == []
+        assert [k async for k in redis.scan_iter(match=keys.ALL_PENDING)] == []
     # Each alert saved by the batch that died is on the topic as it was saved: once if
     # the crash came before publishing, twice if after.
     alerts = await chaos.read_topic(settings, settings.topic_alerts)

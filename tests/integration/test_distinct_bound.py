@@ -25,7 +25,8 @@ from worker.modelfile import load_model
 from worker.pipeline import Pipeline
 from worker.settings import Settings
 from worker.windows import keys
-from worker.windows.store import AccountState, WindowStore
+from worker.windows.state import AccountState
+from worker.windows.store import WindowStore
 
 DAY = 86400.0
 BOUND = 5

@@ -15,7 +15,8 @@ from tests.integration.harness import Record, event
 from worker.clock import FixedClock
 from worker.metrics import Metrics
 from worker.modelfile import load_model
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Pipeline
+from worker.rescore import Outcome
 from worker.runtime.delivery import Delivery, once
 from worker.settings import Settings
 from worker.windows import keys

@@ -24,7 +24,8 @@ from worker.errors import Retriable
 from worker.events.decode import Decoder
 from worker.metrics import Metrics
 from worker.modelfile import load_model
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Pipeline
+from worker.rescore import Outcome
 from worker.settings import Settings
 from worker.windows.plan import Planner
 from worker.windows.store import WindowStore

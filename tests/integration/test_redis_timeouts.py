@@ -23,7 +23,8 @@ from worker.modelfile import load_model
 from worker.windows import server
 from worker.windows.outbox import OutboxEntry
 from worker.windows.plan import AccountPlan
-from worker.windows.store import StateWrite, WindowStore
+from worker.windows.state import StateWrite
+from worker.windows.store import WindowStore
 
 TIMEOUT = 0.25
 # Generous against TIMEOUT on a loaded machine, and short of redis-py 8's own 5 s

@@ -28,8 +28,9 @@ from tests.integration.test_replay import STRICT, _alerts, _same, _snapshot
 from worker import replay as replay_module
 from worker.embedded import EmbeddedRedis
 from worker.modelfile import load_model, parse_model
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Pipeline
 from worker.replay import Replay
+from worker.rescore import Outcome
 from worker.runtime.publish import publish
 from worker.runtime.reader import read_to_end
 from worker.runtime.topics import ensure_topics

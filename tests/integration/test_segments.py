@@ -30,7 +30,8 @@ from worker.api.app import create_app
 from worker.clock import FixedClock
 from worker.metrics import Metrics
 from worker.modelfile.segments import load_models
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Pipeline
+from worker.rescore import Outcome
 from worker.settings import Settings
 from worker.windows.store import WindowStore
 

@@ -22,7 +22,8 @@ from worker.scoring.evaluate import component_values
 from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.windows import keys
-from worker.windows.store import AccountState, WindowStore
+from worker.windows.state import AccountState
+from worker.windows.store import WindowStore
 
 DAY = 86400.0
 ACCOUNTS = [f"cache-{i}" for i in range(30)]

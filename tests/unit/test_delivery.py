@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 import pytest
 from aiokafka import TopicPartition
 
-from worker.pipeline import Outcome
+from worker.rescore import Outcome
 from worker.runtime.delivery import Delivery, Offsets, once
 from worker.windows.outbox import OutboxEntry
-from worker.windows.store import StateWrite
+from worker.windows.state import StateWrite
 
 T = TypeVar("T")
 OFFSETS: Offsets = {TopicPartition("events.login", 0): 42}

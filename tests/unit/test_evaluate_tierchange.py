@@ -289,8 +289,8 @@ def test_moving_up_blames_the_biggest_riser(model: Model) -> None:
     assert change.trigger.name == "login_frequency"
 
 
-@pytest.mark.parametrize("state", [None, {"tier": "green", "score": 90.0, "seq": 3, "components": {}}])
-def test_no_score_no_decision(model: Model, state: dict[str, Any] | None) -> None:
+@pytest.mark.parametrize("state", [None, Published("green", 90.0, 3, {})])
+def test_no_score_no_decision(model: Model, state: Published | None) -> None:
     assert decide(model, Scorecard({}), state) is None
 
 

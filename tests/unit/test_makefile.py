@@ -48,7 +48,7 @@ def test_test_unit_runs_the_unit_tests_only(tmp_path: Path) -> None:
 
 
 def test_the_license_file_is_the_license_pyproject_names() -> None:
-    assert 'license = { text = "Apache-2.0" }' in (ROOT / "pyproject.toml").read_text()
+    assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text()
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License\n                           Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text

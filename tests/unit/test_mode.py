@@ -18,7 +18,8 @@ from worker.windows import keys, wire
 from worker.windows.buckets import bucket_of
 from worker.windows.plan import Planner
 from worker.windows.resident import Resident
-from worker.windows.store import StateWrite, WindowStore
+from worker.windows.state import StateWrite
+from worker.windows.store import WindowStore
 
 PRESENT = 1_800_000_000.0
 LAG = 300.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from worker.alerts import Alert, AlertModel, Cause, to_json
-from worker.pipeline import Outcome
+from worker.rescore import Outcome
 from worker.runtime.publish import _split
 from worker.windows.outbox import OutboxEntry
 

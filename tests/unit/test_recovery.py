@@ -17,6 +17,7 @@ from worker.alerts import Cause, alert_recovery, build_alert, from_json, to_json
 from worker.modelfile import load_model, parse_model
 from worker.recoveryview import change, in_users, print_recovery, summary
 from worker.scoring import override
+from worker.scoring.curves import Percentile
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.override import ActiveOverride
@@ -320,17 +321,15 @@ def test_the_quick_check_is_the_card_to_the_bit(card: Scorecard, name: str,
                                                                 value).score
 
 
-class _Unknown:
-    """A kind of curve this module has no inverse for (a peer percentile, a trend)."""
-
-    def __call__(self, value: float) -> float:
-        raise AssertionError("a curve without an inverse is never asked for a target")
+# A kind of curve this module has no inverse for: a rank among peers is no function of
+# the account's own value.
+NO_INVERSE = Percentile()
 
 
 def test_a_curve_without_an_inverse_gets_no_hint_and_breaks_nothing(model: Model) -> None:
     unknown = ("feature_adoption", "nps")
     strange = replace(model, components=tuple(
-        replace(c, curve=_Unknown()) if c.name in unknown else c  # type: ignore[arg-type]
+        replace(c, curve=NO_INVERSE) if c.name in unknown else c
         for c in model.components))
     for values in ({"login_frequency": 12, "feature_adoption": 3, "nps": 10},
                    {"login_frequency": 8, "feature_adoption": 3, "nps": -20}):
@@ -352,7 +351,7 @@ def test_a_curve_without_an_inverse_gets_no_hint_and_breaks_nothing(model: Model
 
 def test_only_curves_without_an_inverse_give_no_hints_at_all(model: Model) -> None:
     card = score_components(model, {"feature_adoption": 1})
-    strange = replace(model, components=tuple(replace(c, curve=_Unknown())  # type: ignore[arg-type]
+    strange = replace(model, components=tuple(replace(c, curve=NO_INVERSE)
                                               for c in model.components))
     found = recovery(strange, card, "red")
     assert found is not None

@@ -21,8 +21,9 @@ import orjson
 
 from worker.clock import EventTimeClock
 from worker.metrics import Metrics
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Pipeline
 from worker.progress import Reporter
+from worker.rescore import Outcome
 from worker.runtime.delivery import Delivery
 from worker.runtime.reader import read_to_end
 from worker.runtime.retry import retrying

@@ -40,9 +40,9 @@ from aiokafka import TopicPartition
 
 from worker.alerts import Alert
 from worker.metrics import Metrics
-from worker.pipeline import Outcome
+from worker.rescore import Outcome
 from worker.windows.outbox import OutboxEntry
-from worker.windows.store import StateWrite
+from worker.windows.state import StateWrite
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -27,8 +27,9 @@ from worker.errors import Retriable
 from worker.events.intake import RawRecord
 from worker.gaps import DataGaps, GapNews
 from worker.metrics import Metrics
-from worker.pipeline import Outcome, Pipeline
+from worker.pipeline import Pipeline
 from worker.probes import Probes
+from worker.rescore import Outcome
 from worker.runtime import kafka
 from worker.runtime.delivery import Delivery, Offsets
 from worker.runtime.modelwatch import ModelWatch

@@ -11,7 +11,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from worker.alerts import to_json
-from worker.pipeline import Outcome
+from worker.rescore import Outcome
 from worker.runtime import kafka
 from worker.settings import Settings
 

@@ -53,8 +53,10 @@ def score_components(model: Model, values: Mapping[str, float]) -> Scorecard:
     for component in model.components:
         value = values.get(component.name)
         if value is not None:
+            # float(): a count comes as an int in pure Python, as a float compiled; the
+            # alert and the published tier say the same either way.
             scored[component.name] = ComponentScore(
-                value, component.curve(value), component.weight
+                float(value), component.curve(value), component.weight
             )
     return Scorecard(scored)
 

@@ -160,6 +160,9 @@ def pending_key(partition: int) -> str:
     return f"{PREFIX}:pending:{{{partition}}}"
 
 
+ALL_PENDING = f"{PREFIX}:pending:{{*}}"  # a SCAN pattern for every partition's outbox
+
+
 def is_pending_key(key: str) -> bool:
     return key.startswith(f"{PREFIX}:pending:{{")
 

@@ -10,66 +10,27 @@ in, ``AccountState`` out) and Redis commands; the decisions are made in
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-from worker.alerts import Alert
 from worker.scoring.mode import Mode
 from worker.scoring.model import Model
-from worker.scoring.override import OverrideState
 from worker.scoring.peers import percentile_components
-from worker.scoring.signals import WindowView
-from worker.scoring.tierchange import Published
 from worker.scoring.vocabulary import event_types
 from worker.settings import Settings
 from worker.windows import keys, overrides, saving, server, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.outbox import Outbox
 from worker.windows.peers import PeerSets
-from worker.windows.plan import AccountPlan, Totals, distinct_sets
-from worker.windows.resident import CAPPED_PREFIX, NO_CHANGE, Resident, Residents, load
+from worker.windows.plan import AccountPlan, distinct_sets
+from worker.windows.resident import CAPPED_PREFIX, Resident, Residents, load
 from worker.windows.schedule import Schedule
 from worker.windows.script import ApplyScript
 from worker.windows.scriptcall import ScriptCalls
+from worker.windows.state import AccountState, StateWrite, applied, state_of
 from worker.windows.tierindex import TierIndex
 from worker.windows.wire import Client
 
 SAVE_CHUNK = 500  # accounts per exchange of a save
-
-
-class AccountState(NamedTuple):
-    """An account as Redis knows it after the batch's writes."""
-
-    account_id: str
-    now_bucket: int
-    cache_valid: bool
-    status: str  # one letter per event of the plan: a(pplied), r(eplayed), d(uplicate)
-    applied: int  # events applied now
-    replayed: int  # events skipped: at or below their source's applied offset
-    duplicates: int  # events skipped: same event id seen recently at another offset
-    next_change: float | None  # when data next leaves a window (epoch s); None: nothing to leave
-    windows: dict[int, WindowView]  # window length in buckets -> view
-    attrs: dict[str, Any]
-    cached_values: dict[str, float]
-    published: Published | None
-    seen: frozenset[str]
-    last_mode: Mode  # of the account's evaluation before this one
-    left_out: dict[str, int] | None = None  # set -> new members not tracked: it was full
-    seen_bucket: dict[str, int] | None = None  # event type -> its newest bucket (explain)
-    override: OverrideState | None = None  # after the batch's override records
-    peer_group: str | None = None  # the peer group its values are in; None: none yet
-
-
-class StateWrite(NamedTuple):
-    """What scoring decided to remember about an account."""
-
-    account_id: str
-    values: dict[str, float]
-    partition: int | None = None
-    next_change: float | None = None  # when to rescore the account if it stays silent
-    published: Published | None = None  # set only when a new tier was published
-    alert: Alert | None = None  # the alert that publishes it: into the outbox
-    mode: Mode = Mode.LIVE  # of this evaluation: the next one asks it (saved when it changes)
-    override: OverrideState | None = None  # set when scoring changed it (an expiry)
 
 
 class WindowStore:
@@ -162,11 +123,12 @@ class WindowStore:
             if resident.account_id in fresh:  # someone else wrote too: Client has it all
                 resident = fresh[resident.account_id]
             else:
-                _applied(resident, plan, totals, version)
+                applied(resident, plan, totals, version)
             if plan.partition is not None:
                 resident.partition = plan.partition
             self._residents.put(resident)
-            states.append(self._state(resident, status, read_all, totals.dropped))
+            states.append(state_of(resident, status, read_all, self._model.bucket_seconds,
+                                   totals.dropped))
         return states
 
     async def _residents_of(self, account_ids: Sequence[str], now_bucket: int) -> list[Resident]:
@@ -204,41 +166,18 @@ class WindowStore:
         """Load the apply script now: at start-up, a user not allowed to is told at once."""
         await self._calls.load()
 
-    def _state(self, resident: Resident, status: str, read_all: bool,
-               dropped: dict[str, tuple[int, float]] | None = None) -> AccountState:
-        cached = None if read_all else resident.values
-        return AccountState(
-            account_id=resident.account_id,
-            now_bucket=resident.bucket,
-            cache_valid=cached is not None,
-            status=status,
-            applied=status.count("a"),
-            replayed=status.count("r"),
-            duplicates=status.count("d"),
-            next_change=(None if resident.next_change == NO_CHANGE
-                         else resident.next_change * self._model.bucket_seconds),
-            windows=resident.view(),
-            attrs=resident.attrs,
-            cached_values=cached or {},
-            published=resident.published,
-            seen=resident.seen,
-            last_mode=resident.mode,
-            left_out=None if dropped is None else {n: c for n, (c, _) in dropped.items()},
-            seen_bucket=resident.seen_bucket,
-            override=resident.override,
-            peer_group=resident.peer_group,
-        )
-
     async def read(self, account_id: str, now: float) -> AccountState:
         """The account's current state as Redis has it (for ``explain``); writes nothing."""
         [resident] = await self._load([account_id], self.now_bucket(now))
-        return self._state(resident, "", read_all=True)
+        return state_of(resident, "", True, self._model.bucket_seconds)
 
     def held(self, account_id: str, now: float) -> AccountState | None:
         """The account as held in memory, if it is, with its component values as last
         scored (for inspection and tests)."""
         resident = self._residents.get(account_id, self.now_bucket(now))
-        return None if resident is None else self._state(resident, "", read_all=False)
+        if resident is None:
+            return None
+        return state_of(resident, "", False, self._model.bucket_seconds)
 
     def unhold(self, account_id: str) -> None:
         """Drop what is held of the account: it is loaded again when next scored."""
@@ -300,26 +239,6 @@ class WindowStore:
     async def durable(self) -> None:
         """Until what was written so far is as durable as configured (``server.wait``)."""
         await server.wait(self._redis, self._durability, self._timeout)
-
-
-def _applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int) -> None:
-    """What the script did, done to the copy in memory."""
-    resident.version = version
-    resident.maintained, resident.expired = True, []
-    resident.add(totals)
-    if totals.dropped:
-        resident.left_out(totals.dropped)
-    if not plan.seen <= resident.seen:
-        resident.seen = resident.seen | plan.seen
-    for event_type, bucket in plan.last_bucket.items():
-        if bucket > resident.seen_bucket.get(event_type, -1):
-            resident.seen_bucket[event_type] = bucket
-    if plan.attrs_changed:
-        resident.attrs = plan.attrs or {}
-    if plan.override is not None:
-        resident.override = plan.override
-
-
 
 
 def _pairs(reply: Any) -> Iterable[tuple[bytes, bytes | float]]:
