@@ -65,7 +65,8 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     settings: Settings, tmp_path: Path
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(batch_max_records=500)  # more batches, more places to die in
+    # More batches, more places to die in.
+    settings = settings.replace(batch_max_records=500, session_timeout_ms=chaos.KILLED_SESSION_MS)
     rng = random.Random(20261122)
     stream = chaos.stream(rng)
     # Sent in parts, each while a kill looks for a batch in flight, so that the worker
@@ -112,7 +113,7 @@ async def test_a_worker_killed_mid_stream_hands_its_partitions_over_exactly(
     settings: Settings, tmp_path: Path, segmented: bool
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(batch_max_records=500)
+    settings = settings.replace(batch_max_records=500, session_timeout_ms=chaos.KILLED_SESSION_MS)
     rng = random.Random(7)
     redis = Redis.from_url(settings.redis_url)
     await ensure_topics(settings)

@@ -139,7 +139,8 @@ async def test_crashes_with_segments_and_overrides_end_as_a_replay_rebuilds_them
     settings: Settings, tmp_path: Path, chaos_kind: str
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(batch_max_records=500, model_path=inplay.model_file(tmp_path))
+    settings = settings.replace(batch_max_records=500, model_path=inplay.model_file(tmp_path),
+                                session_timeout_ms=chaos.KILLED_SESSION_MS)
     models = load_models(settings.model_path)
     rng = random.Random(20261202)
     produced = inplay.stream(rng)
