@@ -185,7 +185,8 @@ async def test_a_crash_between_saving_and_clearing_an_outbox_loses_and_confuses_
     owner must send the saved alerts) or after (they arrive twice, same alert_id).
     The restarted worker cuts its batches differently, which must not make any seq
     mean two things."""
-    settings = settings.replace(batch_max_records=500)
+    # The dead worker's consumer never leaves the group: its session must run out.
+    settings = settings.replace(batch_max_records=500, session_timeout_ms=chaos.KILLED_SESSION_MS)
     produced = await _prepared(settings, random.Random(13), events=20_000)
     target: Any = ConsumerLoop if dies_in == "publish" else Delivery
     method = "_publish" if dies_in == "publish" else "clear"
