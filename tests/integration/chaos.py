@@ -43,7 +43,8 @@ STALLED = 30.0
 # on once its session has run out, and a worker started after a kill got them about
 # 11 s later with the fixture's 6 s, 2 s later with 3 s (Tansu). Heartbeats go every
 # second (a third of it), so a worker frozen for a look (``kills.WATCH_SECONDS``) or
-# busy with a batch of a few hundred records keeps its partitions.
+# busy with a batch of a few hundred records keeps its partitions. For one worker at a
+# time: three started together on it once sat assigned and idle for a minute.
 KILLED_SESSION_MS = 3000
 
 

@@ -113,7 +113,7 @@ async def test_a_worker_killed_mid_stream_hands_its_partitions_over_exactly(
     settings: Settings, tmp_path: Path, segmented: bool
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(batch_max_records=500, session_timeout_ms=chaos.KILLED_SESSION_MS)
+    settings = settings.replace(batch_max_records=500)
     rng = random.Random(7)
     redis = Redis.from_url(settings.redis_url)
     await ensure_topics(settings)
