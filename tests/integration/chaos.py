@@ -39,6 +39,13 @@ EVENTS = 50_000
 KILLS = 4
 # Counters unchanged this long, and wrong: the workers have nothing left to write.
 STALLED = 30.0
+# The session of workers a test SIGKILLs: the broker hands a dead member's partitions
+# on once its session has run out, and a worker started after a kill got them about
+# 11 s later with the fixture's 6 s, 2 s later with 3 s (Tansu). Heartbeats go every
+# second (a third of it), so a worker frozen for a look (``kills.WATCH_SECONDS``) or
+# busy with a batch of a few hundred records keeps its partitions. For one worker at a
+# time: three started together on it once sat assigned and idle for a minute.
+KILLED_SESSION_MS = 3000
 
 
 def stream(rng: random.Random, events: int = EVENTS) -> list[tuple[str, dict[str, Any]]]:

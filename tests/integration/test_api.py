@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 import schemathesis
 from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hypothesis_settings
@@ -28,6 +29,7 @@ from schemathesis import GenerationMode
 
 from tests.integration.harness import Producer, event, read_until, running_worker
 from worker.settings import Settings
+from worker.windows import keys
 
 HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
 TOKEN = "t0ken-for-tests"
@@ -62,12 +64,28 @@ async def _score(settings: Settings) -> dict[str, dict[str, Any]]:
         return all(a in last and last[a]["tier"] == t for a, t in ACCOUNTS.items())
 
     async with running_worker(settings), Producer(settings) as p:
-        for account, tier in ACCOUNTS.items():
+        for account in ACCOUNTS:
             await p.account(account, segment=_segment(account), seats_purchased=10)
+        await _attributes_held(settings)
+        for account, tier in ACCOUNTS.items():
             for kind, score in SURVEYS[tier]:
                 await p.send("survey", event("survey", account, kind=kind, score=score))
         records = await read_until(settings, settings.topic_alerts, settled, within=90)
     return {a["account_id"]: a for a in records}
+
+
+async def _attributes_held(settings: Settings, within: float = 60.0) -> None:
+    """Until the worker holds every account's record. The records and the surveys are on
+    topics of their own, so a survey could be scored first: its alert then names no
+    segment, and the record coming after it changes no tier (no alert names it)."""
+    client = redis.asyncio.Redis.from_url(settings.redis_url)
+    deadline = time.monotonic() + within
+    try:
+        while [None] in [await client.hmget(keys.state_key(a), [keys.ATTRS]) for a in ACCOUNTS]:
+            assert time.monotonic() < deadline, "the account records were not applied"
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
 
 
 def _free_port() -> int:

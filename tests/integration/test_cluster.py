@@ -65,7 +65,8 @@ async def test_a_sigkill_loop_on_a_cluster_ends_with_the_exact_state(
     settings: Settings, cluster: RedisCluster, redis_cluster_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(redis_url=redis_cluster_url, batch_max_records=500)
+    settings = settings.replace(redis_url=redis_cluster_url, batch_max_records=500,
+                                session_timeout_ms=chaos.KILLED_SESSION_MS)
     rng = random.Random(20261204)
     stream = chaos.stream(rng, EVENTS)
     parts = [stream[n::KILLS + 1] for n in range(KILLS + 1)]

@@ -65,7 +65,8 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     settings: Settings, tmp_path: Path
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(batch_max_records=500)  # more batches, more places to die in
+    # More batches, more places to die in.
+    settings = settings.replace(batch_max_records=500, session_timeout_ms=chaos.KILLED_SESSION_MS)
     rng = random.Random(20261122)
     stream = chaos.stream(rng)
     # Sent in parts, each while a kill looks for a batch in flight, so that the worker
@@ -184,7 +185,8 @@ async def test_a_crash_between_saving_and_clearing_an_outbox_loses_and_confuses_
     owner must send the saved alerts) or after (they arrive twice, same alert_id).
     The restarted worker cuts its batches differently, which must not make any seq
     mean two things."""
-    settings = settings.replace(batch_max_records=500)
+    # The dead worker's consumer never leaves the group: its session must run out.
+    settings = settings.replace(batch_max_records=500, session_timeout_ms=chaos.KILLED_SESSION_MS)
     produced = await _prepared(settings, random.Random(13), events=20_000)
     target: Any = ConsumerLoop if dies_in == "publish" else Delivery
     method = "_publish" if dies_in == "publish" else "clear"

@@ -139,7 +139,10 @@ async def test_crashes_with_segments_and_overrides_end_as_a_replay_rebuilds_them
     settings: Settings, tmp_path: Path, chaos_kind: str
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(batch_max_records=500, model_path=inplay.model_file(tmp_path))
+    # The short session for one worker at a time only: the rebalance kills one of two.
+    session = chaos.KILLED_SESSION_MS if chaos_kind == "sigkill-loop" else settings.session_timeout_ms
+    settings = settings.replace(batch_max_records=500, model_path=inplay.model_file(tmp_path),
+                                session_timeout_ms=session)
     models = load_models(settings.model_path)
     rng = random.Random(20261202)
     produced = inplay.stream(rng)

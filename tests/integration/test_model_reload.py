@@ -118,7 +118,10 @@ async def test_a_worker_started_with_a_changed_file_rescores_every_account(
     worker rescores them; started again with the same file, it rescores nothing."""
     path = tmp_path / "model.yaml"
     path.write_text(_model("restart-a"), "utf-8")
-    settings = settings.replace(model_path=str(path), model_reload_seconds=0)
+    # Three workers one after another in one group: each gets the partitions once the
+    # one before has left, on Tansu once its session has run out.
+    settings = settings.replace(model_path=str(path), model_reload_seconds=0,
+                                session_timeout_ms=chaos.KILLED_SESSION_MS)
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
     worker = chaos.start_worker(settings, log)
@@ -166,7 +169,8 @@ async def test_a_worker_killed_mid_walk_leaves_the_rest_to_the_next_one(
     path.write_text(_model("walk-a"), "utf-8")
     # A short session: the killed worker's partitions come back sooner.
     settings = settings.replace(model_path=str(path), model_reload_seconds=0,
-                                model_rescore_batch=1, session_timeout_ms=6000)
+                                model_rescore_batch=1,
+                                session_timeout_ms=chaos.KILLED_SESSION_MS)
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
     worker = chaos.start_worker(settings, log)

@@ -20,6 +20,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from tests.integration import chaos
 from tests.slackhook import FakeSlack, Reply, make_alert
 from worker.runtime.topics import ensure_topics
 from worker.settings import Settings
@@ -44,7 +45,9 @@ class Notifier:
                    HEALTHSCORE_NOTIFY_GROUP_ID=self.group,
                    HEALTHSCORE_SLACK_TIMEOUT_SECONDS="1",
                    HEALTHSCORE_RETRY_BACKOFF_MAX_SECONDS="1",
-                   HEALTHSCORE_SESSION_TIMEOUT_MS="6000", HEALTHSCORE_METRICS_PORT="0")
+                   # Short: a killed notifier's partitions go to the next one sooner.
+                   HEALTHSCORE_SESSION_TIMEOUT_MS=str(chaos.KILLED_SESSION_MS),
+                   HEALTHSCORE_METRICS_PORT="0")
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(

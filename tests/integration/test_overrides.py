@@ -158,6 +158,19 @@ async def _live_tiers(settings: Settings) -> dict[str, tuple[Any, ...]]:
     return out
 
 
+async def _until_cleared(settings: Settings, account: str, override_id: str,
+                         within: float = 30.0) -> None:
+    """Until the worker has cleared ``override_id`` of ``account``. The account's first
+    alert (green, from its ticket) satisfies the wait for its tier as well as the last
+    one does: the pin and its tombstone may come in a later batch, which the worker
+    must have applied before it is stopped."""
+    deadline = time.monotonic() + within
+    while not any(past["override_id"] == override_id and past["ended"] == "cleared"
+                  for past in (await explain(settings, account))["override_history"] or []):
+        assert time.monotonic() < deadline, f"{account}: {override_id} was never cleared"
+        await asyncio.sleep(0.1)
+
+
 async def test_a_replay_reproduces_the_live_tiers_with_overrides_in_play(
         settings: Settings, redis: Any) -> None:
     adjust = {**override("adjusted", "o-adj", "red", lasts=86400), "kind": "adjust",
@@ -174,6 +187,7 @@ async def test_a_replay_reproduces_the_live_tiers_with_overrides_in_play(
         await read_until(settings, settings.topic_alerts, lambda rs: (
             tiers(rs, "pinned")[-1:] == ["red"] and tiers(rs, "adjusted")[-1:] == ["yellow"]
             and tiers(rs, "cleared")[-1:] == ["green"] and tiers(rs, "plain") == ["green"]))
+        await _until_cleared(settings, "cleared", "o-clr")
     live = await _live_tiers(settings)
     assert live["pinned"][2:] == ("red", "o-pin")
     assert live["adjusted"][2:] == ("yellow", "o-adj")
