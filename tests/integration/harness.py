@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from worker.app import Worker
@@ -19,6 +20,8 @@ from worker.contracts import validator
 from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.timefmt import rfc3339
+from worker.windows.state import AccountState
+from worker.windows.store import WindowStore
 
 # A model whose windows are seconds long, so tests can watch them roll.
 SHORT_WINDOWS = """
@@ -140,3 +143,16 @@ def valid_alert(alert: dict[str, Any]) -> bool:
 
 def alerts_for(records: list[dict[str, Any]], account_id: str) -> list[dict[str, Any]]:
     return [a for a in records if a["account_id"] == account_id]
+
+
+def poison_scoring(monkeypatch: pytest.MonkeyPatch, account_id: str) -> None:
+    """Scoring ``account_id`` raises: its state comes with no windows."""
+    apply = WindowStore.apply
+
+    async def poisoned(self: WindowStore, plans: Any, now: float, *,
+                       read_all: bool = False) -> list[AccountState]:
+        states = await apply(self, plans, now, read_all=read_all)
+        return [s._replace(windows=None, cache_valid=False) if s.account_id == account_id
+                else s for s in states]
+
+    monkeypatch.setattr(WindowStore, "apply", poisoned)

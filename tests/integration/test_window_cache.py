@@ -13,7 +13,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.harness import Record, event
+from tests.integration.harness import Record, event, poison_scoring
 from worker.clock import FixedClock
 from worker.metrics import Metrics
 from worker.modelfile import load_model
@@ -155,11 +155,8 @@ async def test_an_account_whose_scoring_failed_is_scored_on_all_its_data_next(
 
     await pipeline.store.save((await pipeline.process(logins(5))).writes)
 
-    def broken(*_: object) -> None:
-        raise RuntimeError("scoring broke")
-
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "_decide", broken)
+        poison_scoring(patch, "acme")
         features = records(settings.topic_feature_use, (
             event("feature_use", "acme", now - DAY, user_id="u0", feature=f"f{n}")
             for n in range(8)))
