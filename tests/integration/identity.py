@@ -58,7 +58,7 @@ def records(settings: Settings, seed: int, events: int) -> list[Raw]:
     """The in-play stream as the consumer hands it over, hostile records among it."""
     rng = random.Random(seed)
     stream = inplay.stream(rng, events=events, now=NOW - 2 * HOURS,
-                           expire_after=(1 * HOURS, 30 * HOURS))
+                           expire_after=(1 * HOURS, 30 * HOURS), seeded_ids=True)
     recs = list(stream.records)
     for body in HOSTILE:
         recs.insert(rng.randrange(len(recs)), ("login", b"acct-0003", body))

@@ -108,7 +108,8 @@ def _override(rng: random.Random, account: str, oid: str, now: float, lasts: flo
             "subscore": rng.choice([0, 15, 50, 100])}
 
 
-def _event(rng: random.Random, n: int, account: str, now: float) -> tuple[str, dict[str, Any]]:
+def _event(rng: random.Random, n: int, account: str, now: float, seeded_ids: bool
+           ) -> tuple[str, dict[str, Any]]:
     # Within the last 10 days: every window of the file (14 days the shortest) keeps
     # them all, should a UTC midnight pass during the test.
     ts = now - rng.uniform(0, 10 * DAY)
@@ -126,17 +127,19 @@ def _event(rng: random.Random, n: int, account: str, now: float) -> tuple[str, d
     else:
         kind, body = "survey", event("survey", account, ts, kind="nps",
                                      score=rng.randint(0, 10))
-    body["event_id"] = f"{kind}-{rng.getrandbits(64):016x}"  # the seed's, every run
+    if seeded_ids:  # the same ids every run of the seed (the stream's draws move on)
+        body["event_id"] = f"{kind}-{rng.getrandbits(64):016x}"
     return kind, body
 
 
 def stream(rng: random.Random, expire_after: tuple[float, float] = (15.0, 25.0),
-           events: int = EVENTS, now: float | None = None) -> Stream:
+           events: int = EVENTS, now: float | None = None, seeded_ids: bool = False) -> Stream:
     """Every account's first record up front, then events with segment moves and override
     records among them. Overrides: most last 30 days; those on every fifth of their
     accounts expire ``expire_after`` seconds from now (sent early in the stream, so they
     are in force for a while); a few are edited in place, cleared by a tombstone, or
-    cleared and set again. ``now``: the wall clock's unless given."""
+    cleared and set again. ``now``: the wall clock's unless given; ``seeded_ids``: event
+    ids drawn from ``rng`` too, for a stream that is the same bytes every run."""
     now = time.time() if now is None else now
     names = [f"acct-{n:04d}" for n in range(ACCOUNTS)]
     out = Stream()
@@ -168,7 +171,7 @@ def stream(rng: random.Random, expire_after: tuple[float, float] = (15.0, 25.0),
         later[rng.randrange(events)].append((ACCOUNTS_TOPIC, account.encode(), orjson.dumps(
             {"account_id": account, "segment": segment, "seats_purchased": seats})))
     for n in range(events):
-        kind, body = _event(rng, n, rng.choice(names), now)
+        kind, body = _event(rng, n, rng.choice(names), now, seeded_ids)
         copies = 2 if rng.random() < 0.02 else 1  # a producer retry: another offset
         for _ in range(copies):
             out.events.append((kind, body))
