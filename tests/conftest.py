@@ -49,7 +49,7 @@ Starter = Callable[[contextlib.ExitStack], str]
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """An extension older than its source runs the old code: no test would test the new."""
-    stale = purepython.stale()
+    stale = [] if os.environ.get(purepython.ENV, "") not in ("", "0") else purepython.stale()
     if stale:
         raise pytest.UsageError(
             f"the compiled hot path is older than {', '.join(stale)}: `make test` builds it "

@@ -115,11 +115,16 @@ class Rescorer:
             model, switched, values, ranks = ranked
             # Raw values are what is cached; scoring takes each percentile component's rank.
             scored = self.peers.scored(model, values, ranks) if self.peers else values
-        # No hysteresis across models: the old tier's margin is about other boundaries.
-        hysteresis = hysteresis_applies(mode, state.last_mode) and not switched
+        over = overriding(plan, state, now)  # None: no override, as nearly every account
+        # No hysteresis across models: the old tier's margin is about other boundaries. Nor
+        # when an override is set, cleared or runs out: the tier before it was the CSM's
+        # word, or a score the override moved, not one the margin should keep. (Kept,
+        # whether it applied would depend on how the batches before happened to be cut,
+        # and a replay could not rebuild the tier.)
+        hysteresis = (hysteresis_applies(mode, state.last_mode) and not switched
+                      and (over is None or over.cause is None))
         if switched and not plan.attrs_changed:  # only the clock moved it: onboarding ended
             cause_of = partial(causes.fixed, ONBOARDING_ENDED)
-        over = overriding(plan, state, now)  # None: no override, as nearly every account
         if over is None:
             change = self._decide(model, scored, state, hysteresis)
         else:

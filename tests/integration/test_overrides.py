@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from tests.integration.harness import (
     Producer,
+    Record,
     alerts_for,
     event,
     read_until,
@@ -25,10 +26,14 @@ from tests.integration.harness import (
     valid_alert,
 )
 from worker.api.app import create_app
-from worker.modelfile import load_model
+from worker.clock import FixedClock
+from worker.metrics import Metrics
+from worker.modelfile import load_model, parse_model
+from worker.pipeline import Pipeline
 from worker.replay import Replay
 from worker.settings import Settings
 from worker.timefmt import rfc3339
+from worker.windows.store import WindowStore
 
 HEALTHSCORE = [sys.executable, "-m", "worker.cli"]
 AUTHOR = "dana@example.com"
@@ -218,3 +223,52 @@ async def test_an_override_that_expires_while_no_worker_runs_is_expired_on_resta
         records = await read_until(settings, settings.topic_alerts,
                                    lambda rs: tiers(rs, "banner") == ["green", "red", "green"])
     assert alerts_for(records, "banner")[2]["cause"]["kind"] == "override_expired"
+
+
+ONE_COMPONENT = """
+version: one-component-test
+bucket: 1h
+tiers:
+  margin: 3
+  levels:
+    - {name: green, label: Doing well, min_score: 70}
+    - {name: yellow, label: Take notice, min_score: 40}
+    - {name: red, label: Requires attention, min_score: 0}
+components:
+  login_frequency:
+    signal: logins_per_active_user
+    window: 30d
+    weight: 1.0
+    curve: {linear: {bad: 0, good: 10}}
+"""
+
+
+async def test_the_margin_keeps_no_tier_when_an_override_runs_out(
+        settings: Settings, redis: Redis) -> None:
+    """A pin on the tier the account already had publishes nothing; its score climbs under
+    it into green's margin (70 <= score < 73); when the pin runs out, the account is
+    green: the margin holds a tier against a score, never across an override, whichever
+    way the evaluations before were cut into batches (a replay could not rebuild it)."""
+    model = parse_model(ONE_COMPONENT, source="test")
+    clock = FixedClock(time.time())
+    pipeline = Pipeline(settings, model, WindowStore(redis, model), clock, Metrics())
+    offsets = iter(range(100))
+
+    def logins(n: int) -> list[Record]:  # each a live event: its time is now
+        return [Record(settings.topic_login, 0, next(offsets), b"acme", orjson.dumps(
+            event("login", "acme", clock.now(), user_id="u0"))) for _ in range(n)]
+
+    async def run(records: list[Record]) -> list[str]:
+        outcome = await pipeline.process(records)
+        await pipeline.store.save(outcome.writes)
+        return [alert.tier for _, alert in outcome.alerts]
+
+    assert await run(logins(6)) == ["yellow"]  # 60
+    pin = override("acme", "o-1", "yellow", lasts=60)
+    overrides = [Record(settings.topic_overrides, 0, 0, b"acme", orjson.dumps(pin),
+                        int(clock.now() * 1000))]
+    assert await run(overrides) == []  # yellow already
+    assert await run(logins(1)) == []  # 70, pinned yellow; a live evaluation after a live one
+    clock.advance(120)
+    expired = await pipeline.expire([(0, "acme")])
+    assert [(a.tier, a.cause.kind) for _, a in expired.alerts] == [("green", "override_expired")]

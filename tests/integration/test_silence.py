@@ -22,9 +22,12 @@ from worker.settings import Settings
 async def test_a_silent_account_drops_tier_when_its_windows_roll(settings: Settings) -> None:
     model = parse_model(SHORT_WINDOWS, source="test")
     async with running_worker(settings, model), Producer(settings) as p:
+        # One time for all: in one 1 s bucket, they leave the 3 s window at once (sent a
+        # moment apart they could straddle two buckets and leave in two steps).
+        ts = time.time()
         for _ in range(3):
-            await p.send("login", event("login", "quiet", user_id="u1"))
-        await p.send("ticket", event("ticket", "quiet", ticket_id="T", status="opened",
+            await p.send("login", event("login", "quiet", ts, user_id="u1"))
+        await p.send("ticket", event("ticket", "quiet", ts, ticket_id="T", status="opened",
                                      priority="low"))
         await read_until(settings, settings.topic_alerts,
                          lambda rs: any(a["tier"] == "green" for a in alerts_for(rs, "quiet")))
