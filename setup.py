@@ -8,6 +8,7 @@ Python, which runs the same code (the worker's start-up log says which it runs).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -42,6 +43,7 @@ def _why_pure() -> str | None:
     return None
 
 
+@functools.cache  # the build asks for them once per command it runs
 def extensions() -> list[Any]:
     why = _why_pure()
     if why is not None:

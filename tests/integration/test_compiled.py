@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,21 @@ def test_the_hot_path_runs_compiled_where_the_build_could_compile_it() -> None:
             pytest.fail(f"CI runs the compiled build, this one is not: {compiled.describe()}")
         pytest.skip(f"built without the compiled hot path: {compiled.describe()}")
     assert compiled.describe().startswith("compiled (mypyc)")
+
+
+def test_without_a_c_compiler_the_package_builds_pure(tmp_path: Path) -> None:
+    """A machine without a C compiler installs and runs: the wheel is the sources only."""
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w",
+                            str(tmp_path)], env=env, capture_output=True, text=True,
+                           timeout=300, cwd=Path(__file__).parents[2])
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("healthscore-*.whl")
+    with zipfile.ZipFile(wheel) as contents:
+        names = contents.namelist()
+    assert not [n for n in names if n.endswith(".so")]
+    sources = {name.partition("purelib/")[2] or name for name in names}
+    assert {name.replace(".", "/") + ".py" for name in compiled.MODULES} <= sources
 
 
 def _run(command: list[str], redis_url: str, seed: int, model: str, out: Path) -> list[str]:
