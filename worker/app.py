@@ -65,6 +65,7 @@ class Worker:
     async def run(self) -> None:
         """Check Redis, create topics, consume until ``stop()``. An outage is waited out;
         credentials or permissions refused, now or later, raise ``AccessDenied``."""
+        log.info("hot path: %s", compiled.describe())  # `healthscore dev` shows it too
         try:
             await self._retry(lambda: check_redis(
                 self.redis, self.store,
@@ -131,7 +132,6 @@ async def serve(settings: Settings) -> None:
              len(worker.model.components),
              f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port
              else "off")
-    log.info("hot path: %s", compiled.describe())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):

@@ -50,6 +50,7 @@ def test_a_worker_whose_stderr_is_a_pipe_logs_one_json_object_a_line(tmp_path: P
         assert {"ts", "level", "logger", "message"} <= line.keys()
         assert time.time() - _epoch(line["ts"]) < 600
     assert (lines[0]["logger"], lines[0]["level"]) == ("worker.app", "INFO")
+    assert lines[1]["message"].startswith("hot path: ")  # compiled or pure: which one runs
     assert any(line["level"] == "WARNING" and "redis" in line["message"] for line in lines)
 
 
