@@ -51,33 +51,32 @@ class Pipeline:
         self._clock = clock
         self.metrics = metrics
         self._lag = settings.catch_up_lag_seconds
-        self._gaps: DataGaps | None = None
-        self._use(as_model_set(model))
+        self._use(as_model_set(model), gaps=None)
 
     @property
     def gaps(self) -> DataGaps | None:
         """The live loop's data gaps (set by it): they hold back changes a silence caused."""
-        return self._gaps
+        return self._rescorer.gaps
 
     @gaps.setter
     def gaps(self, gaps: DataGaps | None) -> None:
-        self._gaps = self._rescorer.gaps = gaps
+        self._rescorer.gaps = gaps
 
     def use(self, models: ModelSet) -> None:
         """Score by ``models`` from now on: a model file reloaded live (``runtime.remodel``).
         Between two batches: what is held of the accounts goes, and is loaded again."""
         self._store.use(models.windows)
-        if self._gaps is not None:
-            self._gaps.use(models.default, time.time())
-        self._use(models)
+        if self.gaps is not None:
+            self.gaps.use(models.default, time.time())
+        self._use(models, self.gaps)
 
-    def _use(self, models: ModelSet) -> None:
+    def _use(self, models: ModelSet, gaps: DataGaps | None) -> None:
         self.models = models
         self.model = models.default
         self._planner = Planner(models.windows)
         self._peers = PeerRanking.of(models, self._settings.peer_refresh_seconds)
         self._rescorer = Rescorer(models, self._peers, self.metrics, history=self._history,
-                                  gaps=self._gaps)
+                                  gaps=gaps)
         every = models.all()
         self._intake = Intake(self._settings, self._clock, self.metrics,
                               tiers={t.name for m in every for t in m.tiers},
@@ -164,7 +163,7 @@ class Pipeline:
                 try:
                     self._rescorer.score(plan, state, evaluation_mode(plan.newest, present, lag),
                                          now, outcome, partial(cause_of, plan),
-                                (model, switched, values, rank))
+                                         (model, switched, values, rank))
                 except Exception as exc:
                     failed(plan, exc)
 
@@ -217,7 +216,6 @@ class Pipeline:
             raise exc
         log.warning("account %s not rescored: %s: %s", plan.account_id, type(exc).__name__,
                     exc, exc_info=self._intake.first_traceback(exc))
-
 
 
 def _origins(records: Sequence[RawRecord], outcome: Outcome) -> list[float]:
