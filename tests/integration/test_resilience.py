@@ -119,6 +119,8 @@ async def _until_committed(settings: Settings, topic: str, offsets: int) -> None
 
 # Longer than the worker's session timeout (6 s in tests): its membership lapses too.
 OUTAGE_SECONDS = 7.0
+# How long Redis holds writes around the cut.
+PAUSE_MS = 1500
 
 
 @pytest.fixture
@@ -146,6 +148,11 @@ async def test_a_broker_outage_mid_stream_loses_nothing(
     try:
         async with Redis.from_url(settings.redis_url) as redis:
             await chaos.wait_for_progress(redis, log)
+            # Cut while a batch is in hand: Redis holds the worker's next write (reads go
+            # on), so its publish and commit meet the outage. A cut between two fetches
+            # instead left it idle through the whole outage, nothing retried.
+            await redis.client_pause(PAUSE_MS, all=False)
+            await asyncio.sleep(PAUSE_MS / 3000)
             cabled_broker.cut()
             assert await chaos.stored_counters(redis) != expected, "done before the cut"
             await asyncio.sleep(OUTAGE_SECONDS)
