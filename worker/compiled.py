@@ -28,6 +28,7 @@ MODULES = (
     "worker.windows.published",
     "worker.windows.overrides",
     "worker.windows.resident",
+    "worker.windows.resp",
     "worker.windows.saving",
     "worker.windows.script",
     "worker.windows.state",

@@ -1,5 +1,5 @@
-"""One pipelined exchange on one connection: the commands packed by hiredis (C) and
-sent in one write, the replies taken from hiredis' reader in one loop. A single Redis
+"""One pipelined exchange on one connection: the commands packed in one buffer (``resp``)
+and sent in one write, the replies taken from hiredis' reader in one loop. A single Redis
 (``wire``) and each node of a cluster (``cluster``) are spoken to this way."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import hiredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
-Arg = str | bytes | int | float
-Command = Sequence[Arg]
+from worker.windows import resp
+
+Arg = resp.Arg
+Command = resp.Command
 
 
 def _hiredis_parser(name: str) -> Any:
@@ -34,9 +35,7 @@ _NOT_ENOUGH_DATA = _hiredis_parser("NOT_ENOUGH_DATA")
 async def send(connection: AbstractConnection, commands: Sequence[Command]) -> list[Any]:
     """Every reply of ``commands``, error replies among them as exception instances. A
     connection cut short is left to the caller to drop: replies may still be due on it."""
-    packed = b"".join([hiredis.pack_command(tuple(c))  # type: ignore[arg-type]
-                       for c in commands])
-    await connection.send_packed_command(packed, check_health=False)
+    await connection.send_packed_command(resp.pack(commands), check_health=False)
     return await read_replies(connection, len(commands))
 
 

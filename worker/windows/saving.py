@@ -6,6 +6,7 @@ changed is written; a new tier of the live chain and its index move share one MU
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from worker.alerts import Alert
@@ -14,6 +15,7 @@ from worker.scoring.override import OverrideState
 from worker.scoring.tierchange import Published
 from worker.windows import keys, overrides, published, schedule, tierindex, wire
 from worker.windows.outbox import save_commands
+from worker.windows.resident import Residents
 
 
 class Write(Protocol):
@@ -31,6 +33,24 @@ class Write(Protocol):
     def alert(self) -> Alert | None: ...
     @property
     def override(self) -> OverrideState | None: ...
+    @property
+    def mode(self) -> Mode: ...
+
+
+def batch(writes: Sequence[Write], held: Residents, *, published_field: str,
+          outbox: bool) -> tuple[list[wire.Command], list[int]]:
+    """The commands of all ``writes``, and where each account's begin (they stay in
+    order, in one exchange). What the copies ``held`` say Redis has is not written."""
+    found: list[wire.Command] = []
+    starts = []
+    for w in writes:
+        starts.append(len(found))
+        resident = held.peek(w.account_id)
+        # None when Redis has the mode; the due index may have the time already.
+        mode = None if resident is not None and resident.mode is w.mode else w.mode
+        scheduled = resident is not None and resident.scheduled == w.next_change
+        found += commands(w, mode, scheduled, published_field=published_field, outbox=outbox)
+    return found, starts
 
 
 def commands(write: Write, mode: Mode | None, scheduled: bool, *, published_field: str,

@@ -6,16 +6,22 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 from importlib import resources
+from typing import Any
 
 import orjson
 
 from worker.scoring.model import Model
 from worker.windows import keys, overrides, wire
 from worker.windows.buckets import oldest_bucket, state_ttl_seconds
+from worker.windows.distinct import admit
 from worker.windows.plan import AccountPlan, Totals, distinct_sets
 from worker.windows.resident import CAPPED_PREFIX, Resident
+
+# What the script did to one account: its version, the letters of its events, and
+# the sums it applied.
+Reply = tuple[int, str, Totals]
 
 # An event as ``apply.lua`` unpacks it ('<Hi8c8'): its source's index, its offset, the
 # digest of its id (``plan.event_key``, 8 bytes).
@@ -105,3 +111,27 @@ class ApplyScript:
         since before the second, are out of reach: pruned by maintenance."""
         keep_from = oldest_bucket(resident.bucket, self._max_window)
         return keep_from * self._bucket_seconds, now - self._horizon
+
+
+def totals_of(plans: Sequence[AccountPlan], residents: Sequence[Resident],
+         expected: Sequence[str | None], todo: Sequence[int], max_members: int) -> list[Totals]:
+    """What each account of ``todo`` adds if its events are as ``expected`` (None: all
+    applied), its distinct sets bounded at ``max_members``."""
+    return [admit(plans[k].totals(expected[k]), residents[k].last_seen, max_members)
+            for k in todo]
+
+
+def sort_replies(todo: Sequence[int], totals: Sequence[Totals], flat: Sequence[Any],
+                 expected: MutableSequence[str | None],
+                 replies: MutableSequence[Reply | None]) -> list[int]:
+    """The script's ``flat`` replies for ``todo`` (version, letters, in pairs) sorted:
+    written ones into ``replies``; the accounts it found otherwise than expected are
+    returned, their letters now in ``expected`` for the next call."""
+    again = []
+    for k, t, version, status in zip(todo, totals, flat[::2], flat[1::2], strict=True):
+        if version == -1:
+            expected[k] = status.decode()
+            again.append(k)
+        else:
+            replies[k] = (version, status.decode(), t)
+    return again

@@ -13,10 +13,9 @@ from redis.exceptions import NoScriptError
 
 from worker.errors import Retriable
 from worker.windows import wire
-from worker.windows.distinct import admit
 from worker.windows.plan import AccountPlan, Totals
 from worker.windows.resident import Resident
-from worker.windows.script import ApplyScript
+from worker.windows.script import ApplyScript, Reply, sort_replies, totals_of
 from worker.windows.wire import Client
 
 # Calls of one account in one batch, each expecting what the one before found; more
@@ -34,27 +33,19 @@ class ScriptCalls:
         self._loaded = False
 
     async def run(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
-                  now: float) -> list[tuple[int, str, Totals]]:
+                  now: float) -> list[Reply]:
         """(version, status, what was applied) per plan. Each call first expects all its
         events applied; the few that find replays or duplicates go again, expecting those."""
         expected: list[str | None] = [None] * len(plans)
-        replies: list[tuple[int, str, Totals] | None] = [None] * len(plans)
+        replies: list[Reply | None] = [None] * len(plans)
         todo: Sequence[int] = range(len(plans))
         for _ in range(MAX_EXPECTATIONS):
-            totals = [admit(plans[k].totals(expected[k]), residents[k].last_seen,
-                            self._max_members) for k in todo]
+            totals = totals_of(plans, residents, expected, todo, self._max_members)
             flat = await self._call([plans[k] for k in todo], [residents[k] for k in todo],
                                     [expected[k] for k in todo], totals, now)
-            again = []
-            for k, t, version, status in zip(todo, totals, flat[::2], flat[1::2], strict=True):
-                if version == -1:
-                    expected[k] = status.decode()
-                    again.append(k)
-                else:
-                    replies[k] = (version, status.decode(), t)
-            if not again:
+            todo = sort_replies(todo, totals, flat, expected, replies)
+            if not todo:
                 return [reply for reply in replies if reply is not None]
-            todo = again
         raise Retriable(f"{len(todo)} accounts changed under every try to write them")
 
     async def _call(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],

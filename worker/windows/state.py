@@ -4,6 +4,7 @@ what the apply script did: plain data between the Redis edge (``store``) and sco
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from worker.alerts import Alert
@@ -12,7 +13,8 @@ from worker.scoring.override import OverrideState
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import Published
 from worker.windows.plan import AccountPlan, Totals
-from worker.windows.resident import NO_CHANGE, Resident
+from worker.windows.resident import NO_CHANGE, Resident, Residents
+from worker.windows.script import Reply
 
 
 class AccountState(NamedTuple):
@@ -95,3 +97,44 @@ def applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int)
         resident.attrs = plan.attrs or {}
     if plan.override is not None:
         resident.override = plan.override
+
+
+def stale(residents: Sequence[Resident], replies: Sequence[Reply]) -> list[str]:
+    """The accounts someone else wrote too: the script's version is not one past the
+    copy's, so the copy is loaded again."""
+    return [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
+            if version != r.version + 1]
+
+
+def settle(plans: Sequence[AccountPlan], residents: Sequence[Resident],
+           replies: Sequence[Reply], fresh: Mapping[str, Resident], held: Residents,
+           read_all: bool, bucket_seconds: int) -> list[AccountState]:
+    """The held copies brought up to what the script did (or replaced by ``fresh``
+    loads), held again, and each account as scoring reads it."""
+    states = []
+    for plan, resident, (version, status, totals) in zip(plans, residents, replies,
+                                                        strict=True):
+        loaded = fresh.get(resident.account_id)
+        if loaded is not None:  # someone else wrote too: the load has it all
+            resident = loaded
+        else:
+            applied(resident, plan, totals, version)
+        if plan.partition is not None:
+            resident.partition = plan.partition
+        held.put(resident)
+        states.append(state_of(resident, status, read_all, bucket_seconds, totals.dropped))
+    return states
+
+
+def remember(writes: Sequence[StateWrite], held: Residents) -> None:
+    """What a save wrote, in the copies held: the next save writes only what changes."""
+    for w in writes:
+        resident = held.peek(w.account_id)
+        if resident is not None:
+            resident.values = w.values
+            resident.scheduled = w.next_change
+            resident.mode = w.mode
+            if w.published is not None:
+                resident.published = w.published
+            if w.override is not None:
+                resident.override = w.override

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from worker.scoring.mode import Mode
 from worker.scoring.model import Model
 from worker.scoring.peers import percentile_components
 from worker.scoring.vocabulary import event_types
 from worker.settings import Settings
-from worker.windows import keys, overrides, saving, server, wire
+from worker.windows import keys, overrides, saving, server, state, wire
 from worker.windows.buckets import bucket_of, oldest_bucket
 from worker.windows.outbox import Outbox
 from worker.windows.peers import PeerSets
@@ -26,7 +25,7 @@ from worker.windows.resident import CAPPED_PREFIX, Resident, Residents, load
 from worker.windows.schedule import Schedule
 from worker.windows.script import ApplyScript
 from worker.windows.scriptcall import ScriptCalls
-from worker.windows.state import AccountState, StateWrite, applied, state_of
+from worker.windows.state import AccountState, StateWrite, state_of
 from worker.windows.tierindex import TierIndex
 from worker.windows.wire import Client
 
@@ -111,25 +110,13 @@ class WindowStore:
             residents = await self._residents_of([p.account_id for p in plans], now_bucket)
             overrides.receive_all(plans, residents)
             replies = await self._calls.run(plans, residents, now)
-            stale = [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
-                     if version != r.version + 1]
+            stale = state.stale(residents, replies)
             fresh = dict(zip(stale, await self._load(stale, now_bucket), strict=True))
         except BaseException:  # whether the scripts ran is unknown: load these again
             self._residents.drop(p.account_id for p in plans)
             raise
-        states = []
-        for plan, resident, (version, status, totals) in zip(plans, residents, replies,
-                                                            strict=True):
-            if resident.account_id in fresh:  # someone else wrote too: Client has it all
-                resident = fresh[resident.account_id]
-            else:
-                applied(resident, plan, totals, version)
-            if plan.partition is not None:
-                resident.partition = plan.partition
-            self._residents.put(resident)
-            states.append(state_of(resident, status, read_all, self._model.bucket_seconds,
-                                   totals.dropped))
-        return states
+        return state.settle(plans, residents, replies, fresh, self._residents, read_all,
+                            self._model.bucket_seconds)
 
     async def _residents_of(self, account_ids: Sequence[str], now_bucket: int) -> list[Resident]:
         held = [self._residents.get(a, now_bucket) for a in account_ids]
@@ -143,8 +130,8 @@ class WindowStore:
         commands: list[wire.Command] = []
         sets, width = self._sets, 2 + len(self._sets)
         for account_id in account_ids:
-            counters, state, _, *members = keys.account_keys(account_id, sets)
-            commands += [("HGETALL", counters), ("HMGET", state, *self._fields)]
+            counters, state_key, _, *members = keys.account_keys(account_id, sets)
+            commands += [("HGETALL", counters), ("HMGET", state_key, *self._fields)]
             for key in members:
                 commands.append(("ZRANGE", key, 0, -1, "WITHSCORES"))
         replies = await wire.execute(self._redis, commands, self._timeout)
@@ -202,39 +189,16 @@ class WindowStore:
         except BaseException:  # some chunks may be saved: load these again
             self._residents.drop(w.account_id for w in writes)
             raise
-        for w in writes:
-            resident = self._residents.peek(w.account_id)
-            if resident is not None:
-                resident.values = w.values
-                resident.scheduled = w.next_change
-                resident.mode = w.mode
-                if w.published is not None:
-                    resident.published = w.published
-                if w.override is not None:
-                    resident.override = w.override
+        state.remember(writes, self._residents)
 
     async def _save(self, writes: Sequence[StateWrite]) -> list[Any]:
         """Only what changed: a new tier (with its alert in the outbox), a new time to
         rescore, a new mode. Component values stay in memory, recomputed after a load:
         writing them every batch cost more than computing them again."""
-        commands: list[wire.Command] = []
-        starts = []  # an account's commands stay in order, in one chunk
-        for w in writes:
-            starts.append(len(commands))
-            commands += saving.commands(w, self._mode_change(w), self._scheduled(w),
+        commands, starts = saving.batch(writes, self._residents,
                                         published_field=self._published_field,
                                         outbox=self.outbox.enabled)
         return await wire.execute(self._redis, commands, self._timeout, ordered=starts)
-
-    def _mode_change(self, write: StateWrite) -> Mode | None:
-        """The mode to save, or None when Redis has it already."""
-        resident = self._residents.peek(write.account_id)
-        return None if resident is not None and resident.mode is write.mode else write.mode
-
-    def _scheduled(self, write: StateWrite) -> bool:
-        """The due index already has the account at ``write.next_change``."""
-        resident = self._residents.peek(write.account_id)
-        return resident is not None and resident.scheduled == write.next_change
 
     async def durable(self) -> None:
         """Until what was written so far is as durable as configured (``server.wait``)."""

@@ -2,8 +2,8 @@
 
 A batch sends thousands of commands; redis-py's Pipeline spends more time per
 command (packing in Python, a timeout context per reply, response callbacks)
-than Redis spends running them. Here the commands are packed by hiredis (C), the
-replies are taken from hiredis' reader in one loop, and the whole exchange has
+than Redis spends running them. Here the commands are packed in one buffer (``resp``),
+the replies are taken from hiredis' reader in one loop, and the whole exchange has
 one deadline. Replies come back raw, as hiredis parsed them.
 """
 
