@@ -17,6 +17,7 @@ test-unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit
 
 lint: $(VENV)/.installed
+	$(BIN)/ruff format --check worker tests bench setup.py
 	$(BIN)/ruff check worker tests bench setup.py
 	$(BIN)/mypy
 

@@ -72,8 +72,7 @@ class OptionalBuildExt(build_ext):
         except Exception as error:  # the compiler's own errors vary by platform
             for ext in self.extensions:
                 Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
-            print(f"healthscore: compiling failed, building pure Python ({error})",
-                  file=sys.stderr)
+            print(f"healthscore: compiling failed, building pure Python ({error})", file=sys.stderr)
 
 
 # A stand-in until build_ext knows (above): it marks the wheel as one with extensions.

@@ -21,8 +21,13 @@ async def measure(settings: Settings, total: int, runs: int = 3) -> dict[str, An
     cold = await consume_and_decode(settings, total)
     timed = [await consume_and_decode(settings, total) for _ in range(runs)]
     seconds = statistics.median(timed)
-    return {"events": total, "seconds": seconds, "events_per_s": total / seconds,
-            "runs_seconds": timed, "cold_seconds": cold}
+    return {
+        "events": total,
+        "seconds": seconds,
+        "events_per_s": total / seconds,
+        "runs_seconds": timed,
+        "cold_seconds": cold,
+    }
 
 
 def measure_librdkafka(settings: Settings, total: int, runs: int = 3) -> dict[str, Any]:
@@ -30,27 +35,44 @@ def measure_librdkafka(settings: Settings, total: int, runs: int = 3) -> dict[st
     cold = consume_and_decode_librdkafka(settings, total)
     timed = [consume_and_decode_librdkafka(settings, total) for _ in range(runs)]
     seconds = statistics.median(timed)
-    return {"events": total, "seconds": seconds, "events_per_s": total / seconds,
-            "runs_seconds": timed, "cold_seconds": cold}
+    return {
+        "events": total,
+        "seconds": seconds,
+        "events_per_s": total / seconds,
+        "runs_seconds": timed,
+        "cold_seconds": cold,
+    }
 
 
 # librdkafka's defaults wait for more data in ways this broker answers slowly: it holds
 # an empty fetch for the whole wait, so each wait stalls the consumer (about a second).
-LIBRDKAFKA_TUNING = {"fetch.wait.max.ms": 50, "fetch.queue.backoff.ms": 10,
-                     "queued.min.messages": 1_000_000}
+LIBRDKAFKA_TUNING = {
+    "fetch.wait.max.ms": 50,
+    "fetch.queue.backoff.ms": 10,
+    "queued.min.messages": 1_000_000,
+}
 
 
-def consume_and_decode_librdkafka(settings: Settings, total: int, batch: int = 10_000
-                                  ) -> float:
+def consume_and_decode_librdkafka(settings: Settings, total: int, batch: int = 10_000) -> float:
     from confluent_kafka import OFFSET_BEGINNING, Consumer  # the dev and bench extras
     from confluent_kafka import TopicPartition as Partition
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": "healthscore-ceiling", "enable.auto.commit": False,
-                         **LIBRDKAFKA_TUNING})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "healthscore-ceiling",
+            "enable.auto.commit": False,
+            **LIBRDKAFKA_TUNING,
+        }
+    )
     try:
-        consumer.assign([Partition(t, p, OFFSET_BEGINNING) for t in settings.event_topics
-                         for p in range(settings.topic_partitions)])
+        consumer.assign(
+            [
+                Partition(t, p, OFFSET_BEGINNING)
+                for t in settings.event_topics
+                for p in range(settings.topic_partitions)
+            ]
+        )
         seen, started = 0, None
         while seen < total:
             records = consumer.consume(num_messages=batch, timeout=1.0)
@@ -67,13 +89,20 @@ def consume_and_decode_librdkafka(settings: Settings, total: int, batch: int = 1
 
 async def consume_and_decode(settings: Settings, total: int, batch: int = 10_000) -> float:
     """Seconds from the first record to the ``total``-th, all partitions assigned by hand."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 << 20)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 << 20,
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(t, p) for t in settings.event_topics
-                      for p in range(settings.topic_partitions)]
+        partitions = [
+            TopicPartition(t, p)
+            for t in settings.event_topics
+            for p in range(settings.topic_partitions)
+        ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         seen, started = 0, None

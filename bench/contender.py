@@ -57,19 +57,37 @@ class WorkerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._profiler: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
-        self._partitions = [TopicPartition(t, p) for t in self.settings.event_topics
-                            for p in range(self.settings.topic_partitions)]
+        self._partitions = [
+            TopicPartition(t, p)
+            for t in self.settings.event_topics
+            for p in range(self.settings.topic_partitions)
+        ]
 
     def __enter__(self) -> WorkerProcess:
         self._log = log = self._log_path.open("ab")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker"], env=settings_env(self.settings),
-            stdout=log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "worker.cli", "worker"],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         if self._profile is not None:
             self._profiler = subprocess.Popen(
-                [_py_spy(), "record", "--pid", str(self._proc.pid), "--rate", "200",
-                 "--format", "raw", "--output", str(self._profile)],
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    _py_spy(),
+                    "record",
+                    "--pid",
+                    str(self._proc.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(self._profile),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -103,7 +121,8 @@ class WorkerProcess:
         """Sample name -> value summed over labels; {} while the endpoint is not up."""
         try:
             with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.settings.metrics_port}/metrics", timeout=2) as r:
+                f"http://127.0.0.1:{self.settings.metrics_port}/metrics", timeout=2
+            ) as r:
                 text = r.read().decode()
         except OSError:
             return {}
@@ -126,13 +145,18 @@ class WorkerProcess:
     async def progress(self, admin: AIOKafkaAdminClient) -> Progress:
         m = self.metrics()
         # Partitions named: the embedded broker drops the connection on "all of them".
-        offsets = await admin.list_consumer_group_offsets(self.settings.group_id,
-                                                          partitions=self._partitions)
+        offsets = await admin.list_consumer_group_offsets(
+            self.settings.group_id, partitions=self._partitions
+        )
         committed = sum(o.offset for o in offsets.values() if o.offset > 0)
-        return Progress(int(m.get("healthscore_events_total", 0)),
-                        int(m.get("healthscore_alerts_total", 0)), committed, self.rss_bytes(),
-                        int(m.get("healthscore_batch_records_count", 0)),
-                        _cpu_seconds(self.pid))
+        return Progress(
+            int(m.get("healthscore_events_total", 0)),
+            int(m.get("healthscore_alerts_total", 0)),
+            committed,
+            self.rss_bytes(),
+            int(m.get("healthscore_batch_records_count", 0)),
+            _cpu_seconds(self.pid),
+        )
 
 
 def _py_spy() -> str:
@@ -142,12 +166,16 @@ def _py_spy() -> str:
 
 def _with_port(settings: Settings) -> Settings:
     from dataclasses import replace
+
     return replace(settings, metrics_port=free_port())
 
 
-async def run_to_end(worker: WorkerProcess, total: int, within: float,
-                     report: Callable[[int], None] | None = None,
-                     ) -> tuple[float, Progress, Progress, int]:
+async def run_to_end(
+    worker: WorkerProcess,
+    total: int,
+    within: float,
+    report: Callable[[int], None] | None = None,
+) -> tuple[float, Progress, Progress, int]:
     """Seconds from the first batch begun to the last offset committed, the progress
     at start and end (events, alerts, RSS), and the RSS once a quarter was done: the
     working set is in place by then, so growth after it would be a leak. ``worker``
@@ -177,8 +205,11 @@ async def run_to_end(worker: WorkerProcess, total: int, within: float,
             # Each look costs the worker a metrics rendering: often only until it starts,
             # then at most a twentieth of the time so far, so a short run (the prefix run
             # side by side with the peers) is not measured in whole half seconds.
-            await asyncio.sleep(0.05 if started is None else
-                                min(0.5, max(0.05, (time.perf_counter() - started) / 20)))
+            await asyncio.sleep(
+                0.05
+                if started is None
+                else min(0.5, max(0.05, (time.perf_counter() - started) / 20))
+            )
         elapsed = time.perf_counter() - (started or time.perf_counter())
         return elapsed, progress_start, progress, quarter_rss
     finally:

@@ -35,8 +35,15 @@ def account_name(index: int) -> str:
     return f"acct-{index:07d}"
 
 
-def events(n: int, accounts: int, seed: int = 7, *, spread_days: float = 30.0,
-           each_once: bool = False, now: float | None = None) -> Iterator[Record]:
+def events(
+    n: int,
+    accounts: int,
+    seed: int = 7,
+    *,
+    spread_days: float = 30.0,
+    each_once: bool = False,
+    now: float | None = None,
+) -> Iterator[Record]:
     """``n`` events over ``accounts`` accounts, drawn at random, or with ``each_once``
     every account in turn (in a shuffled order) so ``n`` events reach min(n, accounts)."""
     rng = random.Random(seed)
@@ -49,8 +56,11 @@ def events(n: int, accounts: int, seed: int = 7, *, spread_days: float = 30.0,
 
 
 def _record(i: int, account: str, ts: float, rng: random.Random) -> Record:
-    base = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "account_id": account,
-            "ts": rfc3339(ts)}
+    base = {
+        "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+        "account_id": account,
+        "ts": rfc3339(ts),
+    }
     kind = rng.random()
     if kind < 0.55:
         body = {**base, "user_id": f"u{i % 20}", "session_seconds": rng.randint(30, 3600)}
@@ -59,8 +69,12 @@ def _record(i: int, account: str, ts: float, rng: random.Random) -> Record:
         body = {**base, "user_id": f"u{i % 20}", "feature": f"f{rng.randrange(12)}"}
         event_type = "feature_use"
     elif kind < 0.97:
-        body = {**base, "ticket_id": f"t{i}", "status": rng.choice(["opened", "escalated"]),
-                "priority": "normal"}
+        body = {
+            **base,
+            "ticket_id": f"t{i}",
+            "status": rng.choice(["opened", "escalated"]),
+            "priority": "normal",
+        }
         event_type = "ticket"
     else:
         body = {**base, "kind": "nps", "score": rng.randint(0, 10)}
@@ -76,15 +90,19 @@ def topic_of(settings: Settings) -> dict[str, str]:
 async def preload(settings: Settings, records: Iterator[Record] | list[Record]) -> int:
     """Write the records to the settings' event topics, keyed by account; returns the count."""
     topics = topic_of(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20,
-                                max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, max_batch_size=1 << 20
+    )
     await producer.start()
     sent = 0
     try:
         pending = []
         for record in records:
-            pending.append(await producer.send(topics[record.event_type], record.value,
-                                               key=record.account_id.encode()))
+            pending.append(
+                await producer.send(
+                    topics[record.event_type], record.value, key=record.account_id.encode()
+                )
+            )
             sent += 1
             if len(pending) >= 50_000:
                 await asyncio.gather(*pending)

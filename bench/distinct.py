@@ -34,15 +34,22 @@ ACCOUNT = "huge-enterprise"
 BATCH = 5000
 
 
-def _records(settings: Settings, members: int,
-             now: float) -> list[ConsumerRecord[bytes, bytes]]:
+def _records(settings: Settings, members: int, now: float) -> list[ConsumerRecord[bytes, bytes]]:
     out = []
     for i in range(members):
-        body = {"event_id": f"e{i}", "account_id": ACCOUNT, "ts": rfc3339(now - i % 86400),
-                "user_id": f"user-{i:06d}@example.com", "feature": f"feature-{i:06d}"}
+        body = {
+            "event_id": f"e{i}",
+            "account_id": ACCOUNT,
+            "ts": rfc3339(now - i % 86400),
+            "user_id": f"user-{i:06d}@example.com",
+            "feature": f"feature-{i:06d}",
+        }
         key, value = ACCOUNT.encode(), orjson.dumps(body)
-        out.append(ConsumerRecord(settings.topic_feature_use, 0, i, 0, 0, key, value, None,
-                                  len(key), len(value), ()))
+        out.append(
+            ConsumerRecord(
+                settings.topic_feature_use, 0, i, 0, 0, key, value, None, len(key), len(value), ()
+            )
+        )
     return out
 
 
@@ -50,8 +57,10 @@ def _held_bytes(store: WindowStore, now: float) -> int:
     """The held copy's member dicts: the dicts, their keys and their float values."""
     resident = store._residents.get(ACCOUNT, store.now_bucket(now))
     assert resident is not None
-    return sum(sys.getsizeof(members) + sum(sys.getsizeof(m) + 24 for m in members)
-               for members in resident.last_seen.values())
+    return sum(
+        sys.getsizeof(members) + sum(sys.getsizeof(m) + 24 for m in members)
+        for members in resident.last_seen.values()
+    )
 
 
 async def run(members: int, cap: int) -> None:
@@ -64,16 +73,22 @@ async def run(members: int, cap: int) -> None:
         pipeline = Pipeline(settings, model, store, FixedClock(now), Metrics())
         records = _records(settings, members, now)
         for start in range(0, members, BATCH):
-            await pipeline.store.save((await pipeline.process(records[start:start + BATCH])).writes)
+            await pipeline.store.save(
+                (await pipeline.process(records[start : start + BATCH])).writes
+            )
         total = 0
-        for key, name in zip(keys.account_keys(ACCOUNT, ("users", "features")),
-                             ("counters", "state", "recent ids", "users", "features"),
-                             strict=True):
+        for key, name in zip(
+            keys.account_keys(ACCOUNT, ("users", "features")),
+            ("counters", "state", "recent ids", "users", "features"),
+            strict=True,
+        ):
             used = await redis.memory_usage(key, samples=0) or 0
             total += used
             print(f"{name:>12}: {await redis.type(key)!s:>12} {used:>12,} B")
-        print(f"{'all keys':>12}: {'':>12} {total:>12,} B "
-              f"({members:,} distinct users and features, bound {cap:,})")
+        print(
+            f"{'all keys':>12}: {'':>12} {total:>12,} B "
+            f"({members:,} distinct users and features, bound {cap:,})"
+        )
         print(f"{'held copy':>12}: {'':>12} {_held_bytes(store, now):>12,} B of members")
         await redis.aclose()
 

@@ -44,8 +44,9 @@ async def produce_to_alert(settings: Settings, records: list[Record], rate: floa
     sent_at: dict[str, float] = {}
     timed: list[tuple[float, float]] = []  # (sent at, latency)
     alerts = await _alerts_consumer(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0,
-                                max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, max_batch_size=1 << 20
+    )
     await producer.start()
     reading = asyncio.create_task(_read_alerts(alerts, sent_at, timed))
     try:
@@ -62,10 +63,15 @@ async def produce_to_alert(settings: Settings, records: list[Record], rate: floa
     ordered = sorted(latency for _, latency in timed)
     steady = sorted(latency for sent, latency in timed if sent >= started + sending / 3)
     return Latency(
-        offered_per_s=rate, achieved_per_s=len(records) / sending, events=len(records),
-        alerts=len(ordered), p50_ms=_median_ms(ordered), p99_ms=_p99_ms(ordered),
+        offered_per_s=rate,
+        achieved_per_s=len(records) / sending,
+        events=len(records),
+        alerts=len(ordered),
+        p50_ms=_median_ms(ordered),
+        p99_ms=_p99_ms(ordered),
         max_ms=1000 * ordered[-1] if ordered else float("nan"),
-        steady_p50_ms=_median_ms(steady), steady_p99_ms=_p99_ms(steady),
+        steady_p50_ms=_median_ms(steady),
+        steady_p99_ms=_p99_ms(steady),
     )
 
 
@@ -77,17 +83,29 @@ def _p99_ms(ordered: list[float]) -> float:
     return 1000 * ordered[int(0.99 * (len(ordered) - 1))] if ordered else float("nan")
 
 
-async def _paced(producer: AIOKafkaProducer, settings: Settings, records: list[Record],
-                 rate: float, sent_at: dict[str, float]) -> None:
+async def _paced(
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    records: list[Record],
+    rate: float,
+    sent_at: dict[str, float],
+) -> None:
     # Everything per record that can be done before the clock starts is done here, and
     # each tick sends one batch per partition: the load generator shares the machine
     # with the worker, the broker and Redis, and must take as little of it as it can.
     topics = topic_of(settings)
     every = list(range(settings.topic_partitions))
     partitioner = DefaultPartitioner()
-    prepared = [(orjson.loads(r.value)["event_id"], topics[r.event_type],
-                 partitioner(r.account_id.encode(), every, every), r.account_id.encode(), r.value)
-                for r in records]
+    prepared = [
+        (
+            orjson.loads(r.value)["event_id"],
+            topics[r.event_type],
+            partitioner(r.account_id.encode(), every, every),
+            r.account_id.encode(),
+            r.value,
+        )
+        for r in records
+    ]
     t0 = time.perf_counter()
     sent = 0
     while sent < len(prepared):
@@ -109,18 +127,24 @@ async def _paced(producer: AIOKafkaProducer, settings: Settings, records: list[R
 
 async def _alerts_consumer(settings: Settings) -> AIOKafkaConsumer:
     # A short fetch wait: the consumer's own polling must not be what is measured.
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, fetch_max_wait_ms=5)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+    )
     await consumer.start()
-    partitions = [TopicPartition(settings.topic_alerts, p)
-                  for p in range(settings.topic_partitions)]
+    partitions = [
+        TopicPartition(settings.topic_alerts, p) for p in range(settings.topic_partitions)
+    ]
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
     return consumer
 
 
-async def _read_alerts(consumer: AIOKafkaConsumer, sent_at: dict[str, float],
-                       timed: list[tuple[float, float]]) -> None:
+async def _read_alerts(
+    consumer: AIOKafkaConsumer, sent_at: dict[str, float], timed: list[tuple[float, float]]
+) -> None:
     while True:
         batches = await consumer.getmany(timeout_ms=100)
         now = time.perf_counter()

@@ -30,8 +30,9 @@ class Memory:
     due_entry_bytes: float  # the account's share of its partition's schedule
 
 
-async def per_account(redis: Redis, account_ids: list[str], partitions: int,
-                      seed: int = 11) -> Memory:
+async def per_account(
+    redis: Redis, account_ids: list[str], partitions: int, seed: int = 11
+) -> Memory:
     sample = random.Random(seed).sample(account_ids, min(SAMPLES, len(account_ids)))
     sets = distinct_sets(load_model())  # the default model's, as the benchmark runs it
     async with redis.pipeline(transaction=False) as pipe:
@@ -47,13 +48,17 @@ async def per_account(redis: Redis, account_ids: list[str], partitions: int,
     per_key = len(keys.account_keys("x", sets))
     totals, dedups = [], []
     for i in range(len(sample)):
-        row = [s or 0 for s in sizes[i * per_key:(i + 1) * per_key]]
+        row = [s or 0 for s in sizes[i * per_key : (i + 1) * per_key]]
         dedups.append(row[2])  # hs:{A}:e, third in account_keys
         totals.append(sum(row) + due_entry)
     ordered = sorted(totals)
     return Memory(
-        accounts_sampled=len(sample), mean_bytes=statistics.fmean(totals),
+        accounts_sampled=len(sample),
+        mean_bytes=statistics.fmean(totals),
         p95_bytes=ordered[int(0.95 * (len(ordered) - 1))],
-        mean_without_dedup_bytes=statistics.fmean(t - d for t, d in zip(totals, dedups, strict=True)),
-        dedup_mean_bytes=statistics.fmean(dedups), due_entry_bytes=due_entry,
+        mean_without_dedup_bytes=statistics.fmean(
+            t - d for t, d in zip(totals, dedups, strict=True)
+        ),
+        dedup_mean_bytes=statistics.fmean(dedups),
+        due_entry_bytes=due_entry,
     )

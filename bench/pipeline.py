@@ -37,15 +37,29 @@ from worker.windows.wire import Client
 FIXED_NOW = 1796275470.0  # 2026-12-03: any past moment will do, the same every run
 
 
-def _records(settings: Settings, total: int, accounts: int,
-             now: float | None = None) -> list[ConsumerRecord[bytes, bytes]]:
+def _records(
+    settings: Settings, total: int, accounts: int, now: float | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
     """The records as the consumer would hand them over."""
     topics = topic_of(settings)
     out = []
     for offset, r in enumerate(events(total, accounts, each_once=accounts >= total, now=now)):
         key = r.account_id.encode()
-        out.append(ConsumerRecord(topics[r.event_type], zlib.crc32(key) % 12, offset, 0, 0, key,
-                                  r.value, None, len(key), len(r.value), ()))
+        out.append(
+            ConsumerRecord(
+                topics[r.event_type],
+                zlib.crc32(key) % 12,
+                offset,
+                0,
+                0,
+                key,
+                r.value,
+                None,
+                len(key),
+                len(r.value),
+                (),
+            )
+        )
     return out
 
 
@@ -55,8 +69,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(total: int, accounts: int, batch: int, commands: bool = False,
-              model_path: str = "", cluster: int = 0, fixed_clock: bool = False) -> None:
+async def run(
+    total: int,
+    accounts: int,
+    batch: int,
+    commands: bool = False,
+    model_path: str = "",
+    cluster: int = 0,
+    fixed_clock: bool = False,
+) -> None:
     settings = Settings()
     # A fixed clock and event times fixed to it: the same buckets, so the same commands,
     # every run (instruction counts then compare commits exactly; see bench/README).
@@ -71,7 +92,9 @@ async def run(total: int, accounts: int, batch: int, commands: bool = False,
         redis_cpu, own_cpu = sum(map(_cpu_seconds, pids)), time.process_time()
         started = time.perf_counter()
         for start in range(0, total, batch):
-            await pipeline.store.save((await pipeline.process(records[start:start + batch])).writes)
+            await pipeline.store.save(
+                (await pipeline.process(records[start : start + batch])).writes
+            )
         seconds = time.perf_counter() - started
         own_cpu = time.process_time() - own_cpu
         redis_cpu = sum(map(_cpu_seconds, pids)) - redis_cpu
@@ -80,15 +103,21 @@ async def run(total: int, accounts: int, batch: int, commands: bool = False,
         await redis.aclose()
     if commands:  # scripts' own commands are counted too
         for name, stat in sorted(stats.items(), key=lambda item: -item[1]["usec"]):
-            print(f"{name.removeprefix('cmdstat_'):>20} {stat['calls']:>9,} calls "
-                  f"{stat['usec'] / 1e6:6.2f} s {stat['usec'] / stat['calls']:6.1f} us/call")
+            print(
+                f"{name.removeprefix('cmdstat_'):>20} {stat['calls']:>9,} calls "
+                f"{stat['usec'] / 1e6:6.2f} s {stat['usec'] / stat['calls']:6.1f} us/call"
+            )
     where = f"a cluster of {cluster} primaries" if cluster else "one Redis"
-    print(f"{total:,} events over {accounts:,} accounts in batches of {batch:,} on {where}: "
-          f"{total / seconds:,.0f} events/s")
-    print(f"CPU: worker {own_cpu:.2f} s ({1e6 * own_cpu / total:.0f} us/event), "
-          f"redis-server {redis_cpu:.2f} s ({1e6 * redis_cpu / total:.1f} us/event); "
-          f"script {script.get('usec', 0) / 1e6:.2f} s "
-          f"({script.get('usec', 0) / total:.1f} us/event)")
+    print(
+        f"{total:,} events over {accounts:,} accounts in batches of {batch:,} on {where}: "
+        f"{total / seconds:,.0f} events/s"
+    )
+    print(
+        f"CPU: worker {own_cpu:.2f} s ({1e6 * own_cpu / total:.0f} us/event), "
+        f"redis-server {redis_cpu:.2f} s ({1e6 * redis_cpu / total:.1f} us/event); "
+        f"script {script.get('usec', 0) / 1e6:.2f} s "
+        f"({script.get('usec', 0) / total:.1f} us/event)"
+    )
 
 
 def _pids(backend: EmbeddedRedis | EmbeddedRedisCluster) -> list[int]:
@@ -116,21 +145,42 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=Settings().batch_max_records)
-    parser.add_argument("--commands", action="store_true",
-                        help="also print Redis' time per command")
-    parser.add_argument("--model", default="",
-                        help="a model file (default: the packaged default model); "
-                             "bench/custom-signals.yaml adds three filtered signals, "
-                             "bench/percentile.yaml ranks login frequency among peers")
-    parser.add_argument("--fixed-clock", action="store_true",
-                        help="a fixed clock and fixed event times: the same commands every "
-                             "run, for instruction counts")
-    parser.add_argument("--cluster", type=int, default=0, metavar="N",
-                        help="a local Redis Cluster of N primaries instead of one Redis")
+    parser.add_argument(
+        "--commands", action="store_true", help="also print Redis' time per command"
+    )
+    parser.add_argument(
+        "--model",
+        default="",
+        help="a model file (default: the packaged default model); "
+        "bench/custom-signals.yaml adds three filtered signals, "
+        "bench/percentile.yaml ranks login frequency among peers",
+    )
+    parser.add_argument(
+        "--fixed-clock",
+        action="store_true",
+        help="a fixed clock and fixed event times: the same commands every "
+        "run, for instruction counts",
+    )
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a local Redis Cluster of N primaries instead of one Redis",
+    )
     args = parser.parse_args()
     tune_gc()  # as the worker does
-    asyncio.run(run(args.events, args.accounts, args.batch, args.commands, args.model,
-                    args.cluster, args.fixed_clock))
+    asyncio.run(
+        run(
+            args.events,
+            args.accounts,
+            args.batch,
+            args.commands,
+            args.model,
+            args.cluster,
+            args.fixed_clock,
+        )
+    )
 
 
 if __name__ == "__main__":

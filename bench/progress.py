@@ -12,8 +12,13 @@ from typing import TextIO
 
 
 class Phases:
-    def __init__(self, stream: TextIO | None = None, *, every_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        every_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream  # None: sys.stderr as it is when a line is written
         self.every = every_seconds
         self.clock = clock

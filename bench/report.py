@@ -38,8 +38,11 @@ def cpu(run: dict[str, Any]) -> str:
 
 def best_peer(r: dict[str, Any]) -> str | None:
     """The peer with the most events/s over the whole set, among those that read it all."""
-    done = {name: p for name, p in r.get("peers", {}).items()
-            if p.get("events_per_s") and p["events"] == r["healthscore_10k"]["events"]}
+    done = {
+        name: p
+        for name, p in r.get("peers", {}).items()
+        if p.get("events_per_s") and p["events"] == r["healthscore_10k"]["events"]
+    }
     return max(done, key=lambda name: float(done[name]["events_per_s"])) if done else None
 
 
@@ -48,11 +51,17 @@ def peer_ratios(r: dict[str, Any]) -> dict[str, float | None]:
     faust on the prefix run side by side. Results from before the side-by-side run
     compared naive faust's prefix with healthscore's whole set."""
     hs, peers, side = r["healthscore_10k"], r.get("peers", {}), r.get("side_by_side")
-    naive = (ratio(side.get("healthscore"), side.get("naive-faust")) if side
-             else ratio(hs, peers.get("naive-faust")))
+    naive = (
+        ratio(side.get("healthscore"), side.get("naive-faust"))
+        if side
+        else ratio(hs, peers.get("naive-faust"))
+    )
     best = best_peer(r)
-    return {"x_naive_faust": naive, "x_quix": ratio(hs, peers.get("quix")),
-            "x_best_peer": None if best is None else ratio(hs, peers[best])}
+    return {
+        "x_naive_faust": naive,
+        "x_quix": ratio(hs, peers.get("quix")),
+        "x_best_peer": None if best is None else ratio(hs, peers[best]),
+    }
 
 
 def figures(r: dict[str, Any]) -> dict[str, float | None]:
@@ -68,7 +77,8 @@ def figures(r: dict[str, Any]) -> dict[str, float | None]:
         "bytes_per_account": r["memory"]["mean_bytes"],
         # Scaled to 1M when the run had fewer (--quick): the rate is what was measured.
         "silent_1m_seconds": 1_000_000 / silent["accounts"] * silent["seconds"]
-        if silent["accounts"] else None,
+        if silent["accounts"]
+        else None,
     }
 
 
@@ -78,48 +88,77 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     for name, target, op, label in TARGETS:
         value = values[name]
         met = None if value is None else (value >= target if op == ">=" else value <= target)
-        verdicts.append({"name": name, "label": label, "value": value, "target": target,
-                         "op": op, "met": met})
+        verdicts.append(
+            {"name": name, "label": label, "value": value, "target": target, "op": op, "met": met}
+        )
     return verdicts
 
 
 def print_table(r: dict[str, Any]) -> None:
     hs10, hs1m, ceil = r["healthscore_10k"], r["healthscore_1m"], r["ceiling"]
     rows = [
-        (f"ceiling: aiokafka consume + orjson decode{_warm(ceil)}",
-         f"{ceil['events_per_s']:,.0f} ev/s", ""),
+        (
+            f"ceiling: aiokafka consume + orjson decode{_warm(ceil)}",
+            f"{ceil['events_per_s']:,.0f} ev/s",
+            "",
+        ),
         *_librdkafka(r, hs10, "ev/s"),
-        (f"healthscore, 10k accounts ({hs10['events']:,} events)",
-         f"{hs10['events_per_s']:,.0f} ev/s",
-         f"{hs10['events_per_s'] / ceil['events_per_s']:.2f} x ceiling; {alert_share(hs10)}"
-         f"{cpu(hs10)}"),
+        (
+            f"healthscore, 10k accounts ({hs10['events']:,} events)",
+            f"{hs10['events_per_s']:,.0f} ev/s",
+            f"{hs10['events_per_s'] / ceil['events_per_s']:.2f} x ceiling; {alert_share(hs10)}"
+            f"{cpu(hs10)}",
+        ),
     ]
     for name, peer in r.get("peers", {}).items():
-        rows.append((f"peer: {name} ({peer['events']:,} events)",
-                     f"{peer['events_per_s']:,.0f} ev/s", _against(hs10, peer)))
+        rows.append(
+            (
+                f"peer: {name} ({peer['events']:,} events)",
+                f"{peer['events_per_s']:,.0f} ev/s",
+                _against(hs10, peer),
+            )
+        )
     if best := best_peer(r):
         rows.append(("healthscore / the best peer", f"{figures(r)['x_best_peer']:.1f} x", best))
     side = r.get("side_by_side") or {}
     for name, run in side.items():
         if isinstance(run, dict):
-            rows.append((f"side by side, first {side['events']:,}: {name} "
-                         f"({run['events']:,} events)", f"{run['events_per_s']:,.0f} ev/s",
-                         alert_share(run) if run is side["healthscore"]
-                         else _against(side["healthscore"], run)))
+            rows.append(
+                (
+                    f"side by side, first {side['events']:,}: {name} ({run['events']:,} events)",
+                    f"{run['events_per_s']:,.0f} ev/s",
+                    alert_share(run)
+                    if run is side["healthscore"]
+                    else _against(side["healthscore"], run),
+                )
+            )
     mem, silent = r["memory"], r["silent"]
     rows.append(("healthscore, 1M accounts", f"{hs1m['events_per_s']:,.0f} ev/s", ""))
-    rows += [(f"latency at {lat['offered_per_s']:,.0f} ev/s offered",
-              f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms",
-              f"{lat['alerts']:,} alerts timed{_steady(lat)}")
-             for lat in (r["latency"], r.get("latency_light")) if lat]
     rows += [
-        ("Redis per active account", f"{mem['mean_bytes']:,.0f} B",
-         f"p95 {mem['p95_bytes']:,.0f} B; {mem['mean_without_dedup_bytes']:,.0f} B once the "
-         "dedup horizon passed"),
+        (
+            f"latency at {lat['offered_per_s']:,.0f} ev/s offered",
+            f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms",
+            f"{lat['alerts']:,} alerts timed{_steady(lat)}",
+        )
+        for lat in (r["latency"], r.get("latency_light"))
+        if lat
+    ]
+    rows += [
+        (
+            "Redis per active account",
+            f"{mem['mean_bytes']:,.0f} B",
+            f"p95 {mem['p95_bytes']:,.0f} B; {mem['mean_without_dedup_bytes']:,.0f} B once the "
+            "dedup horizon passed",
+        ),
         ("worker RSS, 10k run: start, 1/4, end", _mb(hs10), ""),
         ("worker RSS, 1M run: start, 1/4, end", _mb(hs1m), ""),
-        (f"rescore {silent['accounts']:,} silent accounts", f"{silent['seconds']:.1f} s",
-         f"{silent['accounts'] / silent['seconds']:,.0f} accounts/s" if silent["seconds"] else ""),
+        (
+            f"rescore {silent['accounts']:,} silent accounts",
+            f"{silent['seconds']:.1f} s",
+            f"{silent['accounts'] / silent['seconds']:,.0f} accounts/s"
+            if silent["seconds"]
+            else "",
+        ),
     ]
     width = max(len(row[0]) for row in rows)
     for label, value, note in rows:
@@ -161,51 +200,88 @@ def markdown(r: dict[str, Any]) -> str:
     sizes = r["sizes"]
     values = figures(r)
     rows = [
-        (f"healthscore end to end, {hs10['events']:,} events over {sizes['accounts_10k']:,} "
-         f"accounts ({alert_share(hs10)})", f"{hs10['events_per_s']:,.0f} events/s{cpu(hs10)}",
-         target("events_per_s_10k")),
-        (f"ceiling: aiokafka consume + orjson decode, same events{_warm(ceil)}",
-         f"{ceil['events_per_s']:,.0f} events/s (healthscore {100 * values['x_ceiling']:.1f}%)",
-         ""),
+        (
+            f"healthscore end to end, {hs10['events']:,} events over {sizes['accounts_10k']:,} "
+            f"accounts ({alert_share(hs10)})",
+            f"{hs10['events_per_s']:,.0f} events/s{cpu(hs10)}",
+            target("events_per_s_10k"),
+        ),
+        (
+            f"ceiling: aiokafka consume + orjson decode, same events{_warm(ceil)}",
+            f"{ceil['events_per_s']:,.0f} events/s (healthscore {100 * values['x_ceiling']:.1f}%)",
+            "",
+        ),
         *_librdkafka(r, hs10, "events/s"),
     ]
     side = r.get("side_by_side") or {}
     keys = {"naive-faust": "x_naive_faust", "quix": "x_quix"}
     for name, peer in peers.items():
         key = keys.get(name)
-        rows.append((f"peer {name}, {peer['events']:,} of the same events "
-                     f"({alert_share(peer)})", f"{peer['events_per_s']:,.0f} events/s"
-                     f"{cpu(peer)} (healthscore {_x(ratio(hs10, peer))})",
-                     target(key) if key and (key != "x_naive_faust" or not side) else ""))
+        rows.append(
+            (
+                f"peer {name}, {peer['events']:,} of the same events ({alert_share(peer)})",
+                f"{peer['events_per_s']:,.0f} events/s"
+                f"{cpu(peer)} (healthscore {_x(ratio(hs10, peer))})",
+                target(key) if key and (key != "x_naive_faust" or not side) else "",
+            )
+        )
     if best := best_peer(r):
-        rows.append((f"healthscore against the best peer over the whole set ({best})",
-                     _x(values["x_best_peer"]),
-                     target("x_best_peer") if "x_best_peer" in verdict else ""))
+        rows.append(
+            (
+                f"healthscore against the best peer over the whole set ({best})",
+                _x(values["x_best_peer"]),
+                target("x_best_peer") if "x_best_peer" in verdict else "",
+            )
+        )
     for name, run in side.items():
         if isinstance(run, dict):
-            rows.append((f"side by side, the first {side['events']:,} of those events: {name} "
-                         f"({alert_share(run)})", f"{run['events_per_s']:,.0f} events/s"
-                         f"{cpu(run)}" + ("" if name == "healthscore"
-                                          else f" (healthscore {_x(ratio(side['healthscore'], run))})"),
-                         target("x_naive_faust") if name == "naive-faust" else ""))
+            rows.append(
+                (
+                    f"side by side, the first {side['events']:,} of those events: {name} "
+                    f"({alert_share(run)})",
+                    f"{run['events_per_s']:,.0f} events/s"
+                    f"{cpu(run)}"
+                    + (
+                        ""
+                        if name == "healthscore"
+                        else f" (healthscore {_x(ratio(side['healthscore'], run))})"
+                    ),
+                    target("x_naive_faust") if name == "naive-faust" else "",
+                )
+            )
     rows += [
-        (f"end to end, {hs1m['events']:,} accounts each once (a backfill: every event a "
-         "first score and an alert)", f"{hs1m['events_per_s']:,.0f} events/s",
-         target("events_per_s_1m")),
-        *((f"produce-to-alert latency, {lat['offered_per_s']:,.0f} events/s offered, "
-           f"{lat['alerts']:,} alerts timed",
-           f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms{_steady(lat)}",
-           target("latency_p99_ms") if lat is r["latency"] else "")
-          for lat in (r["latency"], r.get("latency_light")) if lat),
-        ("Redis per account after the 10k run (MEMORY USAGE, 2,000 sampled)",
-         f"{mem['mean_bytes']:,.0f} B (p95 {mem['p95_bytes']:,.0f}); "
-         f"{mem['mean_without_dedup_bytes']:,.0f} B once the dedup horizon passed",
-         target("bytes_per_account")),
-        ("worker RSS at start, a quarter in, end: 10k run / 1M run",
-         f"{_mb(hs10)} / {_mb(hs1m)}", "flat after warm-up"),
-        (f"rescoring {silent['accounts']:,} silent accounts (windows rolled)",
-         f"{silent['seconds']:,.0f} s ({silent['accounts'] / silent['seconds']:,.0f}/s)",
-         target("silent_1m_seconds")),
+        (
+            f"end to end, {hs1m['events']:,} accounts each once (a backfill: every event a "
+            "first score and an alert)",
+            f"{hs1m['events_per_s']:,.0f} events/s",
+            target("events_per_s_1m"),
+        ),
+        *(
+            (
+                f"produce-to-alert latency, {lat['offered_per_s']:,.0f} events/s offered, "
+                f"{lat['alerts']:,} alerts timed",
+                f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms{_steady(lat)}",
+                target("latency_p99_ms") if lat is r["latency"] else "",
+            )
+            for lat in (r["latency"], r.get("latency_light"))
+            if lat
+        ),
+        (
+            "Redis per account after the 10k run (MEMORY USAGE, 2,000 sampled)",
+            f"{mem['mean_bytes']:,.0f} B (p95 {mem['p95_bytes']:,.0f}); "
+            f"{mem['mean_without_dedup_bytes']:,.0f} B once the dedup horizon passed",
+            target("bytes_per_account"),
+        ),
+        (
+            "worker RSS at start, a quarter in, end: 10k run / 1M run",
+            f"{_mb(hs10)} / {_mb(hs1m)}",
+            "flat after warm-up",
+        ),
+        (
+            f"rescoring {silent['accounts']:,} silent accounts (windows rolled)",
+            f"{silent['seconds']:,.0f} s ({silent['accounts'] / silent['seconds']:,.0f}/s)",
+            target("silent_1m_seconds"),
+        ),
     ]
     lines = ["| measured | result | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -220,8 +296,10 @@ def _steady(lat: dict[str, Any]) -> str:
     """The percentiles once the worker holds its accounts (results from before lack them)."""
     if "steady_p99_ms" not in lat:
         return ""
-    return (f"; after the first third: p50 {lat['steady_p50_ms']:,.0f} ms, "
-            f"p99 {lat['steady_p99_ms']:,.0f} ms")
+    return (
+        f"; after the first third: p50 {lat['steady_p50_ms']:,.0f} ms, "
+        f"p99 {lat['steady_p99_ms']:,.0f} ms"
+    )
 
 
 def _librdkafka(r: dict[str, Any], hs10: dict[str, Any], unit: str) -> list[tuple[str, str, str]]:
@@ -230,9 +308,14 @@ def _librdkafka(r: dict[str, Any], hs10: dict[str, Any], unit: str) -> list[tupl
     if not ceil:
         return []
     share = 100 * hs10["events_per_s"] / ceil["events_per_s"]
-    return [(f"ceiling: confluent-kafka (librdkafka) consume + orjson decode, same events"
-             f"{_warm(ceil)}", f"{ceil['events_per_s']:,.0f} {unit} (healthscore {share:.1f}%)",
-             "")]
+    return [
+        (
+            f"ceiling: confluent-kafka (librdkafka) consume + orjson decode, same events"
+            f"{_warm(ceil)}",
+            f"{ceil['events_per_s']:,.0f} {unit} (healthscore {share:.1f}%)",
+            "",
+        )
+    ]
 
 
 if __name__ == "__main__":
@@ -240,4 +323,3 @@ if __name__ == "__main__":
     from pathlib import Path
 
     print(markdown(json.loads((Path(__file__).parent / "results" / "latest.json").read_text())))
-

@@ -62,25 +62,34 @@ class Setup:
     settle_seconds: float  # for a group of several workers to settle its assignment
 
 
-async def measure(setup: Setup, name: str, workers: int, accounts: int, total: int, *,
-                  backfill: bool) -> Point:
+async def measure(
+    setup: Setup, name: str, workers: int, accounts: int, total: int, *, backfill: bool
+) -> Point:
     async with Redis.from_url(setup.base.redis_url) as redis:
         await redis.flushall()
         empty = int((await redis.info("memory"))["used_memory"])
         if backfill:  # every account once, untimed: the state a steady stream finds
-            await _run(setup, f"{name}-fill", 1,
-                       events(accounts, accounts, seed=3, each_once=True))
+            await _run(setup, f"{name}-fill", 1, events(accounts, accounts, seed=3, each_once=True))
         redis_cpu = _cpu_seconds(setup.redis_pid)
         n, seconds, cpu, rss = await _run(setup, name, workers, events(total, accounts, seed=5))
         redis_cpu = _cpu_seconds(setup.redis_pid) - redis_cpu
         used = int((await redis.info("memory"))["used_memory"]) - empty
-    return Point(workers, accounts, n, round(seconds, 2), round(n / seconds),
-                 round(1e6 * cpu / n, 1), round(1e6 * redis_cpu / n, 1),
-                 round(used / accounts), round(rss / 2**20, 1))
+    return Point(
+        workers,
+        accounts,
+        n,
+        round(seconds, 2),
+        round(n / seconds),
+        round(1e6 * cpu / n, 1),
+        round(1e6 * redis_cpu / n, 1),
+        round(used / accounts),
+        round(rss / 2**20, 1),
+    )
 
 
-async def _run(setup: Setup, name: str, workers: int, records: Iterator[Record]
-               ) -> tuple[int, float, float, int]:
+async def _run(
+    setup: Setup, name: str, workers: int, records: Iterator[Record]
+) -> tuple[int, float, float, int]:
     """The events written while ``workers`` read them: how many, the seconds from the
     first written to the last committed (the writer shares the cores), the workers'
     CPU seconds in that time, and the largest worker's RSS at the end."""
@@ -110,11 +119,22 @@ async def _run(setup: Setup, name: str, workers: int, records: Iterator[Record]
     return total, seconds, cpu, rss
 
 
-async def run(out: dict[str, Any], workers: list[int], accounts: list[int], total: int,
-              logs: Path, *, quick: bool) -> None:
+async def run(
+    out: dict[str, Any],
+    workers: list[int],
+    accounts: list[int],
+    total: int,
+    logs: Path,
+    *,
+    quick: bool,
+) -> None:
     with EmbeddedStack() as stack:
-        base = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.url, metrics_port=0,
-                        session_timeout_ms=6000)
+        base = Settings(
+            kafka_bootstrap=stack.bootstrap,
+            redis_url=stack.url,
+            metrics_port=0,
+            session_timeout_ms=6000,
+        )
         pid = stack.redis.pid
         assert pid is not None, "started by the with block"
         setup = Setup(base, logs, pid, settle_seconds=0.5 if quick else 3.0)
@@ -131,11 +151,13 @@ async def run(out: dict[str, Any], workers: list[int], accounts: list[int], tota
 
 
 def _print(p: Point) -> None:
-    print(f"{p.workers} worker(s), {p.accounts:>9,} accounts, {p.events:,} events: "
-          f"{p.events_per_s:>8,.0f} events/s; CPU per event: workers "
-          f"{p.worker_cpu_us_per_event:.0f} us, Redis {p.redis_cpu_us_per_event:.0f} us; "
-          f"Redis {p.redis_bytes_per_account:,.0f} B/account; worker RSS {p.worker_rss_mib} MiB",
-          flush=True)
+    print(
+        f"{p.workers} worker(s), {p.accounts:>9,} accounts, {p.events:,} events: "
+        f"{p.events_per_s:>8,.0f} events/s; CPU per event: workers "
+        f"{p.worker_cpu_us_per_event:.0f} us, Redis {p.redis_cpu_us_per_event:.0f} us; "
+        f"Redis {p.redis_bytes_per_account:,.0f} B/account; worker RSS {p.worker_rss_mib} MiB",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -144,8 +166,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--logs", type=Path, default=Path("/tmp"), metavar="DIR")
     args = parser.parse_args(argv)
-    workers, accounts, total = (QUICK if args.quick
-                                else ([1, 2, 4], [10_000, 100_000, 1_000_000], 200_000))
+    workers, accounts, total = (
+        QUICK if args.quick else ([1, 2, 4], [10_000, 100_000, 1_000_000], 200_000)
+    )
     out: dict[str, Any] = {"workers": [], "accounts": []}
     asyncio.run(run(out, workers, accounts, total, args.logs, quick=args.quick))
     args.out.parent.mkdir(parents=True, exist_ok=True)

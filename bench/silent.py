@@ -38,8 +38,16 @@ async def rescore_all(settings: Settings, redis: Redis, days_later: float) -> Si
     store = WindowStore.from_settings(redis, model, settings)
     pipeline = Pipeline(settings, model, store, clock, Metrics())
     producer = new_producer(settings, "bench-silent")
-    delivery = Delivery(store, partial(publish, producer, alerts_topic=settings.topic_alerts,
-                                       deadletter_topic=settings.topic_deadletter), once)
+    delivery = Delivery(
+        store,
+        partial(
+            publish,
+            producer,
+            alerts_topic=settings.topic_alerts,
+            deadletter_topic=settings.topic_deadletter,
+        ),
+        once,
+    )
     await producer.start()
     partitions = set(range(settings.topic_partitions))
     accounts = alerts = 0

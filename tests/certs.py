@@ -27,14 +27,55 @@ def make_certs(directory: Path, name: str = "test") -> Certs:
         pytest.skip("no openssl command")
     directory.mkdir(parents=True, exist_ok=True)
     ca, ca_key = directory / f"{name}-ca.pem", directory / f"{name}-ca.key"
-    cert, key, csr = (directory / f"{name}.pem", directory / f"{name}.key",
-                      directory / f"{name}.csr")
+    cert, key, csr = (
+        directory / f"{name}.pem",
+        directory / f"{name}.key",
+        directory / f"{name}.csr",
+    )
     ext = directory / f"{name}.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-             f"/CN={name} CA", "-keyout", ca_key, "-out", ca)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-             "-keyout", key, "-out", csr)
-    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-             "-days", "2", "-extfile", ext, "-out", cert)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name} CA",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        key,
+        "-out",
+        csr,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+        "-out",
+        cert,
+    )
     return Certs(ca, cert, key)

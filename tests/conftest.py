@@ -53,7 +53,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if stale:
         raise pytest.UsageError(
             f"the compiled hot path is older than {', '.join(stale)}: `make test` builds it "
-            "again (or delete worker/**/*.so to test pure Python)")
+            "again (or delete worker/**/*.so to test pure Python)"
+        )
 
 
 def _in_ci() -> bool:
@@ -196,14 +197,24 @@ def settings(kafka_bootstrap: str, redis_url: str, request: pytest.FixtureReques
     name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:40]
     suffix = f"{name}-{uuid.uuid4().hex[:8]}"
     base = Settings()
-    topics = {f.name: f"{getattr(base, f.name)}.{suffix}" for f in dataclasses.fields(Settings)
-              # An empty topic (the models topic: off by default) stays off.
-              if f.name.startswith("topic_") and isinstance(getattr(base, f.name), str)
-              and getattr(base, f.name)}
+    topics = {
+        f.name: f"{getattr(base, f.name)}.{suffix}"
+        for f in dataclasses.fields(Settings)
+        # An empty topic (the models topic: off by default) stays off.
+        if f.name.startswith("topic_")
+        and isinstance(getattr(base, f.name), str)
+        and getattr(base, f.name)
+    }
     _flushdb(redis_url)
-    return base.replace(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url,
-                        group_id=f"healthscore-test-{suffix}", metrics_port=0,
-                        topic_partitions=3, session_timeout_ms=6000, **topics)
+    return base.replace(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        group_id=f"healthscore-test-{suffix}",
+        metrics_port=0,
+        topic_partitions=3,
+        session_timeout_ms=6000,
+        **topics,
+    )
 
 
 @pytest.fixture

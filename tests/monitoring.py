@@ -36,10 +36,14 @@ def dashboard() -> dict[str, Any]:
 
 
 def panel_queries() -> dict[str, str]:
-    """"panel title (refId)" -> PromQL as Prometheus receives it from Grafana."""
-    return {f"{panel['title']} ({target['refId']})":
-            target["expr"].replace("$__rate_interval", RATE_INTERVAL)
-            for panel in dashboard()["panels"] for target in panel["targets"]}
+    """ "panel title (refId)" -> PromQL as Prometheus receives it from Grafana."""
+    return {
+        f"{panel['title']} ({target['refId']})": target["expr"].replace(
+            "$__rate_interval", RATE_INTERVAL
+        )
+        for panel in dashboard()["panels"]
+        for target in panel["targets"]
+    }
 
 
 def metric_names(expr: str) -> set[str]:

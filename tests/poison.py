@@ -24,17 +24,34 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, allow_nan=True).encode()
 
 
-scalars = (st.none() | st.booleans()
-           | st.integers(min_value=-(10**30), max_value=10**30)
-           | st.sampled_from([10**400, -(10**400), 2**63, 2**64, -(2**63) - 1])
-           | st.floats(allow_nan=True, allow_infinity=True)
-           | st.text(max_size=40)
-           | st.sampled_from(["\ud800", "\udfff", "a\x00b", "\u202e", "x" * 5000,
-                              "2026-01-01T00:00:00+99:99", "2026-12-31T23:59:60Z",
-                              "0000-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59"]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5)
-                           | st.dictionaries(st.text(max_size=10), inner, max_size=5),
-                           max_leaves=20)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.sampled_from([10**400, -(10**400), 2**63, 2**64, -(2**63) - 1])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+    | st.sampled_from(
+        [
+            "\ud800",
+            "\udfff",
+            "a\x00b",
+            "\u202e",
+            "x" * 5000,
+            "2026-01-01T00:00:00+99:99",
+            "2026-12-31T23:59:60Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-23:59",
+        ]
+    )
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
 
 
 @st.composite
@@ -69,5 +86,8 @@ def hostile_body(draw: st.DrawFn, kind: str, valid: dict[str, Any]) -> bytes:
     return dumps(body)
 
 
-keys = (st.none() | st.binary(max_size=300) | st.sampled_from([b"acme", b"", b"\xff\xfe",
-                                                                 b"acme\x00", b"a" * 129]))
+keys = (
+    st.none()
+    | st.binary(max_size=300)
+    | st.sampled_from([b"acme", b"", b"\xff\xfe", b"acme\x00", b"a" * 129])
+)

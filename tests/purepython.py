@@ -26,8 +26,9 @@ ROOT = Path(__file__).parents[1]
 class SourceFirst(importlib.abc.MetaPathFinder):
     """Finds the compiled modules' sources; leaves every other module to the others."""
 
-    def find_spec(self, name: str, path: Sequence[str] | None,
-                  target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name not in MODULES or path is None:
             return None
         for entry in path:
@@ -62,7 +63,9 @@ def run_pure(argv: Sequence[str]) -> list[str]:
     python, *rest = argv
     launch = "import runpy, sys; from tests import purepython; purepython.install(); "
     if rest[:1] == ["-m"]:
-        launch += (f"sys.argv = [{rest[1]!r}] + sys.argv[1:]; "
-                   f"runpy.run_module({rest[1]!r}, run_name='__main__', alter_sys=True)")
+        launch += (
+            f"sys.argv = [{rest[1]!r}] + sys.argv[1:]; "
+            f"runpy.run_module({rest[1]!r}, run_name='__main__', alter_sys=True)"
+        )
         return [python, "-c", launch, *rest[2:]]
     raise ValueError(f"not a -m command line: {argv}")

@@ -97,29 +97,60 @@ class FakeSlack:
         return [r for r in self.snapshot() if r.acknowledged]
 
 
-def make_alert(account_id: str, *, seq: int = 2, previous_tier: str | None = "green",
-               tier: str = "red", score: float = 26.3, previous_score: float | None = 80.0,
-               segment: str | None = "mid_market", delivery: str | None = "live",
-               ts: float | None = None) -> dict[str, Any]:
+def make_alert(
+    account_id: str,
+    *,
+    seq: int = 2,
+    previous_tier: str | None = "green",
+    tier: str = "red",
+    score: float = 26.3,
+    previous_score: float | None = 80.0,
+    segment: str | None = "mid_market",
+    delivery: str | None = "live",
+    ts: float | None = None,
+) -> dict[str, Any]:
     """A schema-valid alert; ``delivery=None`` leaves the field out, as in an alert
     written before alerts carried it (the notifier takes that as live)."""
     labels = {"green": "Doing well", "yellow": "Take notice", "red": "Requires attention"}
     alert: dict[str, Any] = {
         "alert_id": alert_id(account_id, seq, previous_tier, tier),
-        "account_id": account_id, "segment": segment,
-        "previous_tier": previous_tier, "tier": tier, "tier_label": labels.get(tier, tier),
-        "previous_score": previous_score, "score": score,
+        "account_id": account_id,
+        "segment": segment,
+        "previous_tier": previous_tier,
+        "tier": tier,
+        "tier_label": labels.get(tier, tier),
+        "previous_score": previous_score,
+        "score": score,
         "triggering_component": {
-            "name": "escalations", "previous_subscore": 100.0, "subscore": 0.0,
-            "previous_value": 0.0, "value": 3.0, "weight": 1.25, "contribution_change": -43.86},
+            "name": "escalations",
+            "previous_subscore": 100.0,
+            "subscore": 0.0,
+            "previous_value": 0.0,
+            "value": 3.0,
+            "weight": 1.25,
+            "contribution_change": -43.86,
+        },
         "components": {
             "escalations": {"subscore": 0.0, "value": 3.0, "weight": 1.25, "contribution": 0.0},
-            "support_tickets": {"subscore": 100.0, "value": 1.0, "weight": 0.75,
-                                "contribution": 26.3}},
-        "cause": {"kind": "event", "event_id": "t-1", "event_type": "ticket",
-                  "topic": "events.ticket", "partition": 0, "offset": 1},
-        "model_version": "default-2026.11", "ts": rfc3339(time.time() if ts is None else ts),
-        "seq": seq, "delivery": delivery or "live",
+            "support_tickets": {
+                "subscore": 100.0,
+                "value": 1.0,
+                "weight": 0.75,
+                "contribution": 26.3,
+            },
+        },
+        "cause": {
+            "kind": "event",
+            "event_id": "t-1",
+            "event_type": "ticket",
+            "topic": "events.ticket",
+            "partition": 0,
+            "offset": 1,
+        },
+        "model_version": "default-2026.11",
+        "ts": rfc3339(time.time() if ts is None else ts),
+        "seq": seq,
+        "delivery": delivery or "live",
     }
     errors = [e.message for e in validator("alert").iter_errors(alert)]
     assert not errors, errors

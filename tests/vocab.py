@@ -67,8 +67,13 @@ def _pages_per_view(w: WindowView, _: Any) -> float | None:
 def model_with_pages() -> Model:
     """The default model and one component more: distinct pages per page view, 30 days.
     Built after ``add_page_views``, which its signal needs."""
-    pages = signal("pages_per_view", "distinct pages per page view", _pages_per_view,
-                   counters=frozenset({"pv"}), distinct=frozenset({"pages"}))
+    pages = signal(
+        "pages_per_view",
+        "distinct pages per page view",
+        _pages_per_view,
+        counters=frozenset({"pv"}),
+        distinct=frozenset({"pages"}),
+    )
     model = load_model()
     component = Component("page_breadth", pages, 30, 1.0, Linear(0.0, 1.0))
     return dataclasses.replace(model, components=(*model.components, component))

@@ -60,8 +60,12 @@ class Cause:
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "kind": self.kind, "event_id": self.event_id, "event_type": self.event_type,
-            "topic": self.topic, "partition": self.partition, "offset": self.offset,
+            "kind": self.kind,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
         }
         if self.kind == MODEL_CHANGE:  # other causes keep the bytes they always had
             data["model_version"] = self.model_version
@@ -169,9 +173,12 @@ def build_alert(
         None if change.previous_score is None else rounded(change.previous_score),
         rounded(change.score),
         _component_change(change.trigger) if change.trigger else None,
-        {name: AlertComponent(rounded(c.subscore), c.value, c.weight,
-                              rounded(contributions[name]))
-         for name, c in card.components.items()},
+        {
+            name: AlertComponent(
+                rounded(c.subscore), c.value, c.weight, rounded(contributions[name])
+            )
+            for name, c in card.components.items()
+        },
         cause,
         mode.value,
         model.version,
@@ -186,8 +193,9 @@ def build_alert(
     )
 
 
-def alert_recovery(model: Model, card: Scorecard, tier: str, fixed: tuple[str, ...] = ()
-                   ) -> Recovery | None:
+def alert_recovery(
+    model: Model, card: Scorecard, tier: str, fixed: tuple[str, ...] = ()
+) -> Recovery | None:
     """An alert's hints: none in the best tier, or when no change can help."""
     try:
         found = recovery(model, card, tier, fixed=fixed, limit=ALERT_HINTS)
@@ -195,7 +203,6 @@ def alert_recovery(model: Model, card: Scorecard, tier: str, fixed: tuple[str, .
         log.warning("no recovery hints for a %s account", tier, exc_info=True)
         return None
     return None if found is None or not found.hints else found
-
 
 
 def _component_change(change: ComponentChange) -> TriggeringComponent:
@@ -213,15 +220,18 @@ def _component_change(change: ComponentChange) -> TriggeringComponent:
     )
 
 
-def under_override(alert: Alert, model: Model, card: Scorecard,
-                   active: override.ActiveOverride) -> Alert:
+def under_override(
+    alert: Alert, model: Model, card: Scorecard, active: override.ActiveOverride
+) -> Alert:
     """The alert of a tier published under an override: it says so, and its hints leave
     out what the CSM set (a pinned tier follows the pin: no hints)."""
     fixed = () if active.component is None else (active.component,)
     return alert._replace(
         override=override.alert_field(active),
-        recovery=None if active.kind == "pin" or alert.delivery != Mode.LIVE.value
-        else alert_recovery(model, card, alert.tier, fixed))
+        recovery=None
+        if active.kind == "pin" or alert.delivery != Mode.LIVE.value
+        else alert_recovery(model, card, alert.tier, fixed),
+    )
 
 
 def to_json(alert: Alert) -> bytes:
@@ -229,17 +239,30 @@ def to_json(alert: Alert) -> bytes:
     a, trigger = alert, alert.triggering_component
     # Spelled out, not _asdict(): a backfill writes every alert twice (outbox, topic).
     data = {
-        "alert_id": a.alert_id, "account_id": a.account_id, "segment": a.segment,
-        "previous_tier": a.previous_tier, "tier": a.tier, "tier_label": a.tier_label,
-        "previous_score": a.previous_score, "score": a.score,
+        "alert_id": a.alert_id,
+        "account_id": a.account_id,
+        "segment": a.segment,
+        "previous_tier": a.previous_tier,
+        "tier": a.tier,
+        "tier_label": a.tier_label,
+        "previous_score": a.previous_score,
+        "score": a.score,
         "triggering_component": None if trigger is None else trigger._asdict(),
-        "components": {name: {"subscore": subscore, "value": value, "weight": weight,
-                              "contribution": contribution}
-                       for name, (subscore, value, weight, contribution)
-                       in a.components.items()},
-        "cause": a.cause.as_dict(), "delivery": a.delivery, "model_version": a.model_version,
+        "components": {
+            name: {
+                "subscore": subscore,
+                "value": value,
+                "weight": weight,
+                "contribution": contribution,
+            }
+            for name, (subscore, value, weight, contribution) in a.components.items()
+        },
+        "cause": a.cause.as_dict(),
+        "delivery": a.delivery,
+        "model_version": a.model_version,
         "model": {"version": a.model.version, "segment": a.model.segment},
-        "ts": a.ts, "seq": a.seq,
+        "ts": a.ts,
+        "seq": a.seq,
     }
     if a.override is not None:
         data["override"] = a.override
@@ -249,19 +272,31 @@ def to_json(alert: Alert) -> bytes:
 
 
 def recovery_dict(found: Recovery) -> dict[str, Any]:
-    return {"tier": found.goal.tier, "score": rounded(found.goal.score), "alone": found.alone,
-            "changes": [{"component": h.component, "value": h.value, "op": h.op,
-                         "target": h.target,
-                         "subscore": None if h.subscore is None else rounded(h.subscore),
-                         "target_subscore": rounded(h.target_subscore)} for h in found.hints]}
+    return {
+        "tier": found.goal.tier,
+        "score": rounded(found.goal.score),
+        "alone": found.alone,
+        "changes": [
+            {
+                "component": h.component,
+                "value": h.value,
+                "op": h.op,
+                "target": h.target,
+                "subscore": None if h.subscore is None else rounded(h.subscore),
+                "target_subscore": rounded(h.target_subscore),
+            }
+            for h in found.hints
+        ],
+    }
 
 
 def _recovery_of(data: dict[str, Any] | None) -> Recovery | None:
     """As ``recovery_dict`` wrote it (the goal's score and sub-scores rounded, as sent)."""
     if data is None:
         return None
-    return Recovery(Goal(data["tier"], data["score"]),
-                    tuple(Hint(**c) for c in data["changes"]), data["alone"])
+    return Recovery(
+        Goal(data["tier"], data["score"]), tuple(Hint(**c) for c in data["changes"]), data["alone"]
+    )
 
 
 _TRIGGER = TriggeringComponent._fields
@@ -277,13 +312,16 @@ def from_json(raw: bytes | str) -> Alert:
     """An alert ``to_json`` wrote (the outbox in Redis): the same ``Alert`` again."""
     data = orjson.loads(raw)
     trigger = data["triggering_component"]
-    return Alert(**{
-        **data,
-        "triggering_component": None if trigger is None else TriggeringComponent(**trigger),
-        "components": {name: AlertComponent(**c) for name, c in data["components"].items()},
-        "cause": Cause(**data["cause"]),
-        # Saved by a version without segment models: the default model's.
-        "model": AlertModel(**data.get("model") or {"version": data["model_version"],
-                                                    "segment": "default"}),
-        "recovery": _recovery_of(data.get("recovery")),
-    })
+    return Alert(
+        **{
+            **data,
+            "triggering_component": None if trigger is None else TriggeringComponent(**trigger),
+            "components": {name: AlertComponent(**c) for name, c in data["components"].items()},
+            "cause": Cause(**data["cause"]),
+            # Saved by a version without segment models: the default model's.
+            "model": AlertModel(
+                **data.get("model") or {"version": data["model_version"], "segment": "default"}
+            ),
+            "recovery": _recovery_of(data.get("recovery")),
+        }
+    )

@@ -37,16 +37,24 @@ log = logging.getLogger(__name__)
 class Worker:
     """One scoring worker process: owns its Redis client, pipeline and consumer loop."""
 
-    def __init__(self, settings: Settings, model: Model | ModelSet | None = None,
-                 clock: Clock | None = None, metrics: Metrics | None = None,
-                 source: modelwatch.Source | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: Model | ModelSet | None = None,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        source: modelwatch.Source | None = None,
+    ) -> None:
         """``source``: where the model's text comes from (the models topic); default the
         model file."""
         self.settings = settings
         source = source or modelwatch.file_source(settings.model_path)
         # A model given in code (tests) is not read again; its fingerprint is its version.
-        loaded = (Loaded(as_model_set(model), f"version:{as_model_set(model).default.version}")
-                  if model else modelwatch.load(source))
+        loaded = (
+            Loaded(as_model_set(model), f"version:{as_model_set(model).default.version}")
+            if model
+            else modelwatch.load(source)
+        )
         self.models = loaded.models
         self.model = self.models.default
         self.metrics = metrics or Metrics(batch_max_records=settings.batch_max_records)
@@ -55,23 +63,37 @@ class Worker:
         store = WindowStore.from_settings(self.redis, self.models.windows, settings)
         self.store = store  # checked at start-up (``check_redis``)
         self.pipeline = Pipeline(settings, self.models, store, clock or WallClock(), self.metrics)
-        watch = None if model else ModelWatch(source, loaded,
-                                              settings.model_reload_seconds, self.metrics)
-        remodel = Remodel(self.redis, loaded, settings.model_rescore_batch,
-                          settings.redis_timeout_seconds)
-        self.loop = ConsumerLoop(settings, self.pipeline, self.metrics, watch=watch,
-                                 remodel=remodel)
+        watch = (
+            None
+            if model
+            else ModelWatch(source, loaded, settings.model_reload_seconds, self.metrics)
+        )
+        remodel = Remodel(
+            self.redis, loaded, settings.model_rescore_batch, settings.redis_timeout_seconds
+        )
+        self.loop = ConsumerLoop(
+            settings, self.pipeline, self.metrics, watch=watch, remodel=remodel
+        )
 
     async def run(self) -> None:
         """Check Redis, create topics, consume until ``stop()``. An outage is waited out;
         credentials or permissions refused, now or later, raise ``AccessDenied``."""
         log.info("hot path: %s", compiled.describe())  # `healthscore dev` shows it too
         try:
-            await self._retry(lambda: check_redis(
-                self.redis, self.store,
-                require_persistence=self.settings.require_redis_persistence), "redis")
-            await self._retry(partial(server.check, self.redis, self.durability,
-                                      self.settings.redis_timeout_seconds), "redis")
+            await self._retry(
+                lambda: check_redis(
+                    self.redis,
+                    self.store,
+                    require_persistence=self.settings.require_redis_persistence,
+                ),
+                "redis",
+            )
+            await self._retry(
+                partial(
+                    server.check, self.redis, self.durability, self.settings.redis_timeout_seconds
+                ),
+                "redis",
+            )
             await self._retry(lambda: ensure_topics(self.settings), "kafka")
             await self.loop.run()
         except Stopping as stopping:  # asked to stop before consuming began
@@ -84,17 +106,24 @@ class Worker:
             await self.redis.aclose()
 
     async def _retry(self, operation: Callable[[], Awaitable[None]], dependency: str) -> None:
-        await retrying(operation, dependency, max_backoff=self.settings.retry_backoff_max_seconds,
-                       metrics=self.metrics, stop=self.loop.stop_requested,
-                       wait=self.loop.probes.sleep)
+        await retrying(
+            operation,
+            dependency,
+            max_backoff=self.settings.retry_backoff_max_seconds,
+            metrics=self.metrics,
+            stop=self.loop.stop_requested,
+            wait=self.loop.probes.sleep,
+        )
         self.loop.probes.answer(dependency)
 
     def serve_endpoint(self) -> ThreadingHTTPServer | None:
         """/metrics, /healthz and /readyz on the metrics address (``ConfigError`` if busy)."""
-        limits = Thresholds(self.settings.healthz_max_poll_age_seconds,
-                            self.settings.readyz_max_age_seconds)
-        return self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host,
-                                  self.loop.probes, limits)
+        limits = Thresholds(
+            self.settings.healthz_max_poll_age_seconds, self.settings.readyz_max_age_seconds
+        )
+        return self.metrics.serve(
+            self.settings.metrics_port, self.settings.metrics_host, self.loop.probes, limits
+        )
 
     def stop(self) -> None:
         self.loop.stop()
@@ -128,10 +157,12 @@ async def serve(settings: Settings) -> None:
         models.follow()
     tune_gc()
     worker.serve_endpoint()
-    log.info("model %s, %d components; metrics on %s", worker.model.version,
-             len(worker.model.components),
-             f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port
-             else "off")
+    log.info(
+        "model %s, %d components; metrics on %s",
+        worker.model.version,
+        len(worker.model.components),
+        f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port else "off",
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError):
@@ -154,6 +185,11 @@ async def _model_topic(settings: Settings) -> ModelTopic:
         await ensure_topics(settings)
         await models.read()
 
-    await retrying(read, "kafka", max_backoff=settings.retry_backoff_max_seconds,
-                   metrics=Metrics(), stop=asyncio.Event())
+    await retrying(
+        read,
+        "kafka",
+        max_backoff=settings.retry_backoff_max_seconds,
+        metrics=Metrics(),
+        stop=asyncio.Event(),
+    )
     return models

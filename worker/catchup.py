@@ -26,9 +26,13 @@ class CatchUpSummary:
     """An alert sink for ``tail_alerts``: live alerts one line each, catch-up ones
     counted. ``tiers``: the model's tier names, in the order the summary lists them."""
 
-    def __init__(self, tiers: Sequence[str], console: Console | None = None,
-                 every: float = EVERY_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        tiers: Sequence[str],
+        console: Console | None = None,
+        every: float = EVERY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._tiers = list(tiers)
         self._console = console or Console(soft_wrap=True)
         self._every = every
@@ -81,7 +85,11 @@ def _catch_up(value: bytes | None) -> dict[str, Any] | None:
         alert = orjson.loads(value or b"null")
     except orjson.JSONDecodeError:
         return None
-    if (isinstance(alert, dict) and alert.get("delivery") == "catch_up"
-            and isinstance(alert.get("account_id"), str) and isinstance(alert.get("tier"), str)):
+    if (
+        isinstance(alert, dict)
+        and alert.get("delivery") == "catch_up"
+        and isinstance(alert.get("account_id"), str)
+        and isinstance(alert.get("tier"), str)
+    ):
         return alert
     return None

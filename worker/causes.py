@@ -10,8 +10,9 @@ from worker.scoring.signals import Signal
 from worker.scoring.tierchange import TierChange
 
 
-def cause_of(model: Model, records: list[Record],
-           change: TierChange, *, switched: bool = False) -> Cause:
+def cause_of(
+    model: Model, records: list[Record], change: TierChange, *, switched: bool = False
+) -> Cause:
     """The batch's last record that fed the triggering component, else its last record;
     the account update that moved the account to another segment model (``switched``)."""
     if switched:

@@ -55,10 +55,16 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     """Defaults < the dev file (``healthscore dev``'s addresses) < environment < flags."""
     from worker import devenv
 
-    flags = {env_name(setting): value for flag, setting in CONNECTION_FLAGS.items()
-             if (value := getattr(args, flag, None)) is not None}
-    values, note = devenv.layered_environ(os.environ if environ is None else environ, flags,
-                                          use_file=not getattr(args, "own_backends", False))
+    flags = {
+        env_name(setting): value
+        for flag, setting in CONNECTION_FLAGS.items()
+        if (value := getattr(args, flag, None)) is not None
+    }
+    values, note = devenv.layered_environ(
+        os.environ if environ is None else environ,
+        flags,
+        use_file=not getattr(args, "own_backends", False),
+    )
     if note is not None:
         print(f"healthscore: {note}", file=sys.stderr)
     return Settings.from_env(values)
@@ -80,7 +86,8 @@ def _unreachable(exc: Exception) -> Unreachable | None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="healthscore",
-        description="Live customer health scores: Kafka events in, tier-change alerts out.")
+        description="Live customer health scores: Kafka events in, tier-change alerts out.",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = sub.add_parser("worker", help="run a scoring worker (HEALTHSCORE_* settings)")
@@ -88,8 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dev", help="local broker + Redis + worker + simulated traffic")
     p.add_argument("--no-simulate", action="store_true", help="start without synthetic traffic")
-    p.add_argument("--all-alerts", action="store_true",
-                   help="print every alert, not one line of counts for catch-up ones")
+    p.add_argument(
+        "--all-alerts",
+        action="store_true",
+        help="print every alert, not one line of counts for catch-up ones",
+    )
     _simulation_options(p, rate=200.0, accounts=200)
     p.set_defaults(run=_dev, own_backends=True)
 
@@ -97,14 +107,27 @@ def _parser() -> argparse.ArgumentParser:
     _simulation_options(p, rate=500.0, accounts=500)
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--outcomes", type=Path, default=None, metavar="FILE",
-                   help="a customer base with known outcomes instead: its history "
-                   f"(default {COHORT_DAYS:g} days) as fast as the broker takes it, then "
-                   "one outcome per account to the outcomes topic and to FILE (JSON lines)")
-    p.add_argument("--outcome-days", type=float, default=90.0,
-                   help="with --outcomes: outcomes fall in the history's last N days (90)")
-    p.add_argument("--events-per-user-day", type=float, default=1.6,
-                   help="with --outcomes: a thriving user's events a day (1.6)")
+    p.add_argument(
+        "--outcomes",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a customer base with known outcomes instead: its history "
+        f"(default {COHORT_DAYS:g} days) as fast as the broker takes it, then "
+        "one outcome per account to the outcomes topic and to FILE (JSON lines)",
+    )
+    p.add_argument(
+        "--outcome-days",
+        type=float,
+        default=90.0,
+        help="with --outcomes: outcomes fall in the history's last N days (90)",
+    )
+    p.add_argument(
+        "--events-per-user-day",
+        type=float,
+        default=1.6,
+        help="with --outcomes: a thriving user's events a day (1.6)",
+    )
     p.set_defaults(run=_simulate, history_days=None)
 
     p = sub.add_parser("explain", help="an account's score, tier and components, now")
@@ -119,33 +142,66 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="rebuild Redis state and scores from the event topics")
     start = p.add_mutually_exclusive_group(required=True)
-    start.add_argument("--from-beginning", action="store_true",
-                       help="from the earliest retained offset of every input partition")
-    p.add_argument("--alerts-topic", default=None, metavar="TOPIC",
-                   help="publish the tier changes found on the way here (default: nowhere)")
-    p.add_argument("--force", action="store_true",
-                   help="run even though the consumer group still lists workers")
+    start.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="from the earliest retained offset of every input partition",
+    )
+    p.add_argument(
+        "--alerts-topic",
+        default=None,
+        metavar="TOPIC",
+        help="publish the tier changes found on the way here (default: nowhere)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run even though the consumer group still lists workers",
+    )
     p.set_defaults(run=_replay)
 
-    p = sub.add_parser("backtest", help="how well a model's scores foretold churn, and "
-                       "weights fitted to the outcomes")
-    p.add_argument("--model", default="", metavar="FILE",
-                   help="model file to test (default: HEALTHSCORE_MODEL_PATH's)")
-    p.add_argument("--outcomes", default=None, metavar="FILE|TOPIC",
-                   help="outcome records: a JSON-lines file, else a topic "
-                   "(default: HEALTHSCORE_TOPIC_OUTCOMES)")
-    p.add_argument("--horizon", default="90d", help="churn within this long after the "
-                   "moment counts (default 90d)")
-    p.add_argument("--as-of", default=None, metavar="YYYY-MM-DD",
-                   help="the moment scores are taken (default: the newest outcome's date "
-                   "minus the horizon)")
-    p.add_argument("--out", type=Path, default=Path("backtest"), metavar="DIR",
-                   help="where report.json, churn.png/.svg and model.fitted.yaml go "
-                   "(default ./backtest)")
+    p = sub.add_parser(
+        "backtest",
+        help="how well a model's scores foretold churn, and weights fitted to the outcomes",
+    )
+    p.add_argument(
+        "--model",
+        default="",
+        metavar="FILE",
+        help="model file to test (default: HEALTHSCORE_MODEL_PATH's)",
+    )
+    p.add_argument(
+        "--outcomes",
+        default=None,
+        metavar="FILE|TOPIC",
+        help="outcome records: a JSON-lines file, else a topic "
+        "(default: HEALTHSCORE_TOPIC_OUTCOMES)",
+    )
+    p.add_argument(
+        "--horizon",
+        default="90d",
+        help="churn within this long after the moment counts (default 90d)",
+    )
+    p.add_argument(
+        "--as-of",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the moment scores are taken (default: the newest outcome's date minus the horizon)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("backtest"),
+        metavar="DIR",
+        help="where report.json, churn.png/.svg and model.fitted.yaml go (default ./backtest)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--scratch-redis", default=None, metavar="URL",
-                   help="an empty Redis database to rebuild into (default: one started "
-                   "for the run)")
+    p.add_argument(
+        "--scratch-redis",
+        default=None,
+        metavar="URL",
+        help="an empty Redis database to rebuild into (default: one started for the run)",
+    )
     p.set_defaults(run=_backtest)
 
     p = sub.add_parser("notify", help="send tier-change alerts to people")
@@ -156,12 +212,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("api", help="serve the account API (scores, tiers, the model) over HTTP")
     p.add_argument("--host", default=None, help="address to bind (default: HEALTHSCORE_API_HOST)")
-    p.add_argument("--port", type=int, default=None,
-                   help="port (default: HEALTHSCORE_API_PORT)")
+    p.add_argument("--port", type=int, default=None, help="port (default: HEALTHSCORE_API_PORT)")
     p.set_defaults(run=_api)
 
-    p = sub.add_parser("publish-model", help="check a model file, then send it to the "
-                       "models topic (HEALTHSCORE_TOPIC_MODELS) for every worker to apply")
+    p = sub.add_parser(
+        "publish-model",
+        help="check a model file, then send it to the "
+        "models topic (HEALTHSCORE_TOPIC_MODELS) for every worker to apply",
+    )
     p.add_argument("path", help="model file")
     p.set_defaults(run=_publish_model)
 
@@ -182,12 +240,22 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
             return
     if parser.get_default("own_backends"):
         return
-    group = parser.add_argument_group("connection (default: HEALTHSCORE_* environment,"
-                                      " else the file of a running healthscore dev)")
-    group.add_argument("--bootstrap", type=_address, metavar="HOST:PORT[,...]",
-                       help="Kafka bootstrap servers (HEALTHSCORE_KAFKA_BOOTSTRAP)")
-    group.add_argument("--redis-url", type=_address, metavar="URL",
-                       help="Redis URL, e.g. redis://127.0.0.1:6379/0 (HEALTHSCORE_REDIS_URL)")
+    group = parser.add_argument_group(
+        "connection (default: HEALTHSCORE_* environment,"
+        " else the file of a running healthscore dev)"
+    )
+    group.add_argument(
+        "--bootstrap",
+        type=_address,
+        metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers (HEALTHSCORE_KAFKA_BOOTSTRAP)",
+    )
+    group.add_argument(
+        "--redis-url",
+        type=_address,
+        metavar="URL",
+        help="Redis URL, e.g. redis://127.0.0.1:6379/0 (HEALTHSCORE_REDIS_URL)",
+    )
 
 
 def _address(raw: str) -> str:
@@ -198,27 +266,40 @@ def _address(raw: str) -> str:
 
 def _notify_options(p: argparse.ArgumentParser) -> None:
     # Each flag overrides the setting of the same name (README, Notifying people).
-    flags = [("--webhook-url", "slack_webhook_url", "URL", str),
-             ("--webhook-file", "slack_webhook_file", "FILE", str),
-             ("--link-template", "slack_link_template", "URL", str),
-             ("--group-id", "notify_group_id", "GROUP", str),
-             ("--tiers", "notify_tiers", "TIERS", str),
-             ("--direction", "notify_direction", "any|down|up", str),
-             ("--segments", "notify_segments", "SEGMENTS", str),
-             ("--digest-minutes", "notify_digest_minutes", "N", float)]
+    flags = [
+        ("--webhook-url", "slack_webhook_url", "URL", str),
+        ("--webhook-file", "slack_webhook_file", "FILE", str),
+        ("--link-template", "slack_link_template", "URL", str),
+        ("--group-id", "notify_group_id", "GROUP", str),
+        ("--tiers", "notify_tiers", "TIERS", str),
+        ("--direction", "notify_direction", "any|down|up", str),
+        ("--segments", "notify_segments", "SEGMENTS", str),
+        ("--digest-minutes", "notify_digest_minutes", "N", float),
+    ]
     for flag, dest, metavar, kind in flags:
-        p.add_argument(flag, dest=dest, metavar=metavar, type=kind, default=None,
-                       help=f"overrides HEALTHSCORE_{dest.upper()}")
+        p.add_argument(
+            flag,
+            dest=dest,
+            metavar=metavar,
+            type=kind,
+            default=None,
+            help=f"overrides HEALTHSCORE_{dest.upper()}",
+        )
 
 
 def _simulation_options(p: argparse.ArgumentParser, *, rate: float, accounts: int) -> None:
     p.add_argument("--rate", type=float, default=rate, help=f"events/s (default {rate:g})")
-    p.add_argument("--accounts", type=int, default=accounts,
-                   help=f"synthetic accounts (default {accounts})")
+    p.add_argument(
+        "--accounts", type=int, default=accounts, help=f"synthetic accounts (default {accounts})"
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
-    p.add_argument("--history-days", type=float, default=LIVE_HISTORY_DAYS,
-                   help="days of past usage sent first, so 30-day windows are not empty "
-                   f"(default {LIVE_HISTORY_DAYS:g})")
+    p.add_argument(
+        "--history-days",
+        type=float,
+        default=LIVE_HISTORY_DAYS,
+        help="days of past usage sent first, so 30-day windows are not empty "
+        f"(default {LIVE_HISTORY_DAYS:g})",
+    )
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -238,13 +319,23 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from worker.simulate.producer import run_cohort, run_simulation
 
     if args.outcomes is not None:
-        stats = asyncio.run(run_cohort(
-            settings, accounts=args.accounts, days=args.history_days or COHORT_DAYS,
-            outcome_days=args.outcome_days, outcomes_file=args.outcomes, seed=args.seed,
-            per_user_day=args.events_per_user_day, progress=not args.no_progress))
+        stats = asyncio.run(
+            run_cohort(
+                settings,
+                accounts=args.accounts,
+                days=args.history_days or COHORT_DAYS,
+                outcome_days=args.outcome_days,
+                outcomes_file=args.outcomes,
+                seed=args.seed,
+                per_user_day=args.events_per_user_day,
+                progress=not args.no_progress,
+            )
+        )
         sent = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.sent.items()))
-        print(f"sent {stats.total} records in {stats.elapsed:.1f} s ({sent}); "
-              f"outcomes written to {args.outcomes}")
+        print(
+            f"sent {stats.total} records in {stats.elapsed:.1f} s ({sent}); "
+            f"outcomes written to {args.outcomes}"
+        )
         return 0
 
     async def run() -> None:
@@ -252,10 +343,15 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         stats = await run_simulation(
-            settings, accounts=args.accounts, rate=args.rate, duration=args.duration,
-            seed=args.seed, progress=not args.no_progress,
+            settings,
+            accounts=args.accounts,
+            rate=args.rate,
+            duration=args.duration,
+            seed=args.seed,
+            progress=not args.no_progress,
             history_days=LIVE_HISTORY_DAYS if args.history_days is None else args.history_days,
-            stop=stop)
+            stop=stop,
+        )
         sent = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.sent.items()))
         print(f"sent {stats.total} records in {stats.elapsed:.1f} s ({sent})")
 
@@ -272,8 +368,9 @@ def _explain(settings: Settings, args: argparse.Namespace) -> int:
 def _alerts(settings: Settings, args: argparse.Namespace) -> int:
     from worker.commands import alerts_command
 
-    return asyncio.run(alerts_command(settings, from_beginning=args.from_beginning,
-                                      as_json=args.json))
+    return asyncio.run(
+        alerts_command(settings, from_beginning=args.from_beginning, as_json=args.json)
+    )
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -282,8 +379,9 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> str:
         with Reporter("replay", sys.stderr) as progress:
-            replay = Replay(settings, alerts_topic=args.alerts_topic, force=args.force,
-                            progress=progress)
+            replay = Replay(
+                settings, alerts_topic=args.alerts_topic, force=args.force, progress=progress
+            )
             return (await replay.run()).summary()
 
     print(asyncio.run(run()))
@@ -293,8 +391,15 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 def _backtest(settings: Settings, args: argparse.Namespace) -> int:
     from worker.backtest.command import Request, backtest
 
-    request = Request(args.model, args.outcomes or settings.topic_outcomes, args.horizon,
-                      args.as_of, args.out, args.json, args.scratch_redis)
+    request = Request(
+        args.model,
+        args.outcomes or settings.topic_outcomes,
+        args.horizon,
+        args.as_of,
+        args.out,
+        args.json,
+        args.scratch_redis,
+    )
     return backtest(settings, request)
 
 
@@ -303,11 +408,11 @@ def _notify_slack(settings: Settings, args: argparse.Namespace) -> int:
 
     return notify_slack(settings, args)
 
+
 def _api(settings: Settings, args: argparse.Namespace) -> int:
     from worker.api.serve import serve_api
 
-    changes = {k: v for k, v in (("api_host", args.host), ("api_port", args.port))
-               if v is not None}
+    changes = {k: v for k, v in (("api_host", args.host), ("api_port", args.port)) if v is not None}
     settings = settings.replace(**changes)
     settings.validate()
     asyncio.run(serve_api(settings))
@@ -326,18 +431,25 @@ def _check_model(settings: Settings, args: argparse.Namespace) -> int:
 
     models = load_models(args.path or settings.model_path)
     for model in models.all():
-        heading = (f"model {model.version}" if model.segment is None
-                   else f"segment model {model.segment}")
-        print(f"{heading}: bucket {model.bucket_seconds} s, tiers "
-              + ", ".join(f"{t.name} >= {t.min_score:g}" for t in model.tiers)
-              + f" (margin {model.margin:g})")
+        heading = (
+            f"model {model.version}" if model.segment is None else f"segment model {model.segment}"
+        )
+        print(
+            f"{heading}: bucket {model.bucket_seconds} s, tiers "
+            + ", ".join(f"{t.name} >= {t.min_score:g}" for t in model.tiers)
+            + f" (margin {model.margin:g})"
+        )
         for c in model.components:
             trend = "" if c.trend is None else f" vs the {c.window_buckets} before"
-            print(f"  {c.name:<20} {c.signal.name:<24} window {c.window_buckets} buckets"
-                  f"{trend}  weight {c.weight:g}")
+            print(
+                f"  {c.name:<20} {c.signal.name:<24} window {c.window_buckets} buckets"
+                f"{trend}  weight {c.weight:g}"
+            )
     if models.onboarding is not None:
-        print(f"lifecycle: accounts created less than {models.onboarding.days} days ago are "
-              f"scored by segment model {models.onboarding.model}")
+        print(
+            f"lifecycle: accounts created less than {models.onboarding.days} days ago are "
+            f"scored by segment model {models.onboarding.model}"
+        )
     return 0
 
 

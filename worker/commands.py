@@ -25,16 +25,25 @@ from worker.terminal import visible
 from worker.windows import server
 from worker.windows.store import WindowStore
 
-TIER_STYLE = {"green": "green", "yellow": "yellow", "red": "red", "unknown": "dim",
-              "data_gap": "bold magenta"}
+TIER_STYLE = {
+    "green": "green",
+    "yellow": "yellow",
+    "red": "red",
+    "unknown": "dim",
+    "data_gap": "bold magenta",
+}
 
 
 async def explain_command(settings: Settings, account_id: str, *, as_json: bool) -> int:
     models = await newest_models(settings)
     redis = server.client(settings)
     try:
-        result = await explain(WindowStore.from_settings(redis, models.windows, settings),
-                               models, account_id, WallClock())
+        result = await explain(
+            WindowStore.from_settings(redis, models.windows, settings),
+            models,
+            account_id,
+            WallClock(),
+        )
     finally:
         await redis.aclose()
     data = result.as_dict()
@@ -51,18 +60,25 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
     console = console or Console()
     account = visible(data["account_id"])
     if data["score"] is None:
-        console.print(Text.assemble((account, "bold"),
-                                    ": no data in any window (unknown account?)"))
+        console.print(
+            Text.assemble((account, "bold"), ": no data in any window (unknown account?)")
+        )
         _print_attributes(data, console)
         print_overrides(data, console)
         return
     tier = data["tier"]
     segment = "no segment" if data["segment"] is None else visible(data["segment"])
-    console.print(Text.assemble(
-        (account, "bold"), f" ({segment}): score ", (f"{data['score']:.1f}", "bold"),
-        ", tier ", (visible(tier), TIER_STYLE.get(tier, "bold")),
-        f" (last published: {visible(data['published_tier'])}), "
-        f"model {visible(data['model_version'])}{_segment_model(data)}, at {data['at']}"))
+    console.print(
+        Text.assemble(
+            (account, "bold"),
+            f" ({segment}): score ",
+            (f"{data['score']:.1f}", "bold"),
+            ", tier ",
+            (visible(tier), TIER_STYLE.get(tier, "bold")),
+            f" (last published: {visible(data['published_tier'])}), "
+            f"model {visible(data['model_version'])}{_segment_model(data)}, at {data['at']}",
+        )
+    )
     _print_attributes(data, console)
     print_overrides(data, console)
     table = Table("component", "value", "sub-score", "weight", "contribution")
@@ -72,27 +88,37 @@ def _print_explanation(data: dict[str, Any], console: Console | None = None) -> 
             table.add_row(name, "no data", "-", f"{c['weight']:g}", "-", style="dim")
         else:
             value = c.get("trend") or f"{c['value']:.3g}"  # a trend: "-35% vs the ..."
-            table.add_row(name, value, f"{c['subscore']:.1f}",
-                          f"{c['weight']:g}", f"{c['contribution']:.1f}")
+            table.add_row(
+                name, value, f"{c['subscore']:.1f}", f"{c['weight']:g}", f"{c['contribution']:.1f}"
+            )
     console.print(table)
     for c in data["components"]:
         if c.get("peers"):
-            console.print(Text(f"{visible(c['name'])}: {peer_line(c['peers'])}"),
-                          highlight=False)
+            console.print(Text(f"{visible(c['name'])}: {peer_line(c['peers'])}"), highlight=False)
         if c.get("capped"):
-            console.print(Text(f"{visible(c['name'])}: approximate, its window has more distinct "
-                               f"{' and '.join(c['capped'])} than"
-                               " HEALTHSCORE_MAX_DISTINCT_MEMBERS tracks"), highlight=False)
+            console.print(
+                Text(
+                    f"{visible(c['name'])}: approximate, its window has more distinct "
+                    f"{' and '.join(c['capped'])} than"
+                    " HEALTHSCORE_MAX_DISTINCT_MEMBERS tracks"
+                ),
+                highlight=False,
+            )
     print_recovery(data, console)
 
 
 def peer_line(peers: dict[str, Any]) -> str:
     """A percentile component's rank in words: ``62nd percentile of 340 mid_market
     accounts (value 12.5)``."""
-    group = ("accounts without a segment" if peers["segment"] is None
-             else f"{visible(peers['segment'])} accounts")
-    return (f"{ordinal(round(peers['percentile']))} percentile of {peers['accounts']:,} "
-            f"{group} (value {peers['value']:.3g})")
+    group = (
+        "accounts without a segment"
+        if peers["segment"] is None
+        else f"{visible(peers['segment'])} accounts"
+    )
+    return (
+        f"{ordinal(round(peers['percentile']))} percentile of {peers['accounts']:,} "
+        f"{group} (value {peers['value']:.3g})"
+    )
 
 
 def ordinal(n: int) -> str:
@@ -106,11 +132,18 @@ def _segment_model(data: dict[str, Any]) -> str:
 
 
 def _print_attributes(data: dict[str, Any], console: Console) -> None:
-    others = {k: v for k, v in (data.get("attributes") or {}).items()
-              if k not in ("account_id", "segment")}
+    others = {
+        k: v
+        for k, v in (data.get("attributes") or {}).items()
+        if k not in ("account_id", "segment")
+    }
     if others:
-        console.print(Text("attributes: " + ", ".join(
-            f"{visible(k)}={visible(v)}" for k, v in sorted(others.items()))))
+        console.print(
+            Text(
+                "attributes: "
+                + ", ".join(f"{visible(k)}={visible(v)}" for k, v in sorted(others.items()))
+            )
+        )
 
 
 def alert_line(alert: dict[str, Any]) -> str:
@@ -122,22 +155,29 @@ def alert_line(alert: dict[str, Any]) -> str:
     trigger = alert["triggering_component"]
     if alert["previous_tier"] is None:
         return f"{account}: first scored {tier} (score {alert['score']:.1f}){_pull(trigger)}"
-    why = "" if trigger is None else (
-        f" trigger {visible(trigger['name'])} ({trigger['contribution_change']:+.1f} pts)")
+    why = (
+        ""
+        if trigger is None
+        else (f" trigger {visible(trigger['name'])} ({trigger['contribution_change']:+.1f} pts)")
+    )
     cause = alert["cause"]
     what = visible(cause["event_type"] or cause["kind"])
     before = "" if alert["previous_score"] is None else f"{alert['previous_score']:.1f} -> "
     over = alert.get("override")
     by = "" if over is None else f" (override by {visible(over['author'])})"
-    return (f"{account}: {visible(alert['previous_tier'])} -> {tier} "
-            f"(score {before}{alert['score']:.1f}){why} after {what}{by}")
+    return (
+        f"{account}: {visible(alert['previous_tier'])} -> {tier} "
+        f"(score {before}{alert['score']:.1f}){why} after {what}{by}"
+    )
 
 
 def gap_line(gap: dict[str, Any]) -> str:
     what = visible(gap["event_type"])
     if gap["state"] == "open":
-        return (f"data gap: no {what} events since {visible(gap['since'])} on partitions "
-                f"{', '.join(map(str, gap['partitions']))}: tier changes they cause are held")
+        return (
+            f"data gap: no {what} events since {visible(gap['since'])} on partitions "
+            f"{', '.join(map(str, gap['partitions']))}: tier changes they cause are held"
+        )
     return f"data gap closed: {what} events arrive again ({visible(gap['detected_at'])})"
 
 
@@ -184,8 +224,9 @@ async def alerts_command(settings: Settings, *, from_beginning: bool, as_json: b
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await tail_alerts(settings, from_beginning=from_beginning,
-                          sink=Printer(as_json=as_json), stop=stop)
+        await tail_alerts(
+            settings, from_beginning=from_beginning, sink=Printer(as_json=as_json), stop=stop
+        )
     except BrokenPipeError:
         # The reader went away (``| head``): as any filter, stop quietly; stdout is
         # pointed at /dev/null so that the interpreter's own flush at exit fails neither.
@@ -193,11 +234,15 @@ async def alerts_command(settings: Settings, *, from_beginning: bool, as_json: b
     return 0
 
 
-async def tail_alerts(settings: Settings, *, from_beginning: bool, sink: AlertSink,
-                      stop: asyncio.Event | None = None) -> None:
-    consumer = kafka.consumer(settings, settings.topic_alerts,
-                              auto_offset_reset="earliest" if from_beginning else "latest",
-                              enable_auto_commit=False)
+async def tail_alerts(
+    settings: Settings, *, from_beginning: bool, sink: AlertSink, stop: asyncio.Event | None = None
+) -> None:
+    consumer = kafka.consumer(
+        settings,
+        settings.topic_alerts,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
     try:
         await consumer.start()  # inside: a broker that does not answer leaves it to close
         while stop is None or not stop.is_set():
@@ -225,8 +270,10 @@ def print_alert(value: bytes | None, as_json: bool) -> None:
         style = TIER_STYLE.get(alert.get("kind") or alert["tier"], "")
     except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, AttributeError):
         # Someone else's record on the alerts topic: say so, and keep tailing.
-        sys.stderr.write(f"healthscore: skipped a record that is not an alert: "
-                         f"{visible((value or b'').decode(errors='replace')[:200])}\n")
+        sys.stderr.write(
+            f"healthscore: skipped a record that is not an alert: "
+            f"{visible((value or b'').decode(errors='replace')[:200])}\n"
+        )
         return
     # soft_wrap: one alert, one line, also when piped into a file or grep.
     Console(soft_wrap=True).print(Text(line, style=style), highlight=False)  # no markup

@@ -65,8 +65,11 @@ GROUP = "worker.hotpath"
 
 def loaded() -> dict[str, bool]:
     """Each of the modules imported so far: True when it runs compiled."""
-    return {name: _is_extension(getattr(sys.modules[name], "__file__", None) or "")
-            for name in MODULES if name in sys.modules}
+    return {
+        name: _is_extension(getattr(sys.modules[name], "__file__", None) or "")
+        for name in MODULES
+        if name in sys.modules
+    }
 
 
 def describe(flags: Mapping[str, bool] | None = None) -> str:
@@ -76,8 +79,10 @@ def describe(flags: Mapping[str, bool] | None = None) -> str:
     if flags and all(flags.values()):
         return f"compiled (mypyc): {len(flags)} hot-path modules"
     if not any(flags.values()):
-        return ("pure Python: the hot path is not compiled (built without mypyc or a C "
-                "compiler); it runs the same, about a fifth slower")
+        return (
+            "pure Python: the hot path is not compiled (built without mypyc or a C "
+            "compiler); it runs the same, about a fifth slower"
+        )
     pure = sorted(name for name, compiled in flags.items() if not compiled)
     return f"partly compiled: pure Python for {', '.join(pure)}"
 

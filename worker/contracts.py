@@ -15,8 +15,18 @@ import jsonschema_rs
 import orjson
 
 SCHEMA_NAMES = (
-    "common", "login", "feature_use", "ticket", "survey", "account", "override",
-    "alert", "deadletter", "model", "datagap", "outcome",
+    "common",
+    "login",
+    "feature_use",
+    "ticket",
+    "survey",
+    "account",
+    "override",
+    "alert",
+    "deadletter",
+    "model",
+    "datagap",
+    "outcome",
 )
 
 
@@ -52,7 +62,9 @@ def first_error(name: str, instance: Any) -> tuple[str, str] | None:
     except ValueError as exc:
         if _TOO_DEEP not in str(exc):
             raise
-        return _deepest_field(instance), f"nested {_depth(instance)} levels deep, too deep to validate"
+        return _deepest_field(
+            instance
+        ), f"nested {_depth(instance)} levels deep, too deep to validate"
 
 
 def _deepest_field(instance: Any) -> str:
@@ -82,8 +94,6 @@ def _first_error(name: str, instance: Any) -> tuple[str, str] | None:
         elif kind.get("unexpected"):
             path.append(kind["unexpected"][0])
         # RFC 6901: "" is the whole document; "~" and "/" in names are escaped.
-        pointer = "".join(
-            "/" + str(part).replace("~", "~0").replace("/", "~1") for part in path
-        )
+        pointer = "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
         return pointer, error.message
     return None

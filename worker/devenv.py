@@ -39,8 +39,11 @@ def read(path: Path) -> DevFile:
         if sep and not name.startswith("#"):
             values[name.strip()] = value.strip()
     pid = values.get(PID)
-    return DevFile(path, {name: values[env_name(name)] for name in ADDRESSES
-                          if values.get(env_name(name))}, int(pid) if pid else None)
+    return DevFile(
+        path,
+        {name: values[env_name(name)] for name in ADDRESSES if values.get(env_name(name))},
+        int(pid) if pid else None,
+    )
 
 
 def alive(pid: int) -> bool:
@@ -53,8 +56,9 @@ def alive(pid: int) -> bool:
     return True
 
 
-def layered_environ(environ: Mapping[str, str], flags: Mapping[str, str],
-                    *, use_file: bool = True) -> tuple[dict[str, str], str | None]:
+def layered_environ(
+    environ: Mapping[str, str], flags: Mapping[str, str], *, use_file: bool = True
+) -> tuple[dict[str, str], str | None]:
     """The ``HEALTHSCORE_*`` values a command runs with: defaults < the dev file < the
     environment < ``flags`` (env name -> value). Returns them and a line saying what came
     from the dev file, or why it was ignored (None when it played no part)."""
@@ -71,21 +75,28 @@ def layered_environ(environ: Mapping[str, str], flags: Mapping[str, str],
     except (OSError, UnicodeError, ValueError) as exc:
         return merged, f"ignoring {path}: {exc}"
     if found.pid is not None and not alive(found.pid):
-        return merged, f"ignoring {path}: the healthscore dev that wrote it (pid {found.pid}) is gone"
+        return (
+            merged,
+            f"ignoring {path}: the healthscore dev that wrote it (pid {found.pid}) is gone",
+        )
     used = {name: found.addresses[name] for name in missing if name in found.addresses}
     if not used:
         return merged, None
     merged.update({env_name(name): value for name, value in used.items()})
     what = ", ".join(f"{ADDRESSES[name]} {value}" for name, value in used.items())
     return merged, f"using {what} from {path}" + (
-        f" (healthscore dev, pid {found.pid})" if found.pid is not None else "")
+        f" (healthscore dev, pid {found.pid})" if found.pid is not None else ""
+    )
 
 
 def write(path: Path, settings: Settings) -> None:
     """Replace the file in one step: a reader sees the old one or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = HEADER + "".join(f"{env_name(name)}={getattr(settings, name)}\n"
-                            for name in ADDRESSES) + f"{PID}={os.getpid()}\n"
+    body = (
+        HEADER
+        + "".join(f"{env_name(name)}={getattr(settings, name)}\n" for name in ADDRESSES)
+        + f"{PID}={os.getpid()}\n"
+    )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dev.env.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:

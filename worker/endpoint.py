@@ -26,8 +26,9 @@ class Thresholds(NamedTuple):
     max_answer_age: float  # seconds without an answer of Kafka or Redis before /readyz fails
 
 
-def _handler(registry: CollectorRegistry, probes: Probes,
-             limits: Thresholds) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    registry: CollectorRegistry, probes: Probes, limits: Thresholds
+) -> type[BaseHTTPRequestHandler]:
     routes: dict[str, Callable[[], Verdict]] = {
         "/healthz": lambda: probes.healthz(limits.max_poll_age),
         "/readyz": lambda: probes.readyz(limits.max_answer_age),
@@ -40,8 +41,11 @@ def _handler(registry: CollectorRegistry, probes: Probes,
                 self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
             elif (probe := routes.get(path)) is not None:
                 verdict = probe()
-                self._reply(200 if verdict.ok else 503, "application/json",
-                            json.dumps(verdict.body).encode())
+                self._reply(
+                    200 if verdict.ok else 503,
+                    "application/json",
+                    json.dumps(verdict.body).encode(),
+                )
             else:
                 self._reply(404, "application/json", b'{"error": "not found"}')
 
@@ -59,11 +63,11 @@ def _handler(registry: CollectorRegistry, probes: Probes,
     return Handler
 
 
-def start(host: str, port: int, registry: CollectorRegistry, probes: Probes,
-          limits: Thresholds) -> ThreadingHTTPServer:
+def start(
+    host: str, port: int, registry: CollectorRegistry, probes: Probes, limits: Thresholds
+) -> ThreadingHTTPServer:
     """Bind ``host``:``port`` (``OSError`` if it cannot) and serve from a daemon thread."""
     server = ThreadingHTTPServer((host, port), _handler(registry, probes, limits))
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="healthscore-endpoint",
-                     daemon=True).start()
+    threading.Thread(target=server.serve_forever, name="healthscore-endpoint", daemon=True).start()
     return server

@@ -132,8 +132,9 @@ def _is_cluster_in_motion(exc: BaseException) -> bool:
         TryAgainError,
     )
 
-    return isinstance(exc, AskError | ClusterDownError | ClusterError | SlotNotCoveredError
-                      | TryAgainError)
+    return isinstance(
+        exc, AskError | ClusterDownError | ClusterError | SlotNotCoveredError | TryAgainError
+    )
 
 
 def _is_transport_error(exc: BaseException) -> bool:
@@ -155,34 +156,49 @@ def access_denied(exc: BaseException) -> AccessDenied | None:
         ResponseError,
     )
 
-    redis_denials = (AuthenticationError, AuthenticationWrongNumberOfArgsError,
-                     AuthorizationError, NoPermissionError)
+    redis_denials = (
+        AuthenticationError,
+        AuthenticationWrongNumberOfArgsError,
+        AuthorizationError,
+        NoPermissionError,
+    )
     # A command refused inside a script comes back as a script error; its text names it.
-    if isinstance(exc, redis_denials) or (
-            isinstance(exc, ResponseError) and "NOPERM" in str(exc)):
-        return AccessDenied(f"Redis refused the worker ({_one_line(exc)}); check the user,"
-                            " password and ACL permissions of HEALTHSCORE_REDIS_URL")
+    if isinstance(exc, redis_denials) or (isinstance(exc, ResponseError) and "NOPERM" in str(exc)):
+        return AccessDenied(
+            f"Redis refused the worker ({_one_line(exc)}); check the user,"
+            " password and ACL permissions of HEALTHSCORE_REDIS_URL"
+        )
     if _untrusted_certificate(exc):
         kafka = _is_kafka_error(exc)
         setting = "HEALTHSCORE_KAFKA_SSL_CAFILE" if kafka else "HEALTHSCORE_REDIS_CA_FILE"
-        return AccessDenied(f"{'Kafka' if kafka else 'Redis'}'s TLS certificate is not"
-                            f" trusted ({_one_line(exc)}); check {setting} and the host name")
+        return AccessDenied(
+            f"{'Kafka' if kafka else 'Redis'}'s TLS certificate is not"
+            f" trusted ({_one_line(exc)}); check {setting} and the host name"
+        )
     if _is_kafka_denial(exc):
-        return AccessDenied(f"Kafka refused the worker ({_one_line(exc)}); check the"
-                            " broker's ACLs for HEALTHSCORE_GROUP_ID and the topics, and"
-                            " its authentication (HEALTHSCORE_KAFKA_BOOTSTRAP)")
+        return AccessDenied(
+            f"Kafka refused the worker ({_one_line(exc)}); check the"
+            " broker's ACLs for HEALTHSCORE_GROUP_ID and the topics, and"
+            " its authentication (HEALTHSCORE_KAFKA_BOOTSTRAP)"
+        )
     return None
 
 
 def _is_kafka_denial(exc: BaseException) -> bool:
     from aiokafka import errors
 
-    denials = (errors.TopicAuthorizationFailedError, errors.GroupAuthorizationFailedError,
-               errors.ClusterAuthorizationFailedError,
-               errors.TransactionalIdAuthorizationFailed,
-               errors.DelegationTokenAuthorizationFailed, errors.SaslAuthenticationFailed,
-               errors.UnsupportedSaslMechanismError, errors.IllegalSaslStateError,
-               errors.AuthenticationFailedError, errors.AuthenticationMethodNotSupported)
+    denials = (
+        errors.TopicAuthorizationFailedError,
+        errors.GroupAuthorizationFailedError,
+        errors.ClusterAuthorizationFailedError,
+        errors.TransactionalIdAuthorizationFailed,
+        errors.DelegationTokenAuthorizationFailed,
+        errors.SaslAuthenticationFailed,
+        errors.UnsupportedSaslMechanismError,
+        errors.IllegalSaslStateError,
+        errors.AuthenticationFailedError,
+        errors.AuthenticationMethodNotSupported,
+    )
     return isinstance(exc, denials)
 
 
@@ -196,7 +212,8 @@ def _untrusted_certificate(exc: BaseException) -> bool:
         if seen is None:
             return False
         if isinstance(seen, ssl.SSLCertVerificationError) or (
-                "CERTIFICATE_VERIFY_FAILED" in str(seen)):
+            "CERTIFICATE_VERIFY_FAILED" in str(seen)
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -48,13 +48,18 @@ class Explanation:
         """Event type -> the start of the newest time bucket holding an event of it
         (RFC 3339), None for a type seen before this was kept; types never seen left out."""
         seconds = self.model.bucket_seconds
-        return {t: None if b <= 1 else rfc3339(b * seconds)
-                for t, b in sorted(self.seen_bucket.items())}
+        return {
+            t: None if b <= 1 else rfc3339(b * seconds) for t, b in sorted(self.seen_bucket.items())
+        }
 
     @property
     def known(self) -> bool:
-        return (bool(self.card.components) or bool(self.attrs) or self.published is not None
-                or self.overrides is not None)
+        return (
+            bool(self.card.components)
+            or bool(self.attrs)
+            or self.published is not None
+            or self.overrides is not None
+        )
 
     def as_dict(self) -> dict[str, Any]:
         score = self.card.score
@@ -88,10 +93,16 @@ class Explanation:
         hysteresis = hysteresis_applies(Mode.LIVE, self.last_mode)
         active = self._active()
         if active is None and (self.published is None or self.published.ovr is None):
-            return new_tier(self.model, score, self.published, hysteresis=hysteresis,
-                            covered=enough_data(self.model, self.card.components))
-        change = override.decide(self.model, self.card, self.published, active,
-                                 hysteresis=hysteresis)
+            return new_tier(
+                self.model,
+                score,
+                self.published,
+                hysteresis=hysteresis,
+                covered=enough_data(self.model, self.card.components),
+            )
+        change = override.decide(
+            self.model, self.card, self.published, active, hysteresis=hysteresis
+        )
         return None if change is None else change.tier
 
     def _active(self) -> override.ActiveOverride | None:
@@ -110,8 +121,15 @@ class Explanation:
             "contribution": None if present is None else rounded(self.card.contribution(name)),
             "capped": self.capped.get(name, []),
             # A trend's value in words; other components' output stays as it was.
-            **({} if component.trend is None else {"trend": self._trend_words(
-                component, None if present is None else present.value)}),
+            **(
+                {}
+                if component.trend is None
+                else {
+                    "trend": self._trend_words(
+                        component, None if present is None else present.value
+                    )
+                }
+            ),
             **self._peers(name),
         }
 
@@ -128,33 +146,52 @@ class Explanation:
             return {}
         raw, rank = self.peers[name]
         group = peer_group(self.attrs)
-        return {"peers": {"segment": group or None, "value": raw,
-                          "percentile": rounded(rank.percentile), "accounts": rank.peers}}
+        return {
+            "peers": {
+                "segment": group or None,
+                "value": raw,
+                "percentile": rounded(rank.percentile),
+                "accounts": rank.peers,
+            }
+        }
 
 
-async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
-                  clock: Clock) -> Explanation:
+async def explain(
+    store: WindowStore, models: Model | ModelSet, account_id: str, clock: Clock
+) -> Explanation:
     """Recompute every component from the windows as they are now (writes nothing), by
     the model of the account's segment (``store`` holds the set's ``windows``)."""
     now = clock.now()
     state = await store.read(account_id, now)
     model = as_model_set(models).for_account(state.attrs, now)  # onboarding or segment
-    raw = component_values(model, state.windows, state.attrs, state.seen, {}, None,
-                           state.seen_bucket, state.now_bucket)
+    raw = component_values(
+        model, state.windows, state.attrs, state.seen, {}, None, state.seen_bucket, state.now_bucket
+    )
     names = percentile_components(model)
-    ranks = (await store.peers.read(account_id, peer_group(state.attrs), raw, names)
-             if names else {})
+    ranks = await store.peers.read(account_id, peer_group(state.attrs), raw, names) if names else {}
     values = with_ranks(names, raw, ranks)
-    capped = {c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)
-              for c in model.components}
+    capped = {
+        c.name: sorted(c.signal.distinct & state.windows[c.window_buckets].capped)
+        for c in model.components
+    }
     active = None if state.override is None else state.override.active
-    card = override.adjusted(score_components(model, values),
-                             active if active is not None and active.live_at(now) else None)
-    explanation = Explanation(account_id, now, model, card,
-                              state.attrs, state.published, state.last_mode,
-                              {name: sets for name, sets in capped.items() if sets},
-                              dict(state.seen_bucket or {}), state.override,
-                              peers={n: (raw[n], rank) for n, rank in ranks.items()})
+    card = override.adjusted(
+        score_components(model, values),
+        active if active is not None and active.live_at(now) else None,
+    )
+    explanation = Explanation(
+        account_id,
+        now,
+        model,
+        card,
+        state.attrs,
+        state.published,
+        state.last_mode,
+        {name: sets for name, sets in capped.items() if sets},
+        dict(state.seen_bucket or {}),
+        state.override,
+        peers={n: (raw[n], rank) for n, rank in ranks.items()},
+    )
     tier, active = explanation.tier_now(), explanation._active()
     if tier is None or (active is not None and active.kind == "pin"):
         return explanation  # a pinned tier follows the pin, not the score
@@ -162,6 +199,15 @@ async def explain(store: WindowStore, models: Model | ModelSet, account_id: str,
     hints = recovery(model, card, tier, fixed=fixed)
     if hints is None:
         return explanation
-    return replace(explanation, outlook=await outlook(
-        store, model, account_id, now, hints, active,
-        {n: values[n] for n in names if n in values}))
+    return replace(
+        explanation,
+        outlook=await outlook(
+            store,
+            model,
+            account_id,
+            now,
+            hints,
+            active,
+            {n: values[n] for n in names if n in values},
+        ),
+    )

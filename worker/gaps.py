@@ -57,8 +57,7 @@ class DataGaps:
         self.last = {t: self.last.get(t, now) for t in self.thresholds}
         self.open = {t: at for t, at in self.open.items() if t in self.thresholds}
         # Component name -> the watched event types that feed it.
-        self._fed_by = {c.name: c.signal.sources & self.thresholds.keys()
-                        for c in model.components}
+        self._fed_by = {c.name: c.signal.sources & self.thresholds.keys() for c in model.components}
         self._recheck = min(self.thresholds.values(), default=0)
 
     def arrived(self, event_types: Iterable[str], now: float) -> GapNews:
@@ -85,19 +84,26 @@ class DataGaps:
                 self.last[event_type] = now
             elif event_type not in self.open and now - self.last[event_type] >= threshold:
                 self.open[event_type] = now
-                log.warning("data gap: no %s events for %.0f s on partitions %s",
-                            event_type, now - self.last[event_type], sorted(partitions))
-                news.records.append(self._record(event_type, "open", self.last[event_type],
-                                                 now, partitions))
+                log.warning(
+                    "data gap: no %s events for %.0f s on partitions %s",
+                    event_type,
+                    now - self.last[event_type],
+                    sorted(partitions),
+                )
+                news.records.append(
+                    self._record(event_type, "open", self.last[event_type], now, partitions)
+                )
         return news
 
     def holds(self, change: TierChange) -> bool:
         """Whether a component fed by a missing type moved this change (or its trigger)."""
         if not self.open:
             return False
-        return any(self._fed_by.get(name, frozenset()) & self.open.keys()
-                   for name, moved in change.changes.items()
-                   if moved.contribution_change or moved is change.trigger)
+        return any(
+            self._fed_by.get(name, frozenset()) & self.open.keys()
+            for name, moved in change.changes.items()
+            if moved.contribution_change or moved is change.trigger
+        )
 
     def hold(self, partition: int | None, account_id: str, now: float) -> float:
         """Remember a held account; returns when to rescore it should no gap close first."""
@@ -107,16 +113,31 @@ class DataGaps:
     def gauges(self) -> Mapping[str, int]:
         return {t: int(t in self.open) for t in self.thresholds}
 
-    def _record(self, event_type: str, state: str, since: float, now: float,
-                partitions: Collection[int]) -> tuple[str, dict[str, Any]]:
+    def _record(
+        self, event_type: str, state: str, since: float, now: float, partitions: Collection[int]
+    ) -> tuple[str, dict[str, Any]]:
         return f"{KIND}:{event_type}", data_gap_record(
-            event_type, state, since, now, self.thresholds[event_type], self.worker,
-            partitions, self.model.version)
+            event_type,
+            state,
+            since,
+            now,
+            self.thresholds[event_type],
+            self.worker,
+            partitions,
+            self.model.version,
+        )
 
 
-def data_gap_record(event_type: str, state: str, since: float, now: float, threshold: int,
-                    worker: str, partitions: Collection[int], model_version: str
-                    ) -> dict[str, Any]:
+def data_gap_record(
+    event_type: str,
+    state: str,
+    since: float,
+    now: float,
+    threshold: int,
+    worker: str,
+    partitions: Collection[int],
+    model_version: str,
+) -> dict[str, Any]:
     """The record on the alerts topic (``schemas/datagap.schema.json``)."""
     return {
         "kind": KIND,

@@ -51,8 +51,9 @@ def configure(settings: Settings, stream: TextIO | None = None) -> None:
     already (an embedding program's, pytest's)."""
     stream = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if wants_json(settings.log_format, stream)
-                         else logging.Formatter(PLAIN))
+    handler.setFormatter(
+        JsonFormatter() if wants_json(settings.log_format, stream) else logging.Formatter(PLAIN)
+    )
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     # aiokafka logs every rebalance step at INFO; keep the worker's own lines readable.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))

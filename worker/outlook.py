@@ -42,24 +42,40 @@ class Outlook(NamedTuple):
             "score": rounded(rec.goal.score),
             "alone": rec.alone,
             "by_itself_at": None if self.by_itself_at is None else rfc3339(self.by_itself_at),
-            "changes": [{**hint_dict(h), "description": model.component(h.component).description,
-                         "signal": model.component(h.component).signal.name,
-                         "by_itself_at": (rfc3339(self.hint_at[h.component])
-                                          if h.component in self.hint_at else None)}
-                        for h in rec.hints],
+            "changes": [
+                {
+                    **hint_dict(h),
+                    "description": model.component(h.component).description,
+                    "signal": model.component(h.component).signal.name,
+                    "by_itself_at": (
+                        rfc3339(self.hint_at[h.component]) if h.component in self.hint_at else None
+                    ),
+                }
+                for h in rec.hints
+            ],
         }
 
 
 def hint_dict(hint: Hint) -> dict[str, Any]:
-    return {"component": hint.component, "value": hint.value, "op": hint.op,
-            "target": hint.target,
-            "subscore": None if hint.subscore is None else rounded(hint.subscore),
-            "target_subscore": rounded(hint.target_subscore)}
+    return {
+        "component": hint.component,
+        "value": hint.value,
+        "op": hint.op,
+        "target": hint.target,
+        "subscore": None if hint.subscore is None else rounded(hint.subscore),
+        "target_subscore": rounded(hint.target_subscore),
+    }
 
 
-async def outlook(store: WindowStore, model: Model, account_id: str, now: float,
-                  recovery: Recovery, active: override.ActiveOverride | None,
-                  ranked: Mapping[str, float] | None = None) -> Outlook:
+async def outlook(
+    store: WindowStore,
+    model: Model,
+    account_id: str,
+    now: float,
+    recovery: Recovery,
+    active: override.ActiveOverride | None,
+    ranked: Mapping[str, float] | None = None,
+) -> Outlook:
     """Read the account forward from ``now`` until it clears the goal and every hint is
     met, or nothing more will leave its windows. ``ranked``: each percentile component's
     percentile now, kept as it is (how the peers will move is not in the windows)."""
@@ -74,14 +90,28 @@ async def outlook(store: WindowStore, model: Model, account_id: str, now: float,
             break
         at = following
         state = await store.read(account_id, at)
-        values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
-                                  state.seen_bucket, state.now_bucket)
+        values = component_values(
+            model,
+            state.windows,
+            state.attrs,
+            state.seen,
+            {},
+            None,
+            state.seen_bucket,
+            state.now_bucket,
+        )
         if ranked is not None:
             values = _held(model, values, ranked)
-        card = override.adjusted(score_components(model, values),
-                                 active if active is not None and active.live_at(at) else None)
-        if (by_itself is None and card.score is not None
-                and card.score >= recovery.goal.score and enough_data(model, values)):
+        card = override.adjusted(
+            score_components(model, values),
+            active if active is not None and active.live_at(at) else None,
+        )
+        if (
+            by_itself is None
+            and card.score is not None
+            and card.score >= recovery.goal.score
+            and enough_data(model, values)
+        ):
             by_itself = at
         for name, hint in list(pending.items()):
             if _met(hint, values.get(name)):
@@ -90,8 +120,7 @@ async def outlook(store: WindowStore, model: Model, account_id: str, now: float,
     return Outlook(recovery, by_itself, hint_at)
 
 
-def _held(model: Model, values: dict[str, float],
-          ranked: Mapping[str, float]) -> dict[str, float]:
+def _held(model: Model, values: dict[str, float], ranked: Mapping[str, float]) -> dict[str, float]:
     """``values`` with each percentile component at its present percentile (left out where
     it has none now, or no data then)."""
     for name in percentile_components(model):
@@ -109,8 +138,12 @@ def _met(hint: Hint, value: float | None) -> bool:
     return hint.met_by(value) or (value is None and hint.op == AT_MOST)
 
 
-def _next_time(state: AccountState, at: float, active: override.ActiveOverride | None
-               ) -> float | None:
-    times = [t for t in (state.next_change, None if active is None else active.expires_at)
-             if t is not None and t > at]
+def _next_time(
+    state: AccountState, at: float, active: override.ActiveOverride | None
+) -> float | None:
+    times = [
+        t
+        for t in (state.next_change, None if active is None else active.expires_at)
+        if t is not None and t > at
+    ]
     return min(times, default=None)

@@ -20,13 +20,19 @@ def what(o: dict[str, Any]) -> str:
 def print_overrides(data: dict[str, Any], console: Console) -> None:
     active = data.get("override")
     if active is not None:
-        console.print(Text.assemble(
-            ("override: ", "bold"),
-            f"{what(active)} by {visible(active['author'])} until {active['expires_at']}"
-            f" ({visible(active['override_id'])}: {visible(active['reason'])})"),
-            highlight=False)
+        console.print(
+            Text.assemble(
+                ("override: ", "bold"),
+                f"{what(active)} by {visible(active['author'])} until {active['expires_at']}"
+                f" ({visible(active['override_id'])}: {visible(active['reason'])})",
+            ),
+            highlight=False,
+        )
     for past in data.get("override_history") or []:
-        console.print(Text(
-            f"past override: {what(past)} by {visible(past['author'])}, {past['ended']}"
-            f" {past['ended_at']} ({visible(past['override_id'])}: {visible(past['reason'])})"),
-            highlight=False)
+        console.print(
+            Text(
+                f"past override: {what(past)} by {visible(past['author'])}, {past['ended']}"
+                f" {past['ended_at']} ({visible(past['override_id'])}: {visible(past['reason'])})"
+            ),
+            highlight=False,
+        )

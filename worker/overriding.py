@@ -39,8 +39,11 @@ def overriding(plan: AccountPlan, state: AccountState, now: float) -> Overriding
     """None for an account that has and had no override (nearly all): its evaluation
     does nothing more than before."""
     current = state.override
-    if current is None and not plan.overrides and (
-            state.published is None or state.published.ovr is None):
+    if (
+        current is None
+        and not plan.overrides
+        and (state.published is None or state.published.ovr is None)
+    ):
         return None
     events = list(plan.override_events)
     cause = Cause.of(plan.overrides[-1]) if plan.override is not None else None
@@ -58,9 +61,11 @@ def shown(state: OverrideState | None, at: float) -> dict[str, Any]:
     the past ones, newest first, each with how and when it ended."""
     current = expire(state, at) or state
     return {
-        "override": None if current is None or current.active is None
+        "override": None
+        if current is None or current.active is None
         else _times(current.active.as_dict()),
-        "override_history": [] if current is None
+        "override_history": []
+        if current is None
         else [_times(p.as_dict()) for p in current.history],
     }
 

@@ -40,8 +40,16 @@ CHUNK_ACCOUNTS = 250
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, model: Model | ModelSet, store: WindowStore,
-                 clock: Clock, metrics: Metrics, *, history: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: Model | ModelSet,
+        store: WindowStore,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        history: bool = False,
+    ) -> None:
         """``history``: every alert is catch-up whatever its evaluation's mode (a replay:
         its trail and its final rescore report a rebuild, not news from the stream).
         ``model``: one model, or a set of segment models (``store`` holds its ``windows``)."""
@@ -75,12 +83,17 @@ class Pipeline:
         self.model = models.default
         self._planner = Planner(models.windows)
         self._peers = PeerRanking.of(models, self._settings.peer_refresh_seconds)
-        self._rescorer = Rescorer(models, self._peers, self.metrics, history=self._history,
-                                  gaps=gaps)
+        self._rescorer = Rescorer(
+            models, self._peers, self.metrics, history=self._history, gaps=gaps
+        )
         every = models.all()
-        self._intake = Intake(self._settings, self._clock, self.metrics,
-                              tiers={t.name for m in every for t in m.tiers},
-                              components={c.name for m in every for c in m.components})
+        self._intake = Intake(
+            self._settings,
+            self._clock,
+            self.metrics,
+            tiers={t.name for m in every for t in m.tiers},
+            components={c.name for m in every for c in m.components},
+        )
 
     @property
     def store(self) -> WindowStore:
@@ -100,19 +113,25 @@ class Pipeline:
             if plan.too_old:
                 self.metrics.too_old.inc(plan.too_old)
         await self._apply_and_score(
-            plans, now, outcome,
+            plans,
+            now,
+            outcome,
             lambda plan, model, change, switched: causes.cause_of(
-                model, by_account[plan.account_id], change, switched=switched),
-            lambda plan, exc: self._intake.fail_all(by_account[plan.account_id], records, exc,
-                                                    outcome.dead_letters))
+                model, by_account[plan.account_id], change, switched=switched
+            ),
+            lambda plan, exc: self._intake.fail_all(
+                by_account[plan.account_id], records, exc, outcome.dead_letters
+            ),
+        )
         outcome.origins = _origins(records, outcome)
         return outcome
 
     async def due(self, partitions: Collection[int], limit: int) -> list[tuple[int, str]]:
         return await self._store.schedule.due(partitions, self._clock.now(), limit)
 
-    async def expire(self, due: Sequence[tuple[int | None, str]],
-                     cause: Cause = WINDOW_EXPIRY) -> Outcome:
+    async def expire(
+        self, due: Sequence[tuple[int | None, str]], cause: Cause = WINDOW_EXPIRY
+    ) -> Outcome:
         """Rescore accounts from their windows alone: no event, only the clock (or, for
         ``cause.kind == "replay"``, the rebuilt state) moved."""
         now = self._clock.now()
@@ -120,16 +139,23 @@ class Pipeline:
         # Windows that rolled on the wall clock are news (live); on a replay's event-time
         # clock they are history like the records that moved it there.
         plans = [AccountPlan(account, partition, newest=now) for partition, account in due]
-        await self._apply_and_score(plans, now, outcome, lambda _p, _m, _c, _s: cause,
-                                    self._unscored, read_all=True)
+        await self._apply_and_score(
+            plans, now, outcome, lambda _p, _m, _c, _s: cause, self._unscored, read_all=True
+        )
         if cause is WINDOW_EXPIRY:
             self.metrics.expiry_rescored.inc(len(plans))
         return outcome
 
-    async def _apply_and_score(self, plans: Sequence[AccountPlan], now: float, outcome: Outcome,
-                               cause_of: Callable[[AccountPlan, Model, TierChange, bool], Cause],
-                               failed: Callable[[AccountPlan, Exception], None],
-                               *, read_all: bool = False) -> None:
+    async def _apply_and_score(
+        self,
+        plans: Sequence[AccountPlan],
+        now: float,
+        outcome: Outcome,
+        cause_of: Callable[[AccountPlan, Model, TierChange, bool], Cause],
+        failed: Callable[[AccountPlan, Exception], None],
+        *,
+        read_all: bool = False,
+    ) -> None:
         applied: Counter[str] = Counter()
         failed = partial(self._failed, failed)
         # The real present, whatever the scoring clock (an event-time clock trails it).
@@ -141,12 +167,14 @@ class Pipeline:
             if self._peers is not None:
                 await ranked(part, states, self._peers)
             else:
-                self._rescorer.score_all(part, states, now, present, lag, outcome, cause_of,
-                                         failed, applied)
+                self._rescorer.score_all(
+                    part, states, now, present, lag, outcome, cause_of, failed, applied
+                )
             return []
 
-        async def ranked(part: Sequence[AccountPlan], states: list[AccountState],
-                         peers: PeerRanking) -> None:
+        async def ranked(
+            part: Sequence[AccountPlan], states: list[AccountState], peers: PeerRanking
+        ) -> None:
             """``chunk`` with a model that ranks accounts among peers: values first, then
             one exchange for every rank of the chunk, then the scores."""
             ready = []
@@ -157,13 +185,21 @@ class Pipeline:
                     ready.append((plan, state, model, switched, values))
                 except Exception as exc:
                     failed(plan, exc)
-            ranks = await peers.rank(self._store, [peers.update(model, state, values)
-                                                   for _, state, model, _, values in ready])
+            ranks = await peers.rank(
+                self._store,
+                [peers.update(model, state, values) for _, state, model, _, values in ready],
+            )
             for (plan, state, model, switched, values), rank in zip(ready, ranks, strict=True):
                 try:
-                    self._rescorer.score(plan, state, evaluation_mode(plan.newest, present, lag),
-                                         now, outcome, partial(cause_of, plan),
-                                         (model, switched, values, rank))
+                    self._rescorer.score(
+                        plan,
+                        state,
+                        evaluation_mode(plan.newest, present, lag),
+                        now,
+                        outcome,
+                        partial(cause_of, plan),
+                        (model, switched, values, rank),
+                    )
                 except Exception as exc:
                     failed(plan, exc)
 
@@ -188,8 +224,13 @@ class Pipeline:
         names = dict.fromkeys(tier.name for model in self.models.all() for tier in model.tiers)
         return await self._store.tiers.counts([*names, UNKNOWN_TIER.name])
 
-    def _plan_each(self, by_account: dict[str, list[Record]], now_bucket: int,
-                   records: Sequence[RawRecord], outcome: Outcome) -> list[AccountPlan]:
+    def _plan_each(
+        self,
+        by_account: dict[str, list[Record]],
+        now_bucket: int,
+        records: Sequence[RawRecord],
+        outcome: Outcome,
+    ) -> list[AccountPlan]:
         """Planning the batch raised: plan account by account, and dead-letter the
         records of those whose planning fails (planning is pure, so planning again is safe)."""
         plans = []
@@ -201,8 +242,9 @@ class Pipeline:
                 self._intake.fail_all(account_records, records, exc, outcome.dead_letters)
         return plans
 
-    def _failed(self, failed: Callable[[AccountPlan, Exception], None], plan: AccountPlan,
-                exc: Exception) -> None:
+    def _failed(
+        self, failed: Callable[[AccountPlan, Exception], None], plan: AccountPlan, exc: Exception
+    ) -> None:
         """Scoring the account failed after the batch's records were applied to it: the
         component values held for it miss them, and its next batch would recompute only
         the components that batch touches. So it goes, and is loaded again."""
@@ -214,8 +256,13 @@ class Pipeline:
         again at its next due time or event."""
         if is_retriable(exc):
             raise exc
-        log.warning("account %s not rescored: %s: %s", plan.account_id, type(exc).__name__,
-                    exc, exc_info=self._intake.first_traceback(exc))
+        log.warning(
+            "account %s not rescored: %s: %s",
+            plan.account_id,
+            type(exc).__name__,
+            exc,
+            exc_info=self._intake.first_traceback(exc),
+        )
 
 
 def _origins(records: Sequence[RawRecord], outcome: Outcome) -> list[float]:
@@ -224,8 +271,11 @@ def _origins(records: Sequence[RawRecord], outcome: Outcome) -> list[float]:
     Catch-up alerts report history (their latency would be the backlog's age) and an
     expiry has no record: neither is measured. Records come sorted by partition and
     offset, so each cause is found by bisection, not by a pass over the batch."""
-    causes = [(c.topic, c.partition, c.offset) for _, alert in outcome.alerts
-              if alert.delivery == Mode.LIVE.value and (c := alert.cause).offset is not None]
+    causes = [
+        (c.topic, c.partition, c.offset)
+        for _, alert in outcome.alerts
+        if alert.delivery == Mode.LIVE.value and (c := alert.cause).offset is not None
+    ]
     found = []
     for cause in causes:
         at = bisect_left(records, cause, key=_position)

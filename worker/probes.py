@@ -52,16 +52,28 @@ class Probes:
 
     def healthz(self, max_poll_age: float) -> Verdict:
         age = self._clock() - self.last_beat
-        reasons = [] if age <= max_poll_age else [
-            f"event loop stuck: no poll for {age:.0f} s (limit {max_poll_age:g} s)"]
-        return Verdict(not reasons, {"alive": not reasons, "reasons": reasons,
-                                     "last_poll_age_seconds": round(age, 3)})
+        reasons = (
+            []
+            if age <= max_poll_age
+            else [f"event loop stuck: no poll for {age:.0f} s (limit {max_poll_age:g} s)"]
+        )
+        return Verdict(
+            not reasons,
+            {"alive": not reasons, "reasons": reasons, "last_poll_age_seconds": round(age, 3)},
+        )
 
     def readyz(self, max_age: float) -> Verdict:
         reasons = self._not_ready(max_age)
         ages = {dep: round(self._clock() - at, 3) for dep, at in self.answered.items()}
-        return Verdict(not reasons, {"ready": not reasons, "reasons": reasons,
-                                     "partitions": self.partitions, "answered_ages_seconds": ages})
+        return Verdict(
+            not reasons,
+            {
+                "ready": not reasons,
+                "reasons": reasons,
+                "partitions": self.partitions,
+                "answered_ages_seconds": ages,
+            },
+        )
 
     def _not_ready(self, max_age: float) -> list[str]:
         if self.paused_for is not None:

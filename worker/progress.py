@@ -30,9 +30,15 @@ class Reporter:
     (transaction markers take offsets, a broker may list its end late), so the
     reporter never shows more done than total."""
 
-    def __init__(self, what: str, stream: TextIO | None = None, *,
-                 interactive: bool | None = None, every_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        what: str,
+        stream: TextIO | None = None,
+        *,
+        interactive: bool | None = None,
+        every_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.what = what
         self.done = 0
         self.total: int | None = None
@@ -45,16 +51,21 @@ class Reporter:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         if interactive:
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeRemainingColumn(),
-                                 console=Console(file=self._stream, force_terminal=True),
-                                 transient=False)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self._stream, force_terminal=True),
+                transient=False,
+            )
 
     def __enter__(self) -> Reporter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def start(self, total: int) -> None:

@@ -43,7 +43,7 @@ def _rounded(target: float, op: str) -> str:
     if target == int(target):
         return f"{int(target)}"
     digits = max(0, 2 - math.floor(math.log10(abs(target)))) if target else 0
-    scale = 10.0 ** digits
+    scale = 10.0**digits
     shown = (math.floor(target * scale) if op == "<=" else math.ceil(target * scale)) / scale
     return f"{shown:.{digits}f}".rstrip("0").rstrip(".")  # 0.75, not 0.750
 
@@ -61,20 +61,29 @@ def no_hints(data: dict[str, Any]) -> str | None:
     """Why an account below the best tier has no hints (``explain``'s record), or None."""
     override = data.get("override")
     if override is not None and override.get("kind") == "pin":
-        return ("no next steps from its data: its tier follows the pin, not the score,"
-                " until the override ends or is cleared")
+        return (
+            "no next steps from its data: its tier follows the pin, not the score,"
+            " until the override ends or is cleared"
+        )
     if data.get("tier") == UNKNOWN_TIER.name:
-        return ("no next steps from its values: what it lacks is data (too little of the"
-                " model's weight has any in its windows); events of the missing components"
-                " bring it a tier")
+        return (
+            "no next steps from its values: what it lacks is data (too little of the"
+            " model's weight has any in its windows); events of the missing components"
+            " bring it a tier"
+        )
     return None
 
 
 def in_users(c: dict[str, Any], data: dict[str, Any]) -> str:
     """A share of the seats in people: `` (4 more active users of 20 seats)``; else ""."""
     seats = (data.get("attributes") or {}).get("seats_purchased")
-    if c.get("signal") != "active_user_share" or not isinstance(seats, int | float) \
-            or isinstance(seats, bool) or seats <= 0 or c["op"] != ">=":
+    if (
+        c.get("signal") != "active_user_share"
+        or not isinstance(seats, int | float)
+        or isinstance(seats, bool)
+        or seats <= 0
+        or c["op"] != ">="
+    ):
         return ""
     needed = math.ceil(c["target"] * seats - 1e-9)  # whole people reach the share
     now = 0 if c["value"] is None else round(c["value"] * seats)
@@ -90,18 +99,27 @@ def print_recovery(data: dict[str, Any], console: Console) -> None:
         if why is not None:
             console.print(Text(why), highlight=False)
         return
-    head = (f"to reach {visible(recovery['tier'])} (score {recovery['score']:g}), "
-            + ("any one of:" if recovery["alone"] else "all of:"))
+    head = f"to reach {visible(recovery['tier'])} (score {recovery['score']:g}), " + (
+        "any one of:" if recovery["alone"] else "all of:"
+    )
     if not recovery["changes"]:
         head = f"to reach {visible(recovery['tier'])}: no change it can make gets there"
     console.print(Text(head, style="bold"), highlight=False)
     for c in recovery["changes"]:
-        by_itself = "" if c["by_itself_at"] is None else (
-            f" (by itself on {c['by_itself_at']}, as older events leave its window)")
+        by_itself = (
+            ""
+            if c["by_itself_at"] is None
+            else (f" (by itself on {c['by_itself_at']}, as older events leave its window)")
+        )
         line = Text(f"  {change(c)}{in_users(c, data)}{by_itself}")
         if c.get("description"):  # the value's unit: what is counted, over which window
             line.append(f"  ({visible(c['description'])})", style="dim")
         console.print(line, highlight=False)
     when = recovery["by_itself_at"]
-    console.print(Text("  with no new events it gets there " + (
-        f"by itself on {when}" if when else "never by itself")), highlight=False)
+    console.print(
+        Text(
+            "  with no new events it gets there "
+            + (f"by itself on {when}" if when else "never by itself")
+        ),
+        highlight=False,
+    )

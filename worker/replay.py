@@ -84,12 +84,17 @@ class ReplayReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"replayed {self.records} records into {self.accounts} accounts "
-                f"in {self.seconds:.1f} s; {self._dead_lettered()}; "
-                f"{self.trail_alerts} tier changes on the way, "
-                f"{len(self.alerts)} published now"
-                + (f"; {self.unreadable_alerts} unreadable records on the alerts topic skipped"
-                   if self.unreadable_alerts else ""))
+        return (
+            f"replayed {self.records} records into {self.accounts} accounts "
+            f"in {self.seconds:.1f} s; {self._dead_lettered()}; "
+            f"{self.trail_alerts} tier changes on the way, "
+            f"{len(self.alerts)} published now"
+            + (
+                f"; {self.unreadable_alerts} unreadable records on the alerts topic skipped"
+                if self.unreadable_alerts
+                else ""
+            )
+        )
 
     def _dead_lettered(self) -> str:
         total = sum(self.dead_letters.values())
@@ -100,9 +105,15 @@ class ReplayReport:
 
 
 class Replay:
-    def __init__(self, settings: Settings, model: Model | ModelSet | None = None,
-                 *, alerts_topic: str | None = None, force: bool = False,
-                 progress: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: Model | ModelSet | None = None,
+        *,
+        alerts_topic: str | None = None,
+        force: bool = False,
+        progress: Reporter | None = None,
+    ) -> None:
         """``force``: skip the check for live workers (some brokers, the embedded one
         among them, keep listing members that left until the group rebalances).
         ``progress`` is told how many event records the rebuild reads and has read.
@@ -110,8 +121,10 @@ class Replay:
         No client is built here: aiokafka's need the running event loop, so ``run``
         builds them (a command builds this object before its loop starts)."""
         if alerts_topic == settings.topic_alerts:
-            raise ConfigError("--alerts-topic must not be the live alerts topic: consumers "
-                              "would get the replayed history as new tier changes")
+            raise ConfigError(
+                "--alerts-topic must not be the live alerts topic: consumers "
+                "would get the replayed history as new tier changes"
+            )
         self.settings = settings
         self.force = force
         self.models = as_model_set(model) if model else load_models(settings.model_path)
@@ -127,8 +140,9 @@ class Replay:
         self._trail_delivery: Delivery
 
     def _pipeline(self, clock: EventTimeClock | WallClock, published_field: str) -> Pipeline:
-        store = WindowStore.from_settings(self._redis, self.models.windows, self.settings,
-                                          published_field=published_field)
+        store = WindowStore.from_settings(
+            self._redis, self.models.windows, self.settings, published_field=published_field
+        )
         # All a replay publishes is history: a rebuild's trail, or where the rebuilt tier
         # differs from the one consumers were told, typically many accounts at once after
         # a model change; consumers batch it rather than page on it (``delivery``).
@@ -142,8 +156,9 @@ class Replay:
         self._producer = new_producer(self.settings, "healthscore-replay")
         self._stop = asyncio.Event()  # never set: Ctrl-C cancels the run, retries and all
         if self._from_topic:  # the model the workers score with, as they would start now
-            self.models = await _reaching(f"the broker at {self.settings.kafka_bootstrap}",
-                                          newest_models(self.settings))
+            self.models = await _reaching(
+                f"the broker at {self.settings.kafka_bootstrap}", newest_models(self.settings)
+            )
             self.model = self.models.default
         try:
             await self._preflight()
@@ -152,8 +167,12 @@ class Replay:
             # starts over (each step inside is retried on its own first).
             seeded = await self._retry(self._seed_published, "kafka")
             await self._retry(partial(rebuild.reindex, self._redis), "redis")
-            log.info("reset; %d published tiers kept, %d taken from %s", kept, seeded,
-                     self.settings.topic_alerts)
+            log.info(
+                "reset; %d published tiers kept, %d taken from %s",
+                kept,
+                seeded,
+                self.settings.topic_alerts,
+            )
             await self._rebuild()
             await self._retry(self._catch_up, "redis")
         finally:
@@ -167,10 +186,18 @@ class Replay:
         broker = f"the broker at {self.settings.kafka_bootstrap}"
         await _reaching("Redis", self._redis.ping())
         # The live worker's start-up check: refuse a durability this Redis cannot give.
-        await _reaching("Redis", server.check(self._redis, server.Durability.of(self.settings),
-                                              self.settings.redis_timeout_seconds))
-        await _reaching(broker, ensure_topics(
-            self.settings, extra=[self.alerts_topic] if self.alerts_topic else []))
+        await _reaching(
+            "Redis",
+            server.check(
+                self._redis,
+                server.Durability.of(self.settings),
+                self.settings.redis_timeout_seconds,
+            ),
+        )
+        await _reaching(
+            broker,
+            ensure_topics(self.settings, extra=[self.alerts_topic] if self.alerts_topic else []),
+        )
         if not self.force:
             await _reaching(broker, _refuse_while_workers_run(self.settings))
         await _reaching(broker, self._producer.start())
@@ -178,17 +205,23 @@ class Replay:
     async def _retry(self, operation: Callable[[], Awaitable[T]], dependency: str) -> T:
         """As the live loop does: the same step again after a back-off, until it succeeds.
         The state is half rebuilt by then: waiting beats leaving it so."""
-        return await retrying(operation, dependency,
-                              max_backoff=self.settings.retry_backoff_max_seconds,
-                              metrics=self.metrics, stop=self._stop)
+        return await retrying(
+            operation,
+            dependency,
+            max_backoff=self.settings.retry_backoff_max_seconds,
+            metrics=self.metrics,
+            stop=self._stop,
+        )
 
     async def _seed_published(self) -> int:
         seeded = self.report.unreadable_alerts = 0
-        async for records in read_to_end(self.settings, [self.settings.topic_alerts],
-                                         self.settings.batch_max_records):
+        async for records in read_to_end(
+            self.settings, [self.settings.topic_alerts], self.settings.batch_max_records
+        ):
             alerts = list(self._readable(records))  # a list: a retry reads it again
-            seeded += await self._retry(partial(rebuild.seed_published, self._redis, alerts),
-                                        "redis")
+            seeded += await self._retry(
+                partial(rebuild.seed_published, self._redis, alerts), "redis"
+            )
         return seeded
 
     def _readable(self, records: list[Any]) -> Iterator[dict[str, Any]]:
@@ -203,10 +236,17 @@ class Replay:
                 yield alert
             else:
                 self.report.unreadable_alerts += 1
-                log.warning("skipped a record that is not an alert at %s[%d]@%d",
-                            record.topic, record.partition, record.offset,
-                            extra={"topic": record.topic, "partition": record.partition,
-                                   "offset": record.offset})
+                log.warning(
+                    "skipped a record that is not an alert at %s[%d]@%d",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    extra={
+                        "topic": record.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                    },
+                )
 
     async def _rebuild(self) -> None:
         pipeline = self._pipeline(EventTimeClock(), keys.REPLAY_PUBLISHED)
@@ -214,17 +254,20 @@ class Replay:
         partitions: set[int] = set()
         limit = self.settings.batch_max_records
         on_total = self.progress.start if self.progress else None
-        async for records in read_to_end(self.settings, self.settings.input_topics, limit,
-                                         on_total):
+        async for records in read_to_end(
+            self.settings, self.settings.input_topics, limit, on_total
+        ):
             self.report.records += len(records)
             if self.progress:
                 self.progress.advance(len(records))
             partitions.update(r.partition for r in records)
-            await self._trail(pipeline, await self._retry(partial(pipeline.process, records),
-                                                          "redis"))
+            await self._trail(
+                pipeline, await self._retry(partial(pipeline.process, records), "redis")
+            )
             while due := await self._retry(partial(pipeline.due, partitions, limit), "redis"):
-                await self._trail(pipeline, await self._retry(partial(pipeline.expire, due),
-                                                              "redis"))
+                await self._trail(
+                    pipeline, await self._retry(partial(pipeline.expire, due), "redis")
+                )
                 if len(due) < limit:
                     break
 
@@ -237,13 +280,17 @@ class Replay:
         await self._trail_delivery.deliver(outcome)
 
     async def _publish_trail(self, outcome: Outcome) -> None:
-        sent = Outcome(alerts=outcome.alerts if self.alerts_topic else [],
-                       dead_letters=outcome.dead_letters)
+        sent = Outcome(
+            alerts=outcome.alerts if self.alerts_topic else [], dead_letters=outcome.dead_letters
+        )
         if sent.alerts or sent.dead_letters:
             # Without a trail topic there are no alerts here to send to the live one.
-            await publish(self._producer, sent,
-                          alerts_topic=self.alerts_topic or self.settings.topic_alerts,
-                          deadletter_topic=self.settings.topic_deadletter)
+            await publish(
+                self._producer,
+                sent,
+                alerts_topic=self.alerts_topic or self.settings.topic_alerts,
+                deadletter_topic=self.settings.topic_deadletter,
+            )
 
     async def _catch_up(self) -> None:
         """Run again after a failure, it finds the tiers the first attempt published
@@ -251,10 +298,12 @@ class Replay:
         pipeline = self._pipeline(WallClock(), keys.PUBLISHED)
         self.report.accounts = 0
         # As the live workers place them: an account's alerts stay on one partition.
-        same_partitions = await co_partitioned(self._producer, self.settings.topic_alerts,
-                                               self.settings.input_topics)
-        delivery = Delivery(pipeline.store, partial(self._publish_live, same_partitions),
-                            self._retry)
+        same_partitions = await co_partitioned(
+            self._producer, self.settings.topic_alerts, self.settings.input_topics
+        )
+        delivery = Delivery(
+            pipeline.store, partial(self._publish_live, same_partitions), self._retry
+        )
         async for chunk in rebuild.accounts(self._redis, forget=keys.REPLAY_PUBLISHED):
             outcome = await self._retry(partial(pipeline.expire, chunk, REPLAY), "redis")
             await delivery.deliver(outcome)
@@ -262,9 +311,13 @@ class Replay:
             self.report.alerts += [as_dict(alert) for _, alert in outcome.alerts]
 
     async def _publish_live(self, co_partitioned: bool, outcome: Outcome) -> None:
-        await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,
-                      deadletter_topic=self.settings.topic_deadletter,
-                      co_partitioned=co_partitioned)
+        await publish(
+            self._producer,
+            outcome,
+            alerts_topic=self.settings.topic_alerts,
+            deadletter_topic=self.settings.topic_deadletter,
+            co_partitioned=co_partitioned,
+        )
 
 
 def _is_alert(alert: Any) -> bool:
@@ -304,6 +357,8 @@ async def _refuse_while_workers_run(settings: Settings) -> None:
         await admin.close()
     members = sum(len(group[5]) for response in responses for group in response.groups)
     if members:
-        raise ConfigError(f"{members} live worker(s) in consumer group {settings.group_id}: "
-                          "stop them before a replay rewrites their state (or --force "
-                          "if they are gone and the broker still lists them)")
+        raise ConfigError(
+            f"{members} live worker(s) in consumer group {settings.group_id}: "
+            "stop them before a replay rewrites their state (or --force "
+            "if they are gone and the broker still lists them)"
+        )

@@ -48,8 +48,15 @@ class Outcome:
 
 
 class Rescorer:
-    def __init__(self, models: ModelSet, peers: PeerRanking | None, metrics: Metrics, *,
-                 history: bool, gaps: DataGaps | None) -> None:
+    def __init__(
+        self,
+        models: ModelSet,
+        peers: PeerRanking | None,
+        metrics: Metrics,
+        *,
+        history: bool,
+        gaps: DataGaps | None,
+    ) -> None:
         """``history``: every alert is catch-up (a replay). ``gaps``: the live loop's data
         gaps, which hold back tier changes a silence caused; None elsewhere."""
         self.models = models
@@ -59,18 +66,31 @@ class Rescorer:
         self._history = history
         self._segmented = bool(models.segments)
 
-    def score_all(self, plans: Sequence[AccountPlan], states: Sequence[AccountState],
-                  now: float, present: float, lag: float, outcome: Outcome,
-                  cause_of: Callable[[AccountPlan, Model, TierChange, bool], Cause],
-                  failed: Callable[[AccountPlan, Exception], None],
-                  applied: Counter[str]) -> None:
+    def score_all(
+        self,
+        plans: Sequence[AccountPlan],
+        states: Sequence[AccountState],
+        now: float,
+        present: float,
+        lag: float,
+        outcome: Outcome,
+        cause_of: Callable[[AccountPlan, Model, TierChange, bool], Cause],
+        failed: Callable[[AccountPlan, Exception], None],
+        applied: Counter[str],
+    ) -> None:
         """Each account of a chunk, as Redis has it after its writes (``states``), counted
         and scored; ``present``: the wall clock's, ``lag``: the catch-up lag, for its mode."""
         for plan, state in zip(plans, states, strict=True):
             self.count(plan, state, applied)
             try:
-                self.score(plan, state, evaluation_mode(plan.newest, present, lag), now,
-                           outcome, partial(cause_of, plan))
+                self.score(
+                    plan,
+                    state,
+                    evaluation_mode(plan.newest, present, lag),
+                    now,
+                    outcome,
+                    partial(cause_of, plan),
+                )
             except Exception as exc:  # one account must not stop the others
                 failed(plan, exc)
 
@@ -92,19 +112,39 @@ class Rescorer:
             for name, count in state.left_out.items():
                 self._metrics.distinct_capped.labels(name).inc(count)
 
-    def values(self, plan: AccountPlan, state: AccountState, now: float
-               ) -> tuple[Model, bool, dict[str, float]]:
+    def values(
+        self, plan: AccountPlan, state: AccountState, now: float
+    ) -> tuple[Model, bool, dict[str, float]]:
         """The account's scoring model, whether it just moved there, its raw values."""
         model, switched = self._model_of(plan, state, now)
         # Cached values are the last scoring model's: only an account update, or the end of
         # its onboarding, moves an account to another one.
         fresh = state.cache_valid and not (self._segmented and (plan.attrs_changed or switched))
-        return model, switched, component_values(
-            model, state.windows, state.attrs, state.seen, state.cached_values,
-            plan.touched if fresh else None, state.seen_bucket, state.now_bucket)
+        return (
+            model,
+            switched,
+            component_values(
+                model,
+                state.windows,
+                state.attrs,
+                state.seen,
+                state.cached_values,
+                plan.touched if fresh else None,
+                state.seen_bucket,
+                state.now_bucket,
+            ),
+        )
 
-    def score(self, plan: AccountPlan, state: AccountState, mode: Mode, now: float,
-              outcome: Outcome, cause_of: CauseOf, ranked: Ranked | None = None) -> None:
+    def score(
+        self,
+        plan: AccountPlan,
+        state: AccountState,
+        mode: Mode,
+        now: float,
+        outcome: Outcome,
+        cause_of: CauseOf,
+        ranked: Ranked | None = None,
+    ) -> None:
         """Into ``outcome``: the account's alert, if its tier changed, and its write.
         ``ranked``: the model, switch and values ``values`` gave, and the account's peer
         ranks; None (every model without percentile components): computed here."""
@@ -121,15 +161,23 @@ class Rescorer:
         # word, or a score the override moved, not one the margin should keep. (Kept,
         # whether it applied would depend on how the batches before happened to be cut,
         # and a replay could not rebuild the tier.)
-        hysteresis = (hysteresis_applies(mode, state.last_mode) and not switched
-                      and (over is None or over.cause is None))
+        hysteresis = (
+            hysteresis_applies(mode, state.last_mode)
+            and not switched
+            and (over is None or over.cause is None)
+        )
         if switched and not plan.attrs_changed:  # only the clock moved it: onboarding ended
             cause_of = partial(causes.fixed, ONBOARDING_ENDED)
         if over is None:
             change = self._decide(model, scored, state, hysteresis)
         else:
-            change = override.decide(model, score_components(model, scored), state.published,
-                                     over.active, hysteresis=hysteresis)
+            change = override.decide(
+                model,
+                score_components(model, scored),
+                state.published,
+                over.active,
+                hysteresis=hysteresis,
+            )
             for event in over.events:
                 self._metrics.overrides.labels(event).inc()
             if over.cause is not None:
@@ -141,19 +189,25 @@ class Rescorer:
             next_change = self.peers.next_change(plan.account_id, now, next_change, ranks)
         # A gap holds what the silence moved: never a first tier (nothing to fall from), a
         # CSM's override or a segment move.
-        caused = (state.published is None or switched
-                  or (over is not None and over.cause is not None))
-        if change is not None and self.gaps is not None and not caused \
-                and self.gaps.holds(change):
+        caused = (
+            state.published is None or switched or (over is not None and over.cause is not None)
+        )
+        if change is not None and self.gaps is not None and not caused and self.gaps.holds(change):
             # Not saved as published, and rescored again: when the gap closes, or by then.
             recheck = self.gaps.hold(plan.partition, plan.account_id, now)
             change, next_change = None, min(recheck, next_change or recheck)
             outcome.held += 1
         published = alert = None
         if change is not None:
-            alert = build_alert(model, plan.account_id, state.attrs.get("segment"),
-                                change, cause_of(model, change, switched), now,
-                                mode=Mode.CATCH_UP if self._history else mode)
+            alert = build_alert(
+                model,
+                plan.account_id,
+                state.attrs.get("segment"),
+                change,
+                cause_of(model, change, switched),
+                now,
+                mode=Mode.CATCH_UP if self._history else mode,
+            )
             if over is not None and over.active is not None:
                 alert = under_override(alert, model, change.scorecard, over.active)
             outcome.alerts.append((plan.account_id, alert))
@@ -168,27 +222,50 @@ class Rescorer:
             # has nothing to decide, and saving it would give an account with no data at
             # all (a tombstone of an unknown account) a key.
             mode = Mode.LIVE
-        outcome.writes.append(StateWrite(
-            plan.account_id, values, partition=plan.partition, next_change=next_change,
-            published=published, alert=alert, mode=mode,
-            override=None if over is None else over.save))
+        outcome.writes.append(
+            StateWrite(
+                plan.account_id,
+                values,
+                partition=plan.partition,
+                next_change=next_change,
+                published=published,
+                alert=alert,
+                mode=mode,
+                override=None if over is None else over.save,
+            )
+        )
 
-    def _decide(self, model: Model, values: dict[str, float], state: AccountState,
-                hysteresis: bool) -> TierChange | None:
+    def _decide(
+        self, model: Model, values: dict[str, float], state: AccountState, hysteresis: bool
+    ) -> TierChange | None:
         covered = enough_data(model, values)
         # A first score always publishes (when there is one): no need to ask first.
-        moves = (state.published is None
-                 or new_tier(model, score_of(model, values), state.published,
-                             hysteresis=hysteresis, covered=covered) is not None)
-        return (decide(model, score_components(model, values), state.published,
-                       hysteresis=hysteresis, covered=covered)
-                if moves else None)
+        moves = (
+            state.published is None
+            or new_tier(
+                model,
+                score_of(model, values),
+                state.published,
+                hysteresis=hysteresis,
+                covered=covered,
+            )
+            is not None
+        )
+        return (
+            decide(
+                model,
+                score_components(model, values),
+                state.published,
+                hysteresis=hysteresis,
+                covered=covered,
+            )
+            if moves
+            else None
+        )
 
-    def _model_of(self, plan: AccountPlan, state: AccountState,
-                  now: float) -> tuple[Model, bool]:
+    def _model_of(self, plan: AccountPlan, state: AccountState, now: float) -> tuple[Model, bool]:
         """The model of the account's segment or onboarding, and whether an account update
         or the end of its onboarding moved it there from its last published tier's."""
         if not self._segmented:
             return self.models.default, False
-        return scoring_model(self.models, state.attrs, state.published, plan.attrs_changed,
-                             now)
+        return scoring_model(self.models, state.attrs, state.published, plan.attrs_changed, now)

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 # An account id no producer sends (ids cannot hold a space): the start-up read touches
 # the same keys and commands as a real one, and finds nothing.
 PROBE_ACCOUNT = "healthscore start-up check"
-LOST = ("a Redis restart loses {what}, so events are lost or applied twice and alert seq"
-        " numbers start over (exactly-once breaks silently)")
+LOST = (
+    "a Redis restart loses {what}, so events are lost or applied twice and alert seq"
+    " numbers start over (exactly-once breaks silently)"
+)
 EVERYTHING = "every account's windows, attributes, offset fences and published tiers"
 SINCE_SNAPSHOT = "the writes since the last snapshot (windows, offset fences, published tiers)"
 FIX = "run Redis with an append-only file (appendonly yes, appendfsync everysec or always)"
@@ -46,8 +48,11 @@ async def check_redis(redis: Client, store: WindowStore, *, require_persistence:
     await store.read(PROBE_ACCOUNT, time.time())
     if isinstance(redis, RedisCluster):  # each primary keeps its own slots' writes
         for node in redis.get_primaries():
-            check_persistence(await persistence(redis, node), f"cluster node {node.name}",
-                              require=require_persistence)
+            check_persistence(
+                await persistence(redis, node),
+                f"cluster node {node.name}",
+                require=require_persistence,
+            )
     else:
         check_persistence(await persistence(redis), _where(redis), require=require_persistence)
 
@@ -73,17 +78,24 @@ def check_persistence(found: Persistence, where: str, *, require: bool) -> None:
         log.info("Redis %s persists to an append-only file", where)
         return
     if found.aof is False and found.save_points:
-        log.warning("Redis %s persists by RDB snapshots only (save %s): %s; %s", where,
-                    found.save_points, LOST.format(what=SINCE_SNAPSHOT),
-                    FIX)
+        log.warning(
+            "Redis %s persists by RDB snapshots only (save %s): %s; %s",
+            where,
+            found.save_points,
+            LOST.format(what=SINCE_SNAPSHOT),
+            FIX,
+        )
         return
     if found.aof is False and found.save_points == "":
-        problem = (f"Redis {where} has no persistence (no append-only file, no RDB save"
-                   f" points): {LOST.format(what=EVERYTHING)}")
+        problem = (
+            f"Redis {where} has no persistence (no append-only file, no RDB save"
+            f" points): {LOST.format(what=EVERYTHING)}"
+        )
     else:
-        problem = (f"Redis {where}: persistence could not be checked (INFO persistence or"
-                   " CONFIG GET is not allowed); if it has none, "
-                   + LOST.format(what=EVERYTHING))
+        problem = (
+            f"Redis {where}: persistence could not be checked (INFO persistence or"
+            " CONFIG GET is not allowed); if it has none, " + LOST.format(what=EVERYTHING)
+        )
     if require:
         raise PersistenceRequired(f"{problem}; HEALTHSCORE_REQUIRE_REDIS_PERSISTENCE is set")
     log.warning("%s; %s (%s)", problem, FIX, REFUSE)

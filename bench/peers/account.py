@@ -44,8 +44,14 @@ def apply(scorer: Scorer, doc: Doc, event: Parsed, now_bucket: int) -> bool:
     return True
 
 
-def rescore(scorer: Scorer, doc: Doc, cause: Parsed, source: tuple[str, int, int], now: float,
-            now_bucket: int) -> Scored:
+def rescore(
+    scorer: Scorer,
+    doc: Doc,
+    cause: Parsed,
+    source: tuple[str, int, int],
+    now: float,
+    now_bucket: int,
+) -> Scored:
     """Prune what left every window, score the windows ending now and keep the result in
     ``doc``; ``cause`` and ``source`` (topic, partition, offset) go into an alert."""
     cells: dict[str, float] = doc["c"]
@@ -55,14 +61,15 @@ def rescore(scorer: Scorer, doc: Doc, cause: Parsed, source: tuple[str, int, int
     distinct = {}
     for window in scorer.windows:
         since = scorer.since(now_bucket, window)
-        distinct[window] = {name: sum(ts >= since for ts in doc[name].values())
-                            for name in scorer.distinct_at[window]}
+        distinct[window] = {
+            name: sum(ts >= since for ts in doc[name].values())
+            for name in scorer.distinct_at[window]
+        }
     keep_since = scorer.since(now_bucket, scorer.model.max_window_buckets)
     for name in SETS:
         doc[name] = {m: ts for m, ts in doc[name].items() if ts >= keep_since}
 
-    scored = scorer.score(cause, scorer.views(sums, distinct), doc["seen"], doc["pub"],
-                          source, now)
+    scored = scorer.score(cause, scorer.views(sums, distinct), doc["seen"], doc["pub"], source, now)
     doc["score"] = scored.score
     if scored.published is not None:
         doc["pub"] = scored.published

@@ -35,5 +35,13 @@ def parse(description: str, argv: Sequence[str] | None = None) -> PeerArgs:
     parser.add_argument("--scores")
     parser.add_argument("--recovery", action="store_true")
     ns = parser.parse_args(argv)
-    return PeerArgs(ns.result, ns.group, ns.output_topic, ns.expect, ns.data_dir, ns.key_prefix,
-                    ns.scores, ns.recovery)
+    return PeerArgs(
+        ns.result,
+        ns.group,
+        ns.output_topic,
+        ns.expect,
+        ns.data_dir,
+        ns.key_prefix,
+        ns.scores,
+        ns.recovery,
+    )

@@ -60,8 +60,9 @@ RawMessage = Message[bytes | None, bytes | None]
 class AccountLogic(StatefulBatchLogic[RawMessage, bytes, account.Doc]):
     """One account's windows; each batch of its events in, at most one alert out."""
 
-    def __init__(self, scorer: Scorer, types: dict[str, str], progress: Progress,
-                 resume: account.Doc | None) -> None:
+    def __init__(
+        self, scorer: Scorer, types: dict[str, str], progress: Progress, resume: account.Doc | None
+    ) -> None:
         self.scorer = scorer
         self.types = types
         self.progress = progress
@@ -86,8 +87,7 @@ class AccountLogic(StatefulBatchLogic[RawMessage, bytes, account.Doc]):
         source = (str(message.topic), int(message.partition or 0), int(message.offset or 0))
         scored = account.rescore(scorer, doc, event, source, now, now_bucket)
         self.progress.scored(event.account_id, scored.score, account.tier(doc))
-        self.progress.processed(alerts=scored.alert is not None, events=len(values),
-                                rescores=1)
+        self.progress.processed(alerts=scored.alert is not None, events=len(values), rescores=1)
         alerts = [] if scored.alert is None else [to_json(scored.alert)]
         return alerts, StatefulBatchLogic.RETAIN
 
@@ -114,14 +114,16 @@ class StoppableSource(FixedPartitionedSource[RawMessage, int | None]):
     def list_parts(self) -> list[str]:
         return self.source.list_parts()
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None
-                   ) -> StatefulSourcePartition[RawMessage, int | None]:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> StatefulSourcePartition[RawMessage, int | None]:
         return _Stoppable(self, self.source.build_part(step_id, for_part, resume_state))
 
 
 class _Stoppable(StatefulSourcePartition[RawMessage, int | None]):
-    def __init__(self, source: StoppableSource,
-                 part: StatefulSourcePartition[Any, int | None]) -> None:
+    def __init__(
+        self, source: StoppableSource, part: StatefulSourcePartition[Any, int | None]
+    ) -> None:
         self.source = source
         self.part = part
 
@@ -143,19 +145,22 @@ class _Stoppable(StatefulSourcePartition[RawMessage, int | None]):
         self.part.close()
 
 
-def build_flow(settings: Settings, args: PeerArgs, progress: Progress, source: StoppableSource
-               ) -> Dataflow:
+def build_flow(
+    settings: Settings, args: PeerArgs, progress: Progress, source: StoppableSource
+) -> Dataflow:
     brokers = [settings.kafka_bootstrap]
     scorer, types = Scorer(), settings.event_topics
     flow = Dataflow("healthscore-peer")
     events = op.input("events", flow, source)
     by_account = op.key_on("account", events, _account_of)
     alerts = op.stateful_batch(
-        "score", by_account, lambda resume: AccountLogic(scorer, types, progress, resume))
+        "score", by_account, lambda resume: AccountLogic(scorer, types, progress, resume)
+    )
     records = op.map("record", alerts, _record)
     # linger.ms: what healthscore's alert producer and the other peers use.
-    op.output("alerts", records, KafkaSink(brokers, args.output_topic,
-                                           add_config={"linger.ms": "5"}))
+    op.output(
+        "alerts", records, KafkaSink(brokers, args.output_topic, add_config={"linger.ms": "5"})
+    )
     return flow
 
 
@@ -183,14 +188,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     # LIBRDKAFKA_TUNING: the embedded broker holds an empty fetch for the whole fetch
     # wait, and librdkafka's defaults then stall each partition about a second at a time.
     tuning = {k: str(v) for k, v in LIBRDKAFKA_TUNING.items()}
-    source = StoppableSource(KafkaSource([settings.kafka_bootstrap], list(settings.event_topics),
-                                         add_config=tuning), progress)
+    source = StoppableSource(
+        KafkaSource([settings.kafka_bootstrap], list(settings.event_topics), add_config=tuning),
+        progress,
+    )
     flow = build_flow(settings, args, progress, source)
     log.info("running %s recovery", "with" if args.recovery else "without")
     signal.signal(signal.SIGTERM, source.stop)  # the bench stops every peer with SIGTERM
     try:
-        cli_main(flow, workers_per_process=1, epoch_interval=EPOCH,
-                 recovery_config=recovery(args.data_dir) if args.recovery else None)
+        cli_main(
+            flow,
+            workers_per_process=1,
+            epoch_interval=EPOCH,
+            recovery_config=recovery(args.data_dir) if args.recovery else None,
+        )
     finally:
         progress.write(final=True)
 

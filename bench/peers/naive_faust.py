@@ -41,8 +41,9 @@ from worker.settings import Settings
 class NaiveScorer:
     """The per-event Redis round trips, apart from faust so the agent stays plain."""
 
-    def __init__(self, redis: Redis, scorer: Scorer, key_prefix: str,
-                 progress: Progress | None = None) -> None:
+    def __init__(
+        self, redis: Redis, scorer: Scorer, key_prefix: str, progress: Progress | None = None
+    ) -> None:
         self.redis = redis
         self.scorer = scorer
         self.prefix = key_prefix
@@ -71,8 +72,10 @@ class NaiveScorer:
         distinct = {}
         for window in scorer.windows:
             since = scorer.since(now_bucket, window)
-            distinct[window] = {name: await r.zcount(f"{base}:{name}", since, "+inf")
-                                for name in scorer.distinct_at[window]}
+            distinct[window] = {
+                name: await r.zcount(f"{base}:{name}", since, "+inf")
+                for name in scorer.distinct_at[window]
+            }
         fields: dict[str, str] = await r.hgetall(state)  # type: ignore[assignment]
         seen = {k[5:] for k in fields if k.startswith("seen:")} | {event.event_type}
         published = orjson.loads(fields["pub"]) if "pub" in fields else None
@@ -107,10 +110,20 @@ def build_app(settings: Settings, args: PeerArgs) -> tuple[faust.App, Progress]:
         producer_linger=0.005,
     )
     types = settings.event_topics
-    events = app.topic(*types, key_type=bytes, value_type=bytes, key_serializer="raw",
-                       value_serializer="raw", partitions=settings.topic_partitions)
-    alerts = app.topic(args.output_topic, key_serializer="raw", value_serializer="raw",
-                       partitions=settings.topic_partitions)
+    events = app.topic(
+        *types,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+    alerts = app.topic(
+        args.output_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
     scorer = Scorer()
     progress = Progress(args.result, args.expect, args.scores)
 

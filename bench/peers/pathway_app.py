@@ -78,8 +78,9 @@ class AccountReducer:
             scored = account.rescore(scorer, doc, event, where, now, now_bucket)
             self.progress.scored(event.account_id, scored.score, account.tier(doc))
             alerts = () if scored.alert is None else (to_json(scored.alert),)
-        self.progress.processed(alerts=len(alerts), events=len(rows),
-                                rescores=0 if cause is None else 1)
+        self.progress.processed(
+            alerts=len(alerts), events=len(rows), rescores=0 if cause is None else 1
+        )
         wrapped = state[2] if state is not None else pw.PyObjectWrapper(doc)
         return commit + 1, alerts, wrapped
 
@@ -91,15 +92,23 @@ def _alerts_of(state: State) -> tuple[bytes, ...]:
 def _read(settings: Settings, group: str, topic: str) -> pw.Table[Any]:
     """One event topic (Pathway's Kafka input takes one topic a reader), in a consumer
     group of its own: readers sharing one would rebalance it as each joins."""
-    rdkafka = {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"{group}.{topic}",
-               "auto.offset.reset": "earliest",
-               "session.timeout.ms": str(settings.session_timeout_ms),
-               # The embedded broker holds an empty fetch for the whole fetch wait, and
-               # librdkafka's defaults then stall each partition about a second at a time.
-               **{k: str(v) for k, v in LIBRDKAFKA_TUNING.items()}}
+    rdkafka = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"{group}.{topic}",
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": str(settings.session_timeout_ms),
+        # The embedded broker holds an empty fetch for the whole fetch wait, and
+        # librdkafka's defaults then stall each partition about a second at a time.
+        **{k: str(v) for k, v in LIBRDKAFKA_TUNING.items()},
+    }
     table: pw.Table[Any] = pw.io.kafka.read(
-        rdkafka, topic=topic, format="raw", with_metadata=True,
-        autocommit_duration_ms=COMMIT_MS, name=f"events-{topic}")
+        rdkafka,
+        topic=topic,
+        format="raw",
+        with_metadata=True,
+        autocommit_duration_ms=COMMIT_MS,
+        name=f"events-{topic}",
+    )
     return table
 
 
@@ -108,18 +117,20 @@ def build(settings: Settings, args: PeerArgs, progress: Progress) -> None:
     types = settings.event_topics
     events = pw.Table.concat_reindex(*(_read(settings, args.group, topic) for topic in types))
     # The stubs bound the state to the engine's plain values; a wrapped object is one too.
-    reducer = pw.reducers.stateful_many(
-        AccountReducer(Scorer(), types, progress))  # type: ignore[type-var]
+    reducer = pw.reducers.stateful_many(AccountReducer(Scorer(), types, progress))  # type: ignore[type-var]
     accounts = events.groupby(pw.this.key).reduce(
-        pw.this.key, state=reducer(pw.this.data, pw.this._metadata))
+        pw.this.key, state=reducer(pw.this.data, pw.this._metadata)
+    )
     alerts = accounts.select(
-        pw.this.key, alert=pw.apply_with_type(_alerts_of, tuple[bytes, ...], pw.this.state),
+        pw.this.key,
+        alert=pw.apply_with_type(_alerts_of, tuple[bytes, ...], pw.this.state),
     ).flatten(pw.this.alert)
     # A rescore replaces the account's alerts of the one before: only the new ones go out.
     new = alerts.to_stream().filter(pw.this.is_upsert)
     producer = {"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": "5"}
-    pw.io.kafka.write(new, producer, args.output_topic, format="raw", key=new.key,
-                      value=new.alert, name="alerts")
+    pw.io.kafka.write(
+        new, producer, args.output_topic, format="raw", key=new.key, value=new.alert, name="alerts"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -25,8 +25,9 @@ WRITE_EVERY_S = 0.5
 
 
 class Progress:
-    def __init__(self, path: str | Path, expect: int, scores: str | Path | None = None,
-                 lead_s: float = 0.0) -> None:
+    def __init__(
+        self, path: str | Path, expect: int, scores: str | Path | None = None, lead_s: float = 0.0
+    ) -> None:
         """``lead_s``: how long before its first call a peer may have been working on the
         events already (reading them), counted in its time."""
         self._lead_s = lead_s
@@ -76,8 +77,14 @@ class Progress:
     def write(self, *, final: bool = False) -> None:
         self._written = time.monotonic()
         seconds = 0.0 if self.first is None or self.last is None else self.last - self.first
-        data = {"events": self.events, "alerts": self.alerts, "rescores": self.rescores,
-                "seconds": seconds, "cpu_seconds": self._cpu, "final": final}
+        data = {
+            "events": self.events,
+            "alerts": self.alerts,
+            "rescores": self.rescores,
+            "seconds": seconds,
+            "cpu_seconds": self._cpu,
+            "final": final,
+        }
         _replace(self._path, orjson.dumps(data))
         if final:
             self.write_scores()

@@ -63,8 +63,9 @@ class StateScorer:
         self.progress.processed(alerts=alert is not None)
         return None if alert is None else to_json(alert)
 
-    def _handle(self, raw: bytes, state: State[str, Any],
-                source: tuple[str, int, int]) -> Alert | None:
+    def _handle(
+        self, raw: bytes, state: State[str, Any], source: tuple[str, int, int]
+    ) -> Alert | None:
         scorer = self.scorer
         event = scorer.parse(self.types[source[0]], raw)
         now = time.time()
@@ -115,8 +116,11 @@ def build_app(settings: Settings, args: PeerArgs) -> tuple[Application, Progress
     sdf: StreamingDataFrame = frames[0]
     for other in frames[1:]:
         sdf = sdf.concat(other)
-    alerts = app.topic(args.output_topic, value_serializer="bytes",
-                       config=TopicConfig(settings.topic_partitions, settings.topic_replication))
+    alerts = app.topic(
+        args.output_topic,
+        value_serializer="bytes",
+        config=TopicConfig(settings.topic_partitions, settings.topic_replication),
+    )
     sdf = sdf.apply(StateScorer(Scorer(), settings.event_topics, progress), stateful=True)
     sdf.filter(lambda alert: alert is not None).to_topic(alerts)
     return app, progress

@@ -54,9 +54,17 @@ class PeerResult:
     rescores: int = 0  # scorings: one per event, or per account and batch
 
 
-def run_peer(name: str, *, bootstrap: str, redis_url: str, settings: Settings,
-             total_events: int, timeout_s: float, output_topic: str,
-             scores: Path | None = None) -> PeerResult:
+def run_peer(
+    name: str,
+    *,
+    bootstrap: str,
+    redis_url: str,
+    settings: Settings,
+    total_events: int,
+    timeout_s: float,
+    output_topic: str,
+    scores: Path | None = None,
+) -> PeerResult:
     """Run peer ``name`` until it has processed ``total_events`` or ``timeout_s`` passed
     (then ``events < total_events``), stop it, and return what it measured. ``scores``:
     where the peer writes each account's final score and tier as it stops."""
@@ -67,17 +75,38 @@ def run_peer(name: str, *, bootstrap: str, redis_url: str, settings: Settings,
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
         module, extra = PEERS[name]
-        command = [sys.executable, "-m", module, *extra, "--result", str(result),
-                   "--group", f"bench-{name}-{run_id}", "--output-topic", output_topic,
-                   "--expect", str(total_events), "--data-dir", str(data_dir),
-                   "--key-prefix", f"peer:{name}:{run_id}",
-                   *(["--scores", str(scores)] if scores is not None else [])]
-        env = {**settings_env(settings),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                           os.environ.get("PYTHONPATH")]))}
+        command = [
+            sys.executable,
+            "-m",
+            module,
+            *extra,
+            "--result",
+            str(result),
+            "--group",
+            f"bench-{name}-{run_id}",
+            "--output-topic",
+            output_topic,
+            "--expect",
+            str(total_events),
+            "--data-dir",
+            str(data_dir),
+            "--key-prefix",
+            f"peer:{name}:{run_id}",
+            *(["--scores", str(scores)] if scores is not None else []),
+        ]
+        env = {
+            **settings_env(settings),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 _wait(proc, result, total_events, time.monotonic() + timeout_s)
             finally:
@@ -88,9 +117,17 @@ def run_peer(name: str, *, bootstrap: str, redis_url: str, settings: Settings,
             print(f"{name} exited with {code}; log tail:\n{tail}", file=sys.stderr)
     events, seconds = int(data.get("events", 0)), float(data.get("seconds", 0.0))
     cpu = float(data.get("cpu_seconds", 0.0))
-    return PeerResult(name, events, seconds, events / seconds if seconds > 0 else 0.0,
-                      int(data.get("alerts", 0)), code, cpu,
-                      1e6 * cpu / events if events else 0.0, int(data.get("rescores", 0)))
+    return PeerResult(
+        name,
+        events,
+        seconds,
+        events / seconds if seconds > 0 else 0.0,
+        int(data.get("alerts", 0)),
+        code,
+        cpu,
+        1e6 * cpu / events if events else 0.0,
+        int(data.get("rescores", 0)),
+    )
 
 
 def _wait(proc: subprocess.Popen[bytes], result: Path, total: int, deadline: float) -> None:
@@ -122,22 +159,34 @@ def main(argv: list[str] | None = None) -> int:
     names = args.peers.split(",")
     ok = True
     with EmbeddedStack() as stack:
-        settings = Settings(kafka_bootstrap=stack.bootstrap, redis_url=stack.url,
-                            metrics_port=0, session_timeout_ms=6000)
+        settings = Settings(
+            kafka_bootstrap=stack.bootstrap,
+            redis_url=stack.url,
+            metrics_port=0,
+            session_timeout_ms=6000,
+        )
         outputs = {name: f"bench.alerts.{name}" for name in names}
         asyncio.run(ensure_topics(settings, extra=list(outputs.values())))
         sent = asyncio.run(preload(settings, events(args.events, args.accounts)))
         print(f"preloaded {sent} events over {args.accounts} accounts")
         for name in names:
-            r = run_peer(name, bootstrap=stack.bootstrap, redis_url=stack.url,
-                         settings=settings, total_events=sent, timeout_s=args.timeout,
-                         output_topic=outputs[name])
+            r = run_peer(
+                name,
+                bootstrap=stack.bootstrap,
+                redis_url=stack.url,
+                settings=settings,
+                total_events=sent,
+                timeout_s=args.timeout,
+                output_topic=outputs[name],
+            )
             complete = r.events == sent and r.alerts > 0 and r.exit_code == 0
             ok &= complete
-            print(f"{r.name:16} {r.events:>8} events in {r.seconds:7.2f} s = "
-                  f"{r.events_per_s:>8,.0f} events/s, CPU {r.cpu_us_per_event:5.0f} us/event, "
-                  f"{r.alerts} alerts, {r.rescores} rescores, exit {r.exit_code}"
-                  f"{'' if complete else '  INCOMPLETE'}")
+            print(
+                f"{r.name:16} {r.events:>8} events in {r.seconds:7.2f} s = "
+                f"{r.events_per_s:>8,.0f} events/s, CPU {r.cpu_us_per_event:5.0f} us/event, "
+                f"{r.alerts} alerts, {r.rescores} rescores, exit {r.exit_code}"
+                f"{'' if complete else '  INCOMPLETE'}"
+            )
     return 0 if ok else 1
 
 

@@ -57,15 +57,17 @@ class Scorer:
 
     def __init__(self, model: Model | None = None, catch_up_lag: float | None = None) -> None:
         self.model = model = model or load_model()
-        self.catch_up_lag = (Settings().catch_up_lag_seconds if catch_up_lag is None
-                             else catch_up_lag)
+        self.catch_up_lag = (
+            Settings().catch_up_lag_seconds if catch_up_lag is None else catch_up_lag
+        )
         self.bucket_seconds = model.bucket_seconds
         self.windows = sorted({c.window_buckets for c in model.components})
         self._counters = frozenset(n for c in model.components for n in c.signal.counters)
         # Only the sets some component reads at a window length are counted there.
         self.distinct_at = {
-            w: sorted({d for c in model.components if c.window_buckets == w
-                       for d in c.signal.distinct})
+            w: sorted(
+                {d for c in model.components if c.window_buckets == w for d in c.signal.distinct}
+            )
             for w in self.windows
         }
         used = {d for sets in self.distinct_at.values() for d in sets}
@@ -77,12 +79,25 @@ class Scorer:
     def parse(self, event_type: str, raw: bytes) -> Parsed:
         body = orjson.loads(raw)
         ts = datetime.fromisoformat(body["ts"]).timestamp()
-        increments = [(name, delta) for name, delta in VOCABULARY[event_type].increments(body)
-                      if name in self._counters]
-        members = [(name, body[field]) for name, field in self._member_fields[event_type]
-                   if body.get(field) is not None]
-        return Parsed(event_type, body["event_id"], body["account_id"], ts,
-                      bucket_of(ts, self.bucket_seconds), increments, members)
+        increments = [
+            (name, delta)
+            for name, delta in VOCABULARY[event_type].increments(body)
+            if name in self._counters
+        ]
+        members = [
+            (name, body[field])
+            for name, field in self._member_fields[event_type]
+            if body.get(field) is not None
+        ]
+        return Parsed(
+            event_type,
+            body["event_id"],
+            body["account_id"],
+            ts,
+            bucket_of(ts, self.bucket_seconds),
+            increments,
+            members,
+        )
 
     def now_bucket(self, now: float) -> int:
         return bucket_of(now, self.bucket_seconds)
@@ -95,8 +110,9 @@ class Scorer:
         """Epoch seconds where a window of ``window`` buckets ending now starts."""
         return float(oldest_bucket(now_bucket, window) * self.bucket_seconds)
 
-    def window_sums(self, cells: Cells, now_bucket: int) -> tuple[dict[int, dict[str, float]],
-                                                                   list[str]]:
+    def window_sums(
+        self, cells: Cells, now_bucket: int
+    ) -> tuple[dict[int, dict[str, float]], list[str]]:
         """Counter sums per window length, and the cells that fell out of every window."""
         sums: dict[int, dict[str, float]] = {w: {} for w in self.windows}
         starts = [(now_bucket - w, sums[w]) for w in self.windows]
@@ -114,13 +130,20 @@ class Scorer:
                     window[name] = window.get(name, 0.0) + value
         return sums, stale
 
-    def views(self, sums: Mapping[int, Mapping[str, float]],
-              distinct: Mapping[int, Mapping[str, int]]) -> dict[int, WindowView]:
+    def views(
+        self, sums: Mapping[int, Mapping[str, float]], distinct: Mapping[int, Mapping[str, int]]
+    ) -> dict[int, WindowView]:
         return {w: WindowView(sums[w], distinct[w]) for w in self.windows}
 
-    def score(self, event: Parsed, windows: Mapping[int, WindowView], seen: Iterable[str],
-              published: dict[str, Any] | None, source: tuple[str, int, int],
-              now: float) -> Scored:
+    def score(
+        self,
+        event: Parsed,
+        windows: Mapping[int, WindowView],
+        seen: Iterable[str],
+        published: dict[str, Any] | None,
+        source: tuple[str, int, int],
+        now: float,
+    ) -> Scored:
         """Healthscore's ``Pipeline._score`` for one event, without its per-batch cache:
         no account attributes (the bench sends none), the event itself as the cause."""
         values = component_values(self.model, windows, {}, frozenset(seen), {}, None)

@@ -24,8 +24,9 @@ class AlertCount:
         return self.read - self.distinct
 
 
-def alert_chains(alerts: Iterable[dict[str, Any]]
-                 ) -> tuple[dict[str, list[dict[str, Any]]], AlertCount]:
+def alert_chains(
+    alerts: Iterable[dict[str, Any]],
+) -> tuple[dict[str, list[dict[str, Any]]], AlertCount]:
     """Each account's alerts in publishing order, every alert_id once.
 
     ``alerts`` come in topic order: keyed by account, one account's alerts sit in
@@ -47,8 +48,12 @@ def alert_chains(alerts: Iterable[dict[str, Any]]
     return {a: [first[i] for i in ids] for a, ids in order.items()}, count
 
 
-def check_alert(alert: dict[str, Any], before: dict[str, Any] | None, account: ref.Account,
-                models: ref.Models = ref.ONLY_DEFAULT) -> None:
+def check_alert(
+    alert: dict[str, Any],
+    before: dict[str, Any] | None,
+    account: ref.Account,
+    models: ref.Models = ref.ONLY_DEFAULT,
+) -> None:
     """One alert's content against the reference: every sub-score and contribution from
     its component values, the score they roll up to, the tier that score moves the
     account to from the one before, and which component moved it how far; all by the
@@ -135,14 +140,19 @@ def _check_recovery(alert: dict[str, Any], now: dict[str, float], model: ref.Mod
     assert together >= recovery["score"] - 1e-9, alert
 
 
-def _check_trigger(alert: dict[str, Any], was: dict[str, float] | None,
-                   now: dict[str, float], model: ref.Model,
-                   was_model: ref.Model | None) -> None:
+def _check_trigger(
+    alert: dict[str, Any],
+    was: dict[str, float] | None,
+    now: dict[str, float],
+    model: ref.Model,
+    was_model: ref.Model | None,
+) -> None:
     changes = ref.attribution(was, now, model, was_model)
     # Into unknown counts as down; from unknown, as from no tier (README, Missing data).
     previous = alert["previous_tier"]
     down = alert["tier"] == ref.UNKNOWN[0] or ref.rank(alert["tier"], model) > (
-        0 if previous in (None, ref.UNKNOWN[0]) else ref.rank(previous, model))
+        0 if previous in (None, ref.UNKNOWN[0]) else ref.rank(previous, model)
+    )
     sign = -1.0 if down else 1.0
     strongest = max(sign * change for change in changes.values())
     trigger = alert["triggering_component"]
@@ -152,14 +162,20 @@ def _check_trigger(alert: dict[str, Any], was: dict[str, float] | None,
     assert sign * changes[name] >= strongest - 1e-9, (changes, alert)
     assert abs(trigger["contribution_change"] - changes[name]) <= ref.ROUNDING, (changes, alert)
     assert (trigger["previous_value"], trigger["value"]) == (
-        None if was is None else was.get(name), now.get(name)), alert
+        None if was is None else was.get(name),
+        now.get(name),
+    ), alert
     assert trigger["weight"] == (model if name in now else was_model or model).by_name[name].weight
 
 
-
-def check_chain(account_id: str, chain: list[dict[str, Any]], published: dict[str, Any] | None,
-                account: ref.Account, final: ref.Card,
-                models: ref.Models = ref.ONLY_DEFAULT) -> None:
+def check_chain(
+    account_id: str,
+    chain: list[dict[str, Any]],
+    published: dict[str, Any] | None,
+    account: ref.Account,
+    final: ref.Card,
+    models: ref.Models = ref.ONLY_DEFAULT,
+) -> None:
     """Every tier change of a clean run is on the topic, once de-duplicated by alert_id.
 
     Which intermediate tiers an account passes through depends on where batches
@@ -175,27 +191,37 @@ def check_chain(account_id: str, chain: list[dict[str, Any]], published: dict[st
     """
     shown = [(a["seq"], a["previous_tier"], a["tier"], a["score"]) for a in chain]
     assert [a["seq"] for a in chain] == list(range(1, len(chain) + 1)), (
-        f"{account_id}: seqs not 1..n in (seq, from, to, score) {shown}")
+        f"{account_id}: seqs not 1..n in (seq, from, to, score) {shown}"
+    )
     for before, alert in zip([None, *chain[:-1]], chain, strict=True):
         check_alert(alert, before, account, models)
     assert published is not None, f"{account_id}: alerts {shown} but no published tier saved"
     last = chain[-1]
     assert (last["seq"], last["tier"], last["score"]) == (
-        published["seq"], published["tier"], round(published["score"], 2)), (
-        f"{account_id}: alerts {shown} but saved {published}")
+        published["seq"],
+        published["tier"],
+        round(published["score"], 2),
+    ), f"{account_id}: alerts {shown} but saved {published}"
     assert {n: c["value"] for n, c in last["components"].items()} == {
-        n: value for n, (value, _, _) in published["components"].items()}, (last, published)
+        n: value for n, (value, _, _) in published["components"].items()
+    }, (last, published)
     assert final.score is not None
-    moved = ref.tier_of(final.values, published["tier"],
-                        models.of_segment(account.attrs.get("segment")))
+    moved = ref.tier_of(
+        final.values, published["tier"], models.of_segment(account.attrs.get("segment"))
+    )
     assert moved == published["tier"], (
         f"{account_id}: final score {final.score} should move it from {published['tier']} "
-        f"to {moved}")
+        f"to {moved}"
+    )
 
 
-def check_alerts(alerts: list[dict[str, Any]], published: dict[str, dict[str, Any] | None],
-                 accounts: dict[str, ref.Account], finals: dict[str, ref.Card],
-                 models: ref.Models = ref.ONLY_DEFAULT) -> AlertCount:
+def check_alerts(
+    alerts: list[dict[str, Any]],
+    published: dict[str, dict[str, Any] | None],
+    accounts: dict[str, ref.Account],
+    finals: dict[str, ref.Card],
+    models: ref.Models = ref.ONLY_DEFAULT,
+) -> AlertCount:
     """Every tier change on the topic, at least once, and right (see ``check_chain``).
 
     ``published``: each account's last published tier as the worker saved it;
@@ -208,10 +234,17 @@ def check_alerts(alerts: list[dict[str, Any]], published: dict[str, dict[str, An
     for account_id, final in finals.items():
         try:
             assert account_id in chains, f"{account_id}: has events but no alert"
-            check_chain(account_id, chains[account_id], published[account_id],
-                        accounts[account_id], final, models)
+            check_chain(
+                account_id,
+                chains[account_id],
+                published[account_id],
+                accounts[account_id],
+                final,
+                models,
+            )
         except AssertionError as failure:
             failures.append(str(failure))
-    assert not failures, (f"{len(failures)} of {len(finals)} accounts' alerts are wrong "
-                          f"({count}); e.g. {failures[0]}")
+    assert not failures, (
+        f"{len(failures)} of {len(finals)} accounts' alerts are wrong ({count}); e.g. {failures[0]}"
+    )
     return count

@@ -81,8 +81,9 @@ class Cable:
             for task in stuck:
                 task.cancel()
 
-    async def _link(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
-                    ) -> None:
+    async def _link(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
         try:
             broker_in, broker_out = await asyncio.open_connection(HOST, self.target_port)
         except OSError:

@@ -57,18 +57,49 @@ def stream(rng: random.Random, events: int = EVENTS) -> list[tuple[str, dict[str
         ts = now - rng.uniform(0, 20 * DAY)
         roll = rng.random()
         if roll < 0.5:
-            out.append(("login", event("login", account, ts, user_id=f"u{n % 13}",
-                                       session_seconds=rng.randint(10, 3000))))
+            out.append(
+                (
+                    "login",
+                    event(
+                        "login",
+                        account,
+                        ts,
+                        user_id=f"u{n % 13}",
+                        session_seconds=rng.randint(10, 3000),
+                    ),
+                )
+            )
         elif roll < 0.85:
-            out.append(("feature_use", event("feature_use", account, ts, user_id=f"u{n % 11}",
-                                             feature=f"f{rng.randrange(15)}")))
+            out.append(
+                (
+                    "feature_use",
+                    event(
+                        "feature_use",
+                        account,
+                        ts,
+                        user_id=f"u{n % 11}",
+                        feature=f"f{rng.randrange(15)}",
+                    ),
+                )
+            )
         elif roll < 0.95:
-            out.append(("ticket", event("ticket", account, ts, ticket_id=f"t{n}",
-                                        status=rng.choice(["opened", "escalated", "closed"]),
-                                        priority="normal")))
+            out.append(
+                (
+                    "ticket",
+                    event(
+                        "ticket",
+                        account,
+                        ts,
+                        ticket_id=f"t{n}",
+                        status=rng.choice(["opened", "escalated", "closed"]),
+                        priority="normal",
+                    ),
+                )
+            )
         else:
-            out.append(("survey", event("survey", account, ts, kind="nps",
-                                        score=rng.randint(0, 10))))
+            out.append(
+                ("survey", event("survey", account, ts, kind="nps", score=rng.randint(0, 10)))
+            )
         if rng.random() < 0.02:
             out.append(out[-1])  # a producer retry: same event, another offset
     return out
@@ -81,8 +112,10 @@ SEGMENTS = ("smb", "enterprise", "onboarding", "mid_market", "retail")
 
 
 def segment_attrs() -> dict[str, dict[str, Any]]:
-    return {f"acct-{n:04d}": {"segment": SEGMENTS[n % len(SEGMENTS)], "seats_purchased": 20}
-            for n in range(ACCOUNTS)}
+    return {
+        f"acct-{n:04d}": {"segment": SEGMENTS[n % len(SEGMENTS)], "seats_purchased": 20}
+        for n in range(ACCOUNTS)
+    }
 
 
 async def produce_attrs(settings: Settings, attrs: dict[str, dict[str, Any]]) -> None:
@@ -90,8 +123,11 @@ async def produce_attrs(settings: Settings, attrs: dict[str, dict[str, Any]]) ->
     await producer.start()
     try:
         for account, fields in attrs.items():
-            await producer.send(settings.topic_accounts, orjson.dumps(
-                {"account_id": account, **fields}), key=account.encode())
+            await producer.send(
+                settings.topic_accounts,
+                orjson.dumps({"account_id": account, **fields}),
+                key=account.encode(),
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -106,16 +142,19 @@ async def produce(settings: Settings, events: list[tuple[str, dict[str, Any]]]) 
     await produce_to(settings, events)
 
 
-async def produce_to(settings: Settings, events: list[tuple[str, dict[str, Any]]]
-                     ) -> dict[TopicPartition, int]:
+async def produce_to(
+    settings: Settings, events: list[tuple[str, dict[str, Any]]]
+) -> dict[TopicPartition, int]:
     """Send ``events``; returns where each partition written to ends (last offset + 1),
     from the broker's own acknowledgements."""
     topic_of = {t: name for name, t in settings.event_topics.items()}
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
     await producer.start()
     try:
-        futures = [await producer.send(topic_of[t], orjson.dumps(b), key=b["account_id"].encode())
-                   for t, b in events]
+        futures = [
+            await producer.send(topic_of[t], orjson.dumps(b), key=b["account_id"].encode())
+            for t, b in events
+        ]
         acks = await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -130,10 +169,13 @@ async def stored_counters(redis: Redis, skip: str | None = None) -> dict[str, di
     """Every account's counters; ``skip``: leave out counters whose name starts with it."""
     stored = {}
     async for key in redis.scan_iter(match="hs:{*}:c", count=1000):
-        account = key.decode()[len("hs:{"):-len("}:c")]
+        account = key.decode()[len("hs:{") : -len("}:c")]
         fields = {k.decode(): float(v) for k, v in (await redis.hgetall(key)).items()}
-        stored[account] = fields if skip is None else {
-            k: v for k, v in fields.items() if not k.split("|", 1)[1].startswith(skip)}
+        stored[account] = (
+            fields
+            if skip is None
+            else {k: v for k, v in fields.items() if not k.split("|", 1)[1].startswith(skip)}
+        )
     return stored
 
 
@@ -141,15 +183,20 @@ def env(settings: Settings) -> dict[str, str]:
     """The environment of a command run on ``settings``: every one as its
     ``HEALTHSCORE_*`` variable, none of ours."""
     found = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    found.update({env_name(f.name): str(getattr(settings, f.name))
-                  for f in dataclasses.fields(Settings)})
+    found.update(
+        {env_name(f.name): str(getattr(settings, f.name)) for f in dataclasses.fields(Settings)}
+    )
     return found
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env(settings),
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker"],
+            env=env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def tail(log: Path) -> str:
@@ -174,9 +221,14 @@ async def _writes(redis: Redis | RedisCluster) -> int:
     return int((await redis.info("persistence"))["rdb_changes_since_last_save"])
 
 
-async def wait_for_state(redis: Redis, expected: dict[str, dict[str, float]],
-                         workers: list[subprocess.Popen[bytes]], log: Path,
-                         within: float = 180.0, skip: str | None = None) -> None:
+async def wait_for_state(
+    redis: Redis,
+    expected: dict[str, dict[str, float]],
+    workers: list[subprocess.Popen[bytes]],
+    log: Path,
+    within: float = 180.0,
+    skip: str | None = None,
+) -> None:
     """Until Redis holds exactly ``expected``; fails early if every worker died, or if
     the counters stay wrong and unchanged for ``STALLED`` seconds (the workers are done:
     what they hold is all they will)."""
@@ -194,8 +246,10 @@ async def wait_for_state(redis: Redis, expected: dict[str, dict[str, float]],
 def difference(stored: dict[str, Any], expected: dict[str, Any]) -> str:
     wrong = [a for a in sorted(expected.keys() | stored.keys()) if stored.get(a) != expected.get(a)]
     sample = wrong[0] if wrong else None
-    return (f"{len(wrong)} of {len(expected)} accounts differ; e.g. {sample}: "
-            f"stored {stored.get(sample or '')} expected {expected.get(sample or '')}")
+    return (
+        f"{len(wrong)} of {len(expected)} accounts differ; e.g. {sample}: "
+        f"stored {stored.get(sample or '')} expected {expected.get(sample or '')}"
+    )
 
 
 async def stored_distinct(redis: Redis) -> dict[str, dict[str, dict[str, float]]]:
@@ -203,7 +257,7 @@ async def stored_distinct(redis: Redis) -> dict[str, dict[str, dict[str, float]]
     stored: dict[str, dict[str, dict[str, float]]] = {}
     for name, suffix in (("users", "u"), ("features", "f")):
         async for key in redis.scan_iter(match=f"hs:{{*}}:{suffix}", count=1000):
-            account = key.decode()[len("hs:{"):-len(f"}}:{suffix}")]
+            account = key.decode()[len("hs:{") : -len(f"}}:{suffix}")]
             members = await redis.zrange(key, 0, -1, withscores=True)
             stored.setdefault(account, {})[name] = {m.decode(): s for m, s in members}
     return stored
@@ -218,8 +272,13 @@ def stop(workers: list[subprocess.Popen[bytes]]) -> None:
         worker.wait(timeout=30)
 
 
-async def wait_for_commits(settings: Settings, ends: dict[TopicPartition, int], log: Path,
-                           within: float = 60.0, share: float = 1.0) -> None:
+async def wait_for_commits(
+    settings: Settings,
+    ends: dict[TopicPartition, int],
+    log: Path,
+    within: float = 60.0,
+    share: float = 1.0,
+) -> None:
     """Until the group has committed every input record (``ends``, from ``produce_to``),
     or ``share`` of them.
 
@@ -233,10 +292,13 @@ async def wait_for_commits(settings: Settings, ends: dict[TopicPartition, int], 
     try:
         deadline = time.monotonic() + within
         while True:
-            committed = await admin.list_consumer_group_offsets(settings.group_id,
-                                                                partitions=list(ends))
-            done = {tp: min(end, committed[tp].offset if tp in committed else 0)
-                    for tp, end in ends.items()}
+            committed = await admin.list_consumer_group_offsets(
+                settings.group_id, partitions=list(ends)
+            )
+            done = {
+                tp: min(end, committed[tp].offset if tp in committed else 0)
+                for tp, end in ends.items()
+            }
             if sum(max(0, d) for d in done.values()) >= share * sum(ends.values()):
                 return
             behind = {tp: end for tp, end in ends.items() if done[tp] < end}
@@ -254,16 +316,22 @@ async def read_topic(settings: Settings, topic: str, within: float = 30.0) -> li
     record, so that would silently miss the newest records.
     """
     tps = await _partitions(settings, topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     records: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + within
-        while unread := [tp for tp in tps if (high := consumer.highwater(tp)) is None
-                         or await consumer.position(tp) < high]:
+        while unread := [
+            tp
+            for tp in tps
+            if (high := consumer.highwater(tp)) is None or await consumer.position(tp) < high
+        ]:
             assert time.monotonic() < deadline, f"{topic}: {unread} not read to the end"
             for tp, batch in (await consumer.getmany(timeout_ms=200)).items():
                 records[tp] += batch
@@ -291,15 +359,21 @@ class Figures:
 
     def report(self, survived: str) -> str:
         a = self.alerts
-        return (f"{self.events} events produced ({self.distinct_events} distinct), "
-                f"{self.accounts} accounts checked, survived {survived}; {a.read} alerts read, "
-                f"{a.distinct} distinct, {a.duplicates} duplicates "
-                f"({a.republished} alerts published more than once)")
+        return (
+            f"{self.events} events produced ({self.distinct_events} distinct), "
+            f"{self.accounts} accounts checked, survived {survived}; {a.read} alerts read, "
+            f"{a.distinct} distinct, {a.duplicates} duplicates "
+            f"({a.republished} alerts published more than once)"
+        )
 
 
-async def verify(settings: Settings, redis: Redis, events: list[tuple[str, dict[str, Any]]],
-                 attrs: dict[str, dict[str, Any]] | None = None,
-                 models: ref.Models = ref.ONLY_DEFAULT) -> Figures:
+async def verify(
+    settings: Settings,
+    redis: Redis,
+    events: list[tuple[str, dict[str, Any]]],
+    attrs: dict[str, dict[str, Any]] | None = None,
+    models: ref.Models = ref.ONLY_DEFAULT,
+) -> Figures:
     """Everything a single clean run leaves behind: windows and distinct sets exactly,
     component values and scores, the published tiers and every alert.
 
@@ -313,12 +387,16 @@ async def verify(settings: Settings, redis: Redis, events: list[tuple[str, dict[
     await check_distinct(redis, accounts)
     states = {a: await state_hash(redis, a) for a in accounts}
     newest = max(datetime.fromisoformat(b["ts"]).timestamp() for _, b in events)
-    finals = await check_scores(redis, accounts, states, math.floor(newest / ref.DAY),
-                                settings.model_path, models)
-    published = {a: orjson.loads(state[keys.PUBLISHED]) if keys.PUBLISHED in state else None
-                 for a, state in states.items()}
-    count = alertcheck.check_alerts(await read_topic(settings, settings.topic_alerts),
-                                    published, accounts, finals, models)
+    finals = await check_scores(
+        redis, accounts, states, math.floor(newest / ref.DAY), settings.model_path, models
+    )
+    published = {
+        a: orjson.loads(state[keys.PUBLISHED]) if keys.PUBLISHED in state else None
+        for a, state in states.items()
+    }
+    count = alertcheck.check_alerts(
+        await read_topic(settings, settings.topic_alerts), published, accounts, finals, models
+    )
     return Figures(len(events), len({b["event_id"] for _, b in events}), len(accounts), count)
 
 
@@ -336,9 +414,14 @@ async def state_hash(redis: Redis, account: str) -> dict[str, Any]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-async def check_scores(redis: Redis, accounts: dict[str, ref.Account],
-                       states: dict[str, dict[str, Any]], first_day: int, model_path: str = "",
-                       models: ref.Models = ref.ONLY_DEFAULT) -> dict[str, ref.Card]:
+async def check_scores(
+    redis: Redis,
+    accounts: dict[str, ref.Account],
+    states: dict[str, dict[str, Any]],
+    first_day: int,
+    model_path: str = "",
+    models: ref.Models = ref.ONLY_DEFAULT,
+) -> dict[str, ref.Card]:
     """What the worker computes from the windows in Redis (its own loading and
     signals) equals the reference's component values and score; returns, per
     account, the reference's scores at the bucket the worker last scored it in."""
@@ -352,11 +435,20 @@ async def check_scores(redis: Redis, accounts: dict[str, ref.Account],
         want = ref.card(expected, today, reference)
         state = await store.read(account, now)
         model = worker_models.for_segment(state.attrs.get("segment"))
-        got = component_values(model, state.windows, state.attrs, state.seen, {}, None,
-                               state.seen_bucket, state.now_bucket)
+        got = component_values(
+            model,
+            state.windows,
+            state.attrs,
+            state.seen,
+            {},
+            None,
+            state.seen_bucket,
+            state.now_bucket,
+        )
         assert got.keys() == want.values.keys(), f"{account}: Redis gives {got}, reference {want}"
         assert all(ref.close(got[n], v) for n, v in want.values.items()), (
-            f"{account}: Redis gives {got}, reference {want}")
+            f"{account}: Redis gives {got}, reference {want}"
+        )
         worker_score = score_components(model, got).score
         assert ref.close(worker_score, want.score), (account, worker_score, want)
         assert state.seen == expected.seen, (account, state.seen, expected.seen)
@@ -364,8 +456,13 @@ async def check_scores(redis: Redis, accounts: dict[str, ref.Account],
     return finals
 
 
-def _last_scored(account: ref.Account, state: dict[str, Any], first_day: int,
-                 today: int, model: ref.Model = ref.DEFAULT) -> ref.Card:
+def _last_scored(
+    account: ref.Account,
+    state: dict[str, Any],
+    first_day: int,
+    today: int,
+    model: ref.Model = ref.DEFAULT,
+) -> ref.Card:
     """The reference's scores in the bucket the worker last scored the account in: a
     UTC midnight may have passed during the run, so the latest bucket of the run whose
     score leaves the published tier as it is (else today's, which the alert check fails)."""
@@ -373,7 +470,9 @@ def _last_scored(account: ref.Account, state: dict[str, Any], first_day: int,
     if keys.PUBLISHED in state:
         published = orjson.loads(state[keys.PUBLISHED])
         for card in cards:
-            if card.score is not None and ref.tier_of(card.values, published["tier"], model) == (
-                    published["tier"]):
+            if (
+                card.score is not None
+                and ref.tier_of(card.values, published["tier"], model) == (published["tier"])
+            ):
                 return card
     return cards[0]

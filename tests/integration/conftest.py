@@ -58,5 +58,6 @@ def redis_cluster_url() -> Iterator[str]:
 def redis_cluster(tmp_path: Path) -> Iterator[EmbeddedRedisCluster]:
     """A private cluster of three primaries whose data survives a node's ``kill()`` and
     ``start()`` (every write fsynced to its AOF): for tests that take a node away."""
-    yield from started(EmbeddedRedisCluster(persist_dir=tmp_path / "cluster"),
-                       "restartable Redis Cluster")
+    yield from started(
+        EmbeddedRedisCluster(persist_dir=tmp_path / "cluster"), "restartable Redis Cluster"
+    )

@@ -60,8 +60,9 @@ class Record:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, model: Model | None = None,
-                         clock: Clock | None = None) -> AsyncIterator[Worker]:
+async def running_worker(
+    settings: Settings, model: Model | None = None, clock: Clock | None = None
+) -> AsyncIterator[Worker]:
     """A worker assigned its partitions; with ``clock``, one whose time moves only when the
     test moves it (days pass at once)."""
     worker = Worker(settings, model=model, clock=clock)
@@ -83,9 +84,14 @@ async def _assigned(worker: Worker, task: asyncio.Task[None]) -> None:
         await asyncio.sleep(0.05)
 
 
-def event(event_type: str, account_id: str, ts: float | None = None, **fields: Any) -> dict[str, Any]:
-    body = {"event_id": f"{event_type}-{uuid.uuid4().hex}", "account_id": account_id,
-            "ts": rfc3339(time.time() if ts is None else ts)}
+def event(
+    event_type: str, account_id: str, ts: float | None = None, **fields: Any
+) -> dict[str, Any]:
+    body = {
+        "event_id": f"{event_type}-{uuid.uuid4().hex}",
+        "account_id": account_id,
+        "ts": rfc3339(time.time() if ts is None else ts),
+    }
     body.update(fields)
     return body
 
@@ -121,8 +127,12 @@ async def read_until(
     within: float = 30.0,
 ) -> list[dict[str, Any]]:
     """Every JSON record on ``topic`` from the beginning, until ``done(records)`` holds."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     records: list[dict[str, Any]] = []
     deadline = time.monotonic() + within
@@ -149,10 +159,13 @@ def poison_scoring(monkeypatch: pytest.MonkeyPatch, account_id: str) -> None:
     """Scoring ``account_id`` raises: its state comes with no windows."""
     apply = WindowStore.apply
 
-    async def poisoned(self: WindowStore, plans: Any, now: float, *,
-                       read_all: bool = False) -> list[AccountState]:
+    async def poisoned(
+        self: WindowStore, plans: Any, now: float, *, read_all: bool = False
+    ) -> list[AccountState]:
         states = await apply(self, plans, now, read_all=read_all)
-        return [s._replace(windows=None, cache_valid=False) if s.account_id == account_id
-                else s for s in states]
+        return [
+            s._replace(windows=None, cache_valid=False) if s.account_id == account_id else s
+            for s in states
+        ]
 
     monkeypatch.setattr(WindowStore, "apply", poisoned)

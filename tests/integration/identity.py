@@ -46,10 +46,16 @@ NOW = 1796275470.0  # 2026-12-03; any moment will do, the same every run
 PARTITIONS = 4
 HOURS = 3600.0
 # Records no schema takes: each must become a dead letter, the same in both builds.
-HOSTILE = (b"", b"{", b"[]", b"\xff\xfe", b'{"account_id": 5}',
-           b'{"event_id":"x","account_id":"acct-0001","ts":"not a time","user_id":"u"}',
-           b'{"event_id":"y","account_id":"acct-0002","ts":"2026-12-01T00:00:00Z",'
-           b'"user_id":"u","session_seconds":1e308}')
+HOSTILE = (
+    b"",
+    b"{",
+    b"[]",
+    b"\xff\xfe",
+    b'{"account_id": 5}',
+    b'{"event_id":"x","account_id":"acct-0001","ts":"not a time","user_id":"u"}',
+    b'{"event_id":"y","account_id":"acct-0002","ts":"2026-12-01T00:00:00Z",'
+    b'"user_id":"u","session_seconds":1e308}',
+)
 
 Raw = ConsumerRecord[bytes, bytes | None]
 
@@ -57,8 +63,13 @@ Raw = ConsumerRecord[bytes, bytes | None]
 def records(settings: Settings, seed: int, events: int) -> list[Raw]:
     """The in-play stream as the consumer hands it over, hostile records among it."""
     rng = random.Random(seed)
-    stream = inplay.stream(rng, events=events, now=NOW - 2 * HOURS,
-                           expire_after=(1 * HOURS, 30 * HOURS), seeded_ids=True)
+    stream = inplay.stream(
+        rng,
+        events=events,
+        now=NOW - 2 * HOURS,
+        expire_after=(1 * HOURS, 30 * HOURS),
+        seeded_ids=True,
+    )
     recs = list(stream.records)
     for body in HOSTILE:
         recs.insert(rng.randrange(len(recs)), ("login", b"acct-0003", body))
@@ -69,8 +80,21 @@ def records(settings: Settings, seed: int, events: int) -> list[Raw]:
         topic, partition = topic_of[kind], zlib.crc32(key) % PARTITIONS
         offset = offsets[topic, partition]
         offsets[topic, partition] += 1
-        out.append(ConsumerRecord(topic, partition, offset, 0, 0, key, value, None, len(key),
-                                  0 if value is None else len(value), ()))
+        out.append(
+            ConsumerRecord(
+                topic,
+                partition,
+                offset,
+                0,
+                0,
+                key,
+                value,
+                None,
+                len(key),
+                0 if value is None else len(value),
+                (),
+            )
+        )
     return out
 
 
@@ -80,28 +104,37 @@ class Run:
     def __init__(self, settings: Settings, model_path: str, redis: Client) -> None:
         self.clock = FixedClock(NOW)
         self.published: list[bytes] = []
-        self.pipeline = Pipeline(settings, load_model(model_path),
-                                 WindowStore(redis, load_model(model_path)), self.clock,
-                                 Metrics())
+        self.pipeline = Pipeline(
+            settings,
+            load_model(model_path),
+            WindowStore(redis, load_model(model_path)),
+            self.clock,
+            Metrics(),
+        )
         self.delivery = Delivery(self.pipeline.store, self._publish, once)
 
     async def _publish(self, outcome: Outcome) -> None:
         for key, alert in outcome.alerts:
             self.published.append(b"alert " + key.encode() + b" " + to_json(alert))
         for key, letter in outcome.dead_letters:  # less its time: the wall clock's
-            self.published.append(b"dead " + (key or b"-") + b" " + orjson.dumps(
-                {**letter, "ts": None}, option=orjson.OPT_SORT_KEYS))
+            self.published.append(
+                b"dead "
+                + (key or b"-")
+                + b" "
+                + orjson.dumps({**letter, "ts": None}, option=orjson.OPT_SORT_KEYS)
+            )
 
     async def batches(self, rng: random.Random, recs: Sequence[Raw]) -> None:
         start = 0
         while start < len(recs):
-            batch = recs[start:start + rng.randint(1, 400)]
+            batch = recs[start : start + rng.randint(1, 400)]
             await self.delivery.deliver(await self.pipeline.process(batch))
             if rng.random() < 0.1:  # delivered again: every event of it a replay now
                 await self.delivery.deliver(await self.pipeline.process(batch))
             start += len(batch)
-            self.clock.advance(rng.uniform(0, 1 * HOURS) if rng.random() < 0.9
-                               else rng.uniform(1, 3) * 24 * HOURS)
+            self.clock.advance(
+                rng.uniform(0, 1 * HOURS) if rng.random() < 0.9 else rng.uniform(1, 3) * 24 * HOURS
+            )
             await self.expiries()
         self.clock.advance(40 * 24 * HOURS)  # every window rolls past its events
         await self.expiries()

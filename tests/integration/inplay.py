@@ -46,7 +46,9 @@ def model_text() -> str:
     every segment's, so the crash, rebalance and replay comparisons run with them too."""
     text = resources.files("worker").joinpath("models", "segments.example.yaml").read_text()
     components, segments = text.split("\nsegments:", 1)
-    return components.rstrip("\n") + """
+    return (
+        components.rstrip("\n")
+        + """
   key_feature_adoption:
     signal: key_features
     window: 30d
@@ -67,7 +69,9 @@ signals:
   urgent_share:
     ratio: {of: urgent_tickets, to: tickets_opened}
 
-segments:""" + segments
+segments:"""
+        + segments
+    )
 
 
 def model_file(tmp_path: Path) -> str:
@@ -88,52 +92,87 @@ class Stream:
     latest_expiry: float = 0.0
 
     def account(self, account: str, segment: str, rng: random.Random) -> None:
-        body = {"account_id": account, "segment": segment,
-                "seats_purchased": rng.choice([5, 20, 80, 400])}
+        body = {
+            "account_id": account,
+            "segment": segment,
+            "seats_purchased": rng.choice([5, 20, 80, 400]),
+        }
         self.records.append((ACCOUNTS_TOPIC, account.encode(), orjson.dumps(body)))
 
     def override(self, account: str, body: dict[str, Any] | None) -> None:
-        self.records.append((OVERRIDES_TOPIC, account.encode(),
-                             None if body is None else orjson.dumps(body)))
+        self.records.append(
+            (OVERRIDES_TOPIC, account.encode(), None if body is None else orjson.dumps(body))
+        )
 
 
-def _override(rng: random.Random, account: str, oid: str, now: float, lasts: float
-              ) -> dict[str, Any]:
-    body: dict[str, Any] = {"account_id": account, "override_id": oid,
-                            "reason": "renewal call went badly", "author": "csm@example.com",
-                            "set_at": rfc3339(now), "expires_at": rfc3339(now + lasts)}
+def _override(
+    rng: random.Random, account: str, oid: str, now: float, lasts: float
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "account_id": account,
+        "override_id": oid,
+        "reason": "renewal call went badly",
+        "author": "csm@example.com",
+        "set_at": rfc3339(now),
+        "expires_at": rfc3339(now + lasts),
+    }
     if rng.random() < 0.5:
         return {**body, "kind": "pin", "tier": rng.choice(["green", "yellow", "red"])}
-    return {**body, "kind": "adjust", "component": rng.choice(ADJUSTABLE),
-            "subscore": rng.choice([0, 15, 50, 100])}
+    return {
+        **body,
+        "kind": "adjust",
+        "component": rng.choice(ADJUSTABLE),
+        "subscore": rng.choice([0, 15, 50, 100]),
+    }
 
 
-def _event(rng: random.Random, n: int, account: str, now: float, seeded_ids: bool
-           ) -> tuple[str, dict[str, Any]]:
+def _event(
+    rng: random.Random, n: int, account: str, now: float, seeded_ids: bool
+) -> tuple[str, dict[str, Any]]:
     # Within the last 10 days: every window of the file (14 days the shortest) keeps
     # them all, should a UTC midnight pass during the test.
     ts = now - rng.uniform(0, 10 * DAY)
     roll = rng.random()
     if roll < 0.5:
-        kind, body = "login", event("login", account, ts, user_id=f"u{n % 13}",
-                                    session_seconds=rng.randint(10, 3000))
+        kind, body = (
+            "login",
+            event(
+                "login", account, ts, user_id=f"u{n % 13}", session_seconds=rng.randint(10, 3000)
+            ),
+        )
     elif roll < 0.85:
-        kind, body = "feature_use", event("feature_use", account, ts, user_id=f"u{n % 11}",
-                                          feature=f"f{rng.randrange(15)}")
+        kind, body = (
+            "feature_use",
+            event(
+                "feature_use", account, ts, user_id=f"u{n % 11}", feature=f"f{rng.randrange(15)}"
+            ),
+        )
     elif roll < 0.95:
-        kind, body = "ticket", event("ticket", account, ts, ticket_id=f"t{n}",
-                                     priority=rng.choice(["low", "normal", "high", "urgent"]),
-                                     status=rng.choice(["opened", "escalated", "closed"]))
+        kind, body = (
+            "ticket",
+            event(
+                "ticket",
+                account,
+                ts,
+                ticket_id=f"t{n}",
+                priority=rng.choice(["low", "normal", "high", "urgent"]),
+                status=rng.choice(["opened", "escalated", "closed"]),
+            ),
+        )
     else:
-        kind, body = "survey", event("survey", account, ts, kind="nps",
-                                     score=rng.randint(0, 10))
+        kind, body = "survey", event("survey", account, ts, kind="nps", score=rng.randint(0, 10))
     if seeded_ids:  # the same ids every run of the seed (the stream's draws move on)
         body["event_id"] = f"{kind}-{rng.getrandbits(64):016x}"
     return kind, body
 
 
-def stream(rng: random.Random, expire_after: tuple[float, float] = (15.0, 25.0),
-           events: int = EVENTS, now: float | None = None, seeded_ids: bool = False) -> Stream:
+def stream(
+    rng: random.Random,
+    expire_after: tuple[float, float] = (15.0, 25.0),
+    events: int = EVENTS,
+    now: float | None = None,
+    seeded_ids: bool = False,
+) -> Stream:
     """Every account's first record up front, then events with segment moves and override
     records among them. Overrides: most last 30 days; those on every fifth of their
     accounts expire ``expire_after`` seconds from now (sent early in the stream, so they
@@ -163,13 +202,19 @@ def stream(rng: random.Random, expire_after: tuple[float, float] = (15.0, 25.0),
         elif n % 7 == 3:  # cleared, then another one set
             plan += [None, _override(rng, account, f"o-{n}b", now, lasts)]
         for at, body in zip(when, plan, strict=False):
-            later[at].append((OVERRIDES_TOPIC, account.encode(),
-                              None if body is None else orjson.dumps(body)))
+            later[at].append(
+                (OVERRIDES_TOPIC, account.encode(), None if body is None else orjson.dumps(body))
+            )
     for account in rng.sample(names, 80):  # moves to another segment mid-stream
         segment = rng.choice(chaos.SEGMENTS)
         seats = rng.choice([5, 20, 80, 400])
-        later[rng.randrange(events)].append((ACCOUNTS_TOPIC, account.encode(), orjson.dumps(
-            {"account_id": account, "segment": segment, "seats_purchased": seats})))
+        later[rng.randrange(events)].append(
+            (
+                ACCOUNTS_TOPIC,
+                account.encode(),
+                orjson.dumps({"account_id": account, "segment": segment, "seats_purchased": seats}),
+            )
+        )
     for n in range(events):
         kind, body = _event(rng, n, rng.choice(names), now, seeded_ids)
         copies = 2 if rng.random() < 0.02 else 1  # a producer retry: another offset
@@ -182,8 +227,11 @@ def stream(rng: random.Random, expire_after: tuple[float, float] = (15.0, 25.0),
 
 def topics(settings: Settings) -> dict[str, str]:
     """Stand-in (event type, ``accounts``, ``overrides``) -> the test's topic."""
-    return {**{kind: topic for topic, kind in settings.event_topics.items()},
-            ACCOUNTS_TOPIC: settings.topic_accounts, OVERRIDES_TOPIC: settings.topic_overrides}
+    return {
+        **{kind: topic for topic, kind in settings.event_topics.items()},
+        ACCOUNTS_TOPIC: settings.topic_accounts,
+        OVERRIDES_TOPIC: settings.topic_overrides,
+    }
 
 
 async def send(settings: Settings, records: list[Rec]) -> dict[TopicPartition, int]:
@@ -208,24 +256,30 @@ class Feeder(kills.Feeder):
     call sends a chunk of new logins (added to ``stream``'s events): a kill looking for
     a batch in flight never runs out of work to catch, however fast the workers are."""
 
-    def __init__(self, settings: Settings, records: list[Rec], chunk: int, stream: Stream,
-                 rng: random.Random) -> None:
+    def __init__(
+        self, settings: Settings, records: list[Rec], chunk: int, stream: Stream, rng: random.Random
+    ) -> None:
         self._settings = settings
-        self._records = [records[i:i + chunk] for i in range(0, len(records), chunk)]
+        self._records = [records[i : i + chunk] for i in range(0, len(records), chunk)]
         self._chunk, self._stream, self._rng = chunk, stream, rng
         self.ends: dict[TopicPartition, int] = {}
 
     async def __call__(self) -> None:
-        self.ends |= await send(self._settings, self._records.pop(0) if self._records
-                                else self._filler())
+        self.ends |= await send(
+            self._settings, self._records.pop(0) if self._records else self._filler()
+        )
 
     def _filler(self) -> list[Rec]:
         now, out = time.time(), []
         for _ in range(self._chunk):
             n = len(self._stream.events)
-            body = event("login", f"acct-{self._rng.randrange(ACCOUNTS):04d}",
-                         now - self._rng.uniform(0, 10 * DAY), user_id=f"u{n % 13}",
-                         session_seconds=self._rng.randint(10, 3000))
+            body = event(
+                "login",
+                f"acct-{self._rng.randrange(ACCOUNTS):04d}",
+                now - self._rng.uniform(0, 10 * DAY),
+                user_id=f"u{n % 13}",
+                session_seconds=self._rng.randint(10, 3000),
+            )
             self._stream.events.append(("login", body))
             out.append(("login", body["account_id"].encode(), orjson.dumps(body)))
         return out
@@ -236,17 +290,22 @@ class Feeder(kills.Feeder):
         return self.ends
 
 
-async def wait_for_expiries(redis: Redis, models: ModelSet, after: float, log: Path,
-                            within: float = 120.0) -> None:
+async def wait_for_expiries(
+    redis: Redis, models: ModelSet, after: float, log: Path, within: float = 120.0
+) -> None:
     """Until ``after`` has passed and no account holds an override in force that has
     expired: the workers have rescored every account whose override ran out."""
     store = WindowStore(redis, models.windows)
     deadline = time.monotonic() + within
     while True:
         now = time.time()
-        stale = [a for a in await accounts_in(redis)
-                 if (o := (await store.read(a, now)).override) is not None
-                 and o.active is not None and not o.active.live_at(now)]
+        stale = [
+            a
+            for a in await accounts_in(redis)
+            if (o := (await store.read(a, now)).override) is not None
+            and o.active is not None
+            and not o.active.live_at(now)
+        ]
         if now > after and not stale:
             return
         assert time.monotonic() < deadline, f"overrides never expired: {stale}\n{chaos.tail(log)}"
@@ -254,8 +313,10 @@ async def wait_for_expiries(redis: Redis, models: ModelSet, after: float, log: P
 
 
 async def accounts_in(redis: Redis) -> list[str]:
-    found = [keys.account_of_state_key(k.decode())
-             async for k in redis.scan_iter(match=keys.state_key("*"), count=1000)]
+    found = [
+        keys.account_of_state_key(k.decode())
+        async for k in redis.scan_iter(match=keys.state_key("*"), count=1000)
+    ]
     return sorted(a for a in found if a is not None)
 
 
@@ -297,11 +358,15 @@ def chains(alerts: list[dict[str, Any]], snap: dict[str, Any]) -> dict[str, list
         out[alert["account_id"]].append(alert)
     for account, chain in out.items():
         assert [a["seq"] for a in chain] == list(range(1, len(chain) + 1)), (
-            account, [(a["seq"], a["tier"]) for a in chain])
+            account,
+            [(a["seq"], a["tier"]) for a in chain],
+        )
         assert all(a["previous_tier"] == b["tier"] for b, a in pairwise(chain)), account
         state = snap[account]
         assert (chain[-1]["tier"], chain[-1]["seq"]) == (
-            state["published_tier"], state["published_seq"]), (account, chain[-1], state)
+            state["published_tier"],
+            state["published_seq"],
+        ), (account, chain[-1], state)
     published = {a for a, s in snap.items() if s["published_seq"] is not None}
     assert published == set(out), published ^ set(out)
     return out

@@ -31,10 +31,11 @@ class Feeder:
     """Records sent a chunk at a time, so that a kill can always find a batch in flight:
     a worker that has got through everything sent (it can be fast) is given more."""
 
-    def __init__(self, settings: Settings, events: list[tuple[str, dict[str, Any]]],
-                 chunk: int) -> None:
+    def __init__(
+        self, settings: Settings, events: list[tuple[str, dict[str, Any]]], chunk: int
+    ) -> None:
         self._settings = settings
-        self._chunks = [events[i:i + chunk] for i in range(0, len(events), chunk)]
+        self._chunks = [events[i : i + chunk] for i in range(0, len(events), chunk)]
         self.ends: dict[TopicPartition, int] = {}
 
     async def __call__(self) -> None:
@@ -47,10 +48,18 @@ class Feeder:
         return self.ends
 
 
-async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, redis: Redis,
-                         log: Path, rng: random.Random, *, others: bool = False,
-                         within: float = 60.0, feed: Feeder | None = None,
-                         required: bool = True) -> set[TopicPartition]:
+async def kill_mid_batch(
+    worker: subprocess.Popen[bytes],
+    settings: Settings,
+    redis: Redis,
+    log: Path,
+    rng: random.Random,
+    *,
+    others: bool = False,
+    within: float = 60.0,
+    feed: Feeder | None = None,
+    required: bool = True,
+) -> set[TopicPartition]:
     """SIGKILL ``worker`` at a moment when some records it applied to Redis are not
     committed: whoever reads those partitions next gets them again, and only the offset
     fences keep them from counting twice. Returns the partitions found so.
@@ -77,7 +86,8 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
                 return set()
             assert time.monotonic() < deadline, (
                 f"never caught the worker with applied, uncommitted records in {tries} "
-                f"tries\n{tail(log)}")
+                f"tries\n{tail(log)}"
+            )
             tries += 1
             worker.send_signal(signal.SIGSTOP)
             try:
@@ -96,8 +106,9 @@ async def kill_mid_batch(worker: subprocess.Popen[bytes], settings: Settings, re
         await admin.close()
 
 
-async def _frozen(admin: AIOKafkaAdminClient, settings: Settings, redis: Redis, others: bool
-                  ) -> dict[TopicPartition, tuple[int, int]]:
+async def _frozen(
+    admin: AIOKafkaAdminClient, settings: Settings, redis: Redis, others: bool
+) -> dict[TopicPartition, tuple[int, int]]:
     await asyncio.sleep(WATCH_SECONDS)
     found = await applied_uncommitted(admin, settings, redis)
     if others and found:
@@ -107,8 +118,9 @@ async def _frozen(admin: AIOKafkaAdminClient, settings: Settings, redis: Redis, 
     return found
 
 
-async def applied_uncommitted(admin: AIOKafkaAdminClient, settings: Settings, redis: Redis
-                              ) -> dict[TopicPartition, tuple[int, int]]:
+async def applied_uncommitted(
+    admin: AIOKafkaAdminClient, settings: Settings, redis: Redis
+) -> dict[TopicPartition, tuple[int, int]]:
     """Input partitions whose highest applied offset (the fences in Redis) is at or past
     the group's committed position: (committed, applied) for each."""
     states = [key async for key in redis.scan_iter(match=keys.state_key("*"), count=1000)]
@@ -121,13 +133,12 @@ async def applied_uncommitted(admin: AIOKafkaAdminClient, settings: Settings, re
         for name, value in fields.items():
             field = name.decode()
             if field.startswith(keys.OFFSET_PREFIX):
-                topic, partition = field[len(keys.OFFSET_PREFIX):].rsplit(":", 1)
+                topic, partition = field[len(keys.OFFSET_PREFIX) :].rsplit(":", 1)
                 tp = TopicPartition(topic, int(partition))
                 applied[tp] = max(applied[tp], int(value))
     if not applied:
         return {}
-    committed = await admin.list_consumer_group_offsets(settings.group_id,
-                                                        partitions=list(applied))
+    committed = await admin.list_consumer_group_offsets(settings.group_id, partitions=list(applied))
     found = {}
     for tp, last in applied.items():
         position = committed[tp].offset if tp in committed else -1
@@ -140,8 +151,12 @@ def metric(port: int, name: str) -> float:
     """A worker's counter, summed over its labels, from its /metrics endpoint."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         text = reply.read().decode()
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples if sample.name == name)
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 async def replayed(port: int) -> float:
@@ -158,6 +173,7 @@ async def wait_for_replayed(port: int, more_than: float = 0.0, within: float = 9
     while (count := await replayed(port)) <= more_than:
         assert time.monotonic() < deadline, (
             f"no re-delivered event skipped in {within} s: the kill interrupted nothing, "
-            "or the offset fences did not skip what was applied")
+            "or the offset fences did not skip what was applied"
+        )
         await asyncio.sleep(0.2)
     return count

@@ -31,8 +31,11 @@ Attrs = Mapping[str, Any]
 DAY = 86400  # the default model's bucket
 MODEL_VERSION = "default-2026.11"
 # (name, label, lowest score of the tier), best first; the margin of the hysteresis.
-TIERS = (("green", "Doing well", 70.0), ("yellow", "Take notice", 40.0),
-         ("red", "Requires attention", 0.0))
+TIERS = (
+    ("green", "Doing well", 70.0),
+    ("yellow", "Take notice", 40.0),
+    ("red", "Requires attention", 0.0),
+)
 MARGIN = 3.0
 # Under this share of the total weight with data, the tier is UNKNOWN whatever the score.
 MIN_COVERAGE = 0.0
@@ -81,14 +84,17 @@ def _counters(e: Event) -> list[tuple[str, float]]:
     body = e.body
     if e.type == "login":
         seconds = body.get("session_seconds")
-        return [("login", 1.0)] + ([] if seconds is None else [("sess_n", 1.0),
-                                                                ("sess_sum", float(seconds))])
+        return [("login", 1.0)] + (
+            [] if seconds is None else [("sess_n", 1.0), ("sess_sum", float(seconds))]
+        )
     if e.type == "ticket":
         name = {"opened": "tk_open", "reopened": "tk_reopen", "escalated": "tk_esc"}
         return [(name[body["status"]], 1.0)] if body["status"] in name else []
     if e.type == "survey" and body["kind"] == "nps":
         score = body["score"]
-        return [("nps_n", 1.0)] + [("nps_pro", 1.0)] * (score >= 9) + [("nps_det", 1.0)] * (score <= 6)
+        return (
+            [("nps_n", 1.0)] + [("nps_pro", 1.0)] * (score >= 9) + [("nps_det", 1.0)] * (score <= 6)
+        )
     if e.type == "survey":
         return [("csat_n", 1.0), ("csat_sum", float(body["score"]))]
     return []
@@ -175,8 +181,10 @@ def _csat(window: Window, _: Attrs) -> float | None:
 
 def linear(bad: float, good: float) -> Callable[[float], float]:
     """0 at ``bad``, 100 at ``good``, a straight line between, flat outside."""
+
     def curve(value: float) -> float:
         return 100.0 * min(1.0, max(0.0, (value - bad) / (good - bad)))
+
     return curve
 
 
@@ -198,18 +206,36 @@ class Component(NamedTuple):
 
 COMPONENTS = (
     Component("login_frequency", _logins_per_active_user, _USAGE, 30, 1.0, linear(4, 20)),
-    Component("feature_adoption", lambda w, _: float(len({b["feature"] for b in _of(
-        w, "feature_use")})), frozenset({"feature_use"}), 30, 1.0, linear(2, 8)),
-    Component("session_duration", _session_minutes, frozenset({"login"}), 30, 0.75,
-              linear(2, 15)),
+    Component(
+        "feature_adoption",
+        lambda w, _: float(len({b["feature"] for b in _of(w, "feature_use")})),
+        frozenset({"feature_use"}),
+        30,
+        1.0,
+        linear(2, 8),
+    ),
+    Component("session_duration", _session_minutes, frozenset({"login"}), 30, 0.75, linear(2, 15)),
     Component("license_utilization", _license, _USAGE, 30, 1.0, linear(0.3, 0.8)),
-    Component("support_tickets", _tickets(("opened", "reopened")), frozenset({"ticket"}), 30,
-              0.75, linear(8, 1), needs_recent=True),
-    Component("escalations", _tickets(("escalated",)), frozenset({"ticket"}), 90, 1.25,
-              _escalation_bands, needs_recent=True),
+    Component(
+        "support_tickets",
+        _tickets(("opened", "reopened")),
+        frozenset({"ticket"}),
+        30,
+        0.75,
+        linear(8, 1),
+        needs_recent=True,
+    ),
+    Component(
+        "escalations",
+        _tickets(("escalated",)),
+        frozenset({"ticket"}),
+        90,
+        1.25,
+        _escalation_bands,
+        needs_recent=True,
+    ),
     Component("nps", _nps, frozenset({"survey"}), 90, 0.85, linear(-20, 50), needs_recent=True),
-    Component("csat", _csat, frozenset({"survey"}), 90, 0.85, linear(2.5, 4.5),
-              needs_recent=True),
+    Component("csat", _csat, frozenset({"survey"}), 90, 0.85, linear(2.5, 4.5), needs_recent=True),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
 
@@ -240,8 +266,9 @@ class Models:
     segments: Mapping[str, Model] = field(default_factory=dict)
 
     def of_segment(self, segment: object) -> Model:
-        return self.segments.get(segment, self.default) if isinstance(segment, str) else (
-            self.default)
+        return (
+            self.segments.get(segment, self.default) if isinstance(segment, str) else (self.default)
+        )
 
     def named(self, name: str) -> Model:
         return self.default if name == "default" else self.segments[name]
@@ -251,8 +278,9 @@ def _changed(name: str, **fields: Any) -> Component:
     return BY_NAME[name]._replace(**fields)
 
 
-def _segment(name: str, tiers: tuple[tuple[str, str, float], ...] = TIERS,
-             **changes: Component | None) -> Model:
+def _segment(
+    name: str, tiers: tuple[tuple[str, str, float], ...] = TIERS, **changes: Component | None
+) -> Model:
     merged = {c.name: changes.get(c.name, c) for c in COMPONENTS}
     return Model(name, tuple(c for c in merged.values() if c is not None), tiers)
 
@@ -260,25 +288,44 @@ def _segment(name: str, tiers: tuple[tuple[str, str, float], ...] = TIERS,
 ONLY_DEFAULT = Models(MODEL_VERSION, DEFAULT)
 # ``worker/models/segments.example.yaml``, restated from its comments: the default model
 # and four segments.
-EXAMPLE = Models("segments-example-2026.12", DEFAULT, {
-    "enterprise": _segment(
-        "enterprise", (("green", "Doing well", 80.0), ("yellow", "Take notice", 50.0),
-                       ("red", "Requires attention", 0.0)),
-        license_utilization=_changed("license_utilization", weight=1.5),
-        escalations=_changed("escalations", weight=1.5),
-        support_tickets=_changed("support_tickets", curve=linear(20, 4))),
-    "mid_market": _segment("mid_market", feature_adoption=_changed("feature_adoption",
-                                                                   weight=1.25)),
-    "smb": _segment("smb", license_utilization=_changed("license_utilization", weight=0.5),
-                    login_frequency=_changed("login_frequency", weight=1.25),
-                    nps=_changed("nps", weight=0.5)),
-    "onboarding": _segment(
-        "onboarding", (("green", "Onboarding on track", 60.0),
-                       ("yellow", "Onboarding stalled", 30.0),
-                       ("red", "Onboarding at risk", 0.0)),
-        feature_adoption=_changed("feature_adoption", weight=1.5, days=14, curve=linear(1, 5)),
-        login_frequency=_changed("login_frequency", days=14), nps=None, csat=None),
-})
+EXAMPLE = Models(
+    "segments-example-2026.12",
+    DEFAULT,
+    {
+        "enterprise": _segment(
+            "enterprise",
+            (
+                ("green", "Doing well", 80.0),
+                ("yellow", "Take notice", 50.0),
+                ("red", "Requires attention", 0.0),
+            ),
+            license_utilization=_changed("license_utilization", weight=1.5),
+            escalations=_changed("escalations", weight=1.5),
+            support_tickets=_changed("support_tickets", curve=linear(20, 4)),
+        ),
+        "mid_market": _segment(
+            "mid_market", feature_adoption=_changed("feature_adoption", weight=1.25)
+        ),
+        "smb": _segment(
+            "smb",
+            license_utilization=_changed("license_utilization", weight=0.5),
+            login_frequency=_changed("login_frequency", weight=1.25),
+            nps=_changed("nps", weight=0.5),
+        ),
+        "onboarding": _segment(
+            "onboarding",
+            (
+                ("green", "Onboarding on track", 60.0),
+                ("yellow", "Onboarding stalled", 30.0),
+                ("red", "Onboarding at risk", 0.0),
+            ),
+            feature_adoption=_changed("feature_adoption", weight=1.5, days=14, curve=linear(1, 5)),
+            login_frequency=_changed("login_frequency", days=14),
+            nps=None,
+            csat=None,
+        ),
+    },
+)
 
 
 class Card(NamedTuple):
@@ -333,8 +380,7 @@ def covered(components: Mapping[str, float], model: Model = DEFAULT) -> bool:
     return MIN_COVERAGE <= 0 or sum(by_name[n].weight for n in components) >= MIN_COVERAGE * total
 
 
-def tier_of(components: Mapping[str, float], previous: str | None,
-            model: Model = DEFAULT) -> str:
+def tier_of(components: Mapping[str, float], previous: str | None, model: Model = DEFAULT) -> str:
     """``tier_after`` for the score of ``components``, or unknown when too few have data;
     no margin applies to or from unknown."""
     if not covered(components, model):
@@ -369,8 +415,12 @@ def close(got: float | None, want: float | None, within: float = 1e-9) -> bool:
     return abs(got - want) <= within * max(1.0, abs(want))
 
 
-def attribution(before: Mapping[str, float] | None, after: Mapping[str, float],
-                model: Model = DEFAULT, before_model: Model | None = None) -> dict[str, float]:
+def attribution(
+    before: Mapping[str, float] | None,
+    after: Mapping[str, float],
+    model: Model = DEFAULT,
+    before_model: Model | None = None,
+) -> dict[str, float]:
     """Each component's share of the score change: ``(w'(s' - S) - w(s - S)) / W'``, a
     missing component with no weight; with no earlier score, ``S`` is the new one.
     ``before_model``: the model of the earlier score, when the account changed models."""
@@ -386,6 +436,7 @@ def attribution(before: Mapping[str, float] | None, after: Mapping[str, float],
         c = of.by_name[name]
         return c.weight * (c.curve(components[name]) - base)
 
-    return {n: (pull(after, n, model) - pull(before, n, was)) / total
-            for n in sorted((before or {}).keys() | after.keys())}
-
+    return {
+        n: (pull(after, n, model) - pull(before, n, was)) / total
+        for n in sorted((before or {}).keys() | after.keys())
+    }

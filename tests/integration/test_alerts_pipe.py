@@ -44,8 +44,9 @@ async def _next(lines: Lines) -> bytes:
     return line
 
 
-async def _publish_and_read(settings: Settings, proc: subprocess.Popen[bytes],
-                            lines: Lines) -> list[bytes]:
+async def _publish_and_read(
+    settings: Settings, proc: subprocess.Popen[bytes], lines: Lines
+) -> list[bytes]:
     """Alerts published by a real worker while the command runs; the lines printed."""
     async with running_worker(settings), Producer(settings) as p:
         await p.send("login", event("login", "pipe-1", user_id="u1", session_seconds=900))
@@ -55,11 +56,14 @@ async def _publish_and_read(settings: Settings, proc: subprocess.Popen[bytes],
         for account in ("pipe-2", "pipe-3"):
             await p.send("login", event("login", account, user_id="u1", session_seconds=900))
         for n in range(2):  # two escalations and a detractor: yellow -> red
-            await p.send("ticket", event("ticket", "pipe-1", ticket_id=f"t{n}",
-                                         status="escalated", priority="urgent"))
+            await p.send(
+                "ticket",
+                event("ticket", "pipe-1", ticket_id=f"t{n}", status="escalated", priority="urgent"),
+            )
         await p.send("survey", event("survey", "pipe-1", kind="nps", score=2))
-        on_topic = await read_until(settings, settings.topic_alerts, lambda alerts: len(
-            alerts) == 4, within=120)
+        on_topic = await read_until(
+            settings, settings.topic_alerts, lambda alerts: len(alerts) == 4, within=120
+        )
     while len(printed) < len(on_topic):
         printed.append(await _next(lines))
     assert proc.poll() is None
@@ -67,17 +71,27 @@ async def _publish_and_read(settings: Settings, proc: subprocess.Popen[bytes],
 
 
 def test_alerts_json_streams_each_alert_through_a_pipe_and_exits_0_on_sigterm(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     asyncio.run(ensure_topics(settings))
     # As a user's shell runs it: stdout a pipe, so block-buffered unless the command
     # flushes (PYTHONUNBUFFERED, set in some CI and container setups, would hide that).
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HEALTHSCORE_") and k != "PYTHONUNBUFFERED"}
-    env |= {"HEALTHSCORE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "HEALTHSCORE_TOPIC_ALERTS": settings.topic_alerts}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HEALTHSCORE_") and k != "PYTHONUNBUFFERED"
+    }
+    env |= {
+        "HEALTHSCORE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "HEALTHSCORE_TOPIC_ALERTS": settings.topic_alerts,
+    }
     with (tmp_path / "stderr.log").open("wb") as err:
-        proc = subprocess.Popen([*HEALTHSCORE, "alerts", "--json", "--from-beginning"],
-                                stdout=subprocess.PIPE, stderr=err, env=env)
+        proc = subprocess.Popen(
+            [*HEALTHSCORE, "alerts", "--json", "--from-beginning"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
     assert proc.stdout is not None
     lines = _lines(proc.stdout)
     try:
@@ -93,10 +107,14 @@ def test_alerts_json_streams_each_alert_through_a_pipe_and_exits_0_on_sigterm(
     published = asyncio.run(chaos.read_topic(settings, settings.topic_alerts))
     # Every alert, once, exactly as published (the pipe carries the record unchanged).
     assert sorted(printed, key=lambda a: a["alert_id"]) == sorted(
-        published, key=lambda a: a["alert_id"])
-    assert [(a["account_id"], a["previous_tier"], a["tier"]) for a in printed
-            if a["account_id"] == "pipe-1"] == [("pipe-1", None, "yellow"),
-                                                ("pipe-1", "yellow", "red")]
+        published, key=lambda a: a["alert_id"]
+    )
+    assert [
+        (a["account_id"], a["previous_tier"], a["tier"])
+        for a in printed
+        if a["account_id"] == "pipe-1"
+    ] == [("pipe-1", None, "yellow"), ("pipe-1", "yellow", "red")]
     # The README's consumer on this very output, one alert delivered twice: each once.
     assert run_consumer([line.rstrip(b"\n") for line in raw + raw[:1]]) == [
-        f"{a['account_id']}: {a['previous_tier']} -> {a['tier']}" for a in printed]
+        f"{a['account_id']}: {a['previous_tier']} -> {a['tier']}" for a in printed
+    ]

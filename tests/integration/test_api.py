@@ -49,8 +49,9 @@ class Api:
     published: dict[str, dict[str, Any]]  # account -> its last alert, from the topic
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        request = urllib.request.Request(self.url + path, headers=AUTH if headers is None
-                                         else headers)
+        request = urllib.request.Request(
+            self.url + path, headers=AUTH if headers is None else headers
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -100,26 +101,39 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def api(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[Api]:
+def api(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
     suffix = uuid.uuid4().hex[:8]
     base = Settings()
-    topics = {f.name: f"{getattr(base, f.name)}.api-{suffix}" for f in dataclasses.fields(base)
-              if f.name.startswith("topic_") and isinstance(getattr(base, f.name), str)
-              and getattr(base, f.name)}
-    settings = base.replace(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url,
-                            group_id=f"healthscore-api-{suffix}", metrics_port=0,
-                            topic_partitions=3, session_timeout_ms=6000, **topics)
+    topics = {
+        f.name: f"{getattr(base, f.name)}.api-{suffix}"
+        for f in dataclasses.fields(base)
+        if f.name.startswith("topic_")
+        and isinstance(getattr(base, f.name), str)
+        and getattr(base, f.name)
+    }
+    settings = base.replace(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        group_id=f"healthscore-api-{suffix}",
+        metrics_port=0,
+        topic_partitions=3,
+        session_timeout_ms=6000,
+        **topics,
+    )
     with redis.Redis.from_url(redis_url) as client:
         client.flushdb()
     published = asyncio.run(_score(settings))
     port = _free_port()
     log = tmp_path_factory.mktemp("api") / "api.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*HEALTHSCORE, "api", "--port", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT,
-                                env=_env(HEALTHSCORE_REDIS_URL=redis_url,
-                                         HEALTHSCORE_API_TOKEN=TOKEN))
+        proc = subprocess.Popen(
+            [*HEALTHSCORE, "api", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_env(HEALTHSCORE_REDIS_URL=redis_url, HEALTHSCORE_API_TOKEN=TOKEN),
+        )
     try:
         yield _ready(Api(f"http://127.0.0.1:{port}", published), proc, log)
     finally:
@@ -152,8 +166,13 @@ def test_an_account_has_score_tier_components_last_alert_and_last_events(api: Ap
     assert body["tier"] == body["published_tier"] == "red"
     assert body["last_alert"] == {"seq": alert["seq"], "tier": "red", "score": alert["score"]}
     components = {c["name"]: c for c in body["components"]}
-    assert components["nps"] == {**components["nps"], "value": -100.0, "subscore": 0.0,
-                                 "weight": 0.85, "contribution": 0.0}
+    assert components["nps"] == {
+        **components["nps"],
+        "value": -100.0,
+        "subscore": 0.0,
+        "weight": 0.85,
+        "contribution": 0.0,
+    }
     assert components["login_frequency"]["value"] is None  # no data: left out
     day = int(time.time()) // 86400 * 86400
     sent = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(day))
@@ -163,15 +182,25 @@ def test_an_account_has_score_tier_components_last_alert_and_last_events(api: Ap
 
 def test_an_unknown_account_is_404_json(api: Api) -> None:
     assert api.get("/accounts/nobody") == (
-        404, ("application/json", {"detail": "unknown account: nobody"}))
+        404,
+        ("application/json", {"detail": "unknown account: nobody"}),
+    )
 
 
-@pytest.mark.parametrize("query", ["/accounts", "/accounts?tier=purple",
-                                   "/accounts?tier=red&limit=0", "/accounts?tier=red&limit=x",
-                                   "/accounts?tier=red&cursor=not.ours",
-                                   "/accounts?tier=red&segmnet=smb", "/model?verbose=1",
-                                   "/accounts?tier=red&tier=green",
-                                   "/accounts/bad%20id"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/accounts",
+        "/accounts?tier=purple",
+        "/accounts?tier=red&limit=0",
+        "/accounts?tier=red&limit=x",
+        "/accounts?tier=red&cursor=not.ours",
+        "/accounts?tier=red&segmnet=smb",
+        "/model?verbose=1",
+        "/accounts?tier=red&tier=green",
+        "/accounts/bad%20id",
+    ],
+)
 def test_a_bad_query_is_422_json(api: Api, query: str) -> None:
     status, (content_type, body) = api.get(query)
     assert status == 422
@@ -199,14 +228,20 @@ def test_paging_through_a_tier_gives_exactly_its_published_accounts(api: Api, ti
     assert [r["account_id"] for r in rows] == expected
     for row in rows:
         alert = api.published[row["account_id"]]
-        assert row == {"account_id": alert["account_id"], "tier": tier, "score": alert["score"],
-                       "seq": alert["seq"], "segment": alert["segment"]}
+        assert row == {
+            "account_id": alert["account_id"],
+            "tier": tier,
+            "score": alert["score"],
+            "seq": alert["seq"],
+            "segment": alert["segment"],
+        }
 
 
 def test_the_segment_filter_keeps_that_segment(api: Api) -> None:
     rows = _pages(api, "/accounts?tier=red&segment=enterprise&limit=2")
     assert [r["account_id"] for r in rows] == sorted(
-        a for a, t in ACCOUNTS.items() if t == "red" and _segment(a) == "enterprise")
+        a for a, t in ACCOUNTS.items() if t == "red" and _segment(a) == "enterprise"
+    )
     assert _pages(api, "/accounts?tier=red&segment=nobody") == []
 
 
@@ -217,8 +252,9 @@ def test_the_model_is_the_running_one(api: Api) -> None:
     assert [t["name"] for t in body["tiers"]] == ["green", "yellow", "red"]
 
 
-@pytest.mark.parametrize("path", ["/model", "/accounts?tier=red", "/accounts/acct-00",
-                                  "/accounts/nobody"])
+@pytest.mark.parametrize(
+    "path", ["/model", "/accounts?tier=red", "/accounts/acct-00", "/accounts/nobody"]
+)
 def test_the_token_is_required_when_set(api: Api, path: str) -> None:
     assert api.get(path, headers={})[0] == 401
     assert api.get(path, headers={"Authorization": "Bearer wrong"})[0] == 401
@@ -226,20 +262,21 @@ def test_the_token_is_required_when_set(api: Api, path: str) -> None:
 
 # Not schemathesis' pytest plugin (``from_fixture``): it fails on this pytest's nodes.
 # Hypothesis runs each operation's strategy here instead, valid and invalid input both.
-@pytest.mark.parametrize("operation", ["GET /accounts/{account_id}", "GET /accounts",
-                                       "GET /model"])
+@pytest.mark.parametrize("operation", ["GET /accounts/{account_id}", "GET /accounts", "GET /model"])
 def test_fuzz_every_endpoint_against_its_schema(api: Api, operation: str) -> None:
     schema = schemathesis.openapi.from_url(api.url + "/openapi.json")
     labels = {o.ok().label for o in schema.get_all_operations()}
     assert labels == {"GET /accounts/{account_id}", "GET /accounts", "GET /model"}
     found = schema.find_operation_by_label(operation)
     assert found is not None
-    cases = st.one_of(found.as_strategy(GenerationMode.POSITIVE),
-                      found.as_strategy(GenerationMode.NEGATIVE))
+    cases = st.one_of(
+        found.as_strategy(GenerationMode.POSITIVE), found.as_strategy(GenerationMode.NEGATIVE)
+    )
 
     @given(cases)
-    @hypothesis_settings(max_examples=60, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck))
+    @hypothesis_settings(
+        max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     def run(case: schemathesis.Case) -> None:
         # A query value that is an empty list is sent as nothing at all: the request
         # that goes out is not the schema-violating one the case stands for.
@@ -257,13 +294,24 @@ def test_a_port_in_use_or_out_of_range_is_one_line_and_an_exit_code(redis_url: s
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = subprocess.run([*HEALTHSCORE, "api", "--port", str(port)], env=env,
-                              capture_output=True, text=True, timeout=60)
+        busy = subprocess.run(
+            [*HEALTHSCORE, "api", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert busy.returncode == 3
     assert busy.stderr.strip().splitlines()[-1] == (
         f"healthscore: api: 127.0.0.1:{port} is already in use; set HEALTHSCORE_API_PORT"
-        " (or --port) to a free port")
-    wrong = subprocess.run([*HEALTHSCORE, "api", "--port", "70000"], env=env,
-                           capture_output=True, text=True, timeout=60)
+        " (or --port) to a free port"
+    )
+    wrong = subprocess.run(
+        [*HEALTHSCORE, "api", "--port", "70000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrong.returncode == 2
     assert "HEALTHSCORE_API_PORT must be a port" in wrong.stderr

@@ -30,8 +30,11 @@ async def test_kafka_round_trip_on_a_created_topic(settings: Settings) -> None:
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         consumer.assign([TopicPartition(topic, sent.partition)])
@@ -50,10 +53,15 @@ async def test_consumer_group_joins_and_commits(settings: Settings) -> None:
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(settings.topic_ticket, bootstrap_servers=settings.kafka_bootstrap,
-                                group_id=settings.group_id, auto_offset_reset="earliest",
-                                enable_auto_commit=False, session_timeout_ms=6000,
-                                heartbeat_interval_ms=1000)
+    consumer = AIOKafkaConsumer(
+        settings.topic_ticket,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.group_id,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
     await consumer.start()
     try:
         record = await asyncio.wait_for(consumer.getone(), timeout=30)
@@ -73,9 +81,13 @@ async def test_redis_set_get(redis_client: redis.asyncio.Redis) -> None:
 async def test_settings_are_private_to_the_test(settings: Settings, redis_url: str) -> None:
     assert settings.metrics_port == 0
     assert settings.topic_partitions == 3
-    names = [f.name for f in dataclasses.fields(Settings)
-             if f.name.startswith("topic_") and isinstance(getattr(settings, f.name), str)
-             and getattr(Settings(), f.name)]  # the models topic is off unless set
+    names = [
+        f.name
+        for f in dataclasses.fields(Settings)
+        if f.name.startswith("topic_")
+        and isinstance(getattr(settings, f.name), str)
+        and getattr(Settings(), f.name)
+    ]  # the models topic is off unless set
     topics = {getattr(settings, name) for name in names}
     assert len(topics) == len(names) == 9
     assert settings.topic_models == ""

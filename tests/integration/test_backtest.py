@@ -19,13 +19,25 @@ from worker.contracts import validator
 from worker.settings import Settings
 
 ACCOUNTS = 240
-SIMULATE = ["--accounts", str(ACCOUNTS), "--history-days", "100", "--outcome-days", "60",
-            "--events-per-user-day", "0.6", "--seed", "5", "--no-progress"]
+SIMULATE = [
+    "--accounts",
+    str(ACCOUNTS),
+    "--history-days",
+    "100",
+    "--outcome-days",
+    "60",
+    "--events-per-user-day",
+    "0.6",
+    "--seed",
+    "5",
+    "--no-progress",
+]
 
 
 def _run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HEALTHSCORE, *args], env=chaos.env(settings), capture_output=True,
-                          text=True, timeout=240)
+    return subprocess.run(
+        [*HEALTHSCORE, *args], env=chaos.env(settings), capture_output=True, text=True, timeout=240
+    )
 
 
 def _backtest(settings: Settings, out: Path, *args: str) -> dict[str, Any]:
@@ -35,8 +47,9 @@ def _backtest(settings: Settings, out: Path, *args: str) -> dict[str, Any]:
     return report
 
 
-async def test_a_simulated_base_is_backtested_end_to_end(settings: Settings, redis: Redis,
-                                                         tmp_path: Path) -> None:
+async def test_a_simulated_base_is_backtested_end_to_end(
+    settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
     outcomes = tmp_path / "outcomes.jsonl"
     simulated = _run(settings, "simulate", "--outcomes", str(outcomes), *SIMULATE)
     assert simulated.returncode == 0, simulated.stderr[-3000:]
@@ -67,8 +80,9 @@ async def test_a_simulated_base_is_backtested_end_to_end(settings: Settings, red
     assert checked.returncode == 0, checked.stderr
     assert "-fitted" in checked.stdout
 
-    again = _backtest(settings, tmp_path / "fitted", "--model", str(fitted),
-                      "--outcomes", str(outcomes))
+    again = _backtest(
+        settings, tmp_path / "fitted", "--model", str(fitted), "--outcomes", str(outcomes)
+    )
     assert again["model_version"].endswith("-fitted")
     assert again["accounts"] == report["accounts"]
     assert again["churned"] == report["churned"]
@@ -77,19 +91,29 @@ async def test_a_simulated_base_is_backtested_end_to_end(settings: Settings, red
 
 
 async def test_a_backtest_refuses_a_redis_in_use_and_outcomes_it_cannot_read(
-        settings: Settings, redis: Redis, tmp_path: Path) -> None:
+    settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
     await redis.set("live-state", "kept")
     outcomes = tmp_path / "outcomes.jsonl"
     outcomes.write_text('{"account_id": "a1", "outcome": "churned", "date": "2026-10-01"}\n')
-    refused = _run(settings, "backtest", "--outcomes", str(outcomes), "--scratch-redis",
-                   settings.redis_url, "--out", str(tmp_path / "out"))
+    refused = _run(
+        settings,
+        "backtest",
+        "--outcomes",
+        str(outcomes),
+        "--scratch-redis",
+        settings.redis_url,
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert refused.returncode == 2
     assert "holds keys" in refused.stderr
     assert await redis.get("live-state") == b"kept"
 
     outcomes.write_text('{"account_id": "a1", "outcome": "left"}\nnot json\n')
-    unreadable = _run(settings, "backtest", "--outcomes", str(outcomes),
-                      "--out", str(tmp_path / "out"))
+    unreadable = _run(
+        settings, "backtest", "--outcomes", str(outcomes), "--out", str(tmp_path / "out")
+    )
     assert unreadable.returncode == 2
     assert "no outcomes in" in unreadable.stderr
     assert "2 records rejected" in unreadable.stderr

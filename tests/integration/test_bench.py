@@ -47,20 +47,26 @@ def test_quick_benchmark_measures_every_part(tmp_path: Path) -> None:
     peers["naive-faust side by side"] = side["naive-faust"]
     assert {name: (r["events"], r["exit_code"]) for name, r in peers.items()} == {
         **dict.fromkeys(whole, (sizes.events_10k, 0)),
-        "naive-faust side by side": (sizes.prefix_events, 0)}
+        "naive-faust side by side": (sizes.prefix_events, 0),
+    }
     assert (side["events"], side["healthscore"]["events"]) == (sizes.prefix_events,) * 2
     assert all(r["alerts"] > 0 for r in (*peers.values(), side["healthscore"]))
     # CPU per event for every contender compared (the process' own: Redis' not in it).
-    assert all(r["cpu_us_per_event"] > 0
-               for r in (*peers.values(), side["healthscore"], results["healthscore_10k"]))
+    assert all(
+        r["cpu_us_per_event"] > 0
+        for r in (*peers.values(), side["healthscore"], results["healthscore_10k"])
+    )
     ratios = figures(results)
-    assert ratios["x_naive_faust"] == (side["healthscore"]["events_per_s"]
-                                       / side["naive-faust"]["events_per_s"])
-    assert ratios["x_quix"] == (results["healthscore_10k"]["events_per_s"]
-                                / results["peers"]["quix"]["events_per_s"])
-    assert ratios["x_best_peer"] == (results["healthscore_10k"]["events_per_s"]
-                                     / max(results["peers"][name]["events_per_s"]
-                                           for name in whole))
+    assert ratios["x_naive_faust"] == (
+        side["healthscore"]["events_per_s"] / side["naive-faust"]["events_per_s"]
+    )
+    assert ratios["x_quix"] == (
+        results["healthscore_10k"]["events_per_s"] / results["peers"]["quix"]["events_per_s"]
+    )
+    assert ratios["x_best_peer"] == (
+        results["healthscore_10k"]["events_per_s"]
+        / max(results["peers"][name]["events_per_s"] for name in whole)
+    )
 
 
 @pytest.mark.timeout(300)

@@ -45,16 +45,18 @@ PER_PATTERN = 75
 def _input(now: float) -> list[tuple[str, dict[str, Any]]]:
     """Every account's answers, all an hour or more old, interleaved round-robin: each
     account's history is spread over the whole input, so small batches cut it often."""
-    accounts = [(f"{name}-{n:03d}", answers) for name, (answers, _) in PATTERNS.items()
-                for n in range(PER_PATTERN)]
+    accounts = [
+        (f"{name}-{n:03d}", answers)
+        for name, (answers, _) in PATTERNS.items()
+        for n in range(PER_PATTERN)
+    ]
     longest = max(len(answers) for answers, _ in PATTERNS.values())
     out = []
     for k in range(longest):
         for account, answers in accounts:
             if k < len(answers):
                 ts = now - 2 * HOUR + k * 60
-                out.append(("survey", event("survey", account, ts, kind="csat",
-                                            score=answers[k])))
+                out.append(("survey", event("survey", account, ts, kind="csat", score=answers[k])))
     return out
 
 
@@ -62,12 +64,16 @@ def _expected(account: str) -> str:
     return PATTERNS[account.rsplit("-", 1)[0]][1]
 
 
-async def _run(settings: Settings, batch: int, ends: Any, log: Path
-               ) -> tuple[dict[str, str], dict[str, str]]:
+async def _run(
+    settings: Settings, batch: int, ends: Any, log: Path
+) -> tuple[dict[str, str], dict[str, str]]:
     """One run of the whole input through a worker taking at most ``batch`` records a
     batch, from an empty Redis: each account's published tier and its alerts' last."""
-    run = settings.replace(group_id=f"{settings.group_id}-{batch}", batch_max_records=batch,
-                           topic_alerts=f"{settings.topic_alerts}.{batch}")
+    run = settings.replace(
+        group_id=f"{settings.group_id}-{batch}",
+        batch_max_records=batch,
+        topic_alerts=f"{settings.topic_alerts}.{batch}",
+    )
     async with Redis.from_url(settings.redis_url) as redis:
         await redis.flushdb()
         async with running_worker(run):
@@ -84,7 +90,8 @@ async def _run(settings: Settings, batch: int, ends: Any, log: Path
 
 
 async def test_one_input_gives_the_same_tiers_whatever_the_batch_sizes(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     records = _input(time.time())
     await ensure_topics(settings)
     ends = await chaos.produce_to(settings, records)
@@ -94,19 +101,22 @@ async def test_one_input_gives_the_same_tiers_whatever_the_batch_sizes(
     accounts = {r["account_id"] for _, r in records}
     assert set(small) == set(large) == set(small_alerts) == set(large_alerts) == accounts
     differ = sorted(a for a in accounts if small[a] != large[a])
-    assert not differ, (f"{len(differ)} of {len(accounts)} accounts end in another tier with "
-                        f"100-record batches than with 30,000: "
-                        f"{[(a, small[a], large[a]) for a in differ[:5]]}")
+    assert not differ, (
+        f"{len(differ)} of {len(accounts)} accounts end in another tier with "
+        f"100-record batches than with 30,000: "
+        f"{[(a, small[a], large[a]) for a in differ[:5]]}"
+    )
     assert small_alerts == small  # each chain ends in the tier the account remembers
     assert large_alerts == large
     # And that tier is the plain tier of the final score, whatever came before.
     wrong = sorted(a for a in accounts if small[a] != _expected(a))
-    assert not wrong, (f"{len(wrong)} accounts not in the plain tier of their score: "
-                       f"{[(a, small[a], _expected(a)) for a in wrong[:5]]}")
+    assert not wrong, (
+        f"{len(wrong)} accounts not in the plain tier of their score: "
+        f"{[(a, small[a], _expected(a)) for a in wrong[:5]]}"
+    )
 
 
 # ----------------------------------------------------------------- one account, restarts
-
 
 
 class _Worker:
@@ -116,8 +126,9 @@ class _Worker:
     def __init__(self, settings: Settings, redis: Redis, offsets: Iterator[int]) -> None:
         model = load_model()
         self.settings = settings
-        self.pipeline = Pipeline(settings, model, WindowStore(redis, model),
-                                 FixedClock(time.time()), Metrics())
+        self.pipeline = Pipeline(
+            settings, model, WindowStore(redis, model), FixedClock(time.time()), Metrics()
+        )
         self.offsets = offsets
 
     async def csat(self, account: str, ts: float, *answers: int) -> list[dict[str, Any]]:
@@ -125,15 +136,32 @@ class _Worker:
         records = []
         for answer in answers:
             body = event("survey", account, ts, kind="csat", score=answer)
-            records.append(Record(self.settings.topic_survey, 0, next(self.offsets),
-                                  account.encode(), orjson.dumps(body)))
+            records.append(
+                Record(
+                    self.settings.topic_survey,
+                    0,
+                    next(self.offsets),
+                    account.encode(),
+                    orjson.dumps(body),
+                )
+            )
         return await self._run(records)
 
     async def update(self, account: str, ts: float) -> list[dict[str, Any]]:
         """New attributes in a record the broker stamped ``ts``: its only time."""
         body = {"account_id": account, "segment": "smb", "seats_purchased": 10}
-        return await self._run([Record(self.settings.topic_accounts, 0, next(self.offsets),
-                                       account.encode(), orjson.dumps(body), int(ts * 1000))])
+        return await self._run(
+            [
+                Record(
+                    self.settings.topic_accounts,
+                    0,
+                    next(self.offsets),
+                    account.encode(),
+                    orjson.dumps(body),
+                    int(ts * 1000),
+                )
+            ]
+        )
 
     async def _run(self, records: list[Record]) -> list[dict[str, Any]]:
         outcome = await self.pipeline.process(records)
@@ -146,7 +174,8 @@ def _tiers(alerts: list[dict[str, Any]]) -> list[tuple[str | None, str, float]]:
 
 
 async def test_hysteresis_holds_only_between_live_evaluations_across_restarts(
-        settings: Settings, redis: Redis) -> None:
+    settings: Settings, redis: Redis
+) -> None:
     state = keys.state_key("acme")
     old = time.time() - 2 * HOUR  # well past the default 300 s lag
     offsets = itertools.count()
@@ -157,8 +186,7 @@ async def test_hysteresis_holds_only_between_live_evaluations_across_restarts(
     # A restart, then live answers: 3.875 average, 68.75, within the margin of green.
     # The account's last evaluation caught up, so this one decides on the score alone.
     worker = _Worker(settings, redis, offsets)
-    assert _tiers(await worker.csat("acme", time.time(), 2, 2, 2)) == [
-        ("green", "yellow", 68.75)]
+    assert _tiers(await worker.csat("acme", time.time(), 2, 2, 2)) == [("green", "yellow", 68.75)]
     assert not await redis.hexists(state, keys.MODE)  # live: nothing saved
 
     # Live after live, across another restart: 70.45 is within the margin above 70,
@@ -171,7 +199,8 @@ async def test_hysteresis_holds_only_between_live_evaluations_across_restarts(
 
 
 async def test_each_alert_says_whether_its_evaluation_was_live_or_caught_up(
-        settings: Settings, redis: Redis) -> None:
+    settings: Settings, redis: Redis
+) -> None:
     worker = _Worker(settings, redis, itertools.count())
     old = time.time() - 2 * HOUR
 
@@ -181,12 +210,10 @@ async def test_each_alert_says_whether_its_evaluation_was_live_or_caught_up(
     # First scores by the same rule: one from history, one from a live answer.
     assert told(await worker.csat("acme", old, 5, 5, 5, 5, 5)) == [(None, "green", "catch_up")]
     assert told(await worker.csat("beta", time.time(), 5)) == [(None, "green", "live")]
-    assert told(await worker.csat("acme", time.time(), 2, 2, 2)) == [
-        ("green", "yellow", "live")]
+    assert told(await worker.csat("acme", time.time(), 2, 2, 2)) == [("green", "yellow", "live")]
     assert await worker.csat("acme", time.time(), 4, 4, 4) == []
     assert told(await worker.csat("acme", old, 4)) == [("yellow", "green", "catch_up")]
-    assert told(await worker.csat("beta", old, 1, 1, 1, 1, 1)) == [
-        ("green", "red", "catch_up")]
+    assert told(await worker.csat("beta", old, 1, 1, 1, 1, 1)) == [("green", "red", "catch_up")]
 
 
 async def test_the_lag_is_a_setting(settings: Settings, redis: Redis) -> None:
@@ -200,7 +227,8 @@ async def test_the_lag_is_a_setting(settings: Settings, redis: Redis) -> None:
 
 
 async def test_an_account_update_is_live_or_caught_up_by_its_record_timestamp(
-        settings: Settings, redis: Redis) -> None:
+    settings: Settings, redis: Redis
+) -> None:
     state = keys.state_key("acme")
     worker = _Worker(settings, redis, itertools.count())
     await worker.csat("acme", time.time(), 5, 5, 5, 5, 5)
@@ -212,13 +240,15 @@ async def test_an_account_update_is_live_or_caught_up_by_its_record_timestamp(
 
 
 async def test_a_replay_settles_a_tier_held_by_the_margin_on_the_rebuilt_score(
-        settings: Settings, redis: Redis) -> None:
+    settings: Settings, redis: Redis
+) -> None:
     # Scored live (a lag of three hours) in two batches: green, then 68.75 held green.
     old = time.time() - 2 * HOUR
     answers = [5, 5, 5, 5, 5, 2, 2, 2]
     await ensure_topics(settings)
-    await chaos.produce_to(settings, [("survey", event("survey", "acme", old, kind="csat",
-                                                       score=a)) for a in answers])
+    await chaos.produce_to(
+        settings, [("survey", event("survey", "acme", old, kind="csat", score=a)) for a in answers]
+    )
     worker = _Worker(settings.replace(catch_up_lag_seconds=3 * HOUR), redis, itertools.count())
     assert _tiers(await worker.csat("acme", old, *answers[:5])) == [(None, "green", 100.0)]
     assert await worker.csat("acme", old, *answers[5:]) == []

@@ -36,15 +36,21 @@ def test_dev_sums_up_catch_up_alerts_and_cleans_up(tmp_path: Path) -> None:
     log = tmp_path / "dev.log"
     with log.open("wb") as out:
         # In its own directory: dev writes its address file there, not into the checkout.
-        proc = subprocess.Popen([*HEALTHSCORE, "dev", "--accounts", "40", "--rate", "300"],
-                                stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
+        proc = subprocess.Popen(
+            [*HEALTHSCORE, "dev", "--accounts", "40", "--rate", "300"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_env(),
+            cwd=tmp_path,
+        )
     try:
         text = _wait_for(log, proc, SUMMARY, within=90)
         assert "ready" in text
         bootstrap = re.search(r"(?m)^\s+broker\s+(\S+)", text)
         assert bootstrap, text[:2000]
-        alerts = asyncio.run(chaos.read_topic(Settings(kafka_bootstrap=bootstrap[1]),
-                                              Settings().topic_alerts))
+        alerts = asyncio.run(
+            chaos.read_topic(Settings(kafka_bootstrap=bootstrap[1]), Settings().topic_alerts)
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
@@ -82,8 +88,13 @@ async def _score_stark(settings: Settings) -> None:
         await p.account("stark", segment="enterprise", seats_purchased=4)
         for n in range(2):
             await p.send("login", event("login", "stark", user_id=f"u{n}", session_seconds=900))
-        await read_until(settings, settings.topic_alerts, lambda rs: any(
-            "license_utilization" in a["components"] for a in alerts_for(rs, "stark")))
+        await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: any(
+                "license_utilization" in a["components"] for a in alerts_for(rs, "stark")
+            ),
+        )
         # The alert may come from the first login's batch: wait for the second one too.
         redis = Redis.from_url(settings.redis_url)
         store = WindowStore(redis, load_model())
@@ -100,8 +111,14 @@ async def _score_stark(settings: Settings) -> None:
 def test_explain_reports_score_tier_and_components(settings: Settings) -> None:
     asyncio.run(_score_stark(settings))
     env = _env(HEALTHSCORE_REDIS_URL=settings.redis_url)
-    result = subprocess.run([*HEALTHSCORE, "explain", "stark", "--json"], env=env,
-                            capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [*HEALTHSCORE, "explain", "stark", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     report = json.loads(result.stdout)
     assert report["segment"] == "enterprise"
     components = {c["name"]: c for c in report["components"]}
@@ -109,14 +126,22 @@ def test_explain_reports_score_tier_and_components(settings: Settings) -> None:
     assert components["nps"]["value"] is None  # no data: left out, not zero
     assert report["score"] == pytest.approx(
         sum(c["contribution"] for c in components.values() if c["contribution"] is not None),
-        abs=0.05)
+        abs=0.05,
+    )
     assert report["tier"] == report["published_tier"]
 
-    table = subprocess.run([*HEALTHSCORE, "explain", "stark"], env=env, capture_output=True,
-                           text=True, timeout=60, check=True).stdout
+    table = subprocess.run(
+        [*HEALTHSCORE, "explain", "stark"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "license_utilization" in table
     assert "no data" in table
 
-    unknown = subprocess.run([*HEALTHSCORE, "explain", "nobody"], env=env, capture_output=True,
-                             text=True, timeout=60)
+    unknown = subprocess.run(
+        [*HEALTHSCORE, "explain", "nobody"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert unknown.returncode == 1

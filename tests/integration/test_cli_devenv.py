@@ -23,8 +23,9 @@ DEV_FILE = Path(".healthscore/dev.env")
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
     # The checkout on the path, not the working directory: the tests run elsewhere.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
-                                                      env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")])
+    )
     return {**env, **extra}
 
 
@@ -48,8 +49,14 @@ def _wait_for(log: Path, proc: subprocess.Popen[bytes], pattern: str, within: fl
 
 def _first_line(command: list[str], cwd: Path, within: float) -> tuple[str, str]:
     """The first stdout line of a command that runs until stopped, and its stderr."""
-    proc = subprocess.Popen([*HEALTHSCORE, *command], cwd=cwd, env=_clean_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*HEALTHSCORE, *command],
+        cwd=cwd,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     try:
         with selectors.DefaultSelector() as sel:
@@ -66,9 +73,13 @@ def _first_line(command: list[str], cwd: Path, within: float) -> tuple[str, str]
 def _start_dev(cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
     log = cwd / "dev.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*HEALTHSCORE, "dev", *args], cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT,
-                                env=_clean_env(HEALTHSCORE_METRICS_PORT="0"))
+        proc = subprocess.Popen(
+            [*HEALTHSCORE, "dev", *args],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_clean_env(HEALTHSCORE_METRICS_PORT="0"),
+        )
     return proc, log
 
 
@@ -84,12 +95,19 @@ def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> None
 def test_commands_in_a_second_terminal_use_the_running_dev(tmp_path: Path) -> None:
     proc, log = _start_dev(tmp_path, "--accounts", "8", "--rate", "100", "--all-alerts")
     try:
-        account = _wait_for(log, proc, r"(?m)^[\w-]+(?=: (?:first scored|\w+ ->) (?:green|yellow|red))",
-                            within=120)
+        account = _wait_for(
+            log, proc, r"(?m)^[\w-]+(?=: (?:first scored|\w+ ->) (?:green|yellow|red))", within=120
+        )
         assert (tmp_path / DEV_FILE).is_file()
 
-        result = subprocess.run([*HEALTHSCORE, "explain", account, "--json"], cwd=tmp_path,
-                                env=_clean_env(), capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [*HEALTHSCORE, "explain", account, "--json"],
+            cwd=tmp_path,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["account_id"] == account
         assert f"from {DEV_FILE}" in result.stderr
@@ -115,8 +133,14 @@ def test_dev_removes_its_file_on_ctrl_c(tmp_path: Path) -> None:
 
 
 def _explain_error(cwd: Path, *flags: str, **env: str) -> str:
-    result = subprocess.run([*HEALTHSCORE, "explain", "acme", *flags], cwd=cwd,
-                            env=_clean_env(**env), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*HEALTHSCORE, "explain", "acme", *flags],
+        cwd=cwd,
+        env=_clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr, result.stderr
     return result.stderr
@@ -124,9 +148,11 @@ def _explain_error(cwd: Path, *flags: str, **env: str) -> str:
 
 def _write_file(cwd: Path, redis_port: int, pid: int) -> None:
     (cwd / DEV_FILE).parent.mkdir(exist_ok=True)
-    (cwd / DEV_FILE).write_text(f"HEALTHSCORE_KAFKA_BOOTSTRAP=127.0.0.1:{_closed_port()}\n"
-                                f"HEALTHSCORE_REDIS_URL=redis://127.0.0.1:{redis_port}/0\n"
-                                f"HEALTHSCORE_DEV_PID={pid}\n")
+    (cwd / DEV_FILE).write_text(
+        f"HEALTHSCORE_KAFKA_BOOTSTRAP=127.0.0.1:{_closed_port()}\n"
+        f"HEALTHSCORE_REDIS_URL=redis://127.0.0.1:{redis_port}/0\n"
+        f"HEALTHSCORE_DEV_PID={pid}\n"
+    )
 
 
 def test_flags_beat_the_environment_which_beats_the_file(tmp_path: Path) -> None:

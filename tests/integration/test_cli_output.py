@@ -27,8 +27,13 @@ async def _score_hostile(settings: Settings) -> None:
     async with running_worker(settings), Producer(settings) as p:
         await p.account("hostile", segment=SEGMENT, plan=PLAN, seats_purchased=4)
         await p.send("login", event("login", "hostile", user_id="u1", session_seconds=900))
-        await read_until(settings, settings.topic_alerts, lambda rs: any(
-            "license_utilization" in a["components"] for a in alerts_for(rs, "hostile")))
+        await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: any(
+                "license_utilization" in a["components"] for a in alerts_for(rs, "hostile")
+            ),
+        )
         redis = Redis.from_url(settings.redis_url)
         try:  # the attributes and the login may be applied in different batches
             for _ in range(100):
@@ -43,8 +48,9 @@ def _explain(settings: Settings, account: str) -> subprocess.CompletedProcess[by
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
     # Wide, so that no line is wrapped and every value can be looked for whole.
     env |= {"HEALTHSCORE_REDIS_URL": settings.redis_url, "COLUMNS": "1000"}
-    return subprocess.run([*HEALTHSCORE, "explain", account], env=env, capture_output=True,
-                          timeout=60)
+    return subprocess.run(
+        [*HEALTHSCORE, "explain", account], env=env, capture_output=True, timeout=60
+    )
 
 
 def test_explain_prints_hostile_attributes_as_text(settings: Settings) -> None:
@@ -66,4 +72,5 @@ def test_explain_prints_a_hostile_account_id_as_text(settings: Settings) -> None
     assert b"\x1b" not in result.stdout
     assert result.stdout.decode() == (
         "[/]\\x1b]8;;http://x\\x1b\\[link=http://x]a\\nb: no data in any window"
-        " (unknown account?)\n")
+        " (unknown account?)\n"
+    )

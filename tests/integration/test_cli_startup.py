@@ -24,22 +24,29 @@ def _closed_port() -> int:
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    return {**env, "HEALTHSCORE_METRICS_PORT": "0",
-            "HEALTHSCORE_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}",
-            "HEALTHSCORE_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0"}
+    return {
+        **env,
+        "HEALTHSCORE_METRICS_PORT": "0",
+        "HEALTHSCORE_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}",
+        "HEALTHSCORE_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0",
+    }
 
 
-@pytest.mark.parametrize(("command", "unreachable"), [
-    (["replay", "--from-beginning"], "Redis"),  # Redis is asked first: nothing changed yet
-    (["alerts", "--from-beginning"], "the broker"),
-    (["simulate", "--duration", "1", "--no-progress"], "the broker"),
-    (["explain", "acme"], "Redis"),
-])
+@pytest.mark.parametrize(
+    ("command", "unreachable"),
+    [
+        (["replay", "--from-beginning"], "Redis"),  # Redis is asked first: nothing changed yet
+        (["alerts", "--from-beginning"], "the broker"),
+        (["simulate", "--duration", "1", "--no-progress"], "the broker"),
+        (["explain", "acme"], "Redis"),
+    ],
+)
 def test_a_command_that_cannot_reach_its_backends_says_so_in_one_line(
     command: list[str], unreachable: str
 ) -> None:
-    result = subprocess.run([*HEALTHSCORE, *command], env=_env(), capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [*HEALTHSCORE, *command], env=_env(), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -53,8 +60,13 @@ def test_a_worker_waiting_for_a_backend_stops_cleanly_on_sigterm(
     env = _env()
     if waiting_for == "kafka":  # Redis is checked first: give it one that answers
         env["HEALTHSCORE_REDIS_URL"] = request.getfixturevalue("redis_url")
-    proc = subprocess.Popen([*HEALTHSCORE, "worker"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*HEALTHSCORE, "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     try:
         deadline = time.monotonic() + 60

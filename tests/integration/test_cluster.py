@@ -53,8 +53,14 @@ async def cluster(settings: Settings, redis_cluster_url: str) -> AsyncIterator[R
 
 def _healthscore(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """A command as an operator runs it, a subprocess on these settings."""
-    return subprocess.run([*HEALTHSCORE, *args], env=chaos.env(settings), capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [*HEALTHSCORE, *args],
+        env=chaos.env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 async def _keys_per_primary(client: RedisCluster) -> list[int]:
@@ -65,11 +71,14 @@ async def test_a_sigkill_loop_on_a_cluster_ends_with_the_exact_state(
     settings: Settings, cluster: RedisCluster, redis_cluster_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(redis_url=redis_cluster_url, batch_max_records=500,
-                                session_timeout_ms=chaos.KILLED_SESSION_MS)
+    settings = settings.replace(
+        redis_url=redis_cluster_url,
+        batch_max_records=500,
+        session_timeout_ms=chaos.KILLED_SESSION_MS,
+    )
     rng = random.Random(20261204)
     stream = chaos.stream(rng, EVENTS)
-    parts = [stream[n::KILLS + 1] for n in range(KILLS + 1)]
+    parts = [stream[n :: KILLS + 1] for n in range(KILLS + 1)]
     await ensure_topics(settings)
     ends = await chaos.produce_to(settings, parts[0])
     worker = chaos.start_worker(settings.replace(metrics_port=free_port()), log)
@@ -79,9 +88,16 @@ async def test_a_sigkill_loop_on_a_cluster_ends_with_the_exact_state(
         for part in parts[1:]:
             feed = kills.Feeder(settings, part, chunk=300)
             await feed()
-            caught = await kills.kill_mid_batch(worker, settings, cluster,  # type: ignore[arg-type]
-                                                log, rng, feed=feed, within=30.0,
-                                                required=False)
+            caught = await kills.kill_mid_batch(
+                worker,
+                settings,
+                cluster,  # type: ignore[arg-type]
+                log,
+                rng,
+                feed=feed,
+                within=30.0,
+                required=False,
+            )
             ends |= await feed.rest()
             port = free_port()
             worker = chaos.start_worker(settings.replace(metrics_port=port), log)
@@ -97,13 +113,18 @@ async def test_a_sigkill_loop_on_a_cluster_ends_with_the_exact_state(
     assert len(spread) == 3, spread
     assert min(spread) > 0, spread  # every primary holds accounts
     assert any(skipped), "no kill interrupted a batch"
-    print(figures.report(f"{KILLS} worker SIGKILLs mid-batch on a 3-primary cluster "
-                         f"({skipped} re-deliveries skipped after each)"))
+    print(
+        figures.report(
+            f"{KILLS} worker SIGKILLs mid-batch on a 3-primary cluster "
+            f"({skipped} re-deliveries skipped after each)"
+        )
+    )
     await _replay_explain_and_api(settings, cluster, stream)
 
 
-async def _replay_explain_and_api(settings: Settings, cluster: RedisCluster,
-                                  stream: list[tuple[str, dict[str, object]]]) -> None:
+async def _replay_explain_and_api(
+    settings: Settings, cluster: RedisCluster, stream: list[tuple[str, dict[str, object]]]
+) -> None:
     """What users run next to the worker, on the state it left: explain and the API say
     what Redis holds; a replay into the emptied cluster rebuilds exactly it."""
     account = "acct-0001"
@@ -122,8 +143,9 @@ async def _replay_explain_and_api(settings: Settings, cluster: RedisCluster,
 
     await cluster.flushall(target_nodes=RedisCluster.PRIMARIES)
     # --force: the embedded broker keeps listing the stopped worker as a member.
-    replayed = await asyncio.to_thread(_healthscore, settings, "replay", "--from-beginning",
-                                       "--force")
+    replayed = await asyncio.to_thread(
+        _healthscore, settings, "replay", "--from-beginning", "--force"
+    )
     assert replayed.returncode == 0, replayed.stderr[-3000:]
     figures = await chaos.verify(settings, cluster, stream)  # type: ignore[arg-type]
     assert figures.accounts == chaos.ACCOUNTS
@@ -133,8 +155,9 @@ async def test_a_primary_killed_mid_stream_loses_and_doubles_nothing(
     settings: Settings, redis_cluster: EmbeddedRedisCluster, tmp_path: Path
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(redis_url=redis_cluster.url, batch_max_records=500,
-                                retry_backoff_max_seconds=0.5)
+    settings = settings.replace(
+        redis_url=redis_cluster.url, batch_max_records=500, retry_backoff_max_seconds=0.5
+    )
     stream = chaos.stream(random.Random(17), EVENTS)
     await ensure_topics(settings)
     ends = await chaos.produce_to(settings, stream)
@@ -165,17 +188,38 @@ async def test_a_crash_between_a_tier_and_its_index_move_is_mended_by_the_resend
     """On a cluster the new tier and its move between the tier indexes are in different
     slots, so a worker can die between the two: the alert is still in the outbox then,
     and resending it moves the account (once, and only while its tier is published)."""
-    moved = Alert("id", "acct-1", None, "green", "red", "R", 80.0, 30.0, None, {},
-                  Cause("event"), "live", "m", AlertModel("m", "default"),
-                  "2026-01-15T12:00:00.000+00:00", 7)
+    moved = Alert(
+        "id",
+        "acct-1",
+        None,
+        "green",
+        "red",
+        "R",
+        80.0,
+        30.0,
+        None,
+        {},
+        Cause("event"),
+        "live",
+        "m",
+        AlertModel("m", "default"),
+        "2026-01-15T12:00:00.000+00:00",
+        7,
+    )
     state = keys.state_key("acct-1")
     index, fields = save_commands(2, "acct-1", moved)
     published_now = Published("red", 30.0, 7, {}, None, None)
     # What the dead worker managed: the outbox index, the tier with its alert; the old
     # index entry still there, the new one not.
-    await wire.execute(cluster, [*index, ("HSET", state, keys.PUBLISHED,
-                                          published.encode(published_now), *fields),
-                                 ("ZADD", keys.tier_key("green"), 0, "acct-1")], 5.0)
+    await wire.execute(
+        cluster,
+        [
+            *index,
+            ("HSET", state, keys.PUBLISHED, published.encode(published_now), *fields),
+            ("ZADD", keys.tier_key("green"), 0, "acct-1"),
+        ],
+        5.0,
+    )
     found = await Outbox(cluster, 5.0).unsent([2])
     assert [alert for _, alert in found] == [moved]
     assert await cluster.zscore(keys.tier_key("red"), "acct-1") == 0

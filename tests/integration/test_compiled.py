@@ -42,9 +42,14 @@ def test_the_hot_path_runs_compiled_where_the_build_could_compile_it() -> None:
 def test_without_a_c_compiler_the_package_builds_pure(tmp_path: Path) -> None:
     """A machine without a C compiler installs and runs: the wheel is the sources only."""
     env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w",
-                            str(tmp_path)], env=env, capture_output=True, text=True,
-                           timeout=300, cwd=Path(__file__).parents[2])
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[2],
+    )
     assert built.returncode == 0, built.stderr
     [wheel] = tmp_path.glob("healthscore-*.whl")
     with zipfile.ZipFile(wheel) as contents:
@@ -55,15 +60,26 @@ def test_without_a_c_compiler_the_package_builds_pure(tmp_path: Path) -> None:
 
 
 def _run(command: list[str], redis_url: str, seed: int, model: str, out: Path) -> list[str]:
-    args = ["--redis", redis_url, "--seed", str(seed), "--model", model, "--events", "6000",
-            "--out", str(out)]
+    args = [
+        "--redis",
+        redis_url,
+        "--seed",
+        str(seed),
+        "--model",
+        model,
+        "--events",
+        "6000",
+        "--out",
+        str(out),
+    ]
     subprocess.run([*command, *args], check=True, timeout=120)
     return out.read_text().splitlines()
 
 
 @pytest.mark.parametrize("model", ["default", "segments-and-custom-signals"])
-def test_compiled_and_pure_publish_and_write_the_same(redis_url: str, tmp_path: Path,
-                                                       model: str) -> None:
+def test_compiled_and_pure_publish_and_write_the_same(
+    redis_url: str, tmp_path: Path, model: str
+) -> None:
     seed = random.randrange(2**32)  # a new draw every run; the failure says which
     path = "" if model == "default" else model_file(tmp_path)
     built = _run(IDENTITY, redis_url, seed, path, tmp_path / "built.txt")

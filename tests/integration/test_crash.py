@@ -44,16 +44,20 @@ class Produced:
     expected: dict[str, dict[str, float]]  # counters per account
 
 
-async def _prepared(settings: Settings, rng: random.Random, events: int = chaos.EVENTS
-                    ) -> Produced:
+async def _prepared(settings: Settings, rng: random.Random, events: int = chaos.EVENTS) -> Produced:
     stream = chaos.stream(rng, events)
     await ensure_topics(settings)
     ends = await chaos.produce_to(settings, stream)
     return Produced(stream, ends, chaos.reference(stream))
 
 
-async def _settled(settings: Settings, redis: Redis, produced: Produced,
-                   workers: list[subprocess.Popen[bytes]], log: Path) -> chaos.Figures:
+async def _settled(
+    settings: Settings,
+    redis: Redis,
+    produced: Produced,
+    workers: list[subprocess.Popen[bytes]],
+    log: Path,
+) -> chaos.Figures:
     """Once the counters are right: let the workers commit everything and stop, then
     check all they left behind."""
     await chaos.wait_for_commits(settings, produced.ends, log)
@@ -71,7 +75,7 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     stream = chaos.stream(rng)
     # Sent in parts, each while a kill looks for a batch in flight, so that the worker
     # has work to be caught in, however fast it is.
-    parts = [stream[n::KILLS + 1] for n in range(KILLS + 1)]
+    parts = [stream[n :: KILLS + 1] for n in range(KILLS + 1)]
     await ensure_topics(settings)
     redis = Redis.from_url(settings.redis_url)
     ends = await chaos.produce_to(settings, parts[0])
@@ -85,8 +89,9 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
             # flight; the rest once the worker is dead.
             feed = kills.Feeder(settings, part, chunk=300)
             await feed()
-            caught = await kills.kill_mid_batch(worker, settings, redis, log, rng, feed=feed,
-                                                within=30.0, required=False)
+            caught = await kills.kill_mid_batch(
+                worker, settings, redis, log, rng, feed=feed, within=30.0, required=False
+            )
             ends |= await feed.rest()  # later parts end further on
             port = free_port()
             worker = chaos.start_worker(settings.replace(metrics_port=port), log)
@@ -104,8 +109,11 @@ async def test_sigkill_loop_ends_with_the_exact_state_of_a_pure_computation(
     # Catching a worker between applying and committing takes luck with the timing; at
     # least one kill must have, or the loop proved nothing about re-deliveries.
     assert any(skipped), "no kill interrupted a batch"
-    print(figures.report(f"{KILLS} worker SIGKILLs mid-batch ({skipped} re-deliveries "
-                         "skipped after each)"))
+    print(
+        figures.report(
+            f"{KILLS} worker SIGKILLs mid-batch ({skipped} re-deliveries skipped after each)"
+        )
+    )
 
 
 @pytest.mark.parametrize("segmented", [False, True], ids=["default", "segment-models"])
@@ -133,8 +141,9 @@ async def test_a_worker_killed_mid_stream_hands_its_partitions_over_exactly(
         await chaos.wait_for_commits(settings, produced.ends, log)
         after = [await kills.replayed(p) for p in ports[1:]]
         chaos.stop(workers)
-        figures = await chaos.verify(settings, redis, produced.stream, attrs,
-                                     ref.EXAMPLE if segmented else ref.ONLY_DEFAULT)
+        figures = await chaos.verify(
+            settings, redis, produced.stream, attrs, ref.EXAMPLE if segmented else ref.ONLY_DEFAULT
+        )
     finally:
         chaos.stop(workers)
         await redis.aclose()
@@ -143,17 +152,22 @@ async def test_a_worker_killed_mid_stream_hands_its_partitions_over_exactly(
     # The survivors took over what the dead worker had applied but not committed,
     # and skipped it.
     assert sum(after) > sum(before), (before, after, interrupted)
-    print(figures.report(f"1 worker SIGKILL of 3 mid-batch on {sorted(interrupted)} "
-                         f"({assignments} partition assignments, "
-                         f"{sum(after) - sum(before)} re-deliveries skipped)"))
+    print(
+        figures.report(
+            f"1 worker SIGKILL of 3 mid-batch on {sorted(interrupted)} "
+            f"({assignments} partition assignments, "
+            f"{sum(after) - sum(before)} re-deliveries skipped)"
+        )
+    )
 
 
 async def test_a_redis_crash_mid_stream_loses_and_doubles_nothing(
     settings: Settings, tmp_path: Path, restartable_redis: EmbeddedRedis
 ) -> None:
     log = tmp_path / "workers.log"
-    settings = settings.replace(redis_url=restartable_redis.url, batch_max_records=500,
-                                retry_backoff_max_seconds=0.5)
+    settings = settings.replace(
+        redis_url=restartable_redis.url, batch_max_records=500, retry_backoff_max_seconds=0.5
+    )
     rng = random.Random(11)
     produced = await _prepared(settings, rng, events=30_000)
     worker = chaos.start_worker(settings, log)

@@ -45,20 +45,24 @@ async def _score(settings: Settings) -> None:
     async with running_worker(settings), Producer(settings) as p:
         await p.account(ACCOUNT, segment="smb", seats_purchased=5, renewal_date=renewal)
         for feature in ("export", "dashboards"):  # used a lot, but not key features
-            await p.send("feature_use", event("feature_use", ACCOUNT, user_id="u1",
-                                              feature=feature))
-        records = await read_until(settings, settings.topic_alerts,
-                                   lambda rs: "red" in _tiers(rs), within=60)
+            await p.send(
+                "feature_use", event("feature_use", ACCOUNT, user_id="u1", feature=feature)
+            )
+        records = await read_until(
+            settings, settings.topic_alerts, lambda rs: "red" in _tiers(rs), within=60
+        )
         [first_alert] = alerts_for(records, ACCOUNT)  # attributes alone do not score
         first = first_alert["components"]
         assert first["key_feature_adoption"]["value"] == 0.0
         assert first["key_feature_adoption"]["subscore"] == 0.0
 
         for feature in ("reports", "sso"):
-            await p.send("feature_use", event("feature_use", ACCOUNT, user_id="u1",
-                                              feature=feature))
-        records = await read_until(settings, settings.topic_alerts,
-                                   lambda rs: "yellow" in _tiers(rs), within=60)
+            await p.send(
+                "feature_use", event("feature_use", ACCOUNT, user_id="u1", feature=feature)
+            )
+        records = await read_until(
+            settings, settings.topic_alerts, lambda rs: "yellow" in _tiers(rs), within=60
+        )
     raised = next(a for a in alerts_for(records, ACCOUNT) if a["tier"] == "yellow")
     assert raised["previous_tier"] == "red"
     assert raised["components"]["key_feature_adoption"]["value"] == 2.0
@@ -77,17 +81,32 @@ def test_key_feature_adoption_moves_the_score(settings: Settings) -> None:
     settings = settings.replace(model_path=EXAMPLE)
     asyncio.run(_score(settings))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    env |= {"HEALTHSCORE_REDIS_URL": settings.redis_url, "HEALTHSCORE_MODEL_PATH": EXAMPLE,
-            "HEALTHSCORE_METRICS_PORT": "0"}
-    result = subprocess.run([*HEALTHSCORE, "explain", ACCOUNT, "--json"], env=env,
-                            capture_output=True, text=True, timeout=60, check=True)
+    env |= {
+        "HEALTHSCORE_REDIS_URL": settings.redis_url,
+        "HEALTHSCORE_MODEL_PATH": EXAMPLE,
+        "HEALTHSCORE_METRICS_PORT": "0",
+    }
+    result = subprocess.run(
+        [*HEALTHSCORE, "explain", ACCOUNT, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     components = {c["name"]: c for c in json.loads(result.stdout)["components"]}
     assert components["key_feature_adoption"]["value"] == 2.0
     # Counted from the end of the current day (the 1d bucket): whole days.
     assert components["renewal_runway"]["value"] in (198.0, 199.0)
     assert components["urgent_tickets"]["value"] is None  # no ticket: no data, not zero
-    table = subprocess.run([*HEALTHSCORE, "explain", ACCOUNT], env=env, capture_output=True,
-                           text=True, timeout=60, check=True).stdout
+    table = subprocess.run(
+        [*HEALTHSCORE, "explain", ACCOUNT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "key_feature_adoption" in table
 
 
@@ -100,7 +119,8 @@ def _example_on_generated_features(tmp_path: Path) -> str:
 
 
 async def test_a_replay_rebuilds_the_live_state_of_custom_signals(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     """A replay into an empty Redis under a model with its own signals gives the live run's
     windows, sets of its own and scores, and publishes nothing."""
     settings = settings.replace(model_path=_example_on_generated_features(tmp_path))
@@ -137,24 +157,31 @@ async def _custom_snapshot(settings: Settings, model: Model, now: float) -> dict
             why = (await explain(store, model, account, FixedClock(now))).as_dict()
             out[account] = {
                 "counters": await redis.hgetall(f"hs:{{{account}}}:c"),
-                "key_features": await redis.zrange(keys.set_key(account, "x:key_features"),
-                                                   0, -1, withscores=True),
-                "score": why["score"], "tier": why["tier"], "components": why["components"],
+                "key_features": await redis.zrange(
+                    keys.set_key(account, "x:key_features"), 0, -1, withscores=True
+                ),
+                "score": why["score"],
+                "tier": why["tier"],
+                "components": why["components"],
             }
     return out
 
 
 def test_check_model_names_the_bad_field_of_a_signal(tmp_path: Path) -> None:
     """As a user runs it: the example checks, a typo in a signal's field is named."""
-    ok = subprocess.run([*HEALTHSCORE, "check-model", EXAMPLE], capture_output=True, text=True,
-                        timeout=60)
+    ok = subprocess.run(
+        [*HEALTHSCORE, "check-model", EXAMPLE], capture_output=True, text=True, timeout=60
+    )
     assert ok.returncode == 0, ok.stderr
     assert "key_feature_adoption key_features" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(EXAMPLE).read_text("utf-8").replace("field: feature,", "field: featur,"))
-    result = subprocess.run([*HEALTHSCORE, "check-model", str(bad)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [*HEALTHSCORE, "check-model", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
-    assert (f"{bad}: signals.key_features.distinct.field: 'featur' is not a field of "
-            "feature_use events (fields: account_id, count, event_id, feature, ts, user_id)"
-            in result.stderr)
+    assert (
+        f"{bad}: signals.key_features.distinct.field: 'featur' is not a field of "
+        "feature_use events (fields: account_id, count, event_id, feature, ts, user_id)"
+        in result.stderr
+    )

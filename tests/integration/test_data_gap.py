@@ -54,8 +54,14 @@ components:
 
 
 def _gaps(records: list[dict[str, Any]], state: str, after: float) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("kind") == "data_gap" and r["state"] == state
-            and r["event_type"] == "login" and _epoch(r["detected_at"]) > after]
+    return [
+        r
+        for r in records
+        if r.get("kind") == "data_gap"
+        and r["state"] == state
+        and r["event_type"] == "login"
+        and _epoch(r["detected_at"]) > after
+    ]
 
 
 def _epoch(ts: str) -> float:
@@ -67,22 +73,29 @@ def _held(worker: Worker) -> float:
 
 
 async def test_a_data_gap_holds_the_drops_it_causes_until_logins_return(
-        settings: Settings, redis: Redis) -> None:
+    settings: Settings, redis: Redis
+) -> None:
     model = parse_model(GAP_MODEL, source="test")
     async with running_worker(settings, model) as worker, Producer(settings) as p:
         for _ in range(3):
             await p.send("login", event("login", "quiet", user_id="u1"))
-        await p.send("ticket", event("ticket", "quiet", ticket_id="T", status="opened",
-                                     priority="low"))
-        await read_until(settings, settings.topic_alerts, lambda rs: any(
-            a.get("tier") == "green" for a in alerts_for(_alerts(rs), "quiet")))
+        await p.send(
+            "ticket", event("ticket", "quiet", ticket_id="T", status="opened", priority="low")
+        )
+        await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: any(a.get("tier") == "green" for a in alerts_for(_alerts(rs), "quiet")),
+        )
         green_at = time.time()
-        records = await read_until(settings, settings.topic_alerts,
-                                   lambda rs: bool(_gaps(rs, "open", green_at)), within=30)
+        records = await read_until(
+            settings, settings.topic_alerts, lambda rs: bool(_gaps(rs, "open", green_at)), within=30
+        )
         [opened] = _gaps(records, "open", green_at)
         assert validator("datagap").is_valid(opened)
-        assert worker.metrics.registry.get_sample_value(
-            "healthscore_data_gap", {"type": "login"}) == 1
+        assert (
+            worker.metrics.registry.get_sample_value("healthscore_data_gap", {"type": "login"}) == 1
+        )
         # The quiet account's logins have left its window: its drop is held, repeatedly.
         deadline = time.monotonic() + 40
         while _held(worker) < 2:
@@ -96,10 +109,13 @@ async def test_a_data_gap_holds_the_drops_it_causes_until_logins_return(
         # opens before ``green_at`` and closes after it.
         opened_at = _epoch(opened["detected_at"])
         records = await read_until(
-            settings, settings.topic_alerts,
-            lambda rs: bool(_gaps(rs, "closed", opened_at)) and _dropped(_alerts(rs)) is not None)
-        assert worker.metrics.registry.get_sample_value(
-            "healthscore_data_gap", {"type": "login"}) == 0
+            settings,
+            settings.topic_alerts,
+            lambda rs: bool(_gaps(rs, "closed", opened_at)) and _dropped(_alerts(rs)) is not None,
+        )
+        assert (
+            worker.metrics.registry.get_sample_value("healthscore_data_gap", {"type": "login"}) == 0
+        )
     [closed] = _gaps(records, "closed", opened_at)
     assert validator("datagap").is_valid(closed)
     quiet = alerts_for(_alerts(records), "quiet")
@@ -109,7 +125,7 @@ async def test_a_data_gap_holds_the_drops_it_causes_until_logins_return(
     assert dropped is not None
     assert _epoch(dropped["ts"]) >= _epoch(closed["detected_at"])
     assert dropped["triggering_component"]["name"] == "login_frequency"
-    after_green = quiet[[a["tier"] for a in quiet].index("green") + 1:]
+    after_green = quiet[[a["tier"] for a in quiet].index("green") + 1 :]
     assert [a["seq"] for a in after_green] == [dropped["seq"]]
 
 
@@ -118,13 +134,18 @@ async def test_a_gap_never_holds_a_csms_override(settings: Settings, redis: Redi
     async with running_worker(settings, model) as worker, Producer(settings) as p:
         for _ in range(3):
             await p.send("login", event("login", "pinned", user_id="u1"))
-        await p.send("ticket", event("ticket", "pinned", ticket_id="T", status="opened",
-                                     priority="low"))
-        await read_until(settings, settings.topic_alerts, lambda rs: any(
-            a.get("tier") == "green" for a in alerts_for(_alerts(rs), "pinned")))
+        await p.send(
+            "ticket", event("ticket", "pinned", ticket_id="T", status="opened", priority="low")
+        )
+        await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: any(a.get("tier") == "green" for a in alerts_for(_alerts(rs), "pinned")),
+        )
         green_at = time.time()
-        await read_until(settings, settings.topic_alerts,
-                         lambda rs: bool(_gaps(rs, "open", green_at)), within=30)
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: bool(_gaps(rs, "open", green_at)), within=30
+        )
         held = _held(worker)
         # Its logins have left the window: the drop they cause is held ...
         deadline = time.monotonic() + 40
@@ -133,13 +154,20 @@ async def test_a_gap_never_holds_a_csms_override(settings: Settings, redis: Redi
             await asyncio.sleep(0.2)
         # ... but a pin is a person's decision, not the silence: it goes out at once.
         await send_override(p, "pinned", override("pinned", "o-1", "red", 3600))
-        records = await read_until(settings, settings.topic_alerts, lambda rs: any(
-            a["cause"]["kind"] == "override" for a in alerts_for(_alerts(rs), "pinned")),
-            within=30)
-        assert worker.metrics.registry.get_sample_value(
-            "healthscore_data_gap", {"type": "login"}) == 1  # still open
-    [pinned] = [a for a in alerts_for(_alerts(records), "pinned")
-                if a["cause"]["kind"] == "override"]
+        records = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: any(
+                a["cause"]["kind"] == "override" for a in alerts_for(_alerts(rs), "pinned")
+            ),
+            within=30,
+        )
+        assert (
+            worker.metrics.registry.get_sample_value("healthscore_data_gap", {"type": "login"}) == 1
+        )  # still open
+    [pinned] = [
+        a for a in alerts_for(_alerts(records), "pinned") if a["cause"]["kind"] == "override"
+    ]
     assert (pinned["tier"], pinned["override"]["author"]) == ("red", AUTHOR)
 
 
@@ -152,4 +180,4 @@ def _dropped(alerts: list[dict[str, Any]]) -> dict[str, Any] | None:
     tiers = [a["tier"] for a in quiet]
     if "green" not in tiers:
         return None
-    return next((a for a in quiet[tiers.index("green") + 1:] if a["tier"] != "green"), None)
+    return next((a for a in quiet[tiers.index("green") + 1 :] if a["tier"] != "green"), None)

@@ -32,7 +32,6 @@ DAY = 86400.0
 BOUND = 5
 
 
-
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(time.time())
@@ -56,8 +55,11 @@ class Feed:
         out = []
         for user, ts in users:
             body = event("login", account, ts, user_id=user)
-            out.append(Record(self.settings.topic_login, 0, self.offset, account.encode(),
-                              orjson.dumps(body)))
+            out.append(
+                Record(
+                    self.settings.topic_login, 0, self.offset, account.encode(), orjson.dumps(body)
+                )
+            )
             self.offset += 1
         return out
 
@@ -67,28 +69,34 @@ async def _run(pipeline: Pipeline, records: list[Record]) -> None:
 
 
 def _left_out(pipeline: Pipeline, name: str) -> float:
-    return pipeline.metrics.registry.get_sample_value(
-        "healthscore_distinct_capped_total", {"set": name}) or 0.0
+    return (
+        pipeline.metrics.registry.get_sample_value(
+            "healthscore_distinct_capped_total", {"set": name}
+        )
+        or 0.0
+    )
 
 
 def _shape(state: AccountState) -> dict[int, tuple[int, frozenset[str]]]:
     return {w: (v.distinct("users"), v.capped) for w, v in state.windows.items()}
 
 
-async def _held_equals_fresh(store: WindowStore, redis: Redis, account: str,
-                             now: float) -> AccountState:
+async def _held_equals_fresh(
+    store: WindowStore, redis: Redis, account: str, now: float
+) -> AccountState:
     held = store.held(account, now)
     assert held is not None
     fresh = await WindowStore(redis, load_model()).read(account, now)
     assert _shape(held) == _shape(fresh)
     assert {w: v.sums for w, v in held.windows.items()} == {
-        w: v.sums for w, v in fresh.windows.items()}
+        w: v.sums for w, v in fresh.windows.items()
+    }
     return fresh
 
 
-async def test_a_set_stops_at_the_bound_and_says_so(settings: Settings, redis: Redis,
-                                                    store: WindowStore, pipeline: Pipeline,
-                                                    clock: FixedClock) -> None:
+async def test_a_set_stops_at_the_bound_and_says_so(
+    settings: Settings, redis: Redis, store: WindowStore, pipeline: Pipeline, clock: FixedClock
+) -> None:
     feed, now = Feed(settings), clock.now()
     await _run(pipeline, feed.logins("big", [(f"u{i}", now - 60 * i) for i in range(8)]))
     users = keys.set_key("big", "users")
@@ -117,8 +125,8 @@ async def test_a_set_stops_at_the_bound_and_says_so(settings: Settings, redis: R
 
 
 async def test_counts_below_the_bound_are_exact_and_unflagged(
-        settings: Settings, redis: Redis, store: WindowStore, pipeline: Pipeline,
-        clock: FixedClock) -> None:
+    settings: Settings, redis: Redis, store: WindowStore, pipeline: Pipeline, clock: FixedClock
+) -> None:
     feed, now = Feed(settings), clock.now()
     await _run(pipeline, feed.logins("small", [(f"u{i}", now - i) for i in range(BOUND)]))
     await _run(pipeline, feed.logins("small", [("u0", now), ("u1", now)]))
@@ -130,8 +138,8 @@ async def test_counts_below_the_bound_are_exact_and_unflagged(
 
 
 async def test_only_the_windows_that_reach_a_member_left_out_are_flagged(
-        settings: Settings, redis: Redis, store: WindowStore, pipeline: Pipeline,
-        clock: FixedClock) -> None:
+    settings: Settings, redis: Redis, store: WindowStore, pipeline: Pipeline, clock: FixedClock
+) -> None:
     feed, now = Feed(settings), clock.now()
     users = [(f"u{i}", now - i) for i in range(BOUND)] + [("late", now - 40 * DAY)]
     await _run(pipeline, feed.logins("old", users))
@@ -145,16 +153,24 @@ async def test_only_the_windows_that_reach_a_member_left_out_are_flagged(
 
 
 async def test_explain_on_the_command_line_says_which_values_are_approximate(
-        settings: Settings, pipeline: Pipeline, clock: FixedClock) -> None:
+    settings: Settings, pipeline: Pipeline, clock: FixedClock
+) -> None:
     feed, now = Feed(settings), clock.now()
     await _run(pipeline, feed.logins("big", [(f"u{i}", now - i) for i in range(BOUND + 1)]))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")},
-           "HEALTHSCORE_REDIS_URL": settings.redis_url}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")},
+        "HEALTHSCORE_REDIS_URL": settings.redis_url,
+    }
 
     def explain_cli(*args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "worker.cli", "explain", "big", *args],
-                              env=env, capture_output=True, text=True, timeout=60,
-                              check=True).stdout
+        return subprocess.run(
+            [sys.executable, "-m", "worker.cli", "explain", "big", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
 
     report = json.loads(await asyncio.to_thread(explain_cli, "--json"))
     assert {c["name"]: c["capped"] for c in report["components"]}["login_frequency"] == ["users"]

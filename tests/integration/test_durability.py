@@ -79,10 +79,30 @@ def _late_events(rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
     for n in range(LATE_ACCOUNTS):
         account = f"late-{n:03d}"
         for k in range(3):
-            out.append(("login", event("login", account, now - rng.uniform(0, 5 * chaos.DAY),
-                                       user_id=f"u{k}", session_seconds=rng.randint(60, 3000))))
-        out.append(("feature_use", event("feature_use", account, now - rng.uniform(0, chaos.DAY),
-                                         user_id="u0", feature=f"f{n % 7}")))
+            out.append(
+                (
+                    "login",
+                    event(
+                        "login",
+                        account,
+                        now - rng.uniform(0, 5 * chaos.DAY),
+                        user_id=f"u{k}",
+                        session_seconds=rng.randint(60, 3000),
+                    ),
+                )
+            )
+        out.append(
+            (
+                "feature_use",
+                event(
+                    "feature_use",
+                    account,
+                    now - rng.uniform(0, chaos.DAY),
+                    user_id="u0",
+                    feature=f"f{n % 7}",
+                ),
+            )
+        )
     return out
 
 
@@ -90,13 +110,20 @@ def _late_events(rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
 async def test_a_failover_to_the_replica_the_worker_waited_for_loses_and_doubles_nothing(
     settings: Settings, replicated_redis: Replicated, tmp_path: Path, wait_replicas: int
 ) -> None:
-    primary, replica, link = (replicated_redis.primary, replicated_redis.replica,
-                              replicated_redis.link)
+    primary, replica, link = (
+        replicated_redis.primary,
+        replicated_redis.replica,
+        replicated_redis.link,
+    )
     log = tmp_path / "no-log"
     log.touch()
-    settings = settings.replace(redis_url=primary.url, redis_wait_replicas=wait_replicas,
-                                redis_wait_timeout_seconds=0.5, retry_backoff_max_seconds=0.5,
-                                batch_max_records=500)
+    settings = settings.replace(
+        redis_url=primary.url,
+        redis_wait_replicas=wait_replicas,
+        redis_wait_timeout_seconds=0.5,
+        retry_backoff_max_seconds=0.5,
+        batch_max_records=500,
+    )
     rng = random.Random(17)
     before, late = chaos.stream(rng, 4000), _late_events(rng)  # every account has counters
     await ensure_topics(settings)
@@ -109,10 +136,12 @@ async def test_a_failover_to_the_replica_the_worker_waited_for_loses_and_doubles
         if wait_replicas:
             await _until_saved_and_decided(settings, worker, primary, late, ends)
             assert await _committed(settings, ends) == {
-                tp: ends_before.get(tp, 0) for tp in ends}, "committed before the replica had it"
+                tp: ends_before.get(tp, 0) for tp in ends
+            }, "committed before the replica had it"
             alerts = await chaos.read_topic(settings, settings.topic_alerts)
             assert not [a for a in alerts if a["account_id"].startswith("late-")], (
-                "an alert went out for writes the replica does not have")
+                "an alert went out for writes the replica does not have"
+            )
         else:
             await chaos.wait_for_commits(settings, ends, log)
         primary.kill()
@@ -132,7 +161,8 @@ async def test_a_failover_to_the_replica_the_worker_waited_for_loses_and_doubles
             alerts = await chaos.read_topic(settings, settings.topic_alerts)
             # Announced, committed, and gone with the primary.
             assert {a["account_id"] for a in alerts if a["account_id"].startswith("late-")} == {
-                f"late-{n:03d}" for n in range(LATE_ACCOUNTS)}
+                f"late-{n:03d}" for n in range(LATE_ACCOUNTS)
+            }
 
 
 def _merged(*ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
@@ -160,15 +190,21 @@ async def _until_replicated(primary: EmbeddedRedis, replica: EmbeddedRedis) -> N
     async def caught_up() -> bool:
         mine = await _info(replica.url, "replication")
         theirs = await _info(primary.url, "replication")
-        return bool(mine.get("master_link_status") == "up"
-                    and mine.get("slave_repl_offset") == theirs["master_repl_offset"])
+        return bool(
+            mine.get("master_link_status") == "up"
+            and mine.get("slave_repl_offset") == theirs["master_repl_offset"]
+        )
 
     await _until(caught_up, "the replica has every write of the primary")
 
 
-async def _until_saved_and_decided(settings: Settings, worker: Worker, primary: EmbeddedRedis,
-                                   late: list[tuple[str, dict[str, Any]]],
-                                   ends: dict[TopicPartition, int]) -> None:
+async def _until_saved_and_decided(
+    settings: Settings,
+    worker: Worker,
+    primary: EmbeddedRedis,
+    late: list[tuple[str, dict[str, Any]]],
+    ends: dict[TopicPartition, int],
+) -> None:
     """A late batch is written to the primary, and the worker either retried (counted)
     its wait for the replica more than once, or committed everything: whatever was
     going to go out has had its chance. Some late accounts, not all: a batch whose wait
@@ -179,16 +215,22 @@ async def _until_saved_and_decided(settings: Settings, worker: Worker, primary: 
     async def decided() -> bool:
         async with Redis.from_url(primary.url) as redis:
             stored = await chaos.stored_counters(redis)
-        retries = worker.metrics.registry.get_sample_value(
-            "healthscore_retries_total", {"dependency": "redis"}) or 0
+        retries = (
+            worker.metrics.registry.get_sample_value(
+                "healthscore_retries_total", {"dependency": "redis"}
+            )
+            or 0
+        )
         return bool(late_accounts & stored.keys()) and (
-            retries >= 2 or await _committed(settings, ends) == ends)
+            retries >= 2 or await _committed(settings, ends) == ends
+        )
 
     await _until(decided, "the late batch is saved and its wait for the replica retried")
 
 
-async def _committed(settings: Settings, ends: dict[TopicPartition, int]
-                     ) -> dict[TopicPartition, int]:
+async def _committed(
+    settings: Settings, ends: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
@@ -199,7 +241,7 @@ async def _committed(settings: Settings, ends: dict[TopicPartition, int]
 
 
 async def test_the_wait_covers_writes_made_on_other_connections(
-    replicated_redis: Replicated
+    replicated_redis: Replicated,
 ) -> None:
     """WAIT counts its own connection's writes only; a batch writes on several. A write
     on another connection while the replica is frozen (SIGSTOP: connected, but
@@ -217,27 +259,37 @@ async def test_the_wait_covers_writes_made_on_other_connections(
                 await server.wait(waiter, durability, 10)
         finally:
             os.kill(replica.pid, signal.SIGCONT)
-        await server.wait(waiter, server.Durability(replicas=1, timeout=30), 10)  # thawed: caught up
+        await server.wait(
+            waiter, server.Durability(replicas=1, timeout=30), 10
+        )  # thawed: caught up
     async with Redis.from_url(replica.url) as redis:
         assert await redis.get("written-elsewhere") == b"1"
 
 
 def test_a_worker_asked_for_waitaof_that_redis_cannot_give_refuses_to_start(
-    settings: Settings
+    settings: Settings,
 ) -> None:
     """No quiet fallback to a weaker guarantee: on a Redis without WAITAOF (before 7.2,
     like the Debian 7.0 here) or without appendonly, the worker exits at start-up and
     says which setting asks for what."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    env.update({env_name(f.name): str(getattr(settings, f.name))
-                for f in dataclasses.fields(Settings)})
+    env.update(
+        {env_name(f.name): str(getattr(settings, f.name)) for f in dataclasses.fields(Settings)}
+    )
     env[env_name("redis_wait_aof")] = "true"
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "worker"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
-    assert re.search(r"HEALTHSCORE_REDIS_WAIT_AOF: this Redis \(\S+\) has no WAITAOF, which needs "
-                     r"Redis 7\.2|HEALTHSCORE_REDIS_WAIT_AOF: this Redis runs without appendonly",
-                     done.stderr), done.stderr[-2000:]
+    assert re.search(
+        r"HEALTHSCORE_REDIS_WAIT_AOF: this Redis \(\S+\) has no WAITAOF, which needs "
+        r"Redis 7\.2|HEALTHSCORE_REDIS_WAIT_AOF: this Redis runs without appendonly",
+        done.stderr,
+    ), done.stderr[-2000:]
 
 
 async def test_a_replay_saves_as_durably_as_the_worker(settings: Settings) -> None:
@@ -251,8 +303,12 @@ async def test_a_replay_saves_as_durably_as_the_worker(settings: Settings) -> No
     run = asyncio.create_task(replay.run())
     try:
         deadline = time.monotonic() + 60
-        while (replay.metrics.registry.get_sample_value(
-                "healthscore_retries_total", {"dependency": "redis"}) or 0) < 2:
+        while (
+            replay.metrics.registry.get_sample_value(
+                "healthscore_retries_total", {"dependency": "redis"}
+            )
+            or 0
+        ) < 2:
             assert not run.done(), "the replay finished without the replica it waits for"
             assert time.monotonic() < deadline, "the replay never retried the wait"
             await asyncio.sleep(0.1)

@@ -31,8 +31,9 @@ async def restarted(settings: Settings) -> AsyncIterator[Callable[[], Pipeline]]
     def start() -> Pipeline:
         clients.append(redis := Redis.from_url(settings.redis_url))
         model = load_model()
-        return Pipeline(settings, model, WindowStore(redis, model), FixedClock(time.time()),
-                        Metrics())
+        return Pipeline(
+            settings, model, WindowStore(redis, model), FixedClock(time.time()), Metrics()
+        )
 
     yield start
     for client in clients:
@@ -54,9 +55,16 @@ async def _not_published(outcome: Outcome) -> None:
 
 
 def logins(settings: Settings, account: str, offsets: range, partition: int = 0) -> list[Record]:
-    return [Record(settings.topic_login, partition, o, account.encode(),
-                   orjson.dumps(event("login", account, user_id=f"u{o}", session_seconds=60)))
-            for o in offsets]
+    return [
+        Record(
+            settings.topic_login,
+            partition,
+            o,
+            account.encode(),
+            orjson.dumps(event("login", account, user_id=f"u{o}", session_seconds=60)),
+        )
+        for o in offsets
+    ]
 
 
 async def counters(settings: Settings, account: str) -> dict[str, float]:
@@ -78,8 +86,9 @@ def skipped(pipeline: Pipeline, name: str) -> float:
     return registry.get_sample_value(f"healthscore_events_{name}_total") or 0.0
 
 
-async def test_a_redelivered_batch_is_not_applied_twice(settings: Settings,
-                                                        pipeline: Pipeline) -> None:
+async def test_a_redelivered_batch_is_not_applied_twice(
+    settings: Settings, pipeline: Pipeline
+) -> None:
     batch = logins(settings, "acme", range(0, 5))
     await run(pipeline, batch)
     await run(pipeline, batch)
@@ -103,8 +112,9 @@ async def test_fences_are_per_source_partition(settings: Settings, pipeline: Pip
     assert (await counters(settings, "acme"))["login"] == 4
 
 
-async def test_producer_duplicates_at_other_offsets_count_once(settings: Settings,
-                                                               pipeline: Pipeline) -> None:
+async def test_producer_duplicates_at_other_offsets_count_once(
+    settings: Settings, pipeline: Pipeline
+) -> None:
     body = orjson.dumps(event("login", "acme", user_id="u1"))
     dupes = [Record(settings.topic_login, 0, o, b"acme", body) for o in (3, 4, 9)]
     await run(pipeline, dupes[:2])
@@ -113,14 +123,14 @@ async def test_producer_duplicates_at_other_offsets_count_once(settings: Setting
     assert skipped(pipeline, "duplicate") == 2
 
 
-async def test_one_account_s_huge_batch_is_applied_whole(settings: Settings,
-                                                         pipeline: Pipeline) -> None:
+async def test_one_account_s_huge_batch_is_applied_whole(
+    settings: Settings, pipeline: Pipeline
+) -> None:
     """More events, ids and users than one Redis command of the script takes at once."""
     batch = logins(settings, "hot", range(0, 9000))
     batch += [Record(r.topic, 0, 9000 + r.offset, r.key, r.value) for r in batch[:500]]
     await run(pipeline, batch)
-    assert await counters(settings, "hot") == {"login": 9000, "sess_n": 9000,
-                                               "sess_sum": 540000}
+    assert await counters(settings, "hot") == {"login": 9000, "sess_n": 9000, "sess_sum": 540000}
     assert skipped(pipeline, "duplicate") == 500
     redis = Redis.from_url(settings.redis_url)
     try:
@@ -133,10 +143,11 @@ def sessions(settings: Settings, account: str) -> list[Record]:
     """20 logins of one user with 15-minute sessions (green), then 40 users with one
     1-minute session each: all 60 together score red."""
     bodies = [event("login", account, user_id="u0", session_seconds=900) for _ in range(20)]
-    bodies += [event("login", account, user_id=f"u{n}", session_seconds=60)
-               for n in range(1, 41)]
-    return [Record(settings.topic_login, 0, o, account.encode(), orjson.dumps(b))
-            for o, b in enumerate(bodies)]
+    bodies += [event("login", account, user_id=f"u{n}", session_seconds=60) for n in range(1, 41)]
+    return [
+        Record(settings.topic_login, 0, o, account.encode(), orjson.dumps(b))
+        for o, b in enumerate(bodies)
+    ]
 
 
 async def published(settings: Settings, account: str) -> dict[str, Any] | None:
@@ -163,8 +174,7 @@ async def test_a_crash_between_saving_and_sending_resends_exactly_the_saved_aler
     # The re-delivery is cut differently (more events in one batch): it is decided
     # against the saved tier, so seq 1 can never come out as a second, other change.
     again = await after.process(records)
-    assert [(a.seq, a.previous_tier, a.tier) for _, a in again.alerts] == [
-        (2, "green", "red")]
+    assert [(a.seq, a.previous_tier, a.tier) for _, a in again.alerts] == [(2, "green", "red")]
     assert skipped(after, "replayed") == 20
 
     await steps(after).clear(unsent)
@@ -188,8 +198,9 @@ async def test_an_alert_sent_before_the_crash_is_resent_unchanged(
     assert (saved["seq"], saved["tier"]) == (1, "green")
 
 
-def _record(settings: Settings, event_type: str, offset: int, body: dict[str, object],
-            partition: int = 0) -> Record:
+def _record(
+    settings: Settings, event_type: str, offset: int, body: dict[str, object], partition: int = 0
+) -> Record:
     topic = settings.event_topics
     [name] = [t for t, kind in topic.items() if kind == event_type]
     return Record(name, partition, offset, str(body["account_id"]).encode(), orjson.dumps(body))
@@ -200,13 +211,14 @@ def _ticket(event_id: str, ts: float | None = None) -> dict[str, object]:
     return {**body, "event_id": event_id}
 
 
-async def test_event_ids_are_unique_per_type_only(settings: Settings,
-                                                  pipeline: Pipeline) -> None:
+async def test_event_ids_are_unique_per_type_only(settings: Settings, pipeline: Pipeline) -> None:
     """A ticket reusing a login's id is another event; the same id twice under one type
     (at another offset) is a producer duplicate."""
     login = {**event("login", "acme", user_id="u1"), "event_id": "42"}
-    await run(pipeline, [_record(settings, "login", 0, login),
-                         _record(settings, "ticket", 0, _ticket("42"))])
+    await run(
+        pipeline,
+        [_record(settings, "login", 0, login), _record(settings, "ticket", 0, _ticket("42"))],
+    )
     await run(pipeline, [_record(settings, "ticket", 5, _ticket("42"))])  # the producer's retry
     assert await counters(settings, "acme") == {"login": 1, "tk_open": 1}
     assert skipped(pipeline, "duplicate") == 1
@@ -217,24 +229,36 @@ def applied(pipeline: Pipeline, event_type: str) -> float:
     return registry.get_sample_value("healthscore_events_total", {"type": event_type}) or 0.0
 
 
-async def test_events_total_counts_only_applied_events_by_type(settings: Settings,
-                                                               pipeline: Pipeline) -> None:
-    first = [_record(settings, "login", 0, event("login", "acme", user_id="u1")),
-             _record(settings, "ticket", 0, _ticket("t-1"))]
+async def test_events_total_counts_only_applied_events_by_type(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    first = [
+        _record(settings, "login", 0, event("login", "acme", user_id="u1")),
+        _record(settings, "ticket", 0, _ticket("t-1")),
+    ]
     await run(pipeline, first)
     assert (applied(pipeline, "login"), applied(pipeline, "ticket")) == (1, 1)
     too_old = time.time() - 200 * 86400  # before the longest window (90 days)
-    await run(pipeline, [
-        first[1],  # re-delivered: at its source's applied offset
-        _record(settings, "ticket", 1, _ticket("t-1")),  # a producer duplicate
-        _record(settings, "login", 1, event("login", "acme", too_old, user_id="u2")),
-        _record(settings, "login", 2, event("login", "acme", user_id="u3")),
-        _record(settings, "ticket", 2, _ticket("t-2")),
-        _record(settings, "survey", 0, event("survey", "acme", kind="nps", score=9)),
-    ])
+    await run(
+        pipeline,
+        [
+            first[1],  # re-delivered: at its source's applied offset
+            _record(settings, "ticket", 1, _ticket("t-1")),  # a producer duplicate
+            _record(settings, "login", 1, event("login", "acme", too_old, user_id="u2")),
+            _record(settings, "login", 2, event("login", "acme", user_id="u3")),
+            _record(settings, "ticket", 2, _ticket("t-2")),
+            _record(settings, "survey", 0, event("survey", "acme", kind="nps", score=9)),
+        ],
+    )
     assert {t: applied(pipeline, t) for t in ("login", "ticket", "survey", "feature_use")} == {
-        "login": 2, "ticket": 2, "survey": 1, "feature_use": 0}
-    assert (skipped(pipeline, "replayed"), skipped(pipeline, "duplicate"),
-            skipped(pipeline, "too_old")) == (1, 1, 1)
-    assert await counters(settings, "acme") == {
-        "login": 2, "tk_open": 2, "nps_n": 1, "nps_pro": 1}
+        "login": 2,
+        "ticket": 2,
+        "survey": 1,
+        "feature_use": 0,
+    }
+    assert (
+        skipped(pipeline, "replayed"),
+        skipped(pipeline, "duplicate"),
+        skipped(pipeline, "too_old"),
+    ) == (1, 1, 1)
+    assert await counters(settings, "acme") == {"login": 2, "tk_open": 2, "nps_n": 1, "nps_pro": 1}

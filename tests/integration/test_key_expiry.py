@@ -22,7 +22,8 @@ ACCOUNT = "expiring"
 
 
 async def test_a_key_written_after_the_maintenance_expires_once_the_account_goes_silent(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     redis = Redis.from_url(settings.redis_url)
     clock = FixedClock(time.time())
     model = load_model()
@@ -31,11 +32,21 @@ async def test_a_key_written_after_the_maintenance_expires_once_the_account_goes
     try:
         # The bucket's first call maintains the account: its features set does not exist yet.
         login = event("login", ACCOUNT, clock.now(), user_id="u1")
-        await pipeline.store.save((await pipeline.process(
-            [Record(settings.topic_login, 0, 0, ACCOUNT.encode(), orjson.dumps(login))])).writes)
+        await pipeline.store.save(
+            (
+                await pipeline.process(
+                    [Record(settings.topic_login, 0, 0, ACCOUNT.encode(), orjson.dumps(login))]
+                )
+            ).writes
+        )
         use = event("feature_use", ACCOUNT, clock.now(), user_id="u1", feature="reports")
-        await pipeline.store.save((await pipeline.process(
-            [Record(settings.topic_feature_use, 0, 0, ACCOUNT.encode(), orjson.dumps(use))])).writes)
+        await pipeline.store.save(
+            (
+                await pipeline.process(
+                    [Record(settings.topic_feature_use, 0, 0, ACCOUNT.encode(), orjson.dumps(use))]
+                )
+            ).writes
+        )
         assert await redis.ttl(features) == -1  # written after the maintenance: no expiry yet
 
         # Silence: the account's next rescore is its windows' first roll.

@@ -26,8 +26,11 @@ LOW = [f"low-{n}" for n in range(2)]  # about 42: yellow under both
 
 
 def _model(version: str, green: int = 70) -> str:
-    return (default_model_text().replace("version: default-2026.11", f"version: {version}")
-            .replace("min_score: 70}", f"min_score: {green}}}"))
+    return (
+        default_model_text()
+        .replace("version: default-2026.11", f"version: {version}")
+        .replace("min_score: 70}", f"min_score: {green}}}")
+    )
 
 
 async def _send(settings: Settings) -> None:
@@ -38,8 +41,9 @@ async def _send(settings: Settings) -> None:
                 for _ in range(8):
                     await p.send("login", event("login", account, user_id=user))
             for n in range(5 if account in NEAR else 1):
-                await p.send("feature_use", event("feature_use", account, user_id="u1",
-                                                  feature=f"f{n}"))
+                await p.send(
+                    "feature_use", event("feature_use", account, user_id="u1", feature=f"f{n}")
+                )
 
 
 def _last(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -58,24 +62,32 @@ async def _wait_for_log(log: Path, text: str, within: float = 30.0) -> str:
     return found
 
 
-async def test_a_model_file_changed_under_a_running_worker(settings: Settings,
-                                                           tmp_path: Path) -> None:
+async def test_a_model_file_changed_under_a_running_worker(
+    settings: Settings, tmp_path: Path
+) -> None:
     path = tmp_path / "model.yaml"
     path.write_text(_model("reload-a"), "utf-8")
-    settings = settings.replace(model_path=str(path), model_reload_seconds=0.2,
-                                model_rescore_batch=2)
+    settings = settings.replace(
+        model_path=str(path), model_reload_seconds=0.2, model_rescore_batch=2
+    )
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
     worker = chaos.start_worker(settings, log)
     try:
         await _send(settings)
-        first = await read_until(settings, settings.topic_alerts, lambda rs: set(
-            _last(rs)) == set(NEAR + LOW) and all(
-                a["components"].get("feature_adoption") for a in _last(rs).values()),
-            within=60)
+        first = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: (
+                set(_last(rs)) == set(NEAR + LOW)
+                and all(a["components"].get("feature_adoption") for a in _last(rs).values())
+            ),
+            within=60,
+        )
         await asyncio.sleep(1)  # every event applied: the last alert is the account's tier
-        before = _last(await read_until(settings, settings.topic_alerts,
-                                        lambda rs: len(rs) >= len(first)))
+        before = _last(
+            await read_until(settings, settings.topic_alerts, lambda rs: len(rs) >= len(first))
+        )
         assert {a: x["tier"] for a, x in before.items()} == dict.fromkeys(NEAR + LOW, "yellow")
         assert {x["model_version"] for x in before.values()} == {"reload-a"}
 
@@ -86,8 +98,12 @@ async def test_a_model_file_changed_under_a_running_worker(settings: Settings,
 
         path.write_text(_model("reload-b", green=50), "utf-8")
         worker.send_signal(signal.SIGHUP)  # read at once rather than within 0.2 s
-        records = await read_until(settings, settings.topic_alerts, lambda rs: all(
-            _last(rs).get(a, {}).get("tier") == "green" for a in NEAR), within=60)
+        records = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: all(_last(rs).get(a, {}).get("tier") == "green" for a in NEAR),
+            within=60,
+        )
         assert worker.poll() is None, chaos.tail(log)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -113,22 +129,25 @@ async def test_a_model_file_changed_under_a_running_worker(settings: Settings,
 
 
 async def test_a_worker_started_with_a_changed_file_rescores_every_account(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     """Changed across a restart: the partitions' record names the old model, so the new
     worker rescores them; started again with the same file, it rescores nothing."""
     path = tmp_path / "model.yaml"
     path.write_text(_model("restart-a"), "utf-8")
     # Three workers one after another in one group: each gets the partitions once the
     # one before has left, on Tansu once its session has run out.
-    settings = settings.replace(model_path=str(path), model_reload_seconds=0,
-                                session_timeout_ms=chaos.KILLED_SESSION_MS)
+    settings = settings.replace(
+        model_path=str(path), model_reload_seconds=0, session_timeout_ms=chaos.KILLED_SESSION_MS
+    )
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
     worker = chaos.start_worker(settings, log)
     try:
         await _send(settings)
-        await read_until(settings, settings.topic_alerts, lambda rs: set(_last(rs)) == set(
-            NEAR + LOW), within=60)
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: set(_last(rs)) == set(NEAR + LOW), within=60
+        )
         await asyncio.sleep(1)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -138,8 +157,12 @@ async def test_a_worker_started_with_a_changed_file_rescores_every_account(
         worker = chaos.start_worker(settings, log)
         try:
             await _wait_for_assignments(log, start)
-            records = await read_until(settings, settings.topic_alerts, lambda rs: all(
-                _last(rs).get(a, {}).get("tier") == "green" for a in NEAR), within=60)
+            records = await read_until(
+                settings,
+                settings.topic_alerts,
+                lambda rs: all(_last(rs).get(a, {}).get("tier") == "green" for a in NEAR),
+                within=60,
+            )
             await _wait_for_log(log, "every account rescored under model restart-b")
             await asyncio.sleep(1)  # a walk, if one began, would log its partitions by now
         finally:
@@ -159,7 +182,8 @@ async def _wait_for_assignments(log: Path, count: int) -> None:
 
 
 async def test_a_worker_killed_mid_walk_leaves_the_rest_to_the_next_one(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     """SIGKILL once the walk has begun: the partitions it had not recorded are walked
     again by the next worker, every moved account ends in its new tier, and no account
     has two different model_change alerts (one re-sent from an outbox is the same
@@ -168,9 +192,12 @@ async def test_a_worker_killed_mid_walk_leaves_the_rest_to_the_next_one(
     path = tmp_path / "model.yaml"
     path.write_text(_model("walk-a"), "utf-8")
     # A short session: the killed worker's partitions come back sooner.
-    settings = settings.replace(model_path=str(path), model_reload_seconds=0,
-                                model_rescore_batch=1,
-                                session_timeout_ms=chaos.KILLED_SESSION_MS)
+    settings = settings.replace(
+        model_path=str(path),
+        model_reload_seconds=0,
+        model_rescore_batch=1,
+        session_timeout_ms=chaos.KILLED_SESSION_MS,
+    )
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
     worker = chaos.start_worker(settings, log)
@@ -179,8 +206,9 @@ async def test_a_worker_killed_mid_walk_leaves_the_rest_to_the_next_one(
             for account in many:  # one user of two seats, one login: about 20, red
                 await p.account(account, segment="smb", seats_purchased=2)
                 await p.send("login", event("login", account, user_id="u1"))
-        await read_until(settings, settings.topic_alerts, lambda rs: set(_last(rs)) == set(
-            many), within=90)
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: set(_last(rs)) == set(many), within=90
+        )
         await asyncio.sleep(1)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -196,8 +224,12 @@ async def test_a_worker_killed_mid_walk_leaves_the_rest_to_the_next_one(
     walked_before = _read(log).count("every account rescored under model walk-b")
     worker = chaos.start_worker(settings, log)
     try:
-        records = await read_until(settings, settings.topic_alerts, lambda rs: all(
-            _last(rs).get(a, {}).get("tier") == "yellow" for a in many), within=90)
+        records = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: all(_last(rs).get(a, {}).get("tier") == "yellow" for a in many),
+            within=90,
+        )
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)

@@ -24,23 +24,27 @@ from worker.settings import Settings
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HEALTHSCORE, *args], env=chaos.env(settings), capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [*HEALTHSCORE, *args], env=chaos.env(settings), capture_output=True, text=True, timeout=60
+    )
 
 
-async def test_a_model_published_to_the_topic_reaches_every_worker(settings: Settings,
-                                                                   tmp_path: Path) -> None:
+async def test_a_model_published_to_the_topic_reaches_every_worker(
+    settings: Settings, tmp_path: Path
+) -> None:
     path = tmp_path / "model.yaml"
     path.write_text(_model("topic-a"), "utf-8")
-    settings = settings.replace(model_path=str(path), topic_models=f"models.{tmp_path.name}",
-                                model_reload_seconds=60)  # a record is read at once anyway
+    settings = settings.replace(
+        model_path=str(path), topic_models=f"models.{tmp_path.name}", model_reload_seconds=60
+    )  # a record is read at once anyway
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
     worker = chaos.start_worker(settings, log)
     try:
         await _send(settings)
-        await read_until(settings, settings.topic_alerts, lambda rs: set(_last(rs)) == set(
-            NEAR + LOW), within=60)
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: set(_last(rs)) == set(NEAR + LOW), within=60
+        )
         await asyncio.sleep(1)
 
         bad = tmp_path / "bad.yaml"
@@ -60,8 +64,12 @@ async def test_a_model_published_to_the_topic_reaches_every_worker(settings: Set
         published = _cli(settings, "publish-model", str(good))
         assert published.returncode == 0, published.stderr
         assert "published model topic-b" in published.stdout
-        records = await read_until(settings, settings.topic_alerts, lambda rs: all(
-            _last(rs).get(a, {}).get("tier") == "green" for a in NEAR), within=60)
+        records = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: all(_last(rs).get(a, {}).get("tier") == "green" for a in NEAR),
+            within=60,
+        )
         assert worker.poll() is None, chaos.tail(log)
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -44,17 +44,24 @@ def get(url: str) -> bytes:
 @contextlib.contextmanager
 def prometheus(tmp_path: Path, target: str) -> Iterator[str]:
     """A real Prometheus scraping ``target`` every second; yields its base URL."""
-    config = {"global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
-              "rule_files": [str(PROMETHEUS_DIR / "rules.yml")],
-              "scrape_configs": [{"job_name": "healthscore",
-                                  "static_configs": [{"targets": [target]}]}]}
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
+        "rule_files": [str(PROMETHEUS_DIR / "rules.yml")],
+        "scrape_configs": [{"job_name": "healthscore", "static_configs": [{"targets": [target]}]}],
+    }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     address = f"127.0.0.1:{free_port()}"
     log = (tmp_path / "prometheus.log").open("wb")
     process = subprocess.Popen(
-        [binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address={address}"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            binary("prometheus"),
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address={address}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield f"http://{address}"
     finally:
@@ -96,55 +103,90 @@ async def traffic(settings: Settings) -> None:
     async with Producer(settings) as p:
         for account in ACCOUNTS:
             await p.send("login", event("login", account, user_id="u1", session_seconds=900))
-            await p.send("feature_use", event("feature_use", account, user_id="u1",
-                                              feature="reports"))
-            await p.send("ticket", event("ticket", account, ticket_id="T-1", status="opened",
-                                         priority="normal"))
-        await read_until(settings, settings.topic_alerts,
-                         lambda rs: all(alerts_for(rs, a) for a in ACCOUNTS), within=60)
+            await p.send(
+                "feature_use", event("feature_use", account, user_id="u1", feature="reports")
+            )
+            await p.send(
+                "ticket",
+                event("ticket", account, ticket_id="T-1", status="opened", priority="normal"),
+            )
+        await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: all(alerts_for(rs, a) for a in ACCOUNTS),
+            within=60,
+        )
         for ticket in ("T-1", "T-2"):
-            await p.send("ticket", event("ticket", ACCOUNTS[0], ticket_id=ticket,
-                                         status="escalated", priority="urgent"))
+            await p.send(
+                "ticket",
+                event(
+                    "ticket", ACCOUNTS[0], ticket_id=ticket, status="escalated", priority="urgent"
+                ),
+            )
         await p.send("survey", event("survey", ACCOUNTS[0], kind="nps", score=2))
         await p.raw(settings.topic_login, b"mon-bad", b"{not json")
-        await read_until(settings, settings.topic_alerts,
-                         lambda rs: len(alerts_for(rs, ACCOUNTS[0])) > 1, within=60)
+        await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: len(alerts_for(rs, ACCOUNTS[0])) > 1,
+            within=60,
+        )
 
 
 async def test_every_dashboard_query_answers_from_a_live_worker(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     port = free_port()
     settings = dataclasses.replace(settings, metrics_host="127.0.0.1", metrics_port=port)
     queries = panel_queries()
     async with running_worker(settings) as worker:
         worker.metrics.serve(settings.metrics_port, settings.metrics_host)  # as `worker` does
         with prometheus(tmp_path, f"127.0.0.1:{port}") as base:
-            await poll(lambda: query(base, 'up{job="healthscore"} == 1'),
-                       "Prometheus scraping the worker")
+            await poll(
+                lambda: query(base, 'up{job="healthscore"} == 1'), "Prometheus scraping the worker"
+            )
             await traffic(settings)
-            applied = sum(s.value for m in worker.metrics.registry.collect()
-                          if m.name == "healthscore_events" for s in m.samples
-                          if s.name == "healthscore_events_total")
+            applied = sum(
+                s.value
+                for m in worker.metrics.registry.collect()
+                if m.name == "healthscore_events"
+                for s in m.samples
+                if s.name == "healthscore_events_total"
+            )
             # Scraped after the traffic: the queries below see all of it.
-            await poll(lambda: answers(query(
-                base, f"sum(healthscore_events_total) >= {applied}")), "a scrape after the traffic")
+            await poll(
+                lambda: answers(query(base, f"sum(healthscore_events_total) >= {applied}")),
+                "a scrape after the traffic",
+            )
             scraped = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
             exported = {f.name for f in text_string_to_metric_families(scraped.decode())}
             exported |= {f"{name}_total" for name in exported}  # counters' families drop it
-            missing = {title: sorted(metric_names(expr) - exported)
-                       for title, expr in queries.items() if metric_names(expr) - exported}
+            missing = {
+                title: sorted(metric_names(expr) - exported)
+                for title, expr in queries.items()
+                if metric_names(expr) - exported
+            }
             # Rates need two samples after the traffic; give every query the time to answer.
             with contextlib.suppress(AssertionError):
-                await poll(lambda: all(answers(query(base, e)) for e in queries.values()),
-                           "every panel query to answer", within=30)
+                await poll(
+                    lambda: all(answers(query(base, e)) for e in queries.values()),
+                    "every panel query to answer",
+                    within=30,
+                )
             # The shipped alert rules, evaluated on the live series: none in error.
             rules = await asyncio.to_thread(get, f"{base}/api/v1/rules")
-            health = {r["name"]: r["health"] for g in json.loads(rules)["data"]["groups"]
-                      for r in g["rules"]}
+            health = {
+                r["name"]: r["health"]
+                for g in json.loads(rules)["data"]["groups"]
+                for r in g["rules"]
+            }
             assert health == {r["alert"]: "ok" for r in alert_rules()}, health
-            results = {title: await asyncio.to_thread(query, base, expr)
-                       for title, expr in queries.items()}
+            results = {
+                title: await asyncio.to_thread(query, base, expr) for title, expr in queries.items()
+            }
             empty = [title for title, result in results.items() if not answers(result)]
     if missing or empty:  # both lists in one report: a missing metric also leaves a panel empty
-        pytest.fail(f"panels reading metrics the worker does not export: {missing};"
-                    f" panels with no data after traffic: {empty}")
+        pytest.fail(
+            f"panels reading metrics the worker does not export: {missing};"
+            f" panels with no data after traffic: {empty}"
+        )

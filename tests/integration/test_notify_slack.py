@@ -35,24 +35,30 @@ def slack() -> Iterator[FakeSlack]:
 
 
 class Notifier:
-    def __init__(self, settings: Settings, slack: FakeSlack, log: Path, *flags: str,
-                 group: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, slack: FakeSlack, log: Path, *flags: str, group: str | None = None
+    ) -> None:
         self.group = group or f"notify-{settings.group_id}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-        env.update(HEALTHSCORE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-                   HEALTHSCORE_REDIS_URL=settings.redis_url,
-                   HEALTHSCORE_TOPIC_ALERTS=settings.topic_alerts,
-                   HEALTHSCORE_NOTIFY_GROUP_ID=self.group,
-                   HEALTHSCORE_SLACK_TIMEOUT_SECONDS="1",
-                   HEALTHSCORE_RETRY_BACKOFF_MAX_SECONDS="1",
-                   # Short: a killed notifier's partitions go to the next one sooner.
-                   HEALTHSCORE_SESSION_TIMEOUT_MS=str(chaos.KILLED_SESSION_MS),
-                   HEALTHSCORE_METRICS_PORT="0")
+        env.update(
+            HEALTHSCORE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+            HEALTHSCORE_REDIS_URL=settings.redis_url,
+            HEALTHSCORE_TOPIC_ALERTS=settings.topic_alerts,
+            HEALTHSCORE_NOTIFY_GROUP_ID=self.group,
+            HEALTHSCORE_SLACK_TIMEOUT_SECONDS="1",
+            HEALTHSCORE_RETRY_BACKOFF_MAX_SECONDS="1",
+            # Short: a killed notifier's partitions go to the next one sooner.
+            HEALTHSCORE_SESSION_TIMEOUT_MS=str(chaos.KILLED_SESSION_MS),
+            HEALTHSCORE_METRICS_PORT="0",
+        )
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [*HEALTHSCORE, "notify", "slack", "--webhook-url", slack.url, *flags],
-                stdout=out, stderr=subprocess.STDOUT, env=env)
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
 
     def alive(self) -> None:
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
@@ -66,8 +72,9 @@ class Notifier:
         self.proc.wait(timeout=30)
 
 
-async def until(condition: Callable[[], Any], what: str, notifier: Notifier | None = None,
-                within: float = 60.0) -> None:
+async def until(
+    condition: Callable[[], Any], what: str, notifier: Notifier | None = None, within: float = 60.0
+) -> None:
     deadline = time.monotonic() + within
     while not await _holds(condition):
         if notifier is not None:
@@ -88,16 +95,18 @@ async def produce(settings: Settings, *alerts: dict[str, Any]) -> None:
     await producer.start()
     try:
         for a in alerts:
-            await producer.send_and_wait(settings.topic_alerts, orjson.dumps(a),
-                                         key=a["account_id"].encode())
+            await producer.send_and_wait(
+                settings.topic_alerts, orjson.dumps(a), key=a["account_id"].encode()
+            )
     finally:
         await producer.stop()
 
 
 async def uncommitted(settings: Settings, group: str) -> int:
     """Records on the alerts topic past the group's committed offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         await consumer.topics()
@@ -114,8 +123,11 @@ async def uncommitted(settings: Settings, group: str) -> int:
 
 def posted_accounts(slack: FakeSlack) -> Counter[str]:
     """Acknowledged single-alert messages, by account (their text starts with it)."""
-    return Counter(r.text.split(":")[0] for r in slack.acknowledged()
-                   if not r.text.startswith("Health score digest"))
+    return Counter(
+        r.text.split(":")[0]
+        for r in slack.acknowledged()
+        if not r.text.startswith("Health score digest")
+    )
 
 
 def digests(slack: FakeSlack) -> list[str]:
@@ -123,14 +135,19 @@ def digests(slack: FakeSlack) -> list[str]:
 
 
 async def test_each_alert_is_posted_once_through_429_500_and_a_slow_answer(
-        settings: Settings, slack: FakeSlack, tmp_path: Path) -> None:
+    settings: Settings, slack: FakeSlack, tmp_path: Path
+) -> None:
     await ensure_topics(settings)
-    slack.then(Reply(429, headers={"Retry-After": "1"}, body="rate_limited"),
-               Reply(500, body="internal_error"), Reply(200, delay=2.5))
+    slack.then(
+        Reply(429, headers={"Retry-After": "1"}, body="rate_limited"),
+        Reply(500, body="internal_error"),
+        Reply(200, delay=2.5),
+    )
     live = [make_alert(f"acct-{n}") for n in range(4)]
     other_segment = make_alert("acct-smb", segment="smb")
-    notifier = Notifier(settings, slack, tmp_path / "notify.log",
-                        "--segments", "mid_market,enterprise")
+    notifier = Notifier(
+        settings, slack, tmp_path / "notify.log", "--segments", "mid_market,enterprise"
+    )
     try:
         # live[1] again at a new offset: the worker re-sending an outbox alert.
         await produce(settings, *live, other_segment, live[1])
@@ -156,11 +173,13 @@ async def test_each_alert_is_posted_once_through_429_500_and_a_slow_answer(
 def _committed(settings: Settings, group: str) -> Callable[[], Any]:
     async def check() -> bool:
         return await uncommitted(settings, group) == 0
+
     return check
 
 
 async def test_a_killed_notifier_loses_nothing_and_reposts_nothing(
-        settings: Settings, slack: FakeSlack, tmp_path: Path) -> None:
+    settings: Settings, slack: FakeSlack, tmp_path: Path
+) -> None:
     await ensure_topics(settings)
     alerts = [make_alert(f"acct-{n}") for n in range(5)]
     log = tmp_path / "notify.log"
@@ -171,8 +190,11 @@ async def test_a_killed_notifier_loses_nothing_and_reposts_nothing(
         await until(_committed(settings, first.group), "committed", first)
         slack.default = Reply(500, body="down")  # Slack goes away mid-way
         await produce(settings, *alerts[3:])
-        await until(lambda: sum(r.text.startswith(("acct-3", "acct-4"))
-                                for r in slack.snapshot()) >= 2, "retries", first)
+        await until(
+            lambda: sum(r.text.startswith(("acct-3", "acct-4")) for r in slack.snapshot()) >= 2,
+            "retries",
+            first,
+        )
     finally:
         first.kill()  # kill -9 while an alert is being retried, never acknowledged
     slack.default = Reply()
@@ -200,15 +222,26 @@ async def test_a_killed_notifier_loses_nothing_and_reposts_nothing(
 
 
 async def test_catch_up_alerts_come_as_one_digest(
-        settings: Settings, slack: FakeSlack, tmp_path: Path) -> None:
+    settings: Settings, slack: FakeSlack, tmp_path: Path
+) -> None:
     await ensure_topics(settings)
-    catch_up = [make_alert("acct-r1", delivery="catch_up"),
-                make_alert("acct-r2", delivery="catch_up", score=12.0),
-                make_alert("acct-y1", tier="yellow", score=55.0, delivery="catch_up"),
-                make_alert("acct-g1", seq=3, previous_tier="yellow", tier="green", score=88.0,
-                           previous_score=60.0, delivery="catch_up"),
-                make_alert("acct-new", seq=1, previous_tier=None, tier="yellow", score=50.0,
-                           previous_score=None)]  # a first score, no delivery field
+    catch_up = [
+        make_alert("acct-r1", delivery="catch_up"),
+        make_alert("acct-r2", delivery="catch_up", score=12.0),
+        make_alert("acct-y1", tier="yellow", score=55.0, delivery="catch_up"),
+        make_alert(
+            "acct-g1",
+            seq=3,
+            previous_tier="yellow",
+            tier="green",
+            score=88.0,
+            previous_score=60.0,
+            delivery="catch_up",
+        ),
+        make_alert(
+            "acct-new", seq=1, previous_tier=None, tier="yellow", score=50.0, previous_score=None
+        ),
+    ]  # a first score, no delivery field
     log = tmp_path / "notify.log"
     notifier = Notifier(settings, slack, log, "--digest-minutes", "0.05")
     try:
@@ -221,8 +254,9 @@ async def test_catch_up_alerts_come_as_one_digest(
             notifier.kill()
     assert posted_accounts(slack) == {"acct-live": 1}
     [digest] = digests(slack)
-    assert re.search(r"5 tier changes caught up on, 5 accounts \(green 1, yellow 2, red 2\)",
-                     digest), digest
+    assert re.search(
+        r"5 tier changes caught up on, 5 accounts \(green 1, yellow 2, red 2\)", digest
+    ), digest
     payload = next(r.payload for r in slack.acknowledged() if r.text == digest)
     lowest = payload["attachments"][0]["blocks"][2]["text"]["text"]
     assert lowest.index("acct-r2") < lowest.index("acct-r1") < lowest.index("acct-y1")
@@ -231,8 +265,11 @@ async def test_catch_up_alerts_come_as_one_digest(
     later = [make_alert("acct-r1", seq=n, delivery="catch_up") for n in (4, 5)]
     waiting = Notifier(settings, slack, log, "--digest-minutes", "60")
     try:
-        await produce(settings, *later, make_alert("acct-r1", seq=6, previous_tier="red",
-                                                   tier="yellow", score=50.0))
+        await produce(
+            settings,
+            *later,
+            make_alert("acct-r1", seq=6, previous_tier="red", tier="yellow", score=50.0),
+        )
         await until(lambda: posted_accounts(slack)["acct-r1"] == 1, "the live one", waiting)
         assert await uncommitted(settings, waiting.group) >= 2  # held for the digest
         assert waiting.stop() == 0

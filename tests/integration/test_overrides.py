@@ -41,14 +41,24 @@ AUTHOR = "dana@example.com"
 
 def override(account_id: str, override_id: str, tier: str, lasts: float) -> dict[str, Any]:
     now = time.time()
-    return {"account_id": account_id, "override_id": override_id, "kind": "pin", "tier": tier,
-            "reason": "exec sponsor left, renewal at risk", "author": AUTHOR,
-            "set_at": rfc3339(now), "expires_at": rfc3339(now + lasts)}
+    return {
+        "account_id": account_id,
+        "override_id": override_id,
+        "kind": "pin",
+        "tier": tier,
+        "reason": "exec sponsor left, renewal at risk",
+        "author": AUTHOR,
+        "set_at": rfc3339(now),
+        "expires_at": rfc3339(now + lasts),
+    }
 
 
 async def send_override(p: Producer, account_id: str, body: dict[str, Any] | None) -> None:
-    await p.raw(p.settings.topic_overrides, account_id.encode(),
-                None if body is None else orjson.dumps(body))
+    await p.raw(
+        p.settings.topic_overrides,
+        account_id.encode(),
+        None if body is None else orjson.dumps(body),
+    )
 
 
 async def explain(settings: Settings, account_id: str) -> dict[str, Any]:
@@ -58,11 +68,18 @@ async def explain(settings: Settings, account_id: str) -> dict[str, Any]:
 
 async def explain_text(settings: Settings, account_id: str, *flags: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
-    env.update(HEALTHSCORE_REDIS_URL=settings.redis_url, HEALTHSCORE_METRICS_PORT="0",
-               COLUMNS="200")
+    env.update(
+        HEALTHSCORE_REDIS_URL=settings.redis_url, HEALTHSCORE_METRICS_PORT="0", COLUMNS="200"
+    )
     result = await asyncio.to_thread(
-        subprocess.run, [*HEALTHSCORE, "explain", account_id, *flags], env=env,
-        capture_output=True, text=True, timeout=60, check=True)
+        subprocess.run,
+        [*HEALTHSCORE, "explain", account_id, *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return result.stdout
 
 
@@ -72,18 +89,24 @@ def tiers(records: list[dict[str, Any]], account_id: str) -> list[str]:
 
 async def test_a_pin_is_alerted_with_its_author_and_expires_on_time(settings: Settings) -> None:
     async with running_worker(settings), Producer(settings) as p:
-        await p.send("ticket", event("ticket", "wayne", ticket_id="T-1", status="resolved",
-                                     priority="low"))
-        await read_until(settings, settings.topic_alerts,
-                         lambda rs: tiers(rs, "wayne") == ["green"])
+        await p.send(
+            "ticket", event("ticket", "wayne", ticket_id="T-1", status="resolved", priority="low")
+        )
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: tiers(rs, "wayne") == ["green"]
+        )
         await send_override(p, "wayne", override("wayne", "o-1", "red", lasts=6))
-        pinned = await read_until(settings, settings.topic_alerts,
-                                  lambda rs: tiers(rs, "wayne") == ["green", "red"])
+        pinned = await read_until(
+            settings, settings.topic_alerts, lambda rs: tiers(rs, "wayne") == ["green", "red"]
+        )
         during = await explain(settings, "wayne")
         during_text = await explain_text(settings, "wayne")
-        back = await read_until(settings, settings.topic_alerts,
-                                lambda rs: tiers(rs, "wayne") == ["green", "red", "green"],
-                                within=40)
+        back = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: tiers(rs, "wayne") == ["green", "red", "green"],
+            within=40,
+        )
         after = await explain(settings, "wayne")
         after_text = await explain_text(settings, "wayne")
 
@@ -107,7 +130,8 @@ async def test_a_pin_is_alerted_with_its_author_and_expires_on_time(settings: Se
     assert green["delivery"] == "live"
     assert after["override"] is None
     assert [(o["override_id"], o["ended"]) for o in after["override_history"]] == [
-        ("o-1", "expired")]
+        ("o-1", "expired")
+    ]
     assert after["published_tier"] == "green"
     assert f"override: tier pinned to red by {AUTHOR}" in during_text
     assert "past override" not in during_text
@@ -117,29 +141,37 @@ async def test_a_pin_is_alerted_with_its_author_and_expires_on_time(settings: Se
 
 async def test_a_tombstone_clears_an_override_early(settings: Settings) -> None:
     async with running_worker(settings), Producer(settings) as p:
-        await p.send("ticket", event("ticket", "stark", ticket_id="T-1", status="resolved",
-                                     priority="low"))
-        await read_until(settings, settings.topic_alerts,
-                         lambda rs: tiers(rs, "stark") == ["green"])
+        await p.send(
+            "ticket", event("ticket", "stark", ticket_id="T-1", status="resolved", priority="low")
+        )
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: tiers(rs, "stark") == ["green"]
+        )
         await send_override(p, "stark", override("stark", "o-9", "yellow", lasts=30 * 86400))
-        await read_until(settings, settings.topic_alerts,
-                         lambda rs: tiers(rs, "stark") == ["green", "yellow"])
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: tiers(rs, "stark") == ["green", "yellow"]
+        )
         await send_override(p, "stark", None)
-        records = await read_until(settings, settings.topic_alerts,
-                                   lambda rs: tiers(rs, "stark") == ["green", "yellow", "green"])
+        records = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: tiers(rs, "stark") == ["green", "yellow", "green"],
+        )
         report = await explain(settings, "stark")
     cleared = alerts_for(records, "stark")[2]
     assert cleared["cause"]["kind"] == "override"
     assert "override" not in cleared
     assert report["override"] is None
     assert [(o["override_id"], o["ended"]) for o in report["override_history"]] == [
-        ("o-9", "cleared")]
+        ("o-9", "cleared")
+    ]
     # the account API shows the same
     with TestClient(create_app(load_model(), Redis.from_url(settings.redis_url))) as client:
         account = client.get("/accounts/stark").json()
     assert account["override"] is None
     assert [(o["override_id"], o["ended"], o["author"]) for o in account["override_history"]] == [
-        ("o-9", "cleared", AUTHOR)]
+        ("o-9", "cleared", AUTHOR)
+    ]
 
 
 async def test_an_override_without_expiry_is_dead_lettered(settings: Settings) -> None:
@@ -158,40 +190,61 @@ async def _live_tiers(settings: Settings) -> dict[str, tuple[Any, ...]]:
     for account in ("pinned", "adjusted", "cleared", "plain"):
         report = await explain(settings, account)
         active = report["override"]
-        out[account] = (report["published_tier"], report["published_seq"], report["tier"],
-                        None if active is None else active["override_id"])
+        out[account] = (
+            report["published_tier"],
+            report["published_seq"],
+            report["tier"],
+            None if active is None else active["override_id"],
+        )
     return out
 
 
-async def _until_cleared(settings: Settings, account: str, override_id: str,
-                         within: float = 30.0) -> None:
+async def _until_cleared(
+    settings: Settings, account: str, override_id: str, within: float = 30.0
+) -> None:
     """Until the worker has cleared ``override_id`` of ``account``. The account's first
     alert (green, from its ticket) satisfies the wait for its tier as well as the last
     one does: the pin and its tombstone may come in a later batch, which the worker
     must have applied before it is stopped."""
     deadline = time.monotonic() + within
-    while not any(past["override_id"] == override_id and past["ended"] == "cleared"
-                  for past in (await explain(settings, account))["override_history"] or []):
+    while not any(
+        past["override_id"] == override_id and past["ended"] == "cleared"
+        for past in (await explain(settings, account))["override_history"] or []
+    ):
         assert time.monotonic() < deadline, f"{account}: {override_id} was never cleared"
         await asyncio.sleep(0.1)
 
 
 async def test_a_replay_reproduces_the_live_tiers_with_overrides_in_play(
-        settings: Settings, redis: Any) -> None:
-    adjust = {**override("adjusted", "o-adj", "red", lasts=86400), "kind": "adjust",
-              "component": "escalations", "subscore": 20}
+    settings: Settings, redis: Any
+) -> None:
+    adjust = {
+        **override("adjusted", "o-adj", "red", lasts=86400),
+        "kind": "adjust",
+        "component": "escalations",
+        "subscore": 20,
+    }
     del adjust["tier"]
     async with running_worker(settings), Producer(settings) as p:
         for account in ("pinned", "adjusted", "cleared", "plain"):
-            await p.send("ticket", event("ticket", account, ticket_id="T-1", status="resolved",
-                                         priority="low"))
+            await p.send(
+                "ticket",
+                event("ticket", account, ticket_id="T-1", status="resolved", priority="low"),
+            )
         await send_override(p, "pinned", override("pinned", "o-pin", "red", lasts=86400))
         await send_override(p, "adjusted", adjust)
         await send_override(p, "cleared", override("cleared", "o-clr", "yellow", lasts=86400))
         await send_override(p, "cleared", None)
-        await read_until(settings, settings.topic_alerts, lambda rs: (
-            tiers(rs, "pinned")[-1:] == ["red"] and tiers(rs, "adjusted")[-1:] == ["yellow"]
-            and tiers(rs, "cleared")[-1:] == ["green"] and tiers(rs, "plain") == ["green"]))
+        await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: (
+                tiers(rs, "pinned")[-1:] == ["red"]
+                and tiers(rs, "adjusted")[-1:] == ["yellow"]
+                and tiers(rs, "cleared")[-1:] == ["green"]
+                and tiers(rs, "plain") == ["green"]
+            ),
+        )
         await _until_cleared(settings, "cleared", "o-clr")
     live = await _live_tiers(settings)
     assert live["pinned"][2:] == ("red", "o-pin")
@@ -209,19 +262,26 @@ async def test_a_replay_reproduces_the_live_tiers_with_overrides_in_play(
 
 
 async def test_an_override_that_expires_while_no_worker_runs_is_expired_on_restart(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     async with running_worker(settings), Producer(settings) as p:
-        await p.send("ticket", event("ticket", "banner", ticket_id="T-1", status="resolved",
-                                     priority="low"))
-        await read_until(settings, settings.topic_alerts,
-                         lambda rs: tiers(rs, "banner") == ["green"])
+        await p.send(
+            "ticket", event("ticket", "banner", ticket_id="T-1", status="resolved", priority="low")
+        )
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: tiers(rs, "banner") == ["green"]
+        )
         await send_override(p, "banner", override("banner", "o-3", "red", lasts=3))
-        await read_until(settings, settings.topic_alerts,
-                         lambda rs: tiers(rs, "banner") == ["green", "red"])
+        await read_until(
+            settings, settings.topic_alerts, lambda rs: tiers(rs, "banner") == ["green", "red"]
+        )
     await asyncio.sleep(4)  # expired with no worker running
     async with running_worker(settings):
-        records = await read_until(settings, settings.topic_alerts,
-                                   lambda rs: tiers(rs, "banner") == ["green", "red", "green"])
+        records = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: tiers(rs, "banner") == ["green", "red", "green"],
+        )
     assert alerts_for(records, "banner")[2]["cause"]["kind"] == "override_expired"
 
 
@@ -244,7 +304,8 @@ components:
 
 
 async def test_the_margin_keeps_no_tier_when_an_override_runs_out(
-        settings: Settings, redis: Redis) -> None:
+    settings: Settings, redis: Redis
+) -> None:
     """A pin on the tier the account already had publishes nothing; its score climbs under
     it into green's margin (70 <= score < 73); when the pin runs out, the account is
     green: the margin holds a tier against a score, never across an override, whichever
@@ -255,8 +316,16 @@ async def test_the_margin_keeps_no_tier_when_an_override_runs_out(
     offsets = iter(range(100))
 
     def logins(n: int) -> list[Record]:  # each a live event: its time is now
-        return [Record(settings.topic_login, 0, next(offsets), b"acme", orjson.dumps(
-            event("login", "acme", clock.now(), user_id="u0"))) for _ in range(n)]
+        return [
+            Record(
+                settings.topic_login,
+                0,
+                next(offsets),
+                b"acme",
+                orjson.dumps(event("login", "acme", clock.now(), user_id="u0")),
+            )
+            for _ in range(n)
+        ]
 
     async def run(records: list[Record]) -> list[str]:
         outcome = await pipeline.process(records)
@@ -265,8 +334,9 @@ async def test_the_margin_keeps_no_tier_when_an_override_runs_out(
 
     assert await run(logins(6)) == ["yellow"]  # 60
     pin = override("acme", "o-1", "yellow", lasts=60)
-    overrides = [Record(settings.topic_overrides, 0, 0, b"acme", orjson.dumps(pin),
-                        int(clock.now() * 1000))]
+    overrides = [
+        Record(settings.topic_overrides, 0, 0, b"acme", orjson.dumps(pin), int(clock.now() * 1000))
+    ]
     assert await run(overrides) == []  # yellow already
     assert await run(logins(1)) == []  # 70, pinned yellow; a live evaluation after a live one
     clock.advance(120)

@@ -41,8 +41,9 @@ async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
     await redis.aclose()
 
 
-def login(settings: Settings, offset: int, account: str = "acme", raw_extra: bytes = b"",
-          **extra: Any) -> Record:
+def login(
+    settings: Settings, offset: int, account: str = "acme", raw_extra: bytes = b"", **extra: Any
+) -> Record:
     """A valid login, or with ``extra`` fields; ``raw_extra`` is JSON text spliced in as
     is (orjson writes nothing nested deeper than 254 levels)."""
     body = orjson.dumps(event("login", account, time.time() - 60, user_id="u1", **extra))
@@ -59,12 +60,14 @@ def reasons(outcome: Outcome) -> list[tuple[int, str]]:
 
 def dead_letter_count(pipeline: Pipeline, reason: str) -> float:
     value = pipeline.metrics.registry.get_sample_value(
-        "healthscore_dead_letters_total", {"reason": reason})
+        "healthscore_dead_letters_total", {"reason": reason}
+    )
     return value or 0.0
 
 
 async def test_deep_nesting_is_a_schema_violation_on_every_topic(
-        settings: Settings, pipeline: Pipeline) -> None:
+    settings: Settings, pipeline: Pipeline
+) -> None:
     deep_field = login(settings, 1, raw_extra=b'"x":' + DEEP)
     records = [login(settings, 0)]
     records += [Record(topic, 0, 1, b"acme", DEEP) for topic in settings.input_topics]
@@ -77,7 +80,8 @@ async def test_deep_nesting_is_a_schema_violation_on_every_topic(
 
 
 async def test_an_unforeseen_decode_error_dead_letters_that_record_only(
-        settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     decode = Decoder.decode
 
     def failing(self: Decoder, source: Any, key: Any, value: Any, now: float) -> Any:
@@ -87,8 +91,9 @@ async def test_an_unforeseen_decode_error_dead_letters_that_record_only(
 
     monkeypatch.setattr(Decoder, "decode", failing)
     pipeline = Pipeline(settings, pipeline.model, pipeline._store, WallClock(), Metrics())
-    outcome = await pipeline.process([login(settings, 0), login(settings, 1),
-                                      login(settings, 2, "other")])
+    outcome = await pipeline.process(
+        [login(settings, 0), login(settings, 1), login(settings, 2, "other")]
+    )
     assert reasons(outcome) == [(1, "internal_error")]
     assert outcome.dead_letters[0][1]["detail"] == "RuntimeError: no check foresaw this"
     assert dead_letter_count(pipeline, "internal_error") == 1
@@ -96,7 +101,8 @@ async def test_an_unforeseen_decode_error_dead_letters_that_record_only(
 
 
 async def test_an_account_whose_planning_fails_is_dead_lettered_and_the_rest_scored(
-        settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan = Planner.plan
 
     def failing(self: Planner, account_id: str, records: Any, now_bucket: int) -> Any:
@@ -105,20 +111,28 @@ async def test_an_account_whose_planning_fails_is_dead_lettered_and_the_rest_sco
         return plan(self, account_id, records, now_bucket)
 
     monkeypatch.setattr(Planner, "plan", failing)
-    outcome = await pipeline.process([login(settings, 0), login(settings, 1, "broken"),
-                                      login(settings, 2, "broken"), login(settings, 3, "other")])
+    outcome = await pipeline.process(
+        [
+            login(settings, 0),
+            login(settings, 1, "broken"),
+            login(settings, 2, "broken"),
+            login(settings, 3, "other"),
+        ]
+    )
     assert reasons(outcome) == [(1, "internal_error"), (2, "internal_error")]
     assert {a for a, _ in outcome.alerts} == {"acme", "other"}
     assert dead_letter_count(pipeline, "internal_error") == 2
 
 
 async def test_an_account_whose_scoring_fails_is_dead_lettered_and_the_rest_scored(
-        settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The state the store hands scoring, made to raise when read (windows of no type):
     # the compiled scoring code cannot be patched, what it is given can.
     poison_scoring(monkeypatch, "broken")
-    outcome = await pipeline.process([login(settings, 0), login(settings, 1, "broken"),
-                                      login(settings, 2, "other")])
+    outcome = await pipeline.process(
+        [login(settings, 0), login(settings, 1, "broken"), login(settings, 2, "other")]
+    )
     assert reasons(outcome) == [(1, "internal_error")]
     assert {a for a, _ in outcome.alerts} == {"acme", "other"}
     assert {w.account_id for w in outcome.writes} == {"acme", "other"}
@@ -128,7 +142,8 @@ async def test_an_account_whose_scoring_fails_is_dead_lettered_and_the_rest_scor
 
 
 async def test_a_dependency_outage_is_not_dead_lettered(
-        settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def away(*_: Any) -> Any:
         raise Retriable("redis is away")
 
@@ -157,8 +172,10 @@ def _valid(kind: str, account: str) -> dict[str, Any]:
 
 @st.composite
 def hostile_batch(draw: st.DrawFn, settings: Settings) -> list[Record]:
-    topics = {**{kind: topic for topic, kind in settings.event_topics.items()},
-              "account": settings.topic_accounts}
+    topics = {
+        **{kind: topic for topic, kind in settings.event_topics.items()},
+        "account": settings.topic_accounts,
+    }
     records = []
     for offset in range(draw(st.integers(1, 8))):
         kind = draw(st.sampled_from(KINDS))
@@ -187,8 +204,7 @@ def test_hostile_batches_score_or_dead_letter_every_record(settings: Settings) -
         redis = Redis.from_url(settings.redis_url)
         try:
             model = load_model()
-            pipeline = Pipeline(settings, model, WindowStore(redis, model), WallClock(),
-                                Metrics())
+            pipeline = Pipeline(settings, model, WindowStore(redis, model), WallClock(), Metrics())
             outcome = await pipeline.process(records)
             await pipeline.store.save(outcome.writes)
         finally:
@@ -197,17 +213,23 @@ def test_hostile_batches_score_or_dead_letter_every_record(settings: Settings) -
         assert len({offset for offset, _ in dead}) == len(dead), "one dead letter per record"
         assert "internal_error" not in {reason for _, reason in dead}
         registry = pipeline.metrics.registry
-        handled = sum(registry.get_sample_value("healthscore_events_total", {"type": t}) or 0
-                      for t in KINDS)
+        handled = sum(
+            registry.get_sample_value("healthscore_events_total", {"type": t}) or 0 for t in KINDS
+        )
         handled += registry.get_sample_value("healthscore_account_updates_total") or 0
         # Examples share one Redis: an event seen in an earlier example is skipped here
         # (offset fence, or its id), and an old one dropped, each in a counter of its own.
-        handled += sum(registry.get_sample_value(f"healthscore_events_{skip}_total") or 0
-                       for skip in ("replayed", "duplicate", "too_old"))
+        handled += sum(
+            registry.get_sample_value(f"healthscore_events_{skip}_total") or 0
+            for skip in ("replayed", "duplicate", "too_old")
+        )
         assert handled + len(dead) == len(records)
 
-    @hyp_settings(max_examples=60, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @hyp_settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(records=hostile_batch(settings))
     def check(records: list[Record]) -> None:
         asyncio.run(one(records))

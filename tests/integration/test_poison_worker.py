@@ -45,15 +45,17 @@ def poisons(settings: Settings) -> list[tuple[str, str, bytes | None, bytes | No
 @pytest.fixture
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     # Larger requests than the worker's own: producers may send what the broker takes.
-    client = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
-                              max_request_size=8 * 1048576)
+    client = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, max_request_size=8 * 1048576
+    )
     await client.start()
     yield client
     await client.stop()
 
 
-async def _send(producer: AIOKafkaProducer, topic: str, key: bytes | None,
-                value: bytes | None) -> None:
+async def _send(
+    producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes | None
+) -> None:
     # One partition for all, so each poison sits between two valid events in one log.
     await producer.send_and_wait(topic, value, key=key, partition=0)
 
@@ -65,19 +67,24 @@ def _dead_letters_fit(dead: list[dict[str, object]], settings: Settings) -> None
 
 
 async def test_poison_records_are_dead_lettered_and_the_worker_moves_on(
-        settings: Settings, producer: AIOKafkaProducer) -> None:
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
     cases = poisons(settings)
     async with running_worker(settings):
         await _send(producer, settings.topic_login, b"first", _login("first"))
         for i, (_, topic, key, value) in enumerate(cases):
             await _send(producer, topic, key, value)
-            await _send(producer, settings.topic_login, f"after-{i}".encode(),
-                        _login(f"after-{i}"))
-        alerts = await read_until(settings, settings.topic_alerts,
-                                  lambda rs: len(rs) >= len(cases) + 1, within=120)
-        dead = await read_until(settings, settings.topic_deadletter,
-                                lambda rs: len(rs) >= len(cases), within=60)
-    assert {a["account_id"] for a in alerts} == {"first", *(f"after-{i}" for i in range(len(cases)))}
+            await _send(producer, settings.topic_login, f"after-{i}".encode(), _login(f"after-{i}"))
+        alerts = await read_until(
+            settings, settings.topic_alerts, lambda rs: len(rs) >= len(cases) + 1, within=120
+        )
+        dead = await read_until(
+            settings, settings.topic_deadletter, lambda rs: len(rs) >= len(cases), within=60
+        )
+    assert {a["account_id"] for a in alerts} == {
+        "first",
+        *(f"after-{i}" for i in range(len(cases))),
+    }
     assert [d["reason"] for d in dead] == [reason for reason, *_ in cases]
     _dead_letters_fit(dead, settings)
     two_mib = dead[4]
@@ -91,12 +98,17 @@ async def test_poison_records_are_dead_lettered_and_the_worker_moves_on(
     # and the next event is scored.
     async with running_worker(settings) as worker:
         await _send(producer, settings.topic_login, b"later", _login("later"))
-        alerts = await read_until(settings, settings.topic_alerts,
-                                  lambda rs: any(a["account_id"] == "later" for a in rs),
-                                  within=60)
+        alerts = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: any(a["account_id"] == "later" for a in rs),
+            within=60,
+        )
         registry = worker.metrics.registry
-        again = sum(registry.get_sample_value("healthscore_dead_letters_total", {"reason": r})
-                    or 0 for r, *_ in cases)
+        again = sum(
+            registry.get_sample_value("healthscore_dead_letters_total", {"reason": r}) or 0
+            for r, *_ in cases
+        )
         scored = registry.get_sample_value("healthscore_events_total", {"type": "login"})
     assert again == 0
     assert scored == 1
@@ -104,11 +116,13 @@ async def test_poison_records_are_dead_lettered_and_the_worker_moves_on(
 
 
 async def test_a_replay_reads_records_far_above_the_fetch_size(
-        settings: Settings, producer: AIOKafkaProducer) -> None:
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
     """The reader's fetch size is a hint, not a cap: a record above it is still read."""
     big = b"x" * (4 * 1048576)  # above max_partition_fetch_bytes (1 MiB by default)
     for value in (b"small", big, b"after"):
         await _send(producer, settings.topic_login, b"k", value)
-    values = [r.value async for batch in read_to_end(settings, [settings.topic_login], 100)
-              for r in batch]
+    values = [
+        r.value async for batch in read_to_end(settings, [settings.topic_login], 100) for r in batch
+    ]
     assert values == [b"small", big, b"after"]

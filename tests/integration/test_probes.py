@@ -38,8 +38,9 @@ def _get(port: int, path: str) -> Answer:
     return status, json.loads(body) if kind == "application/json" else body
 
 
-def _until(port: int, path: str, wanted: Callable[[Answer], bool], proc: subprocess.Popen[bytes],
-           log: Path) -> Answer:
+def _until(
+    port: int, path: str, wanted: Callable[[Answer], bool], proc: subprocess.Popen[bytes], log: Path
+) -> Answer:
     deadline = time.monotonic() + DEADLINE
     last: Answer | None = None
     while True:
@@ -74,9 +75,13 @@ def test_readyz_fails_while_redis_is_frozen_and_recovers(
     settings: Settings, restartable_redis: EmbeddedRedis, worker_log: Path
 ) -> None:
     port = free_port()
-    settings = settings.replace(redis_url=restartable_redis.url, metrics_port=port,
-                                redis_timeout_seconds=1.0, retry_backoff_max_seconds=0.5,
-                                readyz_max_age_seconds=5.0)
+    settings = settings.replace(
+        redis_url=restartable_redis.url,
+        metrics_port=port,
+        redis_timeout_seconds=1.0,
+        retry_backoff_max_seconds=0.5,
+        readyz_max_age_seconds=5.0,
+    )
     pid = restartable_redis.pid
     assert pid is not None
     with _worker(settings, worker_log) as proc:
@@ -85,9 +90,17 @@ def test_readyz_fails_while_redis_is_frozen_and_recovers(
         assert ready["partitions"] == settings.topic_partitions * len(settings.input_topics)
         os.kill(pid, signal.SIGSTOP)
         try:
-            _, paused = _until(port, "/readyz", lambda a: a[0] == 503 and isinstance(a[1], dict)
-                               and "consumption paused: redis unavailable" in a[1]["reasons"],
-                               proc, worker_log)
+            _, paused = _until(
+                port,
+                "/readyz",
+                lambda a: (
+                    a[0] == 503
+                    and isinstance(a[1], dict)
+                    and "consumption paused: redis unavailable" in a[1]["reasons"]
+                ),
+                proc,
+                worker_log,
+            )
             assert paused["ready"] is False
             status, alive = _get(port, "/healthz")
             assert status == 200, alive

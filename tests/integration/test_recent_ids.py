@@ -32,8 +32,11 @@ IDS_KEY = keys.account_keys(ACCOUNT, ())[2]
 # (kind, size): "new" sends `size` events never sent, "again" resends the newest `size`,
 # "expire" deletes the ids set.
 Step = tuple[str, int]
-steps = st.lists(st.tuples(st.sampled_from(["new", "new", "again", "expire"]),
-                           st.integers(1, 9)), min_size=1, max_size=12)
+steps = st.lists(
+    st.tuples(st.sampled_from(["new", "new", "again", "expire"]), st.integers(1, 9)),
+    min_size=1,
+    max_size=12,
+)
 
 
 class _Run:
@@ -41,26 +44,32 @@ class _Run:
         self.settings, self.redis = settings, redis
         self.clock = FixedClock(time.time())
         model = load_model()
-        self.pipeline = Pipeline(settings, model, WindowStore(redis, model, dedup_max_ids=BOUND),
-                                 self.clock, Metrics())
+        self.pipeline = Pipeline(
+            settings, model, WindowStore(redis, model, dedup_max_ids=BOUND), self.clock, Metrics()
+        )
         self.sent: list[str] = []  # event ids, oldest first
         self.offset = 0
 
     async def send(self, ids: Sequence[str]) -> None:
         records = []
         for event_id in ids:
-            body = event("login", ACCOUNT, self.clock.now() - 60, user_id="u1",
-                         session_seconds=60.0)
+            body = event(
+                "login", ACCOUNT, self.clock.now() - 60, user_id="u1", session_seconds=60.0
+            )
             body["event_id"] = event_id
-            records.append(Record(self.settings.topic_login, 0, self.offset, ACCOUNT.encode(),
-                                  orjson.dumps(body)))
+            records.append(
+                Record(
+                    self.settings.topic_login, 0, self.offset, ACCOUNT.encode(), orjson.dumps(body)
+                )
+            )
             self.offset += 1
         await self.pipeline.store.save((await self.pipeline.process(records)).writes)
         self.clock.advance(1)  # ids are remembered by the second they came
 
     def duplicates(self) -> float:
         value = self.pipeline.metrics.registry.get_sample_value(
-            "healthscore_events_duplicate_total")
+            "healthscore_events_duplicate_total"
+        )
         return value or 0.0
 
 

@@ -38,8 +38,14 @@ async def _explain_json(settings: Settings, account_id: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
     env |= {"HEALTHSCORE_REDIS_URL": settings.redis_url, "HEALTHSCORE_METRICS_PORT": "0"}
     result = await asyncio.to_thread(
-        subprocess.run, [*HEALTHSCORE, "explain", account_id, "--json"], env=env,
-        capture_output=True, text=True, timeout=60, check=True)
+        subprocess.run,
+        [*HEALTHSCORE, "explain", account_id, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     data: dict[str, Any] = json.loads(result.stdout)
     return data
 
@@ -48,13 +54,20 @@ async def _explain_text(settings: Settings, account_id: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
     env |= {"HEALTHSCORE_REDIS_URL": settings.redis_url, "COLUMNS": "200"}
     result = await asyncio.to_thread(
-        subprocess.run, [*HEALTHSCORE, "explain", account_id], env=env,
-        capture_output=True, text=True, timeout=60, check=True)
+        subprocess.run,
+        [*HEALTHSCORE, "explain", account_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return result.stdout
 
 
-async def _features_reach(settings: Settings, account_id: str, count: int,
-                          escalations: int = 1) -> str | None:
+async def _features_reach(
+    settings: Settings, account_id: str, count: int, escalations: int = 1
+) -> str | None:
     """Wait until the worker has the account's distinct features at ``count`` (and its
     escalations, attributes: every record sent before); its tier."""
     redis = server.client(settings)
@@ -65,9 +78,11 @@ async def _features_reach(settings: Settings, account_id: str, count: int,
         while time.monotonic() < deadline:
             found = await explain(store, model, account_id, WallClock())
             values = {n: c.value for n, c in found.card.components.items()}
-            if (values.get("feature_adoption") == count
-                    and values.get("escalations") == escalations
-                    and "license_utilization" in values):
+            if (
+                values.get("feature_adoption") == count
+                and values.get("escalations") == escalations
+                and "license_utilization" in values
+            ):
                 return found.tier_now()
             await asyncio.sleep(0.1)
     finally:
@@ -76,7 +91,8 @@ async def _features_reach(settings: Settings, account_id: str, count: int,
 
 
 async def test_the_named_change_lifts_the_tier_and_one_short_of_it_does_not(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     account = "initech"
     async with running_worker(settings), Producer(settings) as p:
         await p.account(account, segment="smb", seats_purchased=10)
@@ -84,7 +100,10 @@ async def test_the_named_change_lifts_the_tier_and_one_short_of_it_does_not(
             for _ in range(4):
                 await p.send("login", event("login", account, user_id=user))
         await p.send("feature_use", event("feature_use", account, user_id="u1", feature="f0"))
-        await p.send("ticket", event("ticket", account, ticket_id="t1", status="escalated", priority="normal"))
+        await p.send(
+            "ticket",
+            event("ticket", account, ticket_id="t1", status="escalated", priority="normal"),
+        )
         assert await _features_reach(settings, account, 1) == "red"
 
         data = await _explain_json(settings, account)
@@ -98,17 +117,25 @@ async def test_the_named_change_lifts_the_tier_and_one_short_of_it_does_not(
         seats = next(c for c in recovery["changes"] if c["component"] == "license_utilization")
         assert (seats["signal"], seats["op"]) == ("active_user_share", ">=")
         table = await _explain_text(settings, account)
-        assert "license_utilization from 0.2 to at least 0.75 (6 more active users of 10" \
-               " seats)" in table
+        assert (
+            "license_utilization from 0.2 to at least 0.75 (6 more active users of 10"
+            " seats)" in table
+        )
 
         for n in range(1, target - 1):  # one feature short of the target
-            await p.send("feature_use", event("feature_use", account, user_id="u1",
-                                              feature=f"f{n}"))
+            await p.send(
+                "feature_use", event("feature_use", account, user_id="u1", feature=f"f{n}")
+            )
         assert await _features_reach(settings, account, target - 1) == "red"
-        await p.send("feature_use", event("feature_use", account, user_id="u1",
-                                          feature=f"f{target - 1}"))
-        records = await read_until(settings, settings.topic_alerts, lambda rs: any(
-            a["tier"] == "yellow" for a in alerts_for(rs, account)), within=30)
+        await p.send(
+            "feature_use", event("feature_use", account, user_id="u1", feature=f"f{target - 1}")
+        )
+        records = await read_until(
+            settings,
+            settings.topic_alerts,
+            lambda rs: any(a["tier"] == "yellow" for a in alerts_for(rs, account)),
+            within=30,
+        )
     alerts = alerts_for(records, account)
     assert [a["tier"] for a in alerts] == ["red", "yellow"]
     assert alerts[-1]["components"]["feature_adoption"]["value"] == target
@@ -125,14 +152,24 @@ async def test_an_account_is_told_when_its_escalations_age_out(settings: Setting
     async with running_worker(settings), Producer(settings) as p:
         await p.account(account, segment="smb", seats_purchased=4)
         for n in range(2):  # 85 days ago: they leave the 90-day window in about 5 days
-            await p.send("ticket", event("ticket", account, now - 85 * DAY,
-                                         ticket_id=f"t{n}", status="escalated", priority="normal"))
+            await p.send(
+                "ticket",
+                event(
+                    "ticket",
+                    account,
+                    now - 85 * DAY,
+                    ticket_id=f"t{n}",
+                    status="escalated",
+                    priority="normal",
+                ),
+            )
         for user in ("u1", "u2"):
             for _ in range(20):
                 await p.send("login", event("login", account, user_id=user))
         for n in range(8):
-            await p.send("feature_use", event("feature_use", account, user_id="u1",
-                                              feature=f"f{n}"))
+            await p.send(
+                "feature_use", event("feature_use", account, user_id="u1", feature=f"f{n}")
+            )
         assert await _features_reach(settings, account, 8, escalations=2) == "yellow"
     data = await _explain_json(settings, account)
     recovery = data["recovery"]
@@ -142,8 +179,13 @@ async def test_an_account_is_told_when_its_escalations_age_out(settings: Setting
     by_itself = datetime.fromisoformat(recovery["by_itself_at"]).timestamp()
     assert escalations["by_itself_at"] == recovery["by_itself_at"]
     assert 4 * DAY <= by_itself - now <= 6 * DAY
-    table = await asyncio.to_thread(subprocess.run, [*HEALTHSCORE, "explain", account],
-                                    env={**os.environ, "HEALTHSCORE_REDIS_URL":
-                                         settings.redis_url},
-                                    capture_output=True, text=True, timeout=60, check=True)
+    table = await asyncio.to_thread(
+        subprocess.run,
+        [*HEALTHSCORE, "explain", account],
+        env={**os.environ, "HEALTHSCORE_REDIS_URL": settings.redis_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "escalations from 2 to at most 0 (by itself on" in table.stdout

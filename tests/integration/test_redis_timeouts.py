@@ -39,7 +39,8 @@ CALLS: dict[str, Call] = {
     "script load": lambda store, _: store.load_script(),
     "apply": lambda store, _: store.apply([AccountPlan("acme", 0)], time.time()),
     "save": lambda store, _: store.save(
-        [StateWrite("acme", {}, partition=0, next_change=time.time() + 60)]),
+        [StateWrite("acme", {}, partition=0, next_change=time.time() + 60)]
+    ),
     "sent": lambda store, _: store.outbox.sent([OutboxEntry(0, "acme", 1)]),
     "durability wait": lambda store, _: store.durable(),
     "tier counts": lambda store, _: store.tiers.counts(["green", "red"]),

@@ -36,13 +36,15 @@ EVENTS = 8000
 
 def _attrs() -> dict[str, dict[str, Any]]:
     """The account records of the live run: every third account has some."""
-    return {f"acct-{n:04d}": {"segment": "smb", "seats_purchased": 20}
-            for n in range(0, chaos.ACCOUNTS, 3)}
+    return {
+        f"acct-{n:04d}": {"segment": "smb", "seats_purchased": 20}
+        for n in range(0, chaos.ACCOUNTS, 3)
+    }
 
 
-async def _live_run(settings: Settings, log: Path,
-                    attrs: dict[str, dict[str, Any]] | None = None
-                    ) -> list[tuple[str, dict[str, Any]]]:
+async def _live_run(
+    settings: Settings, log: Path, attrs: dict[str, dict[str, Any]] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """Produce a stream with account attributes, let one worker score all of it, stop it;
     returns the event records produced."""
     attrs = _attrs() if attrs is None else attrs
@@ -82,17 +84,25 @@ async def _snapshot(settings: Settings, model: Model | ModelSet, now: float) -> 
                 "features": await redis.zrange(f"{tag}:f", 0, -1, withscores=True),
                 "attrs": await redis.hget(key, keys.ATTRS),
                 "published": pub and (pub["tier"], pub["seq"]),
-                "score": why["score"], "tier": why["tier"], "components": why["components"],
-                "indexed": [t.name for t in models.default.tiers
-                            if await redis.zscore(keys.tier_key(t.name), account) is not None],
+                "score": why["score"],
+                "tier": why["tier"],
+                "components": why["components"],
+                "indexed": [
+                    t.name
+                    for t in models.default.tiers
+                    if await redis.zscore(keys.tier_key(t.name), account) is not None
+                ],
             }
     return out
 
 
 def _indexed_as_published(snapshot: dict[str, Any]) -> None:
     """Each account is in the tier index of its published tier, and in no other."""
-    wrong = {a: (s["indexed"], s["published"]) for a, s in snapshot.items()
-             if s["indexed"] != ([] if s["published"] is None else [s["published"][0]])}
+    wrong = {
+        a: (s["indexed"], s["published"])
+        for a, s in snapshot.items()
+        if s["indexed"] != ([] if s["published"] is None else [s["published"][0]])
+    }
     first = dict(sorted(wrong.items())[:5])
     assert not wrong, f"{len(wrong)} accounts indexed apart from pub; (indexed, published): {first}"
 
@@ -112,8 +122,9 @@ def _same(rebuilt: dict[str, Any], live: dict[str, Any]) -> None:
 async def _alerts(settings: Settings, topic: str) -> list[dict[str, Any]]:
     """Every alert on ``topic`` now (records that are not alerts left out)."""
     records = [r async for batch in read_to_end(settings, [topic], 1000) for r in batch]
-    return [a for r in records if r.value.startswith(b"{")
-            and valid_alert(a := orjson.loads(r.value))]
+    return [
+        a for r in records if r.value.startswith(b"{") and valid_alert(a := orjson.loads(r.value))
+    ]
 
 
 async def test_a_replay_into_an_empty_redis_reproduces_the_live_state_and_publishes_nothing(
@@ -169,7 +180,12 @@ async def test_a_replay_with_segment_models_reproduces_the_live_state(
     live = await _snapshot(settings, models, now)
     live_alerts = await _alerts(settings, settings.topic_alerts)
     assert {a["model"]["segment"] for a in live_alerts} == {
-        "default", "smb", "enterprise", "onboarding", "mid_market"}
+        "default",
+        "smb",
+        "enterprise",
+        "onboarding",
+        "mid_market",
+    }
 
     async with Redis.from_url(settings.redis_url) as redis:
         await redis.flushdb()
@@ -214,8 +230,9 @@ async def test_a_replay_under_a_new_model_alerts_only_where_tiers_now_differ(
         await producer.raw(settings.topic_alerts, b"acct-0001", b"not an alert")
         await producer.raw(settings.topic_alerts, b"acct-0002", b'{"account_id": "acct-0002"}')
 
-    report = await Replay(settings, parse_model(STRICT, source="test"),
-                          alerts_topic=trail_topic, force=True).run()
+    report = await Replay(
+        settings, parse_model(STRICT, source="test"), alerts_topic=trail_topic, force=True
+    ).run()
 
     assert report.unreadable_alerts == 2
     assert report.alerts, "a much stricter model must move some accounts"
@@ -239,8 +256,9 @@ async def test_a_replay_under_a_new_model_alerts_only_where_tiers_now_differ(
     async with Redis.from_url(settings.redis_url) as redis:
         async for key in redis.scan_iter(match=keys.state_key("*")):
             assert not await redis.hexists(key, keys.REPLAY_PUBLISHED)
-    _indexed_as_published(await _snapshot(settings, parse_model(STRICT, source="test"),
-                                          time.time()))
+    _indexed_as_published(
+        await _snapshot(settings, parse_model(STRICT, source="test"), time.time())
+    )
 
 
 async def test_a_replay_refuses_to_run_beside_live_workers(settings: Settings) -> None:

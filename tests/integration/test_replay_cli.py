@@ -44,20 +44,41 @@ DEEP = 600  # nested arrays: past jsonschema_rs' recursion limit, within orjson'
 # (topic kind, key, value, the reason the worker gives)
 POISON: list[tuple[str, bytes | None, bytes, str]] = [
     ("login", b"acct-0001", b'{"event_id": "e1", "account_id": "acct-0001", "ts":', "invalid_json"),
-    ("login", b"acct-0002", orjson.dumps(event("login", "acct-0002", user_id="u1",
-                                               sesion_seconds=60)), "schema_violation"),
-    ("ticket", b"acct-0004", orjson.dumps(event("ticket", "acct-0003", ticket_id="t",
-                                                status="opened", priority="low")), "bad_key"),
+    (
+        "login",
+        b"acct-0002",
+        orjson.dumps(event("login", "acct-0002", user_id="u1", sesion_seconds=60)),
+        "schema_violation",
+    ),
+    (
+        "ticket",
+        b"acct-0004",
+        orjson.dumps(event("ticket", "acct-0003", ticket_id="t", status="opened", priority="low")),
+        "bad_key",
+    ),
     ("feature_use", b"acct-0005", b"[" * DEEP + b"]" * DEEP, "schema_violation"),
-    ("survey", b"acct-0006", orjson.dumps(event("survey", "acct-0006", kind="nps", score=3))[:-1]
-     + b', "extra": ' + b"[" * DEEP + b"]" * DEEP + b"}", "schema_violation"),
+    (
+        "survey",
+        b"acct-0006",
+        orjson.dumps(event("survey", "acct-0006", kind="nps", score=3))[:-1]
+        + b', "extra": '
+        + b"[" * DEEP
+        + b"]" * DEEP
+        + b"}",
+        "schema_violation",
+    ),
 ]
 
 
 def _replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     # --force: the embedded broker keeps listing the stopped worker as a member.
-    return subprocess.run([*HEALTHSCORE, "replay", "--from-beginning", "--force", *args],
-                          env=chaos.env(settings), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*HEALTHSCORE, "replay", "--from-beginning", "--force", *args],
+        env=chaos.env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def _live_run_with_poison(settings: Settings, log: Path) -> int:
@@ -79,8 +100,12 @@ async def _live_run_with_poison(settings: Settings, log: Path) -> int:
             # Accounts whose events add no counter (a closed ticket) have no counters key.
             expected = {account: c for account, c in chaos.reference(stream).items() if c}
             await chaos.wait_for_state(redis, expected, [worker], log)
-        await read_until(settings, settings.topic_deadletter,
-                         lambda records: len(records) >= len(POISON) + 1, within=60)
+        await read_until(
+            settings,
+            settings.topic_deadletter,
+            lambda records: len(records) >= len(POISON) + 1,
+            within=60,
+        )
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
@@ -100,10 +125,12 @@ async def _dead_letters(settings: Settings) -> Counter[tuple[str, str, int, int]
 
 
 def _summary_pattern(settings: Settings, records: int, accounts: int) -> str:
-    return (rf"^replayed {records} records into {accounts} accounts "
-            rf"in [\d.]+ s; 6 dead letters to {re.escape(settings.topic_deadletter)} "
-            r"\(bad_key 1, invalid_json 2, schema_violation 3\); "
-            r"\d+ tier changes on the way, 0 published now$")
+    return (
+        rf"^replayed {records} records into {accounts} accounts "
+        rf"in [\d.]+ s; 6 dead letters to {re.escape(settings.topic_deadletter)} "
+        r"\(bad_key 1, invalid_json 2, schema_violation 3\); "
+        r"\d+ tier changes on the way, 0 published now$"
+    )
 
 
 def test_replay_from_the_command_line_dead_letters_poison_and_rebuilds_the_live_state(
@@ -115,7 +142,10 @@ def test_replay_from_the_command_line_dead_letters_poison_and_rebuilds_the_live_
     live = asyncio.run(_snapshot(settings, model, now))
     live_letters = asyncio.run(_dead_letters(settings))
     assert sorted(Counter(r for r, *_ in live_letters.elements()).items()) == [
-        ("bad_key", 1), ("invalid_json", 2), ("schema_violation", 3)]
+        ("bad_key", 1),
+        ("invalid_json", 2),
+        ("schema_violation", 3),
+    ]
 
     for run in (1, 2):  # a second run in a row finds what the first left, and ends the same
         result = _replay(settings)
@@ -124,8 +154,11 @@ def test_replay_from_the_command_line_dead_letters_poison_and_rebuilds_the_live_
         summary = result.stdout.strip().splitlines()[-1]
         assert re.match(_summary_pattern(settings, records, len(live)), summary), summary
         # stderr is a pipe: JSON log lines, the rebuild's progress among them.
-        progress = [line["message"] for line in map(orjson.loads, result.stderr.splitlines())
-                    if line["logger"] == "worker.progress"]
+        progress = [
+            line["message"]
+            for line in map(orjson.loads, result.stderr.splitlines())
+            if line["logger"] == "worker.progress"
+        ]
         assert re.match(r"replay: \d+ records to read$", progress[0]), progress
         assert progress[-1].startswith(f"replay: read {records} of "), progress
         _same(asyncio.run(_snapshot(settings, model, now)), live)
@@ -188,7 +221,8 @@ async def test_a_replay_that_dies_half_way_is_simply_run_again(
     half = await _snapshot(settings, model, now)
     assert half != live, "the replay died before its reset: nothing was proven"
     assert {a: s["published"] for a, s in half.items()} == {
-        a: s["published"] for a, s in live.items()}, "the reset lost a published tier"
+        a: s["published"] for a, s in live.items()
+    }, "the reset lost a published tier"
 
     report = await Replay(small, force=True).run()
 
@@ -265,6 +299,7 @@ async def test_a_replay_waits_out_a_redis_outage_after_its_reset(
     await restarts[0]
 
     assert replay.metrics.registry.get_sample_value(
-        "healthscore_retries_total", {"dependency": "redis"}), "Redis was never missed"
+        "healthscore_retries_total", {"dependency": "redis"}
+    ), "Redis was never missed"
     _same(await _snapshot(settings, model, now), live)
     assert report.alerts == []

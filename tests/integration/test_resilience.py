@@ -40,8 +40,9 @@ async def test_redis_outage_pauses_the_worker_and_loses_nothing(
         await _until_retried(worker.metrics.registry, "redis")
         restartable_redis.start()
 
-        alerts = await read_until(settings, settings.topic_alerts,
-                                  lambda rs: bool(alerts_for(rs, "during")))
+        alerts = await read_until(
+            settings, settings.topic_alerts, lambda rs: bool(alerts_for(rs, "during"))
+        )
     [during] = alerts_for(alerts, "during")
     assert valid_alert(during)
     async with Redis.from_url(restartable_redis.url) as redis:
@@ -49,8 +50,9 @@ async def test_redis_outage_pauses_the_worker_and_loses_nothing(
     assert await _logins_of(restartable_redis, "during") == 5
 
 
-async def _logins_while_redis_is_down(settings: Settings, p: Producer,
-                                      redis: EmbeddedRedis) -> None:
+async def _logins_while_redis_is_down(
+    settings: Settings, p: Producer, redis: EmbeddedRedis
+) -> None:
     """One account scored, Redis killed, five logins of another account sent."""
     await p.send("login", event("login", "before", user_id="u1"))
     await read_until(settings, settings.topic_alerts, lambda rs: bool(alerts_for(rs, "before")))
@@ -70,8 +72,9 @@ async def test_a_redis_outage_longer_than_max_poll_interval_keeps_the_partitions
 ) -> None:
     # Idle longer than max_poll_interval, aiokafka leaves the group: the worker must keep
     # polling (paused) through the outage, or its partitions bounce when Redis is back.
-    settings = settings.replace(redis_url=restartable_redis.url, retry_backoff_max_seconds=0.5,
-                                max_poll_interval_ms=2000)
+    settings = settings.replace(
+        redis_url=restartable_redis.url, retry_backoff_max_seconds=0.5, max_poll_interval_ms=2000
+    )
     caplog.set_level(logging.INFO, logger="worker.runtime.loop")
     async with running_worker(settings) as worker, Producer(settings) as p:
         await _logins_while_redis_is_down(settings, p, restartable_redis)
@@ -100,14 +103,19 @@ async def _until_retried(registry: CollectorRegistry, dependency: str) -> None:
 async def _until_committed(settings: Settings, topic: str, offsets: int) -> None:
     """Until the group has committed ``offsets`` records of ``topic`` in all."""
     # A consumer that never subscribes reads the group's offsets without joining it.
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                              group_id=settings.group_id, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+    )
     await reader.start()
     try:
         deadline = time.monotonic() + 30
         while True:
-            committed = [await reader.committed(TopicPartition(topic, n))
-                         for n in range(settings.topic_partitions)]
+            committed = [
+                await reader.committed(TopicPartition(topic, n))
+                for n in range(settings.topic_partitions)
+            ]
             total = sum(offset or 0 for offset in committed)
             if total >= offsets:
                 return
@@ -138,8 +146,12 @@ async def test_a_broker_outage_mid_stream_loses_nothing(
     log = tmp_path / "worker.log"
     # Publishes and commits give up on the broker after 2 s instead of 40: the worker
     # retries them (logged, counted) several times within the outage.
-    settings = settings.replace(kafka_bootstrap=cabled_broker.address, batch_max_records=500,
-                                retry_backoff_max_seconds=0.5, broker_timeout_ms=2000)
+    settings = settings.replace(
+        kafka_bootstrap=cabled_broker.address,
+        batch_max_records=500,
+        retry_backoff_max_seconds=0.5,
+        broker_timeout_ms=2000,
+    )
     stream = chaos.stream(random.Random(5), 15_000)
     expected = chaos.reference(stream)
     await ensure_topics(settings)
@@ -185,8 +197,13 @@ def test_an_external_confluent_kafka_producer_gets_schema_valid_alerts(settings:
             assert producer.flush(10) == 0
             await read_until(settings, settings.topic_deadletter, lambda rs: len(rs) >= 1)
             # The account record and the logins may land in different batches.
-            return await read_until(settings, settings.topic_alerts, lambda rs: any(
-                "license_utilization" in a["components"] for a in alerts_for(rs, "umbrella")))
+            return await read_until(
+                settings,
+                settings.topic_alerts,
+                lambda rs: any(
+                    "license_utilization" in a["components"] for a in alerts_for(rs, "umbrella")
+                ),
+            )
 
     alerts = alerts_for(asyncio.run(scenario()), "umbrella")
     assert all(valid_alert(a) for a in alerts)

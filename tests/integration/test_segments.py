@@ -62,9 +62,10 @@ async def test_a_segment_change_rescores_under_the_new_model_at_once(settings: S
     green, yellow, green_again = by_seq[seq], by_seq[seq + 1], by_seq[seq + 2]
     assert _seq(account, seq + 1)(moved)
     assert all(valid_alert(a) for a in (green, yellow, green_again))
-    assert (green["tier"], green["model"]) == ("green",
-                                               {"version": "segments-example-2026.12",
-                                                "segment": "default"})
+    assert (green["tier"], green["model"]) == (
+        "green",
+        {"version": "segments-example-2026.12", "segment": "default"},
+    )
     assert yellow["previous_tier"] == "green"
     assert yellow["tier"] == "yellow"
     assert yellow["model"] == {"version": "segments-example-2026.12", "segment": "enterprise"}
@@ -80,11 +81,14 @@ async def test_a_segment_change_rescores_under_the_new_model_at_once(settings: S
     assert green_again["cause"]["kind"] == "account_update"
     assert green_again["components"]["license_utilization"]["weight"] == 1.0
 
-    assert explained_enterprise["model"] == {"version": "segments-example-2026.12",
-                                             "segment": "enterprise"}
+    assert explained_enterprise["model"] == {
+        "version": "segments-example-2026.12",
+        "segment": "enterprise",
+    }
     assert explained_enterprise["tier"] == "yellow"
     assert {c["name"]: c["weight"] for c in explained_enterprise["components"]}[
-        "license_utilization"] == 1.5
+        "license_utilization"
+    ] == 1.5
     assert served["segment_model"] == "enterprise"
     assert served["tier"] == "yellow"
     assert explained["model"] == {"version": "segments-example-2026.12", "segment": "default"}
@@ -105,9 +109,12 @@ async def _settled(settings: Settings, account: str) -> int:
     try:
         while time.monotonic() < deadline:
             state = await store.read(account, time.time())
-            if (state.attrs.get("segment") == "retail" and state.published is not None
-                    and state.windows[30].get("login") == 32
-                    and state.published.tier == "green"):
+            if (
+                state.attrs.get("segment") == "retail"
+                and state.published is not None
+                and state.windows[30].get("login") == 32
+                and state.published.tier == "green"
+            ):
                 seq: int = state.published.seq
                 return seq
             await asyncio.sleep(0.1)
@@ -120,8 +127,9 @@ async def _api_account(settings: Settings, account: str) -> dict[str, Any]:
     redis = Redis.from_url(settings.redis_url)
     app = create_app(load_models(EXAMPLE), redis)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://api") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api"
+        ) as client:
             response = await client.get(f"/accounts/{account}")
     finally:
         await redis.aclose()
@@ -133,14 +141,21 @@ async def _api_account(settings: Settings, account: str) -> dict[str, Any]:
 def _explain(settings: Settings, account: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
     env |= {"HEALTHSCORE_REDIS_URL": settings.redis_url, "HEALTHSCORE_MODEL_PATH": EXAMPLE}
-    result = subprocess.run([*HEALTHSCORE, "explain", account, "--json"], env=env,
-                            capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [*HEALTHSCORE, "explain", account, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     data: dict[str, Any] = json.loads(result.stdout)
     return data
 
 
 async def test_a_new_segment_model_reads_its_own_windows_not_the_old_values(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     # Onboarding counts logins over 14 days, the default over 30: 30 logins 20 days ago
     # and 2 today are login_frequency 16 (75) by the default model and 1 (0) by
     # onboarding's. A value kept from the default model's scoring would keep it green.
@@ -149,8 +164,9 @@ async def test_a_new_segment_model_reads_its_own_windows_not_the_old_values(
     async with running_worker(settings), Producer(settings) as p:
         await p.account(account, segment="retail", seats_purchased=3)
         for i in range(30):
-            await p.send("login", event("login", account, ts=time.time() - 20 * 86400,
-                                        user_id=f"u{i % 2}"))
+            await p.send(
+                "login", event("login", account, ts=time.time() - 20 * 86400, user_id=f"u{i % 2}")
+            )
         for i in range(2):
             await p.send("login", event("login", account, user_id=f"u{i}"))
         seq = await _settled(settings, account)
@@ -165,7 +181,8 @@ async def test_a_new_segment_model_reads_its_own_windows_not_the_old_values(
 
 
 async def test_a_change_moved_by_a_component_the_new_model_dropped_is_published(
-        settings: Settings, redis: Redis) -> None:
+    settings: Settings, redis: Redis
+) -> None:
     # Scored by the default model before its account record came (records of different
     # topics come in no set order): yellow, 55.6, with a detractor's nps at sub-score 0.
     # The record moves it to onboarding, which has no nps: 58.8 there (its seats unused
@@ -175,16 +192,19 @@ async def test_a_change_moved_by_a_component_the_new_model_dropped_is_published(
     # onboarding has no such component and no record of the batch feeds it. (The
     # pipeline on real Redis, no broker: the order of the records is the test's.)
     models = load_models(EXAMPLE)
-    pipeline = Pipeline(settings, models, WindowStore(redis, models.windows),
-                        FixedClock(time.time()), Metrics())
+    pipeline = Pipeline(
+        settings, models, WindowStore(redis, models.windows), FixedClock(time.time()), Metrics()
+    )
     account, day_ago, offsets = "pied-piper", time.time() - 86400, itertools.count()
 
     def record(topic: str, body: dict[str, Any]) -> Record:
         return Record(topic, 0, next(offsets), account.encode(), orjson.dumps(body))
 
     def login() -> Record:
-        return record(settings.topic_login, event("login", account, day_ago, user_id="u0",
-                                                  session_seconds=1200))
+        return record(
+            settings.topic_login,
+            event("login", account, day_ago, user_id="u0", session_seconds=1200),
+        )
 
     async def scored(records: list[Record]) -> Outcome:
         outcome = await pipeline.process(records)
@@ -192,17 +212,30 @@ async def test_a_change_moved_by_a_component_the_new_model_dropped_is_published(
         assert outcome.dead_letters == []
         return outcome
 
-    first = await scored([
-        *(login() for _ in range(8)),  # 8 logins of one user: login_frequency 25
-        *(record(settings.topic_feature_use, event("feature_use", account, day_ago,
-                                                   user_id="u0", feature=f"f{n}"))
-          for n in range(8)),  # adoption 100 by either model
-        record(settings.topic_survey, event("survey", account, day_ago, kind="nps",
-                                            score=0))])
+    first = await scored(
+        [
+            *(login() for _ in range(8)),  # 8 logins of one user: login_frequency 25
+            *(
+                record(
+                    settings.topic_feature_use,
+                    event("feature_use", account, day_ago, user_id="u0", feature=f"f{n}"),
+                )
+                for n in range(8)
+            ),  # adoption 100 by either model
+            record(settings.topic_survey, event("survey", account, day_ago, kind="nps", score=0)),
+        ]
+    )
     assert [(a.tier, a.model.segment, round(a.score, 1)) for _, a in first.alerts] == [
-        ("yellow", "default", 55.6)]
-    moved = await scored([record(settings.topic_accounts, {
-        "account_id": account, "segment": "onboarding", "seats_purchased": 100})])
+        ("yellow", "default", 55.6)
+    ]
+    moved = await scored(
+        [
+            record(
+                settings.topic_accounts,
+                {"account_id": account, "segment": "onboarding", "seats_purchased": 100},
+            )
+        ]
+    )
     assert moved.alerts == []
     batch = [login(), login()]
     green = await scored(batch)

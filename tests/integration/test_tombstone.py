@@ -23,12 +23,12 @@ from worker.windows.store import WindowStore
 @pytest.fixture
 def pipeline(settings: Settings, redis: Redis) -> Pipeline:
     model = load_model()
-    return Pipeline(settings, model, WindowStore(redis, model), FixedClock(time.time()),
-                    Metrics())
+    return Pipeline(settings, model, WindowStore(redis, model), FixedClock(time.time()), Metrics())
 
 
-def _account(settings: Settings, account: str, offset: int,
-             attrs: dict[str, object] | None) -> Record:
+def _account(
+    settings: Settings, account: str, offset: int, attrs: dict[str, object] | None
+) -> Record:
     value = None if attrs is None else orjson.dumps({"account_id": account, **attrs})
     return Record(settings.topic_accounts, 0, offset, account.encode(), value)
 
@@ -41,36 +41,43 @@ async def _keys_without_expiry(redis: Redis) -> list[bytes]:
     return [key async for key in redis.scan_iter() if await redis.ttl(key) == -1]
 
 
-async def test_a_tombstone_for_an_unknown_account_leaves_no_key(settings: Settings,
-                                                                 redis: Redis,
-                                                                 pipeline: Pipeline) -> None:
+async def test_a_tombstone_for_an_unknown_account_leaves_no_key(
+    settings: Settings, redis: Redis, pipeline: Pipeline
+) -> None:
     await _run(pipeline, [_account(settings, "ghost", 0, None)])
     assert [key async for key in redis.scan_iter()] == []
     # Held or not, the worker goes on as if nothing happened: twice more, then real data.
     await _run(pipeline, [_account(settings, "ghost", 1, None)])
     await _run(pipeline, [_account(settings, "ghost", 2, None)])
     assert [key async for key in redis.scan_iter()] == []
-    await _run(pipeline, [_account(settings, "ghost", 3, {"segment": "smb",
-                                                          "seats_purchased": 4})])
+    await _run(pipeline, [_account(settings, "ghost", 3, {"segment": "smb", "seats_purchased": 4})])
     assert orjson.loads(await redis.hget(keys.state_key("ghost"), keys.ATTRS) or b"{}") == {
-        "account_id": "ghost", "segment": "smb", "seats_purchased": 4}
+        "account_id": "ghost",
+        "segment": "smb",
+        "seats_purchased": 4,
+    }
 
 
 async def test_a_tombstone_for_an_account_known_only_by_attributes_leaves_no_key(
-        settings: Settings, redis: Redis, pipeline: Pipeline) -> None:
-    await _run(pipeline, [_account(settings, "brief", 0, {"segment": "smb",
-                                                          "seats_purchased": 4})])
+    settings: Settings, redis: Redis, pipeline: Pipeline
+) -> None:
+    await _run(pipeline, [_account(settings, "brief", 0, {"segment": "smb", "seats_purchased": 4})])
     assert await _keys_without_expiry(redis) == [keys.state_key("brief").encode()]
     await _run(pipeline, [_account(settings, "brief", 1, None)])
     assert [key async for key in redis.scan_iter()] == []
 
 
 async def test_a_tombstone_for_a_known_account_removes_its_attributes(
-        settings: Settings, redis: Redis, pipeline: Pipeline) -> None:
+    settings: Settings, redis: Redis, pipeline: Pipeline
+) -> None:
     login = event("login", "acme", user_id="u1")
-    await _run(pipeline, [
-        _account(settings, "acme", 0, {"segment": "smb", "seats_purchased": 4}),
-        Record(settings.topic_login, 0, 0, b"acme", orjson.dumps(login))])
+    await _run(
+        pipeline,
+        [
+            _account(settings, "acme", 0, {"segment": "smb", "seats_purchased": 4}),
+            Record(settings.topic_login, 0, 0, b"acme", orjson.dumps(login)),
+        ],
+    )
     state = keys.state_key("acme")
     assert await redis.hexists(state, keys.ATTRS)
     await _run(pipeline, [_account(settings, "acme", 1, None)])

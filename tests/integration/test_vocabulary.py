@@ -25,7 +25,8 @@ ACCOUNT = "initech"
 
 
 async def test_a_new_event_type_is_counted_distinct_counted_and_scored(
-        settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     vocab.add_page_views(monkeypatch)
     model = vocab.model_with_pages()
     clock = FixedClock(time.time())
@@ -33,10 +34,18 @@ async def test_a_new_event_type_is_counted_distinct_counted_and_scored(
     pipeline = Pipeline(settings, model, store, clock, Metrics())
     now = clock.now()
     views = [("home", 30), ("billing", 50), ("home", 10), ("reports", 0)]
-    records = [Record(vocab.TOPIC, 0, offset, ACCOUNT.encode(),
-                      orjson.dumps(event(vocab.NAME, ACCOUNT, now - offset, user_id="u1",
-                                         page=page, seconds=seconds)))
-               for offset, (page, seconds) in enumerate(views)]
+    records = [
+        Record(
+            vocab.TOPIC,
+            0,
+            offset,
+            ACCOUNT.encode(),
+            orjson.dumps(
+                event(vocab.NAME, ACCOUNT, now - offset, user_id="u1", page=page, seconds=seconds)
+            ),
+        )
+        for offset, (page, seconds) in enumerate(views)
+    ]
     outcome = await pipeline.process(records)
     await pipeline.store.save(outcome.writes)
 
@@ -63,12 +72,15 @@ async def test_a_new_event_type_is_counted_distinct_counted_and_scored(
     assert alert.components["page_breadth"].value == 0.75  # 3 pages / 4 views
     assert alert.components["page_breadth"].subscore == 75.0
     assert alert.score == 75.0  # the only component with data
-    assert pipeline.metrics.registry.get_sample_value(
-        "healthscore_events_total", {"type": vocab.NAME}) == 4.0
+    assert (
+        pipeline.metrics.registry.get_sample_value("healthscore_events_total", {"type": vocab.NAME})
+        == 4.0
+    )
 
 
 async def test_users_and_features_written_before_sets_had_names_load(
-        settings: Settings, redis: Redis) -> None:
+    settings: Settings, redis: Redis
+) -> None:
     """The one-letter keys of the first two sets are kept: no migration."""
     now = time.time()
     tag = f"hs:{{{ACCOUNT}}}"

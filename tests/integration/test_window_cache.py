@@ -29,33 +29,56 @@ DAY = 86400.0
 ACCOUNTS = [f"cache-{i}" for i in range(30)]
 
 
-
-def _batch(settings: Settings, rng: random.Random, now: float, start: int,
-           size: int) -> list[Record]:
+def _batch(
+    settings: Settings, rng: random.Random, now: float, start: int, size: int
+) -> list[Record]:
     out = []
     for offset in range(start, start + size):
         account = rng.choice(ACCOUNTS)
         ts = now - rng.uniform(0, 100 * DAY)  # some beyond the longest window
         if rng.random() < 0.5:
-            body = event("login", account, ts, user_id=f"u{rng.randrange(6)}",
-                         session_seconds=rng.uniform(10, 900))
+            body = event(
+                "login",
+                account,
+                ts,
+                user_id=f"u{rng.randrange(6)}",
+                session_seconds=rng.uniform(10, 900),
+            )
             topic = settings.topic_login
         else:
-            body = event("feature_use", account, ts, user_id=f"u{rng.randrange(6)}",
-                         feature=f"f{rng.randrange(9)}")
+            body = event(
+                "feature_use",
+                account,
+                ts,
+                user_id=f"u{rng.randrange(6)}",
+                feature=f"f{rng.randrange(9)}",
+            )
             topic = settings.topic_feature_use
         out.append(Record(topic, 0, offset, account.encode(), orjson.dumps(body)))
     return out
 
 
 def _view(state: AccountState) -> tuple[object, ...]:
-    windows = {w: ({k: round(v, 6) for k, v in view.sums.items() if v}, view.distinct("users"),
-                   view.distinct("features"), view.capped) for w, view in state.windows.items()}
+    windows = {
+        w: (
+            {k: round(v, 6) for k, v in view.sums.items() if v},
+            view.distinct("users"),
+            view.distinct("features"),
+            view.capped,
+        )
+        for w, view in state.windows.items()
+    }
     return (windows, state.attrs, state.seen, state.published)
 
 
-async def _assert_held_equal_redis(store: WindowStore, redis: Redis, model: Model,
-                                   now: float, accounts: Iterable[str], label: object) -> int:
+async def _assert_held_equal_redis(
+    store: WindowStore,
+    redis: Redis,
+    model: Model,
+    now: float,
+    accounts: Iterable[str],
+    label: object,
+) -> int:
     compared = 0
     for account in accounts:
         held = store.held(account, now)
@@ -67,19 +90,23 @@ async def _assert_held_equal_redis(store: WindowStore, redis: Redis, model: Mode
         # equal all of them computed afresh from the same windows.
         if held.cache_valid:
             assert held.cached_values == component_values(
-                model, held.windows, held.attrs, held.seen, {}, None), (account, label)
+                model, held.windows, held.attrs, held.seen, {}, None
+            ), (account, label)
         # Held, the next change may come early (a member seen again has left its old
         # bucket), never late: a silent account is rescored in time.
         assert held.next_change == fresh.next_change or (
-            held.next_change is not None and fresh.next_change is not None
-            and held.next_change <= fresh.next_change), (account, label)
+            held.next_change is not None
+            and fresh.next_change is not None
+            and held.next_change <= fresh.next_change
+        ), (account, label)
         compared += 1
     return compared
 
 
 @pytest.mark.parametrize("bound", [25_000, 3])  # 3: fewer than the users and features sent
-async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis,
-                                                bound: int) -> None:
+async def test_held_accounts_equal_a_fresh_load(
+    settings: Settings, redis: Redis, bound: int
+) -> None:
     model = load_model()
     clock = FixedClock(time.time())
     store = WindowStore(redis, model, max_distinct_members=bound)
@@ -92,21 +119,24 @@ async def test_held_accounts_equal_a_fresh_load(settings: Settings, redis: Redis
         await pipeline.store.save((await pipeline.process(records)).writes)
         if round_ % 4 == 3:
             clock.advance(DAY)  # the next batch starts a new bucket: everything reloads
-        compared += await _assert_held_equal_redis(store, redis, model, clock.now(), ACCOUNTS,
-                                                   round_)
+        compared += await _assert_held_equal_redis(
+            store, redis, model, clock.now(), ACCOUNTS, round_
+        )
         await _assert_due_index_current(store, redis, clock.now(), round_)
     assert compared >= 100  # accounts were held often enough to mean something
     if bound < 6:  # the bound was reached and held: Redis has no more than it allows
         assert pipeline.metrics.registry.get_sample_value(
-            "healthscore_distinct_capped_total", {"set": "users"})
+            "healthscore_distinct_capped_total", {"set": "users"}
+        )
         for account in ACCOUNTS:
             users, features = keys.set_key(account, "users"), keys.set_key(account, "features")
             assert await redis.zcard(users) <= bound
             assert await redis.zcard(features) <= bound
 
 
-async def _assert_due_index_current(store: WindowStore, redis: Redis, now: float,
-                                    label: object) -> None:
+async def _assert_due_index_current(
+    store: WindowStore, redis: Redis, now: float, label: object
+) -> None:
     """The due index has every held account at its next change, though a save writes it
     only when that moved."""
     for account in ACCOUNTS:
@@ -132,12 +162,17 @@ async def test_a_write_by_someone_else_is_noticed(settings: Settings, redis: Red
         await pipeline.store.save((await pipeline.process(records)).writes)
         # Only the batch's accounts: a copy is checked (and loaded again) when it is used.
         touched = {r.key.decode() for r in records if r.key}
-        assert await _assert_held_equal_redis(stores[round_ % 2], redis, model, clock.now(),
-                                              touched, round_) > 0
+        assert (
+            await _assert_held_equal_redis(
+                stores[round_ % 2], redis, model, clock.now(), touched, round_
+            )
+            > 0
+        )
 
 
 async def test_an_account_whose_scoring_failed_is_scored_on_all_its_data_next(
-        settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Its records are applied before it is scored: when scoring raises (they are
     dead-lettered), the values held from its last scoring miss them, and a next batch
     that touches other components must not decide on those."""
@@ -150,22 +185,32 @@ async def test_an_account_whose_scoring_failed_is_scored_on_all_its_data_next(
         return [Record(topic, 0, next(offsets), b"acme", orjson.dumps(b)) for b in bodies]
 
     def logins(n: int) -> list[Record]:
-        return records(settings.topic_login, (event("login", "acme", now - DAY, user_id="u0",
-                                                    session_seconds=600) for _ in range(n)))
+        return records(
+            settings.topic_login,
+            (
+                event("login", "acme", now - DAY, user_id="u0", session_seconds=600)
+                for _ in range(n)
+            ),
+        )
 
     await pipeline.store.save((await pipeline.process(logins(5))).writes)
 
     with monkeypatch.context() as patch:
         poison_scoring(patch, "acme")
-        features = records(settings.topic_feature_use, (
-            event("feature_use", "acme", now - DAY, user_id="u0", feature=f"f{n}")
-            for n in range(8)))
+        features = records(
+            settings.topic_feature_use,
+            (
+                event("feature_use", "acme", now - DAY, user_id="u0", feature=f"f{n}")
+                for n in range(8)
+            ),
+        )
         failed = await pipeline.process(features)
     assert len(failed.dead_letters) == len(features)
     assert failed.writes == []
 
     [write] = (await pipeline.process(logins(1))).writes  # touches no adoption component
     fresh = await WindowStore(redis, model).read("acme", now)
-    assert write.values == component_values(model, fresh.windows, fresh.attrs, fresh.seen, {},
-                                            None, fresh.seen_bucket, fresh.now_bucket)
+    assert write.values == component_values(
+        model, fresh.windows, fresh.attrs, fresh.seen, {}, None, fresh.seen_bucket, fresh.now_bucket
+    )
     assert write.values["feature_adoption"] == 8

@@ -20,8 +20,9 @@ async def test_replies_come_straight_from_hiredis(redis_client: redis.asyncio.Re
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["hiredis", "public"])
-async def test_many_replies_over_many_reads(redis_client: redis.asyncio.Redis,
-                                            monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+async def test_many_replies_over_many_reads(
+    redis_client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
     if not fast:
         monkeypatch.setattr(exchange, "_HIREDIS_PARSER", None)
     big = b"x" * 200_000  # each reply larger than one socket read
@@ -40,7 +41,8 @@ async def test_many_replies_over_many_reads(redis_client: redis.asyncio.Redis,
 
 @pytest.mark.parametrize("fast", [True, False], ids=["hiredis", "public"])
 async def test_an_error_reply_is_raised_after_all_replies_are_read(
-        redis_client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    redis_client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
     if not fast:
         monkeypatch.setattr(exchange, "_HIREDIS_PARSER", None)
     await redis_client.set("text", "not a number")
@@ -58,5 +60,5 @@ async def test_floats_reach_redis_exactly(redis_client: redis.asyncio.Redis) -> 
     commands: list[wire.Command] = [("SET", f"f{i}", v) for i, v in enumerate(values)]
     commands += [("GET", f"f{i}") for i in range(len(values))]
     replies = await wire.execute(redis_client, commands, deadline=5)
-    assert [float(r) for r in replies[len(values):]] == values
-    assert replies[len(values):] == [repr(v).encode() for v in values]
+    assert [float(r) for r in replies[len(values) :]] == values
+    assert replies[len(values) :] == [repr(v).encode() for v in values]

@@ -29,18 +29,28 @@ YELLOW = {"login_frequency": 6.5, "escalations": 1, "nps": 10, "csat": 3.75}
 
 Step = tuple[Mapping[str, float], Cause, Mode, str | None, float]
 CHAINS: list[list[Step]] = [
-    [(GREEN, Cause.of(EVENT), Mode.LIVE, "enterprise", NOW),  # first score
-     (RED, Cause.of(EVENT), Mode.LIVE, "enterprise", NOW + 0.25),  # tier down
-     (GREEN, Cause.of(UPDATE), Mode.LIVE, "smb", NOW + 3600.5),  # tier up, by attributes
-     (YELLOW, WINDOW_EXPIRY, Mode.LIVE, None, NOW + 86400)],  # a silent rescore
-    [(RED, Cause.of(EVENT), Mode.CATCH_UP, None, NOW - 1e6),  # catch-up delivery
-     (GREEN, REPLAY, Mode.CATCH_UP, None, NOW + 0.001)],  # a replay's catch-up
-    [({"escalations": 0}, Cause.of(UPDATE), Mode.LIVE, "", NOW),
-     ({"escalations": 0, "support_tickets": 8}, Cause.of(EVENT), Mode.LIVE, "x", NOW)],
-    [({"escalations": 2, "nps": -20}, Cause.of(EVENT), Mode.LIVE, None, NOW),
-     ({"escalations": 2, "nps": 50, "csat": 4.5}, WINDOW_EXPIRY, Mode.LIVE, None, NOW)],
-    [({"escalations": 0, "csat": 2.5}, Cause.of(EVENT), Mode.LIVE, None, NOW),
-     ({"escalations": 0}, Cause.of(EVENT), Mode.LIVE, None, NOW)],  # the trigger vanished
+    [
+        (GREEN, Cause.of(EVENT), Mode.LIVE, "enterprise", NOW),  # first score
+        (RED, Cause.of(EVENT), Mode.LIVE, "enterprise", NOW + 0.25),  # tier down
+        (GREEN, Cause.of(UPDATE), Mode.LIVE, "smb", NOW + 3600.5),  # tier up, by attributes
+        (YELLOW, WINDOW_EXPIRY, Mode.LIVE, None, NOW + 86400),
+    ],  # a silent rescore
+    [
+        (RED, Cause.of(EVENT), Mode.CATCH_UP, None, NOW - 1e6),  # catch-up delivery
+        (GREEN, REPLAY, Mode.CATCH_UP, None, NOW + 0.001),
+    ],  # a replay's catch-up
+    [
+        ({"escalations": 0}, Cause.of(UPDATE), Mode.LIVE, "", NOW),
+        ({"escalations": 0, "support_tickets": 8}, Cause.of(EVENT), Mode.LIVE, "x", NOW),
+    ],
+    [
+        ({"escalations": 2, "nps": -20}, Cause.of(EVENT), Mode.LIVE, None, NOW),
+        ({"escalations": 2, "nps": 50, "csat": 4.5}, WINDOW_EXPIRY, Mode.LIVE, None, NOW),
+    ],
+    [
+        ({"escalations": 0, "csat": 2.5}, Cause.of(EVENT), Mode.LIVE, None, NOW),
+        ({"escalations": 0}, Cause.of(EVENT), Mode.LIVE, None, NOW),
+    ],  # the trigger vanished
 ]
 
 
@@ -52,8 +62,9 @@ def typed_path(model: Model) -> tuple[list[bytes], list[bytes]]:
         for values, cause, mode, segment, now in chain:
             change = decide(model, score_components(model, values), pub)
             assert change is not None, values
-            alerts.append(to_json(build_alert(model, "acme", segment, change, cause, now,
-                                              mode=mode)))
+            alerts.append(
+                to_json(build_alert(model, "acme", segment, change, cause, now, mode=mode))
+            )
             published.append(published_tier.encode(snapshot(change)))
             pub = published_tier.decode(published[-1])
     return alerts, published
@@ -69,7 +80,7 @@ def test_alerts_are_the_bytes_the_dict_built_ones_were(model: Model) -> None:
     assert len(alerts) == len(golden("alerts.jsonl"))
     for got, expected in zip(alerts, golden("alerts.jsonl"), strict=True):
         assert got.startswith(expected[:-1])
-        assert got == expected or got[len(expected) - 1:].startswith(b',"recovery":{')
+        assert got == expected or got[len(expected) - 1 :].startswith(b',"recovery":{')
 
 
 def test_published_tiers_are_the_bytes_the_dict_built_ones_were(model: Model) -> None:

@@ -98,8 +98,9 @@ def test_alert_without_trigger_validates(model: Model) -> None:
 
 def test_extreme_scores_validate(model: Model) -> None:
     for vals in ({"escalations": 0}, {"escalations": 5}):
-        alert = build_alert(model, "acme", None, first(model, vals), Cause.of(EVENT), NOW,
-                            mode=Mode.LIVE)
+        alert = build_alert(
+            model, "acme", None, first(model, vals), Cause.of(EVENT), NOW, mode=Mode.LIVE
+        )
         assert alert["score"] in (0.0, 100.0)
         assert schema_errors(alert) == []
 
@@ -124,14 +125,18 @@ def test_alert_id_is_deterministic_hex() -> None:
         (("acme", 2, "green", "red"), ("acme", 2, "green", "yellow")),
     ],
 )
-def test_alert_id_differs(a: tuple[str, int, str | None, str],
-                          b: tuple[str, int, str | None, str]) -> None:
+def test_alert_id_differs(
+    a: tuple[str, int, str | None, str], b: tuple[str, int, str | None, str]
+) -> None:
     assert alert_id(*a) != alert_id(*b)
 
 
 def test_alert_ids_of_many_seqs_are_unique() -> None:
-    ids = {alert_id(account, seq, "green", "red")
-           for account in ("a", "b", "c") for seq in range(1, 500)}
+    ids = {
+        alert_id(account, seq, "green", "red")
+        for account in ("a", "b", "c")
+        for seq in range(1, 500)
+    }
     assert len(ids) == 3 * 499
 
 
@@ -147,8 +152,7 @@ def test_republished_alert_has_the_same_id(model: Model) -> None:
 
 def test_first_alert_fields(model: Model) -> None:
     change = first(model, GREEN)
-    alert = build_alert(model, "acme", "enterprise", change, Cause.of(EVENT), NOW,
-                        mode=Mode.LIVE)
+    alert = build_alert(model, "acme", "enterprise", change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
     assert alert["account_id"] == "acme"
     assert alert["segment"] == "enterprise"
     assert alert["previous_tier"] is None
@@ -159,19 +163,29 @@ def test_first_alert_fields(model: Model) -> None:
     assert alert["seq"] == 1
     assert alert["model_version"] == model.version
     assert alert["ts"] == rfc3339(NOW) == "2026-01-15T12:00:00.000+00:00"
-    assert alert["cause"] == {"kind": "event", "event_id": "evt-7", "event_type": "ticket",
-                              "topic": "events.ticket", "partition": 3, "offset": 99}
+    assert alert["cause"] == {
+        "kind": "event",
+        "event_id": "evt-7",
+        "event_type": "ticket",
+        "topic": "events.ticket",
+        "partition": 3,
+        "offset": 99,
+    }
 
 
 @pytest.mark.parametrize(
-    ("tier", "label"), [("green", "Doing well"), ("yellow", "Take notice"), ("red", "Requires attention")]
+    ("tier", "label"),
+    [("green", "Doing well"), ("yellow", "Take notice"), ("red", "Requires attention")],
 )
 def test_tier_labels(model: Model, tier: str, label: str) -> None:
     vals: dict[str, dict[str, float]] = {
-        "green": GREEN, "yellow": {"login_frequency": 12, "escalations": 1}, "red": RED,
+        "green": GREEN,
+        "yellow": {"login_frequency": 12, "escalations": 1},
+        "red": RED,
     }
-    alert = build_alert(model, "acme", None, first(model, vals[tier]), Cause.of(EVENT), NOW,
-                        mode=Mode.LIVE)
+    alert = build_alert(
+        model, "acme", None, first(model, vals[tier]), Cause.of(EVENT), NOW, mode=Mode.LIVE
+    )
     assert (alert["tier"], alert["tier_label"]) == (tier, label)
 
 
@@ -181,8 +195,12 @@ def test_components_carry_rounded_subscores_and_contributions(model: Model) -> N
     alert = build_alert(model, "acme", None, change, Cause.of(EVENT), NOW, mode=Mode.LIVE)
     assert list(alert["components"]) == ["login_frequency", "escalations", "csat"]
     login = alert["components"]["login_frequency"]
-    assert login == {"subscore": 31.25, "value": 9, "weight": 1.0,
-                     "contribution": round(31.25 / 3.1, 2)}
+    assert login == {
+        "subscore": 31.25,
+        "value": 9,
+        "weight": 1.0,
+        "contribution": round(31.25 / 3.1, 2),
+    }
     total = sum(c["contribution"] for c in alert["components"].values())
     assert total == pytest.approx(alert["score"], abs=0.02)
     for c in alert["components"].values():
@@ -233,8 +251,16 @@ def test_triggering_component_that_vanished(model: Model) -> None:
     # escalations rose to 100 and explains most of the rise; force the vanished one:
     vanished = change.changes["csat"]
     assert vanished.current is None
-    forced = TierChange(change.previous_tier, change.tier, change.previous_score, change.score,
-                        change.seq, change.scorecard, change.changes, vanished)
+    forced = TierChange(
+        change.previous_tier,
+        change.tier,
+        change.previous_score,
+        change.score,
+        change.seq,
+        change.scorecard,
+        change.changes,
+        vanished,
+    )
     alert = build_alert(model, "acme", None, forced, Cause.of(EVENT), NOW, mode=Mode.LIVE)
     trigger = alert["triggering_component"]
     assert trigger["name"] == "csat"
@@ -254,8 +280,9 @@ def test_contribution_changes_add_up_to_the_score_change(model: Model) -> None:
 
 def test_trigger_is_taken_from_the_change(model: Model) -> None:
     card = Scorecard({"nps": ComponentScore(10, 42.857, 0.85)})
-    trigger = ComponentChange("nps", ComponentScore(40, 85.714, 0.85), card.components["nps"],
-                              -42.857142)
+    trigger = ComponentChange(
+        "nps", ComponentScore(40, 85.714, 0.85), card.components["nps"], -42.857142
+    )
     change = TierChange("green", "yellow", 85.714, 42.857, 4, card, {"nps": trigger}, trigger)
     alert = build_alert(model, "acme", None, change, Cause.of(UPDATE), NOW, mode=Mode.LIVE)
     assert alert["triggering_component"]["contribution_change"] == -42.86
@@ -273,26 +300,34 @@ def test_cause_of_an_event() -> None:
 
 def test_cause_of_an_account_update() -> None:
     assert Cause.of(UPDATE).as_dict() == {
-        "kind": "account_update", "event_id": None, "event_type": None,
-        "topic": "accounts", "partition": 1, "offset": 12,
+        "kind": "account_update",
+        "event_id": None,
+        "event_type": None,
+        "topic": "accounts",
+        "partition": 1,
+        "offset": 12,
     }
 
 
 def test_window_expiry_cause_has_no_source() -> None:
     assert Cause("window_expiry").as_dict() == {
-        "kind": "window_expiry", "event_id": None, "event_type": None,
-        "topic": None, "partition": None, "offset": None,
+        "kind": "window_expiry",
+        "event_id": None,
+        "event_type": None,
+        "topic": None,
+        "partition": None,
+        "offset": None,
     }
 
 
 # --------------------------------------------------------------------------- delivery
 
 
-@pytest.mark.parametrize(("mode", "delivery"), [(Mode.LIVE, "live"),
-                                                (Mode.CATCH_UP, "catch_up")])
+@pytest.mark.parametrize(("mode", "delivery"), [(Mode.LIVE, "live"), (Mode.CATCH_UP, "catch_up")])
 @pytest.mark.parametrize("cause", [Cause.of(EVENT), Cause.of(UPDATE), WINDOW_EXPIRY])
-def test_delivery_is_the_mode_of_the_evaluation(model: Model, mode: Mode, delivery: str,
-                                                cause: Cause) -> None:
+def test_delivery_is_the_mode_of_the_evaluation(
+    model: Model, mode: Mode, delivery: str, cause: Cause
+) -> None:
     for change in (first(model, GREEN), then(model, first(model, GREEN), RED)):
         alert = build_alert(model, "acme", None, change, cause, NOW, mode=mode)
         assert alert["delivery"] == delivery
@@ -300,8 +335,9 @@ def test_delivery_is_the_mode_of_the_evaluation(model: Model, mode: Mode, delive
 
 
 def test_an_alert_as_written_must_say_its_delivery(model: Model) -> None:
-    alert = build_alert(model, "acme", None, first(model, GREEN), Cause.of(EVENT), NOW,
-                        mode=Mode.LIVE)
+    alert = build_alert(
+        model, "acme", None, first(model, GREEN), Cause.of(EVENT), NOW, mode=Mode.LIVE
+    )
     assert schema_errors({**alert, "delivery": "late"}) != []
     del alert["delivery"]
     assert schema_errors(alert) != []

@@ -28,8 +28,11 @@ def test_the_committed_openapi_document_is_the_apis() -> None:
     committed = json.loads(DOCUMENT.read_text("utf-8"))
     assert committed == openapi.document(), (
         f"docs/openapi.json differs from what the API serves; if the change is meant,"
-        f" regenerate it: {REGENERATE}")
-    assert DOCUMENT.read_text("utf-8") == openapi.text(), f"not formatted as generated: {REGENERATE}"
+        f" regenerate it: {REGENERATE}"
+    )
+    assert DOCUMENT.read_text("utf-8") == openapi.text(), (
+        f"not formatted as generated: {REGENERATE}"
+    )
 
 
 def test_every_route_is_documented_with_its_errors() -> None:
@@ -59,8 +62,9 @@ def redis() -> fakeredis.FakeAsyncRedis:
     return fakeredis.FakeAsyncRedis()
 
 
-async def _publish(redis: fakeredis.FakeAsyncRedis, account: str, tier: str,
-                   segment: str | None) -> None:
+async def _publish(
+    redis: fakeredis.FakeAsyncRedis, account: str, tier: str, segment: str | None
+) -> None:
     pub = {"tier": tier, "score": 50.0, "seq": 1, "components": {}}
     await redis.hset(keys.state_key(account), keys.PUBLISHED, orjson.dumps(pub))
     if segment is not None:
@@ -68,14 +72,15 @@ async def _publish(redis: fakeredis.FakeAsyncRedis, account: str, tier: str,
     await redis.zadd(keys.tier_key(tier), {account: 0})
 
 
-async def _all_pages(redis: fakeredis.FakeAsyncRedis, tier: str, segment: str | None,
-                     limit: int) -> tuple[list[str], int]:
+async def _all_pages(
+    redis: fakeredis.FakeAsyncRedis, tier: str, segment: str | None, limit: int
+) -> tuple[list[str], int]:
     seen: list[str] = []
     cursor, pages = None, 0
     while True:
         rows, next_cursor = await listing.page(
-            redis, tier, segment, None if cursor is None else listing.decode_cursor(cursor),
-            limit)
+            redis, tier, segment, None if cursor is None else listing.decode_cursor(cursor), limit
+        )
         assert len(rows) <= limit
         seen += [r.account_id for r in rows]
         pages += 1
@@ -85,11 +90,16 @@ async def _all_pages(redis: fakeredis.FakeAsyncRedis, tier: str, segment: str | 
 
 
 async def test_paging_returns_each_account_of_the_tier_once(
-        redis: fakeredis.FakeAsyncRedis) -> None:
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
     red = [f"a{i:03d}" for i in range(0, 250, 2)]
     for i in range(250):
-        await _publish(redis, f"a{i:03d}", "red" if i % 2 == 0 else "green",
-                       "smb" if i % 3 == 0 else "enterprise")
+        await _publish(
+            redis,
+            f"a{i:03d}",
+            "red" if i % 2 == 0 else "green",
+            "smb" if i % 3 == 0 else "enterprise",
+        )
     seen, pages = await _all_pages(redis, "red", None, 7)
     assert seen == red
     assert pages >= len(red) // 7
@@ -98,7 +108,8 @@ async def test_paging_returns_each_account_of_the_tier_once(
 
 
 async def test_a_filtered_page_examines_a_bounded_part_of_the_index(
-        redis: fakeredis.FakeAsyncRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    redis: fakeredis.FakeAsyncRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(listing, "SCAN_BUDGET", 30)
     monkeypatch.setattr(listing, "CHUNK", 8)
     for i in range(100):
@@ -112,7 +123,8 @@ async def test_a_filtered_page_examines_a_bounded_part_of_the_index(
 
 
 async def test_an_index_entry_pub_disagrees_with_is_not_listed(
-        redis: fakeredis.FakeAsyncRedis) -> None:
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
     await _publish(redis, "moved", "green", None)
     await redis.zadd(keys.tier_key("red"), {"moved": 0, "gone": 0})  # stale entries
     assert await listing.page(redis, "red", None, None, 10) == ([], None)
@@ -134,8 +146,14 @@ def test_the_token_is_asked_when_set(redis: fakeredis.FakeAsyncRedis) -> None:
 
 def test_bad_queries_are_422_json(redis: fakeredis.FakeAsyncRedis) -> None:
     with _client(redis) as client:
-        for query in ("", "?tier=purple", "?tier=red&limit=0", "?tier=red&cursor=%21%21", "?tier=red&cursor=abcde",
-                      "?tier=red&segment="):
+        for query in (
+            "",
+            "?tier=purple",
+            "?tier=red&limit=0",
+            "?tier=red&cursor=%21%21",
+            "?tier=red&cursor=abcde",
+            "?tier=red&segment=",
+        ):
             response = client.get("/accounts" + query)
             assert response.status_code == 422, query
             assert isinstance(response.json()["detail"], list), query

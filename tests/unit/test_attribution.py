@@ -25,8 +25,12 @@ def total(changes: dict[str, ComponentChange]) -> float:
 
 def _random_card(rng: random.Random, names: str = "abcdefg") -> Scorecard:
     present = rng.sample(names, rng.randint(0, len(names)))
-    return card(**{n: (rng.choice([0.0, 100.0, rng.uniform(0, 100)]), rng.uniform(0.1, 2.5))
-                   for n in present})
+    return card(
+        **{
+            n: (rng.choice([0.0, 100.0, rng.uniform(0, 100)]), rng.uniform(0.1, 2.5))
+            for n in present
+        }
+    )
 
 
 # --------------------------------------------------------------------------- exact split
@@ -90,7 +94,9 @@ def test_a_new_component_is_charged_with_its_own_effect(subscore: float, weight:
 
 
 @pytest.mark.parametrize(("subscore", "weight"), [(0, 1), (0, 2), (100, 1.25), (10, 0.75), (65, 3)])
-def test_a_vanished_component_is_charged_with_its_own_effect(subscore: float, weight: float) -> None:
+def test_a_vanished_component_is_charged_with_its_own_effect(
+    subscore: float, weight: float
+) -> None:
     before = card(a=(50, 1), b=(80, 1), c=(subscore, weight))
     after = card(a=(50, 1), b=(80, 1))
     assert before.score is not None

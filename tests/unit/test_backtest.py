@@ -26,8 +26,14 @@ MODEL = load_model()
 
 
 def _snap(account: str, score: float, subscores: dict[str, float] | None = None) -> Snapshot:
-    return Snapshot(account, "smb", MODEL.version, score, plain_tier(MODEL, score).name,
-                    subscores or {"login_frequency": score})
+    return Snapshot(
+        account,
+        "smb",
+        MODEL.version,
+        score,
+        plain_tier(MODEL, score).name,
+        subscores or {"login_frequency": score},
+    )
 
 
 def test_samples_leave_out_accounts_gone_before_the_moment_and_label_the_horizon() -> None:
@@ -36,7 +42,10 @@ def test_samples_leave_out_accounts_gone_before_the_moment_and_label_the_horizon
     items, gone = report.samples(snaps, churn_at, moment=10 * DAY, horizon=90 * DAY)
     assert gone == 1
     assert {s.snapshot.account_id: s.churned for s in items} == {
-        "within": True, "later": False, "never": False}
+        "within": True,
+        "later": False,
+        "never": False,
+    }
 
 
 def test_auc_is_one_when_every_churner_scored_lowest_and_none_without_both_kinds() -> None:
@@ -68,20 +77,23 @@ def _population(seed: int, n: int) -> list[report.Sample]:
         subscores = {c.name: rng.uniform(0, 100) for c in MODEL.components}
         subscores["nps"] = nps
         card = sum(c.weight * subscores[c.name] for c in MODEL.components) / sum(
-            c.weight for c in MODEL.components)
+            c.weight for c in MODEL.components
+        )
         churned = rng.random() < 0.9 * (1 - nps / 100) ** 2
         items.append(report.Sample(_snap(f"acct-{seed}-{i:04d}", card, subscores), churned))
     return items
 
 
 def test_the_fit_weighs_the_component_that_tells_churners_apart_and_beats_the_model() -> None:
-    result = report.build(MODEL, _population(3, 1200), moment="2026-09-01T00:00:00+00:00",
-                          horizon_days=90, skipped={})
+    result = report.build(
+        MODEL, _population(3, 1200), moment="2026-09-01T00:00:00+00:00", horizon_days=90, skipped={}
+    )
     fit = result.fit
     assert fit is not None
     assert max(fit.weights, key=fit.weights.__getitem__) == "nps"
     assert sum(fit.weights.values()) == pytest.approx(
-        sum(c.weight for c in MODEL.components), rel=0.05)
+        sum(c.weight for c in MODEL.components), rel=0.05
+    )
     assert fit.held_out_auc_fitted is not None
     assert fit.held_out_auc_model is not None
     assert fit.held_out_auc_fitted > fit.held_out_auc_model
@@ -91,13 +103,24 @@ def test_the_fit_weighs_the_component_that_tells_churners_apart_and_beats_the_mo
 
 def test_no_fit_from_too_few_churners() -> None:
     items = [report.Sample(_snap(f"a{i}", 50.0 + i), i < 3) for i in range(60)]
-    assert fit_weights(MODEL, [(s.snapshot.subscores, s.churned) for s in items],
-                       [(s.snapshot.subscores, s.snapshot.score, s.churned) for s in items]) is None
+    assert (
+        fit_weights(
+            MODEL,
+            [(s.snapshot.subscores, s.churned) for s in items],
+            [(s.snapshot.subscores, s.snapshot.score, s.churned) for s in items],
+        )
+        is None
+    )
 
 
 def test_the_fitted_model_file_loads_with_the_fitted_weights_and_a_new_version() -> None:
-    result = report.build(MODEL, _population(4, 800), moment="2026-09-01T00:00:00+00:00",
-                          horizon_days=90, skipped={"churned before the moment": 2})
+    result = report.build(
+        MODEL,
+        _population(4, 800),
+        moment="2026-09-01T00:00:00+00:00",
+        horizon_days=90,
+        skipped={"churned before the moment": 2},
+    )
     assert result.fit is not None
     written = fitted_model(default_model_text(), "default model", result, result.fit)
     models = parse_models(written, "fitted")
@@ -125,7 +148,8 @@ def test_outcome_lines_that_are_not_valid_are_counted_and_skipped() -> None:
     assert read.rejected == 3
     assert [o.account_id for o in read.records] == ["a1", "a1"]
     assert outcomes.churn_dates(read.records) == {
-        "a1": outcomes.Outcome("a1", "churned", date(2026, 9, 1)).at}
+        "a1": outcomes.Outcome("a1", "churned", date(2026, 9, 1)).at
+    }
 
 
 @given(st.lists(st.binary(max_size=200), max_size=20))

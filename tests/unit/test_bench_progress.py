@@ -33,7 +33,8 @@ def test_each_phase_is_announced_numbered_and_timed() -> None:
         "bench:     healthscore (10k): 150 of 300 events (50%)",
         "bench: [1] healthscore: 300 events (10k) done in 6.0 s",
         "bench: [2] quix: 300 events ...",
-        "bench: [2] quix: 300 events failed after 2.5 s"]
+        "bench: [2] quix: 300 events failed after 2.5 s",
+    ]
 
 
 def _fail_in(phases: Phases, clock: _Clock) -> None:

@@ -17,12 +17,19 @@ from worker.settings import Settings
 TIERS = ["green", "yellow", "red"]
 
 
-def _alert(account: str, tier: str, delivery: str | None, previous: str | None = None
-           ) -> dict[str, Any]:
-    alert = {"account_id": account, "previous_tier": previous, "tier": tier, "score": 50.0,
-             "previous_score": None if previous is None else 80.0,
-             "cause": {"kind": "event", "event_type": "login"}, "triggering_component": None,
-             "delivery": delivery}
+def _alert(
+    account: str, tier: str, delivery: str | None, previous: str | None = None
+) -> dict[str, Any]:
+    alert = {
+        "account_id": account,
+        "previous_tier": previous,
+        "tier": tier,
+        "score": 50.0,
+        "previous_score": None if previous is None else 80.0,
+        "cause": {"kind": "event", "event_type": "login"},
+        "triggering_component": None,
+        "delivery": delivery,
+    }
     if delivery is None:  # published before alerts said it
         del alert["delivery"]
     return alert
@@ -43,7 +50,8 @@ def _summary() -> tuple[CatchUpSummary, io.StringIO, _Clock]:
 
 
 def test_catch_up_alerts_are_counted_by_each_accounts_latest_tier(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     summary, out, _ = _summary()
     for n in range(200):
         summary.show(orjson.dumps(_alert(f"a{n}", TIERS[n % 3], "catch_up")))
@@ -68,13 +76,16 @@ def test_a_summary_every_few_seconds_while_catch_up_alerts_arrive() -> None:
     summary.show(orjson.dumps(_alert("b", "green", "catch_up", previous="red")))
     summary.show(orjson.dumps(_alert("c", "red", "catch_up")))
     summary.close()  # what arrived since the last line, at the end
-    assert out.getvalue().splitlines() == ["1 accounts scored: 1 green",
-                                           "2 accounts scored: 1 green, 1 red",
-                                           "3 accounts scored: 2 green, 1 red"]
+    assert out.getvalue().splitlines() == [
+        "1 accounts scored: 1 green",
+        "2 accounts scored: 1 green, 1 red",
+        "3 accounts scored: 2 green, 1 red",
+    ]
 
 
 def test_live_alerts_and_older_ones_without_delivery_are_printed_one_by_one(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     summary, out, _ = _summary()
     live, older = _alert("a", "red", "live", previous="green"), _alert("b", "yellow", None)
     for alert in (live, older):
@@ -86,7 +97,8 @@ def test_live_alerts_and_older_ones_without_delivery_are_printed_one_by_one(
 
 
 def test_a_record_that_is_not_an_alert_is_reported_not_counted(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     summary, out, _ = _summary()
     summary.show(b'{"delivery": "catch_up"}')
     summary.close()

@@ -19,8 +19,7 @@ NODES = [ClusterNode("127.0.0.1", 7000 + n) for n in range(3)]
 def test_a_commands_slot_is_its_keys_and_a_scripts_its_first_keys() -> None:
     state = keys.state_key("acme")
     assert cluster.slot_of(("HSET", state, "f", 1)) == key_slot(state.encode())
-    assert cluster.slot_of(("EVALSHA", "abc", 3, state, "k2", "k3", 1)) == key_slot(
-        state.encode())
+    assert cluster.slot_of(("EVALSHA", "abc", 3, state, "k2", "k3", 1)) == key_slot(state.encode())
     assert cluster.slot_of(("EVALSHA", "abc", 0, 1)) is None
     assert cluster.slot_of(("INFO",)) is None
 
@@ -47,8 +46,9 @@ def test_a_run_goes_one_wave_further_where_its_node_changes() -> None:
     assert [[r.at for r in wave] for wave in waves] == [[0, 4], [1, 2, 5], [3]]
 
 
-@given(st.lists(st.integers(0, 2), min_size=1, max_size=30),
-       st.sets(st.integers(0, 29), max_size=6))
+@given(
+    st.lists(st.integers(0, 2), min_size=1, max_size=30), st.sets(st.integers(0, 29), max_size=6)
+)
 def test_waves_keep_each_runs_order_across_nodes(nodes: list[int], cuts: set[int]) -> None:
     routed = _routed(nodes)
     starts = sorted({0} | {c for c in cuts if c < len(nodes)})
@@ -69,4 +69,3 @@ def test_commands_of_one_node_in_a_wave_stay_in_the_callers_order() -> None:
     routed = _routed([1, 0, 1, 1])
     [wave] = _waves(routed, 4, ())
     assert [r.at for r in wave if r.node is NODES[1]] == [0, 2, 3]
-

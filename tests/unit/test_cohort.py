@@ -32,8 +32,11 @@ def test_every_outcome_is_valid_and_falls_in_the_last_outcome_days() -> None:
     assert len(records) == 120
     for record in records:
         assert validator("outcome").is_valid(record), record
-        assert END.date() - timedelta(days=31) <= datetime.fromisoformat(
-            record["date"]).date() <= END.date()
+        assert (
+            END.date() - timedelta(days=31)
+            <= datetime.fromisoformat(record["date"]).date()
+            <= END.date()
+        )
 
 
 def test_the_outcome_mix_holds_on_average() -> None:
@@ -45,8 +48,11 @@ def test_the_outcome_mix_holds_on_average() -> None:
 def test_history_is_in_time_order_and_valid_and_a_churner_is_silent_after_its_day() -> None:
     cohort = _cohort(2, 60)
     start = END - timedelta(days=cohort.days)
-    churned = {m.account.account_id: start + timedelta(days=m.fate.day)
-               for m in cohort.members if m.fate.outcome == "churned"}
+    churned = {
+        m.account.account_id: start + timedelta(days=m.fate.day)
+        for m in cohort.members
+        if m.fate.outcome == "churned"
+    }
     assert churned
     stamps = []
     for kind, event in cohort.history(random.Random(3), END, "run", 0.5):

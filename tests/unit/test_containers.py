@@ -356,7 +356,8 @@ def test_api_serves_on_every_interface(services: dict[str, dict[str, Any]]) -> N
 
 
 def test_notify_is_a_profile_reading_the_webhook_from_a_secret(
-    compose: dict[str, Any], services: dict[str, dict[str, Any]],
+    compose: dict[str, Any],
+    services: dict[str, dict[str, Any]],
 ) -> None:
     notify = services["notify"]
     assert notify.get("profiles") == ["notify"]
@@ -457,8 +458,9 @@ def compose_spec_schema() -> dict[str, Any]:
 
 def compose_errors(data: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft202012Validator(compose_spec_schema())
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(data)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)
+    ]
 
 
 def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:

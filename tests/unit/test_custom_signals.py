@@ -36,14 +36,19 @@ tiers:
 
 
 def model_text(signals: str, signal: str = "mine") -> str:
-    return (HEAD + "signals:\n" + signals + f"""
+    return (
+        HEAD
+        + "signals:\n"
+        + signals
+        + f"""
 components:
   c:
     signal: {signal}
     window: 30d
     weight: 1
     curve: {{linear: {{bad: 0, good: 3}}}}
-""")
+"""
+    )
 
 
 def one(definition: str) -> str:
@@ -87,9 +92,13 @@ def test_eq_one_does_not_take_true() -> None:
     assert not test({"n": True})
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=8)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 CONDITION = st.one_of(
     st.fixed_dictionaries({"in": st.lists(st.text(max_size=3) | st.integers(), min_size=1)}),
     st.fixed_dictionaries({"not_in": st.lists(st.text(max_size=3) | st.integers(), min_size=1)}),
@@ -99,10 +108,13 @@ CONDITION = st.one_of(
 )
 
 
-@given(where=st.dictionaries(st.sampled_from(["a", "b", "c"]), CONDITION, min_size=1),
-       body=st.dictionaries(st.sampled_from(["a", "b", "x"]), JSON))
+@given(
+    where=st.dictionaries(st.sampled_from(["a", "b", "c"]), CONDITION, min_size=1),
+    body=st.dictionaries(st.sampled_from(["a", "b", "x"]), JSON),
+)
 def test_where_never_raises_and_a_missing_field_never_matches(
-        where: dict[str, dict[str, Any]], body: dict[str, Any]) -> None:
+    where: dict[str, dict[str, Any]], body: dict[str, Any]
+) -> None:
     test = compile_where(where)
     assert test is not None
     matched = test(body)
@@ -114,28 +126,51 @@ def test_where_never_raises_and_a_missing_field_never_matches(
 # ----------------------------------------------------------------- checking the file
 
 
-@pytest.mark.parametrize(("definition", "message"), [
-    ("distinct: {event: feature_use, field: featur}",
-     "signals.mine.distinct.field: 'featur' is not a field of feature_use events "
-     "(fields: account_id, count, event_id, feature, ts, user_id)"),
-    ("count: {event: tickets}", "signals.mine.count.event: unknown event type 'tickets'"),
-    ("count: {event: ticket, where: {priority: {eq: critical}}}",
-     "signals.mine.count.where.priority.eq: 'critical' is never a value of this field"),
-    ("count: {event: ticket, where: {priorty: {eq: urgent}}}",
-     "signals.mine.count.where.priorty: 'priorty' is not a field of ticket events"),
-    ("count: {event: feature_use, where: {feature: {gte: 3}}}",
-     "signals.mine.count.where.feature.gte: 'feature' is not a number"),
-    ("count: {event: feature_use, sum: feature}",
-     "signals.mine.count.sum: 'feature' holds string values, not integer or number"),
-    ("count: {event: login, where: {session_seconds: {in: [short]}}}",
-     "signals.mine.count.where.session_seconds.in: 'short' is not a number"),
-    ("attribute: {field: renewal, as: days_until}",
-     "signals.mine.attribute.field: 'renewal' is not a field of account records"),
-    ("attribute: {field: plan, as: days_until}", "signals.mine.attribute.field: 'plan' is not a date"),
-    ("ratio: {of: nps, to: nothing}", "signals.mine.ratio.to: unknown signal 'nothing'"),
-    ("ratio: {of: mine, to: nps}", "signals.mine.ratio.of: unknown signal 'mine'"),
-    ("count: {event: login, where: {user_id: {between: [1, 2]}}}", "signals.mine.count.where.user_id"),
-])
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        (
+            "distinct: {event: feature_use, field: featur}",
+            "signals.mine.distinct.field: 'featur' is not a field of feature_use events "
+            "(fields: account_id, count, event_id, feature, ts, user_id)",
+        ),
+        ("count: {event: tickets}", "signals.mine.count.event: unknown event type 'tickets'"),
+        (
+            "count: {event: ticket, where: {priority: {eq: critical}}}",
+            "signals.mine.count.where.priority.eq: 'critical' is never a value of this field",
+        ),
+        (
+            "count: {event: ticket, where: {priorty: {eq: urgent}}}",
+            "signals.mine.count.where.priorty: 'priorty' is not a field of ticket events",
+        ),
+        (
+            "count: {event: feature_use, where: {feature: {gte: 3}}}",
+            "signals.mine.count.where.feature.gte: 'feature' is not a number",
+        ),
+        (
+            "count: {event: feature_use, sum: feature}",
+            "signals.mine.count.sum: 'feature' holds string values, not integer or number",
+        ),
+        (
+            "count: {event: login, where: {session_seconds: {in: [short]}}}",
+            "signals.mine.count.where.session_seconds.in: 'short' is not a number",
+        ),
+        (
+            "attribute: {field: renewal, as: days_until}",
+            "signals.mine.attribute.field: 'renewal' is not a field of account records",
+        ),
+        (
+            "attribute: {field: plan, as: days_until}",
+            "signals.mine.attribute.field: 'plan' is not a date",
+        ),
+        ("ratio: {of: nps, to: nothing}", "signals.mine.ratio.to: unknown signal 'nothing'"),
+        ("ratio: {of: mine, to: nps}", "signals.mine.ratio.of: unknown signal 'mine'"),
+        (
+            "count: {event: login, where: {user_id: {between: [1, 2]}}}",
+            "signals.mine.count.where.user_id",
+        ),
+    ],
+)
 def test_a_bad_definition_names_the_field(definition: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_model(one(definition), source="m.yaml")
@@ -170,11 +205,16 @@ def test_the_example_model_loads_and_keeps_its_own_set(example: Any) -> None:
 
 
 def test_planner_writes_the_filtered_counters_and_members(example: Any) -> None:
-    plan = Planner(example).plan("acme", [
-        ev("feature_use", feature="reports"), ev("feature_use", feature="export"),
-        ev("ticket", ticket_id="T", status="opened", priority="urgent"),
-        ev("ticket", ticket_id="T", status="opened", priority="low"),
-    ], bucket_of(NOW, DAY))
+    plan = Planner(example).plan(
+        "acme",
+        [
+            ev("feature_use", feature="reports"),
+            ev("feature_use", feature="export"),
+            ev("ticket", ticket_id="T", status="opened", priority="urgent"),
+            ev("ticket", ticket_id="T", status="opened", priority="low"),
+        ],
+        bucket_of(NOW, DAY),
+    )
     totals = plan.totals()
     today = bucket_of(NOW, DAY)
     assert totals.counters[(today, "x:key_feature_uses")] == 1.0
@@ -182,13 +222,20 @@ def test_planner_writes_the_filtered_counters_and_members(example: Any) -> None:
     assert totals.counters[(today, "x:urgent_tickets")] == 1.0
     assert totals.members["x:key_features"].keys() == {"reports"}
     # feature_use feeds users too (login_frequency); no event touches the attribute.
-    assert plan.touched == {"key_feature_adoption", "key_feature_focus", "urgent_tickets",
-                            "login_frequency"}
+    assert plan.touched == {
+        "key_feature_adoption",
+        "key_feature_focus",
+        "urgent_tickets",
+        "login_frequency",
+    }
 
 
 def test_values_from_a_window_view(example: Any) -> None:
-    window = WindowView({"x:key_feature_uses": 3.0, "x:feature_uses": 12.0, "x:urgent_tickets": 2.0},
-                        {"x:key_features": 2, "users": 1}, end=NOW)
+    window = WindowView(
+        {"x:key_feature_uses": 3.0, "x:feature_uses": 12.0, "x:urgent_tickets": 2.0},
+        {"x:key_features": 2, "users": 1},
+        end=NOW,
+    )
     windows = {1: window, 30: window}
     attrs = {"renewal_date": "2026-02-14"}
     values = component_values(example, windows, attrs, {"feature_use", "ticket"}, {}, None)
@@ -204,8 +251,10 @@ def test_values_from_a_window_view(example: Any) -> None:
     assert values["key_feature_adoption"] == 0.0
 
 
-@pytest.mark.parametrize("definition", ["description: nothing else",
-                                        "{count: {event: login}, ratio: {of: nps, to: nps}}"])
+@pytest.mark.parametrize(
+    "definition",
+    ["description: nothing else", "{count: {event: login}, ratio: {of: nps, to: nps}}"],
+)
 def test_a_signal_is_one_kind(definition: str) -> None:
     with pytest.raises(ConfigError, match=r"signals\.mine: needs exactly one of count, distinct"):
         parse_model(one(definition))

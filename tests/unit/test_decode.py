@@ -32,16 +32,47 @@ TOPIC_OF = {t: name for name, t in TOPICS.items()}
 ACCOUNTS = "accounts"
 
 BODIES: dict[str, dict[str, Any]] = {
-    "login": {"event_id": "e-1", "account_id": "acme", "ts": NOW_TEXT, "user_id": "u1",
-              "session_seconds": 900},
-    "feature_use": {"event_id": "e-2", "account_id": "acme", "ts": NOW_TEXT, "user_id": "u1",
-                    "feature": "reports", "count": 3},
-    "ticket": {"event_id": "e-3", "account_id": "acme", "ts": NOW_TEXT, "ticket_id": "T-9",
-               "status": "opened", "priority": "high"},
-    "survey": {"event_id": "e-4", "account_id": "acme", "ts": NOW_TEXT, "user_id": "u2",
-               "kind": "nps", "score": 9, "comment": "great"},
-    "account": {"account_id": "acme", "segment": "enterprise", "seats_purchased": 50,
-                "plan": "pro", "arr": 120000.5, "renewal_date": "2026-09-30", "ts": NOW_TEXT},
+    "login": {
+        "event_id": "e-1",
+        "account_id": "acme",
+        "ts": NOW_TEXT,
+        "user_id": "u1",
+        "session_seconds": 900,
+    },
+    "feature_use": {
+        "event_id": "e-2",
+        "account_id": "acme",
+        "ts": NOW_TEXT,
+        "user_id": "u1",
+        "feature": "reports",
+        "count": 3,
+    },
+    "ticket": {
+        "event_id": "e-3",
+        "account_id": "acme",
+        "ts": NOW_TEXT,
+        "ticket_id": "T-9",
+        "status": "opened",
+        "priority": "high",
+    },
+    "survey": {
+        "event_id": "e-4",
+        "account_id": "acme",
+        "ts": NOW_TEXT,
+        "user_id": "u2",
+        "kind": "nps",
+        "score": 9,
+        "comment": "great",
+    },
+    "account": {
+        "account_id": "acme",
+        "segment": "enterprise",
+        "seats_purchased": 50,
+        "plan": "pro",
+        "arr": 120000.5,
+        "renewal_date": "2026-09-30",
+        "ts": NOW_TEXT,
+    },
 }
 
 
@@ -93,8 +124,13 @@ def test_valid_event_of_each_type(decoder: Decoder, kind: str) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "dropped"),
-    [("login", "session_seconds"), ("feature_use", "count"), ("survey", "user_id"),
-     ("survey", "comment"), ("ticket", "user_id")],
+    [
+        ("login", "session_seconds"),
+        ("feature_use", "count"),
+        ("survey", "user_id"),
+        ("survey", "comment"),
+        ("ticket", "user_id"),
+    ],
 )
 def test_optional_fields_may_be_left_out(decoder: Decoder, kind: str, dropped: str) -> None:
     event = decode_body(decoder, kind, body(kind, **{dropped: ...}))
@@ -134,7 +170,9 @@ def test_valid_edge_values(decoder: Decoder, kind: str, changes: dict[str, Any])
         ("2026-01-15T11:59:59.123456789Z", NOW - 1 + 0.123456),
     ],
 )
-def test_timestamps_with_any_offset_become_epoch_seconds(decoder: Decoder, ts: str, epoch: float) -> None:
+def test_timestamps_with_any_offset_become_epoch_seconds(
+    decoder: Decoder, ts: str, epoch: float
+) -> None:
     assert decode_body(decoder, "login", body("login", ts=ts)).ts == pytest.approx(epoch, abs=1e-6)
 
 
@@ -143,8 +181,9 @@ def test_timestamps_with_any_offset_become_epoch_seconds(decoder: Decoder, ts: s
     ["a", "ACME-corp_1", "acme.com", "tenant:42", "ops@acme", "a" * 128, "0-._:@"],
 )
 def test_valid_account_ids(decoder: Decoder, account_id: str) -> None:
-    event = decode_body(decoder, "login", body("login", account_id=account_id),
-                        key=account_id.encode())
+    event = decode_body(
+        decoder, "login", body("login", account_id=account_id), key=account_id.encode()
+    )
     assert event.account_id == account_id
 
 
@@ -288,8 +327,9 @@ SCHEMA_VIOLATIONS = {
 }
 
 
-@pytest.mark.parametrize(("kind", "changes", "field"), SCHEMA_VIOLATIONS.values(),
-                         ids=SCHEMA_VIOLATIONS.keys())
+@pytest.mark.parametrize(
+    ("kind", "changes", "field"), SCHEMA_VIOLATIONS.values(), ids=SCHEMA_VIOLATIONS.keys()
+)
 def test_schema_violation_names_the_field(
     decoder: Decoder, kind: str, changes: dict[str, Any], field: str
 ) -> None:
@@ -302,7 +342,9 @@ def test_schema_violation_names_the_field(
 
 @pytest.mark.parametrize("data", [[], "login", 42, None, True])
 @pytest.mark.parametrize("kind", ["login", "account"])
-def test_json_that_is_no_object_is_a_schema_violation(decoder: Decoder, kind: str, data: Any) -> None:
+def test_json_that_is_no_object_is_a_schema_violation(
+    decoder: Decoder, kind: str, data: Any
+) -> None:
     error = rejection(decoder, kind, data)
     assert error.reason is Reason.SCHEMA_VIOLATION
     assert error.field is None  # the whole document, no one field
@@ -370,7 +412,9 @@ def test_ts_within_the_future_skew_is_accepted(decoder: Decoder, ts: str) -> Non
 
 def test_old_events_are_not_the_decoders_business(decoder: Decoder) -> None:
     # Too old for any window is decided later (and counted), not dead-lettered.
-    assert isinstance(decode_body(decoder, "login", body("login", ts="2001-01-01T00:00:00Z")), Event)
+    assert isinstance(
+        decode_body(decoder, "login", body("login", ts="2001-01-01T00:00:00Z")), Event
+    )
 
 
 def test_future_skew_is_configurable() -> None:
@@ -415,7 +459,9 @@ def test_unknown_topic_wins_over_a_broken_body(decoder: Decoder) -> None:
 
 def test_custom_topic_names() -> None:
     custom = Decoder({"prod.logins": "login"}, "prod.accounts", MAX_BYTES, SKEW)
-    event = custom.decode(SourceRef("prod.logins", 0, 0), b"acme", orjson.dumps(BODIES["login"]), NOW)
+    event = custom.decode(
+        SourceRef("prod.logins", 0, 0), b"acme", orjson.dumps(BODIES["login"]), NOW
+    )
     assert isinstance(event, Event)
     assert event.type == "login"
     with pytest.raises(BadInput) as caught:
@@ -429,13 +475,21 @@ def test_custom_topic_names() -> None:
         # size before JSON, JSON before schema, schema before time, time before key
         (b"{" * (MAX_BYTES + 1), None, Reason.OVERSIZE),
         (b"{", None, Reason.INVALID_JSON),
-        (orjson.dumps(body("login", user_id=..., ts="1990-01-01T00:00:00Z")), None,
-         Reason.SCHEMA_VIOLATION),
-        (orjson.dumps(body("login", ts="1990-01-01T00:00:00Z")), None,
-         Reason.TIMESTAMP_OUT_OF_RANGE),
+        (
+            orjson.dumps(body("login", user_id=..., ts="1990-01-01T00:00:00Z")),
+            None,
+            Reason.SCHEMA_VIOLATION,
+        ),
+        (
+            orjson.dumps(body("login", ts="1990-01-01T00:00:00Z")),
+            None,
+            Reason.TIMESTAMP_OUT_OF_RANGE,
+        ),
     ],
 )
-def test_checks_run_in_order(decoder: Decoder, value: bytes, key: bytes | None, reason: Reason) -> None:
+def test_checks_run_in_order(
+    decoder: Decoder, value: bytes, key: bytes | None, reason: Reason
+) -> None:
     with pytest.raises(BadInput) as caught:
         decoder.decode(source("events.login"), key, value, NOW)
     assert caught.value.reason is reason
@@ -475,8 +529,12 @@ def test_dead_letter_validates_and_carries_the_original_bytes(
     assert record["reason"] == error.reason.value
     assert record["field"] == error.field
     assert record["detail"] == error.detail
-    assert record["source"] == {"topic": topic, "partition": 2, "offset": 1234,
-                                "timestamp_ms": 1768478399000}
+    assert record["source"] == {
+        "topic": topic,
+        "partition": 2,
+        "offset": 1234,
+        "timestamp_ms": 1768478399000,
+    }
     assert record["ts"] == rfc3339(NOW)
     for field, original in (("key_b64", key), ("value_b64", value)):
         if original is None:
@@ -488,7 +546,9 @@ def test_dead_letter_validates_and_carries_the_original_bytes(
 def test_dead_letter_survives_json_encoding(decoder: Decoder) -> None:
     value = b"\xff\xfe not utf-8"
     error = _rejected(decoder, "events.login", b"acme", value)
-    record = orjson.loads(orjson.dumps(dead_letter(error, source("events.login"), b"acme", value, None, NOW)))
+    record = orjson.loads(
+        orjson.dumps(dead_letter(error, source("events.login"), b"acme", value, None, NOW))
+    )
     assert validator("deadletter").is_valid(record)
     assert record["source"]["timestamp_ms"] is None
     assert base64.b64decode(record["value_b64"]) == value

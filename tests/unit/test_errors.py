@@ -31,8 +31,10 @@ REDIS_DENIALS = [
     redis.NoPermissionError("this user has no permissions to run the 'evalsha' command"),
     redis.NoPermissionError("this user has no permissions to access one of the keys"),
     # A command an ACL refuses inside a script, as the script's error.
-    redis.ResponseError("NOPERM this user has no permissions to run the 'hset' command"
-                        " script: 1a2b, on @user_script:12."),
+    redis.ResponseError(
+        "NOPERM this user has no permissions to run the 'hset' command"
+        " script: 1a2b, on @user_script:12."
+    ),
 ]
 KAFKA_DENIALS = [
     kafka.TopicAuthorizationFailedError(),
@@ -84,8 +86,15 @@ def test_outages_are_retried_and_no_refusal(exc: Exception) -> None:
     assert access_denied(exc) is None
 
 
-@pytest.mark.parametrize("exc", [ValueError("a bug"), redis.ResponseError("WRONGTYPE"),
-                                 redis.OutOfMemoryError("OOM"), kafka.RecordTooLargeError()])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("a bug"),
+        redis.ResponseError("WRONGTYPE"),
+        redis.OutOfMemoryError("OOM"),
+        kafka.RecordTooLargeError(),
+    ],
+)
 def test_other_errors_are_neither(exc: Exception) -> None:
     assert access_denied(exc) is None
     assert not is_retriable(exc)
@@ -117,16 +126,20 @@ async def test_a_wrong_password_is_tried_once_an_outage_again() -> None:
     assert calls == {"denied": 1, "away": 2}
 
 
-@pytest.mark.parametrize(("found", "warning"), [
-    (Persistence(aof=False, save_points=""), "has no persistence"),
-    (Persistence(aof=None, save_points=None), "persistence could not be checked"),
-    (Persistence(aof=False, save_points=None), "persistence could not be checked"),
-    (Persistence(aof=False, save_points="3600 1"), "RDB snapshots only"),
-    (Persistence(aof=True, save_points=None), None),
-    (Persistence(aof=True, save_points=""), None),
-])
-def test_persistence_warnings(found: Persistence, warning: str | None,
-                              caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("found", "warning"),
+    [
+        (Persistence(aof=False, save_points=""), "has no persistence"),
+        (Persistence(aof=None, save_points=None), "persistence could not be checked"),
+        (Persistence(aof=False, save_points=None), "persistence could not be checked"),
+        (Persistence(aof=False, save_points="3600 1"), "RDB snapshots only"),
+        (Persistence(aof=True, save_points=None), None),
+        (Persistence(aof=True, save_points=""), None),
+    ],
+)
+def test_persistence_warnings(
+    found: Persistence, warning: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="worker.startup"):
         check_persistence(found, "redis:6379", require=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -139,8 +152,9 @@ def test_persistence_warnings(found: Persistence, warning: str | None,
         assert "appendonly yes" in message
 
 
-@pytest.mark.parametrize("found", [Persistence(aof=False, save_points=""),
-                                   Persistence(aof=None, save_points=None)])
+@pytest.mark.parametrize(
+    "found", [Persistence(aof=False, save_points=""), Persistence(aof=None, save_points=None)]
+)
 def test_required_persistence_refuses_what_it_cannot_confirm(found: Persistence) -> None:
     with pytest.raises(PersistenceRequired, match="HEALTHSCORE_REQUIRE_REDIS_PERSISTENCE"):
         check_persistence(found, "redis:6379", require=True)
@@ -151,14 +165,22 @@ def test_required_persistence_accepts_aof_and_snapshots() -> None:
     check_persistence(Persistence(aof=False, save_points="60 1"), "r", require=True)
 
 
-@pytest.mark.parametrize(("exc", "setting"), [
-    (redis.ConnectionError(
-        "Error 1 connecting to 127.0.0.1:6380. [SSL: CERTIFICATE_VERIFY_FAILED] certificate"
-        " verify failed: self-signed certificate (_ssl.c:1000)."), "HEALTHSCORE_REDIS_CA_FILE"),
-    (kafka.KafkaConnectionError("Unable to bootstrap"), "HEALTHSCORE_KAFKA_SSL_CAFILE"),
-])
+@pytest.mark.parametrize(
+    ("exc", "setting"),
+    [
+        (
+            redis.ConnectionError(
+                "Error 1 connecting to 127.0.0.1:6380. [SSL: CERTIFICATE_VERIFY_FAILED] certificate"
+                " verify failed: self-signed certificate (_ssl.c:1000)."
+            ),
+            "HEALTHSCORE_REDIS_CA_FILE",
+        ),
+        (kafka.KafkaConnectionError("Unable to bootstrap"), "HEALTHSCORE_KAFKA_SSL_CAFILE"),
+    ],
+)
 def test_an_untrusted_certificate_is_access_denied_not_an_outage(
-        exc: Exception, setting: str) -> None:
+    exc: Exception, setting: str
+) -> None:
     if isinstance(exc, kafka.KafkaError):
         exc.__cause__ = ssl.SSLCertVerificationError(1, "certificate verify failed")
     denied = access_denied(exc)

@@ -53,7 +53,11 @@ EMPTY = WindowView({}, {})
 
 def values(model: Model, **kwargs: Any) -> dict[str, float]:
     args: dict[str, Any] = {
-        "windows": WINDOWS, "attrs": ATTRS, "seen": ALL_SOURCES, "cached": {}, "refresh": None,
+        "windows": WINDOWS,
+        "attrs": ATTRS,
+        "seen": ALL_SOURCES,
+        "cached": {},
+        "refresh": None,
     }
     args.update(kwargs)
     return component_values(model, **args)
@@ -77,7 +81,12 @@ def test_values_come_in_model_order(model: Model) -> None:
 
 @pytest.mark.parametrize(
     "refresh",
-    [set(), {"nps"}, {"nps", "csat"}, {"login_frequency", "license_utilization", "session_duration"}],
+    [
+        set(),
+        {"nps"},
+        {"nps", "csat"},
+        {"login_frequency", "license_utilization", "session_duration"},
+    ],
 )
 def test_only_refreshed_components_are_recomputed(model: Model, refresh: set[str]) -> None:
     cached = dict.fromkeys(EXPECTED, 999.0)
@@ -134,7 +143,11 @@ def test_silence_scores_zero_once_a_source_was_seen(model: Model) -> None:
     ("windows", "attrs", "absent"),
     [
         # no sessions reported: no average session length
-        ({30: WindowView({"login": 5, "sess_n": 0}, {"users": 2}), 90: W90}, ATTRS, "session_duration"),
+        (
+            {30: WindowView({"login": 5, "sess_n": 0}, {"users": 2}), 90: W90},
+            ATTRS,
+            "session_duration",
+        ),
         # no seats known: no utilisation
         (WINDOWS, {"segment": "smb"}, "license_utilization"),
         (WINDOWS, {}, "license_utilization"),
@@ -154,8 +167,9 @@ def test_undefined_signals_are_left_out(
 
 
 def test_refreshed_component_now_undefined_drops_its_cached_value(model: Model) -> None:
-    got = values(model, attrs={}, cached={"license_utilization": 0.9},
-                 refresh={"license_utilization"})
+    got = values(
+        model, attrs={}, cached={"license_utilization": 0.9}, refresh={"license_utilization"}
+    )
     assert "license_utilization" not in got
 
 
@@ -238,7 +252,9 @@ def test_no_tier_change_decides_nothing(model: Model) -> None:
     first = _first(model, GREEN)
     assert decide(model, scorecard(model, **GREEN), published(first)) is None
     # a lower score that is still green
-    assert decide(model, scorecard(model, login_frequency=14, escalations=0), published(first)) is None
+    assert (
+        decide(model, scorecard(model, login_frequency=14, escalations=0), published(first)) is None
+    )
 
 
 def test_hovering_within_the_margin_decides_nothing(model: Model) -> None:
@@ -319,8 +335,11 @@ def test_snapshot_of_a_component_keeps_value_subscore_weight(model: Model) -> No
 
 def test_new_tier_on_the_score_alone_agrees_with_decide(model: Model) -> None:
     # The worker asks new_tier first and builds the scorecard only when it names a tier.
-    cards = [score_components(model, {"login_frequency": v, "escalations": e})
-             for v in (0, 4, 9.5, 10, 11, 12, 15, 16.5, 20) for e in (0, 1, 2)]
+    cards = [
+        score_components(model, {"login_frequency": v, "escalations": e})
+        for v in (0, 4, 9.5, 10, 11, 12, 15, 16.5, 20)
+        for e in (0, 1, 2)
+    ]
     cards.append(score_components(model, {}))
     baselines: list[Published | None] = [None]
     for card in cards[:-1]:

@@ -22,24 +22,25 @@ from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import decide, new_tier, snapshot
 
 EMPTY = WindowView({}, {})
-USAGE = WindowView({"login": 40, "sess_n": 10, "sess_sum": 6000},
-                   {"users": 5, "features": 5})
+USAGE = WindowView({"login": 40, "sess_n": 10, "sess_sum": 6000}, {"users": 5, "features": 5})
 SEEN = frozenset({"login", "feature_use", "ticket", "survey"})
 NOW = 1000  # bucket (days)
 
 
 def _values(model: Model, seen_bucket: dict[str, int]) -> dict[str, float]:
     windows = {30: USAGE, 90: USAGE}
-    return component_values(model, windows, {"seats_purchased": 10}, SEEN, {}, None,
-                            seen_bucket, NOW)
+    return component_values(
+        model, windows, {"seats_purchased": 10}, SEEN, {}, None, seen_bucket, NOW
+    )
 
 
 def test_unknown_silence_leaves_a_component_out_once_its_events_left_the_window() -> None:
     model = load_model()
     # Tickets last came 40 days ago: out of the 30-day tickets window, in the 90-day
     # escalations one. Surveys came 100 days ago: out of both survey windows.
-    found = _values(model, {"login": NOW, "feature_use": NOW, "ticket": NOW - 40,
-                            "survey": NOW - 100})
+    found = _values(
+        model, {"login": NOW, "feature_use": NOW, "ticket": NOW - 40, "survey": NOW - 100}
+    )
     assert "support_tickets" not in found
     assert found["escalations"] == 0.0
     assert "nps" not in found
@@ -49,8 +50,9 @@ def test_unknown_silence_leaves_a_component_out_once_its_events_left_the_window(
 def test_signal_silence_scores_on_zeros() -> None:
     model = load_model()
     windows = {30: EMPTY, 90: EMPTY}
-    found = component_values(model, windows, {}, SEEN, {}, None,
-                             {"login": NOW - 60, "feature_use": NOW - 60}, NOW)
+    found = component_values(
+        model, windows, {}, SEEN, {}, None, {"login": NOW - 60, "feature_use": NOW - 60}, NOW
+    )
     assert found["login_frequency"] == 0.0
     assert found["feature_adoption"] == 0.0
 
@@ -168,8 +170,13 @@ def test_types_not_listed_are_never_flagged() -> None:
     assert all(r[1]["event_type"] != "ticket" for r in gaps.check(1e9, {0}).records)
 
 
-def _text(*, gaps: str | None = None, tier: str = "red", silence: str = "unknown",
-          min_coverage: float | None = 0.5) -> str:
+def _text(
+    *,
+    gaps: str | None = None,
+    tier: str = "red",
+    silence: str = "unknown",
+    min_coverage: float | None = 0.5,
+) -> str:
     coverage_line = "" if min_coverage is None else f"  min_coverage: {min_coverage}\n"
     gaps_block = "" if gaps is None else f"data_gaps:\n  {gaps}\n"
     return f"""
@@ -196,8 +203,9 @@ tiers:
 """
 
 
-def test_the_alerts_command_prints_a_data_gap_as_one_line(capsys: pytest.CaptureFixture[str]
-                                                          ) -> None:
+def test_the_alerts_command_prints_a_data_gap_as_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     gaps = DataGaps(parse_model(_text(gaps="login: 60s"), "t"), now=0.0, worker="w")
     [(_, opened)] = gaps.check(60.0, {0, 2}).records
     print_alert(orjson.dumps(opened), as_json=False)

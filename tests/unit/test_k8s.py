@@ -20,8 +20,10 @@ from worker.cli import _parser
 from worker.settings import PREFIX, Settings, documented_settings
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-VERSIONS = [kubernetes_validate.utils.all_versions()[0],
-            kubernetes_validate.utils.all_versions()[-1]]
+VERSIONS = [
+    kubernetes_validate.utils.all_versions()[0],
+    kubernetes_validate.utils.all_versions()[-1],
+]
 
 Obj = dict[str, Any]
 
@@ -37,8 +39,9 @@ OBJECTS = load_objects()
 
 
 def find(kind: str, name: str | None = None) -> list[Obj]:
-    found = [o for o in OBJECTS if o["kind"] == kind
-             and (name is None or o["metadata"]["name"] == name)]
+    found = [
+        o for o in OBJECTS if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
     assert found, f"no {kind} {name or ''} in deploy/k8s/"
     return found
 
@@ -49,9 +52,13 @@ def ids() -> list[str]:
 
 def test_the_expected_objects_are_there() -> None:
     kinds = {(o["apiVersion"], o["kind"]) for o in OBJECTS}
-    assert {("apps/v1", "Deployment"), ("v1", "Service"),
-            ("policy/v1", "PodDisruptionBudget"), ("v1", "ConfigMap"),
-            ("v1", "Secret")} <= kinds
+    assert {
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+    } <= kinds
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -129,8 +136,7 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 @pytest.mark.parametrize("service", find("Service"), ids=lambda s: s["metadata"]["name"])
 def test_each_service_reaches_exactly_one_deployment_on_a_named_port(service: Obj) -> None:
     selector = service["spec"]["selector"]
-    targets = [d for d in find("Deployment")
-               if selects(selector, pod(d)["metadata"]["labels"])]
+    targets = [d for d in find("Deployment") if selects(selector, pod(d)["metadata"]["labels"])]
     assert len(targets) == 1, service["metadata"]["name"]
     for port in service["spec"]["ports"]:
         assert port["targetPort"] in named_ports(targets[0])

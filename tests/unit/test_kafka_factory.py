@@ -34,8 +34,12 @@ def _constructions(path: Path) -> list[str]:
 
 
 def test_no_module_but_the_factory_constructs_a_kafka_client() -> None:
-    made_elsewhere = [c for path in sorted(WORKER.rglob("*.py")) if path not in ALLOWED
-                      for c in _constructions(path)]
+    made_elsewhere = [
+        c
+        for path in sorted(WORKER.rglob("*.py"))
+        if path not in ALLOWED
+        for c in _constructions(path)
+    ]
     assert made_elsewhere == []
     assert len(_constructions(FACTORY)) == 3  # the check itself sees constructions
 
@@ -52,13 +56,16 @@ def _settings(**values: Any) -> Settings:
 
 
 def test_plaintext_by_default_with_nothing_else() -> None:
-    assert kafka.kafka_options(Settings()) == {"bootstrap_servers": "127.0.0.1:9092",
-                                               "security_protocol": "PLAINTEXT"}
+    assert kafka.kafka_options(Settings()) == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "PLAINTEXT",
+    }
 
 
 def test_ssl_adds_a_verifying_context_and_no_sasl(certs: Certs) -> None:
-    options = kafka.kafka_options(_settings(kafka_security_protocol="ssl",
-                                            kafka_ssl_cafile=str(certs.ca)))
+    options = kafka.kafka_options(
+        _settings(kafka_security_protocol="ssl", kafka_ssl_cafile=str(certs.ca))
+    )
     assert options["security_protocol"] == "SSL"
     context = options["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED
@@ -69,22 +76,36 @@ def test_ssl_adds_a_verifying_context_and_no_sasl(certs: Certs) -> None:
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "scram-sha-512"])
 def test_sasl_plaintext_carries_the_mechanism_and_credentials_only(mechanism: str) -> None:
-    options = kafka.kafka_options(_settings(
-        kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism=mechanism,
-        kafka_sasl_username="scorer", kafka_sasl_password="s3cret"))
-    assert options == {"bootstrap_servers": "127.0.0.1:9092",
-                       "security_protocol": "SASL_PLAINTEXT",
-                       "sasl_mechanism": mechanism.upper(),
-                       "sasl_plain_username": "scorer", "sasl_plain_password": "s3cret"}
+    options = kafka.kafka_options(
+        _settings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism=mechanism,
+            kafka_sasl_username="scorer",
+            kafka_sasl_password="s3cret",
+        )
+    )
+    assert options == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism.upper(),
+        "sasl_plain_username": "scorer",
+        "sasl_plain_password": "s3cret",
+    }
 
 
 def test_sasl_ssl_has_both_and_reads_the_password_file(certs: Certs, tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("from-the-file\n")
-    options = kafka.kafka_options(_settings(
-        kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
-        kafka_sasl_username="scorer", kafka_sasl_password_file=str(secret),
-        kafka_ssl_cafile=str(certs.ca), kafka_ssl_check_hostname=False))
+    options = kafka.kafka_options(
+        _settings(
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_sasl_username="scorer",
+            kafka_sasl_password_file=str(secret),
+            kafka_ssl_cafile=str(certs.ca),
+            kafka_ssl_check_hostname=False,
+        )
+    )
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
     assert options["sasl_plain_password"] == "from-the-file"
     assert options["ssl_context"].check_hostname is False
@@ -92,9 +113,14 @@ def test_sasl_ssl_has_both_and_reads_the_password_file(certs: Certs, tmp_path: P
 
 
 def test_a_client_certificate_is_loaded_and_a_mismatched_key_is_a_config_error(
-        certs: Certs, tmp_path: Path) -> None:
-    settings = _settings(kafka_security_protocol="SSL", kafka_ssl_cafile=str(certs.ca),
-                         kafka_ssl_certfile=str(certs.cert), kafka_ssl_keyfile=str(certs.key))
+    certs: Certs, tmp_path: Path
+) -> None:
+    settings = _settings(
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=str(certs.ca),
+        kafka_ssl_certfile=str(certs.cert),
+        kafka_ssl_keyfile=str(certs.key),
+    )
     assert isinstance(kafka.ssl_context(settings), ssl.SSLContext)
     other = make_certs(tmp_path, "other")
     with pytest.raises(ConfigError, match="HEALTHSCORE_KAFKA_SSL_KEYFILE"):
@@ -102,9 +128,13 @@ def test_a_client_certificate_is_loaded_and_a_mismatched_key_is_a_config_error(
 
 
 async def test_each_client_kind_is_built_with_the_options(certs: Certs) -> None:
-    settings = _settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-256",
-                         kafka_sasl_username="scorer", kafka_sasl_password="s3cret",
-                         kafka_ssl_cafile=str(certs.ca))
+    settings = _settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_sasl_username="scorer",
+        kafka_sasl_password="s3cret",
+        kafka_ssl_cafile=str(certs.ca),
+    )
     consumer = kafka.consumer(settings, "t", group_id="g")
     producer = kafka.producer(settings, client_id="p")
     admin = kafka.admin(settings, client_id="a")
@@ -118,22 +148,26 @@ async def test_each_client_kind_is_built_with_the_options(certs: Certs) -> None:
     await admin.close()
 
 
-@pytest.mark.parametrize(("values", "says"), [
-    ({"kafka_security_protocol": "TLS"}, "HEALTHSCORE_KAFKA_SECURITY_PROTOCOL"),
-    ({"kafka_sasl_mechanism": "GSSAPI"}, "HEALTHSCORE_KAFKA_SASL_MECHANISM"),
-    ({"kafka_sasl_password": "a", "kafka_sasl_password_file": "/etc/hostname"}, "not both"),
-    ({"kafka_ssl_certfile": "/etc/hostname"}, "go together"),
-    ({"kafka_ssl_cafile": "/no/such/ca.pem"}, "HEALTHSCORE_KAFKA_SSL_CAFILE: no file"),
-    ({"redis_ca_file": "/etc/hostname"}, "no rediss:// URL"),
-    ({"redis_password_file": "/no/such/file"}, "HEALTHSCORE_REDIS_PASSWORD_FILE: no file"),
-])
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"kafka_security_protocol": "TLS"}, "HEALTHSCORE_KAFKA_SECURITY_PROTOCOL"),
+        ({"kafka_sasl_mechanism": "GSSAPI"}, "HEALTHSCORE_KAFKA_SASL_MECHANISM"),
+        ({"kafka_sasl_password": "a", "kafka_sasl_password_file": "/etc/hostname"}, "not both"),
+        ({"kafka_ssl_certfile": "/etc/hostname"}, "go together"),
+        ({"kafka_ssl_cafile": "/no/such/ca.pem"}, "HEALTHSCORE_KAFKA_SSL_CAFILE: no file"),
+        ({"redis_ca_file": "/etc/hostname"}, "no rediss:// URL"),
+        ({"redis_password_file": "/no/such/file"}, "HEALTHSCORE_REDIS_PASSWORD_FILE: no file"),
+    ],
+)
 def test_wrong_secure_settings_are_config_errors(values: dict[str, str], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         _settings(**values)
 
 
 def test_secrets_are_not_in_the_settings_repr() -> None:
-    settings = Settings(kafka_sasl_password="kafka-secret-91",
-                        redis_url="rediss://scorer:redis-secret-17@db:6380/0")
+    settings = Settings(
+        kafka_sasl_password="kafka-secret-91", redis_url="rediss://scorer:redis-secret-17@db:6380/0"
+    )
     assert "kafka-secret-91" not in repr(settings)
     assert "redis-secret-17" not in repr(settings)

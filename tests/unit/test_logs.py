@@ -24,8 +24,11 @@ from worker.settings import Settings
 
 # Both addresses refuse connections at once: the worker logs its start and then one
 # line per retry, and never gets further.
-UNREACHABLE = {"HEALTHSCORE_REDIS_URL": "redis://127.0.0.1:1/0",
-               "HEALTHSCORE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "HEALTHSCORE_METRICS_PORT": "0"}
+UNREACHABLE = {
+    "HEALTHSCORE_REDIS_URL": "redis://127.0.0.1:1/0",
+    "HEALTHSCORE_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+    "HEALTHSCORE_METRICS_PORT": "0",
+}
 
 
 def _worker_lines(tmp_path: Path, **env: str) -> list[str]:
@@ -33,8 +36,9 @@ def _worker_lines(tmp_path: Path, **env: str) -> list[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHSCORE_")}
     environ |= UNREACHABLE | env | {"HEALTHSCORE_DEV_ENV": str(tmp_path / "none.env")}
     command = [str(Path(sys.executable).parent / "healthscore"), "worker"]
-    with subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True) as worker:
+    with subprocess.Popen(
+        command, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as worker:
         assert worker.stderr is not None
         try:
             lines = [worker.stderr.readline() for _ in range(3)]
@@ -76,11 +80,20 @@ class _Stream(io.StringIO):
         return self.tty
 
 
-@pytest.mark.parametrize(("log_format", "tty", "json"), [
-    ("auto", True, False), ("auto", False, True), ("json", True, True),
-    ("json", False, True), ("plain", True, False), ("plain", False, False)])
-def test_auto_is_plain_on_a_terminal_and_json_otherwise(log_format: str, tty: bool,
-                                                        json: bool) -> None:
+@pytest.mark.parametrize(
+    ("log_format", "tty", "json"),
+    [
+        ("auto", True, False),
+        ("auto", False, True),
+        ("json", True, True),
+        ("json", False, True),
+        ("plain", True, False),
+        ("plain", False, False),
+    ],
+)
+def test_auto_is_plain_on_a_terminal_and_json_otherwise(
+    log_format: str, tty: bool, json: bool
+) -> None:
     assert logs.wants_json(log_format, _Stream(tty)) is json
 
 
@@ -101,8 +114,9 @@ def test_configure_writes_json_to_a_stream_that_is_not_a_terminal() -> None:
 
 
 def _format(**kwargs: Any) -> dict[str, Any]:
-    record = logging.LogRecord("worker.pipeline", logging.WARNING, __file__, 1,
-                               "record %s dead-lettered", ("x",), None)
+    record = logging.LogRecord(
+        "worker.pipeline", logging.WARNING, __file__, 1, "record %s dead-lettered", ("x",), None
+    )
     record.__dict__.update(kwargs)
     return dict(orjson.loads(logs.JsonFormatter().format(record)))
 
@@ -120,13 +134,15 @@ def test_a_traceback_stays_inside_its_one_line() -> None:
     except ValueError:
         line = _format(exc_info=sys.exc_info())
     assert "ValueError: boom" in line["exc_info"]
-    assert "\n" not in logs.JsonFormatter().format(logging.makeLogRecord(
-        {"msg": "a\nb", "exc_info": None}))
+    assert "\n" not in logs.JsonFormatter().format(
+        logging.makeLogRecord({"msg": "a\nb", "exc_info": None})
+    )
 
 
 def test_the_dead_letter_warning_names_the_record(caplog: pytest.LogCaptureFixture) -> None:
-    raw = SimpleNamespace(topic="events.ticket", partition=2, offset=17, key=b"k",
-                          value=b"{}", timestamp=0)
+    raw = SimpleNamespace(
+        topic="events.ticket", partition=2, offset=17, key=b"k", value=b"{}", timestamp=0
+    )
     intake = Intake(Settings(), WallClock(), Metrics())
     with caplog.at_level(logging.WARNING, logger="worker.events.intake"):
         intake.failed(raw, RuntimeError("poison"), 0.0, [])

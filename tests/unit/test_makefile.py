@@ -19,15 +19,23 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make he
 def _dry_run(target: str, tmp_path: Path) -> list[str]:
     # Run inside `make test` too: a nested make would print its directory changes.
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    done = subprocess.run(["make", "--no-print-directory", "-n", target,
-                           f"VENV={tmp_path / 'venv'}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout.splitlines()
 
 
 def _extras(commands: list[str]) -> set[str]:
-    return {extra for line in commands
-            for extra in re.findall(r"pip install .*-e '\.\[([^]]+)\]'", line)}
+    return {
+        extra
+        for line in commands
+        for extra in re.findall(r"pip install .*-e '\.\[([^]]+)\]'", line)
+    }
 
 
 def test_dev_installs_only_what_running_needs(tmp_path: Path) -> None:
@@ -39,8 +47,7 @@ def test_dev_installs_only_what_running_needs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["test", "lint", "test-unit"])
 def test_test_and_lint_still_install_the_dev_tools(tmp_path: Path, target: str) -> None:
-    assert "dev" in {e for extras in _extras(_dry_run(target, tmp_path))
-                     for e in extras.split(",")}
+    assert "dev" in {e for extras in _extras(_dry_run(target, tmp_path)) for e in extras.split(",")}
 
 
 def test_test_unit_runs_the_unit_tests_only(tmp_path: Path) -> None:

@@ -20,12 +20,41 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
 
 
-def alert(previous: str | None, tier: str, *, delivery: str = "live",
-          offset: int | None = 0, topic: str = "t", partition: int = 0) -> tuple[str, Alert]:
-    cause = Cause("event", None, None, topic if offset is not None else None,
-                  partition if offset is not None else None, offset)
-    return "acct", Alert("id", "acct", None, previous, tier, tier, None, 50.0, None, {}, cause,
-                         delivery, "m", AlertModel("m", "default"), "2026-01-15T12:00:00.000+00:00", 1)
+def alert(
+    previous: str | None,
+    tier: str,
+    *,
+    delivery: str = "live",
+    offset: int | None = 0,
+    topic: str = "t",
+    partition: int = 0,
+) -> tuple[str, Alert]:
+    cause = Cause(
+        "event",
+        None,
+        None,
+        topic if offset is not None else None,
+        partition if offset is not None else None,
+        offset,
+    )
+    return "acct", Alert(
+        "id",
+        "acct",
+        None,
+        previous,
+        tier,
+        tier,
+        None,
+        50.0,
+        None,
+        {},
+        cause,
+        delivery,
+        "m",
+        AlertModel("m", "default"),
+        "2026-01-15T12:00:00.000+00:00",
+        1,
+    )
 
 
 @pytest.mark.parametrize("largest", [30000, 500, 7, 1])
@@ -41,8 +70,14 @@ def test_batch_buckets_reach_the_largest_batch(largest: int) -> None:
 def test_tier_changes_count_transitions_and_move_accounts_between_tiers() -> None:
     metrics = Metrics()
     metrics.set_tier_counts({"green": 5, "yellow": 0, "red": 1})
-    metrics.tier_changes([alert(None, "green"), alert(None, "green"),
-                          alert("green", "red"), alert("yellow", "green")])
+    metrics.tier_changes(
+        [
+            alert(None, "green"),
+            alert(None, "green"),
+            alert("green", "red"),
+            alert("yellow", "green"),
+        ]
+    )
     transitions = "healthscore_tier_transitions_total"
     assert value(metrics, transitions, **{"from": "none", "to": "green"}) == 2
     assert value(metrics, transitions, **{"from": "green", "to": "red"}) == 1
@@ -68,9 +103,14 @@ def test_lag_is_set_per_partition_and_dropped_when_revoked() -> None:
 def test_a_revoked_partition_loses_its_lag_series() -> None:
     metrics = Metrics()
     metrics.set_lag({("events", 0): 3, ("events", 1): 4})
-    loop = SimpleNamespace(metrics=metrics, revoking=asyncio.Event(), in_flight=asyncio.Lock(),
-                           pipeline=SimpleNamespace(forget=lambda partitions: None),
-                           probes=SimpleNamespace(revoking=False), remodel=None)
+    loop = SimpleNamespace(
+        metrics=metrics,
+        revoking=asyncio.Event(),
+        in_flight=asyncio.Lock(),
+        pipeline=SimpleNamespace(forget=lambda partitions: None),
+        probes=SimpleNamespace(revoking=False),
+        remodel=None,
+    )
     asyncio.run(_Rebalance(loop).on_partitions_revoked([TopicPartition("events", 0)]))  # type: ignore[arg-type]
     assert value(metrics, "healthscore_consumer_lag", topic="events", partition="0") is None
     assert value(metrics, "healthscore_consumer_lag", topic="events", partition="1") == 4
@@ -86,13 +126,19 @@ def test_latency_is_observed_from_each_origin_to_the_acknowledgement() -> None:
 
 
 def test_origins_are_the_causing_records_of_live_alerts_only() -> None:
-    records = [Record("a", p, o, b"k", b"v", timestamp=1_000 * (10 * p + o))
-               for p in (0, 1) for o in range(5)]
-    outcome = Outcome(alerts=[alert(None, "green", topic="a", partition=1, offset=3),
-                              alert(None, "red", topic="a", partition=0, offset=2,
-                                    delivery="catch_up"),
-                              alert("red", "yellow", offset=None),  # a window expiry
-                              alert(None, "green", topic="a", partition=0, offset=9)])  # not here
+    records = [
+        Record("a", p, o, b"k", b"v", timestamp=1_000 * (10 * p + o))
+        for p in (0, 1)
+        for o in range(5)
+    ]
+    outcome = Outcome(
+        alerts=[
+            alert(None, "green", topic="a", partition=1, offset=3),
+            alert(None, "red", topic="a", partition=0, offset=2, delivery="catch_up"),
+            alert("red", "yellow", offset=None),  # a window expiry
+            alert(None, "green", topic="a", partition=0, offset=9),
+        ]
+    )  # not here
     assert _origins(records, outcome) == [13.0]  # type: ignore[arg-type]
 
 

@@ -26,14 +26,17 @@ LAG = 300.0
 LIVE, CATCH_UP = Mode.LIVE, Mode.CATCH_UP
 
 
-@pytest.mark.parametrize(("newest", "mode"), [
-    (PRESENT, LIVE),
-    (PRESENT + 60, LIVE),  # stamped ahead (within the allowed skew)
-    (PRESENT - LAG, LIVE),  # exactly the lag behind: still live
-    (PRESENT - LAG - 0.001, CATCH_UP),
-    (PRESENT - 86400, CATCH_UP),
-    (-math.inf, CATCH_UP),  # nothing applied: no sign of the present
-])
+@pytest.mark.parametrize(
+    ("newest", "mode"),
+    [
+        (PRESENT, LIVE),
+        (PRESENT + 60, LIVE),  # stamped ahead (within the allowed skew)
+        (PRESENT - LAG, LIVE),  # exactly the lag behind: still live
+        (PRESENT - LAG - 0.001, CATCH_UP),
+        (PRESENT - 86400, CATCH_UP),
+        (-math.inf, CATCH_UP),  # nothing applied: no sign of the present
+    ],
+)
 def test_records_older_than_the_lag_are_caught_up_on(newest: float, mode: Mode) -> None:
     assert evaluation_mode(newest, PRESENT, LAG) is mode
 
@@ -43,14 +46,18 @@ def test_a_zero_lag_makes_only_the_present_live() -> None:
     assert evaluation_mode(PRESENT - 0.001, PRESENT, 0.0) is CATCH_UP
 
 
-@pytest.mark.parametrize(("mode", "previous", "applies"), [
-    (LIVE, LIVE, True),
-    (LIVE, CATCH_UP, False),  # the first live evaluation after a catch-up
-    (CATCH_UP, LIVE, False),
-    (CATCH_UP, CATCH_UP, False),
-])
-def test_hysteresis_only_between_two_live_evaluations(mode: Mode, previous: Mode,
-                                                      applies: bool) -> None:
+@pytest.mark.parametrize(
+    ("mode", "previous", "applies"),
+    [
+        (LIVE, LIVE, True),
+        (LIVE, CATCH_UP, False),  # the first live evaluation after a catch-up
+        (CATCH_UP, LIVE, False),
+        (CATCH_UP, CATCH_UP, False),
+    ],
+)
+def test_hysteresis_only_between_two_live_evaluations(
+    mode: Mode, previous: Mode, applies: bool
+) -> None:
     assert hysteresis_applies(mode, previous) is applies
 
 
@@ -76,16 +83,19 @@ BOUNDARIES = [
 ]
 
 
-@pytest.mark.parametrize(("previous", "current"), [
-    (LIVE, LIVE), (LIVE, CATCH_UP), (CATCH_UP, LIVE), (CATCH_UP, CATCH_UP)])
+@pytest.mark.parametrize(
+    ("previous", "current"),
+    [(LIVE, LIVE), (LIVE, CATCH_UP), (CATCH_UP, LIVE), (CATCH_UP, CATCH_UP)],
+)
 @pytest.mark.parametrize(("published", "score", "held", "plain"), BOUNDARIES)
-def test_the_tier_at_the_boundaries(model: Model, previous: Mode, current: Mode,
-                                    published: str, score: float, held: str,
-                                    plain: str) -> None:
+def test_the_tier_at_the_boundaries(
+    model: Model, previous: Mode, current: Mode, published: str, score: float, held: str, plain: str
+) -> None:
     assert plain_tier(model, score).name == plain
     expected = held if (previous, current) == (LIVE, LIVE) else plain
-    moved = new_tier(model, score, _published(published),
-                     hysteresis=hysteresis_applies(current, previous))
+    moved = new_tier(
+        model, score, _published(published), hysteresis=hysteresis_applies(current, previous)
+    )
     assert (moved or published) == expected
 
 
@@ -105,13 +115,18 @@ def _event(ts: float, offset: int) -> Event:
 def test_the_plan_knows_its_newest_record(model: Model) -> None:
     planner = Planner(model)
     now_bucket = bucket_of(PRESENT, model.bucket_seconds)
-    update = AccountUpdate("acme", {"seats_purchased": 5}, SourceRef("accounts", 0, 9),
-                           ts=PRESENT - 10)
-    plan = planner.plan("acme", [_event(PRESENT - 500, 1), _event(PRESENT - 20, 2),
-                                 _event(PRESENT - 900, 3)], now_bucket)
+    update = AccountUpdate(
+        "acme", {"seats_purchased": 5}, SourceRef("accounts", 0, 9), ts=PRESENT - 10
+    )
+    plan = planner.plan(
+        "acme",
+        [_event(PRESENT - 500, 1), _event(PRESENT - 20, 2), _event(PRESENT - 900, 3)],
+        now_bucket,
+    )
     assert plan.newest == PRESENT - 20  # the newest, not the last
     assert planner.plan("acme", [_event(PRESENT - 500, 1), update], now_bucket).newest == (
-        PRESENT - 10)  # an update by its record's timestamp
+        PRESENT - 10
+    )  # an update by its record's timestamp
 
 
 def test_a_too_old_event_does_not_count_as_news(model: Model) -> None:
@@ -125,12 +140,14 @@ def test_a_too_old_event_does_not_count_as_news(model: Model) -> None:
 # --------------------------------------------------------------------------- saving it
 
 
-async def test_the_mode_is_saved_only_when_it_changes(model: Model,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_mode_is_saved_only_when_it_changes(
+    model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sent: list[wire.Command] = []
 
-    async def execute(_redis: object, commands: list[wire.Command], _timeout: float,
-                      ordered: object = ()) -> list[None]:
+    async def execute(
+        _redis: object, commands: list[wire.Command], _timeout: float, ordered: object = ()
+    ) -> list[None]:
         sent.extend(commands)
         return []
 

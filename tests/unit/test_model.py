@@ -24,8 +24,14 @@ from worker.scoring.signals import SIGNALS
 ModelOf = Callable[[dict[str, Any]], Model]
 
 DEFAULT_COMPONENTS = (
-    "login_frequency", "feature_adoption", "session_duration", "license_utilization",
-    "support_tickets", "escalations", "nps", "csat",
+    "login_frequency",
+    "feature_adoption",
+    "session_duration",
+    "license_utilization",
+    "support_tickets",
+    "escalations",
+    "nps",
+    "csat",
 )
 
 # --------------------------------------------------------------------------- the default
@@ -52,9 +58,14 @@ def test_escalations_weigh_most(model: Model) -> None:
 @pytest.mark.parametrize(
     ("name", "weight"),
     [
-        ("login_frequency", 1.0), ("feature_adoption", 1.0), ("session_duration", 0.75),
-        ("license_utilization", 1.0), ("support_tickets", 0.75), ("escalations", 1.25),
-        ("nps", 0.85), ("csat", 0.85),
+        ("login_frequency", 1.0),
+        ("feature_adoption", 1.0),
+        ("session_duration", 0.75),
+        ("license_utilization", 1.0),
+        ("support_tickets", 0.75),
+        ("escalations", 1.25),
+        ("nps", 0.85),
+        ("csat", 0.85),
     ],
 )
 def test_default_weights(model: Model, name: str, weight: float) -> None:
@@ -94,9 +105,7 @@ def test_default_tiers(model: Model) -> None:
 def test_default_curves(model: Model) -> None:
     assert model.component("login_frequency").curve == Linear(4, 20)
     assert model.component("support_tickets").curve == Linear(8, 1)  # fewer is better
-    assert model.component("escalations").curve == Bands(
-        (Band(0, 100), Band(1, 40), Band(None, 0))
-    )
+    assert model.component("escalations").curve == Bands((Band(0, 100), Band(1, 40), Band(None, 0)))
 
 
 def test_component_subscore_uses_its_curve(model: Model) -> None:
@@ -141,16 +150,26 @@ def test_packaged_default_matches_the_repository_copy() -> None:
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [
-        ("10s", 10), ("5m", 300), ("2h", 7200), ("30d", 30 * 86400), ("90d", 90 * 86400),
-        ("1d", 86400), ("0s", 0), ("007m", 420),
-        (3600, 3600), (1, 1), (86400.0, 86400),
+        ("10s", 10),
+        ("5m", 300),
+        ("2h", 7200),
+        ("30d", 30 * 86400),
+        ("90d", 90 * 86400),
+        ("1d", 86400),
+        ("0s", 0),
+        ("007m", 420),
+        (3600, 3600),
+        (1, 1),
+        (86400.0, 86400),
     ],
 )
 def test_parse_duration(value: str | int, seconds: int) -> None:
     assert parse_duration(value, "field") == seconds
 
 
-@pytest.mark.parametrize("value", ["10", "10w", "1.5h", "-5m", "h", "", " 10s", "10s ", "10 s", "10S"])
+@pytest.mark.parametrize(
+    "value", ["10", "10w", "1.5h", "-5m", "h", "", " 10s", "10s ", "10 s", "10S"]
+)
 def test_parse_duration_rejects_what_is_no_duration(value: str) -> None:
     with pytest.raises(ConfigError, match=r"^comp\.window: .* is not a duration"):
         parse_duration(value, "comp.window")
@@ -159,7 +178,9 @@ def test_parse_duration_rejects_what_is_no_duration(value: str) -> None:
 # --------------------------------------------------------------------------- good variants
 
 
-def test_windows_in_plain_seconds_and_hour_buckets(raw_model: dict[str, Any], model_of: ModelOf) -> None:
+def test_windows_in_plain_seconds_and_hour_buckets(
+    raw_model: dict[str, Any], model_of: ModelOf
+) -> None:
     raw_model["bucket"] = "1h"
     raw_model["components"]["nps"]["window"] = 7200
     raw_model["components"]["csat"]["window"] = "90d"
@@ -178,7 +199,9 @@ def test_integral_float_durations_load(raw_model: dict[str, Any], model_of: Mode
     assert m.component("nps").window_buckets == 30
 
 
-def test_window_of_exactly_ninety_days_is_allowed(raw_model: dict[str, Any], model_of: ModelOf) -> None:
+def test_window_of_exactly_ninety_days_is_allowed(
+    raw_model: dict[str, Any], model_of: ModelOf
+) -> None:
     raw_model["components"]["nps"]["window"] = MAX_WINDOW_SECONDS
     assert model_of(raw_model).component("nps").window_buckets == 90
 
@@ -194,7 +217,9 @@ def test_description_is_optional(raw_model: dict[str, Any], model_of: ModelOf) -
     assert model_of(raw_model).component("nps").description == ""
 
 
-def test_integer_weights_and_scores_become_floats(raw_model: dict[str, Any], model_of: ModelOf) -> None:
+def test_integer_weights_and_scores_become_floats(
+    raw_model: dict[str, Any], model_of: ModelOf
+) -> None:
     raw_model["components"]["nps"]["weight"] = 2
     m = model_of(raw_model)
     assert isinstance(m.component("nps").weight, float)
@@ -202,10 +227,13 @@ def test_integer_weights_and_scores_become_floats(raw_model: dict[str, Any], mod
 
 
 def test_two_tiers_and_custom_names(raw_model: dict[str, Any], model_of: ModelOf) -> None:
-    raw_model["tiers"] = {"margin": 0, "levels": [
-        {"name": "ok", "label": "OK", "min_score": 50},
-        {"name": "at_risk", "label": "At risk", "min_score": 0},
-    ]}
+    raw_model["tiers"] = {
+        "margin": 0,
+        "levels": [
+            {"name": "ok", "label": "OK", "min_score": 50},
+            {"name": "at_risk", "label": "At risk", "min_score": 0},
+        ],
+    }
     m = model_of(raw_model)
     assert [t.name for t in m.tiers] == ["ok", "at_risk"]
     assert m.margin == 0.0
@@ -261,9 +289,13 @@ def _del(path: str) -> Callable[[dict[str, Any]], None]:
 
 
 def _levels(*scores: float, names: tuple[str, ...] = ("green", "yellow", "red")) -> Any:
-    return _set("tiers.levels", [
-        {"name": n, "label": n.title(), "min_score": s} for n, s in zip(names, scores, strict=True)
-    ])
+    return _set(
+        "tiers.levels",
+        [
+            {"name": n, "label": n.title(), "min_score": s}
+            for n, s in zip(names, scores, strict=True)
+        ],
+    )
 
 
 BAD_MODELS = {
@@ -281,16 +313,30 @@ BAD_MODELS = {
     "window with a space": (_set("components.nps.window", "30 d"), "components.nps.window"),
     "window zero seconds": (_set("components.nps.window", 0), "components.nps.window"),
     "fractional window": (_set("components.nps.window", 1.5), "components.nps.window"),
-    "linear without good": (_set("components.nps.curve", {"linear": {"bad": 1}}),
-                            "components.nps.curve"),
-    "unknown curve kind": (_set("components.nps.curve", {"log": {"base": 2}}),
-                           "components.nps.curve"),
-    "band score above 100": (_set("components.escalations.curve.bands.0.score", 101),
-                             "components.escalations.curve"),
+    "linear without good": (
+        _set("components.nps.curve", {"linear": {"bad": 1}}),
+        "components.nps.curve",
+    ),
+    "unknown curve kind": (
+        _set("components.nps.curve", {"log": {"base": 2}}),
+        "components.nps.curve",
+    ),
+    "band score above 100": (
+        _set("components.escalations.curve.bands.0.score", 101),
+        "components.escalations.curve",
+    ),
     "upper-case component name": (
-        _set("components.NPS", {"signal": "nps", "window": "90d", "weight": 1,
-                                "curve": {"linear": {"bad": 0, "good": 1}}}),
-        'components: "NPS" does not match'),
+        _set(
+            "components.NPS",
+            {
+                "signal": "nps",
+                "window": "90d",
+                "weight": 1,
+                "curve": {"linear": {"bad": 0, "good": 1}},
+            },
+        ),
+        'components: "NPS" does not match',
+    ),
     "no components": (_set("components", {}), "components"),
     "missing version": (_del("version"), "version"),
     "empty version": (_set("version", ""), "version"),
@@ -300,55 +346,88 @@ BAD_MODELS = {
     "missing tiers": (_del("tiers"), "tiers"),
     "missing margin": (_del("tiers.margin"), "tiers.margin"),
     "negative margin": (_set("tiers.margin", -1), "tiers.margin"),
-    "one tier only": (_set("tiers.levels", [{"name": "all", "label": "All", "min_score": 0}]),
-                      "tiers.levels"),
+    "one tier only": (
+        _set("tiers.levels", [{"name": "all", "label": "All", "min_score": 0}]),
+        "tiers.levels",
+    ),
     "tier score above 100": (_levels(101, 40, 0), "tiers.levels.0.min_score"),
     "tier without label": (_del("tiers.levels.1.label"), "tiers.levels.1.label"),
     "unknown top-level key": (_set("colour", "blue"), "colour"),
     # compile-time checks: named just as precisely
-    "unknown signal": (_set("components.nps.signal", "net_promoter"),
-                       "components.nps.signal: unknown signal 'net_promoter'"),
-    "window longer than 90 days": (_set("components.nps.window", "91d"),
-                                   "components.nps.window: 7862400 s is longer than 90 days"),
-    "window longer than 90 days in hours": (_set("components.nps.window", "2161h"),
-                                            "components.nps.window"),
-    "window not a multiple of the bucket": (_set("components.nps.window", "36h"),
-                                            "components.nps.window: 129600 s is not a whole number"),
+    "unknown signal": (
+        _set("components.nps.signal", "net_promoter"),
+        "components.nps.signal: unknown signal 'net_promoter'",
+    ),
+    "window longer than 90 days": (
+        _set("components.nps.window", "91d"),
+        "components.nps.window: 7862400 s is longer than 90 days",
+    ),
+    "window longer than 90 days in hours": (
+        _set("components.nps.window", "2161h"),
+        "components.nps.window",
+    ),
+    "window not a multiple of the bucket": (
+        _set("components.nps.window", "36h"),
+        "components.nps.window: 129600 s is not a whole number",
+    ),
     "window zero days": (_set("components.nps.window", "0d"), "components.nps.window"),
-    "window shorter than the bucket": (_set("components.nps.window", "12h"),
-                                       "components.nps.window"),
-    "bad equals good": (_set("components.nps.curve", {"linear": {"bad": 5, "good": 5}}),
-                        "components.nps.curve.linear: bad and good must differ"),
+    "window shorter than the bucket": (
+        _set("components.nps.window", "12h"),
+        "components.nps.window",
+    ),
+    "bad equals good": (
+        _set("components.nps.curve", {"linear": {"bad": 5, "good": 5}}),
+        "components.nps.curve.linear: bad and good must differ",
+    ),
     "bands out of order": (
-        _set("components.escalations.curve.bands",
-             [{"upto": 1, "score": 40}, {"upto": 0, "score": 100}, {"score": 0}]),
-        "components.escalations.curve.bands: 'upto' must increase"),
+        _set(
+            "components.escalations.curve.bands",
+            [{"upto": 1, "score": 40}, {"upto": 0, "score": 100}, {"score": 0}],
+        ),
+        "components.escalations.curve.bands: 'upto' must increase",
+    ),
     "bands with equal bounds": (
-        _set("components.escalations.curve.bands",
-             [{"upto": 1, "score": 40}, {"upto": 1, "score": 100}, {"score": 0}]),
-        "components.escalations.curve.bands: 'upto' must increase"),
+        _set(
+            "components.escalations.curve.bands",
+            [{"upto": 1, "score": 40}, {"upto": 1, "score": 100}, {"score": 0}],
+        ),
+        "components.escalations.curve.bands: 'upto' must increase",
+    ),
     "last band bounded": (
-        _set("components.escalations.curve.bands", [{"upto": 0, "score": 100}, {"upto": 1, "score": 0}]),
-        "components.escalations.curve.bands: every band but the last"),
+        _set(
+            "components.escalations.curve.bands",
+            [{"upto": 0, "score": 100}, {"upto": 1, "score": 0}],
+        ),
+        "components.escalations.curve.bands: every band but the last",
+    ),
     "middle band open": (
-        _set("components.escalations.curve.bands",
-             [{"upto": 0, "score": 100}, {"score": 40}, {"score": 0}]),
-        "components.escalations.curve.bands: every band but the last"),
+        _set(
+            "components.escalations.curve.bands",
+            [{"upto": 0, "score": 100}, {"score": 40}, {"score": 0}],
+        ),
+        "components.escalations.curve.bands: every band but the last",
+    ),
     "bucket of zero seconds": (_set("bucket", "0s"), "bucket: must be at least 1 second"),
     "tiers rising": (_levels(40, 70, 0), "tiers.levels: min_score must fall"),
     "tiers equal": (_levels(70, 70, 0), "tiers.levels: min_score must fall"),
-    "worst tier above zero": (_levels(70, 40, 10), "tiers.levels: the worst tier must have min_score 0"),
-    "duplicate tier names": (_levels(70, 40, 0, names=("green", "green", "red")),
-                             "tiers.levels: tier names must be unique"),
-    "bad tier name": (_levels(70, 40, 0, names=("Green", "yellow", "red")),
-                      "tiers.levels.0.name"),
+    "worst tier above zero": (
+        _levels(70, 40, 10),
+        "tiers.levels: the worst tier must have min_score 0",
+    ),
+    "duplicate tier names": (
+        _levels(70, 40, 0, names=("green", "green", "red")),
+        "tiers.levels: tier names must be unique",
+    ),
+    "bad tier name": (_levels(70, 40, 0, names=("Green", "yellow", "red")), "tiers.levels.0.name"),
 }
 
 
 @pytest.mark.parametrize(("mutate", "named"), BAD_MODELS.values(), ids=BAD_MODELS.keys())
 def test_bad_model_names_the_field(
-    raw_model: dict[str, Any], model_of: ModelOf,
-    mutate: Callable[[dict[str, Any]], None], named: str,
+    raw_model: dict[str, Any],
+    model_of: ModelOf,
+    mutate: Callable[[dict[str, Any]], None],
+    named: str,
 ) -> None:
     mutate(raw_model)
     with pytest.raises(ConfigError) as caught:

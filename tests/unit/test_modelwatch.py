@@ -16,12 +16,18 @@ def _watch(tmp_path: Path) -> tuple[Path, ModelWatch, Metrics]:
     path = tmp_path / "model.yaml"
     path.write_text(default_model_text(), "utf-8")
     metrics = Metrics()
-    return path, ModelWatch(file_source(str(path)), load(file_source(str(path))), 0, metrics), metrics
+    return (
+        path,
+        ModelWatch(file_source(str(path)), load(file_source(str(path))), 0, metrics),
+        metrics,
+    )
 
 
 def _count(metrics: Metrics, result: str) -> float:
-    return metrics.registry.get_sample_value("healthscore_model_reloads_total",
-                                             {"result": result}) or 0.0
+    return (
+        metrics.registry.get_sample_value("healthscore_model_reloads_total", {"result": result})
+        or 0.0
+    )
 
 
 def test_an_unchanged_file_is_not_parsed_again(tmp_path: Path) -> None:
@@ -35,7 +41,8 @@ def test_an_unchanged_file_is_not_parsed_again(tmp_path: Path) -> None:
 
 
 def test_a_bad_file_is_rejected_once_with_the_field_named(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path, watch, metrics = _watch(tmp_path)
     path.write_text(default_model_text().replace("weight: 1.25", "weight: -1"), "utf-8")
     with caplog.at_level(logging.ERROR):
@@ -60,8 +67,9 @@ def test_a_new_bucket_needs_a_replay(tmp_path: Path, caplog: pytest.LogCaptureFi
 def test_a_good_file_is_applied_and_shown(tmp_path: Path) -> None:
     path, watch, metrics = _watch(tmp_path)
     old = watch.running.fingerprint
-    path.write_text(default_model_text().replace("version: default-2026.11", "version: v2"),
-                    "utf-8")
+    path.write_text(
+        default_model_text().replace("version: default-2026.11", "version: v2"), "utf-8"
+    )
     loaded = watch.check()
     assert loaded is not None
     assert loaded.models.default.version == "v2"
@@ -69,10 +77,15 @@ def test_a_good_file_is_applied_and_shown(tmp_path: Path) -> None:
     assert watch.running is loaded
     assert _count(metrics, "applied") == 1
     info = metrics.registry.get_sample_value(
-        "healthscore_model_info", {"version": "v2", "fingerprint": loaded.fingerprint})
+        "healthscore_model_info", {"version": "v2", "fingerprint": loaded.fingerprint}
+    )
     assert info == 1
-    assert metrics.registry.get_sample_value(
-        "healthscore_model_info", {"version": "default-2026.11", "fingerprint": old}) is None
+    assert (
+        metrics.registry.get_sample_value(
+            "healthscore_model_info", {"version": "default-2026.11", "fingerprint": old}
+        )
+        is None
+    )
 
 
 def test_a_missing_file_is_read_again_once_back(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([binary("promtool"), *args], capture_output=True, text=True,
-                            timeout=120, cwd=PROMETHEUS_DIR)
+    result = subprocess.run(
+        [binary("promtool"), *args], capture_output=True, text=True, timeout=120, cwd=PROMETHEUS_DIR
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -59,7 +60,8 @@ def test_rules_and_panels_read_only_metrics_the_worker_exports() -> None:
 
 def test_dashboard_uses_the_provisioned_datasource() -> None:
     provisioned = yaml.safe_load(
-        (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
+        (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
     uid = provisioned["datasources"][0]["uid"]
     for panel in dashboard()["panels"]:
         assert panel["datasource"]["uid"] == uid, panel["title"]

@@ -29,11 +29,18 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 DAY = 86400.0
 
 
-def body(override_id: str = "o-1", *, kind: str = "pin", days: float = 7,
-         **fields: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"account_id": "acme", "override_id": override_id, "kind": kind,
-                           "reason": "renewal call went well", "author": "dana@example.com",
-                           "set_at": rfc3339(T0), "expires_at": rfc3339(T0 + days * DAY)}
+def body(
+    override_id: str = "o-1", *, kind: str = "pin", days: float = 7, **fields: Any
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "account_id": "acme",
+        "override_id": override_id,
+        "kind": kind,
+        "reason": "renewal call went well",
+        "author": "dana@example.com",
+        "set_at": rfc3339(T0),
+        "expires_at": rfc3339(T0 + days * DAY),
+    }
     if kind == "pin":
         out["tier"] = fields.pop("tier", "green")
     else:
@@ -42,8 +49,9 @@ def body(override_id: str = "o-1", *, kind: str = "pin", days: float = 7,
     return {**out, **fields}
 
 
-def _at(records: list[tuple[int, dict[str, Any] | None]],
-        at: float) -> list[tuple[int, dict[str, Any] | None, float]]:
+def _at(
+    records: list[tuple[int, dict[str, Any] | None]], at: float
+) -> list[tuple[int, dict[str, Any] | None, float]]:
     """Records with their timestamp, all at ``at``."""
     return [(offset, value, at) for offset, value in records]
 
@@ -72,13 +80,20 @@ def test_a_redelivered_record_changes_nothing() -> None:
 
 
 def test_replaced_cleared_and_edited_go_to_the_history_as_such() -> None:
-    state, _ = ov.receive(None, _at([(1, body("a")), (2, body("a", tier="yellow")),
-                                 (3, body("b", tier="red")), (4, None)], T0))
+    state, _ = ov.receive(
+        None,
+        _at(
+            [(1, body("a")), (2, body("a", tier="yellow")), (3, body("b", tier="red")), (4, None)],
+            T0,
+        ),
+    )
     assert state is not None
     assert state.active is None
     # the same id again is an edit in place: one entry for "a", replaced by "b"
     assert [(p.override.override_id, p.override.tier, p.ended) for p in state.history] == [
-        ("b", "red", "cleared"), ("a", "yellow", "replaced")]
+        ("b", "red", "cleared"),
+        ("a", "yellow", "replaced"),
+    ]
 
 
 def test_an_override_replaced_after_its_expiry_counts_as_expired() -> None:
@@ -103,8 +118,9 @@ def test_the_state_survives_its_json() -> None:
 
 
 def _card(model: Model, subscores: dict[str, float]) -> Scorecard:
-    return Scorecard({n: ComponentScore(1.0, s, model.component(n).weight)
-                      for n, s in subscores.items()})
+    return Scorecard(
+        {n: ComponentScore(1.0, s, model.component(n).weight) for n, s in subscores.items()}
+    )
 
 
 def _published(tier: str, score: float, mark: str | None = None) -> Published:
@@ -145,9 +161,15 @@ def test_hysteresis_does_not_hold_a_tier_an_override_published(model: Model) -> 
 
 
 def _decoder(model: Model) -> Decoder:
-    return Decoder({}, "accounts", 4096, 300.0, overrides_topic="overrides",
-                   tiers=[t.name for t in model.tiers],
-                   components=[c.name for c in model.components])
+    return Decoder(
+        {},
+        "accounts",
+        4096,
+        300.0,
+        overrides_topic="overrides",
+        tiers=[t.name for t in model.tiers],
+        components=[c.name for c in model.components],
+    )
 
 
 SOURCE = SourceRef("overrides", 0, 7)
@@ -170,18 +192,21 @@ def test_an_override_and_a_tombstone_decode(model: Model) -> None:
     assert _decode(model, None) == Override("acme", None, SOURCE)
 
 
-@pytest.mark.parametrize(("value", "field"), [
-    ({k: v for k, v in body().items() if k != "expires_at"}, ""),
-    (body(reason=""), "/reason"),
-    (body(reason="   "), "/reason"),
-    ({k: v for k, v in body().items() if k != "author"}, ""),
-    (body(days=366), "/expires_at"),
-    (body(days=-1), "/expires_at"),
-    (body(tier="platinum"), "/tier"),
-    (body(kind="adjust", component="vibes"), "/component"),
-    (body(kind="adjust", subscore=101), "/subscore"),
-    ({**body(), "component": "nps"}, ""),
-])
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({k: v for k, v in body().items() if k != "expires_at"}, ""),
+        (body(reason=""), "/reason"),
+        (body(reason="   "), "/reason"),
+        ({k: v for k, v in body().items() if k != "author"}, ""),
+        (body(days=366), "/expires_at"),
+        (body(days=-1), "/expires_at"),
+        (body(tier="platinum"), "/tier"),
+        (body(kind="adjust", component="vibes"), "/component"),
+        (body(kind="adjust", subscore=101), "/subscore"),
+        ({**body(), "component": "nps"}, ""),
+    ],
+)
 def test_a_bad_override_is_refused(model: Model, value: dict[str, Any], field: str) -> None:
     with pytest.raises(BadInput) as caught:
         _decode(model, value)
@@ -199,8 +224,9 @@ def test_the_key_must_be_the_account(model: Model) -> None:
 TIMES = st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat())
 
 
-@given(st.dictionaries(st.sampled_from(sorted(body())),
-                       st.text() | st.integers() | st.none() | TIMES))
+@given(
+    st.dictionaries(st.sampled_from(sorted(body())), st.text() | st.integers() | st.none() | TIMES)
+)
 def test_hostile_overrides_only_ever_raise_bad_input(junk: dict[str, Any]) -> None:
     value = {**body(), **junk}
     with contextlib.suppress(BadInput):
@@ -212,13 +238,29 @@ def test_hostile_overrides_only_ever_raise_bad_input(junk: dict[str, Any]) -> No
 
 def test_an_alert_under_an_override_is_valid_and_says_so() -> None:
     alert = {
-        "alert_id": "0" * 32, "account_id": "acme", "segment": None, "previous_tier": "green",
-        "tier": "red", "tier_label": "Requires attention", "previous_score": 90.0,
-        "score": 90.0, "triggering_component": None, "components": {},
-        "cause": {"kind": "override", "event_id": None, "event_type": None,
-                  "topic": "overrides", "partition": 0, "offset": 7},
+        "alert_id": "0" * 32,
+        "account_id": "acme",
+        "segment": None,
+        "previous_tier": "green",
+        "tier": "red",
+        "tier_label": "Requires attention",
+        "previous_score": 90.0,
+        "score": 90.0,
+        "triggering_component": None,
+        "components": {},
+        "cause": {
+            "kind": "override",
+            "event_id": None,
+            "event_type": None,
+            "topic": "overrides",
+            "partition": 0,
+            "offset": 7,
+        },
         "override": ov.alert_field(ov.ActiveOverride.of(body(tier="red"))),
-        "delivery": "live", "model_version": "x", "ts": rfc3339(T0), "seq": 2,
+        "delivery": "live",
+        "model_version": "x",
+        "ts": rfc3339(T0),
+        "seq": 2,
     }
     assert validator("alert").is_valid(alert)
     assert "override by dana@example.com" in alert_message(alert, None, "")["text"]
@@ -226,8 +268,9 @@ def test_an_alert_under_an_override_is_valid_and_says_so() -> None:
 
 def test_a_cleared_or_replaced_override_ends_at_its_records_time() -> None:
     # Not at the clock of whoever applies it: a replay must write the live history.
-    state, _ = ov.receive(None, [(1, body("a"), T0), (2, body("b"), T0 + 60),
-                                 (3, None, T0 + 120)])
+    state, _ = ov.receive(None, [(1, body("a"), T0), (2, body("b"), T0 + 60), (3, None, T0 + 120)])
     assert state is not None
     assert [(p.ended, p.ended_at) for p in state.history] == [
-        ("cleared", T0 + 120), ("replaced", T0 + 60)]
+        ("cleared", T0 + 120),
+        ("replaced", T0 + 60),
+    ]

@@ -20,8 +20,7 @@ SOURCE = ("events.login", 0, 0)
 
 
 def _parsed(scorer: Scorer, n: int) -> list[Parsed]:
-    return [scorer.parse(r.event_type, r.value)
-            for r in events(n, 1, seed=3, spread_days=20)]
+    return [scorer.parse(r.event_type, r.value) for r in events(n, 1, seed=3, spread_days=20)]
 
 
 def test_one_rescore_per_batch_ends_on_the_per_event_score() -> None:
@@ -49,8 +48,7 @@ def test_an_event_older_than_every_window_changes_nothing() -> None:
     assert doc == account.new_doc()
 
 
-def test_a_batch_counts_its_events_and_the_scores_come_before_the_result(
-        tmp_path: Path) -> None:
+def test_a_batch_counts_its_events_and_the_scores_come_before_the_result(tmp_path: Path) -> None:
     result, scores = tmp_path / "result.json", tmp_path / "scores.json"
     progress = Progress(result, expect=5, scores=scores)
     progress.started()

@@ -375,8 +375,8 @@ def test_the_bench_model_is_the_default_with_one_percentile_component() -> None:
     default = load_model()
     assert percentile_components(bench) == ("login_frequency",)
     # Alike but for the curve (a percentile there): compared with the default's curve.
-    assert [replace(b, curve=d.curve, description="")
-            for b, d in zip(bench.components, default.components, strict=True)] == [
-        replace(d, description="") for d in default.components
-    ]
+    assert [
+        replace(b, curve=d.curve, description="")
+        for b, d in zip(bench.components, default.components, strict=True)
+    ] == [replace(d, description="") for d in default.components]
     assert bench.tiers == default.tiers

@@ -136,10 +136,14 @@ def test_session_counters_only_when_the_login_reports_one(
 
 
 def test_sessions_add_up(planner: Planner) -> None:
-    plan = plan_of(planner, ev("login", session_seconds=600), ev("login"),
-                   ev("login", session_seconds=300))
-    assert plan.totals().counters == {(TODAY, "login"): 3.0, (TODAY, "sess_n"): 2.0,
-                               (TODAY, "sess_sum"): 900.0}
+    plan = plan_of(
+        planner, ev("login", session_seconds=600), ev("login"), ev("login", session_seconds=300)
+    )
+    assert plan.totals().counters == {
+        (TODAY, "login"): 3.0,
+        (TODAY, "sess_n"): 2.0,
+        (TODAY, "sess_sum"): 900.0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -164,16 +168,24 @@ def test_nps_promoters_detractors_passives(
 def test_nps_mix(planner: Planner) -> None:
     scores = [10, 9, 8, 7, 6, 0, 10]
     plan = plan_of(planner, *(ev("survey", kind="nps", score=s) for s in scores))
-    assert plan.totals().counters == {(TODAY, "nps_n"): 7.0, (TODAY, "nps_pro"): 3.0,
-                               (TODAY, "nps_det"): 2.0}
+    assert plan.totals().counters == {
+        (TODAY, "nps_n"): 7.0,
+        (TODAY, "nps_pro"): 3.0,
+        (TODAY, "nps_det"): 2.0,
+    }
 
 
 def test_csat_counts_and_sums(planner: Planner) -> None:
-    plan = plan_of(planner, *(ev("survey", kind="csat", score=s) for s in (5, 3, 1)),
-                   ev("survey", days_ago(1), kind="csat", score=4))
+    plan = plan_of(
+        planner,
+        *(ev("survey", kind="csat", score=s) for s in (5, 3, 1)),
+        ev("survey", days_ago(1), kind="csat", score=4),
+    )
     assert plan.totals().counters == {
-        (TODAY, "csat_n"): 3.0, (TODAY, "csat_sum"): 9.0,
-        (TODAY - 1, "csat_n"): 1.0, (TODAY - 1, "csat_sum"): 4.0,
+        (TODAY, "csat_n"): 3.0,
+        (TODAY, "csat_sum"): 9.0,
+        (TODAY - 1, "csat_n"): 1.0,
+        (TODAY - 1, "csat_sum"): 4.0,
     }
 
 
@@ -182,7 +194,9 @@ def test_csat_counts_and_sums(planner: Planner) -> None:
     [("opened", "tk_open"), ("reopened", "tk_reopen"), ("escalated", "tk_esc")],
 )
 def test_ticket_counters(planner: Planner, status: str, counter: str) -> None:
-    assert plan_of(planner, ev("ticket", status=status)).totals().counters == {(TODAY, counter): 1.0}
+    assert plan_of(planner, ev("ticket", status=status)).totals().counters == {
+        (TODAY, counter): 1.0
+    }
 
 
 @pytest.mark.parametrize("status", ["resolved", "closed"])
@@ -207,8 +221,12 @@ def test_counters_of_components_not_in_the_model_are_not_written(
     raw_model["components"] = {"nps": raw_model["components"]["nps"]}
     planner = Planner(model_of(raw_model))
     plan = plan_of(
-        planner, ev("login", session_seconds=60), ev("feature_use"), ev("ticket"),
-        ev("survey", kind="csat", score=5), ev("survey", kind="nps", score=10),
+        planner,
+        ev("login", session_seconds=60),
+        ev("feature_use"),
+        ev("ticket"),
+        ev("survey", kind="csat", score=5),
+        ev("survey", kind="nps", score=10),
     )
     assert plan.totals().counters == {(TODAY, "nps_n"): 1.0, (TODAY, "nps_pro"): 1.0}
     assert plan.totals().members == {}
@@ -299,10 +317,16 @@ def test_tombstone_clears_the_attributes(planner: Planner) -> None:
 def test_last_account_update_of_the_batch_wins(planner: Planner) -> None:
     first = {"account_id": "acme", "segment": "smb", "seats_purchased": 10}
     second = {"account_id": "acme", "segment": "smb", "seats_purchased": 25}
-    assert plan_of(planner, AccountUpdate("acme", first, SRC),
-                   AccountUpdate("acme", second, SRC)).attrs == second
-    assert plan_of(planner, AccountUpdate("acme", first, SRC),
-                   AccountUpdate("acme", None, SRC)).attrs is None
+    assert (
+        plan_of(
+            planner, AccountUpdate("acme", first, SRC), AccountUpdate("acme", second, SRC)
+        ).attrs
+        == second
+    )
+    assert (
+        plan_of(planner, AccountUpdate("acme", first, SRC), AccountUpdate("acme", None, SRC)).attrs
+        is None
+    )
 
 
 def test_no_account_update_leaves_attributes_alone(planner: Planner) -> None:
@@ -336,18 +360,29 @@ def test_a_mixed_batch(planner: Planner) -> None:
         AccountUpdate("acme", {"seats_purchased": 5}, SRC),
     )
     assert plan.totals().counters == {
-        (TODAY, "login"): 1.0, (TODAY, "sess_n"): 1.0, (TODAY, "sess_sum"): 1200.0,
+        (TODAY, "login"): 1.0,
+        (TODAY, "sess_n"): 1.0,
+        (TODAY, "sess_sum"): 1200.0,
         (TODAY - 1, "tk_reopen"): 1.0,
-        (TODAY - 30, "nps_n"): 1.0, (TODAY - 30, "nps_det"): 1.0,
+        (TODAY - 30, "nps_n"): 1.0,
+        (TODAY - 30, "nps_det"): 1.0,
     }
-    assert plan.totals().members == {"users": {"ann": NOW, "bob": days_ago(2)},
-                             "features": {"export": days_ago(2)}}
+    assert plan.totals().members == {
+        "users": {"ann": NOW, "bob": days_ago(2)},
+        "features": {"export": days_ago(2)},
+    }
     assert plan.seen == {"login", "feature_use", "ticket", "survey"}
     assert plan.too_old == 1
     assert plan.attrs == {"seats_purchased": 5}
     assert plan.touched == {
-        "login_frequency", "feature_adoption", "session_duration", "license_utilization",
-        "support_tickets", "escalations", "nps", "csat",
+        "login_frequency",
+        "feature_adoption",
+        "session_duration",
+        "license_utilization",
+        "support_tickets",
+        "escalations",
+        "nps",
+        "csat",
     }
 
 
@@ -355,37 +390,51 @@ def test_a_mixed_batch(planner: Planner) -> None:
 
 
 def test_totals_cover_only_the_events_the_status_applies(planner: Planner) -> None:
-    plan = plan_of(planner, ev("login", user_id="u1", session_seconds=60),
-                   ev("login", days_ago(1), user_id="u2", session_seconds=30),
-                   ev("login", user_id="u1", session_seconds=90))
+    plan = plan_of(
+        planner,
+        ev("login", user_id="u1", session_seconds=60),
+        ev("login", days_ago(1), user_id="u2", session_seconds=30),
+        ev("login", user_id="u1", session_seconds=90),
+    )
     assert plan.totals("ara") == Totals(
         {(TODAY, "login"): 2.0, (TODAY, "sess_n"): 2.0, (TODAY, "sess_sum"): 150.0},
-        {"users": {"u1": NOW}})
+        {"users": {"u1": NOW}},
+    )
     assert plan.totals("rdr") == Totals({}, {})
     assert plan.totals() == plan.totals("aaa")
     assert plan.totals()[1] == {"users": {"u1": NOW, "u2": days_ago(1)}}
 
 
 _any_event = st.builds(
-    lambda kind, age, user, value: ev(kind, days_ago(age), user_id=user,
-                                      **({"session_seconds": value} if kind == "login" else
-                                         {"kind": "csat", "score": int(value) % 6}
-                                         if kind == "survey" else {})),
+    lambda kind, age, user, value: ev(
+        kind,
+        days_ago(age),
+        user_id=user,
+        **(
+            {"session_seconds": value}
+            if kind == "login"
+            else {"kind": "csat", "score": int(value) % 6}
+            if kind == "survey"
+            else {}
+        ),
+    ),
     st.sampled_from(["login", "feature_use", "ticket", "survey"]),
-    st.floats(0, 40), st.sampled_from(["u1", "u2", "u3"]), st.floats(0, 5000))
+    st.floats(0, 40),
+    st.sampled_from(["u1", "u2", "u3"]),
+    st.floats(0, 5000),
+)
 
 
-@given(events=st.lists(_any_event, max_size=12), letters=st.text("ard", min_size=12,
-                                                                  max_size=12))
+@given(events=st.lists(_any_event, max_size=12), letters=st.text("ard", min_size=12, max_size=12))
 def test_totals_of_some_events_are_those_of_a_plan_of_them_alone(
-        planner: Planner, events: list[Event], letters: str) -> None:
+    planner: Planner, events: list[Event], letters: str
+) -> None:
     """Summed as planned (all of them) or again for a status (some of them), the same
     floats in the same order: a plan of only the applied events gives the same totals."""
-    status = letters[:len(events)]
+    status = letters[: len(events)]
     applied = [e for e, letter in zip(events, status, strict=True) if letter == "a"]
     assert plan_of(planner, *events).totals(status) == plan_of(planner, *applied).totals()
-    assert plan_of(planner, *events).totals() == plan_of(planner, *events).totals(
-        "a" * len(events))
+    assert plan_of(planner, *events).totals() == plan_of(planner, *events).totals("a" * len(events))
 
 
 def test_a_member_keeps_its_latest_time_whatever_the_order(planner: Planner) -> None:
@@ -404,24 +453,35 @@ def test_an_event_id_is_scoped_by_its_type(planner: Planner) -> None:
 
 
 def test_each_type_keeps_the_newest_bucket_of_its_events(planner: Planner, model: Model) -> None:
-    plan = plan_of(planner, ev("ticket", days_ago(3)), ev("survey", days_ago(5)),
-                   ev("ticket", days_ago(1)), ev("ticket", days_ago(2)))
+    plan = plan_of(
+        planner,
+        ev("ticket", days_ago(3)),
+        ev("survey", days_ago(5)),
+        ev("ticket", days_ago(1)),
+        ev("ticket", days_ago(2)),
+    )
     day = model.bucket_seconds
-    assert plan.last_bucket == {"ticket": bucket_of(days_ago(1), day),
-                                "survey": bucket_of(days_ago(5), day)}
+    assert plan.last_bucket == {
+        "ticket": bucket_of(days_ago(1), day),
+        "survey": bucket_of(days_ago(5), day),
+    }
 
 
-def test_seen_is_written_only_when_a_batch_moves_its_bucket(planner: Planner,
-                                                            model: Model) -> None:
+def test_seen_is_written_only_when_a_batch_moves_its_bucket(planner: Planner, model: Model) -> None:
     from worker.windows.resident import Resident
     from worker.windows.script import ApplyScript
 
     plan = plan_of(planner, ev("ticket", days_ago(1)), ev("survey", days_ago(1)))
     today = bucket_of(NOW, model.bucket_seconds)
     windows = tuple(sorted({c.window_buckets for c in model.components}))
-    resident = Resident("acme", today, windows, model.bucket_seconds, maintained=True,
-                        seen_bucket={"ticket": bucket_of(days_ago(1), model.bucket_seconds),
-                                     "survey": 1})  # 1: a flag of an older version
+    resident = Resident(
+        "acme",
+        today,
+        windows,
+        model.bucket_seconds,
+        maintained=True,
+        seen_bucket={"ticket": bucket_of(days_ago(1), model.bucket_seconds), "survey": 1},
+    )  # 1: a flag of an older version
     call = ApplyScript(model, 86400, 100).call([plan], [resident], [None], [plan.totals()], NOW)
     args = list(call)  # event id digests are raw bytes
     assert "seen:ticket" not in args  # known already: nothing written

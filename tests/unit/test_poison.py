@@ -24,8 +24,12 @@ from worker.settings import Settings
 from worker.windows.plan import Planner
 
 NOW = datetime(2026, 1, 15, 12, tzinfo=UTC).timestamp()
-TOPICS = {"events.login": "login", "events.feature_use": "feature_use",
-          "events.ticket": "ticket", "events.survey": "survey"}
+TOPICS = {
+    "events.login": "login",
+    "events.feature_use": "feature_use",
+    "events.ticket": "ticket",
+    "events.survey": "survey",
+}
 ALL_TOPICS = [*TOPICS, "accounts"]
 DEAD_LETTER = validator("deadletter")
 PLANNER = Planner(load_model())
@@ -39,13 +43,15 @@ def decoder() -> Decoder:
 
 def test_every_reason_is_in_the_dead_letter_schema() -> None:
     assert set(load_schema("deadletter")["properties"]["reason"]["enum"]) == {
-        str(r) for r in Reason}
+        str(r) for r in Reason
+    }
 
 
 @pytest.mark.parametrize("depth", [255, 256, 512, 1024])
 @pytest.mark.parametrize("topic", ALL_TOPICS)
 def test_deep_nesting_as_the_whole_message_is_a_schema_violation(
-        decoder: Decoder, topic: str, depth: int) -> None:
+    decoder: Decoder, topic: str, depth: int
+) -> None:
     with pytest.raises(BadInput) as caught:
         decoder.decode(SourceRef(topic, 0, 0), b"acme", b"[" * depth + b"]" * depth, NOW)
     assert caught.value.reason is Reason.SCHEMA_VIOLATION
@@ -54,7 +60,8 @@ def test_deep_nesting_as_the_whole_message_is_a_schema_violation(
 @pytest.mark.parametrize("depth", [200, 255, 256, 512, 1023])
 @pytest.mark.parametrize("opener", [b"[", b'{"a":'])
 def test_deep_nesting_in_an_extra_field_is_a_schema_violation_of_that_field(
-        decoder: Decoder, depth: int, opener: bytes) -> None:
+    decoder: Decoder, depth: int, opener: bytes
+) -> None:
     closer = b"]" if opener == b"[" else b"}"
     value = VALID_LOGIN + b',"x":' + opener * depth + b"1" + closer * depth + b"}"
     with pytest.raises(BadInput) as caught:
@@ -66,19 +73,47 @@ def test_deep_nesting_in_an_extra_field_is_a_schema_violation_of_that_field(
 # --------------------------------------------------------------------------- hostile input
 
 VALID: dict[str, dict[str, Any]] = {
-    "login": {"event_id": "e-1", "account_id": "acme", "ts": "2026-01-15T11:00:00Z",
-              "user_id": "u1", "session_seconds": 900},
-    "feature_use": {"event_id": "e-2", "account_id": "acme", "ts": "2026-01-15T11:00:00Z",
-                    "user_id": "u1", "feature": "reports", "count": 3},
-    "ticket": {"event_id": "e-3", "account_id": "acme", "ts": "2026-01-15T11:00:00Z",
-               "ticket_id": "T-9", "status": "opened", "priority": "high"},
-    "survey": {"event_id": "e-4", "account_id": "acme", "ts": "2026-01-15T11:00:00Z",
-               "kind": "csat", "score": 4},
+    "login": {
+        "event_id": "e-1",
+        "account_id": "acme",
+        "ts": "2026-01-15T11:00:00Z",
+        "user_id": "u1",
+        "session_seconds": 900,
+    },
+    "feature_use": {
+        "event_id": "e-2",
+        "account_id": "acme",
+        "ts": "2026-01-15T11:00:00Z",
+        "user_id": "u1",
+        "feature": "reports",
+        "count": 3,
+    },
+    "ticket": {
+        "event_id": "e-3",
+        "account_id": "acme",
+        "ts": "2026-01-15T11:00:00Z",
+        "ticket_id": "T-9",
+        "status": "opened",
+        "priority": "high",
+    },
+    "survey": {
+        "event_id": "e-4",
+        "account_id": "acme",
+        "ts": "2026-01-15T11:00:00Z",
+        "kind": "csat",
+        "score": 4,
+    },
     "account": {"account_id": "acme", "segment": "smb", "seats_purchased": 5},
 }
 TOPIC_OF_KIND = {**{kind: topic for topic, kind in TOPICS.items()}, "account": "accounts"}
-SETTLED = (Reason.OVERSIZE, Reason.INVALID_JSON, Reason.SCHEMA_VIOLATION,
-           Reason.TIMESTAMP_OUT_OF_RANGE, Reason.BAD_KEY, Reason.UNKNOWN_TOPIC)
+SETTLED = (
+    Reason.OVERSIZE,
+    Reason.INVALID_JSON,
+    Reason.SCHEMA_VIOLATION,
+    Reason.TIMESTAMP_OUT_OF_RANGE,
+    Reason.BAD_KEY,
+    Reason.UNKNOWN_TOPIC,
+)
 
 
 def settle(decoder: Decoder, topic: str, key: bytes | None, value: bytes | None) -> None:
@@ -100,26 +135,34 @@ def settle(decoder: Decoder, topic: str, key: bytes | None, value: bytes | None)
 
 
 @settings(max_examples=300)
-@given(topic=st.sampled_from([*ALL_TOPICS, "elsewhere"]), key=poison.keys,
-       value=st.none() | st.binary(max_size=2000))
+@given(
+    topic=st.sampled_from([*ALL_TOPICS, "elsewhere"]),
+    key=poison.keys,
+    value=st.none() | st.binary(max_size=2000),
+)
 def test_arbitrary_bytes_never_escape_as_anything_but_bad_input(
-        decoder: Decoder, topic: str, key: bytes | None, value: bytes | None) -> None:
+    decoder: Decoder, topic: str, key: bytes | None, value: bytes | None
+) -> None:
     settle(decoder, topic, key, value)
 
 
 @settings(max_examples=300)
-@given(topic=st.sampled_from(ALL_TOPICS), key=poison.keys,
-       value=poison.json_values.map(poison.dumps) | poison.deep_nesting())
+@given(
+    topic=st.sampled_from(ALL_TOPICS),
+    key=poison.keys,
+    value=poison.json_values.map(poison.dumps) | poison.deep_nesting(),
+)
 def test_arbitrary_json_never_escapes_as_anything_but_bad_input(
-        decoder: Decoder, topic: str, key: bytes | None, value: bytes) -> None:
+    decoder: Decoder, topic: str, key: bytes | None, value: bytes
+) -> None:
     settle(decoder, topic, key, value)
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), kind=st.sampled_from(sorted(VALID)),
-       key=st.just(b"acme") | poison.keys)
+@given(data=st.data(), kind=st.sampled_from(sorted(VALID)), key=st.just(b"acme") | poison.keys)
 def test_valid_records_with_hostile_fields_never_escape_as_anything_but_bad_input(
-        decoder: Decoder, data: st.DataObject, kind: str, key: bytes | None) -> None:
+    decoder: Decoder, data: st.DataObject, kind: str, key: bytes | None
+) -> None:
     value = data.draw(poison.hostile_body(kind, VALID[kind]))
     settle(decoder, TOPIC_OF_KIND[kind], key, value)
 
@@ -134,12 +177,18 @@ def test_the_valid_bodies_decode(decoder: Decoder) -> None:
 BAD = BadInput(Reason.OVERSIZE, "too big")
 
 
-@pytest.mark.parametrize(("key_size", "value_size"), [
-    (4, 800_000), (4, 2_000_000), (500_000, 20), (700_000, 700_000), (0, 0), (4, 786_000)])
+@pytest.mark.parametrize(
+    ("key_size", "value_size"),
+    [(4, 800_000), (4, 2_000_000), (500_000, 20), (700_000, 700_000), (0, 0), (4, 786_000)],
+)
 @pytest.mark.parametrize("max_request", [1048576, 65536, 5 * 1048576])
 def test_a_dead_letter_always_fits_the_producers_request(
-        key_size: int, value_size: int, max_request: int) -> None:
-    key, value = b"k" * key_size, bytes(range(256)) * (value_size // 256) + b"v" * (value_size % 256)
+    key_size: int, value_size: int, max_request: int
+) -> None:
+    key, value = (
+        b"k" * key_size,
+        bytes(range(256)) * (value_size // 256) + b"v" * (value_size % 256),
+    )
     letter = dead_letter(BAD, SourceRef("t" * 249, 0, 1), key, value, 1, NOW, max_request)
     assert DEAD_LETTER.is_valid(letter)
     assert len(orjson.dumps(letter)) + len(dead_letter_key(key) or b"") + 100 <= max_request

@@ -63,8 +63,12 @@ def test_start_up_counts_as_a_sign_of_life(clock: FakeClock) -> None:
 def test_ready_when_assigned_and_both_answered_recently(clock: FakeClock) -> None:
     verdict = ready_probes(clock).readyz(MAX_AGE)
     assert verdict.ok
-    assert verdict.body == {"ready": True, "reasons": [], "partitions": 3,
-                            "answered_ages_seconds": {"kafka": 0.0, "redis": 0.0}}
+    assert verdict.body == {
+        "ready": True,
+        "reasons": [],
+        "partitions": 3,
+        "answered_ages_seconds": {"kafka": 0.0, "redis": 0.0},
+    }
 
 
 def test_not_ready_before_the_first_assignment(clock: FakeClock) -> None:

@@ -23,11 +23,14 @@ def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_off_a_terminal_it_logs_the_total_then_a_line_per_interval(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = _Clock()
     stream = io.StringIO()
-    with (caplog.at_level(logging.INFO, logger="worker.progress"),
-          Reporter("replay", stream, interactive=False, every_seconds=10, clock=clock) as p):
+    with (
+        caplog.at_level(logging.INFO, logger="worker.progress"),
+        Reporter("replay", stream, interactive=False, every_seconds=10, clock=clock) as p,
+    ):
         p.start(1000)
         p.advance(100)
         clock.now += 5
@@ -36,26 +39,34 @@ def test_off_a_terminal_it_logs_the_total_then_a_line_per_interval(
         p.advance(300)
         for _ in range(50):
             p.advance(0)  # a flood of batches inside one interval: one line at most
-    assert _messages(caplog) == ["replay: 1000 records to read",
-                                 "replay: 500 of 1000 records (50%)",
-                                 "replay: read 500 of 1000 records (50%)"]
+    assert _messages(caplog) == [
+        "replay: 1000 records to read",
+        "replay: 500 of 1000 records (50%)",
+        "replay: read 500 of 1000 records (50%)",
+    ]
     assert stream.getvalue() == ""  # no bar drawn into a log
 
 
 def test_more_read_than_the_end_offsets_promised_is_never_over_100_percent(
-        caplog: pytest.LogCaptureFixture) -> None:
-    with (caplog.at_level(logging.INFO, logger="worker.progress"),
-          Reporter("replay", io.StringIO(), interactive=False) as p):
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="worker.progress"),
+        Reporter("replay", io.StringIO(), interactive=False) as p,
+    ):
         p.start(10)
         p.advance(12)
     assert _messages(caplog)[-1] == "replay: read 12 of 12 records (100%)"
 
 
 def test_on_a_terminal_it_draws_a_bar_of_records_read_of_the_total(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     stream = io.StringIO()
-    with (caplog.at_level(logging.INFO, logger="worker.progress"),
-          Reporter("replay", stream, interactive=True) as p):
+    with (
+        caplog.at_level(logging.INFO, logger="worker.progress"),
+        Reporter("replay", stream, interactive=True) as p,
+    ):
         p.start(400)
         p.advance(150)
         p.advance(250)

@@ -12,9 +12,27 @@ import worker.scoring
 PACKAGE = Path(worker.scoring.__file__).parent
 MODULES = sorted(PACKAGE.glob("*.py"))
 # Libraries whose use means I/O (or parsing what I/O brought in: that is the edge's job).
-DOING_IO = {"yaml", "pathlib", "importlib", "redis", "aiokafka", "orjson", "json", "os", "io",
-            "socket", "asyncio", "shutil", "tempfile", "subprocess", "urllib", "httpx",
-            "worker.contracts", "worker.settings", "worker.modelfile"}
+DOING_IO = {
+    "yaml",
+    "pathlib",
+    "importlib",
+    "redis",
+    "aiokafka",
+    "orjson",
+    "json",
+    "os",
+    "io",
+    "socket",
+    "asyncio",
+    "shutil",
+    "tempfile",
+    "subprocess",
+    "urllib",
+    "httpx",
+    "worker.contracts",
+    "worker.settings",
+    "worker.modelfile",
+}
 CALLS_DOING_IO = {"open", "print", "input"}
 
 
@@ -29,8 +47,11 @@ def imported(tree: ast.AST) -> set[str]:
 
 
 def called(tree: ast.AST) -> set[str]:
-    return {node.func.id for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    return {
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
 
 
 def test_the_package_has_modules() -> None:
@@ -40,7 +61,10 @@ def test_the_package_has_modules() -> None:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
 def test_a_scoring_module_imports_nothing_doing_io(path: Path) -> None:
     tree = ast.parse(path.read_text("utf-8"))
-    bad = {name for name in imported(tree)
-           if any(name == lib or name.startswith(lib + ".") for lib in DOING_IO)}
+    bad = {
+        name
+        for name in imported(tree)
+        if any(name == lib or name.startswith(lib + ".") for lib in DOING_IO)
+    }
     assert bad == set(), f"{path.name} imports {sorted(bad)}"
     assert called(tree) & CALLS_DOING_IO == set(), f"{path.name} calls {called(tree)}"

@@ -59,21 +59,24 @@ def consumer_snippet() -> str:
 
 def run_consumer(lines: list[bytes]) -> list[str]:
     """The README's consumer as a user runs it: alert lines on its stdin."""
-    result = subprocess.run([sys.executable, "-c", consumer_snippet()], input=b"".join(
-        line + b"\n" for line in lines), capture_output=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", consumer_snippet()],
+        input=b"".join(line + b"\n" for line in lines),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     return result.stdout.decode().splitlines()
 
 
-def test_the_readme_consumer_keeps_one_of_each_alert_and_leaves_catch_up_ones(
-        model: Model) -> None:
+def test_the_readme_consumer_keeps_one_of_each_alert_and_leaves_catch_up_ones(model: Model) -> None:
     def alert(account: str, cards: list[dict[str, float]], mode: Mode) -> dict[str, Any]:
         published = None
         for values in cards:
             change = decide(model, score_components(model, values), published)
             assert change is not None
             published = snapshot(change)
-        return as_dict(build_alert(model, account, None, change, Cause("event"), 0.0,
-                                   mode=mode))
+        return as_dict(build_alert(model, account, None, change, Cause("event"), 0.0, mode=mode))
 
     green, red = {"escalations": 0}, {"escalations": 2}
     history = alert("a", [green], Mode.CATCH_UP)
@@ -86,8 +89,7 @@ def test_the_readme_consumer_keeps_one_of_each_alert_and_leaves_catch_up_ones(
 
 def _worked_rows() -> list[list[str]]:
     section = README.split("### A score, worked through", 1)[1].split("\n## ", 1)[0]
-    rows = [line.strip("|").split("|") for line in section.splitlines()
-            if line.startswith("| `")]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| `")]
     return [[cell.strip() for cell in row] for row in rows]
 
 
@@ -95,8 +97,7 @@ def test_the_worked_example_is_what_the_default_model_computes(model: Model) -> 
     rows = _worked_rows()
     assert [r[0].strip("`") for r in rows] == [c.name for c in model.components]
     # The raw value is the last number of its cell ("264 / 22 = 12 logins ..." -> 12).
-    values = {r[0].strip("`"): float(re.findall(r"-?[\d.]+", r[1].split("=")[-1])[0])
-              for r in rows}
+    values = {r[0].strip("`"): float(re.findall(r"-?[\d.]+", r[1].split("=")[-1])[0]) for r in rows}
     card = score_components(model, values)
     for name, _, subscore, weight, contribution in rows:
         c = card.components[name.strip("`")]

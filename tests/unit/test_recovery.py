@@ -36,14 +36,20 @@ from worker.scoring.tierchange import decide
 
 MODEL = load_model()
 VALUES = {  # a plausible range per default component, past both ends of its curve
-    "login_frequency": st.floats(0, 30), "feature_adoption": st.integers(0, 12).map(float),
-    "session_duration": st.floats(0, 25), "license_utilization": st.floats(0, 1.2),
+    "login_frequency": st.floats(0, 30),
+    "feature_adoption": st.integers(0, 12).map(float),
+    "session_duration": st.floats(0, 25),
+    "license_utilization": st.floats(0, 1.2),
     "support_tickets": st.integers(0, 12).map(float),
-    "escalations": st.integers(0, 4).map(float), "nps": st.floats(-100, 100),
+    "escalations": st.integers(0, 4).map(float),
+    "nps": st.floats(-100, 100),
     "csat": st.floats(1, 5),
 }
-cards = st.fixed_dictionaries({}, optional=VALUES).filter(bool).map(
-    lambda values: score_components(MODEL, values))
+cards = (
+    st.fixed_dictionaries({}, optional=VALUES)
+    .filter(bool)
+    .map(lambda values: score_components(MODEL, values))
+)
 
 
 def with_value(card: Scorecard, hint: Hint, value: float) -> Scorecard:
@@ -70,7 +76,8 @@ def _span(name: str) -> float:
 @settings(max_examples=400, deadline=None)
 @given(card=cards, tier=st.sampled_from(["yellow", "red"]))
 def test_each_hint_alone_lifts_the_score_to_the_goal_and_one_step_less_does_not(
-        card: Scorecard, tier: str) -> None:
+    card: Scorecard, tier: str
+) -> None:
     found = recovery(MODEL, card, tier)
     assert found is not None
     assert card.score is not None
@@ -102,13 +109,17 @@ def test_when_no_component_can_alone_all_the_hints_together_do(card: Scorecard) 
 
 
 @settings(max_examples=300, deadline=None)
-@given(card=cards, name=st.sampled_from(sorted(VALUES)), subscore=st.floats(0, 100),
-       tier=st.sampled_from(["yellow", "red"]))
-def test_a_sub_score_a_csm_set_never_breaks_the_hints(card: Scorecard, name: str,
-                                                      subscore: float, tier: str) -> None:
+@given(
+    card=cards,
+    name=st.sampled_from(sorted(VALUES)),
+    subscore=st.floats(0, 100),
+    tier=st.sampled_from(["yellow", "red"]),
+)
+def test_a_sub_score_a_csm_set_never_breaks_the_hints(
+    card: Scorecard, name: str, subscore: float, tier: str
+) -> None:
     """An adjusted card (a sub-score its value would not give): hints still hold."""
-    active = ActiveOverride("o", "adjust", "r", "a", 0.0, 1.0, component=name,
-                            subscore=subscore)
+    active = ActiveOverride("o", "adjust", "r", "a", 0.0, 1.0, component=name, subscore=subscore)
     card = override.adjusted(card, active)
     for fixed in ((), (name,)):
         found = recovery(MODEL, card, tier, fixed=fixed)
@@ -140,15 +151,26 @@ def test_hints_are_in_the_components_own_terms(model: Model) -> None:
     # The easiest first: the fewest sub-score points to climb, from the weights (before a
     # count is rounded up to a whole number).
     gap = (found.goal.score - card.score) * card.total_weight
-    climbs = [gap / model.component(h.component).weight
-              + (found.goal.score if h.subscore is None else 0.0) for h in found.hints]
+    climbs = [
+        gap / model.component(h.component).weight
+        + (found.goal.score if h.subscore is None else 0.0)
+        for h in found.hints
+    ]
     assert climbs == sorted(climbs)
 
 
 def test_fewer_is_better_is_hinted_as_at_most(model: Model) -> None:
-    card = score_components(model, {"login_frequency": 16, "feature_adoption": 6,
-                                     "session_duration": 12, "license_utilization": 0.7,
-                                     "escalations": 1, "nps": 30})
+    card = score_components(
+        model,
+        {
+            "login_frequency": 16,
+            "feature_adoption": 6,
+            "session_duration": 12,
+            "license_utilization": 0.7,
+            "escalations": 1,
+            "nps": 30,
+        },
+    )
     found = recovery(model, card, "yellow")
     assert found is not None
     assert found.alone
@@ -156,8 +178,9 @@ def test_fewer_is_better_is_hinted_as_at_most(model: Model) -> None:
 
 
 def test_a_count_is_hinted_in_whole_numbers(model: Model) -> None:
-    card = score_components(model, {"login_frequency": 16, "feature_adoption": 3,
-                                    "license_utilization": 0.6, "nps": 30})
+    card = score_components(
+        model, {"login_frequency": 16, "feature_adoption": 3, "license_utilization": 0.6, "nps": 30}
+    )
     found = recovery(model, card, "yellow")
     assert found is not None
     features = next(h for h in found.hints if h.component == "feature_adoption")
@@ -224,8 +247,7 @@ def test_a_band_is_reached_just_past_its_floor() -> None:
     assert found.goal == ("good", 50.0)
     assert found.alone
     assert found.hints[0][:4] == ("adoption", 1.0, AT_LEAST, 6.0)
-    sessions = recovery(model, score_components(model, {"adoption": 4, "sessions": 2}),
-                        "bad")
+    sessions = recovery(model, score_components(model, {"adoption": 4, "sessions": 2}), "bad")
     assert sessions is not None
     hint = next(h for h in sessions.hints if h.component == "sessions")
     assert (hint.op, hint.target) == (ABOVE, 3.0)  # a measure: anything above the floor
@@ -233,17 +255,16 @@ def test_a_band_is_reached_just_past_its_floor() -> None:
 
 @pytest.fixture
 def red_alert(model: Model) -> bytes:
-    card = score_components(model, {"login_frequency": 6, "feature_adoption": 3,
-                                    "escalations": 2, "nps": -20})
+    card = score_components(
+        model, {"login_frequency": 6, "feature_adoption": 3, "escalations": 2, "nps": -20}
+    )
     change_ = decide(model, card, None)
     assert change_ is not None
     assert change_.tier == "red"
-    return to_json(build_alert(model, "acme", None, change_, Cause("event"), 0.0,
-                               mode=Mode.LIVE))
+    return to_json(build_alert(model, "acme", None, change_, Cause("event"), 0.0, mode=Mode.LIVE))
 
 
-def test_an_alert_carries_at_most_three_hints_and_reads_back_unchanged(red_alert: bytes
-                                                                       ) -> None:
+def test_an_alert_carries_at_most_three_hints_and_reads_back_unchanged(red_alert: bytes) -> None:
     alert = from_json(red_alert)
     assert alert.recovery is not None
     assert 0 < len(alert.recovery.hints) <= 3
@@ -255,23 +276,37 @@ def test_a_catch_up_alert_carries_no_hints(model: Model) -> None:
     card = score_components(model, {"login_frequency": 6, "escalations": 2})
     change_ = decide(model, card, None)
     assert change_ is not None
-    alert = build_alert(model, "acme", None, change_, Cause("event"), 0.0,
-                        mode=Mode.CATCH_UP)
+    alert = build_alert(model, "acme", None, change_, Cause("event"), 0.0, mode=Mode.CATCH_UP)
     assert alert.recovery is None
     assert b"recovery" not in to_json(alert)
 
 
 def test_hints_in_words() -> None:
-    assert change({"component": "feature_adoption", "value": 3.0, "op": ">=",
-                   "target": 6.0}) == "feature_adoption from 3 to at least 6"
-    assert change({"component": "nps", "value": None, "op": ">=", "target": 10.25}) \
-        == "nps (no data) at least 10.3"  # rounded up: the printed value still does it
-    assert change({"component": "tickets", "value": 0.5, "op": "<=", "target": 0.4449}) \
+    assert (
+        change({"component": "feature_adoption", "value": 3.0, "op": ">=", "target": 6.0})
+        == "feature_adoption from 3 to at least 6"
+    )
+    assert (
+        change({"component": "nps", "value": None, "op": ">=", "target": 10.25})
+        == "nps (no data) at least 10.3"
+    )  # rounded up: the printed value still does it
+    assert (
+        change({"component": "tickets", "value": 0.5, "op": "<=", "target": 0.4449})
         == "tickets from 0.5 to at most 0.444"
-    assert summary({"tier": "yellow", "alone": False, "changes": [
-        {"component": "a", "value": 1.0, "op": ">=", "target": 2.0},
-        {"component": "b\x1b", "value": 1.0, "op": "<=", "target": 0.0}]}) \
+    )
+    assert (
+        summary(
+            {
+                "tier": "yellow",
+                "alone": False,
+                "changes": [
+                    {"component": "a", "value": 1.0, "op": ">=", "target": 2.0},
+                    {"component": "b\x1b", "value": 1.0, "op": "<=", "target": 0.0},
+                ],
+            }
+        )
         == "back to yellow: a from 1 to at least 2, and b\\x1b from 1 to at most 0"
+    )
 
 
 def test_explain_says_why_a_pinned_or_unknown_account_has_no_hints() -> None:
@@ -282,43 +317,78 @@ def test_explain_says_why_a_pinned_or_unknown_account_has_no_hints() -> None:
 
     pinned = {"tier": "red", "recovery": None, "override": {"kind": "pin", "tier": "red"}}
     assert "follows the pin" in printed(pinned)
-    assert "what it lacks is data" in printed({"tier": "unknown", "recovery": None,
-                                               "override": None})
+    assert "what it lacks is data" in printed(
+        {"tier": "unknown", "recovery": None, "override": None}
+    )
     assert printed({"tier": "green", "recovery": None, "override": None}) == ""
-    red = {"tier": "red", "override": None, "recovery": {
-        "tier": "yellow", "score": 43.0, "alone": True, "by_itself_at": None, "changes": [
-            {"component": "feature_adoption", "value": 1.0, "op": ">=", "target": 8.0,
-             "description": "Distinct features used in 30 days.", "by_itself_at": None}]}}
-    assert ("  feature_adoption from 1 to at least 8  (Distinct features used in 30 days.)\n"
-            in printed(red))  # in its own unit
+    red = {
+        "tier": "red",
+        "override": None,
+        "recovery": {
+            "tier": "yellow",
+            "score": 43.0,
+            "alone": True,
+            "by_itself_at": None,
+            "changes": [
+                {
+                    "component": "feature_adoption",
+                    "value": 1.0,
+                    "op": ">=",
+                    "target": 8.0,
+                    "description": "Distinct features used in 30 days.",
+                    "by_itself_at": None,
+                }
+            ],
+        },
+    }
+    assert (
+        "  feature_adoption from 1 to at least 8  (Distinct features used in 30 days.)\n"
+        in printed(red)
+    )  # in its own unit
     assert "never by itself" in printed(red)
 
 
 def test_the_readmes_worked_example(model: Model) -> None:
     """README, What would bring it back: acme (56.55, yellow) needs two changes together."""
-    card = score_components(model, {
-        "login_frequency": 12, "feature_adoption": 5, "session_duration": 9.5,
-        "license_utilization": 0.55, "support_tickets": 3, "escalations": 1, "nps": 30,
-        "csat": 4.0})
+    card = score_components(
+        model,
+        {
+            "login_frequency": 12,
+            "feature_adoption": 5,
+            "session_duration": 9.5,
+            "license_utilization": 0.55,
+            "support_tickets": 3,
+            "escalations": 1,
+            "nps": 30,
+            "csat": 4.0,
+        },
+    )
     found = recovery(model, card, "yellow")
     assert found is not None
     assert not found.alone
-    words = summary({"tier": found.goal.tier, "alone": found.alone,
-                     "changes": [h._asdict() for h in found.hints]})
-    assert words == ("back to green: escalations from 1 to at most 0, and login_frequency"
-                     " from 12 to at least 19.7")
+    words = summary(
+        {
+            "tier": found.goal.tier,
+            "alone": found.alone,
+            "changes": [h._asdict() for h in found.hints],
+        }
+    )
+    assert words == (
+        "back to green: escalations from 1 to at most 0, and login_frequency"
+        " from 12 to at least 19.7"
+    )
     readme = (Path(__file__).parents[2] / "README.md").read_text("utf-8")
-    assert "all of `escalations from 1 to at most 0`, `login_frequency from 12 to at least" \
-           " 19.7`" in readme
+    assert (
+        "all of `escalations from 1 to at most 0`, `login_frequency from 12 to at least"
+        " 19.7`" in readme
+    )
 
 
 @settings(max_examples=300, deadline=None)
 @given(card=cards, name=st.sampled_from(sorted(VALUES)), value=st.floats(-200, 200))
-def test_the_quick_check_is_the_card_to_the_bit(card: Scorecard, name: str,
-                                                value: float) -> None:
+def test_the_quick_check_is_the_card_to_the_bit(card: Scorecard, name: str, value: float) -> None:
     component = MODEL.component(name)
-    assert score_with(MODEL, card, component, value) == lifted(MODEL, card, component,
-                                                                value).score
+    assert score_with(MODEL, card, component, value) == lifted(MODEL, card, component, value).score
 
 
 # A kind of curve this module has no inverse for: a rank among peers is no function of
@@ -328,11 +398,16 @@ NO_INVERSE = Percentile()
 
 def test_a_curve_without_an_inverse_gets_no_hint_and_breaks_nothing(model: Model) -> None:
     unknown = ("feature_adoption", "nps")
-    strange = replace(model, components=tuple(
-        replace(c, curve=NO_INVERSE) if c.name in unknown else c
-        for c in model.components))
-    for values in ({"login_frequency": 12, "feature_adoption": 3, "nps": 10},
-                   {"login_frequency": 8, "feature_adoption": 3, "nps": -20}):
+    strange = replace(
+        model,
+        components=tuple(
+            replace(c, curve=NO_INVERSE) if c.name in unknown else c for c in model.components
+        ),
+    )
+    for values in (
+        {"login_frequency": 12, "feature_adoption": 3, "nps": 10},
+        {"login_frequency": 8, "feature_adoption": 3, "nps": -20},
+    ):
         card = score_components(model, values)
         known, found = recovery(model, card, "red"), recovery(strange, card, "red")
         assert known is not None
@@ -351,8 +426,9 @@ def test_a_curve_without_an_inverse_gets_no_hint_and_breaks_nothing(model: Model
 
 def test_only_curves_without_an_inverse_give_no_hints_at_all(model: Model) -> None:
     card = score_components(model, {"feature_adoption": 1})
-    strange = replace(model, components=tuple(replace(c, curve=NO_INVERSE)
-                                              for c in model.components))
+    strange = replace(
+        model, components=tuple(replace(c, curve=NO_INVERSE) for c in model.components)
+    )
     found = recovery(strange, card, "red")
     assert found is not None
     assert found.hints == ()
@@ -361,8 +437,13 @@ def test_only_curves_without_an_inverse_give_no_hints_at_all(model: Model) -> No
 
 
 def test_a_share_of_the_seats_is_also_said_in_people() -> None:
-    share = {"component": "license_utilization", "signal": "active_user_share",
-             "value": 0.2, "op": ">=", "target": 0.7500000000000001}
+    share = {
+        "component": "license_utilization",
+        "signal": "active_user_share",
+        "value": 0.2,
+        "op": ">=",
+        "target": 0.7500000000000001,
+    }
     seats = {"attributes": {"seats_purchased": 10}}
     assert in_users(share, seats) == " (6 more active users of 10 seats)"
     assert in_users({**share, "target": 0.3}, seats) == " (1 more active user of 10 seats)"

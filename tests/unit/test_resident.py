@@ -19,19 +19,34 @@ SETS = ("features", "users")
 SEEN_TYPES = ("login", "feature_use", "ticket", "survey")
 
 
-def _load(counters: dict[str, float] | None = None,
-          users: dict[str, float] | None = None,
-          features: dict[str, float] | None = None,
-          state: list[bytes | None] | None = None) -> Resident:
-    return load("acme", NOW_BUCKET, KEEP_FROM, WINDOWS, DAY,
-                [(k.encode(), str(v).encode()) for k, v in (counters or {}).items()],
-                [[(m.encode(), ts) for m, ts in (features or {}).items()],
-                 [(m.encode(), ts) for m, ts in (users or {}).items()]],
-                state or [None] * 10, SETS, SEEN_TYPES)
+def _load(
+    counters: dict[str, float] | None = None,
+    users: dict[str, float] | None = None,
+    features: dict[str, float] | None = None,
+    state: list[bytes | None] | None = None,
+) -> Resident:
+    return load(
+        "acme",
+        NOW_BUCKET,
+        KEEP_FROM,
+        WINDOWS,
+        DAY,
+        [(k.encode(), str(v).encode()) for k, v in (counters or {}).items()],
+        [
+            [(m.encode(), ts) for m, ts in (features or {}).items()],
+            [(m.encode(), ts) for m, ts in (users or {}).items()],
+        ],
+        state or [None] * 10,
+        SETS,
+        SEEN_TYPES,
+    )
 
 
-def _write(bucket: int, increments: tuple[tuple[str, float], ...] = (),
-           distinct: tuple[tuple[str, str], ...] = ()) -> Totals:
+def _write(
+    bucket: int,
+    increments: tuple[tuple[str, float], ...] = (),
+    distinct: tuple[tuple[str, str], ...] = (),
+) -> Totals:
     """What one event at ``bucket`` adds."""
     counters: dict[tuple[int, str], float] = {}
     for counter, delta in increments:
@@ -52,17 +67,22 @@ def test_an_account_redis_never_saw_is_empty() -> None:
     assert resident.seen == set()
     view = resident.view()
     assert set(view) == set(WINDOWS)
-    assert all(v.sums == {} and v.distinct("users") == 0 and v.distinct("features") == 0
-               for v in view.values())
+    assert all(
+        v.sums == {} and v.distinct("users") == 0 and v.distinct("features") == 0
+        for v in view.values()
+    )
 
 
 def test_counters_are_summed_per_window_and_expired_ones_listed() -> None:
-    resident = _load(counters={
-        f"{NOW_BUCKET}|login": 2, f"{NOW_BUCKET - 29}|login": 3,  # both windows
-        f"{NOW_BUCKET - 30}|login": 5,  # the 90-day window only
-        f"{NOW_BUCKET - 89}|tk_esc": 1,  # the oldest bucket still inside
-        f"{NOW_BUCKET - 90}|tk_esc": 7,  # left every window
-    })
+    resident = _load(
+        counters={
+            f"{NOW_BUCKET}|login": 2,
+            f"{NOW_BUCKET - 29}|login": 3,  # both windows
+            f"{NOW_BUCKET - 30}|login": 5,  # the 90-day window only
+            f"{NOW_BUCKET - 89}|tk_esc": 1,  # the oldest bucket still inside
+            f"{NOW_BUCKET - 90}|tk_esc": 7,  # left every window
+        }
+    )
     view = resident.view()
     assert view[30].sums == {"login": 5.0}
     assert view[90].sums == {"login": 10.0, "tk_esc": 1.0}
@@ -75,8 +95,9 @@ def test_members_count_in_the_windows_their_last_seen_time_is_in() -> None:
     inside_both = (NOW_BUCKET - 3) * DAY
     inside_90 = (NOW_BUCKET - 40) * DAY
     gone = (KEEP_FROM - 1) * DAY
-    resident = _load(users={"u1": inside_both, "u2": inside_90, "u3": gone},
-                     features={"f1": inside_90 + 5})
+    resident = _load(
+        users={"u1": inside_both, "u2": inside_90, "u3": gone}, features={"f1": inside_90 + 5}
+    )
     view = resident.view()
     assert (view[30].distinct("users"), view[90].distinct("users")) == (1, 2)
     assert (view[30].distinct("features"), view[90].distinct("features")) == (0, 1)
@@ -86,9 +107,21 @@ def test_members_count_in_the_windows_their_last_seen_time_is_in() -> None:
 
 def test_state_fields_are_read() -> None:
     published = {"tier": "green", "score": 80.0, "seq": 3, "components": {}}
-    resident = _load(state=[b"7", orjson.dumps({"seats_purchased": 5}),
-                            orjson.dumps(published), b"catch_up", b"1", None, b"1", None,
-                            None, None, None])
+    resident = _load(
+        state=[
+            b"7",
+            orjson.dumps({"seats_purchased": 5}),
+            orjson.dumps(published),
+            b"catch_up",
+            b"1",
+            None,
+            b"1",
+            None,
+            None,
+            None,
+            None,
+        ]
+    )
     assert resident.version == 7
     assert resident.mode is Mode.CATCH_UP
     assert resident.values is None  # component values are computed again after a load
@@ -100,8 +133,7 @@ def test_state_fields_are_read() -> None:
 
 def test_an_applied_event_adds_to_the_windows_that_hold_its_bucket() -> None:
     resident = _load()
-    resident.add(_write(NOW_BUCKET - 40, (("login", 1.0), ("sess_sum", 60.0)),
-                        (("users", "u1"),)))
+    resident.add(_write(NOW_BUCKET - 40, (("login", 1.0), ("sess_sum", 60.0)), (("users", "u1"),)))
     resident.add(_write(NOW_BUCKET, (("login", 1.0),), (("users", "u1"), ("features", "f"))))
     view = resident.view()
     assert view[30].sums == {"login": 1.0}
@@ -155,10 +187,12 @@ def test_a_resident_of_an_earlier_bucket_is_not_current() -> None:
     assert len(held) == 0
 
 
-@pytest.mark.parametrize(("gone", "left"), [({1}, {"b", "none"}), ({1, 2}, {"none"}),
-                                            (set(), {"a", "b", "none"})])
-def test_residents_of_partitions_that_moved_away_are_dropped(gone: set[int],
-                                                             left: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("gone", "left"), [({1}, {"b", "none"}), ({1, 2}, {"none"}), (set(), {"a", "b", "none"})]
+)
+def test_residents_of_partitions_that_moved_away_are_dropped(
+    gone: set[int], left: set[str]
+) -> None:
     held = Residents(capacity=10)
     for account, partition in (("a", 1), ("b", 2), ("none", None)):
         held.put(_resident(account, partition))

@@ -25,8 +25,9 @@ def _hiredis(commands: list[list[resp.Arg]]) -> bytes:
     return b"".join(hiredis.pack_command(tuple(c)) for c in commands)  # type: ignore[arg-type]
 
 
-def _outcome(pack: Callable[[list[list[resp.Arg]]], bytes],
-             commands: list[list[resp.Arg]]) -> bytes | type[Exception]:
+def _outcome(
+    pack: Callable[[list[list[resp.Arg]]], bytes], commands: list[list[resp.Arg]]
+) -> bytes | type[Exception]:
     try:
         return pack(commands)
     except TypeError as exc:
@@ -40,8 +41,18 @@ def test_a_request_is_packed_as_hiredis_packs_it(commands: list[list[resp.Arg]])
 
 
 def test_a_script_call_with_packed_binary_arguments() -> None:
-    call: list[resp.Arg] = ["EVALSHA", "ab" * 20, 2, "hs:{a}:c", "hs:{a}:s", 1796275470,
-                            0.25, "é", b"\x00\r\n\xff", -3]
+    call: list[resp.Arg] = [
+        "EVALSHA",
+        "ab" * 20,
+        2,
+        "hs:{a}:c",
+        "hs:{a}:s",
+        1796275470,
+        0.25,
+        "é",
+        b"\x00\r\n\xff",
+        -3,
+    ]
     assert resp.pack([call, ("PING",)]) == _hiredis([call, ["PING"]])
 
 

@@ -45,7 +45,9 @@ def test_empty_scorecard_has_no_score() -> None:
         ({"a": (90, 2), "b": (60, 1), "c": (30, 1)}, 67.5),
     ],
 )
-def test_score_is_the_weighted_mean(components: dict[str, tuple[float, float]], expected: float) -> None:
+def test_score_is_the_weighted_mean(
+    components: dict[str, tuple[float, float]], expected: float
+) -> None:
     assert card(**components).score == pytest.approx(expected)
 
 
@@ -142,9 +144,14 @@ def test_scorecard_keeps_value_subscore_weight_in_model_order(model: Model) -> N
 
 def test_full_default_scorecard(model: Model) -> None:
     values = {
-        "login_frequency": 12, "feature_adoption": 5, "session_duration": 8.5,
-        "license_utilization": 0.55, "support_tickets": 4.5, "escalations": 0,
-        "nps": 15, "csat": 3.5,
+        "login_frequency": 12,
+        "feature_adoption": 5,
+        "session_duration": 8.5,
+        "license_utilization": 0.55,
+        "support_tickets": 4.5,
+        "escalations": 0,
+        "nps": 15,
+        "csat": 3.5,
     }
     # every sub-score is 50 but escalations (100)
     expected = (50 * (7.45 - 1.25) + 100 * 1.25) / 7.45
@@ -157,14 +164,23 @@ def test_score_of_is_the_scorecards_score_to_the_last_bit(model: Model) -> None:
     rng = random.Random(5)
     names = [c.name for c in model.components]
     for _ in range(2000):
-        values = {n: rng.choice([0.0, rng.uniform(-50, 50), rng.uniform(0, 30), 1e-9])
-                  for n in rng.sample(names, rng.randrange(len(names) + 1))}
+        values = {
+            n: rng.choice([0.0, rng.uniform(-50, 50), rng.uniform(0, 30), 1e-9])
+            for n in rng.sample(names, rng.randrange(len(names) + 1))
+        }
         assert score_of(model, values) == score_components(model, values).score, values
 
 
 @pytest.mark.parametrize(
     ("score", "expected"),
-    [(66.666666, 66.67), (0.004, 0.0), (99.994, 99.99), (99.996, 100.0), (100.0, 100.0), (12.3, 12.3)],
+    [
+        (66.666666, 66.67),
+        (0.004, 0.0),
+        (99.994, 99.99),
+        (99.996, 100.0),
+        (100.0, 100.0),
+        (12.3, 12.3),
+    ],
 )
 def test_rounded_to_two_decimals(score: float, expected: float) -> None:
     assert rounded(score) == expected
@@ -176,9 +192,15 @@ def test_rounded_to_two_decimals(score: float, expected: float) -> None:
 @pytest.mark.parametrize(
     ("score", "tier"),
     [
-        (100, "green"), (70, "green"), (70.001, "green"),
-        (69.99, "yellow"), (55, "yellow"), (40, "yellow"),
-        (39.99, "red"), (10, "red"), (0, "red"),
+        (100, "green"),
+        (70, "green"),
+        (70.001, "green"),
+        (69.99, "yellow"),
+        (55, "yellow"),
+        (40, "yellow"),
+        (39.99, "red"),
+        (10, "red"),
+        (0, "red"),
         (-1, "red"),  # below every bar: the worst tier
     ],
 )
@@ -258,8 +280,18 @@ def test_hovering_at_a_boundary_does_not_flap(model: Model) -> None:
 def test_a_walk_down_and_back_up(model: Model) -> None:
     scores = [75, 68, 66, 71, 72, 74, 45, 38, 36, 41, 42, 44]
     assert _walk(model, "green", scores) == [
-        "green", "green", "yellow", "yellow", "yellow", "green",
-        "yellow", "yellow", "red", "red", "red", "yellow",
+        "green",
+        "green",
+        "yellow",
+        "yellow",
+        "yellow",
+        "green",
+        "yellow",
+        "yellow",
+        "red",
+        "red",
+        "red",
+        "yellow",
     ]
 
 
@@ -283,7 +315,11 @@ def test_random_scores_never_move_across_a_boundary_within_margin(model: Model) 
         if tier != plain:
             # A disagreement with the plain tier only ever keeps the account
             # closer to where it was, and only within the margin of a boundary.
-            prev_rank, got, want = rank(model, previous), rank(model, tier.name), rank(model, plain.name)
+            prev_rank, got, want = (
+                rank(model, previous),
+                rank(model, tier.name),
+                rank(model, plain.name),
+            )
             assert min(prev_rank, want) <= got <= max(prev_rank, want)
             assert any(abs(score - t.min_score) <= model.margin for t in model.tiers[:-1])
 
@@ -291,4 +327,3 @@ def test_random_scores_never_move_across_a_boundary_within_margin(model: Model) 
 @pytest.mark.parametrize(("name", "expected"), [("green", 0), ("yellow", 1), ("red", 2)])
 def test_rank(model: Model, name: str, expected: int) -> None:
     assert rank(model, name) == expected
-

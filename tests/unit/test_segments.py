@@ -57,8 +57,9 @@ def _with(raw_model: dict[str, Any], segments: dict[str, Any]) -> dict[str, Any]
 # --------------------------------------------------------------------------- the file
 
 
-def test_a_file_without_segments_is_one_model_and_its_own_windows(raw_model: dict[str, Any],
-                                                                   model: Model) -> None:
+def test_a_file_without_segments_is_one_model_and_its_own_windows(
+    raw_model: dict[str, Any], model: Model
+) -> None:
     models = _parse(raw_model)
     assert models.default == model
     assert models.default.segment is None
@@ -72,8 +73,7 @@ def test_the_example_file_has_the_four_segments(example: ModelSet) -> None:
     assert all(m.version == example.version for m in example.all())
 
 
-def test_the_example_default_is_the_packaged_default_model(example: ModelSet,
-                                                           model: Model) -> None:
+def test_the_example_default_is_the_packaged_default_model(example: ModelSet, model: Model) -> None:
     assert example.default.components == model.components
     assert example.default.tiers == model.tiers
 
@@ -87,8 +87,10 @@ def test_tiers_are_replaced_as_a_whole(example: ModelSet) -> None:
 def test_component_fields_given_replace_the_defaults_only(example: ModelSet) -> None:
     default, enterprise = example.default, example.for_segment("enterprise")
     assert enterprise.component("license_utilization").weight == 1.5
-    assert (enterprise.component("license_utilization").curve
-            == default.component("license_utilization").curve)
+    assert (
+        enterprise.component("license_utilization").curve
+        == default.component("license_utilization").curve
+    )
     assert enterprise.component("login_frequency") == default.component("login_frequency")
 
 
@@ -101,9 +103,21 @@ def test_null_removes_a_component_and_a_window_may_change(example: ModelSet) -> 
 
 
 def test_a_new_component_is_added(raw_model: dict[str, Any]) -> None:
-    raw = _with(raw_model, {"smb": {"components": {"ticket_load": {
-        "signal": "tickets_opened", "window": "30d", "weight": 0.5,
-        "curve": {"linear": {"bad": 3, "good": 0}}}}}})
+    raw = _with(
+        raw_model,
+        {
+            "smb": {
+                "components": {
+                    "ticket_load": {
+                        "signal": "tickets_opened",
+                        "window": "30d",
+                        "weight": 0.5,
+                        "curve": {"linear": {"bad": 3, "good": 0}},
+                    }
+                }
+            }
+        },
+    )
     smb = _parse(raw).for_segment("smb")
     assert smb.components[-1].name == "ticket_load"
     assert len(smb.components) == len(raw_model["components"]) + 1
@@ -115,37 +129,66 @@ def test_merging_leaves_the_default_raw_model_alone(raw_model: dict[str, Any]) -
     assert raw_model == before
 
 
-@pytest.mark.parametrize(("segments", "names"), [
-    ({"enterprise": {"components": {"nps": {"weight": 0}}}},
-     "m.yaml: segments.enterprise.components.nps.weight: "),
-    ({"enterprise": {"components": {"nps": {"colour": "red"}}}},
-     "m.yaml: segments.enterprise.components.nps"),
-    ({"enterprise": {"tiers": {"margin": 3}}}, "m.yaml: segments.enterprise.tiers.levels: "),
-    ({"enterprise": {"bucket": "1h"}}, "m.yaml: segments.enterprise.bucket: "),
-    ({"Enterprise": {}}, "m.yaml: segments"),
-    ({"default": {}}, "m.yaml: segments"),
-])
-def test_schema_errors_name_the_field(raw_model: dict[str, Any], segments: dict[str, Any],
-                                      names: str) -> None:
+@pytest.mark.parametrize(
+    ("segments", "names"),
+    [
+        (
+            {"enterprise": {"components": {"nps": {"weight": 0}}}},
+            "m.yaml: segments.enterprise.components.nps.weight: ",
+        ),
+        (
+            {"enterprise": {"components": {"nps": {"colour": "red"}}}},
+            "m.yaml: segments.enterprise.components.nps",
+        ),
+        ({"enterprise": {"tiers": {"margin": 3}}}, "m.yaml: segments.enterprise.tiers.levels: "),
+        ({"enterprise": {"bucket": "1h"}}, "m.yaml: segments.enterprise.bucket: "),
+        ({"Enterprise": {}}, "m.yaml: segments"),
+        ({"default": {}}, "m.yaml: segments"),
+    ],
+)
+def test_schema_errors_name_the_field(
+    raw_model: dict[str, Any], segments: dict[str, Any], names: str
+) -> None:
     with pytest.raises(ConfigError, match="^" + names.replace(".", r"\.")):
         _parse(_with(raw_model, segments))
 
 
-@pytest.mark.parametrize(("segments", "names"), [
-    ({"smb": {"components": {"reopens": {"signal": "tickets_opened", "weight": 1}}}},
-     "m.yaml: segments.smb.components.reopens: a component the default model does not "
-     "have needs window, curve"),
-    ({"smb": {"components": {"nope": None}}}, "m.yaml: segments.smb.components.nope: removes"),
-    ({"smb": {"components": {"nps": {"signal": "nope"}}}},
-     "m.yaml: segments.smb: components.nps.signal: unknown signal 'nope'"),
-    ({"smb": {"components": {"nps": {"window": "91d"}}}},
-     "m.yaml: segments.smb: components.nps.window: "),
-    ({"smb": {"tiers": {"margin": 30, "levels": [
-        {"name": "a", "label": "A", "min_score": 50}, {"name": "b", "label": "B", "min_score": 0}]}}},
-     "m.yaml: segments.smb: tiers.margin: "),
-])
-def test_compile_errors_name_the_segment_and_field(raw_model: dict[str, Any],
-                                                   segments: dict[str, Any], names: str) -> None:
+@pytest.mark.parametrize(
+    ("segments", "names"),
+    [
+        (
+            {"smb": {"components": {"reopens": {"signal": "tickets_opened", "weight": 1}}}},
+            "m.yaml: segments.smb.components.reopens: a component the default model does not "
+            "have needs window, curve",
+        ),
+        ({"smb": {"components": {"nope": None}}}, "m.yaml: segments.smb.components.nope: removes"),
+        (
+            {"smb": {"components": {"nps": {"signal": "nope"}}}},
+            "m.yaml: segments.smb: components.nps.signal: unknown signal 'nope'",
+        ),
+        (
+            {"smb": {"components": {"nps": {"window": "91d"}}}},
+            "m.yaml: segments.smb: components.nps.window: ",
+        ),
+        (
+            {
+                "smb": {
+                    "tiers": {
+                        "margin": 30,
+                        "levels": [
+                            {"name": "a", "label": "A", "min_score": 50},
+                            {"name": "b", "label": "B", "min_score": 0},
+                        ],
+                    }
+                }
+            },
+            "m.yaml: segments.smb: tiers.margin: ",
+        ),
+    ],
+)
+def test_compile_errors_name_the_segment_and_field(
+    raw_model: dict[str, Any], segments: dict[str, Any], names: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         _parse(_with(raw_model, segments))
     assert str(info.value).startswith(names), info.value
@@ -166,14 +209,22 @@ def test_the_example_file_is_valid_against_the_schema() -> None:
 
 
 @pytest.mark.parametrize("segment", [None, "", "retail", 7, ["enterprise"], "Enterprise"])
-def test_an_account_without_a_segment_model_gets_the_default(example: ModelSet,
-                                                             segment: object) -> None:
+def test_an_account_without_a_segment_model_gets_the_default(
+    example: ModelSet, segment: object
+) -> None:
     assert example.for_segment(segment) is example.default
 
 
-@given(st.one_of(st.none(), st.text(max_size=70), st.integers(), st.floats(),
-                 st.lists(st.text(max_size=5), max_size=3),
-                 st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)))
+@given(
+    st.one_of(
+        st.none(),
+        st.text(max_size=70),
+        st.integers(),
+        st.floats(),
+        st.lists(st.text(max_size=5), max_size=3),
+        st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+    )
+)
 def test_any_segment_value_gets_its_model_or_the_default(segment: object) -> None:
     models = _EXAMPLE
     model = models.for_segment(segment)
@@ -201,18 +252,21 @@ def _published(model: str | None) -> Published:
     return Published("green", 75.0, 1, {}, model)
 
 
-@pytest.mark.parametrize(("segment", "published", "changed", "want", "switched"), [
-    ("enterprise", "default", True, "enterprise", True),  # moved by this update
-    ("enterprise", None, True, "enterprise", True),  # published before segment models
-    ("enterprise", "enterprise", True, "enterprise", False),  # another attribute changed
-    ("enterprise", "default", False, "enterprise", False),  # only an update moves it
-    ("retail", "enterprise", True, "default", True),  # back to the default model
-    ("retail", "default", True, "default", False),
-    ("retail", None, True, "default", False),
-])
+@pytest.mark.parametrize(
+    ("segment", "published", "changed", "want", "switched"),
+    [
+        ("enterprise", "default", True, "enterprise", True),  # moved by this update
+        ("enterprise", None, True, "enterprise", True),  # published before segment models
+        ("enterprise", "enterprise", True, "enterprise", False),  # another attribute changed
+        ("enterprise", "default", False, "enterprise", False),  # only an update moves it
+        ("retail", "enterprise", True, "default", True),  # back to the default model
+        ("retail", "default", True, "default", False),
+        ("retail", None, True, "default", False),
+    ],
+)
 def test_the_scoring_model_and_whether_an_update_switched_to_it(
-        example: ModelSet, segment: str, published: str | None, changed: bool, want: str,
-        switched: bool) -> None:
+    example: ModelSet, segment: str, published: str | None, changed: bool, want: str, switched: bool
+) -> None:
     model, moved = scoring_model(example, {"segment": segment}, _published(published), changed)
     assert model_name(model) == want
     assert moved is switched
@@ -220,7 +274,9 @@ def test_the_scoring_model_and_whether_an_update_switched_to_it(
 
 def test_a_first_score_is_no_switch(example: ModelSet) -> None:
     assert scoring_model(example, {"segment": "smb"}, None, True) == (
-        example.for_segment("smb"), False)
+        example.for_segment("smb"),
+        False,
+    )
 
 
 # --------------------------------------------------------------------------- windows
@@ -237,14 +293,24 @@ def test_the_windows_model_keeps_every_models_windows(example: ModelSet) -> None
 def test_an_event_touches_a_component_of_any_segment_it_feeds(raw_model: dict[str, Any]) -> None:
     raw = copy.deepcopy(raw_model)
     del raw["components"]["escalations"]
-    raw["segments"] = {"enterprise": {"components": {"escalations": {
-        "signal": "escalations", "window": "90d", "weight": 1.5,
-        "curve": {"linear": {"bad": 2, "good": 0}}}}}}
+    raw["segments"] = {
+        "enterprise": {
+            "components": {
+                "escalations": {
+                    "signal": "escalations",
+                    "window": "90d",
+                    "weight": 1.5,
+                    "curve": {"linear": {"bad": 2, "good": 0}},
+                }
+            }
+        }
+    }
     models = _parse(raw)
     assert "escalations" not in {c.name for c in models.default.components}
     now = 1768478400.0
-    escalated = Event("ticket", "e1", "a1", now, {"event_id": "e1", "status": "escalated"},
-                      SourceRef("t", 0, 0))
+    escalated = Event(
+        "ticket", "e1", "a1", now, {"event_id": "e1", "status": "escalated"}, SourceRef("t", 0, 0)
+    )
     plan = Planner(models.windows).plan("a1", [escalated], int(now // 86400))
     assert "escalations" in plan.touched
     assert plan.totals().counters == {(int(now // 86400), "tk_esc"): 1.0}
@@ -265,9 +331,20 @@ def test_a_new_segment_model_decides_on_its_own_boundaries(example: ModelSet) ->
 
 
 def test_a_tier_the_new_model_lacks_is_left_on_plain_boundaries(raw_model: dict[str, Any]) -> None:
-    raw = _with(raw_model, {"onboarding": {"tiers": {"margin": 3, "levels": [
-        {"name": "on_track", "label": "On track", "min_score": 50},
-        {"name": "stalled", "label": "Stalled", "min_score": 0}]}}})
+    raw = _with(
+        raw_model,
+        {
+            "onboarding": {
+                "tiers": {
+                    "margin": 3,
+                    "levels": [
+                        {"name": "on_track", "label": "On track", "min_score": 50},
+                        {"name": "stalled", "label": "Stalled", "min_score": 0},
+                    ],
+                }
+            }
+        },
+    )
     onboarding = _parse(raw).for_segment("onboarding")
     card = score_components(onboarding, {"login_frequency": 12.5})  # sub-score ~53
     published = Published("yellow", 53.0, 1, {"login_frequency": [12.5, 53.1, 1.0]})
@@ -282,10 +359,12 @@ def test_the_alert_names_the_segment_model(example: ModelSet) -> None:
         card = score_components(segment_model, {"login_frequency": 16.0})
         change = decide(segment_model, card, None)
         assert change is not None
-        alert = as_dict(build_alert(segment_model, "a1", "x", change, Cause("account_update"),
-                                    0.0, mode=Mode.LIVE))
-        assert alert["model"] == {"version": example.version,
-                                  "segment": model_name(segment_model)}
+        alert = as_dict(
+            build_alert(
+                segment_model, "a1", "x", change, Cause("account_update"), 0.0, mode=Mode.LIVE
+            )
+        )
+        assert alert["model"] == {"version": example.version, "segment": model_name(segment_model)}
         assert first_error("alert", alert) is None
 
 
@@ -299,14 +378,18 @@ def test_the_api_shows_the_set(example: ModelSet) -> None:
     assert [s["segment"] for s in body["segments"]] == list(example.segments)
     enterprise = body["segments"][0]
     assert [t["min_score"] for t in enterprise["tiers"]] == [80, 50, 0]
-    assert {c["name"]: c["weight"] for c in enterprise["components"]}[
-        "license_utilization"] == 1.5
+    assert {c["name"]: c["weight"] for c in enterprise["components"]}["license_utilization"] == 1.5
     assert all(s["segments"] == [] for s in body["segments"])
 
 
 def test_check_model_prints_every_segment_model() -> None:
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "check-model", EXAMPLE],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "check-model", EXAMPLE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert out.startswith("model segments-example-2026.12: bucket 86400 s")
     for name in ("enterprise", "mid_market", "smb", "onboarding"):
         assert f"\nsegment model {name}: bucket 86400 s" in out
@@ -320,23 +403,41 @@ def test_check_model_names_the_field_of_a_bad_segment(tmp_path: Path) -> None:
     with open(EXAMPLE, encoding="utf-8") as f:
         text = f.read()
     bad = tmp_path / "bad.yaml"
-    bad.write_text(text.replace("license_utilization: {weight: 1.5}",
-                                "license_utilization: {weight: -1}"), "utf-8")
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "check-model", str(bad)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    bad.write_text(
+        text.replace("license_utilization: {weight: 1.5}", "license_utilization: {weight: -1}"),
+        "utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "check-model", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode != 0
     assert "segments.enterprise.components.license_utilization.weight" in result.stderr
 
 
 def test_explain_names_the_segment_model_it_scored_by() -> None:
-    data = {"account_id": "acme", "at": "2026-11-22T09:30:00.000+00:00",
-            "model_version": "v1", "model": {"version": "v1", "segment": "enterprise"},
-            "segment": "enterprise", "score": 55.0, "tier": "yellow", "published_tier": "yellow",
-            "published_seq": 3, "attributes": {"segment": "enterprise"}, "components": []}
+    data = {
+        "account_id": "acme",
+        "at": "2026-11-22T09:30:00.000+00:00",
+        "model_version": "v1",
+        "model": {"version": "v1", "segment": "enterprise"},
+        "segment": "enterprise",
+        "score": 55.0,
+        "tier": "yellow",
+        "published_tier": "yellow",
+        "published_seq": 3,
+        "attributes": {"segment": "enterprise"},
+        "components": [],
+    }
     out = io.StringIO()
     _print_explanation(data, Console(file=out, width=10_000, force_terminal=False))
     assert "model v1 (enterprise segment model)" in out.getvalue()
     out = io.StringIO()
-    _print_explanation({**data, "model": {"version": "v1", "segment": "default"}},
-                       Console(file=out, width=10_000, force_terminal=False))
+    _print_explanation(
+        {**data, "model": {"version": "v1", "segment": "default"}},
+        Console(file=out, width=10_000, force_terminal=False),
+    )
     assert "model v1, at" in out.getvalue()

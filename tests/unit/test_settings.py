@@ -155,8 +155,13 @@ def test_empty_value_means_default(name: str) -> None:
 
 
 def test_other_variables_are_ignored() -> None:
-    env = {"TOPIC_PARTITIONS": "x", "healthscore_topic_partitions": "x", "HEALTHSCORE_NOPE": "x",
-           "HEALTHSCORE_": "x", "PATH": "/bin"}
+    env = {
+        "TOPIC_PARTITIONS": "x",
+        "healthscore_topic_partitions": "x",
+        "HEALTHSCORE_NOPE": "x",
+        "HEALTHSCORE_": "x",
+        "PATH": "/bin",
+    }
     assert Settings.from_env(env) == Settings()
 
 
@@ -186,14 +191,24 @@ def test_bad_float_names_the_variable(name: str, raw: str) -> None:
 
 @pytest.mark.parametrize("raw", ["maybe", "2", "y", "n", "t", "enabled", "-1"])
 def test_bad_bool_names_the_variable(raw: str) -> None:
-    with pytest.raises(ConfigError, match=rf"^HEALTHSCORE_CREATE_TOPICS={raw!r}: expected true or false"):
+    with pytest.raises(
+        ConfigError, match=rf"^HEALTHSCORE_CREATE_TOPICS={raw!r}: expected true or false"
+    ):
         Settings.from_env({"HEALTHSCORE_CREATE_TOPICS": raw})
 
 
 @pytest.mark.parametrize(
-    "name", ["topic_partitions", "topic_replication", "max_message_bytes", "batch_max_records",
-             "batch_timeout_ms", "session_timeout_ms", "max_poll_interval_ms",
-             "broker_timeout_ms"],
+    "name",
+    [
+        "topic_partitions",
+        "topic_replication",
+        "max_message_bytes",
+        "batch_max_records",
+        "batch_timeout_ms",
+        "session_timeout_ms",
+        "max_poll_interval_ms",
+        "broker_timeout_ms",
+    ],
 )
 @pytest.mark.parametrize("raw", ["0", "-1"])
 def test_counts_below_one_are_rejected(name: str, raw: str) -> None:
@@ -238,18 +253,25 @@ def test_env_name() -> None:
 
 def test_event_topics_map_topic_to_type() -> None:
     assert Settings().event_topics == {
-        "events.login": "login", "events.feature_use": "feature_use",
-        "events.ticket": "ticket", "events.survey": "survey",
+        "events.login": "login",
+        "events.feature_use": "feature_use",
+        "events.ticket": "ticket",
+        "events.survey": "survey",
     }
 
 
 def test_custom_topic_names_follow_through() -> None:
-    settings = Settings.from_env({"HEALTHSCORE_TOPIC_LOGIN": "prod.login",
-                                  "HEALTHSCORE_TOPIC_ACCOUNTS": "prod.accounts"})
+    settings = Settings.from_env(
+        {"HEALTHSCORE_TOPIC_LOGIN": "prod.login", "HEALTHSCORE_TOPIC_ACCOUNTS": "prod.accounts"}
+    )
     assert settings.event_topics["prod.login"] == "login"
     assert "events.login" not in settings.event_topics
     assert settings.input_topics == [
-        "prod.login", "events.feature_use", "events.ticket", "events.survey", "prod.accounts",
+        "prod.login",
+        "events.feature_use",
+        "events.ticket",
+        "events.survey",
+        "prod.accounts",
         "overrides",
     ]
 
@@ -300,14 +322,21 @@ def test_input_topics_must_be_copartitioned() -> None:
 
 def test_durability_defaults_wait_for_nothing() -> None:
     settings = Settings()
-    assert (settings.redis_wait_replicas, settings.redis_wait_aof,
-            settings.redis_wait_timeout_seconds) == (0, False, 5.0)
+    assert (
+        settings.redis_wait_replicas,
+        settings.redis_wait_aof,
+        settings.redis_wait_timeout_seconds,
+    ) == (0, False, 5.0)
 
 
 @pytest.mark.parametrize(
     ("name", "raw"),
-    [("HEALTHSCORE_REDIS_WAIT_REPLICAS", "-1"), ("HEALTHSCORE_REDIS_WAIT_TIMEOUT_SECONDS", "0"),
-     ("HEALTHSCORE_REDIS_WAIT_TIMEOUT_SECONDS", "inf"), ("HEALTHSCORE_REDIS_TIMEOUT_SECONDS", "0")],
+    [
+        ("HEALTHSCORE_REDIS_WAIT_REPLICAS", "-1"),
+        ("HEALTHSCORE_REDIS_WAIT_TIMEOUT_SECONDS", "0"),
+        ("HEALTHSCORE_REDIS_WAIT_TIMEOUT_SECONDS", "inf"),
+        ("HEALTHSCORE_REDIS_TIMEOUT_SECONDS", "0"),
+    ],
 )
 def test_durability_settings_out_of_range_are_refused_by_name(name: str, raw: str) -> None:
     # A WAIT timeout of 0 would mean "forever" to Redis.
@@ -320,8 +349,9 @@ def test_the_api_token_comes_from_its_file_when_not_set(tmp_path: Path) -> None:
     secret.write_text("s3cret\n", "utf-8")
     from_file = Settings.from_env({"HEALTHSCORE_API_TOKEN_FILE": str(secret)})
     assert from_file.api_bearer_token() == "s3cret"
-    both = Settings.from_env({"HEALTHSCORE_API_TOKEN_FILE": str(secret),
-                              "HEALTHSCORE_API_TOKEN": "direct"})
+    both = Settings.from_env(
+        {"HEALTHSCORE_API_TOKEN_FILE": str(secret), "HEALTHSCORE_API_TOKEN": "direct"}
+    )
     assert both.api_bearer_token() == "direct"
     assert Settings.from_env({}).api_bearer_token() == ""
 

@@ -126,8 +126,12 @@ def test_declining_accounts_use_the_product_less_and_less(run: Run) -> None:
     early, late = _logins_between(declining, 0.0, 0.2), _logins_between(declining, 0.8, 1.0)
     assert len(late) < 0.7 * len(early)
     assert _median_session(late) < 120 < 600 < _median_session(early)
-    late_features = {e["feature"] for k, e in declining if k == "feature_use" and _progress(e) > 0.8}
-    early_features = {e["feature"] for k, e in declining if k == "feature_use" and _progress(e) < 0.2}
+    late_features = {
+        e["feature"] for k, e in declining if k == "feature_use" and _progress(e) > 0.8
+    }
+    early_features = {
+        e["feature"] for k, e in declining if k == "feature_use" and _progress(e) < 0.2
+    }
     assert len(late_features) < len(early_features)
 
 
@@ -231,8 +235,9 @@ class _FakeProducer:
     async def start(self) -> None:
         self.stopped = False
 
-    async def send(self, topic: str, value: bytes, key: bytes,
-                   timestamp_ms: int | None = None) -> asyncio.Future[None]:
+    async def send(
+        self, topic: str, value: bytes, key: bytes, timestamp_ms: int | None = None
+    ) -> asyncio.Future[None]:
         self.sent.append((topic, key, value))
         self.timestamps.append(timestamp_ms)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -259,7 +264,9 @@ Fake = type[_FakeProducer]
 
 async def test_run_simulation_sends_accounts_then_paced_events(fake_producer: Fake) -> None:
     settings = Settings()
-    stats = await run_simulation(settings, accounts=12, rate=400, duration=0.5, seed=1, progress=False)
+    stats = await run_simulation(
+        settings, accounts=12, rate=400, duration=0.5, seed=1, progress=False
+    )
     (producer,) = fake_producer.instances
     assert producer.flushed
     assert producer.stopped
@@ -277,20 +284,28 @@ async def test_accounts_are_stamped_at_the_start_of_their_history(fake_producer:
     # Their records are history like the events after them: the worker's first scores
     # of them are catch-up, not a live alert per account.
     before = time.time()
-    await run_simulation(Settings(), accounts=3, rate=100, duration=0.1, seed=1,
-                         progress=False, history_days=2)
+    await run_simulation(
+        Settings(), accounts=3, rate=100, duration=0.1, seed=1, progress=False, history_days=2
+    )
     (producer,) = fake_producer.instances
-    stamps = [ts for (topic, _, _), ts in zip(producer.sent, producer.timestamps, strict=True)
-              if topic == Settings().topic_accounts]
+    stamps = [
+        ts
+        for (topic, _, _), ts in zip(producer.sent, producer.timestamps, strict=True)
+        if topic == Settings().topic_accounts
+    ]
     assert len(stamps) == 3
-    assert all(ts is not None and before - 2 * 86400 - 1 <= ts / 1000 <= before - 2 * 86400 + 60
-               for ts in stamps), stamps
+    assert all(
+        ts is not None and before - 2 * 86400 - 1 <= ts / 1000 <= before - 2 * 86400 + 60
+        for ts in stamps
+    ), stamps
 
 
 async def test_missing_topics_are_skipped_not_fatal(fake_producer: Fake) -> None:
     settings = Settings()
     fake_producer.existing = {settings.topic_accounts, settings.topic_login}
-    stats = await run_simulation(settings, accounts=5, rate=200, duration=0.3, seed=2, progress=False)
+    stats = await run_simulation(
+        settings, accounts=5, rate=200, duration=0.3, seed=2, progress=False
+    )
     assert set(stats.sent) == {"account", "login"}
     assert stats.skipped["feature_use"] > 0
 

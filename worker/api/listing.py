@@ -45,8 +45,9 @@ def decode_cursor(cursor: str) -> bytes:
     return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
 
 
-async def page(redis: Client, tier: str, segment: str | None, after: bytes | None,
-               limit: int) -> tuple[list[Row], str | None]:
+async def page(
+    redis: Client, tier: str, segment: str | None, after: bytes | None, limit: int
+) -> tuple[list[Row], str | None]:
     """Up to ``limit`` accounts published in ``tier`` (and ``segment``) after ``after``,
     and the cursor of the next page (None: the index is exhausted)."""
     rows: list[Row] = []
@@ -54,14 +55,17 @@ async def page(redis: Client, tier: str, segment: str | None, after: bytes | Non
     last = after
     while True:
         want = min(CHUNK if segment is not None else limit - len(rows), SCAN_BUDGET - examined)
-        ids = [_text(a) for a in await redis.zrangebylex(
-            keys.tier_key(tier), b"-" if last is None else b"(" + last, b"+", start=0, num=want)]
+        ids = [
+            _text(a)
+            for a in await redis.zrangebylex(
+                keys.tier_key(tier), b"-" if last is None else b"(" + last, b"+", start=0, num=want
+            )
+        ]
         for account, row in zip(ids, await _published(redis, ids), strict=True):
             last, examined = account.encode(), examined + 1
             # An account read between its tier's save and its index move (the MULTI
             # makes that rare) is listed by what ``pub`` says.
-            if row is not None and row.tier == tier and (segment is None
-                                                         or row.segment == segment):
+            if row is not None and row.tier == tier and (segment is None or row.segment == segment):
                 rows.append(row)
             if len(rows) == limit or examined >= SCAN_BUDGET:
                 return rows, encode_cursor(account)
@@ -74,8 +78,10 @@ async def _published(redis: Client, account_ids: list[str]) -> list[Row | None]:
         for account in account_ids:
             pipe.hmget(keys.state_key(account), [keys.PUBLISHED, keys.ATTRS])
         replies = await pipe.execute()
-    return [_row(account, pub, attrs)
-            for account, (pub, attrs) in zip(account_ids, replies, strict=True)]
+    return [
+        _row(account, pub, attrs)
+        for account, (pub, attrs) in zip(account_ids, replies, strict=True)
+    ]
 
 
 def _row(account_id: str, pub: bytes | None, attrs: bytes | None) -> Row | None:

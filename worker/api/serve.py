@@ -30,10 +30,14 @@ def listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise AddressInUse(f"api: {where} is already in use; set HEALTHSCORE_API_PORT"
-                               " (or --port) to a free port") from None
-        raise ConfigError(f"api: cannot listen on {where} ({exc.strerror or exc}); check"
-                          " HEALTHSCORE_API_HOST and HEALTHSCORE_API_PORT") from None
+            raise AddressInUse(
+                f"api: {where} is already in use; set HEALTHSCORE_API_PORT"
+                " (or --port) to a free port"
+            ) from None
+        raise ConfigError(
+            f"api: cannot listen on {where} ({exc.strerror or exc}); check"
+            " HEALTHSCORE_API_HOST and HEALTHSCORE_API_PORT"
+        ) from None
     return sock
 
 
@@ -54,12 +58,20 @@ async def serve_api(settings: Settings) -> None:
     sock = listen(settings.api_host, settings.api_port)
     redis = server.client(settings)
     app = create_app(model, redis, token=token, settings=settings)
-    config = uvicorn.Config(app, log_level=settings.log_level.lower(), access_log=False,
-                            # uvicorn's own logging setup would replace the CLI's.
-                            log_config=None)
-    log.info("account API on http://%s:%d (model %s, %s)", settings.api_host,
-             sock.getsockname()[1], model.version,
-             "bearer token required" if token else "no token asked")
+    config = uvicorn.Config(
+        app,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # uvicorn's own logging setup would replace the CLI's.
+        log_config=None,
+    )
+    log.info(
+        "account API on http://%s:%d (model %s, %s)",
+        settings.api_host,
+        sock.getsockname()[1],
+        model.version,
+        "bearer token required" if token else "no token asked",
+    )
     try:
         await _Server(config).serve(sockets=[sock])
     finally:

@@ -48,33 +48,48 @@ def backtest(settings: Settings, request: Request) -> int:
     try:
         from worker.backtest import output, plot, report
     except ImportError as exc:
-        raise ConfigError(f"backtest needs the calibrate extra ({exc.name} is missing): "
-                          "pip install 'healthscore[calibrate]'") from None
+        raise ConfigError(
+            f"backtest needs the calibrate extra ({exc.name} is missing): "
+            "pip install 'healthscore[calibrate]'"
+        ) from None
     # The file named, else what the workers score with (the models topic's, if set).
-    text, source = (model_text(request.model_path) if request.model_path
-                    else asyncio.run(modeltopic.newest(settings)))
+    text, source = (
+        model_text(request.model_path)
+        if request.model_path
+        else asyncio.run(modeltopic.newest(settings))
+    )
     models = parse_models(text, source)
     horizon = parse_duration(request.horizon, "--horizon")
     known = _outcomes(settings, request.outcomes)
     moment = _moment(request.as_of, known.records, horizon)
     with _scratch(request.scratch_redis) as url:
         rebuilt = asyncio.run(_rebuild(history.scratch_settings(settings, url), models, moment))
-    items, gone = report.samples(rebuilt.snapshots, outcomes.churn_dates(known.records),
-                                 moment, horizon)
-    result = report.build(models.default, items, moment=_iso(moment),
-                          horizon_days=horizon / 86400,
-                          skipped={"churned before the moment": gone,
-                                   "without a score at the moment": rebuilt.unscored,
-                                   "outcome records rejected": known.rejected})
+    items, gone = report.samples(
+        rebuilt.snapshots, outcomes.churn_dates(known.records), moment, horizon
+    )
+    result = report.build(
+        models.default,
+        items,
+        moment=_iso(moment),
+        horizon_days=horizon / 86400,
+        skipped={
+            "churned before the moment": gone,
+            "without a score at the moment": rebuilt.unscored,
+            "outcome records rejected": known.rejected,
+        },
+    )
     request.out_dir.mkdir(parents=True, exist_ok=True)
     written = plot.draw(result, request.out_dir / "churn")
     if result.fit is not None:
         fitted = request.out_dir / "model.fitted.yaml"
         fitted.write_text(output.fitted_model(text, source, result, result.fit), "utf-8")
         written.append(fitted)
-    extra = {"outcomes": known.source, "records_read": rebuilt.records,
-             "records_after_moment": rebuilt.later,
-             "files": [str(p) for p in [request.out_dir / "report.json", *written]]}
+    extra = {
+        "outcomes": known.source,
+        "records_read": rebuilt.records,
+        "records_after_moment": rebuilt.later,
+        "files": [str(p) for p in [request.out_dir / "report.json", *written]],
+    }
     document = output.as_json(result, extra)
     (request.out_dir / "report.json").write_bytes(document)
     if request.as_json:
@@ -96,11 +111,16 @@ async def _rebuild(settings: Settings, models: ModelSet, moment: float) -> histo
 
 def _outcomes(settings: Settings, where: str) -> outcomes.Outcomes:
     path = Path(where)
-    known = (outcomes.read_file(path) if path.is_file()
-             else asyncio.run(outcomes.read_topic(settings, where)))
+    known = (
+        outcomes.read_file(path)
+        if path.is_file()
+        else asyncio.run(outcomes.read_topic(settings, where))
+    )
     if not known.records:
-        raise ConfigError(f"no outcomes in {known.source}"
-                          + (f" ({known.rejected} records rejected)" if known.rejected else ""))
+        raise ConfigError(
+            f"no outcomes in {known.source}"
+            + (f" ({known.rejected} records rejected)" if known.rejected else "")
+        )
     return known
 
 
@@ -135,8 +155,10 @@ def _scratch(url: str | None) -> Iterator[str]:
 async def _refuse_unless_empty(redis: Client) -> None:
     """The backtest rebuilds state from scratch: it must never touch a Redis in use."""
     if await redis.dbsize():
-        raise ConfigError("--scratch-redis: the database holds keys; a backtest "
-                          "needs an empty one (it would mix its state with what is there)")
+        raise ConfigError(
+            "--scratch-redis: the database holds keys; a backtest "
+            "needs an empty one (it would mix its state with what is there)"
+        )
 
 
 def _iso(moment: float) -> str:

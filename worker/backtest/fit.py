@@ -40,8 +40,11 @@ class Fit:
     note: str = ""
 
 
-def fit_weights(model: Model, train: Sequence[tuple[Subscores, bool]],
-                test: Sequence[tuple[Subscores, float, bool]]) -> Fit | None:
+def fit_weights(
+    model: Model,
+    train: Sequence[tuple[Subscores, bool]],
+    test: Sequence[tuple[Subscores, float, bool]],
+) -> Fit | None:
     """None when either split has too few churners or non-churners to fit or judge."""
     if min(_classes([c for _, c in train]) + _classes([c for _, _, c in test])) < MIN_CLASS:
         return None
@@ -54,12 +57,17 @@ def fit_weights(model: Model, train: Sequence[tuple[Subscores, bool]],
     fitted = [_rollup(weights, s) for s, _, _ in test]
     scored = [(f, c) for f, c in zip(fitted, flags, strict=True) if f is not None]
     return Fit(
-        "logistic regression of churn on sub-scores", len(train), len(test), weights,
+        "logistic regression of churn on sub-scores",
+        len(train),
+        len(test),
+        weights,
         {c.name: c.weight for c in model.components},
         auc(flags, [score for _, score, _ in test]),
         auc([c for _, c in scored], [f for f, _ in scored]),
-        "" if len(scored) == len(test) else
-        f"{len(test) - len(scored)} held-out accounts had no component the fit weighs")
+        ""
+        if len(scored) == len(test)
+        else f"{len(test) - len(scored)} held-out accounts had no component the fit weighs",
+    )
 
 
 def _classes(flags: Sequence[bool]) -> list[int]:
@@ -84,8 +92,9 @@ def _weights(names: Sequence[str], coefficients: np.ndarray, total: float) -> di
 
 
 def _rollup(weights: Mapping[str, float], subscores: Subscores) -> float | None:
-    card = Scorecard({n: ComponentScore(0.0, s, weights[n])
-                      for n, s in subscores.items() if n in weights})
+    card = Scorecard(
+        {n: ComponentScore(0.0, s, weights[n]) for n, s in subscores.items() if n in weights}
+    )
     return card.score
 
 

@@ -62,23 +62,36 @@ class Rebuilt:
 def scratch_settings(settings: Settings, redis_url: str) -> Settings:
     """The settings for a Redis of the backtest's own: no durability wait (it is thrown
     away), none of the live Redis' credentials."""
-    return replace(settings, redis_url=redis_url, redis_password_file="", redis_ca_file="",
-                   redis_wait_replicas=0, redis_wait_aof=False)
+    return replace(
+        settings,
+        redis_url=redis_url,
+        redis_password_file="",
+        redis_ca_file="",
+        redis_wait_replicas=0,
+        redis_wait_aof=False,
+    )
 
 
-async def scores_as_of(settings: Settings, models: ModelSet, redis: Client, moment: float,
-                       progress: Reporter | None = None) -> Rebuilt:
+async def scores_as_of(
+    settings: Settings,
+    models: ModelSet,
+    redis: Client,
+    moment: float,
+    progress: Reporter | None = None,
+) -> Rebuilt:
     """Rebuild every account up to ``moment`` (epoch s) and score each as of then."""
-    store = WindowStore.from_settings(redis, models.windows, settings,
-                                      published_field=keys.REPLAY_PUBLISHED)
+    store = WindowStore.from_settings(
+        redis, models.windows, settings, published_field=keys.REPLAY_PUBLISHED
+    )
     metrics = Metrics()
     pipeline = Pipeline(settings, models, store, EventTimeClock(), metrics, history=True)
     retry = partial(_retry, settings, metrics, asyncio.Event())
     delivery = Delivery(store, _publish_nothing, retry)
     result = Rebuilt()
     on_total = progress.start if progress else None
-    async for records in read_to_end(settings, settings.input_topics,
-                                     settings.batch_max_records, on_total):
+    async for records in read_to_end(
+        settings, settings.input_topics, settings.batch_max_records, on_total
+    ):
         if progress:
             progress.advance(len(records))
         result.records += len(records)
@@ -97,21 +110,28 @@ async def scores_as_of(settings: Settings, models: ModelSet, redis: Client, mome
     return result
 
 
-async def _snapshot(store: WindowStore, models: ModelSet, account_id: str,
-                    moment: float) -> Snapshot | None:
+async def _snapshot(
+    store: WindowStore, models: ModelSet, account_id: str, moment: float
+) -> Snapshot | None:
     """``explain``'s computation, at the moment, without the override: a backtest judges
     the model, not the CSMs' pins."""
     state = await store.read(account_id, moment)
     segment = state.attrs.get("segment")
     model = models.for_account(state.attrs, moment)  # onboarding then, or its segment's
-    values = component_values(model, state.windows, state.attrs, state.seen, {}, None,
-                              state.seen_bucket, state.now_bucket)
+    values = component_values(
+        model, state.windows, state.attrs, state.seen, {}, None, state.seen_bucket, state.now_bucket
+    )
     card = score_components(model, values)
     if card.score is None:
         return None
-    return Snapshot(account_id, segment, model.version, card.score,
-                    plain_tier(model, card.score).name,
-                    {name: c.subscore for name, c in card.components.items()})
+    return Snapshot(
+        account_id,
+        segment,
+        model.version,
+        card.score,
+        plain_tier(model, card.score).name,
+        {name: c.subscore for name, c in card.components.items()},
+    )
 
 
 def _after(raw: bytes | None, moment: float) -> bool:
@@ -137,9 +157,19 @@ async def _publish_nothing(outcome: Outcome) -> None:
     """History, already told (or never to be): a backtest only reads what it rebuilt."""
 
 
-async def _retry(settings: Settings, metrics: Metrics, stop: asyncio.Event,
-                 operation: Callable[[], Awaitable[T]], dependency: str) -> T:
+async def _retry(
+    settings: Settings,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    operation: Callable[[], Awaitable[T]],
+    dependency: str,
+) -> T:
     """As a replay does: a Redis or broker outage is waited out (``stop`` is never set:
     Ctrl-C cancels the run)."""
-    return await retrying(operation, dependency, max_backoff=settings.retry_backoff_max_seconds,
-                          metrics=metrics, stop=stop)
+    return await retrying(
+        operation,
+        dependency,
+        max_backoff=settings.retry_backoff_max_seconds,
+        metrics=metrics,
+        stop=stop,
+    )

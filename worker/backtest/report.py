@@ -68,8 +68,9 @@ class Report:
         return asdict(self)
 
 
-def samples(snapshots: Sequence[Snapshot], churn_at: Mapping[str, float], moment: float,
-            horizon: float) -> tuple[list[Sample], int]:
+def samples(
+    snapshots: Sequence[Snapshot], churn_at: Mapping[str, float], moment: float, horizon: float
+) -> tuple[list[Sample], int]:
     """Samples, and how many accounts had churned before the moment (not samples: their
     fate was sealed). Accounts without a churn are retained, whatever else they did."""
     result, gone = [], 0
@@ -108,10 +109,16 @@ def components(model: Model, items: Sequence[Sample]) -> list[ComponentPower]:
         having = [s for s in items if name in s.snapshot.subscores]
         flags = [s.churned for s in having]
         values = [s.snapshot.subscores[name] for s in having]
-        result.append(ComponentPower(
-            name, len(having), sum(flags), auc(flags, values),
-            _mean([v for v, c in zip(values, flags, strict=True) if c]),
-            _mean([v for v, c in zip(values, flags, strict=True) if not c])))
+        result.append(
+            ComponentPower(
+                name,
+                len(having),
+                sum(flags),
+                auc(flags, values),
+                _mean([v for v, c in zip(values, flags, strict=True) if c]),
+                _mean([v for v, c in zip(values, flags, strict=True) if not c]),
+            )
+        )
     return result
 
 
@@ -121,26 +128,49 @@ def held_out(account_id: str) -> bool:
     return int.from_bytes(digest, "big") % 100 < HELD_OUT_SHARE
 
 
-def build(model: Model, items: Sequence[Sample], *, moment: str, horizon_days: float,
-          skipped: dict[str, int]) -> Report:
+def build(
+    model: Model,
+    items: Sequence[Sample],
+    *,
+    moment: str,
+    horizon_days: float,
+    skipped: dict[str, int],
+) -> Report:
     flags = [s.churned for s in items]
     train = [s for s in items if not held_out(s.snapshot.account_id)]
     test = [s for s in items if held_out(s.snapshot.account_id)]
     return Report(
-        model.version, moment, horizon_days, len(items), sum(flags),
+        model.version,
+        moment,
+        horizon_days,
+        len(items),
+        sum(flags),
         sum(flags) / len(items) if items else None,
         auc(flags, [s.snapshot.score for s in items]),
-        tiers(model, items), deciles(items), components(model, items),
-        fit_weights(model, [(s.snapshot.subscores, s.churned) for s in train],
-                    [(s.snapshot.subscores, s.snapshot.score, s.churned) for s in test]),
-        skipped)
+        tiers(model, items),
+        deciles(items),
+        components(model, items),
+        fit_weights(
+            model,
+            [(s.snapshot.subscores, s.churned) for s in train],
+            [(s.snapshot.subscores, s.snapshot.score, s.churned) for s in test],
+        ),
+        skipped,
+    )
 
 
-def _group(name: str, members: Sequence[Sample], low: float | None = None,
-           high: float | None = None) -> Group:
+def _group(
+    name: str, members: Sequence[Sample], low: float | None = None, high: float | None = None
+) -> Group:
     churned = sum(m.churned for m in members)
-    return Group(name, len(members), churned, churned / len(members) if members else None,
-                 None if low is None else round(low, 2), None if high is None else round(high, 2))
+    return Group(
+        name,
+        len(members),
+        churned,
+        churned / len(members) if members else None,
+        None if low is None else round(low, 2),
+        None if high is None else round(high, 2),
+    )
 
 
 def _mean(values: Sequence[float]) -> float | None:

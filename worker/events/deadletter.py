@@ -61,8 +61,12 @@ def dead_letter(
         "ts": rfc3339(now),
     }
     if truncated:
-        record.update(key_bytes=_length(key), key_sha256=_sha256(key),
-                      value_bytes=_length(value), value_sha256=_sha256(value))
+        record.update(
+            key_bytes=_length(key),
+            key_sha256=_sha256(key),
+            value_bytes=_length(value),
+            value_sha256=_sha256(value),
+        )
     return record
 
 
@@ -71,8 +75,7 @@ def dead_letter_key(key: bytes | None) -> bytes | None:
     return key if key is None or len(key) <= KEY_BYTES else key[:KEY_BYTES]
 
 
-def _fit(key: bytes | None, value: bytes | None,
-         budget: int) -> tuple[bytes | None, bytes | None]:
+def _fit(key: bytes | None, value: bytes | None, budget: int) -> tuple[bytes | None, bytes | None]:
     """Both whole when they fit the budget together; else the shorter keeps up to half
     (all of it if it fits there) and the longer takes the rest."""
     k, v = _length(key) or 0, _length(value) or 0

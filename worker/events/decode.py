@@ -50,20 +50,26 @@ class Decoder:
         self._validators["override"] = validator("override")
         self._account_id = re.compile(load_schema("common")["$defs"]["account_id"]["pattern"])
 
-    def decode(self, source: SourceRef, key: bytes | None, value: bytes | None, now: float) -> Record:
+    def decode(
+        self, source: SourceRef, key: bytes | None, value: bytes | None, now: float
+    ) -> Record:
         if source.topic == self._accounts_topic:
             return self._account(source, key, value)
         if source.topic == self._overrides_topic:
             return self._override(source, key, value)
         event_type = self._topic_types.get(source.topic)
         if event_type is None:
-            raise BadInput(Reason.UNKNOWN_TOPIC, f"no event type is bound to topic {source.topic!r}")
+            raise BadInput(
+                Reason.UNKNOWN_TOPIC, f"no event type is bound to topic {source.topic!r}"
+            )
         body = self._body(event_type, value)
         ts = _timestamp(body["ts"])
         if ts < MIN_TS or ts > now + self._max_skew:
-            raise BadInput(Reason.TIMESTAMP_OUT_OF_RANGE,
-                           f"ts {body['ts']} is outside [2000-01-01, now + {self._max_skew:g} s]",
-                           "/ts")
+            raise BadInput(
+                Reason.TIMESTAMP_OUT_OF_RANGE,
+                f"ts {body['ts']} is outside [2000-01-01, now + {self._max_skew:g} s]",
+                "/ts",
+            )
         _check_key(key, body["account_id"])
         return make(Event, (event_type, body["event_id"], body["account_id"], ts, body, source))
 
@@ -89,8 +95,9 @@ class Decoder:
 
     def _valid_account_id(self, account_id: str) -> str:
         if self._account_id.fullmatch(account_id) is None:
-            raise BadInput(Reason.BAD_KEY, f"tombstone key {account_id[:64]!r} is no account id",
-                           "/account_id")
+            raise BadInput(
+                Reason.BAD_KEY, f"tombstone key {account_id[:64]!r} is no account id", "/account_id"
+            )
         return account_id
 
     def _body(self, schema: str, value: bytes | None) -> dict[str, Any]:
@@ -123,5 +130,8 @@ def _check_key(key: bytes | None, account_id: str) -> None:
     # score one account at once.
     if key != account_id.encode("utf-8"):
         shown = None if key is None else key[:64]
-        raise BadInput(Reason.BAD_KEY, f"message key {shown!r} is not the account_id {account_id!r}",
-                       "/account_id")
+        raise BadInput(
+            Reason.BAD_KEY,
+            f"message key {shown!r} is not the account_id {account_id!r}",
+            "/account_id",
+        )

@@ -34,21 +34,33 @@ class RawRecord(Protocol):
 
 
 class Intake:
-    def __init__(self, settings: Settings, clock: Clock, metrics: Metrics, *,
-                 tiers: Collection[str] | None = None,
-                 components: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        tiers: Collection[str] | None = None,
+        components: Collection[str] | None = None,
+    ) -> None:
         """``tiers``, ``components``: every model's, which an override must name."""
         self._clock = clock
         self._metrics = metrics
-        self._decoder = Decoder(settings.event_topics, settings.topic_accounts,
-                                settings.max_message_bytes, settings.max_future_skew_seconds,
-                                overrides_topic=settings.topic_overrides, tiers=tiers,
-                                components=components)
+        self._decoder = Decoder(
+            settings.event_topics,
+            settings.topic_accounts,
+            settings.max_message_bytes,
+            settings.max_future_skew_seconds,
+            overrides_topic=settings.topic_overrides,
+            tiers=tiers,
+            components=components,
+        )
         self._max_request_bytes = settings.max_request_bytes
         self._logged: set[type[Exception]] = set()  # exception types whose traceback was logged
 
-    def decode(self, records: Sequence[RawRecord],
-               dead_letters: DeadLetters) -> dict[str, list[Record]]:
+    def decode(
+        self, records: Sequence[RawRecord], dead_letters: DeadLetters
+    ) -> dict[str, list[Record]]:
         # Future skew is judged against the real present whatever the scoring clock
         # (an event-time clock trails it during a replay).
         present = max(self._clock.now(), time.time())
@@ -79,15 +91,21 @@ class Intake:
             self._clock.observe(latest)
         return by_account
 
-    def _reject(self, raw: RawRecord, error: BadInput, now: float,
-                dead_letters: DeadLetters) -> None:
+    def _reject(
+        self, raw: RawRecord, error: BadInput, now: float, dead_letters: DeadLetters
+    ) -> None:
         self._metrics.dead_letters.labels(str(error.reason)).inc()
         source = SourceRef(raw.topic, raw.partition, raw.offset)
-        dead_letters.append((dead_letter_key(raw.key), dead_letter(
-            error, source, raw.key, raw.value, raw.timestamp, now, self._max_request_bytes)))
+        dead_letters.append(
+            (
+                dead_letter_key(raw.key),
+                dead_letter(
+                    error, source, raw.key, raw.value, raw.timestamp, now, self._max_request_bytes
+                ),
+            )
+        )
 
-    def failed(self, raw: RawRecord, exc: Exception, now: float,
-               dead_letters: DeadLetters) -> None:
+    def failed(self, raw: RawRecord, exc: Exception, now: float, dead_letters: DeadLetters) -> None:
         """The one rule: a failure while handling one record dead-letters that record
         (``internal_error``) and the worker moves on. Only a dependency outage is
         retried, and a retry is of the whole batch."""
@@ -95,15 +113,25 @@ class Intake:
             raise exc
         # One line per record; the traceback once per exception type, so a flood of
         # one poison kind cannot drown the log, and a new kind still shows its origin.
-        log.warning("record %s/%d@%d dead-lettered (internal_error): %s: %s", raw.topic,
-                    raw.partition, raw.offset, type(exc).__name__, exc,
-                    exc_info=self.first_traceback(exc),
-                    extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset})
+        log.warning(
+            "record %s/%d@%d dead-lettered (internal_error): %s: %s",
+            raw.topic,
+            raw.partition,
+            raw.offset,
+            type(exc).__name__,
+            exc,
+            exc_info=self.first_traceback(exc),
+            extra={"topic": raw.topic, "partition": raw.partition, "offset": raw.offset},
+        )
         self._reject(raw, internal_error(exc), now, dead_letters)
 
-    def fail_all(self, account_records: Sequence[Record],
-                 records: Sequence[RawRecord], exc: Exception,
-                 dead_letters: DeadLetters) -> None:
+    def fail_all(
+        self,
+        account_records: Sequence[Record],
+        records: Sequence[RawRecord],
+        exc: Exception,
+        dead_letters: DeadLetters,
+    ) -> None:
         """Dead-letter one account's records of the batch: planning or scoring them failed.
         (Scoring fails after Redis applied them: their dead letters say they were not scored.)"""
         raw_of = {(r.topic, r.partition, r.offset): r for r in records}

@@ -89,11 +89,20 @@ def compile_model(raw: dict[str, Any], source: str) -> Model:
         _component(name, spec, bucket, f"{source}: components.{name}", signals)
         for name, spec in raw["components"].items()
     )
-    tiers = tuple(Tier(t["name"], t["label"], float(t["min_score"])) for t in raw["tiers"]["levels"])
+    tiers = tuple(
+        Tier(t["name"], t["label"], float(t["min_score"])) for t in raw["tiers"]["levels"]
+    )
     margin = float(raw["tiers"]["margin"])
     _check_tiers(tiers, margin, f"{source}: tiers")
-    return Model(str(raw["version"]), bucket, tiers, margin, components,
-                 float(raw["tiers"].get("min_coverage", 0.0)), _data_gaps(raw, source))
+    return Model(
+        str(raw["version"]),
+        bucket,
+        tiers,
+        margin,
+        components,
+        float(raw["tiers"].get("min_coverage", 0.0)),
+        _data_gaps(raw, source),
+    )
 
 
 def _data_gaps(raw: dict[str, Any], source: str) -> tuple[tuple[str, int], ...]:
@@ -101,14 +110,22 @@ def _data_gaps(raw: dict[str, Any], source: str) -> tuple[tuple[str, int], ...]:
     known = frozenset().union(*(s.sources for s in SIGNALS.values()))
     for event_type in gaps:
         if event_type not in known:
-            raise ConfigError(f"{source}: data_gaps.{event_type}: unknown event type "
-                              f"(known: {', '.join(sorted(known))})")
-    return tuple(sorted((t, parse_duration(v, f"{source}: data_gaps.{t}"))
-                        for t, v in gaps.items()))
+            raise ConfigError(
+                f"{source}: data_gaps.{event_type}: unknown event type "
+                f"(known: {', '.join(sorted(known))})"
+            )
+    return tuple(
+        sorted((t, parse_duration(v, f"{source}: data_gaps.{t}")) for t, v in gaps.items())
+    )
 
 
-def _component(name: str, spec: dict[str, Any], bucket: int, where: str,
-               signals: Mapping[str, Signal] = SIGNALS) -> Component:
+def _component(
+    name: str,
+    spec: dict[str, Any],
+    bucket: int,
+    where: str,
+    signals: Mapping[str, Signal] = SIGNALS,
+) -> Component:
     signal = signals.get(spec["signal"])
     if signal is None:
         known = ", ".join(sorted(signals))
@@ -124,8 +141,16 @@ def _component(name: str, spec: dict[str, Any], bucket: int, where: str,
     if trend is not None:
         _check_trend(signal, window, f"{where}.trend")
     curve = _curve(spec["curve"], f"{where}.curve")
-    return Component(name, signal, window // bucket, float(spec["weight"]), curve,
-                     spec.get("description", ""), spec.get("silence", "signal"), trend)
+    return Component(
+        name,
+        signal,
+        window // bucket,
+        float(spec["weight"]),
+        curve,
+        spec.get("description", ""),
+        spec.get("silence", "signal"),
+        trend,
+    )
 
 
 def _check_trend(signal: Signal, window: int, where: str) -> None:
@@ -135,13 +160,18 @@ def _check_trend(signal: Signal, window: int, where: str) -> None:
         raise ConfigError(
             f"{where}: signal {signal.name!r} counts distinct {', '.join(sorted(signal.distinct))}"
             ", and a distinct count of the previous window is not known (only each member's"
-            " last-seen time is kept); use a signal that counts events")
+            " last-seen time is kept); use a signal that counts events"
+        )
     if not signal.counters:
-        raise ConfigError(f"{where}: signal {signal.name!r} reads no event counts, so it has no "
-                          "previous window to compare with; use a signal that counts events")
+        raise ConfigError(
+            f"{where}: signal {signal.name!r} reads no event counts, so it has no "
+            "previous window to compare with; use a signal that counts events"
+        )
     if 2 * window > MAX_WINDOW_SECONDS:
-        raise ConfigError(f"{where}: a trend reads its window and the one before it, "
-                          f"{2 * window} s in all, longer than 90 days")
+        raise ConfigError(
+            f"{where}: a trend reads its window and the one before it, "
+            f"{2 * window} s in all, longer than 90 days"
+        )
 
 
 def _curve(spec: dict[str, Any], where: str) -> Curve:
@@ -175,8 +205,10 @@ def _check_tiers(tiers: tuple[Tier, ...], margin: float, where: str) -> None:
     # the best one's bar must still be a possible score.
     narrowest = min(a - b for a, b in itertools.pairwise([100.0, *scores]))
     if margin * 2 >= narrowest and len(tiers) > 1:
-        raise ConfigError(f"{where}.margin: {margin:g} is too wide for tiers "
-                          f"{narrowest:g} points apart (must be under half of that)")
+        raise ConfigError(
+            f"{where}.margin: {margin:g} is too wide for tiers "
+            f"{narrowest:g} points apart (must be under half of that)"
+        )
 
 
 def _dotted(pointer: str) -> str:

@@ -41,14 +41,17 @@ def parse_models(text: str, source: str = "model") -> ModelSet:
     return ModelSet(default, models, _onboarding(lifecycle.get("onboarding"), models, source))
 
 
-def _onboarding(spec: dict[str, Any] | None, models: dict[str, Any],
-                source: str) -> Onboarding | None:
+def _onboarding(
+    spec: dict[str, Any] | None, models: dict[str, Any], source: str
+) -> Onboarding | None:
     if spec is None:
         return None
     if spec["model"] not in models:
         known = ", ".join(sorted(models)) or "none"
-        raise ConfigError(f"{source}: lifecycle.onboarding.model: {spec['model']!r} is not a "
-                          f"segment model of this file (segments: {known})")
+        raise ConfigError(
+            f"{source}: lifecycle.onboarding.model: {spec['model']!r} is not a "
+            f"segment model of this file (segments: {known})"
+        )
     return Onboarding(int(spec["days"]), spec["model"])
 
 
@@ -63,15 +66,19 @@ def merge_segment(base: dict[str, Any], spec: dict[str, Any], where: str) -> dic
     for name, override in (spec.get("components") or {}).items():
         if override is None:
             if components.pop(name, None) is None:
-                raise ConfigError(f"{where}.components.{name}: removes a component the "
-                                  "default model does not have")
+                raise ConfigError(
+                    f"{where}.components.{name}: removes a component the "
+                    "default model does not have"
+                )
         elif name in components:
             components[name] = {**components[name], **copy.deepcopy(override)}
         else:
             missing = [f for f in _NEW_COMPONENT_FIELDS if f not in override]
             if missing:
-                raise ConfigError(f"{where}.components.{name}: a component the default model "
-                                  f"does not have needs {', '.join(missing)}")
+                raise ConfigError(
+                    f"{where}.components.{name}: a component the default model "
+                    f"does not have needs {', '.join(missing)}"
+                )
             components[name] = copy.deepcopy(override)
     if not components:
         raise ConfigError(f"{where}.components: removes every component")

@@ -34,13 +34,14 @@ def custom_signals(raw: Mapping[str, Any] | None, source: str) -> dict[str, Sign
     return signals
 
 
-def _signal(name: str, spec: Mapping[str, Any], known: Mapping[str, Signal],
-            where: str) -> Signal:
+def _signal(name: str, spec: Mapping[str, Any], known: Mapping[str, Signal], where: str) -> Signal:
     description = spec.get("description", "")
     kinds = [k for k in _KINDS if k in spec]
     if len(kinds) != 1:
-        raise ConfigError(f"{where}: needs exactly one of {', '.join(_KINDS)}"
-                          + (f" (has {', '.join(kinds)})" if kinds else ""))
+        raise ConfigError(
+            f"{where}: needs exactly one of {', '.join(_KINDS)}"
+            + (f" (has {', '.join(kinds)})" if kinds else "")
+        )
     if "count" in spec:
         body = spec["count"]
         event_type = _event_type(body["event"], f"{where}.count.event")
@@ -62,8 +63,9 @@ def _signal(name: str, spec: Mapping[str, Any], known: Mapping[str, Signal],
         return custom.ratio_signal(name, description, *parts)
     body = spec["attribute"]
     wanted = frozenset({"string"}) if body["as"] == "days_until" else _NUMERIC
-    prop = _field(_properties("account"), body["field"], "account", f"{where}.attribute.field",
-                  wanted)
+    prop = _field(
+        _properties("account"), body["field"], "account", f"{where}.attribute.field", wanted
+    )
     if body["as"] == "days_until" and prop.get("format") != "date":
         raise ConfigError(f"{where}.attribute.field: {body['field']!r} is not a date")
     return custom.attribute_signal(name, description, body["field"], body["as"])
@@ -71,8 +73,9 @@ def _signal(name: str, spec: Mapping[str, Any], known: Mapping[str, Signal],
 
 def _event_type(name: str, where: str) -> str:
     if name not in VOCABULARY:
-        raise ConfigError(f"{where}: unknown event type {name!r} "
-                          f"(known: {', '.join(sorted(VOCABULARY))})")
+        raise ConfigError(
+            f"{where}: unknown event type {name!r} (known: {', '.join(sorted(VOCABULARY))})"
+        )
     return name
 
 
@@ -85,18 +88,26 @@ def _properties(schema: str) -> dict[str, Any]:
     return properties
 
 
-def _field(fields: Mapping[str, Any], name: str, owner: str, where: str,
-           types: frozenset[str] | None = None) -> Mapping[str, Any]:
+def _field(
+    fields: Mapping[str, Any],
+    name: str,
+    owner: str,
+    where: str,
+    types: frozenset[str] | None = None,
+) -> Mapping[str, Any]:
     """The schema of field ``name``, which must hold values of one of ``types``."""
     prop: Mapping[str, Any] | None = fields.get(name)
     if prop is None:
-        raise ConfigError(f"{where}: {name!r} is not a field of {owner} "
-                          f"{'records' if owner == 'account' else 'events'} "
-                          f"(fields: {', '.join(sorted(fields))})")
+        raise ConfigError(
+            f"{where}: {name!r} is not a field of {owner} "
+            f"{'records' if owner == 'account' else 'events'} "
+            f"(fields: {', '.join(sorted(fields))})"
+        )
     kind = _kind(prop)
     if types is not None and kind not in types:
-        raise ConfigError(f"{where}: {name!r} holds {kind} values, not "
-                          f"{' or '.join(sorted(types))}")
+        raise ConfigError(
+            f"{where}: {name!r} holds {kind} values, not {' or '.join(sorted(types))}"
+        )
     return prop
 
 
@@ -109,8 +120,9 @@ def _kind(prop: Mapping[str, Any]) -> str:
     return "string"  # the shared ids ($ref to common.schema.json) are strings
 
 
-def _where(spec: Mapping[str, Mapping[str, Any]], fields: Mapping[str, Any], event_type: str,
-           where: str) -> custom.Test | None:
+def _where(
+    spec: Mapping[str, Mapping[str, Any]], fields: Mapping[str, Any], event_type: str, where: str
+) -> custom.Test | None:
     for name, conditions in spec.items():
         prop = _field(fields, name, event_type, f"{where}.{name}")
         numeric = _kind(prop) in _NUMERIC
@@ -125,18 +137,24 @@ def _where(spec: Mapping[str, Mapping[str, Any]], fields: Mapping[str, Any], eve
 
 def _check_value(prop: Mapping[str, Any], value: Any, numeric: bool, at: str) -> None:
     if "enum" in prop and value not in prop["enum"]:
-        raise ConfigError(f"{at}: {value!r} is never a value of this field "
-                          f"(values: {', '.join(map(str, prop['enum']))})")
+        raise ConfigError(
+            f"{at}: {value!r} is never a value of this field "
+            f"(values: {', '.join(map(str, prop['enum']))})"
+        )
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if numeric != is_number:
-        raise ConfigError(f"{at}: {value!r} is {'not ' if numeric else ''}a number, "
-                          f"the field's values are {'' if numeric else 'not '}numbers")
+        raise ConfigError(
+            f"{at}: {value!r} is {'not ' if numeric else ''}a number, "
+            f"the field's values are {'' if numeric else 'not '}numbers"
+        )
 
 
 def _part(name: str, own: str, known: Mapping[str, Signal], where: str) -> Signal:
     signal = known.get(name)
     if signal is None or name == own:
-        raise ConfigError(f"{where}: unknown signal {name!r} (a ratio's parts are other "
-                          f"signals, built-in or counts, distinct counts and attributes "
-                          f"of this file)")
+        raise ConfigError(
+            f"{where}: unknown signal {name!r} (a ratio's parts are other "
+            f"signals, built-in or counts, distinct counts and attributes "
+            f"of this file)"
+        )
     return signal

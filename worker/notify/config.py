@@ -46,8 +46,10 @@ def notify_config(settings: Settings) -> NotifyConfig:
     url = _webhook_url(settings)
     direction = settings.notify_direction.strip().lower()
     if direction not in DIRECTIONS:
-        raise ConfigError(f"{env_name('notify_direction')}: {settings.notify_direction!r}"
-                          f" is not one of {', '.join(DIRECTIONS)}")
+        raise ConfigError(
+            f"{env_name('notify_direction')}: {settings.notify_direction!r}"
+            f" is not one of {', '.join(DIRECTIONS)}"
+        )
     minutes = settings.notify_digest_minutes
     if not math.isfinite(minutes) or minutes <= 0:
         raise ConfigError(f"{env_name('notify_digest_minutes')} must be a number > 0")
@@ -58,26 +60,37 @@ def notify_config(settings: Settings) -> NotifyConfig:
     if not settings.notify_group_id.strip():
         raise ConfigError(f"{env_name('notify_group_id')} must not be empty")
     filters = Filters(_names(settings.notify_tiers), direction, _names(settings.notify_segments))
-    return NotifyConfig(url, settings.slack_link_template.strip(), timeout,
-                        settings.notify_group_id.strip(), filters, minutes * 60.0)
+    return NotifyConfig(
+        url,
+        settings.slack_link_template.strip(),
+        timeout,
+        settings.notify_group_id.strip(),
+        filters,
+        minutes * 60.0,
+    )
 
 
 def _webhook_url(settings: Settings) -> str:
     url, path = settings.slack_webhook_url.strip(), settings.slack_webhook_file.strip()
     if url and path:
-        raise ConfigError(f"set one of {env_name('slack_webhook_url')} and"
-                          f" {env_name('slack_webhook_file')}, not both")
+        raise ConfigError(
+            f"set one of {env_name('slack_webhook_url')} and"
+            f" {env_name('slack_webhook_file')}, not both"
+        )
     if path:
         try:
             url = Path(path).read_text("utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{env_name('slack_webhook_file')}: cannot read {path!r}"
-                              f" ({exc.strerror or exc})") from None
+            raise ConfigError(
+                f"{env_name('slack_webhook_file')}: cannot read {path!r} ({exc.strerror or exc})"
+            ) from None
         if not url:
             raise ConfigError(f"{env_name('slack_webhook_file')}: {path!r} is empty")
     if not url:
-        raise ConfigError(f"no Slack webhook: --webhook-url, {env_name('slack_webhook_url')}"
-                          f" or {env_name('slack_webhook_file')}")
+        raise ConfigError(
+            f"no Slack webhook: --webhook-url, {env_name('slack_webhook_url')}"
+            f" or {env_name('slack_webhook_file')}"
+        )
     if not url.startswith(("https://", "http://")):
         # Not echoed: a mistyped secret is still a secret.
         raise ConfigError("the Slack webhook URL must start with https:// (or http://)")
@@ -90,8 +103,10 @@ def _check_template(template: str) -> None:
     except ValueError as exc:
         raise ConfigError(f"{env_name('slack_link_template')}: {exc}") from None
     if fields - {"account_id"}:
-        raise ConfigError(f"{env_name('slack_link_template')}: only {{account_id}} can be"
-                          f" filled in, not {', '.join(sorted(fields - {'account_id'}))}")
+        raise ConfigError(
+            f"{env_name('slack_link_template')}: only {{account_id}} can be"
+            f" filled in, not {', '.join(sorted(fields - {'account_id'}))}"
+        )
 
 
 def _names(raw: str) -> frozenset[str]:

@@ -42,11 +42,16 @@ SHUTDOWN_FLUSH_SECONDS = 10.0
 
 
 class Notifier:
-    def __init__(self, settings: Settings, config: NotifyConfig, model: Model | ModelSet,
-                 stop: asyncio.Event) -> None:
+    def __init__(
+        self, settings: Settings, config: NotifyConfig, model: Model | ModelSet, stop: asyncio.Event
+    ) -> None:
         self.models = as_model_set(model)
-        self.settings, self.config, self.model, self.stop = (settings, config,
-                                                             self.models.default, stop)
+        self.settings, self.config, self.model, self.stop = (
+            settings,
+            config,
+            self.models.default,
+            stop,
+        )
         self.tiers = list(dict.fromkeys(t.name for m in self.models.all() for t in m.tiers))
         self.offsets = Offsets()
         self.digest = Digest()
@@ -55,20 +60,34 @@ class Notifier:
     async def run(self) -> None:
         s, c = self.settings, self.config
         redis = server.client(s)
-        self.ledger = Ledger(redis, c.webhook_id, max_backoff=s.retry_backoff_max_seconds,
-                             stop=self.stop)
+        self.ledger = Ledger(
+            redis, c.webhook_id, max_backoff=s.retry_backoff_max_seconds, stop=self.stop
+        )
         self.consumer = kafka.consumer(
-            s, group_id=c.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=s.session_timeout_ms,
-            max_poll_interval_ms=s.max_poll_interval_ms, fetch_max_wait_ms=s.fetch_max_wait_ms)
+            s,
+            group_id=c.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=s.session_timeout_ms,
+            max_poll_interval_ms=s.max_poll_interval_ms,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+        )
         self.consumer.subscribe([s.topic_alerts], listener=_Revoked(self))
         try:
-            async with SlackPoster(c.webhook_url, timeout=c.timeout_seconds,
-                                   max_backoff=s.retry_backoff_max_seconds, stop=self.stop,
-                                   webhook_id=c.webhook_id) as self.poster:
+            async with SlackPoster(
+                c.webhook_url,
+                timeout=c.timeout_seconds,
+                max_backoff=s.retry_backoff_max_seconds,
+                stop=self.stop,
+                webhook_id=c.webhook_id,
+            ) as self.poster:
                 await self.consumer.start()
-                log.info("notifying Slack webhook %s from %s (group %s)", c.webhook_id,
-                         s.topic_alerts, c.group_id)
+                log.info(
+                    "notifying Slack webhook %s from %s (group %s)",
+                    c.webhook_id,
+                    s.topic_alerts,
+                    c.group_id,
+                )
                 with contextlib.suppress(Stopped):  # stopping while a post waits to retry
                     await self._loop()
                 await self._shutdown_flush()
@@ -100,8 +119,9 @@ class Notifier:
                 # metric and record serve operators; people hear of the changes it held.
                 self._done(place, "data_gaps")
             elif alert is None:
-                log.warning("skipped a record that is not an alert at %s/%d@%d",
-                            topic, partition, offset)
+                log.warning(
+                    "skipped a record that is not an alert at %s/%d@%d", topic, partition, offset
+                )
                 self._done(place, "not_alerts")
             elif alert["alert_id"] in posted or self.digest.holds(alert["alert_id"]):
                 self._done(place, "duplicates")
@@ -110,15 +130,21 @@ class Notifier:
 
     async def _handle(self, alert: dict[str, Any], place: Place, posted: set[str]) -> None:
         try:
-            where = route(alert, self.config.filters, self.tiers, now=time.time(),
-                          stale_after=self.settings.catch_up_lag_seconds)
+            where = route(
+                alert,
+                self.config.filters,
+                self.tiers,
+                now=time.time(),
+                stale_after=self.settings.catch_up_lag_seconds,
+            )
             # Its window lengths are those of the segment model that decided it.
             model = self.models.for_segment((alert.get("model") or {}).get("segment"))
             payload = alert_message(alert, model, self.config.link_template)
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             # Someone else's record on the alerts topic: it can never be posted.
-            log.warning("skipped a malformed alert at %s/%d@%d (%s: %s)", *place,
-                        type(exc).__name__, exc)
+            log.warning(
+                "skipped a malformed alert at %s/%d@%d (%s: %s)", *place, type(exc).__name__, exc
+            )
             self._done(place, "not_alerts")
             return
         if where is Route.DROP:
@@ -146,16 +172,21 @@ class Notifier:
         if not self.digest.places:
             return
         alerts = self.digest.alerts
-        payload = digest_message(alerts, self.config.digest_seconds / 60.0,
-                                 self.config.link_template, self.tiers)
+        payload = digest_message(
+            alerts, self.config.digest_seconds / 60.0, self.config.link_template, self.tiers
+        )
         answer = await self.poster.post(payload, f"digest of {len(alerts)} alerts", stop)
         if answer.ok:
             await self.ledger.record([str(a["alert_id"]) for a in alerts])
             self.counts["digests"] += 1
             self.counts["digested"] += len(alerts)
         else:
-            log.error("Slack rejected a digest of %d alerts (%d %s): skipped", len(alerts),
-                      answer.status, answer.body)
+            log.error(
+                "Slack rejected a digest of %d alerts (%d %s): skipped",
+                len(alerts),
+                answer.status,
+                answer.body,
+            )
             self.counts["rejected"] += len(alerts)
         self.offsets.release(self.digest.places)
         self.digest = Digest()
@@ -186,8 +217,9 @@ class Notifier:
         except Exception as exc:
             if not is_retriable(exc):
                 raise
-            log.warning("commit failed (%s: %s); retried with the next one",
-                        type(exc).__name__, exc)
+            log.warning(
+                "commit failed (%s: %s); retried with the next one", type(exc).__name__, exc
+            )
             return
         self.offsets.committed(positions)
 

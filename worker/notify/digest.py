@@ -52,34 +52,60 @@ class Digest:
         return len(self.entries)
 
 
-def digest_message(alerts: list[dict[str, Any]], minutes: float, link_template: str,
-                   tiers: list[str]) -> dict[str, Any]:
+def digest_message(
+    alerts: list[dict[str, Any]], minutes: float, link_template: str, tiers: list[str]
+) -> dict[str, Any]:
     """The webhook payload summarising ``alerts``; ``tiers`` orders the counts (best first)."""
     latest = _latest_per_account(alerts)
     counts = Counter(a["tier"] for a in latest.values())
     order = [t for t in tiers if t in counts] + sorted(t for t in counts if t not in tiers)
     summary = " · ".join(f"{tier_badge(t)} {counts[t]}" for t in order)
     worst = sorted(latest.values(), key=lambda a: (float(a["score"]), a["account_id"]))[:WORST]
-    lines = [f"{account_link(a['account_id'], link_template)}: {tier_badge(a.get('previous_tier'))}"
-             f" → {tier_badge(a['tier'])}, score {float(a['score']):.1f}" for a in worst]
+    lines = [
+        f"{account_link(a['account_id'], link_template)}: {tier_badge(a.get('previous_tier'))}"
+        f" → {tier_badge(a['tier'])}, score {float(a['score']):.1f}"
+        for a in worst
+    ]
     n, accounts = len(alerts), len(latest)
-    title = (f"{n} tier change{'s' if n != 1 else ''} caught up on,"
-             f" {accounts} account{'s' if accounts != 1 else ''}")
+    title = (
+        f"{n} tier change{'s' if n != 1 else ''} caught up on,"
+        f" {accounts} account{'s' if accounts != 1 else ''}"
+    )
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Health score digest:* {title}"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Now:* {summary}"}},
     ]
     if lines:
-        blocks.append({"type": "section", "text": {
-            "type": "mrkdwn", "text": "*Lowest scores:*\n" + "\n".join(lines)}})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(
-        "Catch-up alerts (a backlog or a replay) and first scores, one digest per"
-        f" {minutes:g} minutes instead of one message each.")}]})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "*Lowest scores:*\n" + "\n".join(lines)},
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": escape(
+                        "Catch-up alerts (a backlog or a replay) and first scores, one digest per"
+                        f" {minutes:g} minutes instead of one message each."
+                    ),
+                }
+            ],
+        }
+    )
     worst_tier = order[-1] if order else ""
-    text = f"Health score digest: {title} (" + ", ".join(
-        f"{escape(t)} {counts[t]}" for t in order) + ")"
-    return {"text": text, "attachments": [
-        {"color": COLOURS.get(worst_tier, OTHER_COLOUR), "blocks": blocks}]}
+    text = (
+        f"Health score digest: {title} ("
+        + ", ".join(f"{escape(t)} {counts[t]}" for t in order)
+        + ")"
+    )
+    return {
+        "text": text,
+        "attachments": [{"color": COLOURS.get(worst_tier, OTHER_COLOUR), "blocks": blocks}],
+    }
 
 
 def _latest_per_account(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

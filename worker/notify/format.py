@@ -15,8 +15,7 @@ from worker.scoring.model import Component, Model
 from worker.scoring.trend import duration_words
 
 COLOURS = {"green": "#2eb67d", "yellow": "#ecb22e", "red": "#e01e5a"}
-EMOJI = {"green": ":large_green_circle:", "yellow": ":large_yellow_circle:",
-         "red": ":red_circle:"}
+EMOJI = {"green": ":large_green_circle:", "yellow": ":large_yellow_circle:", "red": ":red_circle:"}
 OTHER_COLOUR, OTHER_EMOJI = "#868686", ":white_circle:"
 TOP_COMPONENTS = 3
 
@@ -46,7 +45,7 @@ def number(value: float) -> str:
 
 
 def window_phrase(name: str, model: Model | None) -> str:
-    """" in 90 days" for the model's window of the component (" vs the previous 7 days"
+    """ " in 90 days" for the model's window of the component (" vs the previous 7 days"
     for a trend); "" if the model lacks it."""
     component = _component(name, model)
     if component is None or model is None:
@@ -87,10 +86,13 @@ def trigger_words(trigger: dict[str, Any] | None, model: Model | None) -> str:
 
 
 def _trend_words(what: str, was: float | None, now: float | None, window: str) -> str:
-    """"login trend fell from -10% to -60% vs the previous 7 days"."""
+    """ "login trend fell from -10% to -60% vs the previous 7 days"."""
     if now is None:
-        return f"{what} has nothing to compare with any more (was {was:+.0f}%)" if was is not None \
+        return (
+            f"{what} has nothing to compare with any more (was {was:+.0f}%)"
+            if was is not None
             else f"{what} changed"
+        )
     if was is None:
         return f"{what} is {now:+.0f}%{window}"
     verb = "rose" if now > was else "fell" if now < was else "stayed"
@@ -117,8 +119,10 @@ def override_words(alert: dict[str, Any]) -> str | None:
         return None
     if over is None:
         return "an override was cleared"
-    return (f"override by {escape(over['author'])} until {escape(over['expires_at'])}:"
-            f" {escape(over['reason'])}")
+    return (
+        f"override by {escape(over['author'])} until {escape(over['expires_at'])}:"
+        f" {escape(over['reason'])}"
+    )
 
 
 def lifecycle_words(alert: dict[str, Any]) -> str | None:
@@ -141,10 +145,13 @@ def top_components(alert: dict[str, Any], count: int = TOP_COMPONENTS) -> str:
     components = alert.get("components") or {}
     ranked = sorted(components.items(), key=lambda kv: -float(kv[1]["contribution"]))
     weakest = sorted(components.items(), key=lambda kv: float(kv[1]["subscore"]))
-    strong = ", ".join(f"{escape(n.replace('_', ' '))} {float(c['contribution']):.1f} pts"
-                       for n, c in ranked[:count])
-    weak = ", ".join(f"{escape(n.replace('_', ' '))} {float(c['subscore']):.0f}/100"
-                     for n, c in weakest[:count])
+    strong = ", ".join(
+        f"{escape(n.replace('_', ' '))} {float(c['contribution']):.1f} pts"
+        for n, c in ranked[:count]
+    )
+    weak = ", ".join(
+        f"{escape(n.replace('_', ' '))} {float(c['subscore']):.0f}/100" for n, c in weakest[:count]
+    )
     return f"Top contributions: {strong or 'none'} · Weakest: {weak or 'none'}"
 
 
@@ -155,24 +162,44 @@ def alert_message(alert: dict[str, Any], model: Model | None, link_template: str
     trigger = alert.get("triggering_component")
     overridden = override_words(alert) or lifecycle_words(alert)
     why = overridden or trigger_words(trigger, model)
-    points = "" if trigger is None or overridden else f" ({float(trigger['contribution_change']):+.1f} pts)"
-    headline = (f"{account_link(alert['account_id'], link_template)}: "
-                f"{tier_badge(previous)} → *{tier_badge(tier, alert.get('tier_label'))}*")
+    points = (
+        ""
+        if trigger is None or overridden
+        else f" ({float(trigger['contribution_change']):+.1f} pts)"
+    )
+    headline = (
+        f"{account_link(alert['account_id'], link_template)}: "
+        f"{tier_badge(previous)} → *{tier_badge(tier, alert.get('tier_label'))}*"
+    )
     segment = alert.get("segment")
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
-        {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Score*\n{score_change(alert)}"},
-            {"type": "mrkdwn", "text": f"*Segment*\n{escape(segment or 'none')}"},
-        ]},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Score*\n{score_change(alert)}"},
+                {"type": "mrkdwn", "text": f"*Segment*\n{escape(segment or 'none')}"},
+            ],
+        },
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why:* {why}{points}"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": top_components(alert)}]},
     ]
     recovery = alert.get("recovery")
     if recovery is not None:  # what would bring it back: the CSM's next step
-        blocks.append({"type": "section", "text": {
-            "type": "mrkdwn", "text": f"*Next step:* {summary(recovery, quote=escape)}"}})
-    text = (f"{escape(alert['account_id'])}: {escape(previous or 'new')} -> {escape(tier)}"
-            f" (score {score_change(alert)}): {why}")
-    return {"text": text,
-            "attachments": [{"color": COLOURS.get(tier, OTHER_COLOUR), "blocks": blocks}]}
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"*Next step:* {summary(recovery, quote=escape)}",
+                },
+            }
+        )
+    text = (
+        f"{escape(alert['account_id'])}: {escape(previous or 'new')} -> {escape(tier)}"
+        f" (score {score_change(alert)}): {why}"
+    )
+    return {
+        "text": text,
+        "attachments": [{"color": COLOURS.get(tier, OTHER_COLOUR), "blocks": blocks}],
+    }

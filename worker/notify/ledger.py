@@ -25,8 +25,9 @@ T = TypeVar("T")
 
 
 class Ledger:
-    def __init__(self, redis: Client, webhook_id: str, *, max_backoff: float,
-                 stop: asyncio.Event) -> None:
+    def __init__(
+        self, redis: Client, webhook_id: str, *, max_backoff: float, stop: asyncio.Event
+    ) -> None:
         self._redis, self._max_backoff, self._stop = redis, max_backoff, stop
         self.key = f"hs:notify:slack:{webhook_id}:posted"
         self._pruned = 0.0
@@ -48,13 +49,15 @@ class Ledger:
         if now - self._pruned > PRUNE_EVERY:
             self._pruned = now
             await self._retrying(
-                lambda: self._redis.zremrangebyscore(self.key, "-inf", now - KEEP_SECONDS))
+                lambda: self._redis.zremrangebyscore(self.key, "-inf", now - KEEP_SECONDS)
+            )
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         # The worker's one retry policy (capped exponential back-off, only what
         # ``is_retriable`` allows), its retries counted on the notifier's own registry.
         try:
-            return await retrying(call, "redis", max_backoff=self._max_backoff,
-                                  metrics=self._metrics, stop=self._stop)
+            return await retrying(
+                call, "redis", max_backoff=self._max_backoff, metrics=self._metrics, stop=self._stop
+            )
         except Stopping:
             raise Stopped() from None

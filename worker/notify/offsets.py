@@ -38,8 +38,9 @@ class Offsets:
 
     def to_commit(self) -> dict[Partition, int]:
         """Positions that moved since the last ``committed``."""
-        positions = {p: min(self._held[p]) if self._held.get(p) else n
-                     for p, n in self._next.items()}
+        positions = {
+            p: min(self._held[p]) if self._held.get(p) else n for p, n in self._next.items()
+        }
         return {p: n for p, n in positions.items() if self._committed.get(p) != n}
 
     def committed(self, positions: dict[Partition, int]) -> None:

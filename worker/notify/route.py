@@ -22,8 +22,9 @@ class Route(Enum):
     DROP = "drop"
 
 
-def route(alert: dict[str, Any], filters: Filters, tiers: Sequence[str], *, now: float,
-          stale_after: float) -> Route:
+def route(
+    alert: dict[str, Any], filters: Filters, tiers: Sequence[str], *, now: float, stale_after: float
+) -> Route:
     """``tiers``: the model's tier names, best first (for the direction of a change)."""
     if not passes(alert, filters, tiers):
         return Route.DROP
@@ -41,7 +42,7 @@ def passes(alert: dict[str, Any], filters: Filters, tiers: Sequence[str]) -> boo
 
 
 def direction(alert: dict[str, Any], tiers: Sequence[str]) -> str:
-    """"down" (to a worse tier), "up", or "same"; a first score is "down" when it lands
+    """ "down" (to a worse tier), "up", or "same"; a first score is "down" when it lands
     below the best tier (news for whoever watches downgrades) and "up" when at it."""
     new, old = alert["tier"], alert.get("previous_tier")
     rank = {name: i for i, name in enumerate(tiers)}  # 0 is the best

@@ -11,13 +11,22 @@ from worker.notify.delivery import Notifier
 from worker.runtime.modeltopic import newest_models
 from worker.settings import Settings
 
-OVERRIDES = ("slack_webhook_url", "slack_webhook_file", "slack_link_template", "notify_group_id",
-             "notify_tiers", "notify_direction", "notify_segments", "notify_digest_minutes")
+OVERRIDES = (
+    "slack_webhook_url",
+    "slack_webhook_file",
+    "slack_link_template",
+    "notify_group_id",
+    "notify_tiers",
+    "notify_direction",
+    "notify_segments",
+    "notify_digest_minutes",
+)
 
 
 def notify_slack(settings: Settings, args: argparse.Namespace) -> int:
-    changes = {name: getattr(args, name) for name in OVERRIDES
-               if getattr(args, name, None) is not None}
+    changes = {
+        name: getattr(args, name) for name in OVERRIDES if getattr(args, name, None) is not None
+    }
     # A flag naming the webhook one way replaces a setting naming it the other way.
     if "slack_webhook_url" in changes:
         changes.setdefault("slack_webhook_file", "")

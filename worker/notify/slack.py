@@ -54,8 +54,9 @@ class Answer:
 
 
 class SlackPoster:
-    def __init__(self, url: str, *, timeout: float, max_backoff: float, stop: asyncio.Event,
-                 webhook_id: str) -> None:
+    def __init__(
+        self, url: str, *, timeout: float, max_backoff: float, stop: asyncio.Event, webhook_id: str
+    ) -> None:
         self._url, self._timeout, self._max_backoff = url, timeout, max_backoff
         self._stop, self.webhook_id = stop, webhook_id
         self._session: aiohttp.ClientSession | None = None
@@ -67,16 +68,18 @@ class SlackPoster:
         quiet = logging.getLogger("worker.notify.slack_sdk")
         # slack_sdk logs the URL (a secret) at DEBUG when its logger's own level allows it.
         quiet.setLevel(logging.WARNING)
-        self._client = AsyncWebhookClient(self._url, session=self._session, retry_handlers=[],
-                                          logger=quiet)
+        self._client = AsyncWebhookClient(
+            self._url, session=self._session, retry_handlers=[], logger=quiet
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def post(self, payload: dict[str, Any], what: str,
-                   stop: asyncio.Event | None = None) -> Answer:
+    async def post(
+        self, payload: dict[str, Any], what: str, stop: asyncio.Event | None = None
+    ) -> Answer:
         """Post until Slack answers 2xx or rejects this message (``Answer`` not ok);
         raises ``WebhookRefused``, or ``Stopped`` when ``stop`` (default: the poster's)
         is set while it waits to retry."""
@@ -103,7 +106,8 @@ class SlackPoster:
                     raise WebhookRefused(
                         f"Slack refused webhook {self.webhook_id} ({answer.status}"
                         f" {answer.body}): check HEALTHSCORE_SLACK_WEBHOOK_URL; nothing was"
-                        " committed, the alerts are posted once it works")
+                        " committed, the alerts are posted once it works"
+                    )
             self.retries += 1
             log.warning("Slack: %s for %s; retrying in %.1f s", why, what, wait)
             await _pause(wait, stop or self._stop)

@@ -52,8 +52,7 @@ Offsets = dict[TopicPartition, int]
 class Outbox(Protocol):
     async def sent(self, entries: Sequence[OutboxEntry]) -> None: ...
 
-    async def unsent(self, partitions: Collection[int]
-                     ) -> list[tuple[OutboxEntry, Alert]]: ...
+    async def unsent(self, partitions: Collection[int]) -> list[tuple[OutboxEntry, Alert]]: ...
 
 
 class Store(Protocol):
@@ -70,8 +69,7 @@ class Store(Protocol):
 class Retry(Protocol):
     """Runs ``operation`` until it succeeds, waiting out ``dependency`` between tries."""
 
-    def __call__(self, operation: Callable[[], Awaitable[T]], dependency: str
-                 ) -> Awaitable[T]: ...
+    def __call__(self, operation: Callable[[], Awaitable[T]], dependency: str) -> Awaitable[T]: ...
 
 
 Publish = Callable[[Outcome], Awaitable[None]]  # returns once the broker acknowledged all
@@ -79,8 +77,15 @@ Commit = Callable[[Offsets], Awaitable[None]]  # one attempt
 
 
 class Delivery:
-    def __init__(self, store: Store, publish: Publish, retry: Retry, *,
-                 commit: Commit | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        publish: Publish,
+        retry: Retry,
+        *,
+        commit: Commit | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         """``commit``: None where nothing is committed (a replay reads without a group).
         ``metrics``: tier changes and produce-to-alert latency, for a live worker."""
         self._store = store
@@ -122,8 +127,10 @@ class Delivery:
         found = await self._store.outbox.unsent(partitions)
         if found:  # an owner that died before its wait left them: as durable first
             await self._store.durable()
-        return Outcome(alerts=[(entry.account_id, alert) for entry, alert in found],
-                       outbox=[entry for entry, _ in found])
+        return Outcome(
+            alerts=[(entry.account_id, alert) for entry, alert in found],
+            outbox=[entry for entry, _ in found],
+        )
 
     async def clear(self, outcome: Outcome) -> None:
         """Step 4, once: the broker has these alerts."""

@@ -71,8 +71,15 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class ConsumerLoop:
-    def __init__(self, settings: Settings, pipeline: Pipeline, metrics: Metrics,
-                 *, watch: ModelWatch | None = None, remodel: Remodel | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        *,
+        watch: ModelWatch | None = None,
+        remodel: Remodel | None = None,
+    ) -> None:
         """``watch``: the model file, read again while running; ``remodel``: rescores
         every account of the partitions owned after a model change (``runtime.remodel``)."""
         self.settings = settings
@@ -88,8 +95,9 @@ class ConsumerLoop:
         self.unsent_partitions: set[int] = set()  # assigned, outboxes not yet sent
         self._paused: set[TopicPartition] | None = None  # paused by a retry, to resume
         self._co_partitioned = False  # alerts go to their input partition's number
-        self.delivery = Delivery(pipeline.store, self._publish, self._retry,
-                                 commit=self._commit_once, metrics=metrics)
+        self.delivery = Delivery(
+            pipeline.store, self._publish, self._retry, commit=self._commit_once, metrics=metrics
+        )
         pipeline.gaps = self.gaps = DataGaps(pipeline.model, time.time())
         # Built by run(), not here: aiokafka's clients need the running event loop.
         self._consumer: AIOKafkaConsumer
@@ -126,9 +134,11 @@ class ConsumerLoop:
             while not self.stop_requested.is_set():
                 batches = await self._consumer.getmany(
                     # A model change's rescoring does not wait for events to arrive.
-                    timeout_ms=0 if self.remodel and self.remodel.walking
+                    timeout_ms=0
+                    if self.remodel and self.remodel.walking
                     else self.settings.batch_timeout_ms,
-                    max_records=self.settings.batch_max_records)
+                    max_records=self.settings.batch_max_records,
+                )
                 self._polled()
                 async with self.in_flight:
                     if self.unsent_partitions:  # newly assigned: their outboxes go first
@@ -165,7 +175,8 @@ class ConsumerLoop:
         await self._producer.start()
         await self._consumer.start()
         self._co_partitioned = await co_partitioned(
-            self._producer, self.settings.topic_alerts, self.settings.input_topics)
+            self._producer, self.settings.topic_alerts, self.settings.input_topics
+        )
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         records: list[RawRecord] = [r for tp in sorted(batches) for r in batches[tp]]
@@ -173,7 +184,8 @@ class ConsumerLoop:
             self.metrics.batch_size.observe(len(records))
             outcome = await self._retry(partial(self.pipeline.process, records), "redis")
             await self.delivery.deliver(
-                outcome, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+                outcome, {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
+            )
         if outcome.arrived:
             await self._gap_news(self.gaps.arrived(outcome.arrived, time.time()))
 
@@ -215,14 +227,17 @@ class ConsumerLoop:
         for event_type, gap in self.gaps.gauges().items():
             self.metrics.data_gap.labels(event_type).set(gap)
         if news.records:
-            await self._retry(partial(publish_records, self._producer,
-                                      self.settings.topic_alerts, news.records), "kafka")
+            await self._retry(
+                partial(publish_records, self._producer, self.settings.topic_alerts, news.records),
+                "kafka",
+            )
         owned = self._owned()
         released = [(p, a) for p, a in news.released if p in owned]
         if released:
             log.info("rescoring %d accounts a data gap held", len(released))
             await self.delivery.deliver(
-                await self._retry(partial(self.pipeline.expire, released), "redis"))
+                await self._retry(partial(self.pipeline.expire, released), "redis")
+            )
 
     async def _rescore_silent(self) -> None:
         """Rescore the accounts of this worker's partitions whose windows have rolled.
@@ -237,7 +252,8 @@ class ConsumerLoop:
                 due = await self._retry(partial(self.pipeline.due, partitions, limit), "redis")
                 if due:
                     await self.delivery.deliver(
-                        await self._retry(partial(self.pipeline.expire, due), "redis"))
+                        await self._retry(partial(self.pipeline.expire, due), "redis")
+                    )
             if len(due) < limit:
                 return
 
@@ -262,17 +278,22 @@ class ConsumerLoop:
             self.metrics.set_tier_counts(await self._retry(self.pipeline.tier_counts, "redis"))
 
     async def _publish(self, outcome: Outcome) -> None:
-        await publish(self._producer, outcome, alerts_topic=self.settings.topic_alerts,
-                      deadletter_topic=self.settings.topic_deadletter,
-                      co_partitioned=self._co_partitioned)
+        await publish(
+            self._producer,
+            outcome,
+            alerts_topic=self.settings.topic_alerts,
+            deadletter_topic=self.settings.topic_deadletter,
+            co_partitioned=self._co_partitioned,
+        )
 
     async def _commit_once(self, offsets: Offsets) -> None:
         # aiokafka retries a commit by itself for as long as the broker is away: silently,
         # and without a poll. Bounded, that wait becomes a counted retry with paused polling.
         # Giving up is safe: the request itself is shielded, and committing twice is harmless.
         try:
-            await asyncio.wait_for(self._consumer.commit(offsets),
-                                   self.settings.broker_timeout_ms / 1000)
+            await asyncio.wait_for(
+                self._consumer.commit(offsets), self.settings.broker_timeout_ms / 1000
+            )
         except TimeoutError:
             raise Retriable("the broker did not acknowledge the commit") from None
         except (CommitFailedError, IllegalStateError) as exc:
@@ -280,14 +301,20 @@ class ConsumerLoop:
             # last committed offset; nothing is lost.
             log.warning("commit skipped after rebalance: %s", exc)
 
-    async def _retry(self, operation: Callable[[], Awaitable[T]], dependency: str, *,
-                     in_group: bool = True) -> T:
+    async def _retry(
+        self, operation: Callable[[], Awaitable[T]], dependency: str, *, in_group: bool = True
+    ) -> T:
         # Before the consumer has joined there is no membership to keep: a plain sleep.
         wait = partial(self._poll_paused, dependency) if in_group else self.probes.sleep
         try:
-            result = await retrying(operation, dependency,
-                                    max_backoff=self.settings.retry_backoff_max_seconds,
-                                    metrics=self.metrics, stop=self.stop_requested, wait=wait)
+            result = await retrying(
+                operation,
+                dependency,
+                max_backoff=self.settings.retry_backoff_max_seconds,
+                metrics=self.metrics,
+                stop=self.stop_requested,
+                wait=wait,
+            )
             self.probes.answer(dependency)
             return result
         finally:
@@ -319,8 +346,9 @@ class ConsumerLoop:
         self._consumer.pause(*self._paused)
         self.metrics.consumption_paused.set(1)
         self.probes.paused_for = dependency
-        log.warning("consumption paused on %d partitions until %s is back",
-                    len(self._paused), dependency)
+        log.warning(
+            "consumption paused on %d partitions until %s is back", len(self._paused), dependency
+        )
 
     def _resume(self) -> None:
         if self._paused is None:

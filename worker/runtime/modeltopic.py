@@ -69,18 +69,25 @@ class ModelTopic:
             try:
                 await self._consume()
             except KafkaError as exc:
-                log.warning("following model topic %s: %s; again in %g s", self._topic, exc,
-                            RETRY_SECONDS)
+                log.warning(
+                    "following model topic %s: %s; again in %g s", self._topic, exc, RETRY_SECONDS
+                )
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _consume(self) -> None:
-        consumer = kafka.consumer(self._settings, client_id="healthscore-models",
-                                  enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = kafka.consumer(
+            self._settings,
+            client_id="healthscore-models",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         await consumer.start()
         try:
             await consumer.topics()
-            parts = [TopicPartition(self._topic, p)
-                     for p in sorted(consumer.partitions_for_topic(self._topic) or ())]
+            parts = [
+                TopicPartition(self._topic, p)
+                for p in sorted(consumer.partitions_for_topic(self._topic) or ())
+            ]
             consumer.assign(parts)
             for tp in parts:
                 consumer.seek(tp, self._positions.get(tp, 0))
@@ -125,8 +132,9 @@ async def publish(settings: Settings, path: str) -> str:
     that fails is never sent (a worker would reject it too, but every worker would log
     it). Returns the line to print."""
     if not settings.topic_models:
-        raise ConfigError(f"{env_name('topic_models')} is not set: the workers read the "
-                          "model file, not a topic")
+        raise ConfigError(
+            f"{env_name('topic_models')} is not set: the workers read the model file, not a topic"
+        )
     text, source = model_text(path)
     models = parse_models(text, source)
     await ensure_topics(settings)
@@ -136,5 +144,7 @@ async def publish(settings: Settings, path: str) -> str:
         sent = await producer.send_and_wait(settings.topic_models, text.encode(), key=KEY)
     finally:
         await producer.stop()
-    return (f"published model {models.default.version} ({fingerprint(text)}) to "
-            f"{settings.topic_models}@{sent.offset}")
+    return (
+        f"published model {models.default.version} ({fingerprint(text)}) to "
+        f"{settings.topic_models}@{sent.offset}"
+    )

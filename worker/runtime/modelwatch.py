@@ -83,16 +83,20 @@ class ModelWatch:
             return None
         old = self.running.models.default
         if models.default.bucket_seconds != old.bucket_seconds:
-            self._reject(f"{source}: bucket: cannot change from {old.bucket_seconds} s"
-                         f" to {models.default.bucket_seconds} s while running (windows"
-                         " are kept per bucket: replay under the new model)", found)
+            self._reject(
+                f"{source}: bucket: cannot change from {old.bucket_seconds} s"
+                f" to {models.default.bucket_seconds} s while running (windows"
+                " are kept per bucket: replay under the new model)",
+                found,
+            )
             return None
         return self._apply(Loaded(models, found))
 
     def _reject(self, why: str, found: str | None) -> None:
         self._metrics.model_reloads.labels(REJECTED).inc()
-        log.error("model file rejected, model %s goes on: %s",
-                  self.running.models.default.version, why)
+        log.error(
+            "model file rejected, model %s goes on: %s", self.running.models.default.version, why
+        )
         if found is None:
             self._seen = ""  # unreadable: read it again next time
 
@@ -101,8 +105,12 @@ class ModelWatch:
         self._metrics.model_reloads.labels(APPLIED).inc()
         self._metrics.model_info.clear()
         self._metrics.model_info.labels(loaded.models.default.version, loaded.fingerprint).set(1)
-        log.warning("model file changed: %s (%s) replaces %s (%s); rescoring every account",
-                    loaded.models.default.version, loaded.fingerprint,
-                    old.models.default.version, old.fingerprint)
+        log.warning(
+            "model file changed: %s (%s) replaces %s (%s); rescoring every account",
+            loaded.models.default.version,
+            loaded.fingerprint,
+            old.models.default.version,
+            old.fingerprint,
+        )
         self.running = loaded
         return loaded

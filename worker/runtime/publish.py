@@ -23,14 +23,20 @@ def new_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     # acks=all: an alert counts as published only once every in-sync replica has it.
     # request_timeout_ms also bounds how long a send waits out a broker that is away;
     # after it, the send fails and the caller's retry (logged, counted) takes over.
-    return kafka.producer(settings, client_id=client_id,
-                          acks="all", linger_ms=5, max_batch_size=MAX_BATCH_BYTES,
-                          max_request_size=settings.max_request_bytes,
-                          request_timeout_ms=settings.broker_timeout_ms)
+    return kafka.producer(
+        settings,
+        client_id=client_id,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=MAX_BATCH_BYTES,
+        max_request_size=settings.max_request_bytes,
+        request_timeout_ms=settings.broker_timeout_ms,
+    )
 
 
-async def co_partitioned(producer: AIOKafkaProducer, alerts_topic: str,
-                         input_topics: Iterable[str]) -> bool:
+async def co_partitioned(
+    producer: AIOKafkaProducer, alerts_topic: str, input_topics: Iterable[str]
+) -> bool:
     """Whether the alerts topic has as many partitions as every input topic.
 
     Then an account's alerts can go to its input partition's number: with keyed
@@ -44,8 +50,14 @@ async def co_partitioned(producer: AIOKafkaProducer, alerts_topic: str,
     return len(counts) == 1
 
 
-async def publish(producer: AIOKafkaProducer, outcome: Outcome, *, alerts_topic: str,
-                  deadletter_topic: str, co_partitioned: bool = False) -> None:
+async def publish(
+    producer: AIOKafkaProducer,
+    outcome: Outcome,
+    *,
+    alerts_topic: str,
+    deadletter_topic: str,
+    co_partitioned: bool = False,
+) -> None:
     """Send everything, then wait for every acknowledgement (sends are pipelined).
 
     ``co_partitioned``: alerts whose outbox entry names a partition go to that
@@ -59,8 +71,7 @@ async def publish(producer: AIOKafkaProducer, outcome: Outcome, *, alerts_topic:
         for key, value in keyed:
             futures.append(await producer.send(alerts_topic, value, key=key))
         for raw_key, record in outcome.dead_letters:
-            futures.append(await producer.send(deadletter_topic, orjson.dumps(record),
-                                               key=raw_key))
+            futures.append(await producer.send(deadletter_topic, orjson.dumps(record), key=raw_key))
     except BaseException:
         # The caller sends the whole outcome again; what this attempt already sent may
         # still fail later with nobody awaiting it: collect that instead of an error log each.
@@ -88,8 +99,9 @@ def _split(outcome: Outcome, co_partitioned: bool) -> tuple[dict[int, Records], 
     return batched, keyed
 
 
-async def _send_batches(producer: AIOKafkaProducer, topic: str, partition: int,
-                        records: Records) -> list[asyncio.Future[Any]]:
+async def _send_batches(
+    producer: AIOKafkaProducer, topic: str, partition: int, records: Records
+) -> list[asyncio.Future[Any]]:
     futures = []
     batch = producer.create_batch()
     for key, value in records:
@@ -104,9 +116,12 @@ async def _send_batches(producer: AIOKafkaProducer, topic: str, partition: int,
     return futures
 
 
-async def publish_records(producer: AIOKafkaProducer, topic: str,
-                          records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+async def publish_records(
+    producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[str, dict[str, Any]]]
+) -> None:
     """Keyed JSON records (data gaps), each acknowledged before this returns."""
-    futures = [await producer.send(topic, orjson.dumps(record), key=key.encode())
-               for key, record in records]
+    futures = [
+        await producer.send(topic, orjson.dumps(record), key=key.encode())
+        for key, record in records
+    ]
     await asyncio.gather(*futures)

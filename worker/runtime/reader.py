@@ -16,23 +16,32 @@ from worker.runtime import kafka
 from worker.settings import Settings
 
 
-async def read_to_end(settings: Settings, topics: Sequence[str], max_records: int,
-                      on_total: Callable[[int], None] | None = None,
-                      ) -> AsyncIterator[list[Any]]:
+async def read_to_end(
+    settings: Settings,
+    topics: Sequence[str],
+    max_records: int,
+    on_total: Callable[[int], None] | None = None,
+) -> AsyncIterator[list[Any]]:
     """Batches of records (aiokafka ``ConsumerRecord``), each partition in offset order.
 
     ``on_total`` is told, before the first batch, how many offsets lie between the
     partitions' starts and their listed ends: about the records to read (a progress bar's
     total)."""
-    consumer = kafka.consumer(settings, client_id="healthscore-reader",
-                              enable_auto_commit=False, auto_offset_reset="earliest",
-                              max_partition_fetch_bytes=max(1048576,
-                                                            settings.max_message_bytes * 4))
+    consumer = kafka.consumer(
+        settings,
+        client_id="healthscore-reader",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=max(1048576, settings.max_message_bytes * 4),
+    )
     await consumer.start()
     try:
         await consumer.topics()  # a metadata fetch: partitions_for_topic reads its cache
-        partitions = [TopicPartition(topic, p) for topic in topics
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         if not partitions:
             return
         consumer.assign(partitions)

@@ -48,8 +48,9 @@ class Remodel:
 
     def use(self, loaded: Loaded) -> None:
         """A new model: every partition owned is read (and walked) again."""
-        self._record = orjson.dumps({"fingerprint": loaded.fingerprint,
-                                     "version": loaded.models.default.version})
+        self._record = orjson.dumps(
+            {"fingerprint": loaded.fingerprint, "version": loaded.models.default.version}
+        )
         self._version = loaded.models.default.version
         self._checked.clear()
         self._walks.clear()
@@ -70,8 +71,9 @@ class Remodel:
             await self._check(owned)
             for partition in sorted(self._walks.keys() & set(owned)):
                 cursor, cause = self._walks[partition]
-                cursor, found = await self._redis.zscan(keys.due_key(partition), cursor,
-                                                        count=self._batch)
+                cursor, found = await self._redis.zscan(
+                    keys.due_key(partition), cursor, count=self._batch
+                )
                 self._walks[partition] = (cursor, cause)
                 accounts = [wire.text(a) for a, _ in found if isinstance(a, bytes | str)]
                 return Chunk(partition, accounts, cause, last=cursor == 0)
@@ -84,22 +86,28 @@ class Remodel:
         async with asyncio.timeout(self._timeout):
             await self._redis.set(keys.model_key(chunk.partition), self._record)
         del self._walks[chunk.partition]
-        log.info("partition %d: every account rescored under model %s", chunk.partition,
-                 self._version)
+        log.info(
+            "partition %d: every account rescored under model %s", chunk.partition, self._version
+        )
 
     async def _check(self, owned: Collection[int]) -> None:
         new = sorted(set(owned) - self._checked)
         if not new:
             return
         # One GET each, not an MGET: on a Redis Cluster the partitions' keys span slots.
-        records = await wire.execute(self._redis, [("GET", keys.model_key(p)) for p in new],
-                                     self._timeout)
+        records = await wire.execute(
+            self._redis, [("GET", keys.model_key(p)) for p in new], self._timeout
+        )
         for partition, record in zip(new, records, strict=True):
             self._checked.add(partition)
             if record is None:  # a new deployment: scored by the model in use
                 await self._redis.set(keys.model_key(partition), self._record, nx=True)
             elif record != self._record:
                 previous = orjson.loads(record).get("version")
-                log.info("partition %d was scored under model %s: rescoring it under %s",
-                         partition, previous, self._version)
+                log.info(
+                    "partition %d was scored under model %s: rescoring it under %s",
+                    partition,
+                    previous,
+                    self._version,
+                )
                 self._walks[partition] = (0, Cause.model_change(self._version, previous))

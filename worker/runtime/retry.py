@@ -48,8 +48,13 @@ async def retrying(
             if not is_retriable(exc):
                 raise
             metrics.retries.labels(dependency).inc()
-            log.warning("%s unavailable (%s: %s); retrying in %.1f s",
-                        dependency, type(exc).__name__, exc, delay)
+            log.warning(
+                "%s unavailable (%s: %s); retrying in %.1f s",
+                dependency,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
         await _back_off(delay * random.uniform(0.8, 1.2), dependency, stop, wait or asyncio.sleep)
         delay = min(delay * 2, max_backoff)
 

@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 
 def wanted_topics(settings: Settings, extra: Sequence[str] = ()) -> list[NewTopic]:
     def topic(name: str, **configs: str) -> NewTopic:
-        return NewTopic(name, settings.topic_partitions, settings.topic_replication,
-                        topic_configs=configs or None)
+        return NewTopic(
+            name,
+            settings.topic_partitions,
+            settings.topic_replication,
+            topic_configs=configs or None,
+        )
 
     return [
         *(topic(name) for name in settings.event_topics),
@@ -31,8 +35,18 @@ def wanted_topics(settings: Settings, extra: Sequence[str] = ()) -> list[NewTopi
         topic(settings.topic_deadletter),
         *(topic(name) for name in extra),
         # One model at a time: the newest record wins, so one partition, compacted.
-        *([NewTopic(settings.topic_models, 1, settings.topic_replication,
-                    topic_configs={"cleanup.policy": "compact"})] if settings.topic_models else []),
+        *(
+            [
+                NewTopic(
+                    settings.topic_models,
+                    1,
+                    settings.topic_replication,
+                    topic_configs={"cleanup.policy": "compact"},
+                )
+            ]
+            if settings.topic_models
+            else []
+        ),
     ]
 
 
@@ -44,15 +58,18 @@ async def ensure_topics(settings: Settings, extra: Sequence[str] = ()) -> None:
     try:
         if settings.create_topics:
             await _create_missing(admin, settings, extra)
-        counts = {t["topic"]: len(t["partitions"])
-                  for t in await admin.describe_topics(settings.input_topics)}
+        counts = {
+            t["topic"]: len(t["partitions"])
+            for t in await admin.describe_topics(settings.input_topics)
+        }
     finally:
         await admin.close()
     check_copartitioned(counts)
 
 
-async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings,
-                          extra: Sequence[str]) -> None:
+async def _create_missing(
+    admin: AIOKafkaAdminClient, settings: Settings, extra: Sequence[str]
+) -> None:
     existing = set(await admin.list_topics())
     missing = [t for t in wanted_topics(settings, extra) if t.name not in existing]
     if missing:

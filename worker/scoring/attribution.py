@@ -28,9 +28,7 @@ class ComponentChange(NamedTuple):
     contribution_change: float
 
 
-def contribution_changes(
-    before: Scorecard | None, after: Scorecard
-) -> dict[str, ComponentChange]:
+def contribution_changes(before: Scorecard | None, after: Scorecard) -> dict[str, ComponentChange]:
     """Per-component share of ``after.score - before.score`` (see module doc)."""
     old = before.components if before is not None else {}
     new = after.components

@@ -24,16 +24,20 @@ _MISSING = object()
 def compile_where(where: Mapping[str, Mapping[str, Any]]) -> Test | None:
     """A test of an event body: every field's conditions hold (None: no filter). A body
     without the field, or with a value of another kind, does not match; it never raises."""
-    checks = tuple((name, _check(op, operand))
-                   for name, conditions in where.items() for op, operand in conditions.items())
+    checks = tuple(
+        (name, _check(op, operand))
+        for name, conditions in where.items()
+        for op, operand in conditions.items()
+    )
     if not checks:
         return None
     if len(checks) == 1:  # the common case, one call less per event
-        (name, check), = checks
+        ((name, check),) = checks
 
         def one(body: Mapping[str, Any]) -> bool:
             value = body.get(name, _MISSING)
             return value is not _MISSING and check(value)
+
         return one
 
     def every(body: Mapping[str, Any]) -> bool:
@@ -42,6 +46,7 @@ def compile_where(where: Mapping[str, Mapping[str, Any]]) -> Test | None:
             if value is _MISSING or not check(value):
                 return False
         return True
+
     return every
 
 
@@ -55,6 +60,7 @@ def _check(op: str, operand: Any) -> Callable[[Any], bool]:
                 return (_key(value) in values) is inside
             except TypeError:  # unhashable (a list, an object): not one of the values
                 return False
+
         return member
     bound = float(operand)
     if op == "gte":
@@ -77,42 +83,68 @@ def counter(name: str) -> str:
     return PREFIX + name
 
 
-def count_signal(name: str, description: str, event_type: str, where: Test | None,
-                 sum_field: str | None = None) -> Signal:
+def count_signal(
+    name: str, description: str, event_type: str, where: Test | None, sum_field: str | None = None
+) -> Signal:
     """Events of ``event_type`` passing ``where`` in the window: each counts 1, or the
     value of its ``sum_field``."""
     key = counter(name)
-    return Signal(name, description, frozenset({event_type}), frozenset({key}), frozenset(),
-                  lambda w, _: w.get(key), feeds=(Feed(event_type, key, where, sum_field, False),),
-                  whole=sum_field is None)
+    return Signal(
+        name,
+        description,
+        frozenset({event_type}),
+        frozenset({key}),
+        frozenset(),
+        lambda w, _: w.get(key),
+        feeds=(Feed(event_type, key, where, sum_field, False),),
+        whole=sum_field is None,
+    )
 
 
-def distinct_signal(name: str, description: str, event_type: str, field: str,
-                    where: Test | None) -> Signal:
+def distinct_signal(
+    name: str, description: str, event_type: str, field: str, where: Test | None
+) -> Signal:
     """Distinct values of ``field`` among the events of ``event_type`` passing ``where``."""
     key = counter(name)
-    return Signal(name, description, frozenset({event_type}), frozenset(), frozenset({key}),
-                  lambda w, _: float(w.distinct(key)),
-                  feeds=(Feed(event_type, key, where, field, True),), whole=True)
+    return Signal(
+        name,
+        description,
+        frozenset({event_type}),
+        frozenset(),
+        frozenset({key}),
+        lambda w, _: float(w.distinct(key)),
+        feeds=(Feed(event_type, key, where, field, True),),
+        whole=True,
+    )
 
 
 def ratio_signal(name: str, description: str, of: Signal, to: Signal) -> Signal:
     """``of`` / ``to``; undefined when either is, or ``to`` is 0."""
+
     def compute(w: WindowView, attrs: Attrs) -> float | None:
         denominator = to.compute(w, attrs)
         if not denominator:
             return None
         numerator = of.compute(w, attrs)
         return None if numerator is None else numerator / denominator
-    return Signal(name, description, of.sources | to.sources, of.counters | to.counters,
-                  of.distinct | to.distinct, compute, of.attributes or to.attributes,
-                  of.feeds + to.feeds)
+
+    return Signal(
+        name,
+        description,
+        of.sources | to.sources,
+        of.counters | to.counters,
+        of.distinct | to.distinct,
+        compute,
+        of.attributes or to.attributes,
+        of.feeds + to.feeds,
+    )
 
 
 def attribute_signal(name: str, description: str, field: str, kind: str) -> Signal:
     """An account attribute: a number, or (``days_until``) the days from the end of the
     window to a date. Undefined when the account lacks it. No event feeds it: it has data
     whenever the account has the attribute."""
+
     def number(_: WindowView, attrs: Attrs) -> float | None:
         value = attrs.get(field)
         if type(value) is int or type(value) is float:  # not bool
@@ -128,6 +160,8 @@ def attribute_signal(name: str, description: str, field: str, kind: str) -> Sign
         except ValueError:
             return None
         return (day.toordinal() - date(1970, 1, 1).toordinal()) - w.end / 86400.0
+
     compute = days_until if kind == "days_until" else number
-    return Signal(name, description, frozenset(), frozenset(), frozenset(), compute,
-                  attributes=True)
+    return Signal(
+        name, description, frozenset(), frozenset(), frozenset(), compute, attributes=True
+    )

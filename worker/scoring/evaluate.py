@@ -55,8 +55,9 @@ def component_values(
     return values
 
 
-def in_window(component: Component, seen_bucket: Mapping[str, int] | None,
-              now_bucket: int | None) -> bool:
+def in_window(
+    component: Component, seen_bucket: Mapping[str, int] | None, now_bucket: int | None
+) -> bool:
     """Whether a source event of the component arrived within its window (True when
     the caller does not know: the component then scores as if silence were a signal)."""
     if seen_bucket is None or now_bucket is None or not component.signal.sources:

@@ -41,15 +41,30 @@ class ActiveOverride:
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ActiveOverride:
         """From a validated record body (``override.schema.json``)."""
-        return cls(body["override_id"], body["kind"], body["reason"], body["author"],
-                   timestamp(body["set_at"]), timestamp(body["expires_at"]),
-                   body.get("tier"), body.get("component"),
-                   None if body.get("subscore") is None else float(body["subscore"]))
+        return cls(
+            body["override_id"],
+            body["kind"],
+            body["reason"],
+            body["author"],
+            timestamp(body["set_at"]),
+            timestamp(body["expires_at"]),
+            body.get("tier"),
+            body.get("component"),
+            None if body.get("subscore") is None else float(body["subscore"]),
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"override_id": self.override_id, "kind": self.kind, "reason": self.reason,
-                "author": self.author, "set_at": self.set_at, "expires_at": self.expires_at,
-                "tier": self.tier, "component": self.component, "subscore": self.subscore}
+        return {
+            "override_id": self.override_id,
+            "kind": self.kind,
+            "reason": self.reason,
+            "author": self.author,
+            "set_at": self.set_at,
+            "expires_at": self.expires_at,
+            "tier": self.tier,
+            "component": self.component,
+            "subscore": self.subscore,
+        }
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> ActiveOverride:
@@ -82,15 +97,20 @@ class OverrideState:
     fence: int = -1  # offset of the last override record applied
 
     def as_dict(self) -> dict[str, Any]:
-        return {"active": None if self.active is None else self.active.as_dict(),
-                "history": [p.as_dict() for p in self.history], "fence": self.fence}
+        return {
+            "active": None if self.active is None else self.active.as_dict(),
+            "history": [p.as_dict() for p in self.history],
+            "fence": self.fence,
+        }
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> OverrideState:
         active = saved.get("active")
-        return cls(None if active is None else ActiveOverride.from_dict(active),
-                   tuple(PastOverride.from_dict(p) for p in saved.get("history", ())),
-                   int(saved.get("fence", -1)))
+        return cls(
+            None if active is None else ActiveOverride.from_dict(active),
+            tuple(PastOverride.from_dict(p) for p in saved.get("history", ())),
+            int(saved.get("fence", -1)),
+        )
 
     def ended(self, how: str, at: float) -> OverrideState:
         """The active override moves to the history (an expired one counts as expired
@@ -107,9 +127,10 @@ def timestamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
 
 
-def receive(state: OverrideState | None,
-            records: Iterable[tuple[int, Mapping[str, Any] | None, float]],
-            ) -> tuple[OverrideState | None, list[str]]:
+def receive(
+    state: OverrideState | None,
+    records: Iterable[tuple[int, Mapping[str, Any] | None, float]],
+) -> tuple[OverrideState | None, list[str]]:
     """``state`` after override records (offset, body (None: a tombstone), the record's
     timestamp), and what happened ("set", "cleared"). (None, []) when nothing changed:
     every record was applied before (at or below the fence). An override cleared or
@@ -133,8 +154,11 @@ def receive(state: OverrideState | None,
         # the same id again edits the active override in place: no history entry
         current = replace(current, active=incoming, fence=offset)
         events.append("set")
-    return (None, []) if current == before or (before is None and current.fence < 0) else (
-        current, events)
+    return (
+        (None, [])
+        if current == before or (before is None and current.fence < 0)
+        else (current, events)
+    )
 
 
 def expire(state: OverrideState | None, now: float) -> OverrideState | None:
@@ -158,8 +182,14 @@ def adjusted(card: Scorecard, active: ActiveOverride | None) -> Scorecard:
     return Scorecard(components)
 
 
-def decide(model: Model, card: Scorecard, published: Published | None,
-           active: ActiveOverride | None, *, hysteresis: bool = True) -> TierChange | None:
+def decide(
+    model: Model,
+    card: Scorecard,
+    published: Published | None,
+    active: ActiveOverride | None,
+    *,
+    hysteresis: bool = True,
+) -> TierChange | None:
     """``tierchange.decide`` under an override: a pin sets the tier (the score is still
     the account's own), an adjust changes one sub-score. Hysteresis holds a tier only
     against a score under the same override (or none): never against an override that
@@ -168,8 +198,7 @@ def decide(model: Model, card: Scorecard, published: Published | None,
     score = card.score
     if score is None:
         return None
-    if published is not None and published.ovr != (
-            None if active is None else active.override_id):
+    if published is not None and published.ovr != (None if active is None else active.override_id):
         hysteresis = False
     tier: str | None
     if active is not None and active.kind == "pin" and active.tier is not None:
@@ -184,13 +213,27 @@ def decide(model: Model, card: Scorecard, published: Published | None,
         moved_down = rank(model, tier) > 0
     else:
         moved_down = rank(model, tier) > rank(model, previous_tier)
-    return TierChange(previous_tier, tier, published.score if published else None, score,
-                      (published.seq if published else 0) + 1, card, changes,
-                      triggering_component(changes, moved_down))
+    return TierChange(
+        previous_tier,
+        tier,
+        published.score if published else None,
+        score,
+        (published.seq if published else 0) + 1,
+        card,
+        changes,
+        triggering_component(changes, moved_down),
+    )
 
 
 def alert_field(active: ActiveOverride) -> dict[str, Any]:
     """What an alert published under an override says of it."""
-    return {"override_id": active.override_id, "kind": active.kind, "author": active.author,
-            "reason": active.reason, "expires_at": rfc3339(active.expires_at),
-            "tier": active.tier, "component": active.component, "subscore": active.subscore}
+    return {
+        "override_id": active.override_id,
+        "kind": active.kind,
+        "author": active.author,
+        "reason": active.reason,
+        "expires_at": rfc3339(active.expires_at),
+        "tier": active.tier,
+        "component": active.component,
+        "subscore": active.subscore,
+    }

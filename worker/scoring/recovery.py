@@ -80,8 +80,14 @@ def goal(model: Model, tier: str) -> Goal | None:
     return Goal(above.name, above.min_score + model.margin)
 
 
-def recovery(model: Model, card: Scorecard, tier: str, *, fixed: Collection[str] = (),
-             limit: int | None = None) -> Recovery | None:
+def recovery(
+    model: Model,
+    card: Scorecard,
+    tier: str,
+    *,
+    fixed: Collection[str] = (),
+    limit: int | None = None,
+) -> Recovery | None:
     """The hints for an account in ``tier`` with ``card`` (None without a goal or a
     score). ``fixed``: components whose sub-score a CSM set (an override's adjustment):
     no change of their value moves them."""
@@ -93,8 +99,11 @@ def recovery(model: Model, card: Scorecard, tier: str, *, fixed: Collection[str]
     # A curve without an inverse here (one added after this module) gives no hint: the
     # other components still may, and the account is never worse off for it. Nor does a
     # trend: its value moves with two windows at once, so no one target says what to do.
-    free = [c for c in model.components
-            if c.name not in fixed and c.trend is None and invertible(c.curve)]
+    free = [
+        c
+        for c in model.components
+        if c.name not in fixed and c.trend is None and invertible(c.curve)
+    ]
     hints: list[Hint] = []
     # The easiest first: by the sub-score points each must climb, exact arithmetic from
     # the weights, so only as many as asked for are inverted and checked.
@@ -105,13 +114,15 @@ def recovery(model: Model, card: Scorecard, tier: str, *, fixed: Collection[str]
             if len(hints) == limit:
                 break
     if not hints:
-        return Recovery(target, tuple(_together(model, card, free, target.score)[:limit]),
-                        alone=False)
+        return Recovery(
+            target, tuple(_together(model, card, free, target.score)[:limit]), alone=False
+        )
     return Recovery(target, tuple(hints))
 
 
-def _climbs(card: Scorecard, free: list[Component], goal_score: float
-            ) -> Iterator[tuple[tuple[float, str], Component]]:
+def _climbs(
+    card: Scorecard, free: list[Component], goal_score: float
+) -> Iterator[tuple[tuple[float, str], Component]]:
     """(points to climb, name) of each component that may reach the goal alone."""
     score = card.score
     assert score is not None
@@ -125,8 +136,9 @@ def _climbs(card: Scorecard, free: list[Component], goal_score: float
             yield (needed - (0.0 if now is None else now.subscore), component.name), component
 
 
-def _together(model: Model, card: Scorecard, free: list[Component], goal_score: float
-              ) -> list[Hint]:
+def _together(
+    model: Model, card: Scorecard, free: list[Component], goal_score: float
+) -> list[Hint]:
     """Components at their best, the largest gain first, until the goal is in reach of
     the next one alone (its smallest change then); empty when even all cannot."""
     at_best = {c.name: (c, h) for c in free if (h := _at_best(card, c)) is not None}
@@ -163,9 +175,14 @@ def _at_best(card: Scorecard, component: Component) -> Hint | None:
     if reach is None:
         return None
     op, target = reach
-    return Hint(component.name, value, op, target,
-                None if present is None else present.subscore,
-                component.curve(_probe(Hint(component.name, value, op, target, None, 0.0))))
+    return Hint(
+        component.name,
+        value,
+        op,
+        target,
+        None if present is None else present.subscore,
+        component.curve(_probe(Hint(component.name, value, op, target, None, 0.0))),
+    )
 
 
 def invertible(curve: object) -> bool:
@@ -195,9 +212,13 @@ def lifted(model: Model, card: Scorecard, component: Component, value: float) ->
     in, so the score is to the bit what it would compute)."""
     present = card.components
     new = ComponentScore(value, component.curve(value), component.weight)
-    return Scorecard({c.name: new if c.name == component.name else present[c.name]
-                      for c in model.components
-                      if c.name == component.name or c.name in present})
+    return Scorecard(
+        {
+            c.name: new if c.name == component.name else present[c.name]
+            for c in model.components
+            if c.name == component.name or c.name in present
+        }
+    )
 
 
 def score_with(model: Model, card: Scorecard, component: Component, value: float) -> float:
@@ -216,8 +237,7 @@ def score_with(model: Model, card: Scorecard, component: Component, value: float
     return weighted / total
 
 
-def _hint(model: Model, card: Scorecard, component: Component, goal_score: float
-          ) -> Hint | None:
+def _hint(model: Model, card: Scorecard, component: Component, goal_score: float) -> Hint | None:
     present = card.components.get(component.name)
     if present is None and not _rewards_more(component.curve):
         # Its data would come from what counts against it (tickets, escalations): no
@@ -240,8 +260,14 @@ def _hint(model: Model, card: Scorecard, component: Component, goal_score: float
         # Clear of the need by more than rounding can take back (a count rounded up, a
         # band): it does it. Only a target at the very edge is summed again to the bit.
         if subscore > needed + SLACK or score_with(model, card, component, probe) >= goal_score:
-            return Hint(component.name, value, op, target,
-                        None if present is None else present.subscore, subscore)
+            return Hint(
+                component.name,
+                value,
+                op,
+                target,
+                None if present is None else present.subscore,
+                subscore,
+            )
     return None
 
 
@@ -256,8 +282,9 @@ def _candidates(op: str, target: float, *, whole: bool) -> Iterator[float]:
         target = math.nextafter(target, toward)
 
 
-def _reach(curve: object, value: float | None, needed: float, *, whole: bool
-           ) -> tuple[str, float] | None:
+def _reach(
+    curve: object, value: float | None, needed: float, *, whole: bool
+) -> tuple[str, float] | None:
     if isinstance(curve, Linear):
         return _reach_linear(curve, needed, whole=whole)
     if isinstance(curve, Bands):
@@ -285,8 +312,9 @@ def _whole_down(raw: float) -> int:
     return near if abs(raw - near) < 1e-9 else math.floor(raw)
 
 
-def _reach_bands(curve: Bands, value: float | None, needed: float, *, whole: bool
-                 ) -> tuple[str, float] | None:
+def _reach_bands(
+    curve: Bands, value: float | None, needed: float, *, whole: bool
+) -> tuple[str, float] | None:
     """The nearest band scoring enough: its top (at most) when below the value, just
     past its bottom when above; with no value, the first such band."""
     best: tuple[float, str, float] | None = None

@@ -103,8 +103,9 @@ class ModelSet:
         end = self.onboarding.ends(attrs, self.default.bucket_seconds)
         return end if end is not None and now < end else None
 
-    def rescore_at(self, attrs: Mapping[str, Any], now: float,
-                   next_change: float | None) -> float | None:
+    def rescore_at(
+        self, attrs: Mapping[str, Any], now: float, next_change: float | None
+    ) -> float | None:
         """When to rescore an account with no event: ``next_change`` (data leaves a
         window), or the end of its onboarding when sooner (its model changes then)."""
         if self.onboarding is None:
@@ -118,9 +119,13 @@ class ModelSet:
         return (self.default, *self.segments.values())
 
 
-def scoring_model(models: ModelSet, attrs: Mapping[str, Any],
-                  published: Published | None, attrs_changed: bool,
-                  now: float = math.inf) -> tuple[Model, bool]:
+def scoring_model(
+    models: ModelSet,
+    attrs: Mapping[str, Any],
+    published: Published | None,
+    attrs_changed: bool,
+    now: float = math.inf,
+) -> tuple[Model, bool]:
     """The model that scores an account with ``attrs`` at ``now``, and whether an account
     update (``attrs_changed``) or the end of its onboarding (``left_onboarding``) just
     moved it there from the model of its last published tier (``published.model``, None:
@@ -128,12 +133,16 @@ def scoring_model(models: ModelSet, attrs: Mapping[str, Any],
     the old tier's hysteresis."""
     model = models.for_account(attrs, now)
     moved = published is not None and (published.model or DEFAULT) != model_name(model)
-    return model, moved and (attrs_changed
-                             or left_onboarding(models, attrs, published, model, now))
+    return model, moved and (attrs_changed or left_onboarding(models, attrs, published, model, now))
 
 
-def left_onboarding(models: ModelSet, attrs: Mapping[str, Any], published: Published | None,
-                    model: Model, now: float) -> bool:
+def left_onboarding(
+    models: ModelSet,
+    attrs: Mapping[str, Any],
+    published: Published | None,
+    model: Model,
+    now: float,
+) -> bool:
     """The account's last tier was the onboarding model's, ``model`` is another, and its
     onboarding ended in the bucket of ``now`` (the due schedule rescores it then). Later
     on, a tier change is news of its own: its cause is what moved it, with hysteresis."""
@@ -142,8 +151,7 @@ def left_onboarding(models: ModelSet, attrs: Mapping[str, Any], published: Publi
         return False
     bucket = models.default.bucket_seconds
     ends = onboarding.ends(attrs, bucket)
-    return (model.segment != onboarding.model and ends is not None
-            and ends <= now < ends + bucket)
+    return model.segment != onboarding.model and ends is not None and ends <= now < ends + bucket
 
 
 def as_model_set(models: Model | ModelSet) -> ModelSet:
@@ -155,5 +163,6 @@ def _union(default: Model, others: Iterable[Model]) -> Model:
     if not segment_models:
         return default  # the usual case: the windows layer sees the one model as before
     components = dict.fromkeys(c for m in (default, *segment_models) for c in m.components)
-    return Model(default.version, default.bucket_seconds, default.tiers, default.margin,
-                 tuple(components))
+    return Model(
+        default.version, default.bucket_seconds, default.tiers, default.margin, tuple(components)
+    )

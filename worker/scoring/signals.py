@@ -70,16 +70,31 @@ class Signal:
     whole: bool = False
 
 
-def signal(name: str, description: str, compute: Callable[[WindowView, Attrs], float | None],
-           *, counters: frozenset[str] = frozenset(), distinct: frozenset[str] = frozenset(),
-           attributes: bool = False, whole: bool = False) -> Signal:
+def signal(
+    name: str,
+    description: str,
+    compute: Callable[[WindowView, Attrs], float | None],
+    *,
+    counters: frozenset[str] = frozenset(),
+    distinct: frozenset[str] = frozenset(),
+    attributes: bool = False,
+    whole: bool = False,
+) -> Signal:
     """A signal reading these counters and distinct sets of the vocabulary; fed by the
     event types that add to them."""
     unknown = sorted((counters - vocabulary.counters()) | (distinct - vocabulary.distinct_sets()))
     if unknown:
         raise ConfigError(f"signal {name}: no event type feeds {', '.join(unknown)}")
-    return Signal(name, description, vocabulary.feeding(counters, distinct), counters, distinct,
-                  compute, attributes, whole=whole)
+    return Signal(
+        name,
+        description,
+        vocabulary.feeding(counters, distinct),
+        counters,
+        distinct,
+        compute,
+        attributes,
+        whole=whole,
+    )
 
 
 def _logins_per_active_user(w: WindowView, _: Attrs) -> float | None:
@@ -116,27 +131,66 @@ def _csat_avg(w: WindowView, _: Attrs) -> float | None:
 SIGNALS: dict[str, Signal] = {
     s.name: s
     for s in (
-        signal("logins_per_active_user", "logins per distinct active user in the window",
-               _logins_per_active_user, counters=frozenset({"login"}),
-               distinct=frozenset({"users"})),
-        signal("logins", "logins in the window", lambda w, _: w.get("login"),
-               counters=frozenset({"login"}), whole=True),
-        signal("distinct_features", "distinct features used in the window",
-               lambda w, _: float(w.distinct("features")), distinct=frozenset({"features"}),
-               whole=True),
-        signal("avg_session_minutes", "average session length (minutes) of logins that report one",
-               _avg_session_minutes, counters=frozenset({"sess_n", "sess_sum"})),
-        signal("active_user_share", "distinct active users / seats purchased",
-               _active_user_share, distinct=frozenset({"users"}), attributes=True),
-        signal("tickets_opened", "support tickets opened or reopened in the window",
-               lambda w, _: w.get("tk_open") + w.get("tk_reopen"),
-               counters=frozenset({"tk_open", "tk_reopen"}), whole=True),
-        signal("escalations", "ticket escalations in the window",
-               lambda w, _: w.get("tk_esc"), counters=frozenset({"tk_esc"}), whole=True),
-        signal("nps", "net promoter score: % promoters (9-10) - % detractors (0-6)",
-               _nps, counters=frozenset({"nps_n", "nps_pro", "nps_det"})),
-        signal("csat_avg", "average CSAT response (1-5)",
-               _csat_avg, counters=frozenset({"csat_n", "csat_sum"})),
+        signal(
+            "logins_per_active_user",
+            "logins per distinct active user in the window",
+            _logins_per_active_user,
+            counters=frozenset({"login"}),
+            distinct=frozenset({"users"}),
+        ),
+        signal(
+            "logins",
+            "logins in the window",
+            lambda w, _: w.get("login"),
+            counters=frozenset({"login"}),
+            whole=True,
+        ),
+        signal(
+            "distinct_features",
+            "distinct features used in the window",
+            lambda w, _: float(w.distinct("features")),
+            distinct=frozenset({"features"}),
+            whole=True,
+        ),
+        signal(
+            "avg_session_minutes",
+            "average session length (minutes) of logins that report one",
+            _avg_session_minutes,
+            counters=frozenset({"sess_n", "sess_sum"}),
+        ),
+        signal(
+            "active_user_share",
+            "distinct active users / seats purchased",
+            _active_user_share,
+            distinct=frozenset({"users"}),
+            attributes=True,
+        ),
+        signal(
+            "tickets_opened",
+            "support tickets opened or reopened in the window",
+            lambda w, _: w.get("tk_open") + w.get("tk_reopen"),
+            counters=frozenset({"tk_open", "tk_reopen"}),
+            whole=True,
+        ),
+        signal(
+            "escalations",
+            "ticket escalations in the window",
+            lambda w, _: w.get("tk_esc"),
+            counters=frozenset({"tk_esc"}),
+            whole=True,
+        ),
+        signal(
+            "nps",
+            "net promoter score: % promoters (9-10) - % detractors (0-6)",
+            _nps,
+            counters=frozenset({"nps_n", "nps_pro", "nps_det"}),
+        ),
+        signal(
+            "csat_avg",
+            "average CSAT response (1-5)",
+            _csat_avg,
+            counters=frozenset({"csat_n", "csat_sum"}),
+        ),
     )
 }
 

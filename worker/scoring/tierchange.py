@@ -44,8 +44,14 @@ class TierChange(NamedTuple):
     trigger: ComponentChange | None
 
 
-def decide(model: Model, card: Scorecard, published: Published | None,
-           *, hysteresis: bool = True, covered: bool = True) -> TierChange | None:
+def decide(
+    model: Model,
+    card: Scorecard,
+    published: Published | None,
+    *,
+    hysteresis: bool = True,
+    covered: bool = True,
+) -> TierChange | None:
     """A ``TierChange`` when the account's tier differs from its last published one.
 
     ``published`` is the snapshot stored with the last alert (see ``snapshot``);
@@ -83,8 +89,14 @@ def _moved_down(model: Model, previous_tier: str | None, tier: str) -> bool:
     return rank(model, tier) > rank(model, previous_tier)
 
 
-def new_tier(model: Model, score: float | None, published: Published | None,
-             *, hysteresis: bool = True, covered: bool = True) -> str | None:
+def new_tier(
+    model: Model,
+    score: float | None,
+    published: Published | None,
+    *,
+    hysteresis: bool = True,
+    covered: bool = True,
+) -> str | None:
     """The tier ``score`` moves the account to from its last published one; None if it
     stays (or has no score). Checked on the score alone first, so that the scorecard
     and its attribution are built only for the few rescores that change a tier."""
@@ -95,21 +107,27 @@ def new_tier(model: Model, score: float | None, published: Published | None,
     if not covered:
         tier = UNKNOWN_TIER.name
     else:
-        tier = (next_tier(model, score, previous_tier) if hysteresis
-                else plain_tier(model, score)).name
+        tier = (
+            next_tier(model, score, previous_tier) if hysteresis else plain_tier(model, score)
+        ).name
     return None if tier == previous_tier else tier
 
 
 def snapshot(change: TierChange) -> Published:
     """What is remembered of the tier ``change`` publishes."""
     # Lists, as a parsed snapshot has them: one held in memory equals one read back.
-    return Published(change.tier, change.score, change.seq, {
-        name: [c.value, c.subscore, c.weight] for name, c in change.scorecard.components.items()
-    })
+    return Published(
+        change.tier,
+        change.score,
+        change.seq,
+        {name: [c.value, c.subscore, c.weight] for name, c in change.scorecard.components.items()},
+    )
 
 
 def scorecard_of(published: Published) -> Scorecard:
-    return Scorecard({
-        name: ComponentScore(value, subscore, weight)
-        for name, (value, subscore, weight) in published.components.items()
-    })
+    return Scorecard(
+        {
+            name: ComponentScore(value, subscore, weight)
+            for name, (value, subscore, weight) in published.components.items()
+        }
+    )

@@ -48,8 +48,11 @@ def _feature_use(body: dict[str, Any]) -> Increments:
 
 
 _TICKET_COUNTERS = {
-    "opened": "tk_open", "reopened": "tk_reopen", "escalated": "tk_esc",
-    "resolved": "tk_res", "closed": "tk_close",
+    "opened": "tk_open",
+    "reopened": "tk_reopen",
+    "escalated": "tk_esc",
+    "resolved": "tk_res",
+    "closed": "tk_close",
 }
 
 
@@ -72,13 +75,19 @@ def _survey(body: dict[str, Any]) -> Increments:
 VOCABULARY: dict[str, EventType] = {
     t.name: t
     for t in (
-        EventType("login", frozenset({"login", "sess_n", "sess_sum"}), _login,
-                  {"users": "user_id"}),
-        EventType("feature_use", frozenset({"feat"}), _feature_use,
-                  {"users": "user_id", "features": "feature"}),
+        EventType(
+            "login", frozenset({"login", "sess_n", "sess_sum"}), _login, {"users": "user_id"}
+        ),
+        EventType(
+            "feature_use",
+            frozenset({"feat"}),
+            _feature_use,
+            {"users": "user_id", "features": "feature"},
+        ),
         EventType("ticket", frozenset(_TICKET_COUNTERS.values()), _ticket),
-        EventType("survey", frozenset({"nps_n", "nps_pro", "nps_det", "csat_n", "csat_sum"}),
-                  _survey),
+        EventType(
+            "survey", frozenset({"nps_n", "nps_pro", "nps_det", "csat_n", "csat_sum"}), _survey
+        ),
     )
 }
 
@@ -99,6 +108,8 @@ def distinct_sets() -> frozenset[str]:
 
 def feeding(counter_names: frozenset[str], set_names: frozenset[str]) -> frozenset[str]:
     """The event types that add to any of these counters or feed any of these sets."""
-    return frozenset(t.name for t in VOCABULARY.values()
-                     if not t.counters.isdisjoint(counter_names)
-                     or not set_names.isdisjoint(t.distinct))
+    return frozenset(
+        t.name
+        for t in VOCABULARY.values()
+        if not t.counters.isdisjoint(counter_names) or not set_names.isdisjoint(t.distinct)
+    )

@@ -79,8 +79,9 @@ class Cohort:
     days: float  # length of the history
 
     @classmethod
-    def create(cls, n_accounts: int, rng: random.Random, *, days: float,
-               outcome_days: float) -> Cohort:
+    def create(
+        cls, n_accounts: int, rng: random.Random, *, days: float, outcome_days: float
+    ) -> Cohort:
         """``n_accounts`` accounts over ``days`` of history; outcomes fall in its last
         ``outcome_days``."""
         if n_accounts < 1:
@@ -102,8 +103,9 @@ class Cohort:
         records = [_outcome_record(m, start) for m in self.members]
         return sorted(records, key=lambda r: (r["date"], r["account_id"]))
 
-    def history(self, rng: random.Random, end: datetime, run_id: str,
-                per_user_day: float = 1.6) -> Iterator[Emitted]:
+    def history(
+        self, rng: random.Random, end: datetime, run_id: str, per_user_day: float = 1.6
+    ) -> Iterator[Emitted]:
         """Every event of the history ending at ``end``, in time order (ticket lifecycles
         unfold in order). ``per_user_day``: a thriving active user's events a day."""
         stream = EventStream(self.population(), rng, run_id)
@@ -147,11 +149,15 @@ def _member(index: int, rng: random.Random, days: float, outcome_days: float) ->
     account = _account(index, rng)
     # Accounts differ in how well they use the product, whatever their fate.
     vigour = min(1.3, max(0.3, rng.gauss(0.85, 0.3)))
-    start = replace(_THRIVING, activity=vigour, active_share=min(0.95, 0.45 + 0.45 * vigour),
-                    features=max(2, round(_THRIVING.features * vigour)),
-                    session_median=_THRIVING.session_median * vigour,
-                    nps_mean=min(10.0, 6.5 + 3.0 * vigour + rng.gauss(0.0, 0.8)),
-                    csat_mean=min(5.0, 3.6 + 1.0 * vigour + rng.gauss(0.0, 0.3)))
+    start = replace(
+        _THRIVING,
+        activity=vigour,
+        active_share=min(0.95, 0.45 + 0.45 * vigour),
+        features=max(2, round(_THRIVING.features * vigour)),
+        session_median=_THRIVING.session_median * vigour,
+        nps_mean=min(10.0, 6.5 + 3.0 * vigour + rng.gauss(0.0, 0.8)),
+        csat_mean=min(5.0, 3.6 + 1.0 * vigour + rng.gauss(0.0, 0.3)),
+    )
     # Accounts that get less out of the product leave more often: twice the churn at the
     # low end of vigour, half at the high end (the mix holds on average).
     risk = 2.0 ** ((0.85 - vigour) / 0.45)
@@ -173,8 +179,17 @@ def _account(index: int, rng: random.Random) -> Account:
     account_id = f"cust-{index:05d}"
     users = tuple(f"u{k:03d}@{account_id}" for k in range(1, seats + 1))
     arr = round(seats * _SEAT_PRICE[plan] * rng.uniform(0.85, 1.0), 2)
-    return Account(account_id, "healthy", segment, plan, seats, users,
-                   tuple(rng.sample(FEATURES, len(FEATURES))), arr, rng.randint(20, 365))
+    return Account(
+        account_id,
+        "healthy",
+        segment,
+        plan,
+        seats,
+        users,
+        tuple(rng.sample(FEATURES, len(FEATURES))),
+        arr,
+        rng.randint(20, 365),
+    )
 
 
 def _target(outcome: str, start: Behaviour) -> Behaviour:
@@ -187,16 +202,20 @@ def _target(outcome: str, start: Behaviour) -> Behaviour:
 
 def _relative(end: Behaviour, start: Behaviour) -> Behaviour:
     """``end``'s usage taken as a share of the account's own usage at its start."""
-    return replace(end, activity=start.activity * end.activity,
-                   active_share=start.active_share * end.active_share,
-                   features=max(1, round(start.features * end.features / _THRIVING.features)),
-                   session_median=start.session_median * end.session_median
-                   / _THRIVING.session_median)
+    return replace(
+        end,
+        activity=start.activity * end.activity,
+        active_share=start.active_share * end.active_share,
+        features=max(1, round(start.features * end.features / _THRIVING.features)),
+        session_median=start.session_median * end.session_median / _THRIVING.session_median,
+    )
 
 
 def _mix(a: Behaviour, b: Behaviour, t: float) -> Behaviour:
-    mixed: dict[str, Any] = {f.name: getattr(a, f.name) + (getattr(b, f.name) - getattr(a, f.name)) * t
-                             for f in fields(Behaviour)}
+    mixed: dict[str, Any] = {
+        f.name: getattr(a, f.name) + (getattr(b, f.name) - getattr(a, f.name)) * t
+        for f in fields(Behaviour)
+    }
     mixed["features"] = max(1, round(mixed["features"]))
     return Behaviour(**mixed)
 
@@ -205,5 +224,9 @@ def _outcome_record(member: Member, start: datetime) -> dict[str, Any]:
     fate, account = member.fate, member.account
     date = (start + timedelta(days=fate.day)).astimezone(UTC).date()
     change = {"churned": -1.0, "downgraded": -0.4, "expanded": 0.3, "renewed": 0.0}[fate.outcome]
-    return {"account_id": account.account_id, "outcome": fate.outcome,
-            "date": date.isoformat(), "arr_change": round(account.arr * change, 2)}
+    return {
+        "account_id": account.account_id,
+        "outcome": fate.outcome,
+        "date": date.isoformat(),
+        "arr_change": round(account.arr * change, 2),
+    }

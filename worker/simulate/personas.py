@@ -154,8 +154,17 @@ def _make_account(index: int, persona: str, rng: random.Random) -> Account:
     users = tuple(f"u{k:04d}@{account_id}" for k in range(1, round(seats * utilisation) + 1))
     arr = round(seats * _SEAT_PRICE[plan] * rng.uniform(0.85, 1.0), 2)
     features = tuple(rng.sample(FEATURES, len(FEATURES)))
-    return Account(account_id, persona, segment, plan, seats, users, features, arr,
-                   renewal_in_days=rng.randint(20, 365))
+    return Account(
+        account_id,
+        persona,
+        segment,
+        plan,
+        seats,
+        users,
+        features,
+        arr,
+        renewal_in_days=rng.randint(20, 365),
+    )
 
 
 def format_ts(at: datetime) -> str:
@@ -227,8 +236,12 @@ class EventStream:
         """One event of ``account`` behaving as ``b``, stamped ``ts``: a ticket, survey, login
         or feature use in the shares ``b`` gives them."""
         self._seq += 1
-        base: Event = {"event_id": f"{self._run_id}-{self._seq:010d}", "ts": ts,
-                       "account_id": account.account_id, "user_id": self._user(account, b)}
+        base: Event = {
+            "event_id": f"{self._run_id}-{self._seq:010d}",
+            "ts": ts,
+            "account_id": account.account_id,
+            "user_id": self._user(account, b),
+        }
         roll = self._rng.random() * self.traffic(account, b) / self._scale
         if roll < b.ticket_rate:
             return "ticket", self._ticket(account, b, base)
@@ -271,8 +284,12 @@ class EventStream:
         else:
             ticket = self._open_ticket(b)
             tickets.append(ticket)
-        return {**base, "ticket_id": ticket.ticket_id, "status": ticket.status,
-                "priority": ticket.priority}
+        return {
+            **base,
+            "ticket_id": ticket.ticket_id,
+            "status": ticket.status,
+            "priority": ticket.priority,
+        }
 
     def _open_ticket(self, b: Behaviour) -> _Ticket:
         self._ticket_seq += 1

@@ -96,8 +96,10 @@ async def run_simulation(
             # The accounts are as old as their history: their records stamped at its start
             # are history too, so the first scores count as caught up (``delivery``), not
             # as a live alert for every account.
-            await publisher.send((("account", r) for r in population.account_records(now)),
-                                 at=now - timedelta(days=history_days))
+            await publisher.send(
+                (("account", r) for r in population.account_records(now)),
+                at=now - timedelta(days=history_days),
+            )
             if history_days > 0:
                 await _backfill(stream, publisher, bar, history_days)
             task = bar.add_task("events", total=rate * duration if duration else None)
@@ -138,11 +140,11 @@ async def run_cohort(
         await publisher.check_topics()
         with _progress_bar(progress) as bar:
             start = end - timedelta(days=days)
-            await publisher.send((("account", r) for r in cohort.account_records(start)),
-                                 at=start)
+            await publisher.send((("account", r) for r in cohort.account_records(start)), at=start)
             task = bar.add_task("history", total=None)
-            for chunk in _chunks(cohort.history(rng, end, stats.run_id, per_user_day),
-                                 HISTORY_CHUNK):
+            for chunk in _chunks(
+                cohort.history(rng, end, stats.run_id, per_user_day), HISTORY_CHUNK
+            ):
                 delivered = await publisher.send(chunk)
                 stats.history += delivered
                 bar.advance(task, delivered)
@@ -199,8 +201,9 @@ class _Publisher:
                 continue
             key = str(record["account_id"]).encode()
             try:
-                future = await self._producer.send(topic, value=orjson.dumps(record), key=key,
-                                                   timestamp_ms=timestamp_ms)
+                future = await self._producer.send(
+                    topic, value=orjson.dumps(record), key=key, timestamp_ms=timestamp_ms
+                )
                 pending.append((kind, future))
             except KafkaError as exc:
                 self._fail(topic, kind, exc)

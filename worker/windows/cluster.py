@@ -76,8 +76,9 @@ def _bytes(value: Any) -> bytes:
     return str(value).encode() if not isinstance(value, str) else value.encode()
 
 
-async def execute(client: RedisCluster, commands: Sequence[Command], deadline: float,
-                  ordered: Sequence[int] = ()) -> list[Any]:
+async def execute(
+    client: RedisCluster, commands: Sequence[Command], deadline: float, ordered: Sequence[int] = ()
+) -> list[Any]:
     """``wire.execute`` for a cluster: the same replies, in the same places."""
     await client.initialize()  # the slot map, read once (and again after a MOVED)
     routed, splits = _route(client, commands)
@@ -100,8 +101,7 @@ async def execute(client: RedisCluster, commands: Sequence[Command], deadline: f
     return replies
 
 
-def _route(client: RedisCluster, commands: Sequence[Command]
-           ) -> tuple[list[_Routed], list[_Split]]:
+def _route(client: RedisCluster, commands: Sequence[Command]) -> tuple[list[_Routed], list[_Split]]:
     """Each command with its node; MULTI blocks across slots taken apart."""
     routed: list[_Routed] = []
     splits: list[_Split] = []
@@ -110,8 +110,9 @@ def _route(client: RedisCluster, commands: Sequence[Command]
     while at < len(commands):
         command = commands[at]
         if _bytes(command[0]).upper() == b"MULTI":
-            end = next(i for i in range(at + 1, len(commands))
-                       if _bytes(commands[i][0]).upper() == b"EXEC")
+            end = next(
+                i for i in range(at + 1, len(commands)) if _bytes(commands[i][0]).upper() == b"EXEC"
+            )
             inner = range(at + 1, end)
             slots = {slot_of(commands[i]) for i in inner}
             slot = slots.pop() if len(slots) == 1 else None
@@ -197,8 +198,9 @@ async def _send(node: ClusterNode, commands: list[Command]) -> list[Any]:
         node.release(connection)
 
 
-async def on_each_primary(client: RedisCluster, commands: Sequence[Command],
-                          deadline: float) -> list[list[Any]]:
+async def on_each_primary(
+    client: RedisCluster, commands: Sequence[Command], deadline: float
+) -> list[list[Any]]:
     """``commands`` on every primary (keyless ones: INFO, WAIT), replies per primary."""
     await client.initialize()
     async with asyncio.timeout(deadline):
@@ -214,8 +216,9 @@ async def wait_each(client: RedisCluster, wait: Command, deadline: float) -> lis
     await client.initialize()
     primaries = client.get_primaries()
     async with asyncio.timeout(deadline):
-        found = await _all([_send(node, [("INCR", _durable_key(client, node)), wait])
-                            for node in primaries])
+        found = await _all(
+            [_send(node, [("INCR", _durable_key(client, node)), wait]) for node in primaries]
+        )
     for replies in found:
         exchange.raise_first_error(replies)
     return [replies[1] for replies in found]

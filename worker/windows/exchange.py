@@ -70,8 +70,11 @@ async def read_replies(connection: AbstractConnection, count: int) -> list[Any]:
 
 def fast_replies(connection: AbstractConnection) -> bool:
     """Whether ``read_replies`` takes replies straight from hiredis on this connection."""
-    return (_HIREDIS_PARSER is not None and _NOT_ENOUGH_DATA is not None
-            and isinstance(connection._parser, _HIREDIS_PARSER))
+    return (
+        _HIREDIS_PARSER is not None
+        and _NOT_ENOUGH_DATA is not None
+        and isinstance(connection._parser, _HIREDIS_PARSER)
+    )
 
 
 async def _read_one(connection: AbstractConnection) -> Any:

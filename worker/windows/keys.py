@@ -187,7 +187,7 @@ def account_of_state_key(key: str) -> str | None:
     """The account whose state hash ``key`` is, or None for any other key."""
     head, tail = f"{PREFIX}:{{", "}:s"
     if key.startswith(head) and key.endswith(tail):
-        return key[len(head):-len(tail)]
+        return key[len(head) : -len(tail)]
     return None
 
 

@@ -34,14 +34,16 @@ def decode(raw: bytes) -> Alert:
     return alerts.from_json(raw)
 
 
-def save_commands(partition: int | None, account_id: str,
-        alert: Alert) -> tuple[list[wire.Command], list[wire.Arg]]:
+def save_commands(
+    partition: int | None, account_id: str, alert: Alert
+) -> tuple[list[wire.Command], list[wire.Arg]]:
     """What saving ``alert`` takes: commands to run before the account's state ``HSET``
     and the fields to add to it (the alert is saved with the tier it publishes)."""
     # Indexed first: a crash between the two leaves an index entry with nothing behind
     # it (harmless), never an alert nobody will find.
-    index: list[wire.Command] = ([] if partition is None
-                                 else [("SADD", keys.pending_key(partition), account_id)])
+    index: list[wire.Command] = (
+        [] if partition is None else [("SADD", keys.pending_key(partition), account_id)]
+    )
     return index, [keys.outbox_field(alert.seq), encode(alert)]
 
 
@@ -66,33 +68,36 @@ class Outbox:
                 commands.append(("SREM", keys.pending_key(e.partition), e.account_id))
         await wire.execute(self._redis, commands, self._timeout, ordered=starts)
 
-    async def unsent(self, partitions: Collection[int]
-                     ) -> list[tuple[OutboxEntry, Alert]]:
+    async def unsent(self, partitions: Collection[int]) -> list[tuple[OutboxEntry, Alert]]:
         """Alerts saved on these partitions but not known to be sent, oldest first."""
         async with asyncio.timeout(self._timeout):
             return await self._unsent(partitions)
 
-    async def _unsent(self, partitions: Collection[int]
-                      ) -> list[tuple[OutboxEntry, Alert]]:
+    async def _unsent(self, partitions: Collection[int]) -> list[tuple[OutboxEntry, Alert]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for partition in sorted(partitions):
                 pipe.smembers(keys.pending_key(partition))
             members = await pipe.execute()
-        owners = [(p, wire.text(a)) for p, accounts in zip(sorted(partitions), members, strict=True)
-                  for a in sorted(accounts)]
+        owners = [
+            (p, wire.text(a))
+            for p, accounts in zip(sorted(partitions), members, strict=True)
+            for a in sorted(accounts)
+        ]
         async with self._redis.pipeline(transaction=False) as pipe:
             for _, account in owners:
                 pipe.hgetall(keys.state_key(account))
             states = await pipe.execute()
         found, stale, moves = [], [], []
         for (partition, account), state in zip(owners, states, strict=True):
-            saved = [decode(v) for n, v in state.items()
-                      if wire.text(n).startswith(keys.OUTBOX_PREFIX)]
+            saved = [
+                decode(v) for n, v in state.items() if wire.text(n).startswith(keys.OUTBOX_PREFIX)
+            ]
             found += [(OutboxEntry(partition, account, a.seq), a) for a in saved]
             if not saved:
                 stale.append((partition, account))
-            moves += _index_move(account, saved,
-                                  state.get(keys.PUBLISHED.encode(), state.get(keys.PUBLISHED)))
+            moves += _index_move(
+                account, saved, state.get(keys.PUBLISHED.encode(), state.get(keys.PUBLISHED))
+            )
         if moves:
             await wire.execute(self._redis, moves, self._timeout)
         if stale:  # a crash between indexing and saving: nothing was promised
@@ -103,8 +108,7 @@ class Outbox:
         return sorted(found, key=lambda item: (item[0].account_id, item[0].seq))
 
 
-def _index_move(account_id: str, saved: Sequence[Alert], pub: bytes | None
-                ) -> list[wire.Command]:
+def _index_move(account_id: str, saved: Sequence[Alert], pub: bytes | None) -> list[wire.Command]:
     """The newest saved alert's move between the tier indexes, made again (it is
     idempotent): on a Redis Cluster the index and the state hash are in different slots,
     so the tier's save and its move are no one transaction (``saving``), and a crash

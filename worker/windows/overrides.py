@@ -31,7 +31,8 @@ def receive_all(plans: Sequence[AccountPlan], residents: Sequence[Resident]) -> 
     for plan, resident in zip(plans, residents, strict=True):
         if plan.overrides:
             plan.override, plan.override_events = receive(
-                resident.override, [(r.source.offset, r.body, r.ts) for r in plan.overrides])
+                resident.override, [(r.source.offset, r.body, r.ts) for r in plan.overrides]
+            )
 
 
 def field_sets(plan: AccountPlan) -> list[tuple[str, str]]:

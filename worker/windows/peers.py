@@ -118,8 +118,9 @@ class PeerSets:
         """Write each account's values to its group's sets and read its ranks there:
         one round trip for the whole chunk. Also the group each is in afterwards."""
         found = exchange(updates)
-        replies = await wire.execute(self._redis, found.commands, self._timeout,
-                                     ordered=found.starts)
+        replies = await wire.execute(
+            self._redis, found.commands, self._timeout, ordered=found.starts
+        )
         return ranks(found.reads, replies), found.groups
 
     async def read(

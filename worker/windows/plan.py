@@ -96,8 +96,7 @@ def event_key(event_type: str, event_id: str) -> bytes:
     # "duplicate" (an event dropped) below one in 10^12 per account and horizon.
     # Producers make ids unique per event type only (a ticket may reuse a login's id),
     # so the type personalises the digest: the same id under two types is two events.
-    return hashlib.blake2b(event_id.encode(), digest_size=8,
-                           person=event_type.encode()).digest()
+    return hashlib.blake2b(event_id.encode(), digest_size=8, person=event_type.encode()).digest()
 
 
 class Planner:
@@ -116,7 +115,9 @@ class Planner:
             for name, t in VOCABULARY.items()
         }
         self._touches = {
-            event_type: frozenset(c.name for c in model.components if event_type in c.signal.sources)
+            event_type: frozenset(
+                c.name for c in model.components if event_type in c.signal.sources
+            )
             for event_type in VOCABULARY
         }
         self._max_window_buckets = model.max_window_buckets
@@ -127,8 +128,9 @@ class Planner:
         self._bucket_seconds = model.bucket_seconds
         self._source_names: dict[tuple[str, int], str] = {}  # (topic, partition) -> name
 
-    def plan(self, account_id: str, records: Iterable[Event | AccountUpdate | Override],
-             now_bucket: int) -> AccountPlan:
+    def plan(
+        self, account_id: str, records: Iterable[Event | AccountUpdate | Override], now_bucket: int
+    ) -> AccountPlan:
         plan = AccountPlan(account_id)
         keep_from = oldest_bucket(now_bucket, self._max_window_buckets)
         newest = -math.inf
@@ -168,8 +170,13 @@ class Planner:
         plan.events.append((index, source.offset, event_key(event_type, event.event_id), event))
         return True
 
-    def add(self, counters: dict[tuple[int, str], float], members: dict[str, dict[str, float]],
-            event: Event, keep_from: int | None = None) -> int | None:
+    def add(
+        self,
+        counters: dict[tuple[int, str], float],
+        members: dict[str, dict[str, float]],
+        event: Event,
+        keep_from: int | None = None,
+    ) -> int | None:
         """Add what ``event`` writes to ``counters`` (summed per bucket and counter) and
         ``members`` (each member's latest time); returns its bucket, or None (nothing
         added) when it is older than ``keep_from``. Planning sums a batch's events here
@@ -218,8 +225,14 @@ def _feeds_by_type(model: Model) -> dict[str, tuple[Feed, ...]]:
     return {t: tuple(by_key.values()) for t, by_key in feeds.items()}
 
 
-def _fed(feeds: tuple[Feed, ...], body: dict[str, Any], bucket: int, ts: float,
-         counters: dict[tuple[int, str], float], members: dict[str, dict[str, float]]) -> None:
+def _fed(
+    feeds: tuple[Feed, ...],
+    body: dict[str, Any],
+    bucket: int,
+    ts: float,
+    counters: dict[tuple[int, str], float],
+    members: dict[str, dict[str, float]],
+) -> None:
     """Add what ``feeds`` (a model file's signals) take of this body: counter increments
     after the vocabulary's, members after the vocabulary's."""
     seen: list[tuple[str, str]] = []

@@ -19,8 +19,12 @@ _make = Published._make
 
 def encode(published: Published) -> bytes:
     # Keys in this order, lists for components: what every version so far wrote.
-    data = {"tier": published.tier, "score": published.score, "seq": published.seq,
-            "components": published.components}
+    data = {
+        "tier": published.tier,
+        "score": published.score,
+        "seq": published.seq,
+        "components": published.components,
+    }
     if published.model is not None:  # only files with segment models write it
         data["model"] = published.model
     if published.ovr is not None:  # published under an override
@@ -37,8 +41,12 @@ def decode(raw: bytes | str) -> Published:
 def of_alert(alert: Mapping[str, Any]) -> Published:
     """The published tier an alert (as read from the alerts topic) carries."""
     segment = (alert.get("model") or {}).get("segment")
-    return Published(alert["tier"], alert["score"], alert["seq"], {
-        name: [c["value"], c["subscore"], c["weight"]] for name, c in alert["components"].items()
-    }, None if segment == "default" else segment,
+    return Published(
+        alert["tier"],
+        alert["score"],
+        alert["seq"],
+        {name: [c["value"], c["subscore"], c["weight"]] for name, c in alert["components"].items()},
+        None if segment == "default" else segment,
         # published under an override: hysteresis must not hold it once the override ends
-        alert["override"]["override_id"] if alert.get("override") else None)
+        alert["override"]["override_id"] if alert.get("override") else None,
+    )

@@ -57,8 +57,9 @@ async def reset(redis: Client) -> int:
     kept = 0
     async for chunk in _chunks(redis, keys.ALL_KEYS):
         states = [k for k in chunk if keys.account_of_state_key(k) is not None]
-        others = [k for k in chunk
-                  if keys.account_of_state_key(k) is None and not keys.is_pending_key(k)]
+        others = [
+            k for k in chunk if keys.account_of_state_key(k) is None and not keys.is_pending_key(k)
+        ]
         async with redis.pipeline(transaction=False) as pipe:
             for key in states:
                 pipe.hkeys(key)
@@ -120,11 +121,20 @@ async def seed_published(redis: Client, alerts: Iterable[dict[str, Any]]) -> int
         return 0
     keep_newer = await redis.script_load(_KEEP_NEWER)  # on every primary of a cluster
     calls: list[wire.Command] = [
-        ("EVALSHA", keep_newer, 1, keys.state_key(account), keys.PUBLISHED, alert["seq"],
-         published_tier.encode(_snapshot(alert))) for account, alert in newest.items()]
+        (
+            "EVALSHA",
+            keep_newer,
+            1,
+            keys.state_key(account),
+            keys.PUBLISHED,
+            alert["seq"],
+            published_tier.encode(_snapshot(alert)),
+        )
+        for account, alert in newest.items()
+    ]
     written = 0
     for at in range(0, len(calls), SCAN_COUNT):  # redis-py's cluster pipeline has no EVALSHA
-        replies = await wire.execute(redis, calls[at:at + SCAN_COUNT], EXCHANGE_SECONDS)
+        replies = await wire.execute(redis, calls[at : at + SCAN_COUNT], EXCHANGE_SECONDS)
         written += sum(int(w) for w in replies)
     return written
 
@@ -134,8 +144,9 @@ def _snapshot(alert: dict[str, Any]) -> Published:
     return published_tier.of_alert(alert)
 
 
-async def accounts(redis: Client, *, forget: str | None = None
-                   ) -> AsyncIterator[list[tuple[int | None, str]]]:
+async def accounts(
+    redis: Client, *, forget: str | None = None
+) -> AsyncIterator[list[tuple[int | None, str]]]:
     """Every account with a state hash, in chunks of (input partition, account);
     ``forget`` names a state field to drop on the way (a finished replay's trail)."""
     async for chunk in _chunks(redis, keys.state_key("*")):
@@ -147,5 +158,7 @@ async def accounts(redis: Client, *, forget: str | None = None
                     pipe.hdel(keys.state_key(account), forget)
             replies = await pipe.execute()
         fields = replies[::2] if forget is not None else replies
-        yield [(keys.partition_of([f.decode() for f in names_of]), account)
-               for account, names_of in zip(names, fields, strict=True)]
+        yield [
+            (keys.partition_of([f.decode() for f in names_of]), account)
+            for account, names_of in zip(names, fields, strict=True)
+        ]

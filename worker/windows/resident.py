@@ -86,8 +86,7 @@ class Resident:
     peer_group: str | None = None  # the group its values are ranked in (``windows.peers``)
     # The windows as scoring sees them, built again only when a distinct count moves
     # (the sums are shared, so counters need no rebuild): most batches move none.
-    _view: dict[int, WindowView] | None = field(default=None, init=False, repr=False,
-                                                 compare=False)
+    _view: dict[int, WindowView] | None = field(default=None, init=False, repr=False, compare=False)
 
     def view(self) -> dict[int, WindowView]:
         if self._view is None:
@@ -97,10 +96,12 @@ class Resident:
                 window_counts = {}
                 for name, per_window in counts:
                     window_counts[name] = per_window[i]
-                view[w] = WindowView(self.sums[i], window_counts,
-                                     self._capped_since((self.bucket - w + 1)
-                                                        * self.bucket_seconds),
-                                     (self.bucket + 1) * self.bucket_seconds)
+                view[w] = WindowView(
+                    self.sums[i],
+                    window_counts,
+                    self._capped_since((self.bucket - w + 1) * self.bucket_seconds),
+                    (self.bucket + 1) * self.bucket_seconds,
+                )
             self._view = view
         return self._view
 
@@ -169,10 +170,18 @@ class Resident:
 Pairs = Iterable[tuple[bytes, bytes | float]]
 
 
-def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int],
-         bucket_seconds: int, counters: Pairs, members: Iterable[Pairs],
-         state: Sequence[bytes | None], sets: Sequence[str],
-         seen_types: Sequence[str]) -> Resident:
+def load(
+    account_id: str,
+    now_bucket: int,
+    keep_from: int,
+    windows: Sequence[int],
+    bucket_seconds: int,
+    counters: Pairs,
+    members: Iterable[Pairs],
+    state: Sequence[bytes | None],
+    sets: Sequence[str],
+    seen_types: Sequence[str],
+) -> Resident:
     """An account from what Redis holds: its counters (field, sum), each of its distinct
     ``sets``' (member, last seen) and its state fields: ver, attrs, the published tier,
     the last evaluation's mode, the seen flags of ``seen_types``, then the
@@ -181,28 +190,39 @@ def load(account_id: str, now_bucket: int, keep_from: int, windows: Sequence[int
     # rescore, every account of a large population) is loaded once per batch it is in.
     n = len(windows)
     version, attrs, published, mode, *flags, override = state
-    seen, capped = flags[:len(seen_types)], flags[len(seen_types):]
+    seen, capped = flags[: len(seen_types)], flags[len(seen_types) :]
     last_seen: dict[str, dict[str, float]] = {}
     counts: dict[str, list[int]] = {}
     for name in sets:
         last_seen[name] = {}
         counts[name] = [0] * n
-    resident = Resident(account_id, now_bucket, tuple(windows), bucket_seconds,
-                        version=int(version or 0),
-                        sums=[{} for _ in windows],
-                        last_seen=last_seen,
-                        counts=counts,
-                        attrs=orjson.loads(attrs) if attrs is not None else {},
-                        seen=(frozenset(t for t, v in zip(seen_types, seen, strict=True) if v)
-                              if any(seen) else frozenset()),
-                        seen_bucket=({t: int(v) for t, v in zip(seen_types, seen, strict=True)
-                                      if v} if any(seen) else {}),
-                        published=decode_published(published) if published is not None else None,
-                        mode=Mode.CATCH_UP if mode == CATCH_UP else Mode.LIVE)
+    resident = Resident(
+        account_id,
+        now_bucket,
+        tuple(windows),
+        bucket_seconds,
+        version=int(version or 0),
+        sums=[{} for _ in windows],
+        last_seen=last_seen,
+        counts=counts,
+        attrs=orjson.loads(attrs) if attrs is not None else {},
+        seen=(
+            frozenset(t for t, v in zip(seen_types, seen, strict=True) if v)
+            if any(seen)
+            else frozenset()
+        ),
+        seen_bucket=(
+            {t: int(v) for t, v in zip(seen_types, seen, strict=True) if v} if any(seen) else {}
+        ),
+        published=decode_published(published) if published is not None else None,
+        mode=Mode.CATCH_UP if mode == CATCH_UP else Mode.LIVE,
+    )
     if override is not None:
         resident.override = overrides.parse(override)
     if any(capped):
-        resident.capped = {name: float(ts) for name, ts in zip(sets, capped, strict=True) if ts is not None}
+        resident.capped = {
+            name: float(ts) for name, ts in zip(sets, capped, strict=True) if ts is not None
+        }
     _sum_counters(resident, counters, keep_from)
     cutoff = keep_from * bucket_seconds
     for name, pairs in zip(sets, members, strict=True):

@@ -37,8 +37,9 @@ class Write(Protocol):
     def mode(self) -> Mode: ...
 
 
-def batch(writes: Sequence[Write], held: Residents, *, published_field: str,
-          outbox: bool) -> tuple[list[wire.Command], list[int]]:
+def batch(
+    writes: Sequence[Write], held: Residents, *, published_field: str, outbox: bool
+) -> tuple[list[wire.Command], list[int]]:
     """The commands of all ``writes``, and where each account's begin (they stay in
     order, in one exchange). What the copies ``held`` say Redis has is not written."""
     found: list[wire.Command] = []
@@ -53,8 +54,9 @@ def batch(writes: Sequence[Write], held: Residents, *, published_field: str,
     return found, starts
 
 
-def commands(write: Write, mode: Mode | None, scheduled: bool, *, published_field: str,
-             outbox: bool) -> list[wire.Command]:
+def commands(
+    write: Write, mode: Mode | None, scheduled: bool, *, published_field: str, outbox: bool
+) -> list[wire.Command]:
     """``mode``: the mode to save, None when Redis has it. ``scheduled``: the schedule
     has the account at ``write.next_change`` already. ``outbox``: alerts go in it."""
     state = keys.state_key(write.account_id)
@@ -72,8 +74,9 @@ def commands(write: Write, mode: Mode | None, scheduled: bool, *, published_fiel
     return found
 
 
-def _publish(write: Write, tier: Published, mode: Mode | None, published_field: str,
-             outbox: bool) -> list[wire.Command]:
+def _publish(
+    write: Write, tier: Published, mode: Mode | None, published_field: str, outbox: bool
+) -> list[wire.Command]:
     """A new published tier with its alert in the outbox; the live chain's also moves
     the account between the tier indexes in the same MULTI, so the index never
     disagrees with ``pub``. Only tier changes pay for it."""

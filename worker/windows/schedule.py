@@ -24,12 +24,16 @@ class Schedule:
         self._redis = redis
         self._timeout = timeout
 
-    async def due(self, partitions: Collection[int], now: float,
-                  limit: int) -> list[tuple[int, str]]:
+    async def due(
+        self, partitions: Collection[int], now: float, limit: int
+    ) -> list[tuple[int, str]]:
         """(partition, account) pairs whose windows have rolled since they were scored."""
         async with asyncio.timeout(self._timeout), self._redis.pipeline(transaction=False) as pipe:
             for partition in sorted(partitions):
                 pipe.zrangebyscore(keys.due_key(partition), "-inf", now, start=0, num=limit)
             replies = await pipe.execute()
-        return [(p, wire.text(account)) for p, accounts in zip(sorted(partitions), replies, strict=True)
-                for account in accounts]
+        return [
+            (p, wire.text(account))
+            for p, accounts in zip(sorted(partitions), replies, strict=True)
+            for account in accounts
+        ]

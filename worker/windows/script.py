@@ -42,23 +42,34 @@ class ApplyScript:
         self._max_ids = dedup_max_ids
         self._sets = distinct_sets(model)
 
-    def call(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
-             expected: Sequence[str | None], totals: Sequence[Totals], now: float) -> wire.Command:
+    def call(
+        self,
+        plans: Sequence[AccountPlan],
+        residents: Sequence[Resident],
+        expected: Sequence[str | None],
+        totals: Sequence[Totals],
+        now: float,
+    ) -> wire.Command:
         """One call for all of ``plans``: each one's keys, then the shared arguments,
         then each one's own (``apply.lua`` lists them)."""
         sets = self._sets
         call: list[wire.Arg] = ["EVALSHA", self.sha, (3 + len(sets)) * len(plans)]
         for plan in plans:
             call += keys.account_keys(plan.account_id, sets)
-        call += [math.floor(now), self._ttl, self._ids_ttl, self._max_ids, len(sets),
-                 len(plans)]
-        for plan, resident, expect, applied in zip(plans, residents, expected, totals,
-                                                   strict=True):
+        call += [math.floor(now), self._ttl, self._ids_ttl, self._max_ids, len(sets), len(plans)]
+        for plan, resident, expect, applied in zip(plans, residents, expected, totals, strict=True):
             self._add_account(call, plan, resident, now, expect, applied)
         return call
 
-    def _add_account(self, args: list[wire.Arg], plan: AccountPlan, resident: Resident,
-                     now: float, expected: str | None, totals: Totals) -> None:
+    def _add_account(
+        self,
+        args: list[wire.Arg],
+        plan: AccountPlan,
+        resident: Resident,
+        now: float,
+        expected: str | None,
+        totals: Totals,
+    ) -> None:
         if resident.maintained:
             args += [0, 0, 0, 0]
         else:
@@ -66,9 +77,13 @@ class ApplyScript:
             args += [1, members_before, ids_before, len(resident.expired), *resident.expired]
         events = plan.events
         pack = _EVENT.pack
-        args += [len(plan.sources), *plan.sources,
-                 "a" * len(events) if expected is None else expected, len(events),
-                 b"".join([pack(source, offset, key) for source, offset, key, _ in events])]
+        args += [
+            len(plan.sources),
+            *plan.sources,
+            "a" * len(events) if expected is None else expected,
+            len(events),
+            b"".join([pack(source, offset, key) for source, offset, key, _ in events]),
+        ]
         counters = totals.counters
         args.append(len(counters))
         args += [f"{bucket}|{counter}" for bucket, counter in counters]
@@ -87,9 +102,11 @@ class ApplyScript:
         # seen:<type> holds the newest bucket with an event of the type (1 from versions
         # that kept a flag): written when a batch moves it, once per type and bucket.
         known = resident.seen_bucket
-        sets: list[tuple[str, wire.Arg]] = [(keys.SEEN_PREFIX + t, bucket)
-                                            for t, bucket in plan.last_bucket.items()
-                                            if bucket > known.get(t, -1)]
+        sets: list[tuple[str, wire.Arg]] = [
+            (keys.SEEN_PREFIX + t, bucket)
+            for t, bucket in plan.last_bucket.items()
+            if bucket > known.get(t, -1)
+        ]
         if totals.dropped:  # rare: a set at its bound; the latest time a member was left out
             for name, (_, ts) in totals.dropped.items():
                 sets.append((CAPPED_PREFIX + name, max(ts, resident.capped.get(name, ts))))
@@ -113,17 +130,25 @@ class ApplyScript:
         return keep_from * self._bucket_seconds, now - self._horizon
 
 
-def totals_of(plans: Sequence[AccountPlan], residents: Sequence[Resident],
-         expected: Sequence[str | None], todo: Sequence[int], max_members: int) -> list[Totals]:
+def totals_of(
+    plans: Sequence[AccountPlan],
+    residents: Sequence[Resident],
+    expected: Sequence[str | None],
+    todo: Sequence[int],
+    max_members: int,
+) -> list[Totals]:
     """What each account of ``todo`` adds if its events are as ``expected`` (None: all
     applied), its distinct sets bounded at ``max_members``."""
-    return [admit(plans[k].totals(expected[k]), residents[k].last_seen, max_members)
-            for k in todo]
+    return [admit(plans[k].totals(expected[k]), residents[k].last_seen, max_members) for k in todo]
 
 
-def sort_replies(todo: Sequence[int], totals: Sequence[Totals], flat: Sequence[Any],
-                 expected: MutableSequence[str | None],
-                 replies: MutableSequence[Reply | None]) -> list[int]:
+def sort_replies(
+    todo: Sequence[int],
+    totals: Sequence[Totals],
+    flat: Sequence[Any],
+    expected: MutableSequence[str | None],
+    replies: MutableSequence[Reply | None],
+) -> list[int]:
     """The script's ``flat`` replies for ``todo`` (version, letters, in pairs) sorted:
     written ones into ``replies``; the accounts it found otherwise than expected are
     returned, their letters now in ``expected`` for the next call."""

@@ -24,16 +24,18 @@ MAX_EXPECTATIONS = 3
 
 
 class ScriptCalls:
-    def __init__(self, redis: Client, script: ApplyScript, timeout: float,
-                 max_members: int) -> None:
+    def __init__(
+        self, redis: Client, script: ApplyScript, timeout: float, max_members: int
+    ) -> None:
         self._redis = redis
         self._script = script
         self._timeout = timeout
         self._max_members = max_members
         self._loaded = False
 
-    async def run(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
-                  now: float) -> list[Reply]:
+    async def run(
+        self, plans: Sequence[AccountPlan], residents: Sequence[Resident], now: float
+    ) -> list[Reply]:
         """(version, status, what was applied) per plan. Each call first expects all its
         events applied; the few that find replays or duplicates go again, expecting those."""
         expected: list[str | None] = [None] * len(plans)
@@ -41,24 +43,37 @@ class ScriptCalls:
         todo: Sequence[int] = range(len(plans))
         for _ in range(MAX_EXPECTATIONS):
             totals = totals_of(plans, residents, expected, todo, self._max_members)
-            flat = await self._call([plans[k] for k in todo], [residents[k] for k in todo],
-                                    [expected[k] for k in todo], totals, now)
+            flat = await self._call(
+                [plans[k] for k in todo],
+                [residents[k] for k in todo],
+                [expected[k] for k in todo],
+                totals,
+                now,
+            )
             todo = sort_replies(todo, totals, flat, expected, replies)
             if not todo:
                 return [reply for reply in replies if reply is not None]
         raise Retriable(f"{len(todo)} accounts changed under every try to write them")
 
-    async def _call(self, plans: Sequence[AccountPlan], residents: Sequence[Resident],
-                    expected: Sequence[str | None], totals: Sequence[Totals],
-                    now: float) -> list[Any]:
+    async def _call(
+        self,
+        plans: Sequence[AccountPlan],
+        residents: Sequence[Resident],
+        expected: Sequence[str | None],
+        totals: Sequence[Totals],
+        now: float,
+    ) -> list[Any]:
         """The script's replies for ``plans``, flat: one call for all of them, or on a
         cluster one per account (a script's keys must share a slot), all sent at once."""
         if not isinstance(self._redis, RedisCluster):
-            [flat] = await self._execute([self._script.call(plans, residents, expected,
-                                                            totals, now)])
+            [flat] = await self._execute(
+                [self._script.call(plans, residents, expected, totals, now)]
+            )
             return list(flat)
-        calls = [self._script.call([p], [r], [e], [t], now)
-                 for p, r, e, t in zip(plans, residents, expected, totals, strict=True)]
+        calls = [
+            self._script.call([p], [r], [e], [t], now)
+            for p, r, e, t in zip(plans, residents, expected, totals, strict=True)
+        ]
         return [reply for flat in await self._execute(calls) for reply in flat]
 
     async def load(self) -> None:

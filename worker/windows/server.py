@@ -35,12 +35,15 @@ def client(settings: Settings) -> wire.Client:
     """The Redis client of every command: the URL's user (ACL) and password, else the
     password file's; over rediss://, the server's certificate checked against the CA file."""
     password = read_secret(settings.redis_password_file) if settings.redis_password_file else ""
-    return connect(settings.redis_url, settings.redis_timeout_seconds,
-                   ca_file=settings.redis_ca_file, password=password)
+    return connect(
+        settings.redis_url,
+        settings.redis_timeout_seconds,
+        ca_file=settings.redis_ca_file,
+        password=password,
+    )
 
 
-def connect(url: str, timeout: float, *, ca_file: str = "", password: str = ""
-            ) -> wire.Client:
+def connect(url: str, timeout: float, *, ca_file: str = "", password: str = "") -> wire.Client:
     """A client on which every command, connect and handshake gives up after ``timeout``
     seconds with a retriable error. redis-py's own default depends on its version
     (none at all on 5), and its own retries would multiply the wait: the worker
@@ -54,8 +57,13 @@ def connect(url: str, timeout: float, *, ca_file: str = "", password: str = ""
         options["ssl_ca_certs"] = ca_file
     if url.startswith(CLUSTER_SCHEMES):
         return cluster_client(url, timeout, options)
-    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                          retry=Retry(NoBackoff(), 0), **options)
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        **options,
+    )
 
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
@@ -72,17 +80,23 @@ def cluster_client(url: str, timeout: float, options: dict[str, Any]) -> RedisCl
     for address in hosts.rstrip("/").split(","):
         host, _, port = address.strip().rpartition(":")
         if not host or not port.isdigit():
-            raise ConfigError(f"{env_name('redis_url')}: {address!r} is no host:port of a"
-                              " cluster node")
+            raise ConfigError(
+                f"{env_name('redis_url')}: {address!r} is no host:port of a cluster node"
+            )
         nodes.append(ClusterNode(host.strip("[]"), int(port)))
     if credentials:
         user, _, secret = credentials.partition(":")
         options["password"] = unquote(secret) if secret else options.get("password")
         options["username"] = unquote(user) or None
-    return RedisCluster(startup_nodes=nodes, ssl=scheme == "rediss+cluster",
-                        socket_timeout=timeout, socket_connect_timeout=timeout,
-                        retry=Retry(NoBackoff(), 0),
-                        require_full_coverage=True, **options)
+    return RedisCluster(
+        startup_nodes=nodes,
+        ssl=scheme == "rediss+cluster",
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        require_full_coverage=True,
+        **options,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +110,11 @@ class Durability:
 
     @classmethod
     def of(cls, settings: Settings) -> Durability:
-        return cls(settings.redis_wait_replicas, settings.redis_wait_aof,
-                   settings.redis_wait_timeout_seconds)
+        return cls(
+            settings.redis_wait_replicas,
+            settings.redis_wait_aof,
+            settings.redis_wait_timeout_seconds,
+        )
 
     @property
     def waits(self) -> bool:
@@ -124,11 +141,13 @@ async def wait(redis: wire.Client, durability: Durability, deadline: float) -> N
     name = "WAITAOF" if durability.aof else "WAIT"
     try:
         if isinstance(redis, RedisCluster):  # each primary has its own replicas and AOF
-            found = await cluster.wait_each(redis, durability.command(),
-                                            durability.timeout + deadline)
+            found = await cluster.wait_each(
+                redis, durability.command(), durability.timeout + deadline
+            )
         else:
-            _, reply = await wire.execute(redis, [("INCR", keys.DURABLE), durability.command()],
-                                          durability.timeout + deadline)
+            _, reply = await wire.execute(
+                redis, [("INCR", keys.DURABLE), durability.command()], durability.timeout + deadline
+            )
             found = [reply]
     except ResponseError as error:  # e.g. appendonly turned off since start-up
         raise Retriable(f"{name} failed: {error}") from None
@@ -142,7 +161,8 @@ def _acknowledged(name: str, durability: Durability, reply: Any) -> None:
         raise Retriable(
             f"{name}: {replicas} of {durability.replicas} replicas"
             + (" and no local AOF fsync" if local < 1 else "")
-            + f" acknowledged the writes within {durability.timeout} s")
+            + f" acknowledged the writes within {durability.timeout} s"
+        )
 
 
 async def check(redis: wire.Client, durability: Durability, deadline: float) -> None:
@@ -150,8 +170,12 @@ async def check(redis: wire.Client, durability: Durability, deadline: float) -> 
     give (``ConfigError``), warn when fewer replicas are connected than the wait asks for."""
     if not durability.waits:
         return
-    asked: list[wire.Command] = [("COMMAND", "INFO", "WAITAOF"), ("INFO", "persistence"),
-                                 ("INFO", "replication"), ("INFO", "server")]
+    asked: list[wire.Command] = [
+        ("COMMAND", "INFO", "WAITAOF"),
+        ("INFO", "persistence"),
+        ("INFO", "replication"),
+        ("INFO", "server"),
+    ]
     if isinstance(redis, RedisCluster):
         for replies in await cluster.on_each_primary(redis, asked, deadline):
             _check(durability, *replies)
@@ -159,23 +183,31 @@ async def check(redis: wire.Client, durability: Durability, deadline: float) -> 
         _check(durability, *await wire.execute(redis, asked, deadline))
 
 
-def _check(durability: Durability, has_waitaof: Any, persistence: Any, replication: Any,
-           server: Any) -> None:
+def _check(
+    durability: Durability, has_waitaof: Any, persistence: Any, replication: Any, server: Any
+) -> None:
     # Asked, not inferred from the version: forks number their versions their own way.
     if durability.aof and not any(has_waitaof):
         version = _info(server).get("redis_version", "?")
         raise ConfigError(
             f"{env_name('redis_wait_aof')}: this Redis ({version}) has no WAITAOF, which "
             "needs Redis 7.2 or later; upgrade it, or turn the setting off and run Redis "
-            "with appendfsync always (see the README's Delivery section)")
+            "with appendfsync always (see the README's Delivery section)"
+        )
     if durability.aof and _info(persistence).get("aof_enabled") != "1":
-        raise ConfigError(f"{env_name('redis_wait_aof')}: this Redis runs without "
-                          "appendonly, so no write would ever reach an AOF")
+        raise ConfigError(
+            f"{env_name('redis_wait_aof')}: this Redis runs without "
+            "appendonly, so no write would ever reach an AOF"
+        )
     connected = int(_info(replication).get("connected_slaves", "0"))
     if connected < durability.replicas:
-        log.warning("%d Redis replicas connected, %d asked for (%s): each batch waits, "
-                    "and is retried, until enough of them have its writes",
-                    connected, durability.replicas, env_name("redis_wait_replicas"))
+        log.warning(
+            "%d Redis replicas connected, %d asked for (%s): each batch waits, "
+            "and is retried, until enough of them have its writes",
+            connected,
+            durability.replicas,
+            env_name("redis_wait_replicas"),
+        )
 
 
 def _info(reply: Any) -> dict[str, str]:

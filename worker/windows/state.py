@@ -53,8 +53,13 @@ class StateWrite(NamedTuple):
     override: OverrideState | None = None  # set when scoring changed it (an expiry)
 
 
-def state_of(resident: Resident, status: str, read_all: bool, bucket_seconds: int,
-             dropped: dict[str, tuple[int, float]] | None = None) -> AccountState:
+def state_of(
+    resident: Resident,
+    status: str,
+    read_all: bool,
+    bucket_seconds: int,
+    dropped: dict[str, tuple[int, float]] | None = None,
+) -> AccountState:
     """The held account as scoring reads it; ``read_all``: its component values are
     computed again from its windows (a rescore with no event), not taken as held."""
     cached = None if read_all else resident.values
@@ -66,8 +71,9 @@ def state_of(resident: Resident, status: str, read_all: bool, bucket_seconds: in
         applied=status.count("a"),
         replayed=status.count("r"),
         duplicates=status.count("d"),
-        next_change=(None if resident.next_change == NO_CHANGE
-                     else resident.next_change * bucket_seconds),
+        next_change=(
+            None if resident.next_change == NO_CHANGE else resident.next_change * bucket_seconds
+        ),
         windows=resident.view(),
         attrs=resident.attrs,
         cached_values=cached or {},
@@ -102,18 +108,26 @@ def applied(resident: Resident, plan: AccountPlan, totals: Totals, version: int)
 def stale(residents: Sequence[Resident], replies: Sequence[Reply]) -> list[str]:
     """The accounts someone else wrote too: the script's version is not one past the
     copy's, so the copy is loaded again."""
-    return [r.account_id for r, (version, _, _) in zip(residents, replies, strict=True)
-            if version != r.version + 1]
+    return [
+        r.account_id
+        for r, (version, _, _) in zip(residents, replies, strict=True)
+        if version != r.version + 1
+    ]
 
 
-def settle(plans: Sequence[AccountPlan], residents: Sequence[Resident],
-           replies: Sequence[Reply], fresh: Mapping[str, Resident], held: Residents,
-           read_all: bool, bucket_seconds: int) -> list[AccountState]:
+def settle(
+    plans: Sequence[AccountPlan],
+    residents: Sequence[Resident],
+    replies: Sequence[Reply],
+    fresh: Mapping[str, Resident],
+    held: Residents,
+    read_all: bool,
+    bucket_seconds: int,
+) -> list[AccountState]:
     """The held copies brought up to what the script did (or replaced by ``fresh``
     loads), held again, and each account as scoring reads it."""
     states = []
-    for plan, resident, (version, status, totals) in zip(plans, residents, replies,
-                                                        strict=True):
+    for plan, resident, (version, status, totals) in zip(plans, residents, replies, strict=True):
         loaded = fresh.get(resident.account_id)
         if loaded is not None:  # someone else wrote too: the load has it all
             resident = loaded

@@ -34,23 +34,43 @@ SAVE_CHUNK = 500  # accounts per exchange of a save
 
 class WindowStore:
     @classmethod
-    def from_settings(cls, redis: Client, model: Model, settings: Settings, *,
-                      published_field: str = keys.PUBLISHED) -> WindowStore:
+    def from_settings(
+        cls,
+        redis: Client,
+        model: Model,
+        settings: Settings,
+        *,
+        published_field: str = keys.PUBLISHED,
+    ) -> WindowStore:
         """The store as ``settings`` configure it, for every command that reads or writes
         windows. Only the live chain keeps an outbox (see ``published_field``)."""
-        return cls(redis, model, dedup_horizon_seconds=settings.dedup_horizon_seconds,
-                   dedup_max_ids=settings.dedup_max_ids, published_field=published_field,
-                   outbox=published_field == keys.PUBLISHED,
-                   timeout=settings.redis_timeout_seconds,
-                   resident_accounts=settings.resident_accounts,
-                   max_distinct_members=settings.max_distinct_members,
-                   durability=server.Durability.of(settings))
+        return cls(
+            redis,
+            model,
+            dedup_horizon_seconds=settings.dedup_horizon_seconds,
+            dedup_max_ids=settings.dedup_max_ids,
+            published_field=published_field,
+            outbox=published_field == keys.PUBLISHED,
+            timeout=settings.redis_timeout_seconds,
+            resident_accounts=settings.resident_accounts,
+            max_distinct_members=settings.max_distinct_members,
+            durability=server.Durability.of(settings),
+        )
 
-    def __init__(self, redis: Client, model: Model, *, dedup_horizon_seconds: float = 86400.0,
-                 dedup_max_ids: int = 5000, published_field: str = keys.PUBLISHED,
-                 outbox: bool = True, timeout: float = 10.0,
-                 resident_accounts: int = 50_000, max_distinct_members: int = 25_000,
-                 durability: server.Durability | None = None) -> None:
+    def __init__(
+        self,
+        redis: Client,
+        model: Model,
+        *,
+        dedup_horizon_seconds: float = 86400.0,
+        dedup_max_ids: int = 5000,
+        published_field: str = keys.PUBLISHED,
+        outbox: bool = True,
+        timeout: float = 10.0,
+        resident_accounts: int = 50_000,
+        max_distinct_members: int = 25_000,
+        durability: server.Durability | None = None,
+    ) -> None:
         """``published_field``: where the last published tier is kept; a replay that
         publishes its own trail keeps its chain apart from the live one, and needs no
         ``outbox`` (a trail is history, not a promise to consumers). ``timeout``: the
@@ -81,16 +101,23 @@ class WindowStore:
     def _use(self, model: Model) -> None:
         horizon, max_ids, max_members = self._script_limits
         self._model = model
-        self._calls = ScriptCalls(self._redis, ApplyScript(model, horizon, max_ids),
-                                  self._timeout, max_members)
+        self._calls = ScriptCalls(
+            self._redis, ApplyScript(model, horizon, max_ids), self._timeout, max_members
+        )
         self._all_windows = model.window_lengths  # a trend's previous window included
         self._max_window = model.max_window_buckets  # a max() over the model's spans
         self._sets = distinct_sets(model)  # the ones its signals read
         self._seen_types = event_types()  # each has a seen:<type> field in the state hash
         # In the order ``resident.load`` reads them.
-        self._fields = [keys.VERSION, keys.ATTRS, self._published_field, keys.MODE,
-                        *(keys.SEEN_PREFIX + t for t in self._seen_types),
-                        *(CAPPED_PREFIX + name for name in self._sets), keys.OVERRIDE]
+        self._fields = [
+            keys.VERSION,
+            keys.ATTRS,
+            self._published_field,
+            keys.MODE,
+            *(keys.SEEN_PREFIX + t for t in self._seen_types),
+            *(CAPPED_PREFIX + name for name in self._sets),
+            keys.OVERRIDE,
+        ]
         # Only a model with percentile components reads it: none other pays for it.
         self._peers = bool(percentile_components(model))
         if self._peers:
@@ -99,8 +126,9 @@ class WindowStore:
     def now_bucket(self, now: float) -> int:
         return bucket_of(now, self._model.bucket_seconds)
 
-    async def apply(self, plans: Sequence[AccountPlan], now: float,
-                    *, read_all: bool = False) -> list[AccountState]:
+    async def apply(
+        self, plans: Sequence[AccountPlan], now: float, *, read_all: bool = False
+    ) -> list[AccountState]:
         """Write each plan; what rescoring needs comes from the accounts held in memory
         (loaded first if they are not). ``read_all``: every component is recomputed."""
         if not plans:
@@ -115,8 +143,9 @@ class WindowStore:
         except BaseException:  # whether the scripts ran is unknown: load these again
             self._residents.drop(p.account_id for p in plans)
             raise
-        return state.settle(plans, residents, replies, fresh, self._residents, read_all,
-                            self._model.bucket_seconds)
+        return state.settle(
+            plans, residents, replies, fresh, self._residents, read_all, self._model.bucket_seconds
+        )
 
     async def _residents_of(self, account_ids: Sequence[str], now_bucket: int) -> list[Resident]:
         held = [self._residents.get(a, now_bucket) for a in account_ids]
@@ -136,13 +165,21 @@ class WindowStore:
                 commands.append(("ZRANGE", key, 0, -1, "WITHSCORES"))
         replies = await wire.execute(self._redis, commands, self._timeout)
         keep_from = oldest_bucket(now_bucket, self._max_window)
-        loaded = [load(account_id, now_bucket, keep_from, self._all_windows,
-                       self._model.bucket_seconds, _pairs(replies[at]),
-                       map(_pairs, replies[at + 2:at + width]),
-                       replies[at + 1][:-1] if self._peers else replies[at + 1],
-                       sets, self._seen_types)
-                  for account_id, at in zip(account_ids, range(0, len(replies), width),
-                                            strict=True)]
+        loaded = [
+            load(
+                account_id,
+                now_bucket,
+                keep_from,
+                self._all_windows,
+                self._model.bucket_seconds,
+                _pairs(replies[at]),
+                map(_pairs, replies[at + 2 : at + width]),
+                replies[at + 1][:-1] if self._peers else replies[at + 1],
+                sets,
+                self._seen_types,
+            )
+            for account_id, at in zip(account_ids, range(0, len(replies), width), strict=True)
+        ]
         if self._peers:
             for resident, at in zip(loaded, range(0, len(replies), width), strict=True):
                 group = replies[at + 1][-1]
@@ -195,9 +232,12 @@ class WindowStore:
         """Only what changed: a new tier (with its alert in the outbox), a new time to
         rescore, a new mode. Component values stay in memory, recomputed after a load:
         writing them every batch cost more than computing them again."""
-        commands, starts = saving.batch(writes, self._residents,
-                                        published_field=self._published_field,
-                                        outbox=self.outbox.enabled)
+        commands, starts = saving.batch(
+            writes,
+            self._residents,
+            published_field=self._published_field,
+            outbox=self.outbox.enabled,
+        )
         return await wire.execute(self._redis, commands, self._timeout, ordered=starts)
 
     async def durable(self) -> None:

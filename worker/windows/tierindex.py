@@ -26,6 +26,7 @@ class TierIndex:
 
     async def counts(self, tiers: Sequence[str]) -> dict[str, int]:
         """Accounts per published tier: one ZCARD each, no scan."""
-        replies = await wire.execute(self._redis, [("ZCARD", keys.tier_key(t)) for t in tiers],
-                                     self._timeout)
+        replies = await wire.execute(
+            self._redis, [("ZCARD", keys.tier_key(t)) for t in tiers], self._timeout
+        )
         return {tier: int(count) for tier, count in zip(tiers, replies, strict=True)}

@@ -25,9 +25,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-async def concurrently(items: Sequence[T], size: int,
-                       work: Callable[[Sequence[T]], Coroutine[Any, Any, list[R]]],
-                       parallel: int = 4) -> list[R]:
+async def concurrently(
+    items: Sequence[T],
+    size: int,
+    work: Callable[[Sequence[T]], Coroutine[Any, Any, list[R]]],
+    parallel: int = 4,
+) -> list[R]:
     """``work`` on chunks of ``items``, each chunk an exchange of its own, results in order.
 
     While Redis runs one chunk's commands the worker packs the next and reads the
@@ -37,7 +40,7 @@ async def concurrently(items: Sequence[T], size: int,
     within one chunk. The first failure cancels the other chunks and is
     raised as itself, so the one place that decides about retries sees it.
     """
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     if len(chunks) <= 1:
         return await work(items)
     slots = asyncio.Semaphore(parallel)
@@ -54,8 +57,9 @@ async def concurrently(items: Sequence[T], size: int,
     return [result for task in tasks for result in task.result()]
 
 
-async def execute(redis: Client, commands: Sequence[Command], deadline: float,
-                  ordered: Sequence[int] = ()) -> list[Any]:
+async def execute(
+    redis: Client, commands: Sequence[Command], deadline: float, ordered: Sequence[int] = ()
+) -> list[Any]:
     """Send ``commands`` in one write, read every reply; raise the first error reply
     (after reading them all: the connection stays usable).
 
