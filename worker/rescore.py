@@ -25,6 +25,7 @@ from worker.scoring.peers import PeerRank
 from worker.scoring.rollup import score_components, score_of
 from worker.scoring.segments import ModelSet, model_name, scoring_model
 from worker.scoring.tierchange import TierChange, decide, new_tier, snapshot
+from worker.tuples import make
 from worker.windows.outbox import OutboxEntry
 from worker.windows.plan import AccountPlan
 from worker.windows.state import AccountState, StateWrite
@@ -222,18 +223,9 @@ class Rescorer:
             # has nothing to decide, and saving it would give an account with no data at
             # all (a tombstone of an unknown account) a key.
             mode = Mode.LIVE
-        outcome.writes.append(
-            StateWrite(
-                plan.account_id,
-                values,
-                partition=plan.partition,
-                next_change=next_change,
-                published=published,
-                alert=alert,
-                mode=mode,
-                override=None if over is None else over.save,
-            )
-        )
+        save = None if over is None else over.save
+        write = (plan.account_id, values, plan.partition, next_change, published, alert, mode, save)
+        outcome.writes.append(make(StateWrite, write))  # every field, in order
 
     def _decide(
         self, model: Model, values: dict[str, float], state: AccountState, hysteresis: bool

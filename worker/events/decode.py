@@ -17,8 +17,9 @@ import orjson
 from worker.contracts import first_error, load_schema, validator
 from worker.errors import BadInput, Reason
 from worker.events.override import check_override
-from worker.events.types import AccountUpdate, Event, Override, Record, SourceRef, make
+from worker.events.types import AccountUpdate, Event, Override, Record, SourceRef
 from worker.scoring.vocabulary import VOCABULARY
+from worker.tuples import make
 
 # Far outside any window, yet parseable: guards against year-1 / year-9999 stamps.
 MIN_TS = datetime(2000, 1, 1, tzinfo=UTC).timestamp()

@@ -14,9 +14,10 @@ from worker.clock import Clock
 from worker.errors import BadInput, internal_error, is_retriable
 from worker.events.deadletter import dead_letter, dead_letter_key
 from worker.events.decode import Decoder
-from worker.events.types import AccountUpdate, Event, Record, SourceRef, make
+from worker.events.types import AccountUpdate, Event, Record, SourceRef
 from worker.metrics import Metrics
 from worker.settings import Settings
+from worker.tuples import make
 
 log = logging.getLogger(__name__)
 DeadLetters = list[tuple[bytes | None, dict[str, Any]]]  # (key, record) to publish

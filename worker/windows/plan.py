@@ -19,6 +19,7 @@ from worker.scoring.model import Model
 from worker.scoring.override import OverrideState
 from worker.scoring.signals import Feed
 from worker.scoring.vocabulary import VOCABULARY
+from worker.tuples import make
 from worker.windows.buckets import oldest_bucket
 
 
@@ -46,49 +47,77 @@ class Totals(NamedTuple):
     dropped: dict[str, tuple[int, float]] | None = None
 
 
-@dataclass(slots=True)
+# init=False: a dataclass's own __init__ is Python code even in the compiled build (the
+# decorator writes it at import), about 7k instructions per plan; this one compiles.
+@dataclass(slots=True, init=False)
 class AccountPlan:
     """The writes of one batch to one account, and what needs rescoring after."""
 
     account_id: str
-    partition: int | None = None  # of its records; co-partitioning makes it one number
+    partition: int | None  # of its records; co-partitioning makes it one number
     # Each event to apply at most once (fenced by its source offset and id), in order.
-    events: list[Written] = field(default_factory=list)
+    events: list[Written]
     # "topic:partition" of the events: whose applied offset fences each of them
-    sources: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, int]
     # What all of ``events`` add up to, summed as they are planned (``Totals``): the
     # script is first asked to apply them all, as nearly every call does.
-    counters: dict[tuple[int, str], float] = field(default_factory=dict)
-    members: dict[str, dict[str, float]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
+    counters: dict[tuple[int, str], float]
+    members: dict[str, dict[str, float]]
+    seen: set[str]
     # event type -> the newest bucket of its events: saved as the account's seen:<type>
     # when it is newer than the one Redis has (once per type and bucket, not per event)
-    last_bucket: dict[str, int] = field(default_factory=dict)
-    attrs: dict[str, Any] | None = None
-    attrs_changed: bool = False
-    touched: set[str] = field(default_factory=set)  # component names
-    too_old: int = 0
+    last_bucket: dict[str, int]
+    attrs: dict[str, Any] | None
+    attrs_changed: bool
+    touched: set[str]  # component names
+    too_old: int
     # The time of its newest record (event ts, account update record timestamp); for a
     # rescore without records, the time its windows end at. Decides live or catch-up.
-    newest: float = -math.inf
+    newest: float
     # The batch's override records, and the account's override state after them (set
     # by the store from the held account, None: unchanged) with what happened to it.
-    overrides: list[Override] = field(default_factory=list)
-    override: OverrideState | None = None
-    override_events: list[str] = field(default_factory=list)
+    overrides: list[Override]
+    override: OverrideState | None
+    override_events: list[str]
     # Sums the events again for ``totals`` of some of them (set with the first event).
-    planner: Planner | None = field(default=None, compare=False, repr=False)
+    planner: Planner | None = field(compare=False, repr=False)
+
+    def __init__(
+        self,
+        account_id: str,
+        partition: int | None = None,
+        *,
+        too_old: int = 0,
+        newest: float = -math.inf,
+    ) -> None:
+        self.account_id = account_id
+        self.partition = partition
+        self.events = []
+        self.sources = {}
+        self.counters = {}
+        self.members = {}
+        self.seen = set()
+        self.last_bucket = {}
+        self.attrs = None
+        self.attrs_changed = False
+        self.touched = set()
+        self.too_old = too_old
+        self.newest = newest
+        self.overrides = []
+        self.override = None
+        self.override_events = []
+        self.planner = None
 
     def totals(self, status: str | None = None) -> Totals:
         """The sum of the events whose ``status`` letter is "a" (applied); all if None."""
         if status is None or self.planner is None or status == "a" * len(self.events):
-            return Totals(self.counters, self.members)
+            return make(Totals, (self.counters, self.members, None))
         counters: dict[tuple[int, str], float] = {}
         members: dict[str, dict[str, float]] = {}
         for (_, _, _, event), letter in zip(self.events, status, strict=True):
             if letter == "a":
                 self.planner.add(counters, members, event)
-        return Totals(counters, members)
+        return make(Totals, (counters, members, None))
 
 
 def event_key(event_type: str, event_id: str) -> bytes:

@@ -33,6 +33,7 @@ from worker.scoring.mode import Mode
 from worker.scoring.override import OverrideState
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import Published
+from worker.tuples import make
 from worker.windows import overrides
 from worker.windows.buckets import bucket_of
 from worker.windows.plan import Totals
@@ -96,11 +97,10 @@ class Resident:
                 window_counts = {}
                 for name, per_window in counts:
                     window_counts[name] = per_window[i]
-                view[w] = WindowView(
-                    self.sums[i],
-                    window_counts,
-                    self._capped_since((self.bucket - w + 1) * self.bucket_seconds),
-                    (self.bucket + 1) * self.bucket_seconds,
+                since = (self.bucket - w + 1) * self.bucket_seconds
+                end = (self.bucket + 1) * self.bucket_seconds
+                view[w] = make(
+                    WindowView, (self.sums[i], window_counts, self._capped_since(since), end)
                 )
             self._view = view
         return self._view

@@ -12,6 +12,7 @@ from worker.scoring.mode import Mode
 from worker.scoring.override import OverrideState
 from worker.scoring.signals import WindowView
 from worker.scoring.tierchange import Published
+from worker.tuples import make
 from worker.windows.plan import AccountPlan, Totals
 from worker.windows.resident import NO_CHANGE, Resident, Residents
 from worker.windows.script import Reply
@@ -63,27 +64,30 @@ def state_of(
     """The held account as scoring reads it; ``read_all``: its component values are
     computed again from its windows (a rescore with no event), not taken as held."""
     cached = None if read_all else resident.values
-    return AccountState(
-        account_id=resident.account_id,
-        now_bucket=resident.bucket,
-        cache_valid=cached is not None,
-        status=status,
-        applied=status.count("a"),
-        replayed=status.count("r"),
-        duplicates=status.count("d"),
-        next_change=(
-            None if resident.next_change == NO_CHANGE else resident.next_change * bucket_seconds
+    next_change = resident.next_change
+    # Every field, in order (``tuples.make``): one is made per account and batch.
+    return make(
+        AccountState,
+        (
+            resident.account_id,
+            resident.bucket,
+            cached is not None,
+            status,
+            status.count("a"),
+            status.count("r"),
+            status.count("d"),
+            None if next_change == NO_CHANGE else next_change * bucket_seconds,
+            resident.view(),
+            resident.attrs,
+            cached or {},
+            resident.published,
+            resident.seen,
+            resident.mode,
+            None if dropped is None else {n: c for n, (c, _) in dropped.items()},
+            resident.seen_bucket,
+            resident.override,
+            resident.peer_group,
         ),
-        windows=resident.view(),
-        attrs=resident.attrs,
-        cached_values=cached or {},
-        published=resident.published,
-        seen=resident.seen,
-        last_mode=resident.mode,
-        left_out=None if dropped is None else {n: c for n, (c, _) in dropped.items()},
-        seen_bucket=resident.seen_bucket,
-        override=resident.override,
-        peer_group=resident.peer_group,
     )
 
 
