@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.pipeline import _cpu_seconds
+from bench.cputime import cpu_seconds
 from worker.embedded import free_port
 from worker.settings import Settings, env_name
 
@@ -155,7 +155,7 @@ class WorkerProcess:
             committed,
             self.rss_bytes(),
             int(m.get("healthscore_batch_records_count", 0)),
-            _cpu_seconds(self.pid),
+            cpu_seconds(self.pid),
         )
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import zlib
 
 from aiokafka.structs import ConsumerRecord
 from redis.asyncio import RedisCluster
 
+from bench.cputime import cpu_seconds
 from bench.data import events, topic_of
 from worker.app import tune_gc
 from worker.clock import FixedClock, WallClock
@@ -63,12 +63,6 @@ def _records(
     return out
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def run(
     total: int,
     accounts: int,
@@ -89,7 +83,7 @@ async def run(
         model = load_model(model_path)
         pipeline = Pipeline(settings, model, WindowStore(redis, model), clock, Metrics())
         pids = _pids(backend)
-        redis_cpu, own_cpu = sum(map(_cpu_seconds, pids)), time.process_time()
+        redis_cpu, own_cpu = sum(map(cpu_seconds, pids)), time.process_time()
         started = time.perf_counter()
         for start in range(0, total, batch):
             await pipeline.store.save(
@@ -97,7 +91,7 @@ async def run(
             )
         seconds = time.perf_counter() - started
         own_cpu = time.process_time() - own_cpu
-        redis_cpu = sum(map(_cpu_seconds, pids)) - redis_cpu
+        redis_cpu = sum(map(cpu_seconds, pids)) - redis_cpu
         stats = await _commandstats(redis)
         script = stats.get("cmdstat_evalsha", {})
         await redis.aclose()

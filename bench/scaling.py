@@ -30,8 +30,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from bench.contender import WorkerProcess
+from bench.cputime import cpu_seconds
 from bench.data import Record, events, preload
-from bench.pipeline import _cpu_seconds
 from bench.run import scenario
 from worker.embedded import EmbeddedStack
 from worker.runtime.topics import ensure_topics
@@ -70,9 +70,9 @@ async def measure(
         empty = int((await redis.info("memory"))["used_memory"])
         if backfill:  # every account once, untimed: the state a steady stream finds
             await _run(setup, f"{name}-fill", 1, events(accounts, accounts, seed=3, each_once=True))
-        redis_cpu = _cpu_seconds(setup.redis_pid)
+        redis_cpu = cpu_seconds(setup.redis_pid)
         n, seconds, cpu, rss = await _run(setup, name, workers, events(total, accounts, seed=5))
-        redis_cpu = _cpu_seconds(setup.redis_pid) - redis_cpu
+        redis_cpu = cpu_seconds(setup.redis_pid) - redis_cpu
         used = int((await redis.info("memory"))["used_memory"]) - empty
     return Point(
         workers,
@@ -103,7 +103,7 @@ async def _run(
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await admin.start()
         try:
-            cpu = sum(_cpu_seconds(p.pid) for p in procs)
+            cpu = sum(cpu_seconds(p.pid) for p in procs)
             started = time.perf_counter()
             total = await preload(settings, records)
             deadline = time.monotonic() + max(600.0, total / 300)
@@ -112,7 +112,7 @@ async def _run(
                     raise TimeoutError(f"{total} events not committed; see {log}")
                 await asyncio.sleep(0.2)
             seconds = time.perf_counter() - started
-            cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu
+            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu
             rss = max(p.rss_bytes() for p in procs)
         finally:
             await admin.close()
