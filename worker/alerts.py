@@ -30,6 +30,7 @@ from worker.scoring.rollup import Scorecard, rounded
 from worker.scoring.segments import model_name
 from worker.scoring.tierchange import TierChange
 from worker.timefmt import rfc3339
+from worker.tuples import make
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,34 +163,39 @@ def build_alert(
     reports history, which consumers may batch rather than page on."""
     card = change.scorecard
     contributions = card.contributions()
-    # Positional, in field order: a backfill builds one alert per account.
-    return Alert(
-        alert_id(account_id, change.seq, change.previous_tier, change.tier),
-        account_id,
-        segment,
-        change.previous_tier,
-        change.tier,
-        model.tier(change.tier).label,
-        None if change.previous_score is None else rounded(change.previous_score),
-        rounded(change.score),
-        _component_change(change.trigger) if change.trigger else None,
-        {
-            name: AlertComponent(
-                rounded(c.subscore), c.value, c.weight, rounded(contributions[name])
-            )
-            for name, c in card.components.items()
-        },
-        cause,
-        mode.value,
-        model.version,
-        AlertModel(model.version, model_name(model)),
-        rfc3339(now),
-        change.seq,
-        None,
-        # A catch-up alert reports history (a backlog, a backfill, a replay): the next
-        # steps of a state later records may already have moved are for explain and the
-        # API, which read the account as it is. Most alerts of a backfill are these.
-        None if mode is Mode.CATCH_UP else alert_recovery(model, card, change.tier),
+    # Built in C (``worker.tuples``), every field in order: a backfill builds one alert per
+    # account.
+    return make(
+        Alert,
+        (
+            alert_id(account_id, change.seq, change.previous_tier, change.tier),
+            account_id,
+            segment,
+            change.previous_tier,
+            change.tier,
+            model.tier(change.tier).label,
+            None if change.previous_score is None else rounded(change.previous_score),
+            rounded(change.score),
+            _component_change(change.trigger) if change.trigger else None,
+            {
+                name: make(
+                    AlertComponent,
+                    (rounded(c.subscore), c.value, c.weight, rounded(contributions[name])),
+                )
+                for name, c in card.components.items()
+            },
+            cause,
+            mode.value,
+            model.version,
+            make(AlertModel, (model.version, model_name(model))),
+            rfc3339(now),
+            change.seq,
+            None,
+            # A catch-up alert reports history (a backlog, a backfill, a replay): the next
+            # steps of a state later records may already have moved are for explain and the
+            # API, which read the account as it is. Most alerts of a backfill are these.
+            None if mode is Mode.CATCH_UP else alert_recovery(model, card, change.tier),
+        ),
     )
 
 
@@ -209,14 +215,17 @@ def _component_change(change: ComponentChange) -> TriggeringComponent:
     was, now = change.previous, change.current
     present = now if now is not None else was
     assert present is not None, "a change is between two scorecards, one has the component"
-    return TriggeringComponent(
-        name=change.name,
-        previous_subscore=None if was is None else rounded(was.subscore),
-        subscore=None if now is None else rounded(now.subscore),
-        previous_value=None if was is None else was.value,
-        value=None if now is None else now.value,
-        weight=present.weight,
-        contribution_change=rounded(change.contribution_change),
+    return make(
+        TriggeringComponent,
+        (
+            change.name,
+            None if was is None else rounded(was.subscore),
+            None if now is None else rounded(now.subscore),
+            None if was is None else was.value,
+            None if now is None else now.value,
+            present.weight,
+            rounded(change.contribution_change),
+        ),
     )
 
 

@@ -212,7 +212,7 @@ class Rescorer:
             if over is not None and over.active is not None:
                 alert = under_override(alert, model, change.scorecard, over.active)
             outcome.alerts.append((plan.account_id, alert))
-            outcome.outbox.append(OutboxEntry(plan.partition, plan.account_id, change.seq))
+            outcome.outbox.append(make(OutboxEntry, (plan.partition, plan.account_id, change.seq)))
             published = snapshot(change)
             if self._segmented:  # the model it was decided on: a later switch is seen
                 published = published._replace(model=model_name(model))

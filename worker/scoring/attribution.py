@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from worker.scoring.rollup import ComponentScore, Scorecard
+from worker.tuples import make
 
 
 class ComponentChange(NamedTuple):
@@ -43,7 +44,7 @@ def contribution_changes(before: Scorecard | None, after: Scorecard) -> dict[str
     for name in sorted(old.keys() | new.keys()):
         was, now = old.get(name), new.get(name)
         delta = _deviation(now, reference) - _deviation(was, reference)
-        changes[name] = ComponentChange(name, was, now, delta / new_total)
+        changes[name] = make(ComponentChange, (name, was, now, delta / new_total))
     return changes
 
 

@@ -13,6 +13,7 @@ from worker.scoring.attribution import (
 from worker.scoring.model import UNKNOWN_TIER, Model
 from worker.scoring.rollup import ComponentScore, Scorecard
 from worker.scoring.tiers import next_tier, plain_tier, rank
+from worker.tuples import make
 
 
 class Published(NamedTuple):
@@ -68,15 +69,18 @@ def decide(
     previous_tier = published.tier if published else None
     before = scorecard_of(published) if published else None
     changes = contribution_changes(before, card)
-    return TierChange(
-        previous_tier=previous_tier,
-        tier=tier,
-        previous_score=published.score if published else None,
-        score=score,
-        seq=(published.seq if published else 0) + 1,
-        scorecard=card,
-        changes=changes,
-        trigger=triggering_component(changes, _moved_down(model, previous_tier, tier)),
+    return make(
+        TierChange,
+        (
+            previous_tier,
+            tier,
+            published.score if published else None,
+            score,
+            (published.seq if published else 0) + 1,
+            card,
+            changes,
+            triggering_component(changes, _moved_down(model, previous_tier, tier)),
+        ),
     )
 
 
@@ -116,18 +120,26 @@ def new_tier(
 def snapshot(change: TierChange) -> Published:
     """What is remembered of the tier ``change`` publishes."""
     # Lists, as a parsed snapshot has them: one held in memory equals one read back.
-    return Published(
-        change.tier,
-        change.score,
-        change.seq,
-        {name: [c.value, c.subscore, c.weight] for name, c in change.scorecard.components.items()},
+    return make(
+        Published,
+        (
+            change.tier,
+            change.score,
+            change.seq,
+            {
+                name: [c.value, c.subscore, c.weight]
+                for name, c in change.scorecard.components.items()
+            },
+            None,  # model and ovr: the caller marks them
+            None,
+        ),
     )
 
 
 def scorecard_of(published: Published) -> Scorecard:
     return Scorecard(
         {
-            name: ComponentScore(value, subscore, weight)
+            name: make(ComponentScore, (value, subscore, weight))
             for name, (value, subscore, weight) in published.components.items()
         }
     )
