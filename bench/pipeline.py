@@ -5,9 +5,12 @@ goes between the worker's Python and Redis. For profiling changes to the hot pat
     python -m bench.pipeline --accounts 100000     # every event a new account
     python -m bench.pipeline --batch 1000 --commands
     python -m bench.pipeline --cluster 3           # on a local Redis Cluster of 3 primaries
+    python -m bench.pipeline --silent              # then rescore every account gone silent
 
 Prints events/s, the CPU seconds of this process and of redis-server, and Redis'
-own time in the apply script per event (``INFO commandstats``).
+own time in the apply script per event (``INFO commandstats``). ``--silent`` then moves the
+clock past the longest window and rescores every account due, as a worker holding none
+of them does (due -> load -> apply -> rescore -> save), and prints the same per account.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ from worker.embeddedcluster import EmbeddedRedisCluster
 from worker.metrics import Metrics
 from worker.modelfile import load_model
 from worker.pipeline import Pipeline
+from worker.scoring.model import Model
 from worker.settings import Settings
 from worker.windows import server
 from worker.windows.store import WindowStore
 from worker.windows.wire import Client
 
 FIXED_NOW = 1796275470.0  # 2026-12-03: any past moment will do, the same every run
+PARTITIONS = 12  # the records' partitions: the worker's are whatever its topics have
+SILENT_DAYS = 91  # past the default model's longest window (90 days)
 
 
 def _records(
@@ -48,7 +54,7 @@ def _records(
         out.append(
             ConsumerRecord(
                 topics[r.event_type],
-                zlib.crc32(key) % 12,
+                zlib.crc32(key) % PARTITIONS,
                 offset,
                 0,
                 0,
@@ -71,6 +77,7 @@ async def run(
     model_path: str = "",
     cluster: int = 0,
     fixed_clock: bool = False,
+    silent: bool = False,
 ) -> None:
     settings = Settings()
     # A fixed clock and event times fixed to it: the same buckets, so the same commands,
@@ -94,6 +101,7 @@ async def run(
         redis_cpu = sum(map(cpu_seconds, pids)) - redis_cpu
         stats = await _commandstats(redis)
         script = stats.get("cmdstat_evalsha", {})
+        rescored = await _silent(settings, redis, model, clock.now(), pids) if silent else ""
         await redis.aclose()
     if commands:  # scripts' own commands are counted too
         for name, stat in sorted(stats.items(), key=lambda item: -item[1]["usec"]):
@@ -111,6 +119,35 @@ async def run(
         f"redis-server {redis_cpu:.2f} s ({1e6 * redis_cpu / total:.1f} us/event); "
         f"script {script.get('usec', 0) / 1e6:.2f} s "
         f"({script.get('usec', 0) / total:.1f} us/event)"
+    )
+    if rescored:
+        print(rescored)
+
+
+async def _silent(
+    settings: Settings, redis: Client, model: Model, now: float, pids: list[int]
+) -> str:
+    """Every account due once the longest window has rolled past its events, rescored
+    and saved by a new pipeline: nothing held, each account loaded first."""
+    later = FixedClock(now + SILENT_DAYS * 86400)
+    pipeline = Pipeline(settings, model, WindowStore(redis, model), later, Metrics())
+    partitions = set(range(PARTITIONS))
+    accounts = alerts = 0
+    redis_cpu, own_cpu = sum(map(cpu_seconds, pids)), time.process_time()
+    started = time.perf_counter()
+    while due := await pipeline.due(partitions, settings.batch_max_records):
+        outcome = await pipeline.expire(due)
+        await pipeline.store.save(outcome.writes)
+        accounts += len(due)
+        alerts += len(outcome.alerts)
+    seconds = time.perf_counter() - started
+    own_cpu = time.process_time() - own_cpu
+    redis_cpu = sum(map(cpu_seconds, pids)) - redis_cpu
+    each = max(accounts, 1)
+    return (
+        f"silent: {accounts:,} accounts rescored ({alerts:,} alerts) in {seconds:.2f} s: "
+        f"{accounts / seconds if seconds else 0:,.0f} accounts/s; CPU: worker "
+        f"{1e6 * own_cpu / each:.0f} us/account, redis-server {1e6 * redis_cpu / each:.1f} us/account"
     )
 
 
@@ -156,6 +193,11 @@ def main() -> None:
         "run, for instruction counts",
     )
     parser.add_argument(
+        "--silent",
+        action="store_true",
+        help=f"then move the clock {SILENT_DAYS} days on and rescore every account due",
+    )
+    parser.add_argument(
         "--cluster",
         type=int,
         default=0,
@@ -173,6 +215,7 @@ def main() -> None:
             args.model,
             args.cluster,
             args.fixed_clock,
+            args.silent,
         )
     )
 

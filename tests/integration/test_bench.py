@@ -4,6 +4,10 @@ measured something and that the contenders compared read the same events."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -82,3 +86,23 @@ def test_quick_scaling_curve_measures_every_point(tmp_path: Path) -> None:
         assert point["events_per_s"] > 0
         assert point["worker_cpu_us_per_event"] > 0
         assert point["redis_bytes_per_account"] > 0
+
+
+def test_the_pipeline_tool_measures_a_stream_and_then_the_silent_accounts() -> None:
+    # As it is run for profiling: a command, with its own embedded Redis.
+    repo = Path(__file__).parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    command = [sys.executable, "-m", "bench.pipeline", "--events", "600", "--accounts", "300"]
+    result = subprocess.run(
+        [*command, "--batch", "200", "--fixed-clock", "--silent"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "600 events over 300 accounts in batches of 200 on one Redis" in result.stdout
+    silent = re.search(r"silent: (\d+) accounts rescored \((\d+) alerts\)", result.stdout)
+    assert silent is not None, result.stdout
+    assert int(silent[1]) > 0  # each account is due once its windows rolled
