@@ -51,43 +51,89 @@ class Unknown(Enum):
 UNKNOWN = Unknown.UNKNOWN
 
 
-@dataclass(slots=True)
+# ``init=False``, and an ``__init__`` of its own: a dataclass' generated one is Python the
+# decorator writes at import (about 11k instructions an account loaded); this one compiles.
+@dataclass(slots=True, init=False)
 class Resident:
     account_id: str
     bucket: int  # the now-bucket the window sums are for
     windows: tuple[int, ...]  # window lengths in buckets, the model's, ascending
     bucket_seconds: int
-    version: int = 0
-    partition: int | None = None
-    sums: list[dict[str, float]] = field(default_factory=list)  # per window
+    version: int
+    partition: int | None
+    sums: list[dict[str, float]]  # per window
     # Per set: member -> last-seen epoch seconds, and per window how many are inside it.
-    last_seen: dict[str, dict[str, float]] = field(default_factory=dict)
-    counts: dict[str, list[int]] = field(default_factory=dict)
-    next_change: int = NO_CHANGE  # first bucket in which data leaves a window
-    attrs: dict[str, Any] = field(default_factory=dict)
-    seen: frozenset[str] = frozenset()
+    last_seen: dict[str, dict[str, float]]
+    counts: dict[str, list[int]]
+    next_change: int  # first bucket in which data leaves a window
+    attrs: dict[str, Any]
+    seen: frozenset[str]
     # event type -> the newest bucket with an event of it (the seen:<type> field)
-    seen_bucket: dict[str, int] = field(default_factory=dict)
+    seen_bucket: dict[str, int]
     # Component values as last scored, kept in memory only; None until scored after the
     # load. Valid for as long as the account is held: for this bucket (a new one reloads
     # it) and the store's model.
-    values: dict[str, float] | None = None
+    values: dict[str, float] | None
     # The rescore time last written to the due index (epoch s, None: not due); unknown
     # after a load, so written with the next save.
-    scheduled: float | Unknown | None = UNKNOWN
-    published: Published | None = None
-    mode: Mode = Mode.LIVE  # of the last evaluation, as saved: hysteresis may need it
+    scheduled: float | Unknown | None
+    published: Published | None
+    mode: Mode  # of the last evaluation, as saved: hysteresis may need it
     # Counter fields found expired by the load: deleted by the next maintenance.
-    expired: list[str] = field(default_factory=list)
-    maintained: bool = False  # pruned and expiries refreshed in this bucket
+    expired: list[str]
+    maintained: bool  # pruned and expiries refreshed in this bucket
     # Per set that reached the distinct-member bound: the latest time of a member left
     # out. A window reaching back to it has a count that is a lower bound.
-    capped: dict[str, float] = field(default_factory=dict)
-    override: OverrideState | None = None  # None: the account never had one
-    peer_group: str | None = None  # the group its values are ranked in (``windows.peers``)
+    capped: dict[str, float]
+    override: OverrideState | None  # None: the account never had one
+    peer_group: str | None  # the group its values are ranked in (``windows.peers``)
     # The windows as scoring sees them, built again only when a distinct count moves
     # (the sums are shared, so counters need no rebuild): most batches move none.
-    _view: dict[int, WindowView] | None = field(default=None, init=False, repr=False, compare=False)
+    _view: dict[int, WindowView] | None = field(repr=False, compare=False)
+
+    def __init__(
+        self,
+        account_id: str,
+        bucket: int,
+        windows: tuple[int, ...],
+        bucket_seconds: int,
+        *,
+        version: int = 0,
+        partition: int | None = None,
+        sums: list[dict[str, float]] | None = None,
+        last_seen: dict[str, dict[str, float]] | None = None,
+        counts: dict[str, list[int]] | None = None,
+        attrs: dict[str, Any] | None = None,
+        seen: frozenset[str] = frozenset(),
+        seen_bucket: dict[str, int] | None = None,
+        published: Published | None = None,
+        mode: Mode = Mode.LIVE,
+        maintained: bool = False,
+    ) -> None:
+        """``None``: empty (a new dict or list each)."""
+        self.account_id = account_id
+        self.bucket = bucket
+        self.windows = windows
+        self.bucket_seconds = bucket_seconds
+        self.version = version
+        self.partition = partition
+        self.sums = [] if sums is None else sums
+        self.last_seen = {} if last_seen is None else last_seen
+        self.counts = {} if counts is None else counts
+        self.next_change = NO_CHANGE
+        self.attrs = {} if attrs is None else attrs
+        self.seen = seen
+        self.seen_bucket = {} if seen_bucket is None else seen_bucket
+        self.values = None
+        self.scheduled = UNKNOWN
+        self.published = published
+        self.mode = mode
+        self.expired = []
+        self.maintained = maintained
+        self.capped = {}
+        self.override = None
+        self.peer_group = None
+        self._view = None
 
     def view(self) -> dict[int, WindowView]:
         if self._view is None:
