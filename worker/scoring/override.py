@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from worker.scoring.attribution import contribution_changes, triggering_component
 from worker.scoring.model import Model
 from worker.scoring.rollup import ComponentScore, Scorecard
-from worker.scoring.tierchange import Published, TierChange, new_tier, scorecard_of
+from worker.scoring.tierchange import Published, TierChange, change_to, new_tier
 from worker.scoring.tiers import rank
 from worker.timefmt import rfc3339
 
@@ -208,21 +207,11 @@ def decide(
     if tier is None:
         return None
     previous_tier = published.tier if published else None
-    changes = contribution_changes(scorecard_of(published) if published else None, card)
     if previous_tier is None or previous_tier not in {t.name for t in model.tiers}:
         moved_down = rank(model, tier) > 0
     else:
         moved_down = rank(model, tier) > rank(model, previous_tier)
-    return TierChange(
-        previous_tier,
-        tier,
-        published.score if published else None,
-        score,
-        (published.seq if published else 0) + 1,
-        card,
-        changes,
-        triggering_component(changes, moved_down),
-    )
+    return change_to(published, tier, score, card, moved_down)
 
 
 def alert_field(active: ActiveOverride) -> dict[str, Any]:

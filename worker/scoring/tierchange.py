@@ -67,19 +67,26 @@ def decide(
     if score is None or tier is None:
         return None
     previous_tier = published.tier if published else None
-    before = scorecard_of(published) if published else None
-    changes = contribution_changes(before, card)
-    return make(
+    return change_to(published, tier, score, card, _moved_down(model, previous_tier, tier))
+
+
+def change_to(
+    published: Published | None, tier: str, score: float, card: Scorecard, moved_down: bool
+) -> TierChange:
+    """The change from ``published`` (None: the first tier) to ``tier`` at ``score``, with
+    what moved it: the trigger is the component that pushed most the way it went."""
+    changes = contribution_changes(scorecard_of(published) if published else None, card)
+    return make(  # every field, in order (``tuples.make``)
         TierChange,
         (
-            previous_tier,
+            published.tier if published else None,
             tier,
             published.score if published else None,
             score,
             (published.seq if published else 0) + 1,
             card,
             changes,
-            triggering_component(changes, _moved_down(model, previous_tier, tier)),
+            triggering_component(changes, moved_down),
         ),
     )
 
